@@ -1,0 +1,1 @@
+//! (being written) capture device listing with stable identities.

@@ -1,0 +1,85 @@
+//! The capture loop shared by every backend that reads its device (alsa, synth, file):
+//! read a period, push it into the ring, repeat. Callback backends (cpal) push from their
+//! own callback instead.
+
+use std::thread::JoinHandle;
+
+use super::rt::{self, RtPhase};
+use super::{CaptureEnd, CaptureHandle, FrameSink, GapCause, StopFlag};
+
+/// What one read from a device gave.
+#[derive(Debug)]
+pub enum Read {
+    /// `n` whole frames were written to the start of the buffer.
+    Frames(usize),
+    /// The device overran and was recovered in place; about `lost_frames` were dropped.
+    Overrun { lost_frames: u64 },
+    /// The source delivered nothing for `frames` frames of its time but keeps running.
+    DropOut { frames: u64 },
+    /// Nothing arrived within the read's bounded wait: check the stop flag and read again.
+    Idle,
+    /// The stream is over.
+    End(CaptureEnd),
+}
+
+/// A device read by the capture thread. `read` must return within about a period (or a
+/// bounded poll timeout), never allocate or lock in the steady state, and never log.
+pub trait PullSource: Send + 'static {
+    fn read(&mut self, buf: &mut [u8]) -> Read;
+}
+
+/// Spawns the named real-time capture thread that drives `source` into `sink`.
+pub fn spawn(
+    name: &str,
+    mut source: impl PullSource,
+    mut sink: FrameSink,
+    period_frames: u32,
+) -> std::io::Result<CaptureHandle> {
+    let stop = StopFlag::new();
+    let thread_stop = stop.clone();
+    let thread: JoinHandle<()> = std::thread::Builder::new().name(name.to_string()).spawn(move || {
+        if !rt::request_realtime_priority(rt::CAPTURE_RT_PRIORITY) {
+            log::warn!(
+                "capture: SCHED_FIFO {} refused (needs CAP_SYS_NICE or RLIMIT_RTPRIO); running at normal priority",
+                rt::CAPTURE_RT_PRIORITY
+            );
+        }
+        // Allocated once, before the loop.
+        let mut buf = vec![0u8; period_frames as usize * sink.bytes_per_frame()];
+        let end = run_loop(&mut source, &mut sink, &mut buf, &thread_stop);
+        sink.end(end);
+    })?;
+    Ok(CaptureHandle::new(stop, thread))
+}
+
+fn run_loop(
+    source: &mut impl PullSource,
+    sink: &mut FrameSink,
+    buf: &mut [u8],
+    stop: &StopFlag,
+) -> CaptureEnd {
+    let bpf = sink.bytes_per_frame();
+    let mut periods = 0u32;
+    let end = loop {
+        if stop.is_stopped() {
+            break CaptureEnd::Stopped;
+        }
+        match source.read(buf) {
+            Read::Frames(n) => sink.push(&buf[..n * bpf]),
+            Read::Overrun { lost_frames } => sink.device_dropped(lost_frames, GapCause::DeviceOverrun),
+            Read::DropOut { frames } => sink.device_dropped(frames, GapCause::DropOut),
+            Read::Idle => {}
+            Read::End(end) => break end,
+        }
+        if periods < rt::WARMUP_PERIODS {
+            periods += 1;
+            if periods == rt::WARMUP_PERIODS {
+                rt::steady_state(RtPhase::SteadyEnter);
+            }
+        }
+    };
+    if periods >= rt::WARMUP_PERIODS {
+        rt::steady_state(RtPhase::SteadyExit);
+    }
+    end
+}

@@ -1,0 +1,5 @@
+//! Pure logic: no clocks, no I/O. Time and shutdown are passed in, so tests are tables.
+
+pub mod format;
+pub mod job;
+pub mod timeline;

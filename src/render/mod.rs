@@ -1,0 +1,3 @@
+//! Rendering a job's segments into deliverables.
+
+pub mod stitch;

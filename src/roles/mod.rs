@@ -1,0 +1,1 @@
+//! The programs built from the parts.
