@@ -1,1 +1,244 @@
-//! (being written)
+//! Configuration in two stages: [`RawConfig`] is the TOML as written (unknown keys are
+//! rejected, naming the key and the file), [`RecordSettings`] is validated, defaults
+//! applied, ready to run. Command-line flags override the file.
+
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use crate::core::format::{SampleFormat, StreamSpec};
+use crate::core::timeline::GapFill;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("bad config {path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("bad setting {key}: {message}")]
+    Invalid { key: &'static str, message: String },
+}
+
+/// The config file as written.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub capture: RawCapture,
+    #[serde(default)]
+    pub segments: RawSegments,
+    #[serde(default)]
+    pub output: RawOutput,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCapture {
+    pub backend: Option<String>,
+    pub device: Option<String>,
+    pub format: Option<String>,
+    pub rate: Option<u32>,
+    pub channels: Option<u16>,
+    /// Device period, e.g. "20ms".
+    pub period: Option<String>,
+    /// Seconds of audio the ring between capture and writer holds.
+    pub ring_seconds: Option<f64>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSegments {
+    pub segment_seconds: Option<u64>,
+    /// How often each segment's header is rewritten ("1s").
+    pub flush_interval: Option<String>,
+    /// How often segment data is fdatasync'ed ("1s").
+    pub sync_interval: Option<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOutput {
+    pub dir: Option<PathBuf>,
+    /// "silence" (output time = wall time) or "splice".
+    pub gap_fill: Option<String>,
+}
+
+impl RawConfig {
+    pub fn load(path: &Path) -> Result<RawConfig, ConfigError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        Self::parse(&text, path)
+    }
+
+    pub fn parse(text: &str, path: &Path) -> Result<RawConfig, ConfigError> {
+        toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_path_buf(),
+            // toml's message names the unknown key and the line; keep it on one line.
+            message: e.to_string().split_whitespace().collect::<Vec<_>>().join(" "),
+        })
+    }
+}
+
+/// Everything `record` needs, validated.
+#[derive(Clone, Debug, PartialEq)]
+pub struct RecordSettings {
+    pub backend: String,
+    pub device: String,
+    pub spec: StreamSpec,
+    pub period: Duration,
+    pub ring_seconds: f64,
+    pub segment_seconds: u64,
+    pub flush_interval: Duration,
+    pub sync_interval: Duration,
+    pub out: PathBuf,
+    pub gap_fill: GapFill,
+    pub duration: Option<Duration>,
+}
+
+/// Values given on the command line; each overrides the config file.
+#[derive(Clone, Debug, Default)]
+pub struct Overrides {
+    pub backend: Option<String>,
+    pub device: Option<String>,
+    pub format: Option<String>,
+    pub rate: Option<u32>,
+    pub channels: Option<u16>,
+    pub out: Option<PathBuf>,
+    pub duration: Option<Duration>,
+    pub segment_seconds: Option<u64>,
+    pub sync_interval: Option<Duration>,
+}
+
+fn duration_setting(key: &'static str, value: Option<&str>, default: Duration) -> Result<Duration, ConfigError> {
+    match value {
+        None => Ok(default),
+        Some(s) => humantime::parse_duration(s)
+            .map_err(|e| ConfigError::Invalid { key, message: format!("{s:?}: {e}") }),
+    }
+}
+
+fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid { key, message: message.into() }
+}
+
+impl RecordSettings {
+    pub fn resolve(raw: RawConfig, cli: Overrides) -> Result<RecordSettings, ConfigError> {
+        let backend = cli.backend.or(raw.capture.backend).unwrap_or_else(|| "alsa".into());
+        if crate::capture::backend(&backend).is_none() {
+            return Err(invalid(
+                "capture.backend",
+                format!("{backend:?} is not one of {}", crate::capture::backend_names().join(", ")),
+            ));
+        }
+        let device = cli.device.or(raw.capture.device).unwrap_or_else(|| match backend.as_str() {
+            "synth" => "sine:440".into(),
+            _ => "default".into(),
+        });
+        let format_name = cli.format.or(raw.capture.format).unwrap_or_else(|| "S16_LE".into());
+        let format: SampleFormat =
+            format_name.parse().map_err(|e: crate::core::format::UnknownFormat| invalid("capture.format", e.to_string()))?;
+        let rate = cli.rate.or(raw.capture.rate).unwrap_or(48_000);
+        if !(8_000..=384_000).contains(&rate) {
+            return Err(invalid("capture.rate", format!("{rate} Hz is outside 8000..=384000")));
+        }
+        let channels = cli.channels.or(raw.capture.channels).unwrap_or(2);
+        if !(1..=64).contains(&channels) {
+            return Err(invalid("capture.channels", format!("{channels} is outside 1..=64")));
+        }
+        let period = duration_setting("capture.period", raw.capture.period.as_deref(), Duration::from_millis(20))?;
+        if period < Duration::from_millis(1) || period > Duration::from_millis(500) {
+            return Err(invalid("capture.period", "must be between 1ms and 500ms"));
+        }
+        let ring_seconds = raw.capture.ring_seconds.unwrap_or(10.0);
+        if !(0.5..=120.0).contains(&ring_seconds) {
+            return Err(invalid("capture.ring_seconds", format!("{ring_seconds} is outside 0.5..=120")));
+        }
+        let segment_seconds = cli.segment_seconds.or(raw.segments.segment_seconds).unwrap_or(300);
+        if !(1..=86_400).contains(&segment_seconds) {
+            return Err(invalid("segments.segment_seconds", format!("{segment_seconds} is outside 1..=86400")));
+        }
+        let flush_interval =
+            duration_setting("segments.flush_interval", raw.segments.flush_interval.as_deref(), Duration::from_secs(1))?;
+        let sync_interval = match cli.sync_interval {
+            Some(d) => d,
+            None => duration_setting("segments.sync_interval", raw.segments.sync_interval.as_deref(), Duration::from_secs(1))?,
+        };
+        for (key, d) in [("segments.flush_interval", flush_interval), ("segments.sync_interval", sync_interval)] {
+            if d < Duration::from_millis(10) || d > Duration::from_secs(3600) {
+                return Err(invalid(key, "must be between 10ms and 1h"));
+            }
+        }
+        let out = cli.out.or(raw.output.dir).unwrap_or_else(|| PathBuf::from("recordings"));
+        let gap_fill = match raw.output.gap_fill.as_deref() {
+            None | Some("silence") => GapFill::Silence,
+            Some("splice") => GapFill::Splice,
+            Some(other) => return Err(invalid("output.gap_fill", format!("{other:?} is not silence or splice"))),
+        };
+        if let Some(d) = cli.duration
+            && d.is_zero()
+        {
+            return Err(invalid("duration", "must be positive"));
+        }
+        Ok(RecordSettings {
+            backend,
+            device,
+            spec: StreamSpec { format, rate, channels },
+            period,
+            ring_seconds,
+            segment_seconds,
+            flush_interval,
+            sync_interval,
+            out,
+            gap_fill,
+            duration: cli.duration,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn resolve(toml: &str, cli: Overrides) -> Result<RecordSettings, ConfigError> {
+        RecordSettings::resolve(RawConfig::parse(toml, Path::new("test.toml"))?, cli)
+    }
+
+    #[test]
+    fn unknown_keys_are_named() {
+        let err = resolve("[capture]\nbackend = \"synth\"\nrat = 48000\n", Overrides::default()).unwrap_err();
+        let msg = err.to_string();
+        assert!(msg.contains("rat") && msg.contains("test.toml"), "{msg}");
+        let err = resolve("[captur]\n", Overrides::default()).unwrap_err();
+        assert!(err.to_string().contains("captur"), "{err}");
+    }
+
+    #[test]
+    fn defaults_and_overrides() {
+        let s = resolve(
+            "[capture]\nbackend = \"synth\"\nrate = 44100\n[segments]\nsync_interval = \"250ms\"\n",
+            Overrides { rate: Some(96_000), ..Default::default() },
+        )
+        .unwrap();
+        assert_eq!(s.spec, StreamSpec { format: SampleFormat::S16Le, rate: 96_000, channels: 2 });
+        assert_eq!(s.sync_interval, Duration::from_millis(250));
+        assert_eq!(s.segment_seconds, 300);
+        assert_eq!(s.device, "sine:440");
+    }
+
+    #[test]
+    fn invalid_values_name_the_key() {
+        let cases = [
+            ("[capture]\nbackend = \"oss\"\n", "capture.backend"),
+            ("[capture]\nformat = \"S8\"\n", "capture.format"),
+            ("[capture]\nrate = 12\n", "capture.rate"),
+            ("[capture]\nchannels = 0\n", "capture.channels"),
+            ("[segments]\nsync_interval = \"often\"\n", "segments.sync_interval"),
+            ("[segments]\nsegment_seconds = 0\n", "segments.segment_seconds"),
+            ("[output]\ngap_fill = \"zeros\"\n", "output.gap_fill"),
+        ];
+        for (toml, key) in cases {
+            let err = resolve(toml, Overrides::default()).unwrap_err().to_string();
+            assert!(err.contains(key), "{toml:?}: {err}");
+        }
+    }
+}

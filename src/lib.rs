@@ -27,6 +27,7 @@ pub mod capture;
 pub mod config;
 pub mod core;
 pub mod journal;
+pub mod logging;
 pub mod render;
 pub mod roles;
 pub mod segment;

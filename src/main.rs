@@ -1,1 +1,194 @@
-fn main(){}
+//! The `edgerec` command: parse, set up logging, dispatch, map errors to exit codes.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use edgerec::capture::{OpenError, StopFlag};
+use edgerec::config::{ConfigError, Overrides, RawConfig, RecordSettings};
+use edgerec::core::timeline::GapFill;
+use edgerec::roles::finalize::Finalized;
+use edgerec::roles::record::{self, RecordError};
+use edgerec::roles::repair;
+
+/// Exit codes, one per kind of failure an operator must handle differently.
+mod exit {
+    pub const FAILURE: u8 = 1;
+    pub const BAD_CONFIG: u8 = 3;
+    pub const NO_SUCH_DEVICE: u8 = 4;
+    pub const DEVICE_BUSY: u8 = 5;
+    pub const UNSUPPORTED_FORMAT: u8 = 6;
+    pub const UNWRITABLE_OUTPUT: u8 = 7;
+    pub const DEVICE_FAILED: u8 = 8;
+}
+
+#[derive(Parser)]
+#[command(name = "edgerec", version, about = "Crash-safe audio capture for headless recording boxes")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Record one local job (no controller): segments, a stitched WAV and timeline.json.
+    Record(RecordArgs),
+    /// Repair segments and finalize jobs left behind by a crash in an output directory.
+    Repair {
+        /// The output directory (holds edgerec.db).
+        dir: PathBuf,
+    },
+    /// List capture devices with their stable identities.
+    Devices,
+}
+
+#[derive(clap::Args)]
+struct RecordArgs {
+    /// Capture backend: alsa, cpal, synth or file.
+    #[arg(long)]
+    backend: Option<String>,
+    /// Device: ALSA PCM name, cpal device name, synth script or WAV path.
+    #[arg(long)]
+    device: Option<String>,
+    /// Sample format: S16_LE, S24_3LE, S24_LE, S32_LE, FLOAT_LE.
+    #[arg(long)]
+    format: Option<String>,
+    #[arg(long)]
+    rate: Option<u32>,
+    #[arg(long)]
+    channels: Option<u16>,
+    /// How long to record (e.g. 90s, 1h30m). Without it, until SIGINT/SIGTERM.
+    #[arg(long, value_parser = humantime::parse_duration)]
+    duration: Option<Duration>,
+    /// Output directory: the journal and one directory per job.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// TOML config file; command-line flags override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Segment length in seconds.
+    #[arg(long)]
+    segment_seconds: Option<u64>,
+    /// fdatasync interval (e.g. 1s, 250ms).
+    #[arg(long, value_parser = humantime::parse_duration)]
+    sync_interval: Option<Duration>,
+}
+
+fn main() -> ExitCode {
+    edgerec::logging::init(log::LevelFilter::Info);
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Record(args) => run_record(args),
+        Command::Repair { dir } => run_repair(&dir),
+        Command::Devices => run_devices(),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err((code, message)) => {
+            eprintln!("edgerec: error: {message}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+type Failure = (u8, String);
+
+fn config_failure(e: ConfigError) -> Failure {
+    (exit::BAD_CONFIG, e.to_string())
+}
+
+fn run_record(args: RecordArgs) -> Result<(), Failure> {
+    let raw = match &args.config {
+        Some(path) => RawConfig::load(path).map_err(config_failure)?,
+        None => RawConfig::default(),
+    };
+    let settings = RecordSettings::resolve(
+        raw,
+        Overrides {
+            backend: args.backend,
+            device: args.device,
+            format: args.format,
+            rate: args.rate,
+            channels: args.channels,
+            out: args.out,
+            duration: args.duration,
+            segment_seconds: args.segment_seconds,
+            sync_interval: args.sync_interval,
+        },
+    )
+    .map_err(config_failure)?;
+    let shutdown = StopFlag::new();
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        // A second signal while the first is being handled exits at once.
+        let _ = signal_hook::flag::register_conditional_shutdown(signal, 1, shutdown.as_atomic());
+        let _ = signal_hook::flag::register(signal, shutdown.as_atomic());
+    }
+    let done = record::record(&settings, &shutdown).map_err(record_failure)?;
+    print_finalized(&done);
+    Ok(())
+}
+
+fn record_failure(e: RecordError) -> Failure {
+    let code = match &e {
+        RecordError::Device(OpenError::NoSuchDevice { .. }) => exit::NO_SUCH_DEVICE,
+        RecordError::Device(OpenError::Busy { .. }) => exit::DEVICE_BUSY,
+        RecordError::Device(OpenError::Unsupported { .. }) => exit::UNSUPPORTED_FORMAT,
+        RecordError::Device(OpenError::Failed { .. }) => exit::DEVICE_FAILED,
+        RecordError::Unwritable { .. } => exit::UNWRITABLE_OUTPUT,
+        _ => exit::FAILURE,
+    };
+    (code, e.to_string())
+}
+
+fn run_repair(dir: &std::path::Path) -> Result<(), Failure> {
+    let summary = repair::repair_dir(dir, GapFill::Silence).map_err(|e| (exit::FAILURE, e.to_string()))?;
+    println!(
+        "repair: {} segments repaired, {} jobs finalized, {} unreadable, {} live (skipped)",
+        summary.segments_repaired,
+        summary.finalized.len(),
+        summary.unreadable.len(),
+        summary.live.len()
+    );
+    for path in &summary.unreadable {
+        println!("unreadable (kept on disk): {}", path.display());
+    }
+    for job in &summary.finalized {
+        print_finalized(job);
+    }
+    Ok(())
+}
+
+fn run_devices() -> Result<(), Failure> {
+    let devices = edgerec::capture::devices::list();
+    if devices.is_empty() {
+        println!("no capture devices found");
+    }
+    for d in devices {
+        println!("{:<5} {:<40} identity={} {}", d.backend, d.name, d.identity, d.description);
+    }
+    Ok(())
+}
+
+fn seconds(frames: u64, rate: u32) -> f64 {
+    frames as f64 / rate.max(1) as f64
+}
+
+/// What an operator at a serial console wants to know: where, how long, what happened.
+fn print_finalized(job: &Finalized) {
+    println!("job:       {} ({}, {})", job.job_id, job.state, job.end_cause);
+    match &job.recording {
+        Some(path) => println!(
+            "recording: {} ({:.3} s, {} frames)",
+            path.display(),
+            seconds(job.frames, job.rate),
+            job.frames
+        ),
+        None => println!("recording: none (no audio captured)"),
+    }
+    println!("timeline:  {}", job.timeline.display());
+    for e in &job.events {
+        let gap = e.gap_frames.map_or(String::new(), |g| format!(" gap {:.3} s", seconds(g, job.rate)));
+        println!("  {:>10.3} s  {:<16}{gap}  {}", seconds(e.frame, job.rate), e.kind.name(), e.detail);
+    }
+}

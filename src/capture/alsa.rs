@@ -1,6 +1,381 @@
-//! (being written)
-use super::{CaptureHandle, CaptureRequest, FrameSink, OpenError};
+//! The `alsa` backend: direct alsa-lib capture with exact hardware parameters.
+//!
+//! [`start`] opens the PCM and sets its parameters on the calling thread (so every refusal
+//! comes back synchronously as an [`OpenError`]), then moves it into the shared real-time
+//! loop ([`pull::spawn`]). The PCM is opened non-blocking: each read waits at most a few
+//! periods (`snd_pcm_wait` with a timeout), so a wedged device never wedges the thread and
+//! the stop flag is always seen.
+//!
+//! Every errno the device can return while running is turned, where it happens, into one
+//! of the loop's outcomes: frames, idle (nothing yet), an overrun recovered in place (with an
+//! estimate of the frames lost), the device gone (`ENODEV`, disconnected: reopen later), or
+//! a failure.
 
-pub fn start(req: &CaptureRequest, _sink: FrameSink) -> Result<CaptureHandle, OpenError> {
-    Err(OpenError::Failed { device: req.device.clone(), detail: "alsa backend not built yet".into() })
+use std::ffi::CString;
+use std::time::Instant;
+
+use ::alsa::pcm::{Access, Format, HwParams, PCM, State};
+use ::alsa::{Direction, ValueOr};
+use libc::c_int;
+
+use super::devices::DeviceCaps;
+use super::pull::{self, PullSource, Read};
+use super::{CaptureEnd, CaptureHandle, CaptureRequest, FrameSink, OpenError};
+use crate::core::format::SampleFormat;
+
+/// Name of the real-time capture thread.
+pub const THREAD_NAME: &str = "edgerec-capture-alsa";
+
+/// Longest a single read waits for the device before reporting [`Read::Idle`].
+const MAX_WAIT_MS: u32 = 100;
+/// Shortest wait, so tiny periods do not turn the loop into a spin.
+const MIN_WAIT_MS: u32 = 10;
+/// Tries of `snd_pcm_resume` after a suspend before falling back to `prepare`.
+const RESUME_TRIES: u32 = 20;
+
+/// Standard rates [`probe`] tests individually (a device may offer a set, not a range).
+const STANDARD_RATES: [u32; 11] =
+    [8000, 11025, 16000, 22050, 32000, 44100, 48000, 88200, 96000, 176400, 192000];
+
+/// Opens the device named in `req` and starts capturing into `sink` on a named real-time
+/// thread.
+pub fn start(req: &CaptureRequest, sink: FrameSink) -> Result<CaptureHandle, OpenError> {
+    let source = AlsaSource::open(req)?;
+    // Reads ask for two periods: a read that returns less proves the device buffer was
+    // drained at that moment, which anchors the overrun loss estimate (see `AlsaSource`).
+    let read_frames = source.period_frames() * 2;
+    pull::spawn(THREAD_NAME, source, sink, read_frames).map_err(|e| OpenError::Failed {
+        device: req.device.clone(),
+        detail: format!("cannot spawn the capture thread: {e}"),
+    })
+}
+
+/// What a device offers, as far as `probe` can see without configuring it.
+pub fn probe(device: &str) -> Result<DeviceCaps, OpenError> {
+    let pcm = open_pcm(device)?;
+    caps_of(&pcm).map_err(|e| classify(device, "probe", e))
+}
+
+/// An opened, configured and started ALSA capture PCM, read by the capture loop.
+///
+/// Overrun accounting: `anchor` is an instant at which every frame the device had captured
+/// was either read by us or counted in `read_since_anchor` (the stream start, a recovery, or
+/// a read that returned fewer frames than asked, i.e. drained the buffer). On an overrun the
+/// frames lost are the device time elapsed since `anchor` until capture restarts, minus the
+/// frames read since then. Re-anchoring on every drained read keeps clock drift out of it.
+pub struct AlsaSource {
+    pcm: PCM,
+    rate: u32,
+    period_frames: u32,
+    buffer_frames: u32,
+    bytes_per_frame: usize,
+    wait_ms: u32,
+    anchor: Instant,
+    read_since_anchor: u64,
+}
+
+impl AlsaSource {
+    /// Opens `req.device` non-blocking for capture, sets exact hardware parameters, software
+    /// parameters, and starts the stream. Blocking only for as long as alsa-lib takes to open.
+    pub fn open(req: &CaptureRequest) -> Result<AlsaSource, OpenError> {
+        let device = req.device.as_str();
+        let pcm = open_pcm(device)?;
+        let (period, buffer) = set_hw_params(&pcm, req)?;
+        let sw = || -> ::alsa::Result<()> {
+            let swp = pcm.sw_params_current()?;
+            swp.set_avail_min(period as ::alsa::pcm::Frames)?;
+            swp.set_start_threshold(1)?;
+            pcm.sw_params(&swp)
+        };
+        sw().map_err(|e| classify(device, "sw params", e))?;
+        let bytes_per_frame = req.spec.bytes_per_frame();
+        let period_ms = (period as u64 * 1000 / req.spec.rate.max(1) as u64) as u32;
+        let wait_ms = (period_ms * 4).clamp(MIN_WAIT_MS, MAX_WAIT_MS);
+        match pcm.state() {
+            State::Prepared => {}
+            _ => pcm.prepare().map_err(|e| classify(device, "prepare", e))?,
+        }
+        pcm.start().map_err(|e| classify(device, "start", e))?;
+        Ok(AlsaSource {
+            pcm,
+            rate: req.spec.rate,
+            period_frames: period,
+            buffer_frames: buffer,
+            bytes_per_frame,
+            wait_ms,
+            anchor: Instant::now(),
+            read_since_anchor: 0,
+        })
+    }
+
+    /// The period the device accepted (near the requested one).
+    pub fn period_frames(&self) -> u32 {
+        self.period_frames
+    }
+
+    /// The device buffer the device accepted (near the requested one).
+    pub fn buffer_frames(&self) -> u32 {
+        self.buffer_frames
+    }
+
+    /// How long one read waits at most before returning [`Read::Idle`].
+    pub fn wait_ms(&self) -> u32 {
+        self.wait_ms
+    }
+
+    /// Device time elapsed since the anchor, in frames, minus what we read since then.
+    fn frames_lost_since_anchor(&self, now: Instant) -> u64 {
+        let elapsed = now.saturating_duration_since(self.anchor);
+        let device_frames = (elapsed.as_nanos() * self.rate as u128 / 1_000_000_000) as u64;
+        device_frames.saturating_sub(self.read_since_anchor)
+    }
+
+    fn reanchor(&mut self, now: Instant) {
+        self.anchor = now;
+        self.read_since_anchor = 0;
+    }
+
+    /// Turns an errno from `op` into the loop's outcome. Allocates only on the End paths.
+    fn on_error(&mut self, op: &'static str, err: ::alsa::Error) -> Read {
+        match err.errno() {
+            libc::EAGAIN => Read::Idle,
+            libc::EPIPE => self.recover(false),
+            libc::ESTRPIPE => self.recover(true),
+            _ => self.end(op, err.errno()),
+        }
+    }
+
+    /// Recovers an overrun (`EPIPE`) or a suspend (`ESTRPIPE`) in place and reports the loss.
+    fn recover(&mut self, suspended: bool) -> Read {
+        if suspended {
+            let mut resumed = false;
+            for _ in 0..RESUME_TRIES {
+                match self.pcm.resume() {
+                    Ok(()) => {
+                        resumed = true;
+                        break;
+                    }
+                    // Still resuming: a rare path, sleeping here is fine.
+                    Err(e) if e.errno() == libc::EAGAIN => {
+                        std::thread::sleep(std::time::Duration::from_millis(10))
+                    }
+                    Err(_) => break, // ENOSYS and friends: prepare instead
+                }
+            }
+            if !resumed && let Err(e) = self.pcm.prepare() {
+                return self.end("prepare", e.errno());
+            }
+        } else if let Err(e) = self.pcm.prepare() {
+            return self.end("prepare", e.errno());
+        }
+        // Capture needs an explicit start after prepare (or after resume left it PREPARED).
+        if self.pcm.state_raw() != State::Running as c_int
+            && let Err(e) = self.pcm.start()
+            && e.errno() != libc::EBUSY
+        {
+            return self.end("start", e.errno());
+        }
+        let now = Instant::now();
+        let lost_frames = self.frames_lost_since_anchor(now);
+        self.reanchor(now);
+        Read::Overrun { lost_frames }
+    }
+
+    /// After a wait timed out: a state the wait could not report (no POLLERR) is acted on here.
+    fn on_timeout(&mut self) -> Read {
+        let state = self.pcm.state_raw();
+        if state == State::Disconnected as c_int {
+            self.end("wait", libc::ENODEV)
+        } else if state == State::XRun as c_int {
+            self.recover(false)
+        } else if state == State::Suspended as c_int {
+            self.recover(true)
+        } else {
+            Read::Idle
+        }
+    }
+
+    /// The stream is over: stop the hardware and say why. Off the steady-state path.
+    fn end(&mut self, op: &'static str, errno: i32) -> Read {
+        let _ = self.pcm.drop();
+        let detail = format!("{op}: {}", errno_name(errno));
+        match errno {
+            libc::ENODEV | libc::EBADFD | libc::ENXIO | libc::ENOENT | libc::ESHUTDOWN => {
+                Read::End(CaptureEnd::DeviceGone(detail))
+            }
+            _ => Read::End(CaptureEnd::Failed(detail)),
+        }
+    }
+}
+
+impl PullSource for AlsaSource {
+    fn read(&mut self, buf: &mut [u8]) -> Read {
+        match self.pcm.wait(Some(self.wait_ms)) {
+            Ok(true) => {}
+            Ok(false) => return self.on_timeout(),
+            Err(e) => return self.on_error("wait", e),
+        }
+        let whole = buf.len() / self.bytes_per_frame * self.bytes_per_frame;
+        let want_frames = (whole / self.bytes_per_frame) as u64;
+        // `io_bytes` is a borrow plus a flag: no allocation.
+        match self.pcm.io_bytes().readi(&mut buf[..whole]) {
+            Ok(0) => Read::Idle,
+            Ok(n) => {
+                if (n as u64) < want_frames {
+                    // We took everything the device had: it is drained as of now.
+                    self.reanchor(Instant::now());
+                } else {
+                    self.read_since_anchor += n as u64;
+                }
+                Read::Frames(n)
+            }
+            Err(e) => self.on_error("read", e),
+        }
+    }
+}
+
+/// Opens `device` for non-blocking capture, mapping refusals to [`OpenError`].
+fn open_pcm(device: &str) -> Result<PCM, OpenError> {
+    let Ok(name) = CString::new(device) else {
+        return Err(OpenError::NoSuchDevice {
+            device: device.to_string(),
+            detail: "the name contains a NUL byte".into(),
+        });
+    };
+    PCM::open(&name, Direction::Capture, true).map_err(|e| {
+        let (errno, device) = (e.errno(), device.to_string());
+        let detail = format!("open: {}", errno_name(errno));
+        match errno {
+            libc::ENOENT | libc::ENODEV | libc::ENXIO => OpenError::NoSuchDevice { device, detail },
+            libc::EBUSY | libc::EAGAIN => OpenError::Busy { device, detail },
+            _ => OpenError::Failed { device, detail },
+        }
+    })
+}
+
+/// The ALSA format for one of ours.
+pub fn alsa_format(f: SampleFormat) -> Format {
+    match f {
+        SampleFormat::S16Le => Format::S16LE,
+        SampleFormat::S24Le3 => Format::S243LE,
+        SampleFormat::S24Le => Format::S24LE,
+        SampleFormat::S32Le => Format::S32LE,
+        SampleFormat::FloatLe => Format::FloatLE,
+    }
+}
+
+/// Sets access, format, channels, exact rate, period and buffer; returns the (period,
+/// buffer) the device accepted.
+fn set_hw_params(pcm: &PCM, req: &CaptureRequest) -> Result<(u32, u32), OpenError> {
+    let device = req.device.as_str();
+    let spec = req.spec;
+    let hwp = HwParams::any(pcm).map_err(|e| classify(device, "hw params", e))?;
+    // No resampling in alsa-lib's plug layer: the rate must be one the hardware runs at.
+    let _ = hwp.set_rate_resample(false);
+    let unsupported = |what: String, e: ::alsa::Error| -> OpenError {
+        if e.errno() != libc::EINVAL {
+            return classify(device, "hw params", e);
+        }
+        let offers = caps_of(pcm)
+            .map(|c| format!("; device offers {c}"))
+            .unwrap_or_default();
+        OpenError::Unsupported {
+            device: device.to_string(),
+            wanted: spec.to_string(),
+            detail: format!("{what} not offered{offers}"),
+        }
+    };
+    hwp.set_access(Access::RWInterleaved)
+        .map_err(|e| unsupported("interleaved read/write access".into(), e))?;
+    hwp.set_format(alsa_format(spec.format))
+        .map_err(|e| unsupported(format!("format {}", spec.format), e))?;
+    hwp.set_channels(spec.channels as u32)
+        .map_err(|e| unsupported(format!("{} channels", spec.channels), e))?;
+    hwp.set_rate(spec.rate, ValueOr::Nearest)
+        .map_err(|e| unsupported(format!("rate {} Hz", spec.rate), e))?;
+    let period = req.period_frames.max(1) as ::alsa::pcm::Frames;
+    hwp.set_period_size_near(period, ValueOr::Nearest)
+        .map_err(|e| unsupported(format!("a period near {period} frames"), e))?;
+    let buffer = req.buffer_frames.max(req.period_frames * 2) as ::alsa::pcm::Frames;
+    hwp.set_buffer_size_near(buffer)
+        .map_err(|e| unsupported(format!("a buffer near {buffer} frames"), e))?;
+    pcm.hw_params(&hwp).map_err(|e| unsupported(spec.to_string(), e))?;
+    drop(hwp);
+
+    let cur = pcm.hw_params_current().map_err(|e| classify(device, "hw params", e))?;
+    let got = (cur.get_rate(), cur.get_format(), cur.get_channels());
+    let (rate, format, channels) = match got {
+        (Ok(r), Ok(f), Ok(c)) => (r, f, c),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return Err(classify(device, "hw params", e)),
+    };
+    if rate != spec.rate || format != alsa_format(spec.format) || channels != spec.channels as u32 {
+        return Err(OpenError::Unsupported {
+            device: device.to_string(),
+            wanted: spec.to_string(),
+            detail: format!("device settled on {format} {rate} Hz {channels} ch"),
+        });
+    }
+    let period = cur.get_period_size().map_err(|e| classify(device, "hw params", e))?;
+    let buffer = cur.get_buffer_size().map_err(|e| classify(device, "hw params", e))?;
+    Ok((period.max(1) as u32, buffer.max(1) as u32))
+}
+
+/// What an open PCM offers: our formats it accepts, its rate and channel ranges.
+fn caps_of(pcm: &PCM) -> ::alsa::Result<DeviceCaps> {
+    let hwp = HwParams::any(pcm)?;
+    let _ = hwp.set_rate_resample(false);
+    let _ = hwp.set_access(Access::RWInterleaved);
+    let formats = SampleFormat::ALL
+        .into_iter()
+        .filter(|f| hwp.test_format(alsa_format(*f)).is_ok())
+        .collect();
+    let rates = STANDARD_RATES.into_iter().filter(|r| hwp.test_rate(*r).is_ok()).collect();
+    Ok(DeviceCaps {
+        formats,
+        rate_min: hwp.get_rate_min()?,
+        rate_max: hwp.get_rate_max()?,
+        rates,
+        channels_min: hwp.get_channels_min()?,
+        channels_max: hwp.get_channels_max()?,
+    })
+}
+
+/// Maps an errno from configuring `device` to what the caller should do.
+fn classify(device: &str, op: &str, e: ::alsa::Error) -> OpenError {
+    let (errno, device) = (e.errno(), device.to_string());
+    let detail = format!("{op}: {}", errno_name(errno));
+    match errno {
+        libc::ENOENT | libc::ENODEV | libc::ENXIO | libc::EBADFD => {
+            OpenError::NoSuchDevice { device, detail }
+        }
+        libc::EBUSY | libc::EAGAIN => OpenError::Busy { device, detail },
+        _ => OpenError::Failed { device, detail },
+    }
+}
+
+/// The symbolic name of an errno the ALSA paths produce (`ENODEV`), else `errno N`.
+pub fn errno_name(errno: i32) -> String {
+    let name = match errno {
+        libc::EPERM => "EPERM",
+        libc::ENOENT => "ENOENT",
+        libc::EINTR => "EINTR",
+        libc::EIO => "EIO",
+        libc::ENXIO => "ENXIO",
+        libc::EBADF => "EBADF",
+        libc::EAGAIN => "EAGAIN",
+        libc::ENOMEM => "ENOMEM",
+        libc::EACCES => "EACCES",
+        libc::EBUSY => "EBUSY",
+        libc::ENODEV => "ENODEV",
+        libc::EINVAL => "EINVAL",
+        libc::EPIPE => "EPIPE",
+        libc::ENOSYS => "ENOSYS",
+        libc::EBADFD => "EBADFD",
+        libc::ESTRPIPE => "ESTRPIPE",
+        libc::ESHUTDOWN => "ESHUTDOWN",
+        libc::ETIMEDOUT => "ETIMEDOUT",
+        libc::ENOTSUP => "ENOTSUP",
+        _ => return format!("errno {errno}"),
+    };
+    name.to_string()
 }

@@ -96,6 +96,10 @@ impl StopFlag {
     pub fn is_stopped(&self) -> bool {
         self.0.load(Ordering::Acquire)
     }
+    /// The flag itself, for signal handlers that set it (async-signal-safe: one store).
+    pub fn as_atomic(&self) -> Arc<AtomicBool> {
+        self.0.clone()
+    }
 }
 
 /// Capacity of the event channel; a gap that does not fit is merged into the next one.

@@ -223,3 +223,29 @@ mod tests {
         }
     }
 }
+
+/// Where a job's timeline ends: after its last segment or its last gap, whichever is later.
+pub fn timeline_end<P>(segments: &[PlacedSegment<P>], events: &[TimelineEvent]) -> u64 {
+    let seg_end = segments.iter().map(|s| s.first_frame + s.frames).max().unwrap_or(0);
+    let gap_end = events
+        .iter()
+        .filter_map(|e| e.gap_frames.map(|g| e.frame + g))
+        .max()
+        .unwrap_or(0);
+    seg_end.max(gap_end)
+}
+
+#[cfg(test)]
+mod end_tests {
+    use super::*;
+
+    #[test]
+    fn timeline_end_takes_the_later_of_audio_and_gaps() {
+        let segs = [PlacedSegment { file: "a", first_frame: 0, frames: 100 }];
+        let gap = TimelineEvent::new(EventKind::CrashRecovered, 100, 0).with_gap(50);
+        let mark = TimelineEvent::new(EventKind::Ended, 100, 0);
+        assert_eq!(timeline_end(&segs, &[]), 100);
+        assert_eq!(timeline_end(&segs, &[gap.clone(), mark]), 150);
+        assert_eq!(timeline_end::<&str>(&[], &[gap]), 150);
+    }
+}

@@ -1,1 +1,297 @@
-//! (being written) the SQLite journal.
+//! The SQLite journal: jobs, segments, timeline events, beats (and the sync role's outbox
+//! and uploads). One `Journal` per thread or process; all share one file in WAL mode.
+
+mod events;
+mod jobs;
+mod schema;
+mod segments;
+
+#[cfg(test)]
+mod tests;
+
+use crate::core::job::JobState;
+use rusqlite::{Connection, OpenFlags, TransactionBehavior};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use events::BeatRow;
+pub use jobs::{JobRow, JobSource, NewJob};
+pub use segments::{NewSegment, SegmentRow, SegmentState};
+
+/// How long a connection waits for the other role's write lock before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("journal: {doing}: {source}")]
+    Sqlite {
+        doing: &'static str,
+        source: rusqlite::Error,
+    },
+    #[error("journal {path:?}: cannot open: {source}")]
+    Open {
+        path: PathBuf,
+        source: rusqlite::Error,
+    },
+    #[error("journal {path:?} does not exist")]
+    Missing { path: PathBuf },
+    #[error("journal {path:?}: journal_mode is {mode:?}, not \"wal\"; the roles cannot share it")]
+    NotWal { path: PathBuf, mode: String },
+    #[error("journal schema v{found} is newer than this edgerec (knows v{known}); upgrade edgerec")]
+    SchemaTooNew { found: i64, known: i64 },
+    #[error(
+        "journal schema v{found} is older than this edgerec (v{known}); \
+         run edgerec read-write once to migrate it"
+    )]
+    SchemaTooOld { found: i64, known: i64 },
+    #[error("journal: corrupt row: {what}")]
+    Corrupt { what: String },
+    #[error("job {id:?}: illegal transition {from} -> {to} (a terminal state is final)")]
+    IllegalTransition {
+        id: String,
+        from: JobState,
+        to: JobState,
+    },
+    #[error("journal: no job {0:?}")]
+    NoSuchJob(String),
+    #[error("journal: no segment {0}")]
+    NoSuchSegment(i64),
+    #[error("journal: segment {0}: closing it as \"open\" makes no sense")]
+    CloseAsOpen(i64),
+    #[error("journal: {what} {value} does not fit SQLite's 64-bit signed integer")]
+    OutOfRange { what: &'static str, value: u64 },
+    #[error("path {0:?} is not UTF-8; the journal stores paths as text")]
+    NonUtf8Path(PathBuf),
+}
+
+pub type Result<T, E = JournalError> = std::result::Result<T, E>;
+
+/// Attaches "what we were doing" to a rusqlite error.
+trait Doing<T> {
+    fn doing(self, doing: &'static str) -> Result<T>;
+}
+
+impl<T> Doing<T> for rusqlite::Result<T> {
+    fn doing(self, doing: &'static str) -> Result<T> {
+        self.map_err(|source| JournalError::Sqlite { doing, source })
+    }
+}
+
+/// Parses a stored text field, or says which row holds garbage.
+fn parse_col<T: std::str::FromStr>(
+    table_col: &str,
+    key: &dyn std::fmt::Display,
+    s: &str,
+) -> Result<T>
+where
+    T::Err: std::fmt::Display,
+{
+    s.parse().map_err(|e| JournalError::Corrupt {
+        what: format!("{table_col} of {key}: {e}"),
+    })
+}
+
+/// Reads column `i` of a row; `doing` names the table being read.
+fn col<T: rusqlite::types::FromSql>(
+    r: &rusqlite::Row<'_>,
+    i: usize,
+    doing: &'static str,
+) -> Result<T> {
+    r.get(i).doing(doing)
+}
+
+// Frame counts are u64 in Rust but SQLite integers are i64 (rusqlite's u64 support sits
+// behind its `fallible_uint` feature): convert explicitly, refusing what does not fit.
+
+/// A count to store; `what` names it in the error.
+fn to_sql_u64(value: u64, what: &'static str) -> Result<i64> {
+    i64::try_from(value).map_err(|_| JournalError::OutOfRange { what, value })
+}
+
+fn to_sql_opt_u64(value: Option<u64>, what: &'static str) -> Result<Option<i64>> {
+    value.map(|v| to_sql_u64(v, what)).transpose()
+}
+
+/// Reads a stored count; a negative one is a corrupt row.
+fn col_u64(r: &rusqlite::Row<'_>, i: usize, doing: &'static str) -> Result<u64> {
+    col_opt_u64(r, i, doing)?.ok_or_else(|| JournalError::Corrupt {
+        what: format!("{doing}: NULL count in column {i}"),
+    })
+}
+
+fn col_opt_u64(r: &rusqlite::Row<'_>, i: usize, doing: &'static str) -> Result<Option<u64>> {
+    let v: Option<i64> = col(r, i, doing)?;
+    v.map(|v| {
+        u64::try_from(v).map_err(|_| JournalError::Corrupt {
+            what: format!("{doing}: negative count {v} in column {i}"),
+        })
+    })
+    .transpose()
+}
+
+/// One connection to the journal.
+pub struct Journal {
+    conn: Connection,
+}
+
+impl std::fmt::Debug for Journal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Journal")
+            .field("path", &self.conn.path())
+            .finish()
+    }
+}
+
+impl Journal {
+    /// Opens (creating if missing) the journal read-write and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<Journal> {
+        let open_err = |source| JournalError::Open {
+            path: path.to_path_buf(),
+            source,
+        };
+        let mut conn = Connection::open(path).map_err(open_err)?;
+        // Set first: the pragmas below and the migrations may wait on the other role.
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
+        let mode: String = conn
+            .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
+            .map_err(open_err)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(JournalError::NotWal {
+                path: path.to_path_buf(),
+                mode,
+            });
+        }
+        // FULL, not NORMAL: in WAL mode NORMAL may lose the last commits on power loss, and a
+        // lost state transition means a job re-run or a recording never delivered. Writes are
+        // few (a state change per transition, a segment row per rotation, ~one per 5 min,
+        // progress and beats every few seconds), so one fsync each costs little.
+        conn.pragma_update(None, "synchronous", "FULL")
+            .map_err(open_err)?;
+        conn.pragma_update(None, "foreign_keys", "ON")
+            .map_err(open_err)?;
+        // Writers take the lock up front: a deferred transaction that reads and then writes
+        // fails with SQLITE_BUSY at once (no busy wait) if the other role wrote in between.
+        conn.set_transaction_behavior(TransactionBehavior::Immediate);
+        migrate(&mut conn)?;
+        Ok(Journal { conn })
+    }
+
+    /// Opens an existing journal read-only (for `edgerec status`): no migrations, no writes.
+    pub fn open_read_only(path: &Path) -> Result<Journal> {
+        if !path.exists() {
+            return Err(JournalError::Missing {
+                path: path.to_path_buf(),
+            });
+        }
+        let open_err = |source| JournalError::Open {
+            path: path.to_path_buf(),
+            source,
+        };
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(open_err)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
+        let found = user_version(&conn)?;
+        if found > schema::CURRENT {
+            return Err(JournalError::SchemaTooNew {
+                found,
+                known: schema::CURRENT,
+            });
+        }
+        if found < schema::CURRENT {
+            return Err(JournalError::SchemaTooOld {
+                found,
+                known: schema::CURRENT,
+            });
+        }
+        Ok(Journal { conn })
+    }
+
+    /// The schema version of the open journal.
+    pub fn schema_version(&self) -> Result<i64> {
+        user_version(&self.conn)
+    }
+
+    /// Runs `f` in one write transaction: everything it writes commits together or not at
+    /// all. Journal methods called on the `&Journal` inside join the transaction.
+    pub fn atomically<T>(&mut self, f: impl FnOnce(&Journal) -> Result<T>) -> Result<T> {
+        // `&mut self` rules out nesting; the transaction rolls back if dropped uncommitted.
+        let tx = self
+            .conn
+            .unchecked_transaction()
+            .doing("beginning a transaction")?;
+        let out = f(self)?;
+        tx.commit().doing("committing a transaction")?;
+        Ok(out)
+    }
+
+    /// Moves a job to `state` and records `event` on its timeline in one transaction. The
+    /// state is durable when this returns: act on the transition only after it.
+    pub fn transition(
+        &mut self,
+        id: &str,
+        state: JobState,
+        end_cause: Option<&str>,
+        event: Option<&crate::core::timeline::TimelineEvent>,
+        now_ms: i64,
+    ) -> Result<()> {
+        self.atomically(|j| {
+            j.set_job_state(id, state, end_cause, now_ms)?;
+            if let Some(ev) = event {
+                j.add_event(id, ev)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// Runs `f` inside a write transaction: its own if none is open, else the caller's
+    /// (from `atomically`), so read-check-write methods stay atomic either way.
+    fn write_tx<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        if !self.conn.is_autocommit() {
+            return f(&self.conn);
+        }
+        let tx = self
+            .conn
+            .unchecked_transaction()
+            .doing("beginning a transaction")?;
+        let out = f(&tx)?;
+        tx.commit().doing("committing a transaction")?;
+        Ok(out)
+    }
+}
+
+fn user_version(conn: &Connection) -> Result<i64> {
+    conn.pragma_query_value(None, "user_version", |r| r.get(0))
+        .doing("reading user_version")
+}
+
+/// Applies the missing migrations, each in its own transaction with its version bump, so a
+/// crash mid-way leaves a journal at some whole version.
+fn migrate(conn: &mut Connection) -> Result<()> {
+    let known = schema::CURRENT;
+    loop {
+        // Checked before taking the write lock: re-opening an up-to-date journal writes nothing.
+        let found = user_version(conn)?;
+        if found > known {
+            return Err(JournalError::SchemaTooNew { found, known });
+        }
+        if found == known {
+            return Ok(());
+        }
+        if found < 0 {
+            return Err(JournalError::Corrupt {
+                what: format!("user_version {found}"),
+            });
+        }
+        let tx = conn.transaction().doing("beginning a migration")?;
+        // Re-read under the lock: the other role may have migrated meanwhile.
+        if user_version(&tx)? != found {
+            continue;
+        }
+        tx.execute_batch(schema::MIGRATIONS[found as usize])
+            .doing("applying a migration")?;
+        tx.pragma_update(None, "user_version", found + 1)
+            .doing("bumping user_version")?;
+        tx.commit().doing("committing a migration")?;
+        log::info!("journal: migrated schema to v{}", found + 1);
+    }
+}

@@ -1,3 +1,22 @@
 //! Rendering a job's segments into deliverables.
 
 pub mod stitch;
+pub mod timeline_file;
+
+use std::io::Write;
+use std::path::Path;
+
+/// Replaces `path` with `bytes` so a crash leaves either the old file or the new one:
+/// write a temp file beside it, fsync, rename, fsync the directory.
+pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp"));
+    {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+    }
+    std::fs::rename(&tmp, path)?;
+    std::fs::File::open(dir)?.sync_all()
+}

@@ -1,1 +1,695 @@
-//! (being written)
+//! Stitching: streams a plan of segments and silences into one WAV, in fixed-size chunks,
+//! never holding the recording in memory.
+//!
+//! The output is built as `.<name>.partial` beside `out`, synced, then renamed over `out`,
+//! so `out` is either absent, the previous render, or complete.
+//!
+//! Output format: PCM (tag 1) for integers and IEEE float (tag 3, with a `fact` chunk) for
+//! float, or WAVE_FORMAT_EXTENSIBLE past two channels (to carry the channel mask). S24_LE
+//! segments (24-bit low-justified in 4-byte words, see `segment::wav`) are packed on the
+//! fly to 3-byte 24-bit; every other format is copied byte for byte.
+//!
+//! A 28-byte `JUNK` chunk follows the RIFF header, so that an output past 4 GiB turns it
+//! into the `ds64` chunk of an RF64 file (EBU Tech 3306) without moving the audio.
+
+use crate::core::format::{SampleFormat, StreamSpec};
+use crate::core::timeline::Piece;
+use crate::segment::file::sync_parent_dir;
+use crate::segment::wav::{self, FmtLayout, WavError, put_u32};
+use std::fs::{self, File};
+use std::io::{self, Read, Seek, SeekFrom, Write};
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+/// Bytes read from a segment per copy step.
+const CHUNK_BYTES: usize = 256 * 1024;
+/// Body of the JUNK chunk reserved for a `ds64` chunk: RIFF size, data size, sample
+/// count (u64 each) and an empty table (u32).
+const DS64_LEN: u32 = 28;
+
+/// What a stitch produced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct StitchReport {
+    /// Frames in the output (segments and silence).
+    pub frames: u64,
+    /// Size of the output file.
+    pub bytes: u64,
+    /// The output is RF64 (its audio passed 4 GiB).
+    pub rf64: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StitchError {
+    #[error("cannot open segment {}: {source}; is the job's segment directory intact?", file.display())]
+    OpenSegment { file: PathBuf, source: io::Error },
+    #[error("segment {} has an unreadable WAV header: {source}; run `edgerec repair` on the job", file.display())]
+    BadSegment { file: PathBuf, source: WavError },
+    #[error("segment {} is {found}, but the recording is {expected}: the journal and the file disagree", file.display())]
+    SpecMismatch {
+        file: PathBuf,
+        found: StreamSpec,
+        expected: StreamSpec,
+    },
+    #[error(
+        "segment {} holds {available} frames, but the plan needs frames {skip}..{} of it; \
+         run `edgerec repair` to re-read segment lengths into the journal",
+        file.display(), skip.saturating_add(*frames)
+    )]
+    ShortSegment {
+        file: PathBuf,
+        skip: u64,
+        frames: u64,
+        available: u64,
+    },
+    #[error("reading segment {}: {source}", file.display())]
+    ReadSegment { file: PathBuf, source: io::Error },
+    #[error("writing {}: {source}; check free space and permissions there", path.display())]
+    Output { path: PathBuf, source: io::Error },
+    #[error("the plan is too long to render ({frames} frames)")]
+    PlanTooLarge { frames: u64 },
+}
+
+/// Renders `plan`, whose segments must all be `spec`, into `out` (replacing it).
+pub fn stitch(
+    plan: &[Piece<PathBuf>],
+    spec: StreamSpec,
+    out: &Path,
+) -> Result<StitchReport, StitchError> {
+    let partial = partial_path(out)?;
+    let out_err = |source| StitchError::Output {
+        path: out.to_path_buf(),
+        source,
+    };
+    match write_partial(plan, spec, &partial) {
+        Ok(report) => {
+            fs::rename(&partial, out).map_err(out_err)?;
+            sync_parent_dir(out).map_err(out_err)?;
+            Ok(report)
+        }
+        Err(e) => {
+            let _ = fs::remove_file(&partial); // best effort: the error is what matters
+            Err(e)
+        }
+    }
+}
+
+/// `.<name>.partial` in `out`'s directory.
+fn partial_path(out: &Path) -> Result<PathBuf, StitchError> {
+    let Some(name) = out.file_name() else {
+        let source = io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "the output path has no file name",
+        );
+        return Err(StitchError::Output {
+            path: out.to_path_buf(),
+            source,
+        });
+    };
+    let mut partial = std::ffi::OsString::from(".");
+    partial.push(name);
+    partial.push(".partial");
+    Ok(out.with_file_name(partial))
+}
+
+fn write_partial(
+    plan: &[Piece<PathBuf>],
+    spec: StreamSpec,
+    path: &Path,
+) -> Result<StitchReport, StitchError> {
+    let out_err = |source| StitchError::Output {
+        path: path.to_path_buf(),
+        source,
+    };
+    let pack = Packing::for_input(spec.format);
+    let out_spec = StreamSpec {
+        format: pack.output_format(),
+        ..spec
+    };
+    let mut file = File::create(path).map_err(out_err)?;
+    // A placeholder: the real sizes go in once the audio is written.
+    file.write_all(&output_header(&out_spec, 0, 0).bytes)
+        .map_err(out_err)?;
+
+    let mut copier = Copier::new(spec, pack);
+    let mut frames = 0u64;
+    for piece in plan {
+        match piece {
+            Piece::Silence { frames: n } => copier.silence(&mut file, *n).map_err(out_err)?,
+            Piece::Segment {
+                file: seg,
+                skip,
+                frames: n,
+            } => copier.segment(&mut file, path, seg, *skip, *n)?,
+        }
+        frames = frames
+            .checked_add(piece_frames(piece))
+            .ok_or(StitchError::PlanTooLarge { frames })?;
+    }
+
+    let data_bytes = frames
+        .checked_mul(out_spec.bytes_per_frame() as u64)
+        .ok_or(StitchError::PlanTooLarge { frames })?;
+    if data_bytes % 2 == 1 {
+        file.write_all(&[0]).map_err(out_err)?; // RIFF pads chunks to even sizes
+    }
+    let header = output_header(&out_spec, data_bytes, frames);
+    file.write_all_at(&header.bytes, 0).map_err(out_err)?;
+    file.sync_all().map_err(out_err)?;
+    let bytes = header.bytes.len() as u64 + data_bytes + data_bytes % 2;
+    Ok(StitchReport {
+        frames,
+        bytes,
+        rf64: header.rf64,
+    })
+}
+
+fn piece_frames(p: &Piece<PathBuf>) -> u64 {
+    match p {
+        Piece::Segment { frames, .. } | Piece::Silence { frames } => *frames,
+    }
+}
+
+/// How segment samples become output samples.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Packing {
+    Copy(SampleFormat),
+    /// S24_LE words to S24_3LE: keep the low three bytes of each word.
+    S24WordsTo3,
+}
+
+impl Packing {
+    fn for_input(f: SampleFormat) -> Packing {
+        match f {
+            SampleFormat::S24Le => Packing::S24WordsTo3,
+            other => Packing::Copy(other),
+        }
+    }
+
+    fn output_format(self) -> SampleFormat {
+        match self {
+            Packing::Copy(f) => f,
+            Packing::S24WordsTo3 => SampleFormat::S24Le3,
+        }
+    }
+}
+
+/// The chunk buffers, allocated once per stitch.
+struct Copier {
+    spec: StreamSpec,
+    pack: Packing,
+    frames_per_chunk: u64,
+    input: Vec<u8>,
+    packed: Vec<u8>,
+    zeros: Vec<u8>,
+}
+
+impl Copier {
+    fn new(spec: StreamSpec, pack: Packing) -> Copier {
+        let in_bpf = spec.bytes_per_frame();
+        let out_bpf = StreamSpec {
+            format: pack.output_format(),
+            ..spec
+        }
+        .bytes_per_frame();
+        let frames_per_chunk = (CHUNK_BYTES / in_bpf).max(1);
+        let packed_len = if pack == Packing::S24WordsTo3 {
+            frames_per_chunk * out_bpf
+        } else {
+            0
+        };
+        Copier {
+            spec,
+            pack,
+            frames_per_chunk: frames_per_chunk as u64,
+            input: vec![0; frames_per_chunk * in_bpf],
+            packed: vec![0; packed_len],
+            zeros: vec![0; frames_per_chunk * out_bpf], // 0 is silence in every format, float too
+        }
+    }
+
+    fn silence(&self, out: &mut File, frames: u64) -> io::Result<()> {
+        let out_bpf = self.zeros.len() as u64 / self.frames_per_chunk;
+        let mut left = frames;
+        while left > 0 {
+            let n = left.min(self.frames_per_chunk);
+            out.write_all(&self.zeros[..(n * out_bpf) as usize])?;
+            left -= n;
+        }
+        Ok(())
+    }
+
+    /// Copies frames `skip..skip + frames` of the segment `seg`.
+    fn segment(
+        &mut self,
+        out: &mut File,
+        out_path: &Path,
+        seg: &Path,
+        skip: u64,
+        frames: u64,
+    ) -> Result<(), StitchError> {
+        let read_err = |source| StitchError::ReadSegment {
+            file: seg.to_path_buf(),
+            source,
+        };
+        let out_err = |source| StitchError::Output {
+            path: out_path.to_path_buf(),
+            source,
+        };
+        let mut src = self.open_segment(seg, skip, frames)?;
+        let in_bpf = self.spec.bytes_per_frame();
+        let mut left = frames;
+        while left > 0 {
+            let n = left.min(self.frames_per_chunk) as usize;
+            let input = &mut self.input[..n * in_bpf];
+            src.read_exact(input).map_err(read_err)?;
+            let bytes = match self.pack {
+                Packing::Copy(_) => &self.input[..n * in_bpf],
+                Packing::S24WordsTo3 => {
+                    let packed = &mut self.packed[..n * in_bpf / 4 * 3];
+                    pack_s24_words(&self.input[..n * in_bpf], packed);
+                    packed
+                }
+            };
+            out.write_all(bytes).map_err(out_err)?;
+            left -= n as u64;
+        }
+        Ok(())
+    }
+
+    /// Opens a segment, checks its format and length, and seeks to frame `skip`.
+    fn open_segment(&self, seg: &Path, skip: u64, frames: u64) -> Result<File, StitchError> {
+        let file_err = |source| StitchError::OpenSegment {
+            file: seg.to_path_buf(),
+            source,
+        };
+        let mut src = File::open(seg).map_err(file_err)?;
+        let info = wav::parse_header(&mut src).map_err(|source| match source {
+            WavError::Io(source) => StitchError::ReadSegment {
+                file: seg.to_path_buf(),
+                source,
+            },
+            source => StitchError::BadSegment {
+                file: seg.to_path_buf(),
+                source,
+            },
+        })?;
+        if info.spec != self.spec {
+            return Err(StitchError::SpecMismatch {
+                file: seg.to_path_buf(),
+                found: info.spec,
+                expected: self.spec,
+            });
+        }
+        // The length is the truth: a repaired segment past 4 GiB declares a saturated size.
+        let len = src.metadata().map_err(file_err)?.len();
+        let available = info.frames_in_file(len).0;
+        if skip.checked_add(frames).is_none_or(|end| end > available) {
+            return Err(StitchError::ShortSegment {
+                file: seg.to_path_buf(),
+                skip,
+                frames,
+                available,
+            });
+        }
+        let start = info.data_offset + skip * self.spec.bytes_per_frame() as u64;
+        src.seek(SeekFrom::Start(start))
+            .map_err(|source| StitchError::ReadSegment {
+                file: seg.to_path_buf(),
+                source,
+            })?;
+        Ok(src)
+    }
+}
+
+/// Packs low-justified 24-bit samples in 4-byte words into 3-byte samples. Exact: the
+/// dropped top byte only repeats the sign.
+fn pack_s24_words(words: &[u8], packed: &mut [u8]) {
+    for (w, p) in words.chunks_exact(4).zip(packed.chunks_exact_mut(3)) {
+        p.copy_from_slice(&w[..3]);
+    }
+}
+
+/// The header of an output holding `data_bytes` of audio (`frames` frames).
+struct OutputHeader {
+    bytes: Vec<u8>,
+    rf64: bool,
+}
+
+/// Same length whatever the size, so the header is rewritten in place: RIFF + JUNK, or
+/// past 4 GiB RF64 + ds64, then `fmt `, `fact` (float only) and the `data` chunk header.
+fn output_header(spec: &StreamSpec, data_bytes: u64, frames: u64) -> OutputHeader {
+    let layout = if spec.channels > 2 {
+        FmtLayout::Extensible
+    } else {
+        FmtLayout::Plain
+    };
+    let fmt = wav::fmt_chunk(spec, layout);
+    let fact_len = if spec.format.is_float() { 12 } else { 0 };
+    let header_len = 12 + 8 + DS64_LEN as u64 + fmt.len() as u64 + fact_len + 8;
+    let riff_size = header_len - 8 + data_bytes + data_bytes % 2;
+    let rf64 = riff_size > u64::from(u32::MAX);
+    let small = |n: u64| if rf64 { u32::MAX } else { n as u32 };
+
+    let mut h = Vec::with_capacity(header_len as usize);
+    h.extend_from_slice(if rf64 { b"RF64" } else { b"RIFF" });
+    put_u32(&mut h, small(riff_size));
+    h.extend_from_slice(b"WAVE");
+    h.extend_from_slice(if rf64 { b"ds64" } else { b"JUNK" });
+    put_u32(&mut h, DS64_LEN);
+    if rf64 {
+        h.extend_from_slice(&riff_size.to_le_bytes());
+        h.extend_from_slice(&data_bytes.to_le_bytes());
+        h.extend_from_slice(&frames.to_le_bytes());
+        put_u32(&mut h, 0); // no table: only `data` is large
+    } else {
+        h.extend_from_slice(&[0; DS64_LEN as usize]);
+    }
+    h.extend_from_slice(&fmt);
+    if fact_len > 0 {
+        h.extend_from_slice(b"fact");
+        put_u32(&mut h, 4);
+        put_u32(&mut h, u32::try_from(frames).unwrap_or(u32::MAX));
+    }
+    h.extend_from_slice(b"data");
+    put_u32(&mut h, small(data_bytes));
+    OutputHeader { bytes: h, rf64 }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::segment::file::SegmentFile;
+
+    fn spec(format: SampleFormat, channels: u16) -> StreamSpec {
+        StreamSpec {
+            format,
+            rate: 48_000,
+            channels,
+        }
+    }
+
+    /// A closed segment whose 16-bit samples are `first..first + frames*channels`.
+    fn s16_segment(
+        dir: &Path,
+        name: &str,
+        s: StreamSpec,
+        first: i16,
+        frames: usize,
+    ) -> (PathBuf, Vec<i16>) {
+        let samples: Vec<i16> = (0..frames * s.channels as usize)
+            .map(|i| first + i as i16)
+            .collect();
+        let bytes: Vec<u8> = samples.iter().flat_map(|x| x.to_le_bytes()).collect();
+        (segment(dir, name, s, &bytes), samples)
+    }
+
+    fn segment(dir: &Path, name: &str, s: StreamSpec, bytes: &[u8]) -> PathBuf {
+        let path = dir.join(name);
+        let mut seg = SegmentFile::create(&path, s).unwrap();
+        seg.write_frames(bytes).unwrap();
+        seg.close().unwrap();
+        path
+    }
+
+    fn read_all<S: hound::Sample>(path: &Path) -> (hound::WavSpec, Vec<S>) {
+        let mut r = hound::WavReader::open(path).unwrap();
+        (r.spec(), r.samples::<S>().map(Result::unwrap).collect())
+    }
+
+    #[test]
+    fn segments_and_gaps_give_exactly_the_expected_samples() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = spec(SampleFormat::S16Le, 2);
+        let (a, a_samples) = s16_segment(dir.path(), "a.wav", s, 1, 100);
+        let (b, b_samples) = s16_segment(dir.path(), "b.wav", s, 1000, 50);
+        let plan = vec![
+            Piece::Silence { frames: 3 },
+            Piece::Segment {
+                file: a,
+                skip: 0,
+                frames: 100,
+            },
+            Piece::Silence { frames: 7 },
+            Piece::Segment {
+                file: b,
+                skip: 10,
+                frames: 40,
+            },
+            Piece::Silence { frames: 2 },
+        ];
+        let out = dir.path().join("out.wav");
+        let report = stitch(&plan, s, &out).unwrap();
+        let mut want = vec![0i16; 6];
+        want.extend(&a_samples);
+        want.extend(vec![0; 14]);
+        want.extend(&b_samples[20..]);
+        want.extend(vec![0; 4]);
+        let (got_spec, got) = read_all::<i16>(&out);
+        assert_eq!(got, want);
+        assert_eq!((got_spec.channels, got_spec.bits_per_sample), (2, 16));
+        assert_eq!(
+            report,
+            StitchReport {
+                frames: 152,
+                bytes: fs::metadata(&out).unwrap().len(),
+                rf64: false
+            }
+        );
+        assert!(!dir.path().join(".out.wav.partial").exists());
+    }
+
+    #[test]
+    fn long_segments_cross_chunk_boundaries() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = spec(SampleFormat::S16Le, 1);
+        let frames = CHUNK_BYTES / 2 * 2 + 123; // two and a bit chunks
+        let (a, a_samples) = s16_segment(dir.path(), "a.wav", s, -30_000, frames);
+        let out = dir.path().join("out.wav");
+        let plan = vec![Piece::Segment {
+            file: a,
+            skip: 5,
+            frames: (frames - 5) as u64,
+        }];
+        stitch(&plan, s, &out).unwrap();
+        assert_eq!(read_all::<i16>(&out).1, a_samples[5..]);
+    }
+
+    #[test]
+    fn s24_words_are_packed_exactly() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = spec(SampleFormat::S24Le, 2);
+        let values = [0, 1, -1, 0x7F_FFFF, -0x80_0000, 12345, -54321, 0x12_3456];
+        let bytes: Vec<u8> = values.iter().flat_map(|v: &i32| v.to_le_bytes()).collect();
+        let seg = segment(dir.path(), "a.wav", s, &bytes);
+        let out = dir.path().join("out.wav");
+        let plan = vec![
+            Piece::Segment {
+                file: seg,
+                skip: 1,
+                frames: 3,
+            },
+            Piece::Silence { frames: 1 },
+        ];
+        let report = stitch(&plan, s, &out).unwrap();
+        let raw = fs::read(&out).unwrap();
+        let info = wav::parse_header(&mut io::Cursor::new(&raw)).unwrap();
+        assert_eq!(info.spec, spec(SampleFormat::S24Le3, 2));
+        assert_eq!(info.declared_data_len, 4 * 6);
+        assert_eq!(report.bytes, raw.len() as u64);
+        let (hs, got) = read_all::<i32>(&out);
+        assert_eq!(hs.bits_per_sample, 24);
+        let mut want = values[2..].to_vec();
+        want.extend([0, 0]);
+        assert_eq!(got, want);
+    }
+
+    #[test]
+    fn every_format_round_trips_through_hound() {
+        let dir = tempfile::tempdir().unwrap();
+        for (i, f) in SampleFormat::ALL.into_iter().enumerate() {
+            for ch in [1u16, 3] {
+                let s = spec(f, ch);
+                let bytes: Vec<u8> = (0..5 * s.bytes_per_frame()).map(|i| i as u8).collect();
+                let seg = segment(dir.path(), &format!("{i}-{ch}.wav"), s, &bytes);
+                let out = dir.path().join(format!("out-{i}-{ch}.wav"));
+                let plan = vec![
+                    Piece::Segment {
+                        file: seg,
+                        skip: 0,
+                        frames: 5,
+                    },
+                    Piece::Silence { frames: 1 },
+                ];
+                let report = stitch(&plan, s, &out).unwrap();
+                let r = hound::WavReader::open(&out).unwrap();
+                assert_eq!(r.len(), 6 * ch as u32, "{f} {ch} ch");
+                assert_eq!(
+                    report.bytes,
+                    fs::metadata(&out).unwrap().len(),
+                    "{f} {ch} ch"
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn odd_data_gets_a_pad_byte() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = spec(SampleFormat::S24Le3, 1);
+        let seg = segment(dir.path(), "a.wav", s, &[1, 2, 3, 4, 5, 6, 7, 8, 9]);
+        let out = dir.path().join("out.wav");
+        let report = stitch(
+            &[Piece::Segment {
+                file: seg,
+                skip: 0,
+                frames: 3,
+            }],
+            s,
+            &out,
+        )
+        .unwrap();
+        let raw = fs::read(&out).unwrap();
+        assert_eq!(raw.len() % 2, 0);
+        assert_eq!(
+            u32::from_le_bytes(raw[4..8].try_into().unwrap()) as usize,
+            raw.len() - 8
+        );
+        assert_eq!(report.bytes, raw.len() as u64);
+        assert_eq!(read_all::<i32>(&out).1.len(), 3);
+    }
+
+    #[test]
+    fn mismatched_spec_names_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let (a, _) = s16_segment(dir.path(), "a.wav", spec(SampleFormat::S16Le, 1), 0, 10);
+        let out = dir.path().join("out.wav");
+        let err = stitch(
+            &[Piece::Segment {
+                file: a.clone(),
+                skip: 0,
+                frames: 5,
+            }],
+            spec(SampleFormat::S16Le, 2),
+            &out,
+        )
+        .unwrap_err();
+        assert!(
+            matches!(&err, StitchError::SpecMismatch { file, .. } if *file == a),
+            "{err}"
+        );
+        assert!(err.to_string().contains("a.wav"));
+        assert!(!out.exists());
+        assert!(!dir.path().join(".out.wav.partial").exists());
+    }
+
+    #[test]
+    fn missing_frames_name_the_file_and_counts() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = spec(SampleFormat::S16Le, 2);
+        let (a, _) = s16_segment(dir.path(), "a.wav", s, 0, 10);
+        let out = dir.path().join("out.wav");
+        fs::write(&out, b"previous render").unwrap();
+        for (skip, frames) in [(0, 11), (4, 7), (u64::MAX, 2)] {
+            let err = stitch(
+                &[Piece::Segment {
+                    file: a.clone(),
+                    skip,
+                    frames,
+                }],
+                s,
+                &out,
+            )
+            .unwrap_err();
+            assert!(
+                matches!(&err, StitchError::ShortSegment { file, available: 10, .. } if *file == a),
+                "{skip} {frames}: {err}"
+            );
+        }
+        assert_eq!(fs::read(&out).unwrap(), b"previous render"); // untouched on failure
+    }
+
+    #[test]
+    fn missing_or_broken_segments_are_typed_errors() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = spec(SampleFormat::S16Le, 2);
+        let out = dir.path().join("out.wav");
+        let gone = dir.path().join("gone.wav");
+        let err = stitch(
+            &[Piece::Segment {
+                file: gone,
+                skip: 0,
+                frames: 1,
+            }],
+            s,
+            &out,
+        )
+        .unwrap_err();
+        assert!(matches!(err, StitchError::OpenSegment { .. }), "{err}");
+        let junk = dir.path().join("junk.wav");
+        fs::write(&junk, b"not a wav at all").unwrap();
+        let err = stitch(
+            &[Piece::Segment {
+                file: junk,
+                skip: 0,
+                frames: 1,
+            }],
+            s,
+            &out,
+        )
+        .unwrap_err();
+        assert!(matches!(err, StitchError::BadSegment { .. }), "{err}");
+        let err = stitch(&[], s, Path::new("/")).unwrap_err();
+        assert!(matches!(err, StitchError::Output { .. }), "{err}");
+    }
+
+    #[test]
+    fn empty_plan_is_an_empty_wav() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("out.wav");
+        let report = stitch(&[], spec(SampleFormat::FloatLe, 2), &out).unwrap();
+        assert_eq!(report.frames, 0);
+        assert!(read_all::<f32>(&out).1.is_empty());
+    }
+
+    #[test]
+    fn header_keeps_its_length_and_turns_rf64_past_4_gib() {
+        let s = spec(SampleFormat::FloatLe, 2);
+        let small = output_header(&s, 800, 100);
+        let frames = 700_000_000u64; // 5.6 GB of stereo float
+        let big = output_header(&s, frames * 8, frames);
+        assert_eq!(small.bytes.len(), big.bytes.len());
+        assert!(!small.rf64 && big.rf64);
+        assert_eq!(&small.bytes[0..4], b"RIFF");
+        assert_eq!(&small.bytes[12..16], b"JUNK");
+
+        let h = &big.bytes;
+        let u32_at = |at: usize| u32::from_le_bytes(h[at..at + 4].try_into().unwrap());
+        let u64_at = |at: usize| u64::from_le_bytes(h[at..at + 8].try_into().unwrap());
+        assert_eq!(
+            (&h[0..4], u32_at(4), &h[8..12]),
+            (&b"RF64"[..], u32::MAX, &b"WAVE"[..])
+        );
+        assert_eq!((&h[12..16], u32_at(16)), (&b"ds64"[..], 28));
+        assert_eq!(
+            u64_at(20),
+            h.len() as u64 - 8 + frames * 8,
+            "ds64 RIFF size"
+        );
+        assert_eq!(u64_at(28), frames * 8, "ds64 data size");
+        assert_eq!(u64_at(36), frames, "ds64 sample count");
+        assert_eq!(u32_at(44), 0, "ds64 table length");
+        let n = h.len();
+        assert_eq!((&h[n - 8..n - 4], u32_at(n - 4)), (&b"data"[..], u32::MAX));
+        assert_eq!(&h[n - 20..n - 16], b"fact");
+    }
+
+    #[test]
+    fn rf64_threshold_is_the_riff_size() {
+        let s = spec(SampleFormat::S16Le, 2);
+        let header_len = output_header(&s, 0, 0).bytes.len() as u64;
+        let max_data = u64::from(u32::MAX) - (header_len - 8);
+        let fits = max_data - max_data % 4;
+        assert!(!output_header(&s, fits, fits / 4).rf64);
+        assert!(output_header(&s, fits + 4, fits / 4 + 1).rf64);
+    }
+}

@@ -1,1 +1,7 @@
-//! The programs built from the parts.
+//! The programs built from the parts: `record` (one local job), `repair` (after a crash),
+//! and `finalize`, which both end with.
+
+pub mod finalize;
+pub mod owner;
+pub mod record;
+pub mod repair;

@@ -1,1 +1,528 @@
-//! (being written)
+//! WAV headers, written and read by hand.
+//!
+//! hound's writer cannot refresh its header in place while we own the file descriptor and
+//! the sync schedule, so segments get their header from here.
+//!
+//! # Segment layout
+//! Every segment has the same 68-byte header whatever its format, so its audio always
+//! starts at [`SEGMENT_HEADER_LEN`] and the header can be patched in place:
+//!
+//! ```text
+//!  0 "RIFF" <riff size u32>  "WAVE"
+//! 12 "fmt " 40  WAVE_FORMAT_EXTENSIBLE (container bits, valid bits, channel mask, subformat)
+//! 60 "data" <data size u32>
+//! 68 frames...
+//! ```
+//!
+//! Both sizes saturate at `u32::MAX` once a segment passes 4 GiB: the file length is the
+//! truth, and repair trusts it. A segment never has a pad byte after odd-sized data (it
+//! is append-only); readers tolerate that.
+//!
+//! # S24_LE segments are low-justified
+//! `S24_LE` audio is kept exactly as the device gives it, 24-bit samples low-justified in
+//! 4-byte words (no conversion on the hot path), and declared as a 32-bit container with
+//! 24 valid bits. WAVE_FORMAT_EXTENSIBLE means the valid bits to be the *high* ones, so a
+//! standard reader plays such a segment 48 dB too quiet (hound reads it right). Segments
+//! are not deliverables: stitching packs them to 24-bit (`render::stitch`).
+
+use crate::core::format::{SampleFormat, StreamSpec};
+use std::io::{self, Read, Seek, SeekFrom};
+
+/// Bytes before the first frame of every segment.
+pub const SEGMENT_HEADER_LEN: u64 = 68;
+
+/// Where the RIFF size field sits.
+pub const RIFF_SIZE_OFFSET: u64 = 4;
+/// Where a segment's data size field sits.
+pub const SEGMENT_DATA_SIZE_OFFSET: u64 = SEGMENT_HEADER_LEN - 4;
+
+const FORMAT_PCM: u16 = 0x0001;
+const FORMAT_IEEE_FLOAT: u16 = 0x0003;
+const FORMAT_EXTENSIBLE: u16 = 0xFFFE;
+
+/// The GUID tail shared by the KSDATAFORMAT_SUBTYPE_* GUIDs; the first two bytes are the
+/// plain format tag.
+const GUID_TAIL: [u8; 14] = [
+    0x00, 0x00, 0x00, 0x00, 0x10, 0x00, 0x80, 0x00, 0x00, 0xAA, 0x00, 0x38, 0x9B, 0x71,
+];
+
+/// How the `fmt ` chunk describes the samples.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FmtLayout {
+    /// WAVE_FORMAT_PCM (16-byte chunk) or WAVE_FORMAT_IEEE_FLOAT (18-byte chunk).
+    Plain,
+    /// WAVE_FORMAT_EXTENSIBLE (40-byte chunk).
+    Extensible,
+}
+
+/// What a WAV header says about the file.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct WavInfo {
+    pub spec: StreamSpec,
+    /// Offset of the first audio byte.
+    pub data_offset: u64,
+    /// The data size the header declares: stale or 0 in a segment left open by a crash.
+    pub declared_data_len: u64,
+}
+
+impl WavInfo {
+    /// Whole frames a file of `file_len` bytes holds after the header, whatever the header
+    /// declares, and the bytes of a trailing partial frame.
+    pub fn frames_in_file(&self, file_len: u64) -> (u64, u64) {
+        let bpf = self.spec.bytes_per_frame() as u64;
+        let data = file_len.saturating_sub(self.data_offset);
+        (data / bpf, data % bpf)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WavError {
+    #[error("not a RIFF/WAVE file (starts with {0:?})")]
+    NotRiff(String),
+    #[error("no `fmt ` chunk before the `data` chunk")]
+    NoFmt,
+    #[error("invalid `fmt ` chunk: {0}")]
+    BadFmt(&'static str),
+    #[error("unsupported WAV format tag {0:#06x} (only PCM, IEEE float and EXTENSIBLE are read)")]
+    UnsupportedFormatTag(u16),
+    #[error("unsupported WAVE_FORMAT_EXTENSIBLE subformat (only PCM and IEEE float are read)")]
+    UnsupportedSubFormat,
+    #[error(
+        "unsupported sample layout: {valid_bits} valid bits in {container_bytes}-byte {} samples",
+        if *float { "float" } else { "integer" }
+    )]
+    UnsupportedBits {
+        valid_bits: u16,
+        container_bytes: u16,
+        float: bool,
+    },
+    #[error("no `data` chunk")]
+    NoData,
+    #[error("file ends at byte {at}, inside the {what}")]
+    Truncated { at: u64, what: &'static str },
+    #[error("reading the WAV header: {0}")]
+    Io(#[from] io::Error),
+}
+
+/// The header of a segment holding `data_bytes` bytes of audio.
+pub fn segment_header(spec: &StreamSpec, data_bytes: u64) -> [u8; 68] {
+    let mut h = Vec::with_capacity(SEGMENT_HEADER_LEN as usize);
+    h.extend_from_slice(b"RIFF");
+    put_u32(&mut h, saturate(SEGMENT_HEADER_LEN - 8 + data_bytes));
+    h.extend_from_slice(b"WAVE");
+    h.extend_from_slice(&fmt_chunk(spec, FmtLayout::Extensible));
+    h.extend_from_slice(b"data");
+    put_u32(&mut h, saturate(data_bytes));
+    let mut out = [0u8; 68];
+    out.copy_from_slice(&h); // fixed length for every spec: see the `header_is_68_bytes` test
+    out
+}
+
+/// The size fields of a segment header holding `data_bytes` of audio: (RIFF, data).
+pub fn segment_sizes(data_bytes: u64) -> (u32, u32) {
+    (
+        saturate(SEGMENT_HEADER_LEN - 8 + data_bytes),
+        saturate(data_bytes),
+    )
+}
+
+/// A `fmt ` chunk (with its 8-byte chunk header) for `spec`.
+pub fn fmt_chunk(spec: &StreamSpec, layout: FmtLayout) -> Vec<u8> {
+    let f = spec.format;
+    let container_bytes = f.bytes_per_sample() as u16;
+    let block_align = spec.channels.saturating_mul(container_bytes);
+    let plain_tag = if f.is_float() {
+        FORMAT_IEEE_FLOAT
+    } else {
+        FORMAT_PCM
+    };
+    let (tag, body_len) = match layout {
+        FmtLayout::Plain if f.is_float() => (plain_tag, 18), // non-PCM tags need cbSize
+        FmtLayout::Plain => (plain_tag, 16),
+        FmtLayout::Extensible => (FORMAT_EXTENSIBLE, 40),
+    };
+    let mut c = Vec::with_capacity(8 + body_len as usize);
+    c.extend_from_slice(b"fmt ");
+    put_u32(&mut c, body_len);
+    put_u16(&mut c, tag);
+    put_u16(&mut c, spec.channels);
+    put_u32(&mut c, spec.rate);
+    put_u32(&mut c, spec.rate.saturating_mul(block_align as u32));
+    put_u16(&mut c, block_align);
+    put_u16(&mut c, container_bytes * 8);
+    match body_len {
+        18 => put_u16(&mut c, 0),
+        40 => {
+            put_u16(&mut c, 22);
+            put_u16(&mut c, f.valid_bits());
+            put_u32(&mut c, channel_mask(spec.channels));
+            put_u16(&mut c, plain_tag);
+            c.extend_from_slice(&GUID_TAIL);
+        }
+        _ => {}
+    }
+    c
+}
+
+/// Front centre for mono, front left/right for stereo; otherwise no speaker assignment,
+/// which suits a multitrack interface whose inputs are not speakers.
+fn channel_mask(channels: u16) -> u32 {
+    match channels {
+        1 => 0x4,
+        2 => 0x3,
+        _ => 0,
+    }
+}
+
+/// Reads a RIFF/WAVE header, leaving `r` at an unspecified position. Skips chunks it does
+/// not need (LIST, bext, fact, JUNK, ...) and stops at the `data` chunk, which may declare
+/// any size (a crashed segment says 0): callers that know better trust the file length.
+pub fn parse_header(r: &mut (impl Read + Seek)) -> Result<WavInfo, WavError> {
+    let file_len = r.seek(SeekFrom::End(0))?;
+    r.seek(SeekFrom::Start(0))?;
+    let mut riff = [0u8; 12];
+    read_exact_at_eof(r, &mut riff, 0, "RIFF header")?;
+    if &riff[0..4] != b"RIFF" || &riff[8..12] != b"WAVE" {
+        return Err(WavError::NotRiff(
+            String::from_utf8_lossy(&riff[0..4]).into_owned(),
+        ));
+    }
+    let mut pos = 12u64;
+    let mut spec = None;
+    loop {
+        if pos >= file_len {
+            return Err(if spec.is_some() {
+                WavError::NoData
+            } else {
+                WavError::NoFmt
+            });
+        }
+        let mut head = [0u8; 8];
+        read_exact_at_eof(r, &mut head, pos, "chunk header")?;
+        let len = u64::from(u32_at(&head, 4));
+        let body = pos + 8;
+        match &head[0..4] {
+            b"data" => {
+                let spec = spec.ok_or(WavError::NoFmt)?;
+                return Ok(WavInfo {
+                    spec,
+                    data_offset: body,
+                    declared_data_len: len,
+                });
+            }
+            b"fmt " => {
+                let mut fmt = vec![0u8; len.min(64) as usize];
+                read_exact_at_eof(r, &mut fmt, body, "`fmt ` chunk")?;
+                spec = Some(parse_fmt(&fmt)?);
+            }
+            _ => {}
+        }
+        pos = body + len + (len & 1); // chunks are padded to even sizes
+        r.seek(SeekFrom::Start(pos))?;
+    }
+}
+
+/// `read_exact`, reporting a short file as [`WavError::Truncated`].
+fn read_exact_at_eof(
+    r: &mut impl Read,
+    buf: &mut [u8],
+    at: u64,
+    what: &'static str,
+) -> Result<(), WavError> {
+    let mut got = 0;
+    while got < buf.len() {
+        match r.read(&mut buf[got..]) {
+            Ok(0) => {
+                return Err(WavError::Truncated {
+                    at: at + got as u64,
+                    what,
+                });
+            }
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e.into()),
+        }
+    }
+    Ok(())
+}
+
+/// Decodes a `fmt ` chunk body (at most its first 64 bytes).
+fn parse_fmt(b: &[u8]) -> Result<StreamSpec, WavError> {
+    if b.len() < 16 {
+        return Err(WavError::BadFmt("shorter than 16 bytes"));
+    }
+    let tag = u16_at(b, 0);
+    let channels = u16_at(b, 2);
+    let rate = u32_at(b, 4);
+    let block_align = u16_at(b, 12);
+    let bits = u16_at(b, 14);
+    if channels == 0 {
+        return Err(WavError::BadFmt("zero channels"));
+    }
+    if rate == 0 {
+        return Err(WavError::BadFmt("zero sample rate"));
+    }
+    if block_align == 0 || block_align % channels != 0 {
+        return Err(WavError::BadFmt(
+            "block align is not a whole number of bytes per channel",
+        ));
+    }
+    let container_bytes = block_align / channels;
+    let (float, valid_bits) = match tag {
+        FORMAT_PCM => (false, bits),
+        FORMAT_IEEE_FLOAT => (true, bits),
+        FORMAT_EXTENSIBLE => {
+            if b.len() < 40 {
+                return Err(WavError::BadFmt(
+                    "WAVE_FORMAT_EXTENSIBLE chunk shorter than 40 bytes",
+                ));
+            }
+            let float = match (u16_at(b, 24), &b[26..40]) {
+                (FORMAT_PCM, tail) if tail == GUID_TAIL => false,
+                (FORMAT_IEEE_FLOAT, tail) if tail == GUID_TAIL => true,
+                _ => return Err(WavError::UnsupportedSubFormat),
+            };
+            let valid = u16_at(b, 18);
+            (float, if valid == 0 { bits } else { valid }) // 0 is seen in the wild
+        }
+        other => return Err(WavError::UnsupportedFormatTag(other)),
+    };
+    let format =
+        sample_format(valid_bits, container_bytes, float).ok_or(WavError::UnsupportedBits {
+            valid_bits,
+            container_bytes,
+            float,
+        })?;
+    Ok(StreamSpec {
+        format,
+        rate,
+        channels,
+    })
+}
+
+/// Maps (valid bits, container bytes, float) back to a [`SampleFormat`].
+fn sample_format(valid_bits: u16, container_bytes: u16, float: bool) -> Option<SampleFormat> {
+    let f = match (float, container_bytes, valid_bits) {
+        (false, 2, 16) => SampleFormat::S16Le,
+        (false, 3, 24) => SampleFormat::S24Le3,
+        (false, 4, 24) => SampleFormat::S24Le,
+        (false, 4, 32) => SampleFormat::S32Le,
+        (true, 4, 32) => SampleFormat::FloatLe,
+        _ => return None,
+    };
+    Some(f)
+}
+
+fn saturate(n: u64) -> u32 {
+    u32::try_from(n).unwrap_or(u32::MAX)
+}
+
+pub(crate) fn put_u16(v: &mut Vec<u8>, x: u16) {
+    v.extend_from_slice(&x.to_le_bytes());
+}
+
+pub(crate) fn put_u32(v: &mut Vec<u8>, x: u32) {
+    v.extend_from_slice(&x.to_le_bytes());
+}
+
+fn u16_at(b: &[u8], at: usize) -> u16 {
+    u16::from_le_bytes([b[at], b[at + 1]])
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes([b[at], b[at + 1], b[at + 2], b[at + 3]])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Cursor;
+
+    fn spec(format: SampleFormat, channels: u16) -> StreamSpec {
+        StreamSpec {
+            format,
+            rate: 48_000,
+            channels,
+        }
+    }
+
+    /// A segment of `frames` frames whose bytes count up, so each sample is distinct.
+    fn segment_bytes(spec: &StreamSpec, frames: u64) -> Vec<u8> {
+        let data_len = frames * spec.bytes_per_frame() as u64;
+        let mut v = segment_header(spec, data_len).to_vec();
+        v.extend((0..data_len).map(|i| (i % 251) as u8));
+        v
+    }
+
+    fn chunk(id: &[u8; 4], body: &[u8]) -> Vec<u8> {
+        let mut c = id.to_vec();
+        put_u32(&mut c, body.len() as u32);
+        c.extend_from_slice(body);
+        if body.len() % 2 == 1 {
+            c.push(0);
+        }
+        c
+    }
+
+    fn riff(chunks: &[Vec<u8>]) -> Vec<u8> {
+        let body: Vec<u8> = chunks.concat();
+        let mut v = b"RIFF".to_vec();
+        put_u32(&mut v, 4 + body.len() as u32);
+        v.extend_from_slice(b"WAVE");
+        v.extend_from_slice(&body);
+        v
+    }
+
+    #[test]
+    fn header_is_68_bytes_for_every_format() {
+        for f in SampleFormat::ALL {
+            for ch in [1, 2, 8] {
+                let s = spec(f, ch);
+                let h = segment_header(&s, 0);
+                assert_eq!(&h[60..64], b"data");
+                assert_eq!(fmt_chunk(&s, FmtLayout::Extensible).len(), 48);
+            }
+        }
+    }
+
+    #[test]
+    fn round_trips_every_format() {
+        for f in SampleFormat::ALL {
+            let s = spec(f, 2);
+            let bytes = segment_bytes(&s, 10);
+            let info = parse_header(&mut Cursor::new(&bytes)).unwrap();
+            assert_eq!(info.spec, s, "{f}");
+            assert_eq!(info.data_offset, SEGMENT_HEADER_LEN);
+            assert_eq!(info.declared_data_len, 10 * s.bytes_per_frame() as u64);
+            assert_eq!(info.frames_in_file(bytes.len() as u64), (10, 0));
+        }
+    }
+
+    #[test]
+    fn hound_reads_segments_of_every_format() {
+        for f in SampleFormat::ALL {
+            for ch in [1u16, 2, 6] {
+                let s = spec(f, ch);
+                let frames = 37;
+                let bytes = segment_bytes(&s, frames);
+                let r = hound::WavReader::new(Cursor::new(&bytes)).unwrap();
+                assert_eq!(r.len() as u64, frames * ch as u64, "{f} {ch} ch");
+                assert_eq!(r.spec().channels, ch);
+                assert_eq!(r.spec().bits_per_sample, f.valid_bits());
+                let float = r.spec().sample_format == hound::SampleFormat::Float;
+                assert_eq!(float, f.is_float());
+            }
+        }
+    }
+
+    #[test]
+    fn hound_decodes_low_justified_s24_words() {
+        let s = spec(SampleFormat::S24Le, 1);
+        let mut bytes = segment_header(&s, 8).to_vec();
+        bytes.extend_from_slice(&(-2i32).to_le_bytes());
+        bytes.extend_from_slice(&0x7F_FFFFi32.to_le_bytes());
+        let mut r = hound::WavReader::new(Cursor::new(&bytes)).unwrap();
+        let got: Vec<i32> = r.samples::<i32>().map(Result::unwrap).collect();
+        assert_eq!(got, [-2, 0x7F_FFFF]);
+    }
+
+    #[test]
+    fn sizes_saturate_past_4_gib() {
+        let s = spec(SampleFormat::S16Le, 2);
+        let h = segment_header(&s, 5 << 30);
+        assert_eq!(u32_at(&h, 4), u32::MAX);
+        assert_eq!(u32_at(&h, 64), u32::MAX);
+        assert_eq!(segment_sizes(100), (160, 100));
+    }
+
+    #[test]
+    fn reads_plain_pcm_and_float_with_extra_chunks() {
+        let cases = [
+            (SampleFormat::S16Le, FmtLayout::Plain),
+            (SampleFormat::S24Le3, FmtLayout::Plain),
+            (SampleFormat::S32Le, FmtLayout::Plain),
+            (SampleFormat::FloatLe, FmtLayout::Plain),
+            (SampleFormat::S24Le, FmtLayout::Extensible),
+        ];
+        for (f, layout) in cases {
+            let s = spec(f, 2);
+            let fmt = fmt_chunk(&s, layout);
+            let data = vec![0u8; 4 * s.bytes_per_frame()];
+            let bytes = riff(&[
+                chunk(b"JUNK", &[0; 28]),
+                chunk(b"LIST", b"odd"), // odd size: padded
+                fmt,
+                chunk(b"fact", &4u32.to_le_bytes()),
+                chunk(b"data", &data),
+            ]);
+            let info = parse_header(&mut Cursor::new(&bytes)).unwrap();
+            assert_eq!(info.spec, s, "{f} {layout:?}");
+            assert_eq!(info.data_offset, bytes.len() as u64 - data.len() as u64);
+            assert_eq!(info.declared_data_len, data.len() as u64);
+        }
+    }
+
+    #[test]
+    fn errors_say_what_is_wrong() {
+        let s = spec(SampleFormat::S16Le, 2);
+        let fmt = fmt_chunk(&s, FmtLayout::Plain);
+        let mut u8_fmt = fmt.clone();
+        u8_fmt[8 + 12..8 + 16].copy_from_slice(&[2, 0, 8, 0]); // block align 2, 8 bits
+        let mut adpcm = fmt.clone();
+        adpcm[8] = 2;
+        let seg = segment_bytes(&s, 3);
+        let cases: Vec<(&str, Vec<u8>, fn(&WavError) -> bool)> = vec![
+            ("empty", vec![], |e| {
+                matches!(e, WavError::Truncated { at: 0, .. })
+            }),
+            (
+                "not riff",
+                b"RF64\0\0\0\0WAVE".to_vec(),
+                |e| matches!(e, WavError::NotRiff(s) if s == "RF64"),
+            ),
+            ("no fmt", riff(&[chunk(b"data", &[0; 4])]), |e| {
+                matches!(e, WavError::NoFmt)
+            }),
+            ("no chunks", riff(&[]), |e| matches!(e, WavError::NoFmt)),
+            ("no data", riff(&[fmt.clone()]), |e| {
+                matches!(e, WavError::NoData)
+            }),
+            ("8-bit", riff(&[u8_fmt, chunk(b"data", &[])]), |e| {
+                matches!(
+                    e,
+                    WavError::UnsupportedBits {
+                        valid_bits: 8,
+                        container_bytes: 1,
+                        float: false
+                    }
+                )
+            }),
+            ("adpcm", riff(&[adpcm, chunk(b"data", &[])]), |e| {
+                matches!(e, WavError::UnsupportedFormatTag(2))
+            }),
+            ("cut in fmt", seg[..40].to_vec(), |e| {
+                matches!(e, WavError::Truncated { at: 40, .. })
+            }),
+            ("cut in data header", seg[..64].to_vec(), |e| {
+                matches!(e, WavError::Truncated { at: 64, .. })
+            }),
+            ("cut after fmt", seg[..60].to_vec(), |e| {
+                matches!(e, WavError::NoData)
+            }),
+        ];
+        for (name, bytes, ok) in cases {
+            let err = parse_header(&mut Cursor::new(&bytes)).unwrap_err();
+            assert!(ok(&err), "case {name}: {err}");
+        }
+    }
+
+    #[test]
+    fn zero_declared_size_still_parses() {
+        let s = spec(SampleFormat::S24Le3, 2);
+        let mut bytes = segment_header(&s, 0).to_vec();
+        bytes.extend_from_slice(&[1; 6 * 5 + 2]);
+        let info = parse_header(&mut Cursor::new(&bytes)).unwrap();
+        assert_eq!(info.declared_data_len, 0);
+        assert_eq!(info.frames_in_file(bytes.len() as u64), (5, 2));
+    }
+}

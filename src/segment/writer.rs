@@ -1,1 +1,345 @@
-//! (being written)
+//! The segment writer thread: drains the ring into WAV segments.
+//!
+//! - A segment's header is rewritten every `flush_interval`, so it is a valid WAV up to its
+//!   last flush; its data is `fdatasync`ed every `sync_interval`.
+//! - Segments rotate every `segment_frames` on an exact frame boundary.
+//! - A gap in the stream (device overrun, full ring, drop-out) closes the segment: the
+//!   next one starts after the gap on the job's timeline, so every segment is one
+//!   contiguous run of device time and the stitcher fills the gaps between them.
+//! - A file is created (O_EXCL, file and directory fsynced) before its journal row is
+//!   written, and audio is written only after the row exists, so the journal never names
+//!   a file that might not exist and a file without a row holds no audio.
+
+use std::collections::VecDeque;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::capture::{CaptureEnd, CaptureEvent, FrameSource, GapCause, StopFlag};
+use crate::core::format::StreamSpec;
+use crate::core::timeline::{EventKind, TimelineEvent};
+use crate::journal::{Journal, JournalError, NewSegment, SegmentState};
+use crate::segment::file::SegmentFile;
+
+/// What the writer needs to know about its job.
+#[derive(Clone, Debug)]
+pub struct WriterConfig {
+    pub job_id: String,
+    pub job_dir: PathBuf,
+    pub journal_path: PathBuf,
+    pub spec: StreamSpec,
+    pub segment_frames: u64,
+    pub flush_interval: Duration,
+    pub sync_interval: Duration,
+    /// Timeline position of the first frame this writer receives.
+    pub timeline_origin: u64,
+    /// Sequence number of the first segment this writer creates.
+    pub first_seq: u32,
+    /// Stop once the timeline reaches this frame (the job's duration).
+    pub stop_at: Option<u64>,
+}
+
+/// Progress the writer publishes for its supervisor.
+#[derive(Debug, Default)]
+pub struct WriterProgress {
+    /// Timeline position of the next frame (frames written + gaps).
+    pub timeline_frames: AtomicU64,
+    /// Frames written to segments by this writer.
+    pub written_frames: AtomicU64,
+    /// Wall time (ms since epoch) of timeline frame `timeline_origin`, once known.
+    pub origin_wall_ms: AtomicU64,
+    /// Wall time (ms since epoch) of the timeline's end, set when the writer stops.
+    pub end_wall_ms: AtomicU64,
+    pub finished: AtomicBool,
+}
+
+/// Why the writer stopped.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum WriterEnd {
+    /// The job's duration was reached.
+    DurationReached,
+    /// The capture stream ended (stopped, device gone, source exhausted, failed).
+    Capture(CaptureEnd),
+    /// The supervisor asked it to drain and stop (capture thread wedged).
+    Drained,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WriterError {
+    #[error("journal: {0}")]
+    Journal(#[from] JournalError),
+    #[error("segment {path}: {source}")]
+    Segment { path: PathBuf, source: std::io::Error },
+}
+
+/// What a finished writer reports.
+#[derive(Debug)]
+pub struct WriterReport {
+    pub end: WriterEnd,
+    /// Timeline position after the last frame.
+    pub timeline_frames: u64,
+    pub written_frames: u64,
+    pub segments: u32,
+}
+
+struct OpenSegment {
+    file: SegmentFile,
+    id: i64,
+    last_flush: Instant,
+    last_sync: Instant,
+}
+
+struct Writer {
+    cfg: WriterConfig,
+    source: FrameSource,
+    journal: Journal,
+    progress: Arc<WriterProgress>,
+    current: Option<OpenSegment>,
+    next_seq: u32,
+    /// Ring frames consumed so far (the capture stream's position).
+    ring_pos: u64,
+    /// Timeline position of the next frame.
+    timeline_pos: u64,
+    pending: VecDeque<CaptureEvent>,
+    buf: Vec<u8>,
+}
+
+/// Most frames moved per write call: ~100 ms at 48 kHz keeps write calls few but short.
+const MAX_BATCH_FRAMES: usize = 4800;
+/// Sleep when the ring is empty: well under a period of latency, negligible CPU.
+const IDLE_SLEEP: Duration = Duration::from_millis(10);
+
+pub fn spawn(
+    cfg: WriterConfig,
+    source: FrameSource,
+    drain: StopFlag,
+) -> Result<(JoinHandle<Result<WriterReport, WriterError>>, Arc<WriterProgress>), WriterError> {
+    let journal = Journal::open(&cfg.journal_path)?;
+    let progress = Arc::new(WriterProgress::default());
+    progress.timeline_frames.store(cfg.timeline_origin, Ordering::Release);
+    let mut writer = Writer {
+        next_seq: cfg.first_seq,
+        timeline_pos: cfg.timeline_origin,
+        cfg,
+        source,
+        journal,
+        progress: progress.clone(),
+        current: None,
+        ring_pos: 0,
+        pending: VecDeque::new(),
+        buf: Vec::with_capacity(MAX_BATCH_FRAMES * 64),
+    };
+    let handle = std::thread::Builder::new()
+        .name("edgerec-writer".into())
+        .spawn(move || {
+            let result = writer.run(&drain);
+            writer.progress.finished.store(true, Ordering::Release);
+            result
+        })
+        .map_err(|source| WriterError::Segment { path: PathBuf::from("<writer thread>"), source })?;
+    Ok((handle, progress))
+}
+
+impl Writer {
+    fn run(&mut self, drain: &StopFlag) -> Result<WriterReport, WriterError> {
+        let result = loop {
+            match self.step(drain.is_stopped()) {
+                Ok(Some(end)) => break Ok(end),
+                Ok(None) => {}
+                Err(e) => break Err(e),
+            }
+        };
+        // Close whatever is open even after an error: the segment stays valid up to its
+        // last whole frame and the journal learns its length.
+        let closed = self.close_segment();
+        self.note_end_time();
+        let end = result?;
+        closed?;
+        Ok(WriterReport {
+            end,
+            timeline_frames: self.timeline_pos,
+            written_frames: self.progress.written_frames.load(Ordering::Acquire),
+            segments: self.next_seq - self.cfg.first_seq,
+        })
+    }
+
+    /// One pass: take events, write what is available up to the next event, apply events.
+    fn step(&mut self, draining: bool) -> Result<Option<WriterEnd>, WriterError> {
+        while let Ok(ev) = self.source.events.try_recv() {
+            self.pending.push_back(ev);
+        }
+        if let Some(end) = self.apply_due_events()? {
+            return Ok(Some(end));
+        }
+        if self.duration_reached() {
+            return Ok(Some(WriterEnd::DurationReached));
+        }
+        let wrote = self.write_available()?;
+        self.maintain()?;
+        if wrote == 0 {
+            if draining && self.source.frames_available() == 0 && self.source.events.is_empty() {
+                return Ok(Some(WriterEnd::Drained));
+            }
+            std::thread::sleep(IDLE_SLEEP);
+        }
+        Ok(None)
+    }
+
+    fn duration_reached(&self) -> bool {
+        self.cfg.stop_at.is_some_and(|stop| self.timeline_pos >= stop)
+    }
+
+    /// Frames we may still write before the next event or the job's end.
+    fn writable_limit(&self) -> u64 {
+        let until_event = match self.pending.front() {
+            Some(CaptureEvent::Gap { at, .. } | CaptureEvent::Ended { at, .. }) => at.saturating_sub(self.ring_pos),
+            None => u64::MAX,
+        };
+        let until_stop = self.cfg.stop_at.map_or(u64::MAX, |s| s.saturating_sub(self.timeline_pos));
+        until_event.min(until_stop)
+    }
+
+    fn write_available(&mut self) -> Result<u64, WriterError> {
+        let mut total = 0;
+        loop {
+            let mut want = self.writable_limit().min(MAX_BATCH_FRAMES as u64);
+            if want == 0 {
+                break;
+            }
+            if self.current.is_none() {
+                if self.source.frames_available() == 0 {
+                    break;
+                }
+                self.open_segment()?;
+            }
+            let seg = self.current.as_ref().expect("opened above");
+            want = want.min(self.cfg.segment_frames - seg.file.frames());
+            let got = self.source.pop_frames(&mut self.buf, want as usize) as u64;
+            if got == 0 {
+                break;
+            }
+            self.note_origin_time();
+            let seg = self.current.as_mut().expect("opened above");
+            seg.file
+                .write_frames(&self.buf)
+                .map_err(|source| WriterError::Segment { path: seg.file.path().to_path_buf(), source })?;
+            self.ring_pos += got;
+            self.timeline_pos += got;
+            total += got;
+            self.progress.timeline_frames.store(self.timeline_pos, Ordering::Release);
+            self.progress.written_frames.fetch_add(got, Ordering::AcqRel);
+            if seg.file.frames() >= self.cfg.segment_frames {
+                self.close_segment()?; // rotation on an exact frame boundary
+            }
+        }
+        Ok(total)
+    }
+
+    /// Records when the origin frame was captured: now, minus the audio already captured.
+    fn note_origin_time(&self) {
+        if self.progress.origin_wall_ms.load(Ordering::Acquire) != 0 {
+            return;
+        }
+        // Ring frame 0 was captured as long ago as the audio pushed since.
+        let captured = self.source.stats.frames_pushed.load(Ordering::Acquire);
+        let origin = now_ms() - self.cfg.spec.duration_of(captured).as_millis() as i64;
+        self.progress.origin_wall_ms.store(origin.max(1) as u64, Ordering::Release);
+    }
+
+    /// The timeline's last frame was captured before whatever is still in the ring.
+    fn note_end_time(&self) {
+        let captured = self.source.stats.frames_pushed.load(Ordering::Acquire);
+        let backlog = self.cfg.spec.duration_of(captured.saturating_sub(self.ring_pos));
+        let end = now_ms() - backlog.as_millis() as i64;
+        self.progress.end_wall_ms.store(end.max(1) as u64, Ordering::Release);
+    }
+
+    fn apply_due_events(&mut self) -> Result<Option<WriterEnd>, WriterError> {
+        while let Some(ev) = self.pending.front() {
+            let at = match ev {
+                CaptureEvent::Gap { at, .. } | CaptureEvent::Ended { at, .. } => *at,
+            };
+            if at > self.ring_pos {
+                return Ok(None);
+            }
+            match self.pending.pop_front().expect("front exists") {
+                CaptureEvent::Gap { frames, cause, .. } => self.apply_gap(frames, cause)?,
+                CaptureEvent::Ended { end, .. } => return Ok(Some(WriterEnd::Capture(end))),
+            }
+        }
+        Ok(None)
+    }
+
+    /// A gap closes the run: the next segment starts after it on the timeline.
+    fn apply_gap(&mut self, frames: u64, cause: GapCause) -> Result<(), WriterError> {
+        self.close_segment()?;
+        let (kind, detail) = match cause {
+            GapCause::DeviceOverrun => (EventKind::Overrun, "device overrun (EPIPE), recovered"),
+            GapCause::RingFull => (EventKind::Overrun, "ring full: writer fell behind"),
+            GapCause::DropOut => (EventKind::DropOut, "source delivered no audio"),
+        };
+        let frames = match self.cfg.stop_at {
+            Some(stop) => frames.min(stop.saturating_sub(self.timeline_pos)),
+            None => frames,
+        };
+        let ev = TimelineEvent::new(kind, self.timeline_pos, now_ms()).with_detail(detail).with_gap(frames);
+        self.journal.add_event(&self.cfg.job_id, &ev)?;
+        log::warn!("{}: {} frames missing at frame {} ({detail})", self.cfg.job_id, frames, self.timeline_pos);
+        self.timeline_pos += frames;
+        self.progress.timeline_frames.store(self.timeline_pos, Ordering::Release);
+        Ok(())
+    }
+
+    fn open_segment(&mut self) -> Result<(), WriterError> {
+        let name = format!("{:06}.wav", self.next_seq);
+        let path = self.cfg.job_dir.join(&name);
+        let file = SegmentFile::create(&path, self.cfg.spec)
+            .map_err(|source| WriterError::Segment { path: path.clone(), source })?;
+        // The file and its directory entry are durable: now the journal may name it.
+        let id = self.journal.insert_segment(&NewSegment {
+            job_id: self.cfg.job_id.clone(),
+            seq: self.next_seq,
+            path: name,
+            first_frame: self.timeline_pos,
+            spec: self.cfg.spec,
+            opened_at_ms: now_ms(),
+        })?;
+        self.next_seq += 1;
+        let now = Instant::now();
+        self.current = Some(OpenSegment { file, id, last_flush: now, last_sync: now });
+        Ok(())
+    }
+
+    /// Header refresh and data sync on their schedules.
+    fn maintain(&mut self) -> Result<(), WriterError> {
+        let Some(seg) = self.current.as_mut() else { return Ok(()) };
+        let io_err = |seg: &OpenSegment, source| WriterError::Segment { path: seg.file.path().to_path_buf(), source };
+        if seg.last_flush.elapsed() >= self.cfg.flush_interval {
+            seg.file.flush_header().map_err(|e| io_err(seg, e))?;
+            seg.last_flush = Instant::now();
+            self.journal.update_segment_frames(seg.id, seg.file.frames())?;
+        }
+        if seg.last_sync.elapsed() >= self.cfg.sync_interval {
+            seg.file.sync_data().map_err(|e| io_err(seg, e))?;
+            seg.last_sync = Instant::now();
+        }
+        Ok(())
+    }
+
+    fn close_segment(&mut self) -> Result<(), WriterError> {
+        let Some(seg) = self.current.take() else { return Ok(()) };
+        let path = seg.file.path().to_path_buf();
+        let frames = seg.file.close().map_err(|source| WriterError::Segment { path, source })?;
+        self.journal.close_segment(seg.id, frames, SegmentState::Closed, now_ms())?;
+        Ok(())
+    }
+}
+
+/// Wall clock, milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}

@@ -1,0 +1,117 @@
+//! The `events` table (a job's quality timeline) and the `beats` table (each role's
+//! liveness record).
+
+use super::{
+    Doing, Journal, Result, col, col_opt_u64, col_u64, parse_col, to_sql_opt_u64, to_sql_u64,
+};
+use crate::core::timeline::TimelineEvent;
+use rusqlite::{OptionalExtension, params};
+
+/// A role's last heartbeat, as `edgerec status` shows it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BeatRow {
+    pub role: String,
+    pub pid: u32,
+    /// `/proc/sys/kernel/random/boot_id`: tells a stale beat from before a reboot.
+    pub boot_id: String,
+    pub started_at_ms: i64,
+    pub last_beat_ms: i64,
+    /// Free text: what the role is doing (e.g. the job and frames captured).
+    pub progress: String,
+}
+
+impl Journal {
+    /// Appends a timeline event to a job; returns its id.
+    pub fn add_event(&self, job_id: &str, ev: &TimelineEvent) -> Result<i64> {
+        let frame = to_sql_u64(ev.frame, "event frame")?;
+        let gap_frames = to_sql_opt_u64(ev.gap_frames, "gap_frames")?;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO events (job_id, frame, at_ms, kind, detail, gap_frames) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            )
+            .and_then(|mut s| {
+                s.execute(params![
+                    job_id,
+                    frame,
+                    ev.at_ms,
+                    ev.kind.name(),
+                    ev.detail,
+                    gap_frames
+                ])
+            })
+            .doing("inserting an event")?;
+        Ok(self.conn.last_insert_rowid())
+    }
+
+    /// A job's timeline, by frame, then in insertion order.
+    pub fn events(&self, job_id: &str) -> Result<Vec<TimelineEvent>> {
+        const DOING: &str = "reading events";
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id, frame, at_ms, kind, detail, gap_frames FROM events \
+                 WHERE job_id = ?1 ORDER BY frame, id",
+            )
+            .doing(DOING)?;
+        let mut rows = stmt.query([job_id]).doing(DOING)?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next().doing(DOING)? {
+            let key = format!("event {}", col::<i64>(r, 0, DOING)?);
+            out.push(TimelineEvent {
+                frame: col_u64(r, 1, DOING)?,
+                at_ms: col(r, 2, DOING)?,
+                kind: parse_col("events.kind", &key, &col::<String>(r, 3, DOING)?)?,
+                detail: col(r, 4, DOING)?,
+                gap_frames: col_opt_u64(r, 5, DOING)?,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Writes (or overwrites) a role's heartbeat.
+    pub fn write_beat(
+        &self,
+        role: &str,
+        pid: u32,
+        boot_id: &str,
+        started_at_ms: i64,
+        now_ms: i64,
+        progress: &str,
+    ) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO beats (role, pid, boot_id, started_at_ms, last_beat_ms, progress) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
+                 ON CONFLICT (role) DO UPDATE SET pid = excluded.pid, boot_id = excluded.boot_id, \
+                 started_at_ms = excluded.started_at_ms, last_beat_ms = excluded.last_beat_ms, \
+                 progress = excluded.progress",
+            )
+            .and_then(|mut s| {
+                s.execute(params![role, pid, boot_id, started_at_ms, now_ms, progress])
+            })
+            .doing("writing a beat")?;
+        Ok(())
+    }
+
+    pub fn beat(&self, role: &str) -> Result<Option<BeatRow>> {
+        self.conn
+            .query_row(
+                "SELECT role, pid, boot_id, started_at_ms, last_beat_ms, progress FROM beats \
+                 WHERE role = ?1",
+                [role],
+                |r| {
+                    Ok(BeatRow {
+                        role: r.get(0)?,
+                        pid: r.get(1)?,
+                        boot_id: r.get(2)?,
+                        started_at_ms: r.get(3)?,
+                        last_beat_ms: r.get(4)?,
+                        progress: r.get(5)?,
+                    })
+                },
+            )
+            .optional()
+            .doing("reading a beat")
+    }
+}

@@ -1,0 +1,283 @@
+//! The `jobs` table: one row per recording job, local or claimed from the controller.
+
+use super::{
+    Doing, Journal, JournalError, Result, col, col_opt_u64, col_u64, parse_col, to_sql_opt_u64,
+    to_sql_u64,
+};
+use crate::core::format::StreamSpec;
+use crate::core::job::JobState;
+use rusqlite::{Connection, OptionalExtension, Row, params};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+/// Where a job came from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum JobSource {
+    /// `edgerec record` on the box itself.
+    Local,
+    /// Claimed from the controller by the sync role.
+    Controller,
+}
+
+impl JobSource {
+    pub const fn name(self) -> &'static str {
+        match self {
+            JobSource::Local => "local",
+            JobSource::Controller => "controller",
+        }
+    }
+}
+
+impl fmt::Display for JobSource {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for JobSource {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        match s {
+            "local" => Ok(JobSource::Local),
+            "controller" => Ok(JobSource::Controller),
+            _ => Err(format!("unknown job source {s:?}")),
+        }
+    }
+}
+
+/// A job as first written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewJob {
+    pub id: String,
+    pub source: JobSource,
+    pub controller_job_id: Option<String>,
+    pub recording_id: Option<String>,
+    pub command_json: String,
+    pub backend: String,
+    pub device: String,
+    pub spec: StreamSpec,
+    pub duration_frames: Option<u64>,
+    /// The job's directory; segment paths are relative to it.
+    pub dir: PathBuf,
+    pub state: JobState,
+    pub created_at_ms: i64,
+}
+
+/// A job as stored, every column typed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct JobRow {
+    pub id: String,
+    pub source: JobSource,
+    pub controller_job_id: Option<String>,
+    pub recording_id: Option<String>,
+    pub command_json: String,
+    pub backend: String,
+    pub device: String,
+    pub spec: StreamSpec,
+    pub duration_frames: Option<u64>,
+    pub dir: PathBuf,
+    pub state: JobState,
+    pub end_cause: Option<String>,
+    pub created_at_ms: i64,
+    /// Wall time of timeline frame 0.
+    pub started_at_ms: Option<i64>,
+    /// Set once, when the job reached a terminal state.
+    pub ended_at_ms: Option<i64>,
+    pub updated_at_ms: i64,
+    pub captured_frames: u64,
+}
+
+const JOB_COLS: &str = "id, source, controller_job_id, recording_id, command_json, backend, \
+     device, format, rate, channels, duration_frames, dir, state, end_cause, created_at_ms, \
+     started_at_ms, ended_at_ms, updated_at_ms, captured_frames";
+
+fn job_from_row(r: &Row<'_>) -> Result<JobRow> {
+    const DOING: &str = "reading a jobs row";
+    let id: String = col(r, 0, DOING)?;
+    // Text fields are parsed here so a bad one names its column and job.
+    let key = format!("job {id:?}");
+    Ok(JobRow {
+        source: parse_col("jobs.source", &key, &col::<String>(r, 1, DOING)?)?,
+        controller_job_id: col(r, 2, DOING)?,
+        recording_id: col(r, 3, DOING)?,
+        command_json: col(r, 4, DOING)?,
+        backend: col(r, 5, DOING)?,
+        device: col(r, 6, DOING)?,
+        spec: StreamSpec {
+            format: parse_col("jobs.format", &key, &col::<String>(r, 7, DOING)?)?,
+            rate: col(r, 8, DOING)?,
+            channels: col(r, 9, DOING)?,
+        },
+        duration_frames: col_opt_u64(r, 10, DOING)?,
+        dir: PathBuf::from(col::<String>(r, 11, DOING)?),
+        state: parse_col("jobs.state", &key, &col::<String>(r, 12, DOING)?)?,
+        end_cause: col(r, 13, DOING)?,
+        created_at_ms: col(r, 14, DOING)?,
+        started_at_ms: col(r, 15, DOING)?,
+        ended_at_ms: col(r, 16, DOING)?,
+        updated_at_ms: col(r, 17, DOING)?,
+        captured_frames: col_u64(r, 18, DOING)?,
+        id,
+    })
+}
+
+pub(super) fn path_text(p: &Path) -> Result<&str> {
+    p.to_str()
+        .ok_or_else(|| JournalError::NonUtf8Path(p.to_path_buf()))
+}
+
+/// `'delivered', 'failed', 'cancelled'`, from `JobState` so the SQL cannot drift from it.
+fn terminal_names_sql() -> String {
+    JobState::ALL
+        .into_iter()
+        .filter(|s| s.is_terminal())
+        .map(|s| format!("'{}'", s.name()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn query_jobs(conn: &Connection, sql: &str, doing: &'static str) -> Result<Vec<JobRow>> {
+    let mut stmt = conn.prepare_cached(sql).doing(doing)?;
+    let mut rows = stmt.query([]).doing(doing)?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next().doing(doing)? {
+        out.push(job_from_row(r)?);
+    }
+    Ok(out)
+}
+
+fn current_state(conn: &Connection, id: &str) -> Result<JobState> {
+    let state: Option<String> = conn
+        .query_row("SELECT state FROM jobs WHERE id = ?1", [id], |r| r.get(0))
+        .optional()
+        .doing("reading a job's state")?;
+    let state = state.ok_or_else(|| JournalError::NoSuchJob(id.to_string()))?;
+    parse_col("jobs.state", &format!("job {id:?}"), &state)
+}
+
+/// Fails with `NoSuchJob` when an UPDATE by id touched nothing.
+fn one_job(id: &str, changed: usize) -> Result<()> {
+    if changed == 0 {
+        Err(JournalError::NoSuchJob(id.to_string()))
+    } else {
+        Ok(())
+    }
+}
+
+impl Journal {
+    pub fn create_job(&self, job: &NewJob) -> Result<()> {
+        let dir = path_text(&job.dir)?;
+        let duration_frames = to_sql_opt_u64(job.duration_frames, "duration_frames")?;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO jobs (id, source, controller_job_id, recording_id, command_json, \
+                 backend, device, format, rate, channels, duration_frames, dir, state, \
+                 created_at_ms, updated_at_ms) \
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?14)",
+            )
+            .and_then(|mut stmt| {
+                stmt.execute(params![
+                    job.id,
+                    job.source.name(),
+                    job.controller_job_id,
+                    job.recording_id,
+                    job.command_json,
+                    job.backend,
+                    job.device,
+                    job.spec.format.name(),
+                    job.spec.rate,
+                    job.spec.channels,
+                    duration_frames,
+                    dir,
+                    job.state.name(),
+                    job.created_at_ms,
+                ])
+            })
+            .doing("inserting a job")?;
+        Ok(())
+    }
+
+    /// Moves a job to `state`. A terminal state is reached exactly once: moving a job out of
+    /// one (or into a second one) is `IllegalTransition`. Reaching it sets `ended_at_ms`.
+    /// `end_cause`, when given, replaces the stored one.
+    pub fn set_job_state(
+        &self,
+        id: &str,
+        state: JobState,
+        end_cause: Option<&str>,
+        now_ms: i64,
+    ) -> Result<()> {
+        self.write_tx(|conn| {
+            let from = current_state(conn, id)?;
+            if from.is_terminal() {
+                return Err(JournalError::IllegalTransition {
+                    id: id.to_string(),
+                    from,
+                    to: state,
+                });
+            }
+            let ended_at_ms = state.is_terminal().then_some(now_ms);
+            let changed = conn
+                .prepare_cached(
+                    "UPDATE jobs SET state = ?2, end_cause = COALESCE(?3, end_cause), \
+                     ended_at_ms = COALESCE(?4, ended_at_ms), updated_at_ms = ?5 WHERE id = ?1",
+                )
+                .and_then(|mut s| {
+                    s.execute(params![id, state.name(), end_cause, ended_at_ms, now_ms])
+                })
+                .doing("updating a job's state")?;
+            one_job(id, changed)
+        })
+    }
+
+    /// Records the wall time of timeline frame 0.
+    pub fn set_job_started(&self, id: &str, started_at_ms: i64) -> Result<()> {
+        let changed = self
+            .conn
+            .prepare_cached(
+                "UPDATE jobs SET started_at_ms = ?2, updated_at_ms = MAX(updated_at_ms, ?2) \
+                 WHERE id = ?1",
+            )
+            .and_then(|mut s| s.execute(params![id, started_at_ms]))
+            .doing("setting a job's start time")?;
+        one_job(id, changed)
+    }
+
+    pub fn set_job_progress(&self, id: &str, captured_frames: u64, now_ms: i64) -> Result<()> {
+        let captured_frames = to_sql_u64(captured_frames, "captured_frames")?;
+        let changed = self
+            .conn
+            .prepare_cached(
+                "UPDATE jobs SET captured_frames = ?2, updated_at_ms = ?3 WHERE id = ?1",
+            )
+            .and_then(|mut s| s.execute(params![id, captured_frames, now_ms]))
+            .doing("setting a job's progress")?;
+        one_job(id, changed)
+    }
+
+    pub fn job(&self, id: &str) -> Result<Option<JobRow>> {
+        let sql = format!("SELECT {JOB_COLS} FROM jobs WHERE id = ?1");
+        let mut stmt = self.conn.prepare_cached(&sql).doing("reading a job")?;
+        let mut rows = stmt.query([id]).doing("reading a job")?;
+        match rows.next().doing("reading a job")? {
+            Some(r) => Ok(Some(job_from_row(r)?)),
+            None => Ok(None),
+        }
+    }
+
+    /// All jobs, newest first.
+    pub fn jobs(&self) -> Result<Vec<JobRow>> {
+        let sql = format!("SELECT {JOB_COLS} FROM jobs ORDER BY created_at_ms DESC, rowid DESC");
+        query_jobs(&self.conn, &sql, "listing jobs")
+    }
+
+    /// Jobs not yet delivered, failed or cancelled, oldest first (the order to resume them).
+    pub fn non_terminal_jobs(&self) -> Result<Vec<JobRow>> {
+        let sql = format!(
+            "SELECT {JOB_COLS} FROM jobs WHERE state NOT IN ({}) ORDER BY created_at_ms, rowid",
+            terminal_names_sql()
+        );
+        query_jobs(&self.conn, &sql, "listing non-terminal jobs")
+    }
+}

@@ -1,0 +1,110 @@
+//! Finalizing a captured job: stitch its segments (gaps filled per policy) into one
+//! recording, write `timeline.json` beside it, and move the job to its terminal state.
+//! Idempotent: re-running on a job that crashed mid-render renders again.
+
+use std::path::{Path, PathBuf};
+
+use crate::core::job::JobState;
+use crate::core::timeline::{self, EventKind, GapFill, PlacedSegment, TimelineEvent};
+use crate::journal::{Journal, JobRow};
+use crate::render::stitch;
+use crate::render::timeline_file::{TimelineFile, TimelineSegment};
+use crate::segment::writer::now_ms;
+
+/// The stitched recording's file name inside the job directory.
+pub const RECORDING_FILE: &str = "recording.wav";
+pub const TIMELINE_FILE: &str = "timeline.json";
+
+/// A finished job as the operator sees it.
+#[derive(Debug)]
+pub struct Finalized {
+    pub job_id: String,
+    pub state: JobState,
+    pub end_cause: String,
+    pub recording: Option<PathBuf>,
+    pub timeline: PathBuf,
+    pub frames: u64,
+    pub rate: u32,
+    pub events: Vec<TimelineEvent>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FinalizeError {
+    #[error("journal: {0}")]
+    Journal(#[from] crate::journal::JournalError),
+    #[error("stitching {path}: {source}")]
+    Stitch { path: PathBuf, source: stitch::StitchError },
+    #[error("writing {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+}
+
+/// Finalizes `job` (already `captured`, or any non-terminal state after a crash).
+/// `end_cause` goes on the `ended` event and the job row. A job with no audio at all ends
+/// `failed`; anything with audio is rendered and ends `delivered` (locally).
+/// `ended_at_ms` is the wall time of the timeline's end when known (the writer measured
+/// it), else now.
+pub fn finalize(
+    journal: &mut Journal,
+    job: &JobRow,
+    end_cause: &str,
+    ended_at_ms: Option<i64>,
+    fill: GapFill,
+) -> Result<Finalized, FinalizeError> {
+    let segments = journal.segments(&job.id)?;
+    let mut events = journal.events(&job.id)?;
+    let placed: Vec<PlacedSegment<PathBuf>> = segments
+        .iter()
+        .map(|s| PlacedSegment { file: job.dir.join(&s.path), first_frame: s.first_frame, frames: s.frames })
+        .collect();
+    let end = timeline::timeline_end(&placed, &events);
+    if !events.iter().any(|e| e.kind == EventKind::Ended) {
+        let at = ended_at_ms.unwrap_or_else(now_ms);
+        let ended = TimelineEvent::new(EventKind::Ended, end, at).with_detail(end_cause);
+        journal.transition(&job.id, JobState::Rendering, None, Some(&ended), now_ms())?;
+        events.push(ended);
+    } else {
+        journal.set_job_state(&job.id, JobState::Rendering, None, now_ms())?;
+    }
+    let timeline_path = job.dir.join(TIMELINE_FILE);
+    let audio_frames: u64 = segments.iter().map(|s| s.frames).sum();
+    let (recording, frames) = if audio_frames == 0 {
+        (None, 0)
+    } else {
+        let plan = timeline::stitch_plan(&placed, Some(end), fill);
+        let out = job.dir.join(RECORDING_FILE);
+        let report = stitch::stitch(&plan, job.spec, &out)
+            .map_err(|source| FinalizeError::Stitch { path: out.clone(), source })?;
+        (Some(out), report.frames)
+    };
+    let seg_rows = segments
+        .iter()
+        .map(|s| TimelineSegment {
+            file: s.path.clone(),
+            first_frame: s.first_frame,
+            frames: s.frames,
+            state: s.state.name().to_string(),
+        })
+        .collect();
+    let rec_name = recording.as_ref().map_or(String::new(), |_| RECORDING_FILE.to_string());
+    TimelineFile::new(&job.id, &rec_name, job.spec, job.started_at_ms, frames, seg_rows, &events)
+        .write(&timeline_path)
+        .map_err(|source| FinalizeError::Io { path: timeline_path.clone(), source })?;
+    let state = if recording.is_some() { JobState::Delivered } else { JobState::Failed };
+    let cause = if recording.is_some() { end_cause.to_string() } else { format!("no audio captured ({end_cause})") };
+    journal.set_job_state(&job.id, state, Some(&cause), now_ms())?;
+    Ok(Finalized {
+        job_id: job.id.clone(),
+        state,
+        end_cause: cause,
+        recording,
+        timeline: timeline_path,
+        frames,
+        rate: job.spec.rate,
+        events,
+    })
+}
+
+/// The journal of an output directory.
+pub fn journal_path(out: &Path) -> PathBuf {
+    out.join("edgerec.db")
+}
