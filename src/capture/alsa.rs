@@ -218,7 +218,8 @@ impl PullSource for AlsaSource {
         let whole = buf.len() / self.bytes_per_frame * self.bytes_per_frame;
         let want_frames = (whole / self.bytes_per_frame) as u64;
         // `io_bytes` is a borrow plus a flag: no allocation.
-        match self.pcm.io_bytes().readi(&mut buf[..whole]) {
+        let got = self.pcm.io_bytes().readi(&mut buf[..whole]);
+        match got {
             Ok(0) => Read::Idle,
             Ok(n) => {
                 if (n as u64) < want_frames {

@@ -212,7 +212,7 @@ fn terminal_transition_happens_once() {
         (row.state, row.end_cause.as_deref(), row.ended_at_ms),
         (JobState::Failed, Some("device lost"), Some(20))
     );
-    assert_eq!(j.events("a").unwrap(), [ended.clone()]);
+    assert_eq!(j.events("a").unwrap(), [ended]);
 
     // A second terminal state, or a way back, is refused and changes nothing.
     for to in [JobState::Delivered, JobState::Failed, JobState::Capturing] {
@@ -384,7 +384,8 @@ fn two_connections_share_the_file_under_wal() {
     writer.create_job(&new_job("a", 1)).unwrap();
 
     // The reader holds a read transaction (a snapshot) while the writer commits.
-    let snapshot = reader.conn.unchecked_transaction().unwrap();
+    let snapshot =
+        rusqlite::Transaction::new_unchecked(&reader.conn, TransactionBehavior::Deferred).unwrap();
     assert_eq!(reader.jobs().unwrap().len(), 1);
     writer
         .atomically(|w| {

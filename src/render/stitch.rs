@@ -197,6 +197,7 @@ impl Packing {
 struct Copier {
     spec: StreamSpec,
     pack: Packing,
+    out_bpf: usize,
     frames_per_chunk: u64,
     input: Vec<u8>,
     packed: Vec<u8>,
@@ -220,6 +221,7 @@ impl Copier {
         Copier {
             spec,
             pack,
+            out_bpf,
             frames_per_chunk: frames_per_chunk as u64,
             input: vec![0; frames_per_chunk * in_bpf],
             packed: vec![0; packed_len],
@@ -228,11 +230,10 @@ impl Copier {
     }
 
     fn silence(&self, out: &mut File, frames: u64) -> io::Result<()> {
-        let out_bpf = self.zeros.len() as u64 / self.frames_per_chunk;
         let mut left = frames;
         while left > 0 {
             let n = left.min(self.frames_per_chunk);
-            out.write_all(&self.zeros[..(n * out_bpf) as usize])?;
+            out.write_all(&self.zeros[..n as usize * self.out_bpf])?;
             left -= n;
         }
         Ok(())
@@ -260,12 +261,12 @@ impl Copier {
         let mut left = frames;
         while left > 0 {
             let n = left.min(self.frames_per_chunk) as usize;
-            let input = &mut self.input[..n * in_bpf];
-            src.read_exact(input).map_err(read_err)?;
+            src.read_exact(&mut self.input[..n * in_bpf])
+                .map_err(read_err)?;
             let bytes = match self.pack {
                 Packing::Copy(_) => &self.input[..n * in_bpf],
                 Packing::S24WordsTo3 => {
-                    let packed = &mut self.packed[..n * in_bpf / 4 * 3];
+                    let packed = &mut self.packed[..n * self.out_bpf];
                     pack_s24_words(&self.input[..n * in_bpf], packed);
                     packed
                 }
@@ -397,7 +398,7 @@ mod tests {
         frames: usize,
     ) -> (PathBuf, Vec<i16>) {
         let samples: Vec<i16> = (0..frames * s.channels as usize)
-            .map(|i| first + i as i16)
+            .map(|i| first.wrapping_add(i as i16))
             .collect();
         let bytes: Vec<u8> = samples.iter().flat_map(|x| x.to_le_bytes()).collect();
         (segment(dir, name, s, &bytes), samples)

@@ -32,9 +32,15 @@ impl SegmentFile {
             .write(true)
             .create_new(true)
             .open(path)?;
-        file.write_all_at(&wav::segment_header(&spec, 0), 0)?;
-        file.sync_all()?;
-        sync_parent_dir(path)?;
+        let durable = file
+            .write_all_at(&wav::segment_header(&spec, 0), 0)
+            .and_then(|()| file.sync_all())
+            .and_then(|()| sync_parent_dir(path));
+        if let Err(e) = durable {
+            // Ours, empty and not journaled yet: don't leave it to block a retry.
+            let _ = std::fs::remove_file(path);
+            return Err(e);
+        }
         Ok(SegmentFile {
             file,
             path: path.to_path_buf(),

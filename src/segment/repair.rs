@@ -160,10 +160,11 @@ mod tests {
             ("stale larger (cut by power loss)", 200 * BPF, 100, 0, true),
             ("empty data", 0, 0, 0, false),
             ("clean", 100 * BPF, 100, 0, false),
+            ("declared zero, torn tail", 0, 100, 5, true),
         ];
         let partial: Vec<String> = (1..BPF).map(|n| format!("partial frame of {n}")).collect();
         for (n, name) in (1..BPF).zip(&partial) {
-            cases.push((name, 100 * BPF, 100, n, true));
+            cases.push((name, 100 * BPF, 100, n, false)); // header right, tail torn
         }
         for (name, declared, frames, extra, stale) in cases {
             let path = damaged(dir.path(), &name.replace(' ', "_"), declared, frames, extra);
@@ -240,6 +241,31 @@ mod tests {
             (50, true, 0)
         );
         assert_eq!(hound_len(&path), 100);
+    }
+
+    #[test]
+    fn repairs_a_sparse_segment_past_4_gib() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = damaged(dir.path(), "big.wav", 1000 * BPF, 1000, 0);
+        let frames = (5u64 << 30) / BPF;
+        let file = OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(&path)
+            .unwrap();
+        file.set_len(SEGMENT_HEADER_LEN + frames * BPF + 4).unwrap(); // sparse: nothing written
+        let r = repair_segment(&path).unwrap();
+        assert_eq!(
+            (r.frames, r.trailing_bytes_dropped, r.header_was_stale),
+            (frames, 4, true)
+        );
+        let mut sizes = [0u8; 4];
+        file.read_exact_at(&mut sizes, 4).unwrap();
+        assert_eq!(u32::from_le_bytes(sizes), u32::MAX);
+        file.read_exact_at(&mut sizes, 64).unwrap();
+        assert_eq!(u32::from_le_bytes(sizes), u32::MAX);
+        assert!(repair_segment(&path).unwrap().was_clean());
+        assert_eq!(segment_frames(&path).unwrap().1, frames);
     }
 
     #[test]

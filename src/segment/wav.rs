@@ -471,7 +471,8 @@ mod tests {
         let mut adpcm = fmt.clone();
         adpcm[8] = 2;
         let seg = segment_bytes(&s, 3);
-        let cases: Vec<(&str, Vec<u8>, fn(&WavError) -> bool)> = vec![
+        type Case = (&'static str, Vec<u8>, fn(&WavError) -> bool);
+        let cases: Vec<Case> = vec![
             ("empty", vec![], |e| {
                 matches!(e, WavError::Truncated { at: 0, .. })
             }),
@@ -484,7 +485,7 @@ mod tests {
                 matches!(e, WavError::NoFmt)
             }),
             ("no chunks", riff(&[]), |e| matches!(e, WavError::NoFmt)),
-            ("no data", riff(&[fmt.clone()]), |e| {
+            ("no data", riff(std::slice::from_ref(&fmt)), |e| {
                 matches!(e, WavError::NoData)
             }),
             ("8-bit", riff(&[u8_fmt, chunk(b"data", &[])]), |e| {

@@ -1,0 +1,72 @@
+//! Shared by the integration tests: the edgerec binary, output inspection, and a lock
+//! that keeps real-time tests from running at the same time (2 shared cores).
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Mutex, MutexGuard};
+
+pub fn edgerec() -> Command {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_edgerec"));
+    cmd.env("EDGEREC_LOG", "warn");
+    cmd
+}
+
+static REALTIME: Mutex<()> = Mutex::new(());
+
+/// Serializes real-time tests inside one test binary.
+pub fn realtime() -> MutexGuard<'static, ()> {
+    REALTIME.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+pub fn run(cmd: &mut Command) -> Output {
+    let out = cmd.output().expect("spawn edgerec");
+    eprintln!("stdout:\n{}", String::from_utf8_lossy(&out.stdout));
+    eprintln!("stderr:\n{}", String::from_utf8_lossy(&out.stderr));
+    out
+}
+
+/// The job directories in an output directory, oldest first.
+pub fn job_dirs(out: &Path) -> Vec<PathBuf> {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir(out)
+        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_dir()).collect())
+        .unwrap_or_default();
+    dirs.sort();
+    dirs
+}
+
+pub fn only_job(out: &Path) -> PathBuf {
+    let dirs = job_dirs(out);
+    assert_eq!(dirs.len(), 1, "expected one job in {}: {dirs:?}", out.display());
+    dirs.into_iter().next().unwrap()
+}
+
+pub fn timeline(job: &Path) -> serde_json::Value {
+    let text = std::fs::read_to_string(job.join("timeline.json")).expect("timeline.json");
+    serde_json::from_str(&text).expect("timeline.json parses")
+}
+
+pub fn events_of<'a>(timeline: &'a serde_json::Value, kind: &str) -> Vec<&'a serde_json::Value> {
+    timeline["events"].as_array().unwrap().iter().filter(|e| e["kind"] == kind).collect()
+}
+
+/// Segment files of a job, in order.
+pub fn segment_files(job: &Path) -> Vec<PathBuf> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(job)
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .map(|e| e.path())
+        .filter(|p| {
+            let name = p.file_name().unwrap().to_string_lossy();
+            name.len() == 10 && name.ends_with(".wav") && name[..6].bytes().all(|b| b.is_ascii_digit())
+        })
+        .collect();
+    files.sort();
+    files
+}
+
+/// Frames in a WAV as hound reads it.
+pub fn wav_frames(path: &Path) -> u64 {
+    let r = hound::WavReader::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    r.duration() as u64
+}
