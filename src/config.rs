@@ -12,7 +12,10 @@ use crate::core::timeline::GapFill;
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config {path}: {source}")]
-    Read { path: PathBuf, source: std::io::Error },
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("bad config {path}: {message}")]
     Parse { path: PathBuf, message: String },
     #[error("bad setting {key}: {message}")]
@@ -65,8 +68,10 @@ pub struct RawOutput {
 
 impl RawConfig {
     pub fn load(path: &Path) -> Result<RawConfig, ConfigError> {
-        let text = std::fs::read_to_string(path)
-            .map_err(|source| ConfigError::Read { path: path.to_path_buf(), source })?;
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
         Self::parse(&text, path)
     }
 
@@ -74,7 +79,11 @@ impl RawConfig {
         toml::from_str(text).map_err(|e| ConfigError::Parse {
             path: path.to_path_buf(),
             // toml's message names the unknown key and the line; keep it on one line.
-            message: e.to_string().split_whitespace().collect::<Vec<_>>().join(" "),
+            message: e
+                .to_string()
+                .split_whitespace()
+                .collect::<Vec<_>>()
+                .join(" "),
         })
     }
 }
@@ -109,70 +118,132 @@ pub struct Overrides {
     pub sync_interval: Option<Duration>,
 }
 
-fn duration_setting(key: &'static str, value: Option<&str>, default: Duration) -> Result<Duration, ConfigError> {
+fn duration_setting(
+    key: &'static str,
+    value: Option<&str>,
+    default: Duration,
+) -> Result<Duration, ConfigError> {
     match value {
         None => Ok(default),
-        Some(s) => humantime::parse_duration(s)
-            .map_err(|e| ConfigError::Invalid { key, message: format!("{s:?}: {e}") }),
+        Some(s) => humantime::parse_duration(s).map_err(|e| ConfigError::Invalid {
+            key,
+            message: format!("{s:?}: {e}"),
+        }),
     }
 }
 
 fn invalid(key: &'static str, message: impl Into<String>) -> ConfigError {
-    ConfigError::Invalid { key, message: message.into() }
+    ConfigError::Invalid {
+        key,
+        message: message.into(),
+    }
 }
 
 impl RecordSettings {
     pub fn resolve(raw: RawConfig, cli: Overrides) -> Result<RecordSettings, ConfigError> {
-        let backend = cli.backend.or(raw.capture.backend).unwrap_or_else(|| "alsa".into());
+        let backend = cli
+            .backend
+            .or(raw.capture.backend)
+            .unwrap_or_else(|| "alsa".into());
         if crate::capture::backend(&backend).is_none() {
             return Err(invalid(
                 "capture.backend",
-                format!("{backend:?} is not one of {}", crate::capture::backend_names().join(", ")),
+                format!(
+                    "{backend:?} is not one of {}",
+                    crate::capture::backend_names().join(", ")
+                ),
             ));
         }
-        let device = cli.device.or(raw.capture.device).unwrap_or_else(|| match backend.as_str() {
-            "synth" => "sine:440".into(),
-            _ => "default".into(),
-        });
-        let format_name = cli.format.or(raw.capture.format).unwrap_or_else(|| "S16_LE".into());
+        let device = cli
+            .device
+            .or(raw.capture.device)
+            .unwrap_or_else(|| match backend.as_str() {
+                "synth" => "sine:440".into(),
+                _ => "default".into(),
+            });
+        let format_name = cli
+            .format
+            .or(raw.capture.format)
+            .unwrap_or_else(|| "S16_LE".into());
         let format: SampleFormat =
-            format_name.parse().map_err(|e: crate::core::format::UnknownFormat| invalid("capture.format", e.to_string()))?;
+            format_name
+                .parse()
+                .map_err(|e: crate::core::format::UnknownFormat| {
+                    invalid("capture.format", e.to_string())
+                })?;
         let rate = cli.rate.or(raw.capture.rate).unwrap_or(48_000);
         if !(8_000..=384_000).contains(&rate) {
-            return Err(invalid("capture.rate", format!("{rate} Hz is outside 8000..=384000")));
+            return Err(invalid(
+                "capture.rate",
+                format!("{rate} Hz is outside 8000..=384000"),
+            ));
         }
         let channels = cli.channels.or(raw.capture.channels).unwrap_or(2);
         if !(1..=64).contains(&channels) {
-            return Err(invalid("capture.channels", format!("{channels} is outside 1..=64")));
+            return Err(invalid(
+                "capture.channels",
+                format!("{channels} is outside 1..=64"),
+            ));
         }
-        let period = duration_setting("capture.period", raw.capture.period.as_deref(), Duration::from_millis(20))?;
+        let period = duration_setting(
+            "capture.period",
+            raw.capture.period.as_deref(),
+            Duration::from_millis(20),
+        )?;
         if period < Duration::from_millis(1) || period > Duration::from_millis(500) {
             return Err(invalid("capture.period", "must be between 1ms and 500ms"));
         }
         let ring_seconds = raw.capture.ring_seconds.unwrap_or(10.0);
         if !(0.5..=120.0).contains(&ring_seconds) {
-            return Err(invalid("capture.ring_seconds", format!("{ring_seconds} is outside 0.5..=120")));
+            return Err(invalid(
+                "capture.ring_seconds",
+                format!("{ring_seconds} is outside 0.5..=120"),
+            ));
         }
-        let segment_seconds = cli.segment_seconds.or(raw.segments.segment_seconds).unwrap_or(300);
+        let segment_seconds = cli
+            .segment_seconds
+            .or(raw.segments.segment_seconds)
+            .unwrap_or(300);
         if !(1..=86_400).contains(&segment_seconds) {
-            return Err(invalid("segments.segment_seconds", format!("{segment_seconds} is outside 1..=86400")));
+            return Err(invalid(
+                "segments.segment_seconds",
+                format!("{segment_seconds} is outside 1..=86400"),
+            ));
         }
-        let flush_interval =
-            duration_setting("segments.flush_interval", raw.segments.flush_interval.as_deref(), Duration::from_secs(1))?;
+        let flush_interval = duration_setting(
+            "segments.flush_interval",
+            raw.segments.flush_interval.as_deref(),
+            Duration::from_secs(1),
+        )?;
         let sync_interval = match cli.sync_interval {
             Some(d) => d,
-            None => duration_setting("segments.sync_interval", raw.segments.sync_interval.as_deref(), Duration::from_secs(1))?,
+            None => duration_setting(
+                "segments.sync_interval",
+                raw.segments.sync_interval.as_deref(),
+                Duration::from_secs(1),
+            )?,
         };
-        for (key, d) in [("segments.flush_interval", flush_interval), ("segments.sync_interval", sync_interval)] {
+        for (key, d) in [
+            ("segments.flush_interval", flush_interval),
+            ("segments.sync_interval", sync_interval),
+        ] {
             if d < Duration::from_millis(10) || d > Duration::from_secs(3600) {
                 return Err(invalid(key, "must be between 10ms and 1h"));
             }
         }
-        let out = cli.out.or(raw.output.dir).unwrap_or_else(|| PathBuf::from("recordings"));
+        let out = cli
+            .out
+            .or(raw.output.dir)
+            .unwrap_or_else(|| PathBuf::from("recordings"));
         let gap_fill = match raw.output.gap_fill.as_deref() {
             None | Some("silence") => GapFill::Silence,
             Some("splice") => GapFill::Splice,
-            Some(other) => return Err(invalid("output.gap_fill", format!("{other:?} is not silence or splice"))),
+            Some(other) => {
+                return Err(invalid(
+                    "output.gap_fill",
+                    format!("{other:?} is not silence or splice"),
+                ));
+            }
         };
         if let Some(d) = cli.duration
             && d.is_zero()
@@ -182,7 +253,11 @@ impl RecordSettings {
         Ok(RecordSettings {
             backend,
             device,
-            spec: StreamSpec { format, rate, channels },
+            spec: StreamSpec {
+                format,
+                rate,
+                channels,
+            },
             period,
             ring_seconds,
             segment_seconds,
@@ -205,7 +280,11 @@ mod tests {
 
     #[test]
     fn unknown_keys_are_named() {
-        let err = resolve("[capture]\nbackend = \"synth\"\nrat = 48000\n", Overrides::default()).unwrap_err();
+        let err = resolve(
+            "[capture]\nbackend = \"synth\"\nrat = 48000\n",
+            Overrides::default(),
+        )
+        .unwrap_err();
         let msg = err.to_string();
         assert!(msg.contains("rat") && msg.contains("test.toml"), "{msg}");
         let err = resolve("[captur]\n", Overrides::default()).unwrap_err();
@@ -216,10 +295,20 @@ mod tests {
     fn defaults_and_overrides() {
         let s = resolve(
             "[capture]\nbackend = \"synth\"\nrate = 44100\n[segments]\nsync_interval = \"250ms\"\n",
-            Overrides { rate: Some(96_000), ..Default::default() },
+            Overrides {
+                rate: Some(96_000),
+                ..Default::default()
+            },
         )
         .unwrap();
-        assert_eq!(s.spec, StreamSpec { format: SampleFormat::S16Le, rate: 96_000, channels: 2 });
+        assert_eq!(
+            s.spec,
+            StreamSpec {
+                format: SampleFormat::S16Le,
+                rate: 96_000,
+                channels: 2
+            }
+        );
         assert_eq!(s.sync_interval, Duration::from_millis(250));
         assert_eq!(s.segment_seconds, 300);
         assert_eq!(s.device, "sine:440");
@@ -232,8 +321,14 @@ mod tests {
             ("[capture]\nformat = \"S8\"\n", "capture.format"),
             ("[capture]\nrate = 12\n", "capture.rate"),
             ("[capture]\nchannels = 0\n", "capture.channels"),
-            ("[segments]\nsync_interval = \"often\"\n", "segments.sync_interval"),
-            ("[segments]\nsegment_seconds = 0\n", "segments.segment_seconds"),
+            (
+                "[segments]\nsync_interval = \"often\"\n",
+                "segments.sync_interval",
+            ),
+            (
+                "[segments]\nsegment_seconds = 0\n",
+                "segments.segment_seconds",
+            ),
             ("[output]\ngap_fill = \"zeros\"\n", "output.gap_fill"),
         ];
         for (toml, key) in cases {

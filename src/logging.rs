@@ -25,7 +25,10 @@ struct SerialLogger {
 }
 
 fn boot_seconds() -> f64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: valid pointer to a timespec; CLOCK_BOOTTIME always exists on Linux.
     unsafe { libc::clock_gettime(libc::CLOCK_BOOTTIME, &mut ts) };
     ts.tv_sec as f64 + ts.tv_nsec as f64 / 1e9
@@ -45,7 +48,11 @@ fn level_letter(level: log::Level) -> char {
 fn tag(target: &str) -> &str {
     let mut parts = target.split("::");
     let first = parts.next().unwrap_or(target);
-    if first == "edgerec" { parts.next().unwrap_or(first) } else { first }
+    if first == "edgerec" {
+        parts.next().unwrap_or(first)
+    } else {
+        first
+    }
 }
 
 impl log::Log for SerialLogger {
@@ -57,7 +64,12 @@ impl log::Log for SerialLogger {
         if !self.enabled(record.metadata()) {
             return;
         }
-        let line = format!("{} {}: {}", level_letter(record.level()), tag(record.target()), record.args());
+        let line = format!(
+            "{} {}: {}",
+            level_letter(record.level()),
+            tag(record.target()),
+            record.args()
+        );
         let mut out = String::new();
         {
             let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
@@ -71,9 +83,18 @@ impl log::Log for SerialLogger {
             if let Some(rep) = last.take()
                 && rep.suppressed > 0
             {
-                out.push_str(&format!("[{:>12.3}] {} (x{} suppressed)\n", boot_seconds(), rep.line, rep.suppressed));
+                out.push_str(&format!(
+                    "[{:>12.3}] {} (x{} suppressed)\n",
+                    boot_seconds(),
+                    rep.line,
+                    rep.suppressed
+                ));
             }
-            *last = Some(Repeat { line: line.clone(), first: Instant::now(), suppressed: 0 });
+            *last = Some(Repeat {
+                line: line.clone(),
+                first: Instant::now(),
+                suppressed: 0,
+            });
         }
         out.push_str(&format!("[{:>12.3}] {line}\n", boot_seconds()));
         let _ = std::io::stderr().lock().write_all(out.as_bytes());
@@ -88,7 +109,10 @@ pub fn init(default: log::LevelFilter) {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default);
-    let logger = Box::leak(Box::new(SerialLogger { level, last: Mutex::new(None) }));
+    let logger = Box::leak(Box::new(SerialLogger {
+        level,
+        last: Mutex::new(None),
+    }));
     if log::set_logger(logger).is_ok() {
         log::set_max_level(level);
     }

@@ -24,7 +24,11 @@ mod exit {
 }
 
 #[derive(Parser)]
-#[command(name = "edgerec", version, about = "Crash-safe audio capture for headless recording boxes")]
+#[command(
+    name = "edgerec",
+    version,
+    about = "Crash-safe audio capture for headless recording boxes"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -142,7 +146,8 @@ fn record_failure(e: RecordError) -> Failure {
 }
 
 fn run_repair(dir: &std::path::Path) -> Result<(), Failure> {
-    let summary = repair::repair_dir(dir, GapFill::Silence).map_err(|e| (exit::FAILURE, e.to_string()))?;
+    let summary =
+        repair::repair_dir(dir, GapFill::Silence).map_err(|e| (exit::FAILURE, e.to_string()))?;
     println!(
         "repair: {} segments repaired, {} jobs finalized, {} unreadable, {} live (skipped)",
         summary.segments_repaired,
@@ -165,7 +170,10 @@ fn run_devices() -> Result<(), Failure> {
         println!("no capture devices found");
     }
     for d in devices {
-        println!("{:<5} {:<40} identity={} {}", d.backend, d.name, d.identity, d.description);
+        println!(
+            "{:<5} {:<40} identity={} {}",
+            d.backend, d.name, d.identity, d.description
+        );
     }
     Ok(())
 }
@@ -176,7 +184,10 @@ fn seconds(frames: u64, rate: u32) -> f64 {
 
 /// What an operator at a serial console wants to know: where, how long, what happened.
 fn print_finalized(job: &Finalized) {
-    println!("job:       {} ({}, {})", job.job_id, job.state, job.end_cause);
+    println!(
+        "job:       {} ({}, {})",
+        job.job_id, job.state, job.end_cause
+    );
     match &job.recording {
         Some(path) => println!(
             "recording: {} ({:.3} s, {} frames)",
@@ -188,7 +199,14 @@ fn print_finalized(job: &Finalized) {
     }
     println!("timeline:  {}", job.timeline.display());
     for e in &job.events {
-        let gap = e.gap_frames.map_or(String::new(), |g| format!(" gap {:.3} s", seconds(g, job.rate)));
-        println!("  {:>10.3} s  {:<16}{gap}  {}", seconds(e.frame, job.rate), e.kind.name(), e.detail);
+        let gap = e.gap_frames.map_or(String::new(), |g| {
+            format!(" gap {:.3} s", seconds(g, job.rate))
+        });
+        println!(
+            "  {:>10.3} s  {:<16}{gap}  {}",
+            seconds(e.frame, job.rate),
+            e.kind.name(),
+            e.detail
+        );
     }
 }

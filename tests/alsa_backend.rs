@@ -23,7 +23,14 @@ const PERIOD: u32 = 960; // 20 ms
 const FILE_FRAMES: usize = 30_011;
 /// Every fakemic device the tests use; each test has its own so faults do not leak.
 const DEVICES: [&str; 9] = [
-    "filemic", "unplugmic", "gonemic", "stallmic", "overmic", "cpalmic", "cpalgone", "cpalstall",
+    "filemic",
+    "unplugmic",
+    "gonemic",
+    "stallmic",
+    "overmic",
+    "cpalmic",
+    "cpalgone",
+    "cpalstall",
     "listmic",
 ];
 
@@ -63,10 +70,16 @@ fn setup() -> (&'static Kit, MutexGuard<'static, ()>) {
         let mut cmd = Command::new(script);
         cmd.arg(&dir);
         for name in DEVICES {
-            cmd.args([name, "--file"]).arg(&raw).args(["--rate", "48000", "--channels", "2"]);
+            cmd.args([name, "--file"])
+                .arg(&raw)
+                .args(["--rate", "48000", "--channels", "2"]);
         }
         let out = cmd.output().expect("run tests/fakemic/setup.sh");
-        assert!(out.status.success(), "setup.sh failed: {}", String::from_utf8_lossy(&out.stderr));
+        assert!(
+            out.status.success(),
+            "setup.sh failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let stdout = String::from_utf8(out.stdout).unwrap();
         let path = stdout
             .lines()
@@ -84,16 +97,28 @@ fn setup() -> (&'static Kit, MutexGuard<'static, ()>) {
 
 fn mic(kit: &Kit, op: &str, name: &str) {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fakemic/mic.sh");
-    let st = Command::new(script).args([op, name]).arg(&kit.dir).status().unwrap();
+    let st = Command::new(script)
+        .args([op, name])
+        .arg(&kit.dir)
+        .status()
+        .unwrap();
     assert!(st.success(), "mic.sh {op} {name}");
 }
 
 fn stereo48k(format: SampleFormat) -> StreamSpec {
-    StreamSpec { format, rate: RATE, channels: 2 }
+    StreamSpec {
+        format,
+        rate: RATE,
+        channels: 2,
+    }
 }
 
 fn request(device: &str, spec: StreamSpec) -> CaptureRequest {
-    CaptureRequest { period_frames: PERIOD, buffer_frames: RATE / 2, ..CaptureRequest::new(device, spec) }
+    CaptureRequest {
+        period_frames: PERIOD,
+        buffer_frames: RATE / 2,
+        ..CaptureRequest::new(device, spec)
+    }
 }
 
 fn alsa_start() -> StartFn {
@@ -121,7 +146,8 @@ fn capture(
     secs: f64,
 ) -> (Vec<u8>, Vec<CaptureEvent>, Duration) {
     let (sink, mut src) = ring(spec, 10.0);
-    let handle = start(&request(device, spec), sink).unwrap_or_else(|e| panic!("start {device}: {e}"));
+    let handle =
+        start(&request(device, spec), sink).unwrap_or_else(|e| panic!("start {device}: {e}"));
     let t0 = Instant::now();
     std::thread::sleep(Duration::from_secs_f64(secs));
     let wall = t0.elapsed();
@@ -177,7 +203,11 @@ fn ended(events: &[CaptureEvent]) -> Option<&CaptureEnd> {
 #[test]
 fn captures_a_second_bit_exact_in_each_format() {
     let (kit, _serial) = setup();
-    for format in [SampleFormat::S16Le, SampleFormat::S32Le, SampleFormat::FloatLe] {
+    for format in [
+        SampleFormat::S16Le,
+        SampleFormat::S32Le,
+        SampleFormat::FloatLe,
+    ] {
         let spec = stereo48k(format);
         let (bytes, events, wall) = capture(alsa_start(), "filemic", spec, 1.0);
         let frames = (bytes.len() / spec.bytes_per_frame()) as u64;
@@ -230,7 +260,9 @@ fn opening_an_unplugged_device_is_no_such_device() {
     mic(kit, "unplug", "gonemic");
     let (sink, _src) = ring(spec, 1.0);
     match alsa_start()(&request("gonemic", spec), sink) {
-        Err(OpenError::NoSuchDevice { detail, .. }) => assert!(detail.contains("ENOENT"), "{detail}"),
+        Err(OpenError::NoSuchDevice { detail, .. }) => {
+            assert!(detail.contains("ENOENT"), "{detail}")
+        }
         Err(e) => panic!("expected NoSuchDevice, got {e}"),
         Ok(_) => panic!("opened an unplugged device"),
     }
@@ -239,7 +271,9 @@ fn opening_an_unplugged_device_is_no_such_device() {
     std::fs::remove_file(kit.dir.join("gonemic.present")).unwrap();
     let (sink, _src) = ring(spec, 1.0);
     match alsa_start()(&request("gonemic", spec), sink) {
-        Err(OpenError::NoSuchDevice { detail, .. }) => assert!(detail.contains("ENODEV"), "{detail}"),
+        Err(OpenError::NoSuchDevice { detail, .. }) => {
+            assert!(detail.contains("ENODEV"), "{detail}")
+        }
         Err(e) => panic!("expected NoSuchDevice, got {e}"),
         Ok(_) => panic!("opened an absent device"),
     }
@@ -259,13 +293,19 @@ fn opening_an_unplugged_device_is_no_such_device() {
 #[test]
 fn a_rate_or_format_the_device_lacks_is_unsupported_and_says_what_it_offers() {
     let (_kit, _serial) = setup();
-    let wrong_rate = StreamSpec { rate: 44_100, ..stereo48k(SampleFormat::S16Le) };
+    let wrong_rate = StreamSpec {
+        rate: 44_100,
+        ..stereo48k(SampleFormat::S16Le)
+    };
     let (sink, _src) = ring(wrong_rate, 1.0);
     match alsa_start()(&request("filemic", wrong_rate), sink) {
         Err(OpenError::Unsupported { wanted, detail, .. }) => {
             assert_eq!(wanted, "S16_LE 44100 Hz 2 ch");
             assert!(detail.contains("rate 44100 Hz"), "{detail}");
-            assert!(detail.contains("S16_LE,S32_LE,FLOAT_LE at 48000 Hz, 2 ch"), "{detail}");
+            assert!(
+                detail.contains("S16_LE,S32_LE,FLOAT_LE at 48000 Hz, 2 ch"),
+                "{detail}"
+            );
         }
         Err(e) => panic!("expected Unsupported, got {e}"),
         Ok(_) => panic!("opened at 44100 Hz"),
@@ -281,7 +321,10 @@ fn a_rate_or_format_the_device_lacks_is_unsupported_and_says_what_it_offers() {
         Err(e) => panic!("expected Unsupported, got {e}"),
         Ok(_) => panic!("opened S24_LE"),
     }
-    let mono = StreamSpec { channels: 1, ..stereo48k(SampleFormat::S16Le) };
+    let mono = StreamSpec {
+        channels: 1,
+        ..stereo48k(SampleFormat::S16Le)
+    };
     let (sink, _src) = ring(mono, 1.0);
     assert!(matches!(
         alsa_start()(&request("filemic", mono), sink),
@@ -299,15 +342,27 @@ fn a_stall_reads_idle_and_stop_still_returns() {
     std::thread::sleep(Duration::from_millis(300));
     mic(kit, "stall", "stallmic");
     std::thread::sleep(Duration::from_millis(100)); // whatever was in flight arrives
-    let frozen = stats.frames_pushed.load(std::sync::atomic::Ordering::Acquire);
+    let frozen = stats
+        .frames_pushed
+        .load(std::sync::atomic::Ordering::Acquire);
     std::thread::sleep(Duration::from_millis(400));
-    let still = stats.frames_pushed.load(std::sync::atomic::Ordering::Acquire);
-    assert!(still - frozen <= PERIOD as u64, "frames kept coming during a stall: {frozen} -> {still}");
+    let still = stats
+        .frames_pushed
+        .load(std::sync::atomic::Ordering::Acquire);
+    assert!(
+        still - frozen <= PERIOD as u64,
+        "frames kept coming during a stall: {frozen} -> {still}"
+    );
     assert!(!handle.is_finished(), "a stall is not the end");
     mic(kit, "unstall", "stallmic");
     std::thread::sleep(Duration::from_millis(300));
-    let resumed = stats.frames_pushed.load(std::sync::atomic::Ordering::Acquire);
-    assert!(resumed - still >= 5 * PERIOD as u64, "frames did not resume: {still} -> {resumed}");
+    let resumed = stats
+        .frames_pushed
+        .load(std::sync::atomic::Ordering::Acquire);
+    assert!(
+        resumed - still >= 5 * PERIOD as u64,
+        "frames did not resume: {still} -> {resumed}"
+    );
     // Stalled again, stop must still return within a read's bounded wait.
     mic(kit, "stall", "stallmic");
     std::thread::sleep(Duration::from_millis(200));
@@ -348,12 +403,21 @@ fn an_overrun_is_recovered_in_place_and_its_loss_estimated() {
             Read::Frames(_) | Read::Idle => {}
             other => panic!("unexpected {other:?}"),
         }
-        assert!(last_read.elapsed() < Duration::from_secs(2), "no overrun reported");
+        assert!(
+            last_read.elapsed() < Duration::from_secs(2),
+            "no overrun reported"
+        );
     };
     let upper = (last_read.elapsed().as_secs_f64() * RATE as f64) as u64 + 2 * period;
     let lower = (0.8 * RATE as f64) as u64 - 2 * period;
-    eprintln!("overrun: lost_frames {lost} (expected {lower}..={upper}), buffer {}", source.buffer_frames());
-    assert!((lower..=upper).contains(&lost), "lost {lost} not in {lower}..={upper}");
+    eprintln!(
+        "overrun: lost_frames {lost} (expected {lower}..={upper}), buffer {}",
+        source.buffer_frames()
+    );
+    assert!(
+        (lower..=upper).contains(&lost),
+        "lost {lost} not in {lower}..={upper}"
+    );
     // And it runs on.
     let t = Instant::now();
     let mut after = 0u64;
@@ -376,12 +440,20 @@ fn devices_lists_fakemic_with_its_caps() {
         .find(|d| d.backend == "alsa" && d.name == "listmic")
         .unwrap_or_else(|| panic!("listmic not in {all:#?}"));
     assert_eq!(alsa.identity, "listmic");
-    assert!(alsa.description.contains("fakemic listmic"), "{}", alsa.description);
+    assert!(
+        alsa.description.contains("fakemic listmic"),
+        "{}",
+        alsa.description
+    );
     let caps = alsa.caps.as_ref().expect("fakemic is probed");
     assert_eq!(caps.to_string(), "S16_LE,S32_LE,FLOAT_LE at 48000 Hz, 2 ch");
     let probed = edgerec::capture::alsa::probe("listmic").unwrap();
     assert_eq!(&probed, caps);
-    assert!(all.iter().any(|d| d.backend == "cpal" && d.name == "listmic"), "cpal lists it too");
+    assert!(
+        all.iter()
+            .any(|d| d.backend == "cpal" && d.name == "listmic"),
+        "cpal lists it too"
+    );
     assert!(!all.iter().any(|d| d.name == "null"));
 }
 
@@ -409,23 +481,35 @@ fn cpal_unplug_ends_with_device_gone_and_open_errors_are_typed() {
     let t = Instant::now();
     mic(kit, "unplug", "cpalgone");
     let end = loop {
-        match src.events.recv_timeout(Duration::from_secs(1).saturating_sub(t.elapsed())) {
+        match src
+            .events
+            .recv_timeout(Duration::from_secs(1).saturating_sub(t.elapsed()))
+        {
             Ok(CaptureEvent::Ended { end, .. }) => break end,
             Ok(_) => {}
             Err(_) => panic!("no Ended within 1 s of the unplug"),
         }
     };
     eprintln!("cpal unplug -> Ended({end:?}) in {:?}", t.elapsed());
-    assert!(matches!(&end, CaptureEnd::DeviceGone(d) if d.contains("DeviceNotAvailable")), "{end:?}");
+    assert!(
+        matches!(&end, CaptureEnd::DeviceGone(d) if d.contains("DeviceNotAvailable")),
+        "{end:?}"
+    );
     stop_within(handle, Duration::from_millis(500));
     let (sink, _src) = ring(spec, 1.0);
     assert!(
-        matches!(cpal_start()(&request("cpalgone", spec), sink), Err(OpenError::NoSuchDevice { .. })),
+        matches!(
+            cpal_start()(&request("cpalgone", spec), sink),
+            Err(OpenError::NoSuchDevice { .. })
+        ),
         "opening an unplugged device via cpal"
     );
     mic(kit, "replug", "cpalgone");
 
-    let wrong_rate = StreamSpec { rate: 44_100, ..spec };
+    let wrong_rate = StreamSpec {
+        rate: 44_100,
+        ..spec
+    };
     let (sink, _src) = ring(wrong_rate, 1.0);
     match cpal_start()(&request("cpalgone", wrong_rate), sink) {
         Err(OpenError::Unsupported { detail, .. }) => eprintln!("cpal 44100: {detail}"),

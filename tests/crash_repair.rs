@@ -13,16 +13,28 @@ const RATE: u64 = 48_000;
 const SYNC_INTERVAL_MS: u64 = 1000;
 
 fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
 }
 
 fn rfc3339_ms(s: &str) -> u64 {
-    humantime::parse_rfc3339(s).unwrap().duration_since(UNIX_EPOCH).unwrap().as_millis() as u64
+    humantime::parse_rfc3339(s)
+        .unwrap()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as u64
 }
 
 fn sox_opens(path: &Path) {
     match Command::new("sox").arg("--i").arg(path).output() {
-        Ok(out) => assert!(out.status.success(), "sox --i {}: {}", path.display(), String::from_utf8_lossy(&out.stderr)),
+        Ok(out) => assert!(
+            out.status.success(),
+            "sox --i {}: {}",
+            path.display(),
+            String::from_utf8_lossy(&out.stderr)
+        ),
         Err(_) => eprintln!("sox not installed: checked with hound only"),
     }
 }
@@ -30,14 +42,27 @@ fn sox_opens(path: &Path) {
 #[test]
 fn kill_9_at_20_random_moments_then_repair() {
     let _rt = realtime();
-    let seed: u64 = std::env::var("EDGEREC_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or_else(now_ms);
+    let seed: u64 = std::env::var("EDGEREC_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(now_ms);
     eprintln!("seed {seed} (rerun with EDGEREC_TEST_SEED={seed})");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let out = tempfile::tempdir().unwrap();
     let mut worst_loss = 0i64;
     for round in 0..20 {
         let mut child = edgerec()
-            .args(["record", "--backend", "synth", "--device", "noise", "--duration", "60s", "--segment-seconds", "1"])
+            .args([
+                "record",
+                "--backend",
+                "synth",
+                "--device",
+                "noise",
+                "--duration",
+                "60s",
+                "--segment-seconds",
+                "1",
+            ])
             .args(["--sync-interval", &format!("{SYNC_INTERVAL_MS}ms"), "--out"])
             .arg(out.path())
             .stdout(std::process::Stdio::null())
@@ -59,7 +84,12 @@ fn kill_9_at_20_random_moments_then_repair() {
         assert_eq!(files.len(), segs.len(), "round {round}: {tl:#}");
         let mut audio = 0;
         for (file, seg) in files.iter().zip(segs) {
-            assert_eq!(wav_frames(file), seg["frames"].as_u64().unwrap(), "round {round}: {}", file.display());
+            assert_eq!(
+                wav_frames(file),
+                seg["frames"].as_u64().unwrap(),
+                "round {round}: {}",
+                file.display()
+            );
             sox_opens(file);
             audio += seg["frames"].as_u64().unwrap();
         }
@@ -71,12 +101,21 @@ fn kill_9_at_20_random_moments_then_repair() {
         let expected = (killed_at - rfc3339_ms(started)) * RATE / 1000;
         let lost = expected as i64 - audio as i64;
         eprintln!("round {round}: {audio} frames on disk, {lost} frames lost");
-        assert!(lost <= (SYNC_INTERVAL_MS * RATE / 1000) as i64, "round {round}: lost {lost} frames");
+        assert!(
+            lost <= (SYNC_INTERVAL_MS * RATE / 1000) as i64,
+            "round {round}: lost {lost} frames"
+        );
         worst_loss = worst_loss.max(lost);
         let crash = events_of(&tl, "crash_recovered");
         assert_eq!(crash.len(), 1, "round {round}: {tl:#}");
         assert_eq!(crash[0]["frame"].as_u64().unwrap(), audio);
-        assert_eq!(wav_frames(&job.join("recording.wav")), tl["frames"].as_u64().unwrap());
+        assert_eq!(
+            wav_frames(&job.join("recording.wav")),
+            tl["frames"].as_u64().unwrap()
+        );
     }
-    eprintln!("worst loss over 20 kills: {worst_loss} frames ({} ms)", worst_loss as u64 * 1000 / RATE);
+    eprintln!(
+        "worst loss over 20 kills: {worst_loss} frames ({} ms)",
+        worst_loss as u64 * 1000 / RATE
+    );
 }

@@ -10,10 +10,24 @@ use std::time::{Duration, Instant};
 fn dropout_becomes_a_silent_gap_and_output_time_matches_the_timeline() {
     let _rt = realtime();
     let out = tempfile::tempdir().unwrap();
-    let result = run(edgerec().args([
-        "record", "--backend", "synth", "--device", "sine:440,dropout=1s+300ms", "--format", "S16_LE",
-        "--rate", "48000", "--channels", "2", "--duration", "3s", "--out",
-    ]).arg(out.path()));
+    let result = run(edgerec()
+        .args([
+            "record",
+            "--backend",
+            "synth",
+            "--device",
+            "sine:440,dropout=1s+300ms",
+            "--format",
+            "S16_LE",
+            "--rate",
+            "48000",
+            "--channels",
+            "2",
+            "--duration",
+            "3s",
+            "--out",
+        ])
+        .arg(out.path()));
     assert!(result.status.success());
     let job = only_job(out.path());
     let tl = timeline(&job);
@@ -26,8 +40,14 @@ fn dropout_becomes_a_silent_gap_and_output_time_matches_the_timeline() {
     // Two runs of device time, split by the gap.
     let segs = tl["segments"].as_array().unwrap();
     assert_eq!(segs.len(), 2);
-    assert_eq!((segs[0]["first_frame"].as_u64(), segs[0]["frames"].as_u64()), (Some(0), Some(48_000)));
-    assert_eq!((segs[1]["first_frame"].as_u64(), segs[1]["frames"].as_u64()), (Some(62_400), Some(81_600)));
+    assert_eq!(
+        (segs[0]["first_frame"].as_u64(), segs[0]["frames"].as_u64()),
+        (Some(0), Some(48_000))
+    );
+    assert_eq!(
+        (segs[1]["first_frame"].as_u64(), segs[1]["frames"].as_u64()),
+        (Some(62_400), Some(81_600))
+    );
     // The stitched file: audio, then exactly the gap in silence, then audio.
     let mut reader = hound::WavReader::open(job.join("recording.wav")).unwrap();
     assert_eq!(reader.duration(), 144_000);
@@ -45,14 +65,28 @@ fn segments_rotate_on_exact_frame_boundaries() {
     let _rt = realtime();
     let out = tempfile::tempdir().unwrap();
     let result = run(edgerec()
-        .args(["record", "--backend", "synth", "--duration", "2500ms", "--segment-seconds", "1", "--out"])
+        .args([
+            "record",
+            "--backend",
+            "synth",
+            "--duration",
+            "2500ms",
+            "--segment-seconds",
+            "1",
+            "--out",
+        ])
         .arg(out.path()));
     assert!(result.status.success());
     let job = only_job(out.path());
     let frames: Vec<u64> = segment_files(&job).iter().map(|p| wav_frames(p)).collect();
     assert_eq!(frames, [48_000, 48_000, 24_000]);
     let tl = timeline(&job);
-    let firsts: Vec<u64> = tl["segments"].as_array().unwrap().iter().map(|s| s["first_frame"].as_u64().unwrap()).collect();
+    let firsts: Vec<u64> = tl["segments"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["first_frame"].as_u64().unwrap())
+        .collect();
     assert_eq!(firsts, [0, 48_000, 96_000]);
     assert_eq!(wav_frames(&job.join("recording.wav")), 120_000);
 }
@@ -75,7 +109,10 @@ fn sigterm_ends_the_job_cleanly_and_finalizes() {
         if let Some(status) = child.try_wait().unwrap() {
             break status;
         }
-        assert!(sent.elapsed() < Duration::from_secs(5), "SIGTERM not honoured within 5 s");
+        assert!(
+            sent.elapsed() < Duration::from_secs(5),
+            "SIGTERM not honoured within 5 s"
+        );
         std::thread::sleep(Duration::from_millis(20));
     };
     assert!(status.success(), "{status}");
@@ -83,7 +120,10 @@ fn sigterm_ends_the_job_cleanly_and_finalizes() {
     let tl = timeline(&job);
     assert_eq!(events_of(&tl, "stop_requested").len(), 1);
     let frames = tl["frames"].as_u64().unwrap();
-    assert!((40_000..=96_000).contains(&frames), "{frames} frames after ~1.5 s");
+    assert!(
+        (40_000..=96_000).contains(&frames),
+        "{frames} frames after ~1.5 s"
+    );
     assert_eq!(wav_frames(&job.join("recording.wav")), frames);
 }
 
@@ -92,11 +132,26 @@ fn a_scripted_disconnect_ends_capture_and_keeps_the_audio() {
     let _rt = realtime();
     let out = tempfile::tempdir().unwrap();
     let result = run(edgerec()
-        .args(["record", "--backend", "synth", "--device", "sine,disconnect=700ms", "--duration", "5s", "--out"])
+        .args([
+            "record",
+            "--backend",
+            "synth",
+            "--device",
+            "sine,disconnect=700ms",
+            "--duration",
+            "5s",
+            "--out",
+        ])
         .arg(out.path()));
     assert!(result.status.success());
     let tl = timeline(&only_job(out.path()));
     assert_eq!(tl["frames"], 33_600);
     let ended = events_of(&tl, "ended");
-    assert!(ended[0]["detail"].as_str().unwrap().starts_with("device_gone"), "{tl:#}");
+    assert!(
+        ended[0]["detail"]
+            .as_str()
+            .unwrap()
+            .starts_with("device_gone"),
+        "{tl:#}"
+    );
 }

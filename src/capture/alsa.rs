@@ -2,9 +2,9 @@
 //!
 //! [`start`] opens the PCM and sets its parameters on the calling thread (so every refusal
 //! comes back synchronously as an [`OpenError`]), then moves it into the shared real-time
-//! loop ([`pull::spawn`]). The PCM is opened non-blocking: each read waits at most a few
-//! periods (`snd_pcm_wait` with a timeout), so a wedged device never wedges the thread and
-//! the stop flag is always seen.
+//! loop ([`pull::spawn`]). The PCM is opened non-blocking: each read polls the PCM's
+//! descriptors once, for at most a few periods, so a wedged device never wedges the thread
+//! and the stop flag is always seen.
 //!
 //! Every errno the device can return while running is turned, where it happens, into one
 //! of the loop's outcomes: frames, idle (nothing yet), an overrun recovered in place (with an
@@ -15,6 +15,7 @@ use std::ffi::CString;
 use std::time::Instant;
 
 use ::alsa::pcm::{Access, Format, HwParams, PCM, State};
+use ::alsa::poll::{Descriptors as _, Flags};
 use ::alsa::{Direction, ValueOr};
 use libc::c_int;
 
@@ -34,8 +35,9 @@ const MIN_WAIT_MS: u32 = 10;
 const RESUME_TRIES: u32 = 20;
 
 /// Standard rates [`probe`] tests individually (a device may offer a set, not a range).
-const STANDARD_RATES: [u32; 11] =
-    [8000, 11025, 16000, 22050, 32000, 44100, 48000, 88200, 96000, 176400, 192000];
+const STANDARD_RATES: [u32; 11] = [
+    8000, 11025, 16000, 22050, 32000, 44100, 48000, 88200, 96000, 176400, 192000,
+];
 
 /// Opens the device named in `req` and starts capturing into `sink` on a named real-time
 /// thread.
@@ -70,6 +72,8 @@ pub struct AlsaSource {
     buffer_frames: u32,
     bytes_per_frame: usize,
     wait_ms: u32,
+    /// The PCM's poll descriptors, fetched once at open (no allocation per read).
+    fds: Vec<libc::pollfd>,
     anchor: Instant,
     read_since_anchor: u64,
 }
@@ -95,6 +99,9 @@ impl AlsaSource {
             State::Prepared => {}
             _ => pcm.prepare().map_err(|e| classify(device, "prepare", e))?,
         }
+        let fds = pcm
+            .get()
+            .map_err(|e| classify(device, "poll descriptors", e))?;
         pcm.start().map_err(|e| classify(device, "start", e))?;
         Ok(AlsaSource {
             pcm,
@@ -103,6 +110,7 @@ impl AlsaSource {
             buffer_frames: buffer,
             bytes_per_frame,
             wait_ms,
+            fds,
             anchor: Instant::now(),
             read_since_anchor: 0,
         })
@@ -181,7 +189,8 @@ impl AlsaSource {
         Read::Overrun { lost_frames }
     }
 
-    /// After a wait timed out: a state the wait could not report (no POLLERR) is acted on here.
+    /// After a poll timed out (or reported an error): act on the PCM's state, since a state
+    /// change does not always come with POLLERR.
     fn on_timeout(&mut self) -> Read {
         let state = self.pcm.state_raw();
         if state == State::Disconnected as c_int {
@@ -210,10 +219,31 @@ impl AlsaSource {
 
 impl PullSource for AlsaSource {
     fn read(&mut self, buf: &mut [u8]) -> Read {
-        match self.pcm.wait(Some(self.wait_ms)) {
-            Ok(true) => {}
-            Ok(false) => return self.on_timeout(),
-            Err(e) => return self.on_error("wait", e),
+        // One bounded poll of the PCM's descriptors (not `snd_pcm_wait`: it re-polls with a
+        // fresh timeout after every wake-up that brings no frames, so a timer-driven device
+        // that stalls keeps it waiting forever).
+        match ::alsa::poll::poll(&mut self.fds, self.wait_ms as c_int) {
+            Ok(0) => return self.on_timeout(),
+            Ok(_) => {}
+            Err(e) if e.errno() == libc::EINTR => return Read::Idle,
+            Err(e) => return self.end("poll", e.errno()),
+        }
+        let revents = match self.pcm.revents(&self.fds) {
+            Ok(r) => r,
+            Err(e) => return self.on_error("poll", e),
+        };
+        if revents.intersects(Flags::ERR | Flags::HUP | Flags::NVAL) {
+            // An xrun, a suspend or a disconnect: the state says which.
+            let state = self.pcm.state_raw();
+            if state == State::Disconnected as c_int || revents.intersects(Flags::HUP | Flags::NVAL)
+            {
+                return self.end("read", libc::ENODEV);
+            }
+            if state == State::XRun as c_int || state == State::Suspended as c_int {
+                return self.on_timeout();
+            }
+        } else if !revents.contains(Flags::IN) {
+            return Read::Idle; // a wake-up that brought less than avail_min
         }
         let whole = buf.len() / self.bytes_per_frame * self.bytes_per_frame;
         let want_frames = (whole / self.bytes_per_frame) as u64;
@@ -300,14 +330,19 @@ fn set_hw_params(pcm: &PCM, req: &CaptureRequest) -> Result<(u32, u32), OpenErro
     let buffer = req.buffer_frames.max(req.period_frames * 2) as ::alsa::pcm::Frames;
     hwp.set_buffer_size_near(buffer)
         .map_err(|e| unsupported(format!("a buffer near {buffer} frames"), e))?;
-    pcm.hw_params(&hwp).map_err(|e| unsupported(spec.to_string(), e))?;
+    pcm.hw_params(&hwp)
+        .map_err(|e| unsupported(spec.to_string(), e))?;
     drop(hwp);
 
-    let cur = pcm.hw_params_current().map_err(|e| classify(device, "hw params", e))?;
+    let cur = pcm
+        .hw_params_current()
+        .map_err(|e| classify(device, "hw params", e))?;
     let got = (cur.get_rate(), cur.get_format(), cur.get_channels());
     let (rate, format, channels) = match got {
         (Ok(r), Ok(f), Ok(c)) => (r, f, c),
-        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => return Err(classify(device, "hw params", e)),
+        (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+            return Err(classify(device, "hw params", e));
+        }
     };
     if rate != spec.rate || format != alsa_format(spec.format) || channels != spec.channels as u32 {
         return Err(OpenError::Unsupported {
@@ -316,8 +351,12 @@ fn set_hw_params(pcm: &PCM, req: &CaptureRequest) -> Result<(u32, u32), OpenErro
             detail: format!("device settled on {format} {rate} Hz {channels} ch"),
         });
     }
-    let period = cur.get_period_size().map_err(|e| classify(device, "hw params", e))?;
-    let buffer = cur.get_buffer_size().map_err(|e| classify(device, "hw params", e))?;
+    let period = cur
+        .get_period_size()
+        .map_err(|e| classify(device, "hw params", e))?;
+    let buffer = cur
+        .get_buffer_size()
+        .map_err(|e| classify(device, "hw params", e))?;
     Ok((period.max(1) as u32, buffer.max(1) as u32))
 }
 
@@ -330,7 +369,10 @@ fn caps_of(pcm: &PCM) -> ::alsa::Result<DeviceCaps> {
         .into_iter()
         .filter(|f| hwp.test_format(alsa_format(*f)).is_ok())
         .collect();
-    let rates = STANDARD_RATES.into_iter().filter(|r| hwp.test_rate(*r).is_ok()).collect();
+    let rates = STANDARD_RATES
+        .into_iter()
+        .filter(|r| hwp.test_rate(*r).is_ok())
+        .collect();
     Ok(DeviceCaps {
         formats,
         rate_min: hwp.get_rate_min()?,

@@ -49,7 +49,9 @@ pub fn cpal_format(f: SampleFormat) -> Option<cpal::SampleFormat> {
 
 /// Our format for a cpal sample format, if we have one.
 pub fn our_format(f: cpal::SampleFormat) -> Option<SampleFormat> {
-    SampleFormat::ALL.into_iter().find(|ours| cpal_format(*ours) == Some(f))
+    SampleFormat::ALL
+        .into_iter()
+        .find(|ours| cpal_format(*ours) == Some(f))
 }
 
 /// Why the error callback decided the stream is over (stored in [`Shared::gone`]).
@@ -80,7 +82,9 @@ impl Gone {
             Gone::NotAvailable => "cpal: DeviceNotAvailable".into(),
             Gone::Invalidated => "cpal: StreamInvalidated".into(),
             Gone::HostUnavailable => "cpal: HostUnavailable".into(),
-            Gone::Storm => format!("cpal: error storm (more than {STORM_ERRORS} errors within 1 s)"),
+            Gone::Storm => {
+                format!("cpal: error storm (more than {STORM_ERRORS} errors within 1 s)")
+            }
         }
     }
 }
@@ -103,7 +107,8 @@ pub fn start(req: &CaptureRequest, sink: FrameSink) -> Result<CaptureHandle, Ope
         return Err(OpenError::Unsupported {
             device,
             wanted: req.spec.to_string(),
-            detail: "cpal has no packed 24-bit (S24_3LE) sample format; use the alsa backend".into(),
+            detail: "cpal has no packed 24-bit (S24_3LE) sample format; use the alsa backend"
+                .into(),
         });
     };
     let stop = StopFlag::new();
@@ -191,10 +196,13 @@ fn build(
     shared: &Arc<Shared>,
 ) -> Result<cpal::Stream, OpenError> {
     let host = cpal::default_host();
-    let devices = host.input_devices().map_err(|e| open_error(req, "list devices", &e, None))?;
+    let devices = host
+        .input_devices()
+        .map_err(|e| open_error(req, "list devices", &e, None))?;
     let wanted = req.device.as_str();
     let Some(device) = devices.into_iter().find(|d| {
-        d.id().is_ok_and(|id| id.id() == wanted || id.to_string() == wanted)
+        d.id()
+            .is_ok_and(|id| id.id() == wanted || id.to_string() == wanted)
             || d.description().is_ok_and(|desc| desc.name() == wanted)
     }) else {
         return Err(OpenError::NoSuchDevice {
@@ -211,7 +219,13 @@ fn build(
     // own the sink, so a failed attempt hands it back through `back` for the next one.
     let mut sink = Some(sink);
     let mut last = None;
-    for config in [fixed, StreamConfig { buffer_size: BufferSize::Default, ..fixed }] {
+    for config in [
+        fixed,
+        StreamConfig {
+            buffer_size: BufferSize::Default,
+            ..fixed
+        },
+    ] {
         let Some(s) = sink.take() else { break };
         let (data, err, back) = callbacks(s, req.spec.rate, shared.clone());
         match device.build_input_stream_raw(config, format, data, err, Some(STREAM_TIMEOUT)) {
@@ -246,10 +260,12 @@ fn callbacks(sink: FrameSink, rate: u32, shared: Arc<Shared>) -> (DataFn, ErrFn,
         calls: 0,
         last_capture: None,
     };
-    let data: DataFn = Box::new(move |data: &cpal::Data, info: &cpal::InputCallbackInfo| {
-        cb.on_data(data, info)
-    });
-    let mut storm = Storm { window_start: Instant::now(), count: 0 };
+    let data: DataFn =
+        Box::new(move |data: &cpal::Data, info: &cpal::InputCallbackInfo| cb.on_data(data, info));
+    let mut storm = Storm {
+        window_start: Instant::now(),
+        count: 0,
+    };
     let err: ErrFn = Box::new(move |e: cpal::Error| {
         shared.errors.fetch_add(1, Ordering::Relaxed);
         let verdict = match e.kind() {
@@ -260,7 +276,11 @@ fn callbacks(sink: FrameSink, rate: u32, shared: Arc<Shared>) -> (DataFn, ErrFn,
                 if kind == ErrorKind::Xrun {
                     shared.xrun.store(true, Ordering::Release);
                 }
-                if storm.hit(Instant::now()) { Gone::Storm } else { Gone::No }
+                if storm.hit(Instant::now()) {
+                    Gone::Storm
+                } else {
+                    Gone::No
+                }
             }
         };
         if verdict != Gone::No {
@@ -306,7 +326,9 @@ struct DataCallback {
 
 impl DataCallback {
     fn on_data(&mut self, data: &cpal::Data, info: &cpal::InputCallbackInfo) {
-        let Some(sink) = self.sink.as_mut() else { return };
+        let Some(sink) = self.sink.as_mut() else {
+            return;
+        };
         // `Data::bytes` is the callback's buffer as raw bytes, in the device's format.
         let bytes = data.bytes();
         let frames = (bytes.len() / sink.bytes_per_frame()) as u64;
@@ -356,8 +378,14 @@ fn open_error(
     let device_name = req.device.clone();
     let detail = format!("{op}: {:?}: {e}", e.kind());
     match e.kind() {
-        ErrorKind::DeviceNotAvailable => OpenError::NoSuchDevice { device: device_name, detail },
-        ErrorKind::DeviceBusy => OpenError::Busy { device: device_name, detail },
+        ErrorKind::DeviceNotAvailable => OpenError::NoSuchDevice {
+            device: device_name,
+            detail,
+        },
+        ErrorKind::DeviceBusy => OpenError::Busy {
+            device: device_name,
+            detail,
+        },
         ErrorKind::UnsupportedConfig | ErrorKind::InvalidInput => {
             let offers = device
                 .and_then(|d| d.supported_input_configs().ok())
@@ -382,7 +410,10 @@ fn open_error(
                 detail: format!("{detail}{offers}"),
             }
         }
-        _ => OpenError::Failed { device: device_name, detail },
+        _ => OpenError::Failed {
+            device: device_name,
+            detail,
+        },
     }
 }
 
@@ -406,13 +437,19 @@ mod tests {
     #[test]
     fn a_storm_is_more_than_fifty_errors_in_a_second() {
         let t0 = Instant::now();
-        let mut s = Storm { window_start: t0, count: 0 };
+        let mut s = Storm {
+            window_start: t0,
+            count: 0,
+        };
         for i in 0..STORM_ERRORS {
             assert!(!s.hit(t0 + Duration::from_millis(i as u64 * 10)));
         }
         assert!(s.hit(t0 + Duration::from_millis(600)));
         // Spread out errors never add up.
-        let mut s = Storm { window_start: t0, count: 0 };
+        let mut s = Storm {
+            window_start: t0,
+            count: 0,
+        };
         for i in 0..200u64 {
             assert!(!s.hit(t0 + Duration::from_millis(i * 100)));
         }

@@ -30,7 +30,11 @@ impl fmt::Display for DeviceCaps {
     /// `S16_LE,S32_LE,FLOAT_LE at 48000 Hz, 2 ch`
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let formats: Vec<&str> = self.formats.iter().map(|f| f.name()).collect();
-        let formats = if formats.is_empty() { "none of our formats".to_string() } else { formats.join(",") };
+        let formats = if formats.is_empty() {
+            "none of our formats".to_string()
+        } else {
+            formats.join(",")
+        };
         write!(f, "{formats} at ")?;
         if self.rate_min == self.rate_max {
             write!(f, "{} Hz", self.rate_min)?;
@@ -77,18 +81,28 @@ pub fn list_alsa() -> Vec<CaptureDevice> {
     let mut out = Vec::new();
     for card in ::alsa::card::Iter::new().filter_map(Result::ok) {
         let index = card.get_index();
-        let Some(card_id) = card_id(index) else { continue };
+        let Some(card_id) = card_id(index) else {
+            continue;
+        };
         let identity = card_identity(index, &card_id);
         let card_name = card.get_name().unwrap_or_else(|_| card_id.clone());
-        let Ok(ctl) = ::alsa::Ctl::new(&format!("hw:{index}"), false) else { continue };
+        let Ok(ctl) = ::alsa::Ctl::new(&format!("hw:{index}"), false) else {
+            continue;
+        };
         for dev in ::alsa::ctl::DeviceIter::new(&ctl) {
-            let Ok(info) = ctl.pcm_info(dev as u32, 0, Direction::Capture) else { continue };
+            let Ok(info) = ctl.pcm_info(dev as u32, 0, Direction::Capture) else {
+                continue;
+            };
             let pcm_name = info.get_name().unwrap_or("").to_string();
             let name = format!("plughw:CARD={card_id},DEV={dev}");
             let caps = super::alsa::probe(&name).ok();
             out.push(CaptureDevice {
                 backend: "alsa",
-                identity: if dev == 0 { identity.clone() } else { format!("{identity},DEV={dev}") },
+                identity: if dev == 0 {
+                    identity.clone()
+                } else {
+                    format!("{identity},DEV={dev}")
+                },
                 description: format!("{card_name}, {pcm_name}"),
                 name,
                 caps,
@@ -96,7 +110,11 @@ pub fn list_alsa() -> Vec<CaptureDevice> {
         }
     }
     for (name, desc) in capture_hints() {
-        let caps = if worth_probing(&name) { super::alsa::probe(&name).ok() } else { None };
+        let caps = if worth_probing(&name) {
+            super::alsa::probe(&name).ok()
+        } else {
+            None
+        };
         out.push(CaptureDevice {
             backend: "alsa",
             identity: name.clone(),
@@ -111,7 +129,9 @@ pub fn list_alsa() -> Vec<CaptureDevice> {
 /// cpal (ALSA host): its input devices, by the PCM id `cpal::start` matches.
 pub fn list_cpal() -> Vec<CaptureDevice> {
     let host = cpal::default_host();
-    let Ok(devices) = host.input_devices() else { return Vec::new() };
+    let Ok(devices) = host.input_devices() else {
+        return Vec::new();
+    };
     let mut out = Vec::new();
     for d in devices {
         let Ok(id) = d.id() else { continue };
@@ -123,8 +143,18 @@ pub fn list_cpal() -> Vec<CaptureDevice> {
             .description()
             .map(|desc| desc.name().to_string())
             .unwrap_or_else(|_| name.clone());
-        let caps = if worth_probing(&name) { cpal_caps(&d) } else { None };
-        out.push(CaptureDevice { backend: "cpal", identity: name.clone(), name, description, caps });
+        let caps = if worth_probing(&name) {
+            cpal_caps(&d)
+        } else {
+            None
+        };
+        out.push(CaptureDevice {
+            backend: "cpal",
+            identity: name.clone(),
+            name,
+            description,
+            caps,
+        });
     }
     out
 }
@@ -153,18 +183,27 @@ fn cpal_caps(d: &cpal::Device) -> Option<DeviceCaps> {
         caps.channels_min = caps.channels_min.min(r.channels() as u32);
         caps.channels_max = caps.channels_max.max(r.channels() as u32);
     }
-    caps.formats.sort_by_key(|f| SampleFormat::ALL.iter().position(|g| g == f));
-    caps.rates = [8000, 11025, 16000, 22050, 32000, 44100, 48000, 88200, 96000, 176400, 192000]
-        .into_iter()
-        .filter(|r| ranges.iter().any(|c| (c.min_sample_rate()..=c.max_sample_rate()).contains(r)))
-        .collect();
+    caps.formats
+        .sort_by_key(|f| SampleFormat::ALL.iter().position(|g| g == f));
+    caps.rates = [
+        8000, 11025, 16000, 22050, 32000, 44100, 48000, 88200, 96000, 176400, 192000,
+    ]
+    .into_iter()
+    .filter(|r| {
+        ranges
+            .iter()
+            .any(|c| (c.min_sample_rate()..=c.max_sample_rate()).contains(r))
+    })
+    .collect();
     Some(caps)
 }
 
 /// Hinted PCMs that can capture (IOID absent or Input), minus the hardware ones listed per
 /// card and the plugins that are never a capture source.
 fn capture_hints() -> Vec<(String, String)> {
-    let Ok(hints) = HintIter::new_str(None, "pcm") else { return Vec::new() };
+    let Ok(hints) = HintIter::new_str(None, "pcm") else {
+        return Vec::new();
+    };
     hints
         .filter(|h| h.direction.is_none_or(|d| d == Direction::Capture))
         .filter_map(|h| {
@@ -172,7 +211,13 @@ fn capture_hints() -> Vec<(String, String)> {
             if name.starts_with("hw:") || name.starts_with("plughw:") || skipped(&name) {
                 return None;
             }
-            let desc = h.desc.unwrap_or_default().lines().map(str::trim).collect::<Vec<_>>().join(" ");
+            let desc = h
+                .desc
+                .unwrap_or_default()
+                .lines()
+                .map(str::trim)
+                .collect::<Vec<_>>()
+                .join(" ");
             Some((name, desc))
         })
         .collect()
@@ -181,7 +226,15 @@ fn capture_hints() -> Vec<(String, String)> {
 /// Plugin PCMs that are not capture sources worth listing (rate converters, mixers, null).
 fn skipped(name: &str) -> bool {
     const SKIP: [&str; 10] = [
-        "null", "lavrate", "samplerate", "speexrate", "speex", "upmix", "vdownmix", "oss", "jack",
+        "null",
+        "lavrate",
+        "samplerate",
+        "speexrate",
+        "speex",
+        "upmix",
+        "vdownmix",
+        "oss",
+        "jack",
         "dmix",
     ];
     let base = name.split(':').next().unwrap_or(name);
@@ -191,8 +244,16 @@ fn skipped(name: &str) -> bool {
 /// Probing opens the device: skip the ones that route through a sound server or a shared
 /// plugin (slow, or they would report the server's formats, not the device's).
 fn worth_probing(name: &str) -> bool {
-    const NO_PROBE: [&str; 8] =
-        ["default", "sysdefault", "pulse", "pipewire", "dsnoop", "jack", "front", "usbstream"];
+    const NO_PROBE: [&str; 8] = [
+        "default",
+        "sysdefault",
+        "pulse",
+        "pipewire",
+        "dsnoop",
+        "jack",
+        "front",
+        "usbstream",
+    ];
     let base = name.split(':').next().unwrap_or(name);
     !NO_PROBE.contains(&base)
 }
@@ -221,10 +282,13 @@ fn card_identity(index: i32, card_id: &str) -> String {
 
 /// The name of the symlink in `dir` that points at `target` (a file in `/dev/snd`).
 fn link_to(dir: &Path, target: &str) -> Option<String> {
-    std::fs::read_dir(dir).ok()?.filter_map(Result::ok).find_map(|e| {
-        let dest = std::fs::read_link(e.path()).ok()?;
-        (dest.file_name()? == target).then(|| e.file_name().to_string_lossy().into_owned())
-    })
+    std::fs::read_dir(dir)
+        .ok()?
+        .filter_map(Result::ok)
+        .find_map(|e| {
+            let dest = std::fs::read_link(e.path()).ok()?;
+            (dest.file_name()? == target).then(|| e.file_name().to_string_lossy().into_owned())
+        })
 }
 
 /// The USB serial of the device behind card `index`, when it has one.
@@ -249,7 +313,11 @@ mod tests {
     #[test]
     fn caps_read_like_a_device_sheet() {
         let caps = DeviceCaps {
-            formats: vec![SampleFormat::S16Le, SampleFormat::S32Le, SampleFormat::FloatLe],
+            formats: vec![
+                SampleFormat::S16Le,
+                SampleFormat::S32Le,
+                SampleFormat::FloatLe,
+            ],
             rate_min: 48000,
             rate_max: 48000,
             rates: vec![48000],
@@ -257,8 +325,16 @@ mod tests {
             channels_max: 2,
         };
         assert_eq!(caps.to_string(), "S16_LE,S32_LE,FLOAT_LE at 48000 Hz, 2 ch");
-        let wide = DeviceCaps { rate_min: 8000, rate_max: 192000, channels_min: 1, ..caps };
-        assert_eq!(wide.to_string(), "S16_LE,S32_LE,FLOAT_LE at 48000 Hz, 1-2 ch");
+        let wide = DeviceCaps {
+            rate_min: 8000,
+            rate_max: 192000,
+            channels_min: 1,
+            ..caps
+        };
+        assert_eq!(
+            wide.to_string(),
+            "S16_LE,S32_LE,FLOAT_LE at 48000 Hz, 1-2 ch"
+        );
     }
 
     #[test]

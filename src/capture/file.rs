@@ -48,8 +48,10 @@ pub fn start(req: &CaptureRequest, sink: FrameSink) -> Result<CaptureHandle, Ope
         device: device(),
         detail: format!("cannot open WAV file: {e}"),
     })?;
-    let info = wav::parse_header(&mut file)
-        .map_err(|e| OpenError::Failed { device: device(), detail: format!("not a usable WAV file: {e}") })?;
+    let info = wav::parse_header(&mut file).map_err(|e| OpenError::Failed {
+        device: device(),
+        detail: format!("not a usable WAV file: {e}"),
+    })?;
     if info.spec != req.spec {
         return Err(OpenError::Unsupported {
             device: device(),
@@ -60,9 +62,16 @@ pub fn start(req: &CaptureRequest, sink: FrameSink) -> Result<CaptureHandle, Ope
     let file_len = file.metadata().map(|m| m.len()).unwrap_or(0);
     // Trust the file length over a header a crash left stale (0 or short).
     let available = file_len.saturating_sub(info.data_offset);
-    let remaining = if info.declared_data_len == 0 { available } else { info.declared_data_len.min(available) };
+    let remaining = if info.declared_data_len == 0 {
+        available
+    } else {
+        info.declared_data_len.min(available)
+    };
     file.seek(SeekFrom::Start(info.data_offset))
-        .map_err(|e| OpenError::Failed { device: device(), detail: e.to_string() })?;
+        .map_err(|e| OpenError::Failed {
+            device: device(),
+            detail: e.to_string(),
+        })?;
     let source = FileSource {
         file,
         spec: req.spec,
@@ -70,6 +79,10 @@ pub fn start(req: &CaptureRequest, sink: FrameSink) -> Result<CaptureHandle, Ope
         pacer: Pacer::new(req.spec.rate),
         max_wait: req.spec.duration_of(req.period_frames as u64 * 2),
     };
-    pull::spawn("edgerec-capture-file", source, sink, req.period_frames)
-        .map_err(|e| OpenError::Failed { device: device(), detail: format!("cannot start capture thread: {e}") })
+    pull::spawn("edgerec-capture-file", source, sink, req.period_frames).map_err(|e| {
+        OpenError::Failed {
+            device: device(),
+            detail: format!("cannot start capture thread: {e}"),
+        }
+    })
 }

@@ -19,8 +19,8 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 pub use sink::{
-    CaptureEnd, CaptureEvent, CaptureStats, EndNotifier, FrameSink, FrameSource, GapCause, StopFlag,
-    ring,
+    CaptureEnd, CaptureEvent, CaptureStats, EndNotifier, FrameSink, FrameSource, GapCause,
+    StopFlag, ring,
 };
 
 use crate::core::format::StreamSpec;
@@ -61,7 +61,11 @@ pub enum OpenError {
     Busy { device: String, detail: String },
     /// The device cannot deliver the requested format, rate or channel count.
     #[error("capture device {device:?} does not support {wanted}: {detail}")]
-    Unsupported { device: String, wanted: String, detail: String },
+    Unsupported {
+        device: String,
+        wanted: String,
+        detail: String,
+    },
     /// Anything else the device or driver refused.
     #[error("capture device {device:?} failed to open: {detail}")]
     Failed { device: String, detail: String },
@@ -80,7 +84,10 @@ pub struct StopTimeout(pub Duration);
 
 impl CaptureHandle {
     pub fn new(stop: StopFlag, thread: JoinHandle<()>) -> Self {
-        CaptureHandle { stop, thread: Some(thread) }
+        CaptureHandle {
+            stop,
+            thread: Some(thread),
+        }
     }
 
     pub fn is_finished(&self) -> bool {
@@ -92,7 +99,9 @@ impl CaptureHandle {
     pub fn stop(mut self, deadline: Duration) -> Result<(), StopTimeout> {
         self.stop.stop();
         let until = Instant::now() + deadline;
-        let Some(thread) = self.thread.take() else { return Ok(()) };
+        let Some(thread) = self.thread.take() else {
+            return Ok(());
+        };
         while !thread.is_finished() {
             if Instant::now() >= until {
                 return Err(StopTimeout(deadline));

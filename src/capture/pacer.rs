@@ -12,12 +12,17 @@ pub struct Pacer {
 
 impl Pacer {
     pub fn new(rate: u32) -> Self {
-        Pacer { start: Instant::now(), rate, released: 0 }
+        Pacer {
+            start: Instant::now(),
+            rate,
+            released: 0,
+        }
     }
 
     /// When the frame at `position` is due, relative to the start.
     fn due(&self, position: u64) -> Instant {
-        self.start + Duration::from_nanos((position as u128 * 1_000_000_000 / self.rate as u128) as u64)
+        self.start
+            + Duration::from_nanos((position as u128 * 1_000_000_000 / self.rate as u128) as u64)
     }
 
     /// Sleeps until `frames` more frames are due (at most `max_wait`); returns whether

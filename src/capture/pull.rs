@@ -66,7 +66,9 @@ fn run_loop(
         }
         match source.read(buf) {
             Read::Frames(n) => sink.push(&buf[..n * bpf]),
-            Read::Overrun { lost_frames } => sink.device_dropped(lost_frames, GapCause::DeviceOverrun),
+            Read::Overrun { lost_frames } => {
+                sink.device_dropped(lost_frames, GapCause::DeviceOverrun)
+            }
             Read::DropOut { frames } => sink.device_dropped(frames, GapCause::DropOut),
             Read::Idle => {}
             Read::End(end) => break end,

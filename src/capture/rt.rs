@@ -37,7 +37,9 @@ pub const WARMUP_PERIODS: u32 = 8;
 pub fn request_realtime_priority(priority: i32) -> bool {
     // SAFETY: plain libc calls on the current thread with a valid sched_param.
     unsafe {
-        let param = libc::sched_param { sched_priority: priority };
+        let param = libc::sched_param {
+            sched_priority: priority,
+        };
         libc::pthread_setschedparam(libc::pthread_self(), libc::SCHED_FIFO, &param) == 0
     }
 }

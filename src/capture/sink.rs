@@ -40,7 +40,11 @@ pub enum CaptureEnd {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum CaptureEvent {
     /// `frames` frames of device time are missing just before ring frame `at`.
-    Gap { at: u64, frames: u64, cause: GapCause },
+    Gap {
+        at: u64,
+        frames: u64,
+        cause: GapCause,
+    },
     /// The stream ended after ring frame `at` (every earlier frame is in the ring).
     Ended { at: u64, end: CaptureEnd },
 }
@@ -157,7 +161,15 @@ pub fn ring(spec: StreamSpec, seconds: f64) -> (FrameSink, FrameSource) {
         pos: 0,
         pending_gap: None,
     };
-    (sink, FrameSource { cons, events: rx, stats, spec })
+    (
+        sink,
+        FrameSource {
+            cons,
+            events: rx,
+            stats,
+            spec,
+        },
+    )
 }
 
 impl FrameSink {
@@ -188,9 +200,10 @@ impl FrameSink {
         let pushed = (n / self.bytes_per_frame) as u64;
         self.pos += pushed;
         self.stats.frames_pushed.store(self.pos, Ordering::Release);
-        self.stats
-            .last_frames_ns
-            .store(self.stats.origin.elapsed().as_nanos() as u64, Ordering::Relaxed);
+        self.stats.last_frames_ns.store(
+            self.stats.origin.elapsed().as_nanos() as u64,
+            Ordering::Relaxed,
+        );
         let lost = frames as u64 - pushed;
         if lost > 0 {
             self.gap(lost, GapCause::RingFull);
@@ -207,7 +220,9 @@ impl FrameSink {
     }
 
     fn gap(&mut self, frames: u64, cause: GapCause) {
-        self.stats.frames_dropped.fetch_add(frames, Ordering::Relaxed);
+        self.stats
+            .frames_dropped
+            .fetch_add(frames, Ordering::Relaxed);
         match &mut self.pending_gap {
             // Cannot queue more: fold into the pending one (its position is then approximate).
             Some((_, pending, _)) => {
@@ -221,7 +236,10 @@ impl FrameSink {
 
     fn flush_pending_gap(&mut self) {
         if let Some((at, frames, cause)) = self.pending_gap {
-            match self.events.try_send(CaptureEvent::Gap { at, frames, cause }) {
+            match self
+                .events
+                .try_send(CaptureEvent::Gap { at, frames, cause })
+            {
                 Ok(()) | Err(TrySendError::Disconnected(_)) => self.pending_gap = None,
                 Err(TrySendError::Full(_)) => {}
             }
@@ -236,48 +254,11 @@ impl FrameSink {
                 std::time::Duration::from_secs(1),
             );
         }
-        let _ = self
-            .events
-            .send_timeout(CaptureEvent::Ended { at: self.pos, end }, std::time::Duration::from_secs(1));
+        let _ = self.events.send_timeout(
+            CaptureEvent::Ended { at: self.pos, end },
+            std::time::Duration::from_secs(1),
+        );
         self.stats.ended.store(true, Ordering::Release);
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::core::format::SampleFormat;
-
-    fn spec() -> StreamSpec {
-        StreamSpec { format: SampleFormat::S16Le, rate: 1000, channels: 2 }
-    }
-
-    #[test]
-    fn pushes_whole_frames_and_reports_ring_full_as_a_gap() {
-        let (mut sink, mut src) = ring(spec(), 1.0); // 1024 frames minimum
-        let period = vec![7u8; 4 * 1000];
-        sink.push(&period);
-        sink.push(&period); // only 24 frames fit
-        assert_eq!(sink.position(), 1024);
-        assert_eq!(
-            src.events.try_recv().unwrap(),
-            CaptureEvent::Gap { at: 1024, frames: 976, cause: GapCause::RingFull }
-        );
-        let mut buf = Vec::new();
-        assert_eq!(src.pop_frames(&mut buf, usize::MAX), 1024);
-        sink.end(CaptureEnd::Stopped);
-        assert_eq!(
-            src.events.try_recv().unwrap(),
-            CaptureEvent::Ended { at: 1024, end: CaptureEnd::Stopped }
-        );
-    }
-
-    #[test]
-    fn partial_trailing_frame_is_ignored() {
-        let (mut sink, src) = ring(spec(), 1.0);
-        sink.push(&[1, 2, 3, 4, 5, 6]);
-        assert_eq!(sink.position(), 1);
-        assert_eq!(src.frames_available(), 1);
     }
 }
 
@@ -290,16 +271,69 @@ pub struct EndNotifier {
 
 impl FrameSink {
     pub fn end_notifier(&self) -> EndNotifier {
-        EndNotifier { events: self.events.clone(), stats: self.stats.clone() }
+        EndNotifier {
+            events: self.events.clone(),
+            stats: self.stats.clone(),
+        }
     }
 }
 
 impl EndNotifier {
     pub fn end(self, end: CaptureEnd) {
         let at = self.stats.frames_pushed.load(Ordering::Acquire);
-        let _ = self
-            .events
-            .send_timeout(CaptureEvent::Ended { at, end }, std::time::Duration::from_secs(1));
+        let _ = self.events.send_timeout(
+            CaptureEvent::Ended { at, end },
+            std::time::Duration::from_secs(1),
+        );
         self.stats.ended.store(true, Ordering::Release);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::format::SampleFormat;
+
+    fn spec() -> StreamSpec {
+        StreamSpec {
+            format: SampleFormat::S16Le,
+            rate: 1000,
+            channels: 2,
+        }
+    }
+
+    #[test]
+    fn pushes_whole_frames_and_reports_ring_full_as_a_gap() {
+        let (mut sink, mut src) = ring(spec(), 1.0); // 1024 frames minimum
+        let period = vec![7u8; 4 * 1000];
+        sink.push(&period);
+        sink.push(&period); // only 24 frames fit
+        assert_eq!(sink.position(), 1024);
+        assert_eq!(
+            src.events.try_recv().unwrap(),
+            CaptureEvent::Gap {
+                at: 1024,
+                frames: 976,
+                cause: GapCause::RingFull
+            }
+        );
+        let mut buf = Vec::new();
+        assert_eq!(src.pop_frames(&mut buf, usize::MAX), 1024);
+        sink.end(CaptureEnd::Stopped);
+        assert_eq!(
+            src.events.try_recv().unwrap(),
+            CaptureEvent::Ended {
+                at: 1024,
+                end: CaptureEnd::Stopped
+            }
+        );
+    }
+
+    #[test]
+    fn partial_trailing_frame_is_ignored() {
+        let (mut sink, src) = ring(spec(), 1.0);
+        sink.push(&[1, 2, 3, 4, 5, 6]);
+        assert_eq!(sink.position(), 1);
+        assert_eq!(src.frames_available(), 1);
     }
 }

@@ -59,21 +59,37 @@ pub fn parse_script(s: &str) -> Result<Script, String> {
             }
             Signal::Sine { freq }
         }
-        _ => return Err(format!("unknown synth signal {head:?} (expected sine[:FREQ] or noise)")),
+        _ => {
+            return Err(format!(
+                "unknown synth signal {head:?} (expected sine[:FREQ] or noise)"
+            ));
+        }
     };
     let mut faults = Vec::new();
     for part in parts {
-        let (key, value) = part.split_once('=').ok_or_else(|| format!("expected KEY=VALUE, got {part:?}"))?;
+        let (key, value) = part
+            .split_once('=')
+            .ok_or_else(|| format!("expected KEY=VALUE, got {part:?}"))?;
         let fault = match key {
             "dropout" | "stall" => {
                 let (at, len) = value
                     .split_once('+')
                     .ok_or_else(|| format!("{key} wants AT+LEN, got {value:?}"))?;
                 let (at, len) = (parse_time(at)?, parse_time(len)?);
-                if key == "dropout" { Fault::DropOut { at, len } } else { Fault::Stall { at, len } }
+                if key == "dropout" {
+                    Fault::DropOut { at, len }
+                } else {
+                    Fault::Stall { at, len }
+                }
             }
-            "disconnect" => Fault::Disconnect { at: parse_time(value)? },
-            _ => return Err(format!("unknown synth fault {key:?} (dropout, stall, disconnect)")),
+            "disconnect" => Fault::Disconnect {
+                at: parse_time(value)?,
+            },
+            _ => {
+                return Err(format!(
+                    "unknown synth fault {key:?} (dropout, stall, disconnect)"
+                ));
+            }
         };
         faults.push(fault);
     }
@@ -170,7 +186,10 @@ impl PullSource for Synth {
             }
         }
         // Never run past the next fault: cut the period short at its start.
-        let until_fault = self.faults.get(self.next_fault).map_or(u64::MAX, |&(at, _)| at - now);
+        let until_fault = self
+            .faults
+            .get(self.next_fault)
+            .map_or(u64::MAX, |&(at, _)| at - now);
         let frames = period.min(until_fault).max(1) as usize;
         if !self.pacer.wait_for(frames as u64, self.max_wait) {
             return Read::Idle;
@@ -208,9 +227,11 @@ pub fn start(req: &CaptureRequest, sink: FrameSink) -> Result<CaptureHandle, Ope
         noise_state: 0x9E37_79B9_7F4A_7C15,
         max_wait: req.spec.duration_of(req.period_frames as u64 * 2),
     };
-    pull::spawn("edgerec-capture-synth", synth, sink, req.period_frames).map_err(|e| OpenError::Failed {
-        device: req.device.clone(),
-        detail: format!("cannot start capture thread: {e}"),
+    pull::spawn("edgerec-capture-synth", synth, sink, req.period_frames).map_err(|e| {
+        OpenError::Failed {
+            device: req.device.clone(),
+            detail: format!("cannot start capture thread: {e}"),
+        }
     })
 }
 
@@ -222,20 +243,50 @@ mod tests {
     fn script_table() {
         let ms = Duration::from_millis;
         let cases: Vec<(&str, Result<Script, ()>)> = vec![
-            ("sine", Ok(Script { signal: Signal::Sine { freq: 440.0 }, faults: vec![] })),
-            ("sine:1000", Ok(Script { signal: Signal::Sine { freq: 1000.0 }, faults: vec![] })),
-            ("noise", Ok(Script { signal: Signal::Noise, faults: vec![] })),
+            (
+                "sine",
+                Ok(Script {
+                    signal: Signal::Sine { freq: 440.0 },
+                    faults: vec![],
+                }),
+            ),
+            (
+                "sine:1000",
+                Ok(Script {
+                    signal: Signal::Sine { freq: 1000.0 },
+                    faults: vec![],
+                }),
+            ),
+            (
+                "noise",
+                Ok(Script {
+                    signal: Signal::Noise,
+                    faults: vec![],
+                }),
+            ),
             (
                 "sine,disconnect=8s,dropout=3s+500ms",
                 Ok(Script {
                     signal: Signal::Sine { freq: 440.0 },
                     faults: vec![
-                        Fault::DropOut { at: ms(3000), len: ms(500) },
+                        Fault::DropOut {
+                            at: ms(3000),
+                            len: ms(500),
+                        },
                         Fault::Disconnect { at: ms(8000) },
                     ],
                 }),
             ),
-            ("sine,stall=1s+2s", Ok(Script { signal: Signal::Sine { freq: 440.0 }, faults: vec![Fault::Stall { at: ms(1000), len: ms(2000) }] })),
+            (
+                "sine,stall=1s+2s",
+                Ok(Script {
+                    signal: Signal::Sine { freq: 440.0 },
+                    faults: vec![Fault::Stall {
+                        at: ms(1000),
+                        len: ms(2000),
+                    }],
+                }),
+            ),
             ("square", Err(())),
             ("sine:-3", Err(())),
             ("sine,dropout=3s", Err(())),
@@ -243,7 +294,11 @@ mod tests {
             ("sine,dropout=soon+1s", Err(())),
         ];
         for (input, want) in cases {
-            assert_eq!(parse_script(input).map_err(|_| ()), want, "script {input:?}");
+            assert_eq!(
+                parse_script(input).map_err(|_| ()),
+                want,
+                "script {input:?}"
+            );
         }
     }
 

@@ -139,7 +139,11 @@ mod tests {
 
     #[test]
     fn frame_arithmetic() {
-        let spec = StreamSpec { format: SampleFormat::S24Le3, rate: 48_000, channels: 2 };
+        let spec = StreamSpec {
+            format: SampleFormat::S24Le3,
+            rate: 48_000,
+            channels: 2,
+        };
         assert_eq!(spec.bytes_per_frame(), 6);
         assert_eq!(spec.frames_in(Duration::from_millis(1500)), 72_000);
         assert_eq!(spec.duration_of(48_000), Duration::from_secs(1));

@@ -55,7 +55,10 @@ impl JobState {
     }
 
     pub const fn is_terminal(self) -> bool {
-        matches!(self, JobState::Delivered | JobState::Failed | JobState::Cancelled)
+        matches!(
+            self,
+            JobState::Delivered | JobState::Failed | JobState::Cancelled
+        )
     }
 }
 
@@ -84,7 +87,13 @@ mod tests {
         for s in JobState::ALL {
             assert_eq!(s.name().parse::<JobState>().unwrap(), s);
         }
-        let terminal: Vec<_> = JobState::ALL.into_iter().filter(|s| s.is_terminal()).collect();
-        assert_eq!(terminal, [JobState::Delivered, JobState::Failed, JobState::Cancelled]);
+        let terminal: Vec<_> = JobState::ALL
+            .into_iter()
+            .filter(|s| s.is_terminal())
+            .collect();
+        assert_eq!(
+            terminal,
+            [JobState::Delivered, JobState::Failed, JobState::Cancelled]
+        );
     }
 }

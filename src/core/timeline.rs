@@ -92,7 +92,13 @@ pub struct TimelineEvent {
 
 impl TimelineEvent {
     pub fn new(kind: EventKind, frame: u64, at_ms: i64) -> Self {
-        TimelineEvent { kind, frame, at_ms, detail: String::new(), gap_frames: None }
+        TimelineEvent {
+            kind,
+            frame,
+            at_ms,
+            detail: String::new(),
+            gap_frames: None,
+        }
     }
     pub fn with_detail(mut self, detail: impl Into<String>) -> Self {
         self.detail = detail.into();
@@ -116,8 +122,14 @@ pub struct PlacedSegment<P> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Piece<P> {
     /// Copy `frames` frames of `file`, starting `skip` frames into its audio.
-    Segment { file: P, skip: u64, frames: u64 },
-    Silence { frames: u64 },
+    Segment {
+        file: P,
+        skip: u64,
+        frames: u64,
+    },
+    Silence {
+        frames: u64,
+    },
 }
 
 /// How gaps between segments are rendered.
@@ -151,17 +163,25 @@ pub fn stitch_plan<P: Clone>(
             continue; // wholly overlapped
         }
         if seg.first_frame > cursor && fill == GapFill::Silence {
-            plan.push(Piece::Silence { frames: seg.first_frame - cursor });
+            plan.push(Piece::Silence {
+                frames: seg.first_frame - cursor,
+            });
         }
         let skip = cursor.saturating_sub(seg.first_frame);
-        plan.push(Piece::Segment { file: seg.file.clone(), skip, frames: seg.frames - skip });
+        plan.push(Piece::Segment {
+            file: seg.file.clone(),
+            skip,
+            frames: seg.frames - skip,
+        });
         cursor = end;
     }
     if fill == GapFill::Silence
         && let Some(total) = total_frames
         && total > cursor
     {
-        plan.push(Piece::Silence { frames: total - cursor });
+        plan.push(Piece::Silence {
+            frames: total - cursor,
+        });
     }
     plan
 }
@@ -180,7 +200,11 @@ mod tests {
     use super::*;
 
     fn seg(file: &'static str, first_frame: u64, frames: u64) -> PlacedSegment<&'static str> {
-        PlacedSegment { file, first_frame, frames }
+        PlacedSegment {
+            file,
+            first_frame,
+            frames,
+        }
     }
     fn s(file: &'static str, skip: u64, frames: u64) -> Piece<&'static str> {
         Piece::Segment { file, skip, frames }
@@ -189,20 +213,95 @@ mod tests {
         Piece::Silence { frames }
     }
 
+    /// (name, segments, total frames, fill, expected plan)
+    type Case = (
+        &'static str,
+        Vec<PlacedSegment<&'static str>>,
+        Option<u64>,
+        GapFill,
+        Vec<Piece<&'static str>>,
+    );
+
     #[test]
     fn stitch_plan_table() {
-        let cases: Vec<(&str, Vec<PlacedSegment<&str>>, Option<u64>, GapFill, Vec<Piece<&str>>)> = vec![
-            ("contiguous", vec![seg("a", 0, 10), seg("b", 10, 5)], None, GapFill::Silence, vec![s("a", 0, 10), s("b", 0, 5)]),
-            ("gap filled", vec![seg("a", 0, 10), seg("b", 14, 5)], None, GapFill::Silence, vec![s("a", 0, 10), gap(4), s("b", 0, 5)]),
-            ("gap spliced", vec![seg("a", 0, 10), seg("b", 14, 5)], Some(30), GapFill::Splice, vec![s("a", 0, 10), s("b", 0, 5)]),
-            ("leading gap", vec![seg("a", 3, 2)], None, GapFill::Silence, vec![gap(3), s("a", 0, 2)]),
-            ("trailing gap to total", vec![seg("a", 0, 10)], Some(12), GapFill::Silence, vec![s("a", 0, 10), gap(2)]),
-            ("total shorter than audio keeps audio", vec![seg("a", 0, 10)], Some(8), GapFill::Silence, vec![s("a", 0, 10)]),
-            ("out of order input", vec![seg("b", 10, 5), seg("a", 0, 10)], None, GapFill::Silence, vec![s("a", 0, 10), s("b", 0, 5)]),
-            ("overlap trimmed", vec![seg("a", 0, 10), seg("b", 8, 5)], None, GapFill::Silence, vec![s("a", 0, 10), s("b", 2, 3)]),
-            ("swallowed segment dropped", vec![seg("a", 0, 10), seg("b", 2, 3)], None, GapFill::Silence, vec![s("a", 0, 10)]),
-            ("empty segments ignored", vec![seg("a", 0, 0), seg("b", 0, 4)], None, GapFill::Silence, vec![s("b", 0, 4)]),
-            ("nothing but silence", vec![], Some(7), GapFill::Silence, vec![gap(7)]),
+        let cases: Vec<Case> = vec![
+            (
+                "contiguous",
+                vec![seg("a", 0, 10), seg("b", 10, 5)],
+                None,
+                GapFill::Silence,
+                vec![s("a", 0, 10), s("b", 0, 5)],
+            ),
+            (
+                "gap filled",
+                vec![seg("a", 0, 10), seg("b", 14, 5)],
+                None,
+                GapFill::Silence,
+                vec![s("a", 0, 10), gap(4), s("b", 0, 5)],
+            ),
+            (
+                "gap spliced",
+                vec![seg("a", 0, 10), seg("b", 14, 5)],
+                Some(30),
+                GapFill::Splice,
+                vec![s("a", 0, 10), s("b", 0, 5)],
+            ),
+            (
+                "leading gap",
+                vec![seg("a", 3, 2)],
+                None,
+                GapFill::Silence,
+                vec![gap(3), s("a", 0, 2)],
+            ),
+            (
+                "trailing gap to total",
+                vec![seg("a", 0, 10)],
+                Some(12),
+                GapFill::Silence,
+                vec![s("a", 0, 10), gap(2)],
+            ),
+            (
+                "total shorter than audio keeps audio",
+                vec![seg("a", 0, 10)],
+                Some(8),
+                GapFill::Silence,
+                vec![s("a", 0, 10)],
+            ),
+            (
+                "out of order input",
+                vec![seg("b", 10, 5), seg("a", 0, 10)],
+                None,
+                GapFill::Silence,
+                vec![s("a", 0, 10), s("b", 0, 5)],
+            ),
+            (
+                "overlap trimmed",
+                vec![seg("a", 0, 10), seg("b", 8, 5)],
+                None,
+                GapFill::Silence,
+                vec![s("a", 0, 10), s("b", 2, 3)],
+            ),
+            (
+                "swallowed segment dropped",
+                vec![seg("a", 0, 10), seg("b", 2, 3)],
+                None,
+                GapFill::Silence,
+                vec![s("a", 0, 10)],
+            ),
+            (
+                "empty segments ignored",
+                vec![seg("a", 0, 0), seg("b", 0, 4)],
+                None,
+                GapFill::Silence,
+                vec![s("b", 0, 4)],
+            ),
+            (
+                "nothing but silence",
+                vec![],
+                Some(7),
+                GapFill::Silence,
+                vec![gap(7)],
+            ),
         ];
         for (name, segments, total, fill, want) in cases {
             let got = stitch_plan(&segments, total, fill);
@@ -219,14 +318,21 @@ mod tests {
     fn event_kind_names_round_trip() {
         for k in EventKind::ALL {
             assert_eq!(k.name().parse::<EventKind>().unwrap(), k);
-            assert_eq!(serde_json::to_string(&k).unwrap(), format!("\"{}\"", k.name()));
+            assert_eq!(
+                serde_json::to_string(&k).unwrap(),
+                format!("\"{}\"", k.name())
+            );
         }
     }
 }
 
 /// Where a job's timeline ends: after its last segment or its last gap, whichever is later.
 pub fn timeline_end<P>(segments: &[PlacedSegment<P>], events: &[TimelineEvent]) -> u64 {
-    let seg_end = segments.iter().map(|s| s.first_frame + s.frames).max().unwrap_or(0);
+    let seg_end = segments
+        .iter()
+        .map(|s| s.first_frame + s.frames)
+        .max()
+        .unwrap_or(0);
     let gap_end = events
         .iter()
         .filter_map(|e| e.gap_frames.map(|g| e.frame + g))
@@ -241,7 +347,11 @@ mod end_tests {
 
     #[test]
     fn timeline_end_takes_the_later_of_audio_and_gaps() {
-        let segs = [PlacedSegment { file: "a", first_frame: 0, frames: 100 }];
+        let segs = [PlacedSegment {
+            file: "a",
+            first_frame: 0,
+            frames: 100,
+        }];
         let gap = TimelineEvent::new(EventKind::CrashRecovered, 100, 0).with_gap(50);
         let mark = TimelineEvent::new(EventKind::Ended, 100, 0);
         assert_eq!(timeline_end(&segs, &[]), 100);

@@ -292,6 +292,6 @@ fn migrate(conn: &mut Connection) -> Result<()> {
         tx.pragma_update(None, "user_version", found + 1)
             .doing("bumping user_version")?;
         tx.commit().doing("committing a migration")?;
-        log::info!("journal: migrated schema to v{}", found + 1);
+        log::info!("migrated schema to v{}", found + 1);
     }
 }

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::core::job::JobState;
 use crate::core::timeline::{self, EventKind, GapFill, PlacedSegment, TimelineEvent};
-use crate::journal::{Journal, JobRow};
+use crate::journal::{JobRow, Journal};
 use crate::render::stitch;
 use crate::render::timeline_file::{TimelineFile, TimelineSegment};
 use crate::segment::writer::now_ms;
@@ -33,9 +33,15 @@ pub enum FinalizeError {
     #[error("journal: {0}")]
     Journal(#[from] crate::journal::JournalError),
     #[error("stitching {path}: {source}")]
-    Stitch { path: PathBuf, source: stitch::StitchError },
+    Stitch {
+        path: PathBuf,
+        source: stitch::StitchError,
+    },
     #[error("writing {path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// Finalizes `job` (already `captured`, or any non-terminal state after a crash).
@@ -54,7 +60,11 @@ pub fn finalize(
     let mut events = journal.events(&job.id)?;
     let placed: Vec<PlacedSegment<PathBuf>> = segments
         .iter()
-        .map(|s| PlacedSegment { file: job.dir.join(&s.path), first_frame: s.first_frame, frames: s.frames })
+        .map(|s| PlacedSegment {
+            file: job.dir.join(&s.path),
+            first_frame: s.first_frame,
+            frames: s.frames,
+        })
         .collect();
     let end = timeline::timeline_end(&placed, &events);
     if !events.iter().any(|e| e.kind == EventKind::Ended) {
@@ -72,8 +82,11 @@ pub fn finalize(
     } else {
         let plan = timeline::stitch_plan(&placed, Some(end), fill);
         let out = job.dir.join(RECORDING_FILE);
-        let report = stitch::stitch(&plan, job.spec, &out)
-            .map_err(|source| FinalizeError::Stitch { path: out.clone(), source })?;
+        let report =
+            stitch::stitch(&plan, job.spec, &out).map_err(|source| FinalizeError::Stitch {
+                path: out.clone(),
+                source,
+            })?;
         (Some(out), report.frames)
     };
     let seg_rows = segments
@@ -85,12 +98,33 @@ pub fn finalize(
             state: s.state.name().to_string(),
         })
         .collect();
-    let rec_name = recording.as_ref().map_or(String::new(), |_| RECORDING_FILE.to_string());
-    TimelineFile::new(&job.id, &rec_name, job.spec, job.started_at_ms, frames, seg_rows, &events)
-        .write(&timeline_path)
-        .map_err(|source| FinalizeError::Io { path: timeline_path.clone(), source })?;
-    let state = if recording.is_some() { JobState::Delivered } else { JobState::Failed };
-    let cause = if recording.is_some() { end_cause.to_string() } else { format!("no audio captured ({end_cause})") };
+    let rec_name = recording
+        .as_ref()
+        .map_or(String::new(), |_| RECORDING_FILE.to_string());
+    TimelineFile::new(
+        &job.id,
+        &rec_name,
+        job.spec,
+        job.started_at_ms,
+        frames,
+        seg_rows,
+        &events,
+    )
+    .write(&timeline_path)
+    .map_err(|source| FinalizeError::Io {
+        path: timeline_path.clone(),
+        source,
+    })?;
+    let state = if recording.is_some() {
+        JobState::Delivered
+    } else {
+        JobState::Failed
+    };
+    let cause = if recording.is_some() {
+        end_cause.to_string()
+    } else {
+        format!("no audio captured ({end_cause})")
+    };
     journal.set_job_state(&job.id, state, Some(&cause), now_ms())?;
     Ok(Finalized {
         job_id: job.id.clone(),

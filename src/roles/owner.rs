@@ -27,7 +27,11 @@ pub fn try_lock(job_dir: &Path) -> std::io::Result<Option<JobLock>> {
         return Ok(Some(JobLock { _file: file }));
     }
     let err = std::io::Error::last_os_error();
-    if err.raw_os_error() == Some(libc::EWOULDBLOCK) { Ok(None) } else { Err(err) }
+    if err.raw_os_error() == Some(libc::EWOULDBLOCK) {
+        Ok(None)
+    } else {
+        Err(err)
+    }
 }
 
 #[cfg(test)]

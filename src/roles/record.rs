@@ -20,7 +20,9 @@ use crate::segment::writer::{self, WriterConfig, WriterEnd, WriterError};
 pub enum RecordError {
     #[error(transparent)]
     Device(#[from] OpenError),
-    #[error("output directory {path} is not writable: {detail}; choose another --out or fix its permissions")]
+    #[error(
+        "output directory {path} is not writable: {detail}; choose another --out or fix its permissions"
+    )]
     Unwritable { path: PathBuf, detail: String },
     #[error("journal: {0}")]
     Journal(#[from] JournalError),
@@ -46,13 +48,22 @@ pub fn new_job_id() -> String {
         .chars()
         .filter(|c| c.is_ascii_alphanumeric())
         .collect();
-    let nanos = now.duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.subsec_nanos());
-    format!("job_{stamp}_{:x}{:05x}", std::process::id(), nanos & 0xfffff)
+    let nanos = now
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    format!(
+        "job_{stamp}_{:x}{:05x}",
+        std::process::id(),
+        nanos & 0xfffff
+    )
 }
 
 /// Creates `dir` and proves we can create files in it.
 fn ensure_writable(dir: &Path) -> Result<(), RecordError> {
-    let unwritable = |e: std::io::Error| RecordError::Unwritable { path: dir.to_path_buf(), detail: e.to_string() };
+    let unwritable = |e: std::io::Error| RecordError::Unwritable {
+        path: dir.to_path_buf(),
+        detail: e.to_string(),
+    };
     std::fs::create_dir_all(dir).map_err(unwritable)?;
     let probe = dir.join(format!(".edgerec-probe-{}", std::process::id()));
     std::fs::File::create(&probe).map_err(unwritable)?;
@@ -68,7 +79,11 @@ pub fn record(settings: &RecordSettings, shutdown: &StopFlag) -> Result<Finalize
         // Start-up is when crashes are found: finalize whatever a dead process left.
         let summary = repair::repair_dir(&settings.out, settings.gap_fill)?;
         for job in &summary.finalized {
-            log::warn!("finalized {} left by an earlier crash ({} frames)", job.job_id, job.frames);
+            log::warn!(
+                "finalized {} left by an earlier crash ({} frames)",
+                job.job_id,
+                job.frames
+            );
         }
     }
     let mut journal = Journal::open(&journal_path)?;
@@ -77,8 +92,14 @@ pub fn record(settings: &RecordSettings, shutdown: &StopFlag) -> Result<Finalize
     ensure_writable(&job_dir)?;
     // Held until we return: tells repair (in this or another process) the job is live.
     let _owner = owner::try_lock(&job_dir)
-        .map_err(|e| RecordError::Unwritable { path: job_dir.clone(), detail: e.to_string() })?
-        .ok_or_else(|| RecordError::Unwritable { path: job_dir.clone(), detail: "job directory is locked by another process".into() })?;
+        .map_err(|e| RecordError::Unwritable {
+            path: job_dir.clone(),
+            detail: e.to_string(),
+        })?
+        .ok_or_else(|| RecordError::Unwritable {
+            path: job_dir.clone(),
+            detail: "job directory is locked by another process".into(),
+        })?;
     let spec = settings.spec;
     let command = serde_json::json!({
         "backend": settings.backend, "device": settings.device, "format": spec.format.name(),
@@ -132,12 +153,24 @@ pub fn record(settings: &RecordSettings, shutdown: &StopFlag) -> Result<Finalize
             drain.stop();
             let _ = writer_thread.join();
             let cause = format!("device: {e}");
-            let ended = TimelineEvent::new(EventKind::Ended, 0, writer::now_ms()).with_detail(&cause);
-            journal.transition(&job_id, JobState::Failed, Some(&cause), Some(&ended), writer::now_ms())?;
+            let ended =
+                TimelineEvent::new(EventKind::Ended, 0, writer::now_ms()).with_detail(&cause);
+            journal.transition(
+                &job_id,
+                JobState::Failed,
+                Some(&cause),
+                Some(&ended),
+                writer::now_ms(),
+            )?;
             return Err(e.into());
         }
     };
-    log::info!("{job_id}: capturing {spec} from {}:{} into {}", settings.backend, settings.device, job_dir.display());
+    log::info!(
+        "{job_id}: capturing {spec} from {}:{} into {}",
+        settings.backend,
+        settings.device,
+        job_dir.display()
+    );
 
     // Supervise: nothing here touches the audio; it only watches and decides when to end.
     let started = Instant::now();
@@ -156,7 +189,8 @@ pub fn record(settings: &RecordSettings, shutdown: &StopFlag) -> Result<Finalize
             let at = progress.timeline_frames.load(Ordering::Acquire);
             journal.add_event(
                 &job_id,
-                &TimelineEvent::new(EventKind::StopRequested, at, writer::now_ms()).with_detail("signal"),
+                &TimelineEvent::new(EventKind::StopRequested, at, writer::now_ms())
+                    .with_detail("signal"),
             )?;
             stop_cause = Some("stop_requested: signal".into());
             break;
@@ -166,7 +200,11 @@ pub fn record(settings: &RecordSettings, shutdown: &StopFlag) -> Result<Finalize
             break;
         }
         if last_progress.elapsed() >= Duration::from_secs(1) {
-            journal.set_job_progress(&job_id, progress.timeline_frames.load(Ordering::Acquire), writer::now_ms())?;
+            journal.set_job_progress(
+                &job_id,
+                progress.timeline_frames.load(Ordering::Acquire),
+                writer::now_ms(),
+            )?;
             last_progress = Instant::now();
         }
         std::thread::sleep(Duration::from_millis(20));
@@ -183,11 +221,19 @@ pub fn record(settings: &RecordSettings, shutdown: &StopFlag) -> Result<Finalize
     }
     let writer_result = if writer_thread.is_finished() {
         writer_thread.join().unwrap_or_else(|_| {
-            Err(WriterError::Segment { path: job_dir.clone(), source: std::io::Error::other("writer thread panicked") })
+            Err(WriterError::Segment {
+                path: job_dir.clone(),
+                source: std::io::Error::other("writer thread panicked"),
+            })
         })
     } else {
-        log::error!("{job_id}: segment writer did not finish within {WRITER_DRAIN_DEADLINE:?}; finalizing from the files");
-        Err(WriterError::Segment { path: job_dir.clone(), source: std::io::Error::other("writer wedged") })
+        log::error!(
+            "{job_id}: segment writer did not finish within {WRITER_DRAIN_DEADLINE:?}; finalizing from the files"
+        );
+        Err(WriterError::Segment {
+            path: job_dir.clone(),
+            source: std::io::Error::other("writer wedged"),
+        })
     };
     if !started_recorded && progress.origin_wall_ms.load(Ordering::Acquire) != 0 {
         let origin = progress.origin_wall_ms.load(Ordering::Acquire) as i64;
@@ -204,15 +250,26 @@ pub fn record(settings: &RecordSettings, shutdown: &StopFlag) -> Result<Finalize
     }
     let overruns = stats.overruns.load(Ordering::Relaxed);
     if overruns > 0 {
-        log::warn!("{job_id}: {overruns} device overruns, {} frames dropped", stats.frames_dropped.load(Ordering::Relaxed));
+        log::warn!(
+            "{job_id}: {overruns} device overruns, {} frames dropped",
+            stats.frames_dropped.load(Ordering::Relaxed)
+        );
     }
     journal.set_job_state(&job_id, JobState::Captured, None, writer::now_ms())?;
-    let job = journal.job(&job_id)?.ok_or_else(|| JournalError::Corrupt { what: format!("job {job_id} vanished") })?;
+    let job = journal.job(&job_id)?.ok_or_else(|| JournalError::Corrupt {
+        what: format!("job {job_id} vanished"),
+    })?;
     let ended_at = match progress.end_wall_ms.load(Ordering::Acquire) {
         0 => None,
         ms => Some(ms as i64),
     };
-    Ok(finalize::finalize(&mut journal, &job, &end_cause, ended_at, settings.gap_fill)?)
+    Ok(finalize::finalize(
+        &mut journal,
+        &job,
+        &end_cause,
+        ended_at,
+        settings.gap_fill,
+    )?)
 }
 
 fn end_cause(end: &WriterEnd) -> String {

@@ -23,7 +23,10 @@ pub enum RepairError {
     #[error("finalize: {0}")]
     Finalize(#[from] FinalizeError),
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// What one repair pass did.
@@ -45,7 +48,10 @@ pub fn repair_dir(out: &Path, fill: GapFill) -> Result<RepairSummary, RepairErro
     let mut journal = Journal::open(&path)?;
     let mut summary = RepairSummary::default();
     for job in journal.non_terminal_jobs()? {
-        let io = |source| RepairError::Io { path: job.dir.clone(), source };
+        let io = |source| RepairError::Io {
+            path: job.dir.clone(),
+            source,
+        };
         std::fs::create_dir_all(&job.dir).map_err(io)?;
         let Some(_lock) = owner::try_lock(&job.dir).map_err(io)? else {
             summary.live.push(job.id.clone());
@@ -56,7 +62,12 @@ pub fn repair_dir(out: &Path, fill: GapFill) -> Result<RepairSummary, RepairErro
     Ok(summary)
 }
 
-fn repair_job(journal: &mut Journal, job: &JobRow, fill: GapFill, summary: &mut RepairSummary) -> Result<(), RepairError> {
+fn repair_job(
+    journal: &mut Journal,
+    job: &JobRow,
+    fill: GapFill,
+    summary: &mut RepairSummary,
+) -> Result<(), RepairError> {
     let mut last_write_ms = job.started_at_ms.unwrap_or(job.created_at_ms);
     for seg in journal.segments(&job.id)? {
         let file = job.dir.join(&seg.path);
@@ -65,28 +76,50 @@ fn repair_job(journal: &mut Journal, job: &JobRow, fill: GapFill, summary: &mut 
         }
         reconcile_segment(journal, &seg, &file, summary)?;
     }
-    let was_capturing = matches!(job.state, JobState::Claimed | JobState::Capturing | JobState::Stopping);
+    let was_capturing = matches!(
+        job.state,
+        JobState::Claimed | JobState::Capturing | JobState::Stopping
+    );
     if was_capturing {
         let segments = journal.segments(&job.id)?;
-        let placed: Vec<PlacedSegment<&str>> =
-            segments.iter().map(|s| PlacedSegment { file: "", first_frame: s.first_frame, frames: s.frames }).collect();
+        let placed: Vec<PlacedSegment<&str>> = segments
+            .iter()
+            .map(|s| PlacedSegment {
+                file: "",
+                first_frame: s.first_frame,
+                frames: s.frames,
+            })
+            .collect();
         let events = journal.events(&job.id)?;
         let end = timeline::timeline_end(&placed, &events);
         let gap = crash_gap_frames(job, end, last_write_ms);
         let ev = TimelineEvent::new(EventKind::CrashRecovered, end, now_ms())
             .with_gap(gap)
-            .with_detail(format!("capture ended without finalizing (crash or power loss); last write at frame {end}"));
+            .with_detail(format!(
+                "capture ended without finalizing (crash or power loss); last write at frame {end}"
+            ));
         journal.add_event(&job.id, &ev)?;
-        log::warn!("{}: crash recovered at frame {end}, {gap} frames lost", job.id);
+        log::warn!(
+            "{}: crash recovered at frame {end}, {gap} frames lost",
+            job.id
+        );
     }
-    summary.finalized.push(finalize::finalize(journal, job, "crashed: finalized by repair", None, fill)?);
+    summary.finalized.push(finalize::finalize(
+        journal,
+        job,
+        "crashed: finalized by repair",
+        None,
+        fill,
+    )?);
     Ok(())
 }
 
 /// Frames between the last frame on disk and the moment capture died (the files' last
 /// write), as the wall clock measures them; capped by the job's duration.
 fn crash_gap_frames(job: &JobRow, end_frame: u64, last_write_ms: i64) -> u64 {
-    let Some(started) = job.started_at_ms else { return 0 };
+    let Some(started) = job.started_at_ms else {
+        return 0;
+    };
     let expected = ((last_write_ms - started).max(0) as u128 * job.spec.rate as u128 / 1000) as u64;
     let gap = expected.saturating_sub(end_frame);
     match job.duration_frames {
@@ -96,7 +129,12 @@ fn crash_gap_frames(job: &JobRow, end_frame: u64, last_write_ms: i64) -> u64 {
 }
 
 /// Brings one segment row in line with its file.
-fn reconcile_segment(journal: &Journal, seg: &SegmentRow, file: &Path, summary: &mut RepairSummary) -> Result<(), RepairError> {
+fn reconcile_segment(
+    journal: &Journal,
+    seg: &SegmentRow,
+    file: &Path,
+    summary: &mut RepairSummary,
+) -> Result<(), RepairError> {
     let now = now_ms();
     if seg.state == SegmentState::Open {
         match repair_segment(file) {
@@ -111,7 +149,10 @@ fn reconcile_segment(journal: &Journal, seg: &SegmentRow, file: &Path, summary: 
                 );
             }
             Err(e) => {
-                log::error!("cannot repair {}: {e}; left on disk untouched", file.display());
+                log::error!(
+                    "cannot repair {}: {e}; left on disk untouched",
+                    file.display()
+                );
                 journal.close_segment(seg.id, 0, SegmentState::Unreadable, now)?;
                 summary.unreadable.push(file.to_path_buf());
             }
@@ -130,7 +171,10 @@ fn reconcile_segment(journal: &Journal, seg: &SegmentRow, file: &Path, summary: 
                 summary.segments_repaired += 1;
             }
             Err(e) => {
-                log::error!("cannot repair {}: {e}; left on disk untouched", file.display());
+                log::error!(
+                    "cannot repair {}: {e}; left on disk untouched",
+                    file.display()
+                );
                 journal.close_segment(seg.id, 0, SegmentState::Unreadable, now)?;
                 summary.unreadable.push(file.to_path_buf());
             }

@@ -71,7 +71,10 @@ pub enum WriterError {
     #[error("journal: {0}")]
     Journal(#[from] JournalError),
     #[error("segment {path}: {source}")]
-    Segment { path: PathBuf, source: std::io::Error },
+    Segment {
+        path: PathBuf,
+        source: std::io::Error,
+    },
 }
 
 /// What a finished writer reports.
@@ -111,14 +114,19 @@ const MAX_BATCH_FRAMES: usize = 4800;
 /// Sleep when the ring is empty: well under a period of latency, negligible CPU.
 const IDLE_SLEEP: Duration = Duration::from_millis(10);
 
+/// The writer thread; joining it gives its report.
+pub type WriterThread = JoinHandle<Result<WriterReport, WriterError>>;
+
 pub fn spawn(
     cfg: WriterConfig,
     source: FrameSource,
     drain: StopFlag,
-) -> Result<(JoinHandle<Result<WriterReport, WriterError>>, Arc<WriterProgress>), WriterError> {
+) -> Result<(WriterThread, Arc<WriterProgress>), WriterError> {
     let journal = Journal::open(&cfg.journal_path)?;
     let progress = Arc::new(WriterProgress::default());
-    progress.timeline_frames.store(cfg.timeline_origin, Ordering::Release);
+    progress
+        .timeline_frames
+        .store(cfg.timeline_origin, Ordering::Release);
     let mut writer = Writer {
         next_seq: cfg.first_seq,
         timeline_pos: cfg.timeline_origin,
@@ -138,7 +146,10 @@ pub fn spawn(
             writer.progress.finished.store(true, Ordering::Release);
             result
         })
-        .map_err(|source| WriterError::Segment { path: PathBuf::from("<writer thread>"), source })?;
+        .map_err(|source| WriterError::Segment {
+            path: PathBuf::from("<writer thread>"),
+            source,
+        })?;
     Ok((handle, progress))
 }
 
@@ -188,16 +199,23 @@ impl Writer {
     }
 
     fn duration_reached(&self) -> bool {
-        self.cfg.stop_at.is_some_and(|stop| self.timeline_pos >= stop)
+        self.cfg
+            .stop_at
+            .is_some_and(|stop| self.timeline_pos >= stop)
     }
 
     /// Frames we may still write before the next event or the job's end.
     fn writable_limit(&self) -> u64 {
         let until_event = match self.pending.front() {
-            Some(CaptureEvent::Gap { at, .. } | CaptureEvent::Ended { at, .. }) => at.saturating_sub(self.ring_pos),
+            Some(CaptureEvent::Gap { at, .. } | CaptureEvent::Ended { at, .. }) => {
+                at.saturating_sub(self.ring_pos)
+            }
             None => u64::MAX,
         };
-        let until_stop = self.cfg.stop_at.map_or(u64::MAX, |s| s.saturating_sub(self.timeline_pos));
+        let until_stop = self
+            .cfg
+            .stop_at
+            .map_or(u64::MAX, |s| s.saturating_sub(self.timeline_pos));
         until_event.min(until_stop)
     }
 
@@ -224,12 +242,19 @@ impl Writer {
             let seg = self.current.as_mut().expect("opened above");
             seg.file
                 .write_frames(&self.buf)
-                .map_err(|source| WriterError::Segment { path: seg.file.path().to_path_buf(), source })?;
+                .map_err(|source| WriterError::Segment {
+                    path: seg.file.path().to_path_buf(),
+                    source,
+                })?;
             self.ring_pos += got;
             self.timeline_pos += got;
             total += got;
-            self.progress.timeline_frames.store(self.timeline_pos, Ordering::Release);
-            self.progress.written_frames.fetch_add(got, Ordering::AcqRel);
+            self.progress
+                .timeline_frames
+                .store(self.timeline_pos, Ordering::Release);
+            self.progress
+                .written_frames
+                .fetch_add(got, Ordering::AcqRel);
             if seg.file.frames() >= self.cfg.segment_frames {
                 self.close_segment()?; // rotation on an exact frame boundary
             }
@@ -245,15 +270,22 @@ impl Writer {
         // Ring frame 0 was captured as long ago as the audio pushed since.
         let captured = self.source.stats.frames_pushed.load(Ordering::Acquire);
         let origin = now_ms() - self.cfg.spec.duration_of(captured).as_millis() as i64;
-        self.progress.origin_wall_ms.store(origin.max(1) as u64, Ordering::Release);
+        self.progress
+            .origin_wall_ms
+            .store(origin.max(1) as u64, Ordering::Release);
     }
 
     /// The timeline's last frame was captured before whatever is still in the ring.
     fn note_end_time(&self) {
         let captured = self.source.stats.frames_pushed.load(Ordering::Acquire);
-        let backlog = self.cfg.spec.duration_of(captured.saturating_sub(self.ring_pos));
+        let backlog = self
+            .cfg
+            .spec
+            .duration_of(captured.saturating_sub(self.ring_pos));
         let end = now_ms() - backlog.as_millis() as i64;
-        self.progress.end_wall_ms.store(end.max(1) as u64, Ordering::Release);
+        self.progress
+            .end_wall_ms
+            .store(end.max(1) as u64, Ordering::Release);
     }
 
     fn apply_due_events(&mut self) -> Result<Option<WriterEnd>, WriterError> {
@@ -284,19 +316,31 @@ impl Writer {
             Some(stop) => frames.min(stop.saturating_sub(self.timeline_pos)),
             None => frames,
         };
-        let ev = TimelineEvent::new(kind, self.timeline_pos, now_ms()).with_detail(detail).with_gap(frames);
+        let ev = TimelineEvent::new(kind, self.timeline_pos, now_ms())
+            .with_detail(detail)
+            .with_gap(frames);
         self.journal.add_event(&self.cfg.job_id, &ev)?;
-        log::warn!("{}: {} frames missing at frame {} ({detail})", self.cfg.job_id, frames, self.timeline_pos);
+        log::warn!(
+            "{}: {} frames missing at frame {} ({detail})",
+            self.cfg.job_id,
+            frames,
+            self.timeline_pos
+        );
         self.timeline_pos += frames;
-        self.progress.timeline_frames.store(self.timeline_pos, Ordering::Release);
+        self.progress
+            .timeline_frames
+            .store(self.timeline_pos, Ordering::Release);
         Ok(())
     }
 
     fn open_segment(&mut self) -> Result<(), WriterError> {
         let name = format!("{:06}.wav", self.next_seq);
         let path = self.cfg.job_dir.join(&name);
-        let file = SegmentFile::create(&path, self.cfg.spec)
-            .map_err(|source| WriterError::Segment { path: path.clone(), source })?;
+        let file =
+            SegmentFile::create(&path, self.cfg.spec).map_err(|source| WriterError::Segment {
+                path: path.clone(),
+                source,
+            })?;
         // The file and its directory entry are durable: now the journal may name it.
         let id = self.journal.insert_segment(&NewSegment {
             job_id: self.cfg.job_id.clone(),
@@ -308,18 +352,29 @@ impl Writer {
         })?;
         self.next_seq += 1;
         let now = Instant::now();
-        self.current = Some(OpenSegment { file, id, last_flush: now, last_sync: now });
+        self.current = Some(OpenSegment {
+            file,
+            id,
+            last_flush: now,
+            last_sync: now,
+        });
         Ok(())
     }
 
     /// Header refresh and data sync on their schedules.
     fn maintain(&mut self) -> Result<(), WriterError> {
-        let Some(seg) = self.current.as_mut() else { return Ok(()) };
-        let io_err = |seg: &OpenSegment, source| WriterError::Segment { path: seg.file.path().to_path_buf(), source };
+        let Some(seg) = self.current.as_mut() else {
+            return Ok(());
+        };
+        let io_err = |seg: &OpenSegment, source| WriterError::Segment {
+            path: seg.file.path().to_path_buf(),
+            source,
+        };
         if seg.last_flush.elapsed() >= self.cfg.flush_interval {
             seg.file.flush_header().map_err(|e| io_err(seg, e))?;
             seg.last_flush = Instant::now();
-            self.journal.update_segment_frames(seg.id, seg.file.frames())?;
+            self.journal
+                .update_segment_frames(seg.id, seg.file.frames())?;
         }
         if seg.last_sync.elapsed() >= self.cfg.sync_interval {
             seg.file.sync_data().map_err(|e| io_err(seg, e))?;
@@ -329,10 +384,16 @@ impl Writer {
     }
 
     fn close_segment(&mut self) -> Result<(), WriterError> {
-        let Some(seg) = self.current.take() else { return Ok(()) };
+        let Some(seg) = self.current.take() else {
+            return Ok(());
+        };
         let path = seg.file.path().to_path_buf();
-        let frames = seg.file.close().map_err(|source| WriterError::Segment { path, source })?;
-        self.journal.close_segment(seg.id, frames, SegmentState::Closed, now_ms())?;
+        let frames = seg
+            .file
+            .close()
+            .map_err(|source| WriterError::Segment { path, source })?;
+        self.journal
+            .close_segment(seg.id, frames, SegmentState::Closed, now_ms())?;
         Ok(())
     }
 }

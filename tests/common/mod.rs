@@ -29,7 +29,12 @@ pub fn run(cmd: &mut Command) -> Output {
 /// The job directories in an output directory, oldest first.
 pub fn job_dirs(out: &Path) -> Vec<PathBuf> {
     let mut dirs: Vec<PathBuf> = std::fs::read_dir(out)
-        .map(|rd| rd.filter_map(|e| e.ok()).map(|e| e.path()).filter(|p| p.is_dir()).collect())
+        .map(|rd| {
+            rd.filter_map(|e| e.ok())
+                .map(|e| e.path())
+                .filter(|p| p.is_dir())
+                .collect()
+        })
         .unwrap_or_default();
     dirs.sort();
     dirs
@@ -37,7 +42,12 @@ pub fn job_dirs(out: &Path) -> Vec<PathBuf> {
 
 pub fn only_job(out: &Path) -> PathBuf {
     let dirs = job_dirs(out);
-    assert_eq!(dirs.len(), 1, "expected one job in {}: {dirs:?}", out.display());
+    assert_eq!(
+        dirs.len(),
+        1,
+        "expected one job in {}: {dirs:?}",
+        out.display()
+    );
     dirs.into_iter().next().unwrap()
 }
 
@@ -47,7 +57,12 @@ pub fn timeline(job: &Path) -> serde_json::Value {
 }
 
 pub fn events_of<'a>(timeline: &'a serde_json::Value, kind: &str) -> Vec<&'a serde_json::Value> {
-    timeline["events"].as_array().unwrap().iter().filter(|e| e["kind"] == kind).collect()
+    timeline["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["kind"] == kind)
+        .collect()
 }
 
 /// Segment files of a job, in order.
@@ -58,7 +73,9 @@ pub fn segment_files(job: &Path) -> Vec<PathBuf> {
         .map(|e| e.path())
         .filter(|p| {
             let name = p.file_name().unwrap().to_string_lossy();
-            name.len() == 10 && name.ends_with(".wav") && name[..6].bytes().all(|b| b.is_ascii_digit())
+            name.len() == 10
+                && name.ends_with(".wav")
+                && name[..6].bytes().all(|b| b.is_ascii_digit())
         })
         .collect();
     files.sort();
