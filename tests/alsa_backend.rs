@@ -47,8 +47,17 @@ static SERIAL: Mutex<()> = Mutex::new(());
 /// takes the lock that keeps real-time tests from overlapping.
 fn setup() -> (&'static Kit, MutexGuard<'static, ()>) {
     let kit = KIT.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("edgerec-fakemic-{}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&dir);
+        // Per process, under target/tmp; leftovers of finished runs are removed here.
+        let tmp = Path::new(env!("CARGO_TARGET_TMPDIR"));
+        for e in std::fs::read_dir(tmp).into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if let Some(pid) = name.strip_prefix("fakemic-")
+                && !Path::new("/proc").join(pid).exists()
+            {
+                let _ = std::fs::remove_dir_all(e.path());
+            }
+        }
+        let dir = tmp.join(format!("fakemic-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         // A pseudo-random pattern (xorshift), so a slipped or repeated frame cannot match.
         let mut x: u32 = 0x9e37_79b9;
@@ -187,6 +196,7 @@ fn assert_exact(kit: &Kit, format: SampleFormat, bytes: &[u8]) {
 fn assert_frames_near(frames: u64, wall: Duration, period: u64, what: &str) {
     let expected = (wall.as_secs_f64() * RATE as f64) as i64;
     let tolerance = 2 * period as i64;
+    eprintln!("{what}: {frames} frames in {wall:?} (expected {expected} ± {tolerance})");
     assert!(
         (frames as i64 - expected).abs() <= tolerance,
         "{what}: {frames} frames in {wall:?}, expected {expected} ± {tolerance}"

@@ -95,9 +95,8 @@ impl AlsaSource {
         let bytes_per_frame = req.spec.bytes_per_frame();
         let period_ms = (period as u64 * 1000 / req.spec.rate.max(1) as u64) as u32;
         let wait_ms = (period_ms * 4).clamp(MIN_WAIT_MS, MAX_WAIT_MS);
-        match pcm.state() {
-            State::Prepared => {}
-            _ => pcm.prepare().map_err(|e| classify(device, "prepare", e))?,
+        if pcm.state_raw() != State::Prepared as c_int {
+            pcm.prepare().map_err(|e| classify(device, "prepare", e))?;
         }
         let fds = pcm
             .get()

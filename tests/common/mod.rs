@@ -6,6 +6,8 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Mutex, MutexGuard};
 
+pub mod fakemic;
+
 pub fn edgerec() -> Command {
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_edgerec"));
     cmd.env("EDGEREC_LOG", "warn");
