@@ -24,8 +24,8 @@
 //!
 //! Run: `cargo bench --bench ring -- --warm-up-time 1 --measurement-time 3`
 
-use criterion::{BenchmarkGroup, BenchmarkId, Criterion, Throughput, black_box};
 use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, BenchmarkId, Criterion, Throughput, black_box};
 use edgerec::capture::{FrameSink, FrameSource, ring};
 use edgerec::core::format::{SampleFormat, StreamSpec};
 use ringbuf::traits::Observer as _;
@@ -34,7 +34,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Instant, SystemTime};
 
 /// The recorder's default ring (`capture.ring_seconds`).
 const RING_SECONDS: f64 = 10.0;
@@ -104,7 +104,7 @@ fn push_pop_1thread(g: &mut BenchmarkGroup<'_, WallTime>, spec: StreamSpec) -> M
         0,
         "the single-thread bench must never fill the ring"
     );
-    measured(g, spec, "ring", "push_pop_1thread", period.len() as u64)
+    measured(spec, "ring", "push_pop_1thread", period.len() as u64)
 }
 
 /// The capture side of the two-thread bench: pushes as many periods as it is told to,
@@ -210,8 +210,12 @@ fn spsc_2threads(g: &mut BenchmarkGroup<'_, WallTime>, spec: StreamSpec) -> Meas
         0,
         "the producer waits for room, so nothing may be dropped"
     );
-    assert_eq!(sink.position() * bpf, total_popped, "every byte pushed was popped");
-    measured(g, spec, "ring", "spsc_2threads", bytes_per_iter)
+    assert_eq!(
+        sink.position() * bpf,
+        total_popped,
+        "every byte pushed was popped"
+    );
+    measured(spec, "ring", "spsc_2threads", bytes_per_iter)
 }
 
 fn memcpy_hot(g: &mut BenchmarkGroup<'_, WallTime>, spec: StreamSpec) -> Measured {
@@ -227,7 +231,7 @@ fn memcpy_hot(g: &mut BenchmarkGroup<'_, WallTime>, spec: StreamSpec) -> Measure
             black_box(&dst);
         })
     });
-    measured(g, spec, "memcpy", "2copies_hot", src.len() as u64)
+    measured(spec, "memcpy", "2copies_hot", src.len() as u64)
 }
 
 fn memcpy_ring_sized(g: &mut BenchmarkGroup<'_, WallTime>, spec: StreamSpec) -> Measured {
@@ -252,17 +256,15 @@ fn memcpy_ring_sized(g: &mut BenchmarkGroup<'_, WallTime>, spec: StreamSpec) -> 
             at += len;
         })
     });
-    measured(g, spec, "memcpy", "2copies_ring_sized", len as u64)
+    measured(spec, "memcpy", "2copies_ring_sized", len as u64)
 }
 
 fn measured(
-    g: &BenchmarkGroup<'_, WallTime>,
     spec: StreamSpec,
     function: &'static str,
     param: &'static str,
     bytes_per_iter: u64,
 ) -> Measured {
-    let _ = g;
     Measured {
         group: group_name(&spec),
         function,
@@ -354,8 +356,10 @@ fn summary(all: &[(StreamSpec, Vec<Measured>)], started: SystemTime) {
             period_bytes(spec),
             realtime
         );
-        let baselines: Vec<&(String, f64)> =
-            rates.iter().filter(|(n, _)| n.starts_with("memcpy/")).collect();
+        let baselines: Vec<&(String, f64)> = rates
+            .iter()
+            .filter(|(n, _)| n.starts_with("memcpy/"))
+            .collect();
         for (name, rate) in &rates {
             let mut line = format!(
                 "  {name:<28} {:>7.2} GiB/s  {:>9.0}x real time",
@@ -370,5 +374,4 @@ fn summary(all: &[(StreamSpec, Vec<Measured>)], started: SystemTime) {
             println!("{line}");
         }
     }
-    let _ = Duration::ZERO;
 }
