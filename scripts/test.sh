@@ -7,4 +7,7 @@ cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 scripts/deps.sh test
 cargo build --all-targets --locked 2>&1 | tail -n 3
-cargo test --all-targets --locked -- --test-threads=2
+# Unit, integration and doc tests; real-time tests serialize themselves on a lock.
+cargo test --locked -- --test-threads=2
+# Each criterion bench once, as a smoke test (the measurements are run by hand: benches/).
+cargo test --locked --benches

@@ -155,3 +155,48 @@ fn a_scripted_disconnect_ends_capture_and_keeps_the_audio() {
         "{tl:#}"
     );
 }
+
+#[test]
+fn twenty_four_bit_formats_stitch_to_packed_24_bit() {
+    let _rt = realtime();
+    for format in ["S24_3LE", "S24_LE"] {
+        let out = tempfile::tempdir().unwrap();
+        let result = run(edgerec()
+            .args([
+                "record",
+                "--backend",
+                "synth",
+                "--device",
+                "sine:1000",
+                "--format",
+                format,
+                "--duration",
+                "1s",
+                "--out",
+            ])
+            .arg(out.path()));
+        assert!(result.status.success(), "{format}");
+        let job = only_job(out.path());
+        // The segment keeps the native layout; hound reads it as 24-bit either way.
+        let seg = hound::WavReader::open(job.join("000001.wav")).unwrap();
+        assert_eq!(seg.spec().bits_per_sample, 24, "{format}");
+        let seg_samples: Vec<i32> = seg.into_samples::<i32>().map(|s| s.unwrap()).collect();
+        let mut rec = hound::WavReader::open(job.join("recording.wav")).unwrap();
+        assert_eq!(
+            (rec.spec().bits_per_sample, rec.duration()),
+            (24, 48_000),
+            "{format}"
+        );
+        let rec_samples: Vec<i32> = rec.samples::<i32>().map(|s| s.unwrap()).collect();
+        assert_eq!(
+            rec_samples, seg_samples,
+            "{format}: stitched samples differ from the segment's"
+        );
+        let peak = rec_samples.iter().map(|s| s.abs()).max().unwrap();
+        // The synth plays at half scale: ~2^22 in 24 bits.
+        assert!(
+            (4_000_000..=4_200_000).contains(&peak),
+            "{format}: peak {peak}"
+        );
+    }
+}

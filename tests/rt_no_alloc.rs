@@ -76,13 +76,20 @@ fn allocations_in_steady_state(start: StartFn, device: &str, spec: StreamSpec, s
     }
     handle.stop(Duration::from_secs(2)).expect("stops");
     assert!(frames > 0, "{device}: no frames captured");
-    assert!(STEADY_ENTERED.load(Ordering::Relaxed) > before_entered, "{device}: loop never reached steady state");
+    assert!(
+        STEADY_ENTERED.load(Ordering::Relaxed) > before_entered,
+        "{device}: loop never reached steady state"
+    );
     ALLOCATIONS.load(Ordering::Relaxed) - before
 }
 
 #[test]
 fn capture_loops_never_allocate_in_steady_state() {
-    let spec = StreamSpec { format: SampleFormat::S16Le, rate: 48_000, channels: 2 };
+    let spec = StreamSpec {
+        format: SampleFormat::S16Le,
+        rate: 48_000,
+        channels: 2,
+    };
     let synth = allocations_in_steady_state(capture::synth::start, "sine:440", spec, 1.0);
     assert_eq!(synth, 0, "synth capture loop allocated {synth} times");
     let noise = allocations_in_steady_state(capture::synth::start, "noise", spec, 0.5);
@@ -91,9 +98,16 @@ fn capture_loops_never_allocate_in_steady_state() {
     let mic = common::fakemic::setup(&[("nallocmic", &[])]);
     // SAFETY: set before this process makes any ALSA call; no other thread reads env now.
     unsafe { std::env::set_var("ALSA_CONFIG_PATH", &mic.config_path) };
-    for format in [SampleFormat::S16Le, SampleFormat::S32Le, SampleFormat::FloatLe] {
+    for format in [
+        SampleFormat::S16Le,
+        SampleFormat::S32Le,
+        SampleFormat::FloatLe,
+    ] {
         let spec = StreamSpec { format, ..spec };
         let alsa = allocations_in_steady_state(capture::alsa::start, "nallocmic", spec, 1.0);
-        assert_eq!(alsa, 0, "alsa capture loop ({format}) allocated {alsa} times");
+        assert_eq!(
+            alsa, 0,
+            "alsa capture loop ({format}) allocated {alsa} times"
+        );
     }
 }

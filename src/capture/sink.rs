@@ -63,6 +63,8 @@ pub struct CaptureStats {
     pub events_coalesced: AtomicU64,
     /// Nanoseconds since `origin` when frames last arrived: a stall watchdog reads this.
     last_frames_ns: AtomicU64,
+    /// Seqlock over (`frames_pushed`, `last_frames_ns`): odd while a push updates them.
+    push_seq: AtomicU64,
     /// Set once the capture thread has left its loop.
     pub ended: AtomicBool,
 }
@@ -76,6 +78,7 @@ impl CaptureStats {
             overruns: AtomicU64::new(0),
             events_coalesced: AtomicU64::new(0),
             last_frames_ns: AtomicU64::new(0),
+            push_seq: AtomicU64::new(0),
             ended: AtomicBool::new(false),
         }
     }
@@ -83,6 +86,24 @@ impl CaptureStats {
     /// When frames last arrived (the stream's start if none has).
     pub fn last_frames_at(&self) -> Instant {
         self.origin + std::time::Duration::from_nanos(self.last_frames_ns.load(Ordering::Relaxed))
+    }
+
+    /// Frames pushed so far and when the last of them arrived, read consistently: the
+    /// pair dates the stream (frame N was captured at T), unlike "now", which lags by
+    /// however long the reader took to look.
+    pub fn pushed_at(&self) -> (u64, Instant) {
+        loop {
+            let before = self.push_seq.load(Ordering::Acquire);
+            if before % 2 == 1 {
+                std::hint::spin_loop();
+                continue;
+            }
+            let frames = self.frames_pushed.load(Ordering::Acquire);
+            let ns = self.last_frames_ns.load(Ordering::Acquire);
+            if self.push_seq.load(Ordering::Acquire) == before {
+                return (frames, self.origin + std::time::Duration::from_nanos(ns));
+            }
+        }
     }
 }
 
@@ -199,11 +220,11 @@ impl FrameSink {
         let n = self.prod.push_slice(&bytes[..want.min(room)]);
         let pushed = (n / self.bytes_per_frame) as u64;
         self.pos += pushed;
+        let now_ns = self.stats.origin.elapsed().as_nanos() as u64;
+        self.stats.push_seq.fetch_add(1, Ordering::AcqRel);
         self.stats.frames_pushed.store(self.pos, Ordering::Release);
-        self.stats.last_frames_ns.store(
-            self.stats.origin.elapsed().as_nanos() as u64,
-            Ordering::Relaxed,
-        );
+        self.stats.last_frames_ns.store(now_ns, Ordering::Release);
+        self.stats.push_seq.fetch_add(1, Ordering::AcqRel);
         let lost = frames as u64 - pushed;
         if lost > 0 {
             self.gap(lost, GapCause::RingFull);

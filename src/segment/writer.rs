@@ -267,9 +267,9 @@ impl Writer {
         if self.progress.origin_wall_ms.load(Ordering::Acquire) != 0 {
             return;
         }
-        // Ring frame 0 was captured as long ago as the audio pushed since.
-        let captured = self.source.stats.frames_pushed.load(Ordering::Acquire);
-        let origin = now_ms() - self.cfg.spec.duration_of(captured).as_millis() as i64;
+        // Ring frame 0 was captured one stream-length before the last push arrived.
+        let (pushed, at) = self.source.stats.pushed_at();
+        let origin = wall_ms_at(at) - self.cfg.spec.duration_of(pushed).as_millis() as i64;
         self.progress
             .origin_wall_ms
             .store(origin.max(1) as u64, Ordering::Release);
@@ -396,6 +396,11 @@ impl Writer {
             .close_segment(seg.id, frames, SegmentState::Closed, now_ms())?;
         Ok(())
     }
+}
+
+/// The wall-clock time (ms since the epoch) of a past monotonic instant.
+fn wall_ms_at(at: Instant) -> i64 {
+    now_ms() - at.elapsed().as_millis() as i64
 }
 
 /// Wall clock, milliseconds since the Unix epoch.

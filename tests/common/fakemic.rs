@@ -16,7 +16,10 @@ pub struct Fakemic {
 pub type DeviceSpec<'a> = (&'a str, &'a [&'a str]);
 
 pub fn setup(devices: &[DeviceSpec]) -> Fakemic {
-    let keep = tempfile::Builder::new().prefix("fakemic-").tempdir().unwrap();
+    let keep = tempfile::Builder::new()
+        .prefix("fakemic-")
+        .tempdir()
+        .unwrap();
     let dir = keep.path().to_path_buf();
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fakemic/setup.sh");
     let mut cmd = Command::new("bash");
@@ -25,17 +28,34 @@ pub fn setup(devices: &[DeviceSpec]) -> Fakemic {
         cmd.arg(name).args(*opts);
     }
     let out = cmd.output().expect("run tests/fakemic/setup.sh");
-    assert!(out.status.success(), "fakemic setup failed: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "fakemic setup failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let stdout = String::from_utf8_lossy(&out.stdout);
     let line = stdout.lines().last().expect("setup prints the export line");
-    let config_path = line.trim().strip_prefix("export ALSA_CONFIG_PATH=").expect("export line").to_string();
-    Fakemic { dir, config_path, _keep: keep }
+    let config_path = line
+        .trim()
+        .strip_prefix("export ALSA_CONFIG_PATH=")
+        .expect("export line")
+        .to_string();
+    Fakemic {
+        dir,
+        config_path,
+        _keep: keep,
+    }
 }
 
 impl Fakemic {
     pub fn mic(&self, op: &str, name: &str) {
         let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fakemic/mic.sh");
-        let status = Command::new("bash").arg(script).args([op, name]).arg(&self.dir).status().unwrap();
+        let status = Command::new("bash")
+            .arg(script)
+            .args([op, name])
+            .arg(&self.dir)
+            .status()
+            .unwrap();
         assert!(status.success(), "mic.sh {op} {name}");
     }
 }

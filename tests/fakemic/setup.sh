@@ -10,6 +10,7 @@
 #     --channels N    fixed channel count (default 2)
 #     --rate R        fixed sample rate in Hz (default 48000)
 #     --freq F        sine frequency in Hz (default 440; ignored with --file)
+#     --exclusive     one opener at a time; a second open fails with EBUSY (like hw:)
 # Prints, as its last line, the line to evaluate before any ALSA call:
 #   export ALSA_CONFIG_PATH=/usr/share/alsa/alsa.conf:DIR/fakemic.conf
 # Needs gcc, pkg-config, libasound2-dev (and alsa-utils for arecord); installs them with
@@ -52,14 +53,15 @@ CONF
   mv -f "$DIR/.fm.tmp.$$" "$DIR/fakemic.conf"   # new inode => ALSA re-reads its config
 }
 
-write_device() {   # name file channels rate freq
-  local n=$1 file=$2 ch=$3 rate=$4 freq=$5 src
+write_device() {   # name file channels rate freq exclusive
+  local n=$1 file=$2 ch=$3 rate=$4 freq=$5 excl=$6 src lock=""
   if [ -n "$file" ]; then
     [ -r "$file" ] || { echo "setup.sh: --file $file is not readable" >&2; exit 2; }
     src="file \"$(cd "$(dirname "$file")" && pwd)/$(basename "$file")\"   # raw S16_LE interleaved, looped"
   else
     src="freq $freq"
   fi
+  [ "$excl" = 1 ] && lock="exclusive \"$DIR/$n.lock\"   # held by the opener: a second open is EBUSY"
   rm -f "$DIR/unplugged/$n.conf" "$DIR/$n.stall"
   cat > "$DIR/devices/$n.conf" <<CONF
 pcm.$n {
@@ -69,20 +71,22 @@ pcm.$n {
     rate $rate
     channels $ch
     $src
+    $lock
     hint { show on description "fakemic $n (test capture device)" }
 }
 CONF
   touch "$DIR/$n.present"
 }
 
-name=""; file=""; ch=2; rate=48000; freq=440
-flush() { [ -z "$name" ] || write_device "$name" "$file" "$ch" "$rate" "$freq"; file=""; ch=2; rate=48000; freq=440; }
+name=""; file=""; ch=2; rate=48000; freq=440; excl=0
+flush() { [ -z "$name" ] || write_device "$name" "$file" "$ch" "$rate" "$freq" "$excl"; file=""; ch=2; rate=48000; freq=440; excl=0; }
 while [ $# -gt 0 ]; do
   case $1 in
     --file) [ -n "$name" ] && [ $# -ge 2 ] || usage; file=$2; shift 2 ;;
     --channels) [ -n "$name" ] && [ $# -ge 2 ] || usage; ch=$2; shift 2 ;;
     --rate) [ -n "$name" ] && [ $# -ge 2 ] || usage; rate=$2; shift 2 ;;
     --freq) [ -n "$name" ] && [ $# -ge 2 ] || usage; freq=$2; shift 2 ;;
+    --exclusive) [ -n "$name" ] || usage; excl=1; shift ;;
     -*) usage ;;
     *) flush; name=$1; shift ;;
   esac

@@ -1,0 +1,141 @@
+#!/usr/bin/env bash
+# Compares `edgerec record` with `arecord` capturing the same stream from the same device,
+# one right after the other in the same run: user and sys CPU time, wall time and peak RSS
+# of each (from /usr/bin/time), the CPU ratio edgerec/arecord, and the size of the stripped
+# release binary.
+#
+# Usage: benches/compare_arecord.sh            (60 s each)
+#        SECONDS_TO_CAPTURE=10 benches/compare_arecord.sh
+#
+# The device is a fakemic ALSA test device (tests/fakemic/setup.sh): a real alsa-lib PCM
+# paced by a timerfd, 48 kHz stereo S16_LE, no sound card needed. Both tools read it through
+# the same alsa-lib. Builds edgerec with `cargo build --release` first. Installs what it needs
+# when missing (as root, with apt-get): time, alsa-utils, binutils, and the compiler and
+# ALSA headers the fakemic plugin is built with. Everything happens under one temp dir, which
+# is removed on exit; no network besides apt-get when something is missing.
+#
+# Caveats: `edgerec record` also finalizes when the capture ends (stitches its segments into
+# one WAV, writes timeline.json, commits the journal), and that is in its figures; arecord
+# writes one WAV and nothing else. /usr/bin/time prints CPU seconds with 2 decimals, so the
+# ratio is computed from bash's `time` (getrusage, ms) over the same process.
+set -euo pipefail
+
+SECS=${SECONDS_TO_CAPTURE:-60}
+[[ $SECS =~ ^[1-9][0-9]*$ ]] || { echo "SECONDS_TO_CAPTURE must be a whole number of seconds" >&2; exit 2; }
+RATE=48000
+CHANNELS=2
+FORMAT=S16_LE
+DEVICE=fakemic_compare
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+WORK=$(mktemp -d /tmp/edgerec-compare.XXXXXX)
+cleanup() { rm -rf "$WORK"; }
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# ---- What this needs ----
+need=()
+[ -x /usr/bin/time ] || need+=(time)
+command -v arecord >/dev/null || need+=(alsa-utils)
+command -v strip >/dev/null || need+=(binutils)
+if [ ${#need[@]} -gt 0 ]; then
+  if [ "$(id -u)" != 0 ] || ! command -v apt-get >/dev/null; then
+    echo "compare_arecord: need ${need[*]} (run as root to install them with apt-get)" >&2
+    exit 1
+  fi
+  echo "compare_arecord: installing ${need[*]}" >&2
+  apt-get update -q >/dev/null
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${need[@]}" >/dev/null
+fi
+command -v cargo >/dev/null || { echo "compare_arecord: no cargo on PATH" >&2; exit 1; }
+
+# ---- Build ----
+echo "== cargo build --release" >&2
+(cd "$ROOT" && cargo build --release --bin edgerec) >&2
+EDGEREC=${CARGO_TARGET_DIR:-$ROOT/target}/release/edgerec
+[ -x "$EDGEREC" ] || { echo "compare_arecord: no binary at $EDGEREC" >&2; exit 1; }
+
+# ---- The device (setup.sh builds the plugin and installs its own build deps) ----
+echo "== fakemic device $DEVICE" >&2
+export_line=$("$ROOT/tests/fakemic/setup.sh" "$WORK/fakemic" "$DEVICE" \
+  --rate "$RATE" --channels "$CHANNELS" | tail -n 1)
+case $export_line in
+  "export ALSA_CONFIG_PATH="*) eval "$export_line" ;;
+  *) echo "compare_arecord: unexpected output from setup.sh: $export_line" >&2; exit 1 ;;
+esac
+
+# ---- Measure ----
+# run NAME CMD...: runs CMD under /usr/bin/time (user sys wall maxrss) and bash's `time`
+# (user sys, ms); leaves NAME.time, NAME.rusage, NAME.out, NAME.err and NAME.rc in $WORK.
+run() {
+  local name=$1; shift
+  local TIMEFORMAT='%3U %3S'
+  local rc=0
+  { time /usr/bin/time -f '%U %S %e %M' -o "$WORK/$name.time" "$@" \
+      >"$WORK/$name.out" 2>"$WORK/$name.err" || rc=$?; } 2>"$WORK/$name.rusage"
+  echo "$rc" >"$WORK/$name.rc"
+}
+
+echo "== $(date -u +%FT%TZ)  $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
+echo "== arecord, ${SECS} s" >&2
+run arecord arecord -q -D "$DEVICE" -f "$FORMAT" -c "$CHANNELS" -r "$RATE" -d "$SECS" \
+  -t wav "$WORK/arecord.wav"
+echo "== edgerec record, ${SECS} s" >&2
+mkdir -p "$WORK/edgerec-out"
+run edgerec "$EDGEREC" record --backend alsa --device "$DEVICE" --format "$FORMAT" \
+  --rate "$RATE" --channels "$CHANNELS" --duration "${SECS}s" --out "$WORK/edgerec-out"
+load_after=$(cut -d' ' -f1-3 /proc/loadavg)
+
+# ---- Report ----
+expected=$((SECS * RATE))
+frames_arecord=0
+if [ -f "$WORK/arecord.wav" ]; then
+  frames_arecord=$(( ($(stat -c %s "$WORK/arecord.wav") - 44) / (CHANNELS * 2) ))
+fi
+frames_edgerec=$(sed -n 's/^recording: .*, \([0-9][0-9]*\) frames)$/\1/p' "$WORK/edgerec.out" | head -n 1)
+frames_edgerec=${frames_edgerec:-0}
+
+echo
+echo "Same device ($DEVICE: ${RATE} Hz, ${CHANNELS} ch, $FORMAT), ${SECS} s each, one after the other"
+echo "$(nproc) cores; load average after: $load_after"
+printf '%-9s %8s %8s %9s %12s %10s %12s %s\n' tool user_s sys_s wall_s max_rss_KiB cpu_ms frames exit
+status=0
+for t in arecord edgerec; do
+  read -r u s e m <"$WORK/$t.time" 2>/dev/null || { u=? s=? e=? m=?; }
+  # /usr/bin/time writes "Command exited with non-zero status N" first on failure.
+  if [ "$(wc -l <"$WORK/$t.time")" -gt 1 ]; then read -r u s e m < <(tail -n 1 "$WORK/$t.time"); fi
+  read -r ru rs <"$WORK/$t.rusage"
+  cpu_ms=$(awk -v a="$ru" -v b="$rs" 'BEGIN { printf "%.0f", (a + b) * 1000 }')
+  eval "cpu_$t=$cpu_ms"
+  frames_var=frames_$t
+  printf '%-9s %8s %8s %9s %12s %10s %12s %s\n' "$t" "$u" "$s" "$e" "$m" "$cpu_ms" \
+    "${!frames_var}" "$(cat "$WORK/$t.rc")"
+done
+echo "expected frames: $expected"
+
+for t in arecord edgerec; do
+  if [ "$(cat "$WORK/$t.rc")" != 0 ]; then
+    status=1
+    echo "$t FAILED (exit $(cat "$WORK/$t.rc")); its stderr ends:"
+    tail -n 15 "$WORK/$t.err" | sed 's/^/  /'
+  fi
+done
+
+if [ "$(cat "$WORK/arecord.rc")" = 0 ] && [ "$(cat "$WORK/edgerec.rc")" = 0 ]; then
+  if [ "${cpu_arecord:-0}" -gt 0 ]; then
+    awk -v e="$cpu_edgerec" -v a="$cpu_arecord" \
+      'BEGIN { printf "CPU ratio edgerec/arecord (user+sys): %.2f  (%d ms / %d ms)\n", e / a, e, a }'
+  else
+    echo "CPU ratio edgerec/arecord: n/a (arecord used under 1 ms of CPU)"
+  fi
+  echo "edgerec output:"
+  sed 's/^/  /' "$WORK/edgerec.out"
+fi
+
+# ---- Binary size ----
+cp "$EDGEREC" "$WORK/edgerec.stripped"
+strip "$WORK/edgerec.stripped"
+printf 'release binary: %s bytes as built, %s bytes stripped (%s)\n' \
+  "$(stat -c %s "$EDGEREC")" "$(stat -c %s "$WORK/edgerec.stripped")" \
+  "$(numfmt --to=iec-i --suffix=B "$(stat -c %s "$WORK/edgerec.stripped")")"
+exit $status
