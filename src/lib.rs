@@ -25,6 +25,7 @@
 
 pub mod capture;
 pub mod config;
+pub mod controller;
 pub mod core;
 pub mod journal;
 pub mod logging;
