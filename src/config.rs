@@ -46,6 +46,10 @@ pub struct RawCapture {
     pub period: Option<String>,
     /// Seconds of audio the ring between capture and writer holds.
     pub ring_seconds: Option<f64>,
+    /// Stall guard ("5s"): no frames this long means the device is gone.
+    pub stall_guard: Option<String>,
+    /// Longest backoff between reopen attempts ("2s").
+    pub reopen_cap: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -102,6 +106,10 @@ pub struct RecordSettings {
     pub out: PathBuf,
     pub gap_fill: GapFill,
     pub duration: Option<Duration>,
+    /// No frames for this long while the stream runs means the device is gone.
+    pub stall_guard: Duration,
+    /// Longest wait between reopen attempts of a lost device.
+    pub reopen_cap: Duration,
 }
 
 /// Values given on the command line; each overrides the config file.
@@ -231,6 +239,25 @@ impl RecordSettings {
                 return Err(invalid(key, "must be between 10ms and 1h"));
             }
         }
+        let stall_guard = duration_setting(
+            "capture.stall_guard",
+            raw.capture.stall_guard.as_deref(),
+            Duration::from_secs(5),
+        )?;
+        if stall_guard < Duration::from_millis(200) || stall_guard > Duration::from_secs(600) {
+            return Err(invalid(
+                "capture.stall_guard",
+                "must be between 200ms and 10m",
+            ));
+        }
+        let reopen_cap = duration_setting(
+            "capture.reopen_cap",
+            raw.capture.reopen_cap.as_deref(),
+            Duration::from_secs(2),
+        )?;
+        if reopen_cap < Duration::from_millis(50) || reopen_cap > Duration::from_secs(300) {
+            return Err(invalid("capture.reopen_cap", "must be between 50ms and 5m"));
+        }
         let out = cli
             .out
             .or(raw.output.dir)
@@ -266,6 +293,8 @@ impl RecordSettings {
             out,
             gap_fill,
             duration: cli.duration,
+            stall_guard,
+            reopen_cap,
         })
     }
 }

@@ -128,9 +128,10 @@ fn sigterm_ends_the_job_cleanly_and_finalizes() {
 }
 
 #[test]
-fn a_scripted_disconnect_ends_capture_and_keeps_the_audio() {
+fn a_disconnecting_device_is_reopened_and_the_job_keeps_its_length() {
     let _rt = realtime();
     let out = tempfile::tempdir().unwrap();
+    // Every (re)opened synth disconnects after 700 ms of audio.
     let result = run(edgerec()
         .args([
             "record",
@@ -139,21 +140,36 @@ fn a_scripted_disconnect_ends_capture_and_keeps_the_audio() {
             "--device",
             "sine,disconnect=700ms",
             "--duration",
-            "5s",
+            "3s",
             "--out",
         ])
         .arg(out.path()));
     assert!(result.status.success());
-    let tl = timeline(&only_job(out.path()));
-    assert_eq!(tl["frames"], 33_600);
-    let ended = events_of(&tl, "ended");
+    let job = only_job(out.path());
+    let tl = timeline(&job);
+    assert_eq!(
+        tl["frames"], 144_000,
+        "the recording is as long as the booking"
+    );
+    let lost = events_of(&tl, "device_lost");
+    let restored = events_of(&tl, "device_restored");
+    assert!(lost.len() >= 3, "{tl:#}");
     assert!(
-        ended[0]["detail"]
-            .as_str()
-            .unwrap()
-            .starts_with("device_gone"),
+        restored.len() == lost.len() || restored.len() + 1 == lost.len(),
         "{tl:#}"
     );
+    for (l, r) in lost.iter().zip(&restored) {
+        assert_eq!(
+            l["frame"], r["frame"],
+            "a restore closes the gap its loss opened"
+        );
+        assert!(
+            r["gap_frames"].as_u64().unwrap() < 48_000,
+            "reopen within the backoff cap: {r}"
+        );
+    }
+    assert_eq!(events_of(&tl, "ended")[0]["detail"], "duration_reached");
+    assert_eq!(wav_frames(&job.join("recording.wav")), 144_000);
 }
 
 #[test]

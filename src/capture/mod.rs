@@ -9,6 +9,7 @@ pub mod alsa;
 pub mod cpal;
 pub mod devices;
 pub mod file;
+pub mod hotplug;
 pub mod pacer;
 pub mod pull;
 pub mod rt;

@@ -22,13 +22,15 @@ pub enum EventKind {
     DiskResume,
     /// A crash or power loss: `gap_frames` lost between the last synced frame and restart.
     CrashRecovered,
+    /// The device came back unable to deliver the job's format; capture failed.
+    DeviceMismatch,
     StopRequested,
     /// The end of capture, with the cause in `detail`.
     Ended,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 11] = [
+    pub const ALL: [EventKind; 12] = [
         EventKind::Started,
         EventKind::DeviceLost,
         EventKind::DeviceRestored,
@@ -38,6 +40,7 @@ impl EventKind {
         EventKind::DiskPause,
         EventKind::DiskResume,
         EventKind::CrashRecovered,
+        EventKind::DeviceMismatch,
         EventKind::StopRequested,
         EventKind::Ended,
     ];
@@ -53,6 +56,7 @@ impl EventKind {
             EventKind::DiskPause => "disk_pause",
             EventKind::DiskResume => "disk_resume",
             EventKind::CrashRecovered => "crash_recovered",
+            EventKind::DeviceMismatch => "device_mismatch",
             EventKind::StopRequested => "stop_requested",
             EventKind::Ended => "ended",
         }

@@ -47,15 +47,36 @@ pub enum FinalizeError {
 /// Finalizes `job` (already `captured`, or any non-terminal state after a crash).
 /// `end_cause` goes on the `ended` event and the job row. A job with no audio at all ends
 /// `failed`; anything with audio is rendered and ends `delivered` (locally).
-/// `ended_at_ms` is the wall time of the timeline's end when known (the writer measured
-/// it), else now.
+/// How a job's capture ended, as finalize needs to know it.
+#[derive(Clone, Debug, Default)]
+pub struct JobEnd {
+    pub cause: String,
+    /// Wall time of the timeline's end when measured (else now).
+    pub ended_at_ms: Option<i64>,
+    /// The timeline's length when the job's window defines it (a device that never came
+    /// back still leaves a recording as long as the booking).
+    pub total_frames: Option<u64>,
+    /// Capture failed (device mismatch, device failure): the job ends `failed`, and the
+    /// audio recorded before the failure is still rendered and kept.
+    pub capture_failed: bool,
+}
+
+impl JobEnd {
+    pub fn new(cause: impl Into<String>) -> Self {
+        JobEnd {
+            cause: cause.into(),
+            ..Default::default()
+        }
+    }
+}
+
 pub fn finalize(
     journal: &mut Journal,
     job: &JobRow,
-    end_cause: &str,
-    ended_at_ms: Option<i64>,
+    how: &JobEnd,
     fill: GapFill,
 ) -> Result<Finalized, FinalizeError> {
+    let end_cause = how.cause.as_str();
     let segments = journal.segments(&job.id)?;
     let mut events = journal.events(&job.id)?;
     let placed: Vec<PlacedSegment<PathBuf>> = segments
@@ -66,9 +87,9 @@ pub fn finalize(
             frames: s.frames,
         })
         .collect();
-    let end = timeline::timeline_end(&placed, &events);
+    let end = timeline::timeline_end(&placed, &events).max(how.total_frames.unwrap_or(0));
     if !events.iter().any(|e| e.kind == EventKind::Ended) {
-        let at = ended_at_ms.unwrap_or_else(now_ms);
+        let at = how.ended_at_ms.unwrap_or_else(now_ms);
         let ended = TimelineEvent::new(EventKind::Ended, end, at).with_detail(end_cause);
         journal.transition(&job.id, JobState::Rendering, None, Some(&ended), now_ms())?;
         events.push(ended);

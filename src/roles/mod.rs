@@ -5,3 +5,4 @@ pub mod finalize;
 pub mod owner;
 pub mod record;
 pub mod repair;
+pub mod runner;

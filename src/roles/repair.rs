@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use crate::core::job::JobState;
 use crate::core::timeline::{self, EventKind, GapFill, PlacedSegment, TimelineEvent};
 use crate::journal::{JobRow, Journal, JournalError, SegmentRow, SegmentState};
-use crate::roles::finalize::{self, FinalizeError, Finalized};
+use crate::roles::finalize::{self, FinalizeError, Finalized, JobEnd};
 use crate::roles::owner;
 use crate::segment::repair::{repair_segment, segment_frames};
 use crate::segment::writer::now_ms;
@@ -107,8 +107,7 @@ fn repair_job(
     summary.finalized.push(finalize::finalize(
         journal,
         job,
-        "crashed: finalized by repair",
-        None,
+        &JobEnd::new("crashed: finalized by repair"),
         fill,
     )?);
     Ok(())

@@ -1,5 +1,6 @@
 //! Crash-safe WAV segments: the file format, the writer thread, repair after a crash.
 
+pub mod disk;
 pub mod file;
 pub mod repair;
 pub mod wav;

@@ -39,6 +39,25 @@ pub struct WriterConfig {
     pub first_seq: u32,
     /// Stop once the timeline reaches this frame (the job's duration).
     pub stop_at: Option<u64>,
+    /// This run resumes after a gap (device loss, crash) that began at `since`: the gap
+    /// is measured when the first frame arrives and put on the timeline before it.
+    pub resume_gap: Option<ResumeGap>,
+}
+
+/// A gap that ends when this run's first frame arrives.
+#[derive(Clone, Debug)]
+pub struct ResumeGap {
+    pub since: GapSince,
+    /// The event that closes the gap (`device_restored`, `crash_recovered`).
+    pub kind: EventKind,
+    pub detail: String,
+}
+
+/// When a gap began: a monotonic instant inside one process, or wall time across a crash.
+#[derive(Clone, Copy, Debug)]
+pub enum GapSince {
+    Monotonic(Instant),
+    WallMs(i64),
 }
 
 /// Progress the writer publishes for its supervisor.
@@ -81,6 +100,8 @@ pub enum WriterError {
 #[derive(Debug)]
 pub struct WriterReport {
     pub end: WriterEnd,
+    /// Monotonic time of the timeline's end (the last frame's capture), if any arrived.
+    pub end_instant: Option<Instant>,
     /// Timeline position after the last frame.
     pub timeline_frames: u64,
     pub written_frames: u64,
@@ -107,6 +128,8 @@ struct Writer {
     timeline_pos: u64,
     pending: VecDeque<CaptureEvent>,
     buf: Vec<u8>,
+    /// Whether this run's first frame has been dated (and its resume gap closed).
+    origin_known: bool,
 }
 
 /// Most frames moved per write call: ~100 ms at 48 kHz keeps write calls few but short.
@@ -138,6 +161,7 @@ pub fn spawn(
         ring_pos: 0,
         pending: VecDeque::new(),
         buf: Vec::with_capacity(MAX_BATCH_FRAMES * 64),
+        origin_known: false,
     };
     let handle = std::thread::Builder::new()
         .name("edgerec-writer".into())
@@ -173,6 +197,7 @@ impl Writer {
             timeline_frames: self.timeline_pos,
             written_frames: self.progress.written_frames.load(Ordering::Acquire),
             segments: self.next_seq - self.cfg.first_seq,
+            end_instant: self.end_instant(),
         })
     }
 
@@ -230,6 +255,10 @@ impl Writer {
                 if self.source.frames_available() == 0 {
                     break;
                 }
+                if !self.origin_known {
+                    self.first_frames_arrived()?;
+                    continue; // the gap may have moved the timeline or reached the end
+                }
                 self.open_segment()?;
             }
             let seg = self.current.as_ref().expect("opened above");
@@ -238,7 +267,6 @@ impl Writer {
             if got == 0 {
                 break;
             }
-            self.note_origin_time();
             let seg = self.current.as_mut().expect("opened above");
             seg.file
                 .write_frames(&self.buf)
@@ -262,17 +290,58 @@ impl Writer {
         Ok(total)
     }
 
-    /// Records when the origin frame was captured: now, minus the audio already captured.
-    fn note_origin_time(&self) {
-        if self.progress.origin_wall_ms.load(Ordering::Acquire) != 0 {
-            return;
-        }
-        // Ring frame 0 was captured one stream-length before the last push arrived.
+    /// Monotonic capture time of ring frame 0: one stream-length before the last push.
+    fn ring_origin(&self) -> Instant {
         let (pushed, at) = self.source.stats.pushed_at();
-        let origin = wall_ms_at(at) - self.cfg.spec.duration_of(pushed).as_millis() as i64;
+        at.checked_sub(self.cfg.spec.duration_of(pushed))
+            .unwrap_or(at)
+    }
+
+    /// Dates the run's first frame and closes the gap it resumes after, if any.
+    fn first_frames_arrived(&mut self) -> Result<(), WriterError> {
+        self.origin_known = true;
+        let origin = self.ring_origin();
+        let origin_wall = wall_ms_at(origin);
+        if let Some(gap) = self.cfg.resume_gap.take() {
+            let gap_ms = match gap.since {
+                GapSince::Monotonic(since) => {
+                    origin.saturating_duration_since(since).as_millis() as i64
+                }
+                GapSince::WallMs(since) => (origin_wall - since).max(0),
+            };
+            let mut frames = self
+                .cfg
+                .spec
+                .frames_in(Duration::from_millis(gap_ms as u64));
+            if let Some(stop) = self.cfg.stop_at {
+                frames = frames.min(stop.saturating_sub(self.timeline_pos));
+            }
+            let ev = TimelineEvent::new(gap.kind, self.timeline_pos, origin_wall)
+                .with_detail(gap.detail)
+                .with_gap(frames);
+            self.journal.add_event(&self.cfg.job_id, &ev)?;
+            self.timeline_pos += frames;
+            self.progress
+                .timeline_frames
+                .store(self.timeline_pos, Ordering::Release);
+        }
         self.progress
             .origin_wall_ms
-            .store(origin.max(1) as u64, Ordering::Release);
+            .store(origin_wall.max(1) as u64, Ordering::Release);
+        Ok(())
+    }
+
+    /// Monotonic capture time of the timeline's end: the frames still in the ring are newer.
+    fn end_instant(&self) -> Option<Instant> {
+        if !self.origin_known {
+            return None;
+        }
+        let (pushed, at) = self.source.stats.pushed_at();
+        let backlog = self
+            .cfg
+            .spec
+            .duration_of(pushed.saturating_sub(self.ring_pos));
+        Some(at.checked_sub(backlog).unwrap_or(at))
     }
 
     /// The timeline's last frame was captured before whatever is still in the ring.

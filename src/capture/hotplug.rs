@@ -1,0 +1,115 @@
+//! Hotplug wake-ups. udev runs `edgerec hotplug --action add --devpath P`, which sends one
+//! datagram to every capture process's socket under `<state dir>/hotplug/`; a capture
+//! waiting to reopen a lost device wakes at once instead of at its next backoff tick.
+//! Without udev nothing changes but latency: backoff alone still recovers.
+
+use std::os::unix::net::UnixDatagram;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+const DIR: &str = "hotplug";
+
+/// What udev saw.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HotplugEvent {
+    pub action: String,
+    pub devpath: String,
+}
+
+impl HotplugEvent {
+    fn encode(&self) -> String {
+        format!("{}\n{}", self.action, self.devpath)
+    }
+    fn decode(bytes: &[u8]) -> Option<HotplugEvent> {
+        let text = std::str::from_utf8(bytes).ok()?;
+        let (action, devpath) = text.split_once('\n')?;
+        Some(HotplugEvent {
+            action: action.to_string(),
+            devpath: devpath.to_string(),
+        })
+    }
+}
+
+/// A capture process's hotplug socket; removed when dropped.
+pub struct HotplugListener {
+    socket: UnixDatagram,
+    path: PathBuf,
+}
+
+impl HotplugListener {
+    /// Binds `<state_dir>/hotplug/<pid>.sock`.
+    pub fn bind(state_dir: &Path) -> std::io::Result<HotplugListener> {
+        let dir = state_dir.join(DIR);
+        std::fs::create_dir_all(&dir)?;
+        let path = dir.join(format!("{}.sock", std::process::id()));
+        let _ = std::fs::remove_file(&path); // a previous process with our pid is gone
+        let socket = UnixDatagram::bind(&path)?;
+        Ok(HotplugListener { socket, path })
+    }
+
+    /// Waits up to `timeout` for a wake-up; `None` when the time ran out.
+    pub fn wait(&self, timeout: Duration) -> Option<HotplugEvent> {
+        let timeout = timeout.max(Duration::from_millis(1));
+        self.socket.set_read_timeout(Some(timeout)).ok()?;
+        let mut buf = [0u8; 1024];
+        let n = self.socket.recv(&mut buf).ok()?;
+        HotplugEvent::decode(&buf[..n])
+    }
+}
+
+impl Drop for HotplugListener {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Sends `event` to every listener under `state_dir`; returns how many received it.
+/// Sockets nobody listens on any more (their process died) are removed.
+pub fn notify(state_dir: &Path, event: &HotplugEvent) -> std::io::Result<usize> {
+    let dir = state_dir.join(DIR);
+    let entries = match std::fs::read_dir(&dir) {
+        Ok(entries) => entries,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(0),
+        Err(e) => return Err(e),
+    };
+    let sender = UnixDatagram::unbound()?;
+    sender.set_write_timeout(Some(Duration::from_millis(200)))?;
+    let message = event.encode();
+    let mut delivered = 0;
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.extension().is_none_or(|e| e != "sock") {
+            continue;
+        }
+        match sender.send_to(message.as_bytes(), &path) {
+            Ok(_) => delivered += 1,
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused => {
+                let _ = std::fs::remove_file(&path);
+            }
+            Err(e) => log::warn!("hotplug: {}: {e}", path.display()),
+        }
+    }
+    Ok(delivered)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_notification_wakes_the_listener_and_stale_sockets_are_removed() {
+        let dir = tempfile::tempdir().unwrap();
+        let listener = HotplugListener::bind(dir.path()).unwrap();
+        // A socket whose process is gone.
+        let stale = dir.path().join(DIR).join("999999999.sock");
+        drop(UnixDatagram::bind(&stale).unwrap());
+        let ev = HotplugEvent {
+            action: "add".into(),
+            devpath: "/devices/usb1/1-1".into(),
+        };
+        assert_eq!(notify(dir.path(), &ev).unwrap(), 1);
+        assert!(!stale.exists());
+        assert_eq!(listener.wait(Duration::from_secs(1)), Some(ev));
+        assert_eq!(listener.wait(Duration::from_millis(10)), None);
+    }
+}

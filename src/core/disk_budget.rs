@@ -1,0 +1,678 @@
+//! The disk budget: from the spool's free space, when to reclaim old recordings, when to
+//! pause writing audio and when to resume. Pure: free bytes and times come in, decisions
+//! come out. The `statvfs`, the deletes and the journal's reserve file live in
+//! [`crate::segment::disk`].
+//!
+//! Three marks on free bytes:
+//!
+//! ```text
+//! free: 0 ........ reserve_below ........ resume_above ........ reclaim_below ........
+//!       | pause    |  (paused: stay paused)  | resume            |
+//!       |<------------- reclaim delivered recordings ------------>|  nothing to do
+//! ```
+//!
+//! - Below `reclaim_below`, delivered recordings past their retention are deleted, oldest
+//!   first, until the free space is back at the mark (never a recording not yet delivered).
+//! - Below `reserve_below`, writing audio pauses: the ring keeps draining so the device
+//!   never notices, and the frames not written become a `disk_pause` gap on the timeline.
+//! - Writing resumes only above `resume_above`. The gap between the two marks is the
+//!   hysteresis: without it every segment written or deleted near the mark would flip the
+//!   writer, and each flip costs a gap, two timeline events and a new segment.
+//! - `ENOSPC`/`EDQUOT` on a write is the same event as falling below the reserve.
+//!
+//! The marks are ordered `0 < reserve_below < resume_above < reclaim_below`, so that a
+//! paused writer always has reclaim working to free the space it waits for.
+
+/// One mebibyte.
+pub const MIB: u64 = 1024 * 1024;
+
+/// Free space marks of the spool, in bytes. Built by [`DiskBudget::new`] or
+/// [`DiskBudget::resolve`], which check the order of the marks.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct DiskBudget {
+    /// Below this much free, delete delivered recordings past retention.
+    reclaim_below: u64,
+    /// Below this much free, stop writing audio.
+    reserve_below: u64,
+    /// A paused writer resumes only above this much free.
+    resume_above: u64,
+}
+
+/// Marks given by the operator (config); `None` takes the default, derived from the marks
+/// that are given, so raising only the reserve keeps the others consistent with it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct BudgetMarks {
+    pub reserve_below: Option<u64>,
+    pub resume_above: Option<u64>,
+    pub reclaim_below: Option<u64>,
+}
+
+/// A budget that cannot work; each variant names the setting to change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum BudgetError {
+    #[error(
+        "disk budget: the reserve is 0 bytes; writing would stop only at ENOSPC, when the \
+         journal has no room left either"
+    )]
+    ZeroReserve,
+    #[error(
+        "disk budget: resume mark ({resume_above} bytes free) must be above the reserve mark \
+         ({reserve_below}), or writing pauses and resumes on every write"
+    )]
+    ResumeNotAboveReserve {
+        reserve_below: u64,
+        resume_above: u64,
+    },
+    #[error(
+        "disk budget: reclaim mark ({reclaim_below} bytes free) must be above the resume mark \
+         ({resume_above}), or a paused writer waits with nothing freeing space for it"
+    )]
+    ReclaimNotAboveResume {
+        resume_above: u64,
+        reclaim_below: u64,
+    },
+    #[error(
+        "disk budget: resume mark ({resume_above} bytes free) is not below the spool's size \
+         ({total_bytes} bytes); a paused writer would never resume"
+    )]
+    ResumeUnreachable { resume_above: u64, total_bytes: u64 },
+    #[error("disk budget: a spool of {total_bytes} bytes is too small to record on")]
+    SpoolTooSmall { total_bytes: u64 },
+}
+
+/// Whether audio is being written.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DiskState {
+    Writing,
+    Paused,
+}
+
+/// What the writer does with the next frames.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum DiskAction {
+    /// Keep writing.
+    Write,
+    /// Stop writing now: close the segment, record `disk_pause`, drain the ring unwritten.
+    Pause,
+    /// Still paused: the frames drained from the ring are part of the gap.
+    StayPaused,
+    /// Start writing again: record the gap (`disk_resume`), open a new segment.
+    Resume,
+}
+
+impl DiskAction {
+    /// The state once the action is carried out.
+    pub const fn next_state(self) -> DiskState {
+        match self {
+            DiskAction::Write | DiskAction::Resume => DiskState::Writing,
+            DiskAction::Pause | DiskAction::StayPaused => DiskState::Paused,
+        }
+    }
+}
+
+/// The budget's answer for one look at the free space.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Decision {
+    pub action: DiskAction,
+    /// Free space is below the reclaim mark: run reclaim (independent of `action`).
+    pub reclaim: bool,
+}
+
+impl DiskBudget {
+    /// A budget from explicit marks, in ascending order of free bytes.
+    pub fn new(
+        reserve_below: u64,
+        resume_above: u64,
+        reclaim_below: u64,
+    ) -> Result<DiskBudget, BudgetError> {
+        if reserve_below == 0 {
+            return Err(BudgetError::ZeroReserve);
+        }
+        if resume_above <= reserve_below {
+            return Err(BudgetError::ResumeNotAboveReserve {
+                reserve_below,
+                resume_above,
+            });
+        }
+        if reclaim_below <= resume_above {
+            return Err(BudgetError::ReclaimNotAboveResume {
+                resume_above,
+                reclaim_below,
+            });
+        }
+        Ok(DiskBudget {
+            reclaim_below,
+            reserve_below,
+            resume_above,
+        })
+    }
+
+    /// The default budget for a spool of `total_bytes` (`statvfs` `f_blocks × f_frsize`).
+    pub fn for_spool_size(total_bytes: u64) -> Result<DiskBudget, BudgetError> {
+        DiskBudget::resolve(total_bytes, BudgetMarks::default())
+    }
+
+    /// The operator's marks, with defaults for the ones not given:
+    ///
+    /// - `reserve_below` = 2 % of the spool, at least 1 MiB, at most 256 MiB, and at most
+    ///   1/8 of the spool. The reserve is what everything but audio needs while audio is
+    ///   paused: the journal's WAL, header rewrites, the filesystem's own slack (ext4 and
+    ///   f2fs on SD cards slow down badly when nearly full, and their metadata needs
+    ///   blocks), logs. That scales with the filesystem, hence a percentage; the floor
+    ///   covers tiny spools, the cap stops a large disk from holding back gigabytes, and
+    ///   the 1/8 keeps a very small spool (a test tmpfs) usable.
+    /// - `resume_above` = 2 × reserve: a pause lasts until at least one reserve's worth has
+    ///   been freed, so the writer does not flap around the mark (each flap is a gap, two
+    ///   timeline events and a new segment).
+    /// - `reclaim_below` = the larger of 2 × resume (= 4 × reserve) and 5 % of the spool:
+    ///   reclaim starts well before the pause, so with old recordings to delete, a
+    ///   steady recording never pauses; 5 % of a 32 GiB card (1.6 GiB) is ~18 min of
+    ///   8 channels of 32-bit 48 kHz audio, time enough for reclaim to keep up.
+    pub fn resolve(total_bytes: u64, marks: BudgetMarks) -> Result<DiskBudget, BudgetError> {
+        let reserve_below = match marks.reserve_below {
+            Some(r) => r,
+            None => {
+                let r = (total_bytes / 50)
+                    .clamp(MIB, 256 * MIB)
+                    .min(total_bytes / 8);
+                if r == 0 {
+                    return Err(BudgetError::SpoolTooSmall { total_bytes });
+                }
+                r
+            }
+        };
+        let resume_above = marks
+            .resume_above
+            .unwrap_or_else(|| reserve_below.saturating_mul(2));
+        let reclaim_below = marks
+            .reclaim_below
+            .unwrap_or_else(|| resume_above.saturating_mul(2).max(total_bytes / 20));
+        let budget = DiskBudget::new(reserve_below, resume_above, reclaim_below)?;
+        if resume_above >= total_bytes {
+            return Err(BudgetError::ResumeUnreachable {
+                resume_above,
+                total_bytes,
+            });
+        }
+        Ok(budget)
+    }
+
+    pub const fn reclaim_below(&self) -> u64 {
+        self.reclaim_below
+    }
+
+    pub const fn reserve_below(&self) -> u64 {
+        self.reserve_below
+    }
+
+    pub const fn resume_above(&self) -> u64 {
+        self.resume_above
+    }
+
+    /// What to do, in `state`, with `free_bytes` free (as the budget counts it: see
+    /// `JournalReserve::budget_free` in `segment::disk`).
+    pub fn decide(&self, state: DiskState, free_bytes: u64) -> Decision {
+        let action = match state {
+            DiskState::Writing if free_bytes < self.reserve_below => DiskAction::Pause,
+            DiskState::Writing => DiskAction::Write,
+            DiskState::Paused if free_bytes > self.resume_above => DiskAction::Resume,
+            DiskState::Paused => DiskAction::StayPaused,
+        };
+        Decision {
+            action,
+            reclaim: free_bytes < self.reclaim_below,
+        }
+    }
+
+    /// A write failed with `ENOSPC` or `EDQUOT`: the same event as falling below the
+    /// reserve, whatever `statvfs` says (quotas and reserved blocks are invisible to it).
+    /// Resuming is then up to [`DiskBudget::decide`].
+    pub fn on_write_error(&self, state: DiskState) -> Decision {
+        let action = match state {
+            DiskState::Writing => DiskAction::Pause,
+            DiskState::Paused => DiskAction::StayPaused,
+        };
+        Decision {
+            action,
+            reclaim: true,
+        }
+    }
+
+    /// Bytes reclaim should free to bring `free_bytes` back to the reclaim mark.
+    pub fn reclaim_need(&self, free_bytes: u64) -> u64 {
+        self.reclaim_below.saturating_sub(free_bytes)
+    }
+}
+
+/// A recording reclaim may consider.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReclaimCandidate {
+    pub job_id: String,
+    /// Delivered to where it no longer needs this copy (the controller acknowledged it).
+    /// A recording whose local copy is the only one is never a candidate; pass `false`.
+    pub delivered: bool,
+    /// When the job reached its terminal state (wall ms).
+    pub ended_at_ms: i64,
+    /// Bytes deleting it gives back.
+    pub bytes: u64,
+}
+
+/// Whether a recording that ended at `ended_at_ms` has been kept for `retention_ms` at
+/// `now_ms`. A clock that went backwards (an appliance whose clock was unset) keeps it.
+pub fn past_retention(ended_at_ms: i64, now_ms: i64, retention_ms: u64) -> bool {
+    i128::from(now_ms) - i128::from(ended_at_ms) >= i128::from(retention_ms)
+}
+
+/// The recordings to delete to free `need_bytes`: only delivered ones past retention,
+/// oldest first (ties by id), stopping as soon as enough is freed. May free less than
+/// `need_bytes` when there is not enough to delete.
+pub fn reclaim_plan(
+    candidates: &[ReclaimCandidate],
+    now_ms: i64,
+    retention_ms: u64,
+    need_bytes: u64,
+) -> Vec<String> {
+    let mut eligible: Vec<&ReclaimCandidate> = candidates
+        .iter()
+        .filter(|c| c.delivered && past_retention(c.ended_at_ms, now_ms, retention_ms))
+        .collect();
+    eligible.sort_by(|a, b| {
+        a.ended_at_ms
+            .cmp(&b.ended_at_ms)
+            .then_with(|| a.job_id.cmp(&b.job_id))
+    });
+    let mut freed = 0u64;
+    let mut plan = Vec::new();
+    for c in eligible {
+        if freed >= need_bytes {
+            break;
+        }
+        plan.push(c.job_id.clone());
+        freed = freed.saturating_add(c.bytes);
+    }
+    plan
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use DiskAction::*;
+    use DiskState::*;
+
+    const GIB: u64 = 1024 * MIB;
+
+    /// reserve 100, resume 200, reclaim 400.
+    fn small() -> DiskBudget {
+        DiskBudget::new(100, 200, 400).unwrap()
+    }
+
+    #[test]
+    fn decide_table() {
+        // (state, free, action, reclaim)
+        let table = [
+            (Writing, 1_000, Write, false),
+            (Writing, 400, Write, false),
+            (Writing, 399, Write, true),
+            (Writing, 100, Write, true),
+            (Writing, 99, Pause, true),
+            (Writing, 0, Pause, true),
+            (Paused, 0, StayPaused, true),
+            (Paused, 150, StayPaused, true),
+            // Hysteresis: back above the reserve is not enough.
+            (Paused, 100, StayPaused, true),
+            (Paused, 200, StayPaused, true),
+            (Paused, 201, Resume, true),
+            (Paused, 399, Resume, true),
+            (Paused, 400, Resume, false),
+            (Paused, u64::MAX, Resume, false),
+        ];
+        for (state, free, action, reclaim) in table {
+            let d = small().decide(state, free);
+            assert_eq!(
+                d,
+                Decision { action, reclaim },
+                "{state:?} with {free} bytes free"
+            );
+            assert_eq!(d.action.next_state(), action.next_state());
+        }
+    }
+
+    #[test]
+    fn next_state_table() {
+        let table = [
+            (Write, Writing),
+            (Resume, Writing),
+            (Pause, Paused),
+            (StayPaused, Paused),
+        ];
+        for (action, state) in table {
+            assert_eq!(action.next_state(), state, "{action:?}");
+        }
+    }
+
+    #[test]
+    fn a_write_error_pauses_whatever_statvfs_says() {
+        let table = [(Writing, Pause), (Paused, StayPaused)];
+        for (state, action) in table {
+            assert_eq!(
+                small().on_write_error(state),
+                Decision {
+                    action,
+                    reclaim: true
+                },
+                "{state:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_disk_that_fills_and_drains_walks_pause_then_resume_once() {
+        // Free space falls, then comes back: one pause, one resume, no flapping.
+        let frees = [500, 300, 150, 99, 120, 90, 150, 200, 190, 201, 150, 120, 99];
+        let mut state = Writing;
+        let mut actions = Vec::new();
+        for free in frees {
+            let action = small().decide(state, free).action;
+            if !matches!(action, Write | StayPaused) {
+                actions.push((free, action));
+            }
+            state = action.next_state();
+        }
+        assert_eq!(actions, [(99, Pause), (201, Resume), (99, Pause)]);
+    }
+
+    #[test]
+    fn reclaim_need_table() {
+        let table = [(0, 400), (100, 300), (399, 1), (400, 0), (10_000, 0)];
+        for (free, need) in table {
+            assert_eq!(small().reclaim_need(free), need, "{free} free");
+        }
+    }
+
+    #[test]
+    fn new_checks_the_order_of_the_marks() {
+        use BudgetError::*;
+        // (reserve, resume, reclaim, result)
+        let table = [
+            (100, 200, 400, Ok(())),
+            (1, 2, 3, Ok(())),
+            (0, 200, 400, Err(ZeroReserve)),
+            (
+                100,
+                100,
+                400,
+                Err(ResumeNotAboveReserve {
+                    reserve_below: 100,
+                    resume_above: 100,
+                }),
+            ),
+            (
+                300,
+                200,
+                400,
+                Err(ResumeNotAboveReserve {
+                    reserve_below: 300,
+                    resume_above: 200,
+                }),
+            ),
+            (
+                100,
+                400,
+                400,
+                Err(ReclaimNotAboveResume {
+                    resume_above: 400,
+                    reclaim_below: 400,
+                }),
+            ),
+            (
+                100,
+                500,
+                400,
+                Err(ReclaimNotAboveResume {
+                    resume_above: 500,
+                    reclaim_below: 400,
+                }),
+            ),
+        ];
+        for (reserve, resume, reclaim, want) in table {
+            let got = DiskBudget::new(reserve, resume, reclaim);
+            match want {
+                Ok(()) => {
+                    let b = got.unwrap();
+                    assert_eq!(
+                        (b.reserve_below(), b.resume_above(), b.reclaim_below()),
+                        (reserve, resume, reclaim)
+                    );
+                }
+                Err(e) => assert_eq!(got, Err(e), "{reserve}/{resume}/{reclaim}"),
+            }
+        }
+    }
+
+    #[test]
+    fn defaults_from_spool_size_table() {
+        const KIB: u64 = 1024;
+        // (spool size, reserve, resume, reclaim)
+        let table = [
+            // Tiny spools (test tmpfs): 1/8 of the spool beats the 1 MiB floor.
+            (2 * MIB, 256 * KIB, 512 * KIB, MIB),
+            (4 * MIB, 512 * KIB, MIB, 2 * MIB),
+            (8 * MIB, MIB, 2 * MIB, 4 * MIB),
+            // Small: the 1 MiB floor.
+            (32 * MIB, MIB, 2 * MIB, 4 * MIB),
+            // 2 % of the spool, resume and reclaim follow it.
+            (100 * MIB, 2 * MIB, 4 * MIB, 8 * MIB),
+            (
+                5 * GIB,
+                5 * GIB / 50,
+                2 * (5 * GIB / 50),
+                4 * (5 * GIB / 50),
+            ),
+            // SD card and up: the reserve is capped at 256 MiB, reclaim starts at 5 %.
+            (32 * GIB, 256 * MIB, 512 * MIB, 32 * GIB / 20),
+            (1024 * GIB, 256 * MIB, 512 * MIB, 1024 * GIB / 20),
+        ];
+        for (size, reserve, resume, reclaim) in table {
+            let b = DiskBudget::for_spool_size(size).unwrap();
+            assert_eq!(
+                (b.reserve_below(), b.resume_above(), b.reclaim_below()),
+                (reserve, resume, reclaim),
+                "spool of {size} bytes"
+            );
+        }
+    }
+
+    #[test]
+    fn resolve_fills_in_from_the_given_marks() {
+        use BudgetError::*;
+        let m = |reserve, resume, reclaim| BudgetMarks {
+            reserve_below: reserve,
+            resume_above: resume,
+            reclaim_below: reclaim,
+        };
+        // (spool, marks, result as (reserve, resume, reclaim))
+        let table = [
+            (
+                GIB,
+                m(None, None, None),
+                Ok((GIB / 50, 2 * (GIB / 50), 4 * (GIB / 50))),
+            ),
+            (
+                GIB,
+                m(Some(64 * MIB), None, None),
+                Ok((64 * MIB, 128 * MIB, 256 * MIB)),
+            ),
+            (GIB, m(Some(MIB), None, None), Ok((MIB, 2 * MIB, GIB / 20))),
+            (
+                GIB,
+                m(None, Some(100 * MIB), None),
+                Ok((GIB / 50, 100 * MIB, 200 * MIB)),
+            ),
+            (
+                GIB,
+                m(Some(MIB), Some(3 * MIB), Some(500 * MIB)),
+                Ok((MIB, 3 * MIB, 500 * MIB)),
+            ),
+            (GIB, m(Some(0), None, None), Err(ZeroReserve)),
+            (
+                GIB,
+                m(Some(10 * MIB), Some(5 * MIB), None),
+                Err(ResumeNotAboveReserve {
+                    reserve_below: 10 * MIB,
+                    resume_above: 5 * MIB,
+                }),
+            ),
+            (
+                GIB,
+                m(None, None, Some(MIB)),
+                Err(ReclaimNotAboveResume {
+                    resume_above: 2 * (GIB / 50),
+                    reclaim_below: MIB,
+                }),
+            ),
+            (
+                64 * MIB,
+                m(Some(40 * MIB), None, None),
+                Err(ResumeUnreachable {
+                    resume_above: 80 * MIB,
+                    total_bytes: 64 * MIB,
+                }),
+            ),
+            (
+                7,
+                m(None, None, None),
+                Err(SpoolTooSmall { total_bytes: 7 }),
+            ),
+            (
+                0,
+                m(None, None, None),
+                Err(SpoolTooSmall { total_bytes: 0 }),
+            ),
+        ];
+        for (size, marks, want) in table {
+            let got = DiskBudget::resolve(size, marks)
+                .map(|b| (b.reserve_below(), b.resume_above(), b.reclaim_below()));
+            assert_eq!(got, want, "spool {size}, {marks:?}");
+        }
+    }
+
+    #[test]
+    fn past_retention_table() {
+        // (ended, now, retention, past)
+        let table = [
+            (1_000, 1_000, 0, true),
+            (1_000, 1_999, 1_000, false),
+            (1_000, 2_000, 1_000, true),
+            // The clock went backwards: keep it.
+            (5_000, 1_000, 0, false),
+            // No overflow at the extremes.
+            (i64::MIN, i64::MAX, u64::MAX, true),
+            (i64::MAX, i64::MIN, 0, false),
+            (0, i64::MAX, u64::MAX, false),
+        ];
+        for (ended, now, retention, past) in table {
+            assert_eq!(
+                past_retention(ended, now, retention),
+                past,
+                "ended {ended}, now {now}, retention {retention}"
+            );
+        }
+    }
+
+    fn cand(id: &str, delivered: bool, ended_at_ms: i64, bytes: u64) -> ReclaimCandidate {
+        ReclaimCandidate {
+            job_id: id.to_string(),
+            delivered,
+            ended_at_ms,
+            bytes,
+        }
+    }
+
+    #[test]
+    fn reclaim_plan_table() {
+        // now = 10_000, retention = 1_000: anything that ended at or before 9_000 is past it.
+        let jobs = [
+            cand("new", true, 9_500, 100),
+            cand("c", true, 3_000, 100),
+            cand("undelivered-oldest", false, 1, 1_000_000),
+            cand("a", true, 1_000, 100),
+            cand("b", true, 2_000, 50),
+            cand("edge", true, 9_000, 10),
+            cand("undelivered", false, 2_500, 1_000_000),
+        ];
+        // (need, plan)
+        let table: [(u64, &[&str]); 8] = [
+            (0, &[]),
+            (1, &["a"]),
+            (100, &["a"]),
+            (101, &["a", "b"]),
+            (150, &["a", "b"]),
+            (151, &["a", "b", "c"]),
+            (260, &["a", "b", "c", "edge"]),
+            // Not enough to delete: everything eligible, nothing else.
+            (u64::MAX, &["a", "b", "c", "edge"]),
+        ];
+        for (need, want) in table {
+            assert_eq!(
+                reclaim_plan(&jobs, 10_000, 1_000, need),
+                want,
+                "need {need}"
+            );
+        }
+    }
+
+    #[test]
+    fn reclaim_plan_edge_table() {
+        // (name, candidates, now, retention, need, plan)
+        let table: Vec<(&str, Vec<ReclaimCandidate>, i64, u64, u64, Vec<&str>)> = vec![
+            ("nothing", vec![], 10, 0, 100, vec![]),
+            (
+                "only undelivered",
+                vec![cand("x", false, 0, 100), cand("y", false, 1, 100)],
+                10,
+                0,
+                100,
+                vec![],
+            ),
+            (
+                "all inside retention",
+                vec![cand("x", true, 5, 100)],
+                10,
+                6,
+                100,
+                vec![],
+            ),
+            (
+                "same end time: by id",
+                vec![
+                    cand("z", true, 5, 10),
+                    cand("m", true, 5, 10),
+                    cand("a", true, 5, 10),
+                ],
+                10,
+                0,
+                15,
+                vec!["a", "m"],
+            ),
+            (
+                "empty recordings count for nothing but are not in the way",
+                vec![cand("empty", true, 1, 0), cand("full", true, 2, 100)],
+                10,
+                0,
+                50,
+                vec!["empty", "full"],
+            ),
+            (
+                "clock behind every end time",
+                vec![cand("x", true, 1_000, 100)],
+                10,
+                0,
+                100,
+                vec![],
+            ),
+        ];
+        for (name, cands, now, retention, need, want) in table {
+            assert_eq!(reclaim_plan(&cands, now, retention, need), want, "{name}");
+        }
+    }
+}
