@@ -5,12 +5,13 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
+use edgerec::capture::hotplug;
 use edgerec::capture::{OpenError, StopFlag};
 use edgerec::config::{ConfigError, Overrides, RawConfig, RecordSettings};
 use edgerec::core::timeline::GapFill;
 use edgerec::roles::finalize::Finalized;
 use edgerec::roles::record::{self, RecordError};
-use edgerec::roles::repair;
+use edgerec::roles::{capture, repair};
 
 /// Exit codes, one per kind of failure an operator must handle differently.
 mod exit {
@@ -45,6 +46,35 @@ enum Command {
     },
     /// List capture devices with their stable identities.
     Devices,
+    /// The capture role: run the jobs in the journal; resume or finalize what a crash left.
+    Capture(CaptureArgs),
+    /// Wake capture processes waiting for a device (run by the udev rule).
+    Hotplug {
+        /// udev's ACTION (add, remove, change).
+        #[arg(long)]
+        action: String,
+        /// udev's DEVPATH.
+        #[arg(long)]
+        devpath: String,
+        /// The capture role's state directory.
+        #[arg(long, default_value = DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
+    },
+}
+
+const DEFAULT_STATE_DIR: &str = "/var/lib/edgerec";
+
+#[derive(clap::Args)]
+struct CaptureArgs {
+    /// State directory: the journal and one directory per job.
+    #[arg(long, default_value = DEFAULT_STATE_DIR)]
+    state_dir: PathBuf,
+    /// TOML config file ([capture] period/ring/stall settings, [segments], [output]).
+    #[arg(long)]
+    config: Option<PathBuf>,
+    /// Exit once no job is running or runnable (one-shot recovery after a crash).
+    #[arg(long)]
+    exit_when_idle: bool,
 }
 
 #[derive(clap::Args)]
@@ -86,6 +116,12 @@ fn main() -> ExitCode {
         Command::Record(args) => run_record(args),
         Command::Repair { dir } => run_repair(&dir),
         Command::Devices => run_devices(),
+        Command::Capture(args) => run_capture(args),
+        Command::Hotplug {
+            action,
+            devpath,
+            state_dir,
+        } => run_hotplug(action, devpath, &state_dir),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -122,12 +158,7 @@ fn run_record(args: RecordArgs) -> Result<(), Failure> {
         },
     )
     .map_err(config_failure)?;
-    let shutdown = StopFlag::new();
-    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        // A second signal while the first is being handled exits at once.
-        let _ = signal_hook::flag::register_conditional_shutdown(signal, 1, shutdown.as_atomic());
-        let _ = signal_hook::flag::register(signal, shutdown.as_atomic());
-    }
+    let shutdown = shutdown_flag();
     let done = record::record(&settings, &shutdown).map_err(record_failure)?;
     print_finalized(&done);
     Ok(())
@@ -143,6 +174,61 @@ fn record_failure(e: RecordError) -> Failure {
         _ => exit::FAILURE,
     };
     (code, e.to_string())
+}
+
+/// Installs SIGINT/SIGTERM handlers that set the returned flag; a second signal exits.
+fn shutdown_flag() -> StopFlag {
+    let shutdown = StopFlag::new();
+    for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        let _ = signal_hook::flag::register_conditional_shutdown(signal, 1, shutdown.as_atomic());
+        let _ = signal_hook::flag::register(signal, shutdown.as_atomic());
+    }
+    shutdown
+}
+
+fn run_capture(args: CaptureArgs) -> Result<(), Failure> {
+    let raw = match &args.config {
+        Some(path) => RawConfig::load(path).map_err(config_failure)?,
+        None => RawConfig::default(),
+    };
+    // The job carries device and format; the config carries how to run it.
+    let settings = RecordSettings::resolve(
+        raw,
+        Overrides {
+            backend: Some("synth".into()),
+            ..Default::default()
+        },
+    )
+    .map_err(config_failure)?;
+    let mut role = capture::CaptureRoleSettings::new(args.state_dir.clone());
+    role.run = record::run_settings(&RecordSettings {
+        out: args.state_dir,
+        ..settings.clone()
+    });
+    role.gap_fill = settings.gap_fill;
+    role.exit_when_idle = args.exit_when_idle;
+    let summary =
+        capture::run(&role, &shutdown_flag()).map_err(|e| (exit::FAILURE, e.to_string()))?;
+    for job in &summary.finalized {
+        print_finalized(job);
+    }
+    Ok(())
+}
+
+fn run_hotplug(
+    action: String,
+    devpath: String,
+    state_dir: &std::path::Path,
+) -> Result<(), Failure> {
+    let event = hotplug::HotplugEvent { action, devpath };
+    let woken =
+        hotplug::notify(state_dir, &event).map_err(|e| (exit::FAILURE, format!("hotplug: {e}")))?;
+    log::debug!(
+        "hotplug {} {}: woke {woken} capture process(es)",
+        event.action,
+        event.devpath
+    );
+    Ok(())
 }
 
 fn run_repair(dir: &std::path::Path) -> Result<(), Failure> {

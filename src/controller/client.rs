@@ -1,1 +1,708 @@
-//! (being written)
+//! The agent's blocking HTTP client for the controller (`PROTOCOL.md`), on `ureq` 3.
+//!
+//! - One method per call; each returns `Result<_, CallError>` whose variants say what to
+//!   do (retry with backoff, GET the job, fix the token, give up on the request).
+//! - Every request carries all its timeouts (connect, send, time to response headers,
+//!   body, and a global one over the whole call): `ureq` has none by default, and an
+//!   unbounded call is how an agent hangs forever on a half-open socket.
+//! - Transport safety is decided once, in [`Client::new`], before any traffic: https with
+//!   verified certificates unless the controller is loopback or the operator allows plain
+//!   http; a token file others can read is refused; the token is never logged.
+//! - Every reply's `Date` feeds a clock-skew estimate ([`Client::clock_skew`]).
+
+mod clock;
+mod error;
+mod upload;
+
+pub use clock::{ClockSkew, SKEW_WARN_ABOVE, format_http_date, parse_http_date};
+pub use error::{CallError, ClientError};
+pub use upload::{Rendition, UploadRequest, header_text};
+
+use crate::controller::protocol::{
+    CacheFileReply, CachedFile, ChannelMapBundle, Envelope, HealthEvent, Inventory, Job,
+    MeterFrame, NodeConfig, NodeHeartbeat,
+};
+use clock::SkewTracker;
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use serde_json::Value;
+use std::fmt;
+use std::fs::File;
+use std::net::IpAddr;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, PoisonError, RwLock};
+use std::time::{Duration, Instant, SystemTime};
+use upload::HashingReader;
+use ureq::http::Uri;
+use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
+use ureq::{Agent, Body, RequestBuilder, SendBody};
+
+/// The client's settings. Timeouts default to the existing Rakkr agent's.
+#[derive(Clone, Debug)]
+pub struct ClientConfig {
+    /// E.g. `https://controller.example/api/v1`; a trailing `/` is ignored.
+    pub base_url: String,
+    pub node_id: String,
+    /// Holds the node token (`rakkr_node_…`); must be mode 0600 or stricter.
+    pub token_file: PathBuf,
+    /// Allow plain `http://` to a host that is not loopback (a trusted network only).
+    /// Never turns off certificate verification for https.
+    pub allow_insecure: bool,
+    /// TCP + TLS connection setup (and DNS resolution).
+    pub connect_timeout: Duration,
+    /// From the request sent to the response headers received, and reading a reply
+    /// body; for uploads, how long the controller may take to store the file.
+    pub read_timeout: Duration,
+    /// The whole of an ordinary call, end to end.
+    pub call_timeout: Duration,
+    /// The whole of a cache-file upload, end to end.
+    pub upload_timeout: Duration,
+    /// A PEM bundle of the private CA(s) the controller's certificate chains to; replaces
+    /// the built-in web PKI roots.
+    pub ca_file: Option<PathBuf>,
+}
+
+impl ClientConfig {
+    pub fn new(
+        base_url: impl Into<String>,
+        node_id: impl Into<String>,
+        token_file: impl Into<PathBuf>,
+    ) -> ClientConfig {
+        ClientConfig {
+            base_url: base_url.into(),
+            node_id: node_id.into(),
+            token_file: token_file.into(),
+            allow_insecure: false,
+            connect_timeout: Duration::from_secs(10),
+            read_timeout: Duration::from_secs(60),
+            call_timeout: Duration::from_secs(30),
+            upload_timeout: Duration::from_secs(3600),
+            ca_file: None,
+        }
+    }
+}
+
+/// The node token. Its `Debug` never shows it.
+struct Token(String);
+
+impl fmt::Debug for Token {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("<redacted>")
+    }
+}
+
+/// Replies are small JSON documents; anything bigger is garbage.
+const MAX_REPLY_BYTES: u64 = 8 * 1024 * 1024;
+/// Longest `x-rakkr-reason` sent.
+const MAX_REASON: usize = 500;
+const MAX_FILE_NAME: usize = 255;
+
+/// Which timeout budget a request gets.
+#[derive(Clone, Copy)]
+enum Budget {
+    Call,
+    Upload,
+}
+
+/// A 2xx reply, read whole.
+struct Reply {
+    status: u16,
+    body: Vec<u8>,
+}
+
+/// The controller client. `Send + Sync`: share it between threads by reference or `Arc`.
+pub struct Client {
+    agent: Agent,
+    /// Base URL without a trailing `/`.
+    base: String,
+    https: bool,
+    node_id: String,
+    token_file: PathBuf,
+    token: RwLock<Token>,
+    cfg: ClientConfig,
+    skew: Mutex<SkewTracker>,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("base", &self.base)
+            .field("node_id", &self.node_id)
+            .field("token_file", &self.token_file)
+            .field("token", &"<redacted>")
+            .field("cfg", &self.cfg)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Client {
+    /// Checks the transport (no traffic is sent), reads the token and the CA file, and
+    /// builds the HTTP agent.
+    pub fn new(cfg: ClientConfig) -> Result<Client, ClientError> {
+        let (base, https, loopback) = check_base_url(&cfg.base_url, cfg.allow_insecure)?;
+        if cfg.node_id.trim().is_empty() {
+            return Err(ClientError::BadUrl {
+                url: cfg.base_url.clone(),
+                reason: "node id is empty".into(),
+            });
+        }
+        let token = read_token(&cfg.token_file)?;
+        let mut tls = TlsConfig::builder();
+        if let Some(ca) = &cfg.ca_file {
+            tls = tls.root_certs(read_ca_file(ca)?);
+        }
+        let config = Agent::config_builder()
+            .http_status_as_error(false)
+            .max_redirects(0)
+            .user_agent(concat!("edgerec/", env!("CARGO_PKG_VERSION")))
+            .tls_config(tls.build())
+            // A loopback controller never goes through a proxy; others honour the usual
+            // proxy environment variables.
+            .proxy(if loopback {
+                None
+            } else {
+                ureq::Proxy::try_from_env()
+            })
+            // Agent-wide defaults as a backstop; each request sets its own again.
+            .timeout_connect(Some(cfg.connect_timeout))
+            .timeout_recv_response(Some(cfg.read_timeout))
+            .timeout_global(Some(cfg.call_timeout))
+            .build();
+        Ok(Client {
+            agent: config.into(),
+            base,
+            https,
+            node_id: cfg.node_id.clone(),
+            token_file: cfg.token_file.clone(),
+            token: RwLock::new(token),
+            cfg,
+            skew: Mutex::new(SkewTracker::default()),
+        })
+    }
+
+    pub fn node_id(&self) -> &str {
+        &self.node_id
+    }
+
+    /// Re-reads the token file (after a 401, once the operator has fixed it). The old
+    /// token stays in use if the file is unusable.
+    pub fn reload_token(&self) -> Result<(), ClientError> {
+        let token = read_token(&self.token_file)?;
+        *self.token.write().unwrap_or_else(PoisonError::into_inner) = token;
+        Ok(())
+    }
+
+    /// The latest estimate of the controller's clock minus ours, from the last reply's
+    /// `Date`; `None` before any reply carried one.
+    pub fn clock_skew(&self) -> Option<ClockSkew> {
+        self.skew
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .latest()
+    }
+
+    // ---- calls ------------------------------------------------------------------------
+
+    /// 1: `POST /nodes/{nodeId}/heartbeat` (202).
+    pub fn node_heartbeat(&self, hb: &NodeHeartbeat) -> Result<(), CallError> {
+        let url = self.node_url("heartbeat");
+        self.post_json(&url, hb).map(drop)
+    }
+
+    /// 2: `POST /nodes/{nodeId}/inventory` (202).
+    pub fn inventory(&self, inv: &Inventory) -> Result<(), CallError> {
+        let url = self.node_url("inventory");
+        self.post_json(&url, inv).map(drop)
+    }
+
+    /// 3: `GET /nodes/{nodeId}/config`.
+    pub fn node_config(&self) -> Result<NodeConfig, CallError> {
+        let url = self.node_url("config");
+        let reply = self.get(&url)?;
+        data(&reply)
+    }
+
+    /// 4: `POST /nodes/{nodeId}/meter-frame` (202). dBFS values are clamped to the
+    /// controller's range when serialized.
+    pub fn meter_frame(&self, frame: &MeterFrame) -> Result<(), CallError> {
+        if frame.node_id != self.node_id {
+            return Err(CallError::Invalid(format!(
+                "meter frame for node {:?} sent by node {:?}",
+                frame.node_id, self.node_id
+            )));
+        }
+        let url = self.node_url("meter-frame");
+        self.post_json(&url, frame).map(drop)
+    }
+
+    /// 5: `POST /nodes/{nodeId}/health-events`. Only a 201 means accepted: journal it and
+    /// never send that event again (the server does not deduplicate).
+    pub fn health_event(&self, ev: &HealthEvent) -> Result<(), CallError> {
+        ev.check().map_err(CallError::Invalid)?;
+        let url = self.node_url("health-events");
+        let reply = self.post_json(&url, ev)?;
+        expect_status(&reply, &[201]).map(drop)
+    }
+
+    /// 6: `POST /nodes/{nodeId}/recording-jobs/claim-next-group`: the jobs now leased to
+    /// this node (empty on 204). Jobs are read leniently: [`Job::validate`] each, and fail
+    /// the ones that do not pass.
+    pub fn claim_next_group(&self) -> Result<Vec<Job>, CallError> {
+        let url = self.node_url("recording-jobs/claim-next-group");
+        let reply = self.post_empty(&url, None)?;
+        if reply.status == 204 {
+            return Ok(Vec::new());
+        }
+        match data::<Value>(&reply)? {
+            Value::Array(jobs) => Ok(jobs.into_iter().map(Job::from_value).collect()),
+            other => Err(CallError::Malformed(format!(
+                "claim-next-group data is not a list: {}",
+                truncate(&other.to_string(), 80)
+            ))),
+        }
+    }
+
+    /// 7: `POST /recording-jobs/{jobId}/heartbeat`: extends the lease. A 409
+    /// ([`CallError::Conflict`]) means the job is no longer `running` (stop requested,
+    /// cancelled, expired): [`Client::get_job`] to learn which.
+    pub fn job_heartbeat(&self, job_id: &str) -> Result<Job, CallError> {
+        let url = self.job_url(job_id, "/heartbeat");
+        let reply = self.post_empty(&url, None)?;
+        job_reply(&reply)
+    }
+
+    /// 8: `GET /recording-jobs/{jobId}`.
+    pub fn get_job(&self, job_id: &str) -> Result<Job, CallError> {
+        let url = self.job_url(job_id, "");
+        let reply = self.get(&url)?;
+        job_reply(&reply)
+    }
+
+    /// 9: `POST /recording-jobs/{jobId}/cancelled` with the reason in `x-rakkr-reason`
+    /// (e.g. `controller_stop_requested`; empty: `agent_cancelled`). Idempotent; a 404
+    /// means the job already ended otherwise.
+    pub fn post_cancelled(&self, job_id: &str, reason: &str) -> Result<(), CallError> {
+        let url = self.job_url(job_id, "/cancelled");
+        let reason = reason_header(reason, "agent_cancelled");
+        self.post_empty(&url, Some(&reason)).map(drop)
+    }
+
+    /// 10: `POST /recording-jobs/{jobId}/failed` with the reason in `x-rakkr-reason`
+    /// (empty: `agent_failed`). Idempotent; a 404 means the job already ended otherwise.
+    pub fn post_failed(&self, job_id: &str, reason: &str) -> Result<(), CallError> {
+        let url = self.job_url(job_id, "/failed");
+        let reason = reason_header(reason, "agent_failed");
+        self.post_empty(&url, Some(&reason)).map(drop)
+    }
+
+    /// 11: `PUT /recordings/{recordingId}/cache-file`, streaming the file from disk with
+    /// its `Content-Length` under the upload budget. The controller's checksum is checked
+    /// against the SHA-256 of the bytes actually sent ([`CallError::ChecksumMismatch`]);
+    /// compare [`CachedFile::checksum`] with the render's own before deleting anything.
+    pub fn put_cache_file(
+        &self,
+        recording_id: &str,
+        req: &UploadRequest<'_>,
+    ) -> Result<CachedFile, CallError> {
+        req.check().map_err(CallError::Invalid)?;
+        let local = |source| CallError::LocalFile {
+            path: req.path.to_path_buf(),
+            source,
+        };
+        let file = File::open(req.path).map_err(local)?;
+        let size = file.metadata().map_err(local)?.len();
+        if size == 0 {
+            return Err(CallError::Invalid(format!(
+                "{} is empty: the controller refuses an empty upload",
+                req.path.display()
+            )));
+        }
+        let mut url = format!("{}/recordings/{}/cache-file", self.base, seg(recording_id));
+        let mut sep = '?';
+        let mut query = |k: &str, v: &str| {
+            url.push(sep);
+            url.push_str(k);
+            url.push('=');
+            url.push_str(v);
+            sep = '&';
+        };
+        if let Some(r) = req.rendition {
+            query("rendition", r.as_str());
+        }
+        if let Some(c) = req.chunk {
+            query("chunk", &c.to_string());
+        }
+        if let Some(t) = req.chunk_total {
+            query("chunkTotal", &t.to_string());
+        }
+
+        let mut reader = HashingReader::new(file);
+        let rb = self
+            .prepare(self.agent.put(&url), Budget::Upload)
+            .header("content-type", req.mime_type)
+            .header("content-length", size.to_string())
+            .header("x-rakkr-duration-seconds", req.duration_header())
+            .header(
+                "x-rakkr-file-name",
+                header_text(req.file_name, MAX_FILE_NAME),
+            )
+            .header("x-rakkr-recording-job-id", header_text(req.job_id, 200));
+        let started = Instant::now();
+        let result = rb.send(SendBody::from_reader(&mut reader));
+        let reply = self.finish(result)?;
+        if reader.count() != size {
+            return Err(CallError::LocalFile {
+                path: req.path.to_path_buf(),
+                source: std::io::Error::other(format!(
+                    "file changed during the upload: {} bytes sent, {size} expected",
+                    reader.count()
+                )),
+            });
+        }
+        expect_status(&reply, &[200, 201])?;
+        let stored: CacheFileReply = data(&reply)?;
+        let sent = reader.hex_digest();
+        if stored.file.sha256_hex().as_deref() != Some(sent.as_str()) || stored.file.size != size {
+            return Err(CallError::ChecksumMismatch {
+                sent,
+                stored: format!("{} ({} bytes)", stored.file.checksum, stored.file.size),
+            });
+        }
+        log::debug!(
+            "uploaded {} ({size} bytes) for {recording_id} in {:.1?}",
+            req.path.display(),
+            started.elapsed()
+        );
+        Ok(stored.file)
+    }
+
+    /// 12: `GET /nodes/{nodeId}/channel-map-assignments`.
+    pub fn channel_map_assignments(&self) -> Result<Vec<ChannelMapBundle>, CallError> {
+        let url = self.node_url("channel-map-assignments");
+        let reply = self.get(&url)?;
+        data(&reply)
+    }
+
+    // ---- plumbing -----------------------------------------------------------------------
+
+    fn node_url(&self, tail: &str) -> String {
+        format!("{}/nodes/{}/{tail}", self.base, seg(&self.node_id))
+    }
+
+    fn job_url(&self, job_id: &str, tail: &str) -> String {
+        format!("{}/recording-jobs/{}{tail}", self.base, seg(job_id))
+    }
+
+    /// Auth and every timeout, on any request.
+    fn prepare<B>(&self, rb: RequestBuilder<B>, budget: Budget) -> RequestBuilder<B> {
+        let c = &self.cfg;
+        let whole = match budget {
+            Budget::Call => c.call_timeout,
+            Budget::Upload => c.upload_timeout,
+        };
+        let auth = {
+            let token = self.token.read().unwrap_or_else(PoisonError::into_inner);
+            format!("Bearer {}", token.0)
+        };
+        rb.header("authorization", auth)
+            .header("accept", "application/json")
+            .config()
+            .timeout_resolve(Some(c.connect_timeout))
+            .timeout_connect(Some(c.connect_timeout))
+            .timeout_send_request(Some(c.read_timeout))
+            .timeout_send_body(Some(whole))
+            .timeout_recv_response(Some(c.read_timeout))
+            .timeout_recv_body(Some(c.read_timeout))
+            .timeout_global(Some(whole))
+            .build()
+    }
+
+    fn get(&self, url: &str) -> Result<Reply, CallError> {
+        let result = self.prepare(self.agent.get(url), Budget::Call).call();
+        self.finish(result)
+    }
+
+    fn post_json<T: Serialize>(&self, url: &str, body: &T) -> Result<Reply, CallError> {
+        let bytes = serde_json::to_vec(body)
+            .map_err(|e| CallError::Invalid(format!("cannot serialize the body: {e}")))?;
+        let result = self
+            .prepare(self.agent.post(url), Budget::Call)
+            .header("content-type", "application/json")
+            .send(&bytes[..]);
+        self.finish(result)
+    }
+
+    fn post_empty(&self, url: &str, reason: Option<&str>) -> Result<Reply, CallError> {
+        let mut rb = self.prepare(self.agent.post(url), Budget::Call);
+        if let Some(reason) = reason {
+            rb = rb.header("x-rakkr-reason", reason);
+        }
+        let result = rb.send_empty();
+        self.finish(result)
+    }
+
+    /// Reads the reply whole (bounded), notes the clock skew, and sorts errors.
+    fn finish(
+        &self,
+        result: Result<ureq::http::Response<Body>, ureq::Error>,
+    ) -> Result<Reply, CallError> {
+        let mut response = result.map_err(|e| CallError::from_ureq(e, self.https))?;
+        let received_at = SystemTime::now();
+        if let Some(date) = response
+            .headers()
+            .get("date")
+            .and_then(|v| v.to_str().ok())
+            .and_then(parse_http_date)
+        {
+            self.note_skew(ClockSkew::estimate(date, received_at));
+        }
+        let status = response.status().as_u16();
+        let body = response
+            .body_mut()
+            .with_config()
+            .limit(MAX_REPLY_BYTES)
+            .read_to_vec()
+            .map_err(|e| CallError::from_ureq(e, self.https))?;
+        match CallError::from_status(status, &body) {
+            Some(e) => Err(e),
+            None => Ok(Reply { status, body }),
+        }
+    }
+
+    fn note_skew(&self, skew: ClockSkew) {
+        let warn = self
+            .skew
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .observe(skew, Instant::now());
+        if warn {
+            log::warn!(
+                "controller clock differs from ours by {skew}: check NTP on this box \
+                 (recording timestamps and leases assume agreeing clocks)"
+            );
+        }
+    }
+}
+
+/// `data` of a success body.
+fn data<T: DeserializeOwned>(reply: &Reply) -> Result<T, CallError> {
+    serde_json::from_slice::<Envelope<T>>(&reply.body)
+        .map(|e| e.data)
+        .map_err(|e| {
+            CallError::Malformed(format!(
+                "{e}; body starts {:?}",
+                truncate(&String::from_utf8_lossy(&reply.body), 80)
+            ))
+        })
+}
+
+fn job_reply(reply: &Reply) -> Result<Job, CallError> {
+    let job: Job = data(reply)?;
+    if job.status.is_none() {
+        return Err(CallError::Malformed("job reply without a status".into()));
+    }
+    Ok(job)
+}
+
+fn expect_status(reply: &Reply, allowed: &[u16]) -> Result<(), CallError> {
+    if allowed.contains(&reply.status) {
+        Ok(())
+    } else {
+        Err(CallError::Malformed(format!(
+            "status {} where the protocol says {allowed:?}",
+            reply.status
+        )))
+    }
+}
+
+fn reason_header(reason: &str, default: &str) -> String {
+    let r = header_text(reason, MAX_REASON);
+    if r.is_empty() { default.to_string() } else { r }
+}
+
+fn truncate(s: &str, max: usize) -> &str {
+    let mut end = s.len().min(max);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    &s[..end]
+}
+
+/// Percent-encodes one path segment (everything but RFC 3986 unreserved characters).
+fn seg(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    for b in s.bytes() {
+        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
+            out.push(b as char);
+        } else {
+            out.push_str(&format!("%{b:02X}"));
+        }
+    }
+    out
+}
+
+/// Returns the base URL without its trailing `/`, whether it is https, and whether the
+/// host is loopback. Refuses plain http off loopback unless `allow_insecure`.
+fn check_base_url(url: &str, allow_insecure: bool) -> Result<(String, bool, bool), ClientError> {
+    let bad = |reason: &str| ClientError::BadUrl {
+        url: url.to_string(),
+        reason: reason.to_string(),
+    };
+    let uri: Uri = url.trim().parse().map_err(|e| bad(&format!("{e}")))?;
+    let https = match uri.scheme_str() {
+        Some("https") => true,
+        Some("http") => false,
+        Some(other) => return Err(bad(&format!("scheme {other:?} is not http or https"))),
+        None => return Err(bad("no scheme (expected https://…)")),
+    };
+    let host = uri
+        .host()
+        .filter(|h| !h.is_empty())
+        .ok_or_else(|| bad("no host"))?;
+    if uri.query().is_some() {
+        return Err(bad("a base URL takes no query"));
+    }
+    if let Some(auth) = uri.authority()
+        && auth.as_str().contains('@')
+    {
+        return Err(bad(
+            "credentials in the URL; the token file carries the credential",
+        ));
+    }
+    let loopback = is_loopback(host);
+    if !https && !loopback && !allow_insecure {
+        return Err(ClientError::Insecure {
+            url: url.to_string(),
+        });
+    }
+    Ok((
+        url.trim().trim_end_matches('/').to_string(),
+        https,
+        loopback,
+    ))
+}
+
+/// 127.0.0.0/8, ::1 (and its IPv4-mapped form), or the name `localhost`. Other names are
+/// not resolved: a name is not proof of loopback.
+fn is_loopback(host: &str) -> bool {
+    let host = host.trim_start_matches('[').trim_end_matches(']');
+    if host.eq_ignore_ascii_case("localhost") || host.eq_ignore_ascii_case("localhost.") {
+        return true;
+    }
+    match host.parse::<IpAddr>() {
+        Ok(IpAddr::V4(v4)) => v4.is_loopback(),
+        Ok(IpAddr::V6(v6)) => {
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+        Err(_) => false,
+    }
+}
+
+fn read_token(path: &Path) -> Result<Token, ClientError> {
+    let io_err = |source| ClientError::TokenFile {
+        path: path.to_path_buf(),
+        source,
+    };
+    let meta = std::fs::metadata(path).map_err(io_err)?;
+    let mode = meta.permissions().mode() & 0o7777;
+    if mode & 0o077 != 0 {
+        return Err(ClientError::TokenPermissions {
+            path: path.to_path_buf(),
+            mode,
+        });
+    }
+    let text = std::fs::read_to_string(path).map_err(io_err)?;
+    let token = text.trim();
+    let bad = |problem| ClientError::BadToken {
+        path: path.to_path_buf(),
+        problem,
+    };
+    if token.is_empty() {
+        return Err(bad("is empty"));
+    }
+    if !token.bytes().all(|b| b.is_ascii_graphic()) {
+        return Err(bad(
+            "holds more than one token or characters a token cannot have",
+        ));
+    }
+    Ok(Token(token.to_string()))
+}
+
+fn read_ca_file(path: &Path) -> Result<RootCerts, ClientError> {
+    let bad = |reason: String| ClientError::CaFile {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+    let mut certs: Vec<Certificate<'static>> = Vec::new();
+    for item in ureq::tls::parse_pem(&pem) {
+        match item.map_err(|e| bad(e.to_string()))? {
+            PemItem::Certificate(c) => certs.push(c),
+            _ => continue,
+        }
+    }
+    if certs.is_empty() {
+        return Err(bad("holds no PEM certificate".into()));
+    }
+    Ok(RootCerts::new_with_certs(&certs))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base_urls() {
+        let ok = |u: &str, insecure| check_base_url(u, insecure).map(|r| r.0);
+        assert_eq!(
+            ok("http://127.0.0.1:8787/api/v1/", false).unwrap(),
+            "http://127.0.0.1:8787/api/v1"
+        );
+        assert!(ok("http://127.8.9.10/api/v1", false).is_ok());
+        assert!(ok("http://localhost:8787/api/v1", false).is_ok());
+        assert!(ok("http://[::1]:8787/api/v1", false).is_ok());
+        assert!(ok("http://[::ffff:127.0.0.1]:8787/api/v1", false).is_ok());
+        assert!(ok("https://controller.example/api/v1", false).is_ok());
+        for insecure in [
+            "http://192.0.2.1:8787/api/v1",
+            "http://controller.example/api/v1",
+            "http://localhost.evil.example/api/v1",
+            "http://[::2]/api/v1",
+        ] {
+            assert!(
+                matches!(ok(insecure, false), Err(ClientError::Insecure { .. })),
+                "{insecure}"
+            );
+            assert!(ok(insecure, true).is_ok(), "{insecure}");
+        }
+        for bad in [
+            "ftp://x/api",
+            "/api/v1",
+            "https://x/api?x=1",
+            "https://user:pw@x/api",
+        ] {
+            assert!(
+                matches!(ok(bad, true), Err(ClientError::BadUrl { .. })),
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn path_segments_are_encoded() {
+        assert_eq!(seg("job_0b6c-1f.1e~x"), "job_0b6c-1f.1e~x");
+        assert_eq!(seg("a/b c?"), "a%2Fb%20c%3F");
+    }
+
+    #[test]
+    fn reasons() {
+        assert_eq!(reason_header("", "agent_failed"), "agent_failed");
+        assert_eq!(reason_header(" \n ", "agent_failed"), "agent_failed");
+        assert_eq!(
+            reason_header("invalid_job: command.outputFileName contains \"..\"", "x"),
+            "invalid_job: command.outputFileName contains \"..\""
+        );
+        assert!(reason_header(&"x".repeat(2000), "y").len() <= MAX_REASON);
+    }
+}

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::core::job::JobState;
 use crate::core::timeline::{self, EventKind, GapFill, PlacedSegment, TimelineEvent};
-use crate::journal::{JobRow, Journal};
+use crate::journal::{JobRow, JobSource, Journal};
 use crate::render::stitch;
 use crate::render::timeline_file::{TimelineFile, TimelineSegment};
 use crate::segment::writer::now_ms;
@@ -136,10 +136,12 @@ pub fn finalize(
         path: timeline_path.clone(),
         source,
     })?;
-    let state = if recording.is_some() {
-        JobState::Delivered
-    } else {
-        JobState::Failed
+    // A controller's job is only delivered once uploaded: the sync role takes it from
+    // `cached`. A local job's destination is its directory: it is delivered now.
+    let state = match (&recording, how.capture_failed, job.source) {
+        (Some(_), false, JobSource::Controller) => JobState::Cached,
+        (Some(_), false, JobSource::Local) => JobState::Delivered,
+        _ => JobState::Failed,
     };
     let cause = if recording.is_some() {
         end_cause.to_string()

@@ -1,6 +1,7 @@
 //! The programs built from the parts: `record` (one local job), `repair` (after a crash),
 //! and `finalize`, which both end with.
 
+pub mod capture;
 pub mod finalize;
 pub mod owner;
 pub mod record;

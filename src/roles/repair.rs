@@ -62,12 +62,13 @@ pub fn repair_dir(out: &Path, fill: GapFill) -> Result<RepairSummary, RepairErro
     Ok(summary)
 }
 
-fn repair_job(
-    journal: &mut Journal,
+/// Brings every segment row of `job` in line with its file (repairing open ones) and
+/// returns the wall time of the job's last write to disk.
+pub fn reconcile_job_segments(
+    journal: &Journal,
     job: &JobRow,
-    fill: GapFill,
     summary: &mut RepairSummary,
-) -> Result<(), RepairError> {
+) -> Result<i64, RepairError> {
     let mut last_write_ms = job.started_at_ms.unwrap_or(job.created_at_ms);
     for seg in journal.segments(&job.id)? {
         let file = job.dir.join(&seg.path);
@@ -76,6 +77,16 @@ fn repair_job(
         }
         reconcile_segment(journal, &seg, &file, summary)?;
     }
+    Ok(last_write_ms)
+}
+
+fn repair_job(
+    journal: &mut Journal,
+    job: &JobRow,
+    fill: GapFill,
+    summary: &mut RepairSummary,
+) -> Result<(), RepairError> {
+    let last_write_ms = reconcile_job_segments(journal, job, summary)?;
     let was_capturing = matches!(
         job.state,
         JobState::Claimed | JobState::Capturing | JobState::Stopping
@@ -92,7 +103,7 @@ fn repair_job(
             .collect();
         let events = journal.events(&job.id)?;
         let end = timeline::timeline_end(&placed, &events);
-        let gap = crash_gap_frames(job, end, last_write_ms);
+        let gap = crash_gap_frames(job, end, last_write_ms, now_ms());
         let ev = TimelineEvent::new(EventKind::CrashRecovered, end, now_ms())
             .with_gap(gap)
             .with_detail(format!(
@@ -115,11 +126,20 @@ fn repair_job(
 
 /// Frames between the last frame on disk and the moment capture died (the files' last
 /// write), as the wall clock measures them; capped by the job's duration.
-fn crash_gap_frames(job: &JobRow, end_frame: u64, last_write_ms: i64) -> u64 {
+///
+/// A job with a duration was booked until its window's end, so the gap runs to `now`
+/// capped at that end (the output's time keeps matching the wall clock). An open-ended
+/// job's gap is what we know was lost: up to its last write.
+pub fn crash_gap_frames(job: &JobRow, end_frame: u64, last_write_ms: i64, now_ms: i64) -> u64 {
     let Some(started) = job.started_at_ms else {
         return 0;
     };
-    let expected = ((last_write_ms - started).max(0) as u128 * job.spec.rate as u128 / 1000) as u64;
+    let until = if job.duration_frames.is_some() {
+        now_ms.max(last_write_ms)
+    } else {
+        last_write_ms
+    };
+    let expected = ((until - started).max(0) as u128 * job.spec.rate as u128 / 1000) as u64;
     let gap = expected.saturating_sub(end_frame);
     match job.duration_frames {
         Some(d) => gap.min(d.saturating_sub(end_frame)),

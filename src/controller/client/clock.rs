@@ -107,7 +107,8 @@ pub fn parse_http_date(s: &str) -> Option<SystemTime> {
     let mut parts = s.split_ascii_whitespace();
     let _weekday = parts.next()?.strip_suffix(',')?;
     let day: u32 = parts.next()?.parse().ok()?;
-    let month = MONTHS.iter().position(|m| *m == parts.next()?.trim())? as u32 + 1;
+    let month_name = parts.next()?;
+    let month = MONTHS.iter().position(|m| *m == month_name)? as u32 + 1;
     let year: i64 = parts.next()?.parse().ok()?;
     let mut hms = parts.next()?.split(':');
     let h: u64 = hms.next()?.parse().ok()?;

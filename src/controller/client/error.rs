@@ -27,7 +27,10 @@ pub enum ClientError {
     )]
     TokenPermissions { path: PathBuf, mode: u32 },
     #[error("node token file {} {problem}", path.display())]
-    BadToken { path: PathBuf, problem: &'static str },
+    BadToken {
+        path: PathBuf,
+        problem: &'static str,
+    },
     #[error("CA file {}: {reason}", path.display())]
     CaFile { path: PathBuf, reason: String },
 }
@@ -109,9 +112,7 @@ impl CallError {
             CallError::Forbidden(_) => Some(403),
             CallError::NotFound(_) => Some(404),
             CallError::Conflict(_) => Some(409),
-            CallError::Rejected { status, .. } | CallError::Server { status, .. } => {
-                Some(*status)
-            }
+            CallError::Rejected { status, .. } | CallError::Server { status, .. } => Some(*status),
             _ => None,
         }
     }

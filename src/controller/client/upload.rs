@@ -128,7 +128,7 @@ impl<R: Read> HashingReader<R> {
         }
     }
 
-    pub(crate) fn bytes(&self) -> u64 {
+    pub(crate) fn count(&self) -> u64 {
         self.bytes
     }
 
@@ -218,7 +218,13 @@ mod tests {
                 },
                 "mime",
             ),
-            (UploadRequest { job_id: "", ..req() }, "job id"),
+            (
+                UploadRequest {
+                    job_id: "",
+                    ..req()
+                },
+                "job id",
+            ),
         ];
         for (r, words) in cases {
             let e = r.check().unwrap_err();
@@ -241,9 +247,15 @@ mod tests {
 
     #[test]
     fn header_text_is_safe() {
-        assert_eq!(header_text("controller_stop_requested", 200), "controller_stop_requested");
+        assert_eq!(
+            header_text("controller_stop_requested", 200),
+            "controller_stop_requested"
+        );
         assert_eq!(header_text(" a\r\nb ", 200), "a  b");
-        assert_eq!(header_text("Réunion 100%.mp3", 200), "R%C3%A9union 100%25.mp3");
+        assert_eq!(
+            header_text("Réunion 100%.mp3", 200),
+            "R%C3%A9union 100%25.mp3"
+        );
         assert_eq!(header_text("abcdef", 4), "abcd");
         assert_eq!(header_text("abcé", 5), "abc");
     }
@@ -252,7 +264,7 @@ mod tests {
     fn hashing_reader() {
         let mut r = HashingReader::new(&b"abc"[..]);
         io::copy(&mut r, &mut io::sink()).unwrap();
-        assert_eq!(r.bytes(), 3);
+        assert_eq!(r.count(), 3);
         assert_eq!(
             r.hex_digest(),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"

@@ -1,0 +1,353 @@
+//! `edgerec capture`: the capture role. Runs every job it finds in the journal that has
+//! no live owner: new ones (`claimed`, put there by the sync role), and ones a crash or a
+//! restart left behind, which its janitor resumes (window still open: the interval lost
+//! is a `crash_recovered` gap) or finalizes (window closed). It shares nothing with the
+//! sync role but the journal, so either can restart without touching the other.
+//!
+//! On SIGTERM it closes every open segment and leaves its jobs to the next start, which
+//! resumes them: a service restart costs a gap, never a recording.
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+use crate::capture::StopFlag;
+use crate::core::job::JobState;
+use crate::core::timeline::{self, EventKind, GapFill, PlacedSegment, TimelineEvent};
+use crate::journal::{JobRow, JobSource, Journal, JournalError};
+use crate::roles::finalize::{self, Finalized, JobEnd};
+use crate::roles::owner::{self, JobLock};
+use crate::roles::repair::{self, RepairSummary};
+use crate::roles::runner::{self, CaptureOutcome, RunSettings, StopSource};
+use crate::segment::writer::{GapSince, ResumeGap, now_ms};
+
+/// The capture role's settings.
+#[derive(Clone, Debug)]
+pub struct CaptureRoleSettings {
+    pub state_dir: PathBuf,
+    pub run: RunSettings,
+    pub gap_fill: GapFill,
+    /// Return once no job is running or runnable (tests, one-shot recovery).
+    pub exit_when_idle: bool,
+    /// How often the journal is scanned for new jobs.
+    pub poll: Duration,
+    /// How long SIGTERM may take before the role gives up on a job thread.
+    pub shutdown_deadline: Duration,
+}
+
+impl CaptureRoleSettings {
+    pub fn new(state_dir: PathBuf) -> Self {
+        let run = RunSettings::new(finalize::journal_path(&state_dir), state_dir.clone());
+        CaptureRoleSettings {
+            state_dir,
+            run,
+            gap_fill: GapFill::Silence,
+            exit_when_idle: false,
+            poll: Duration::from_millis(250),
+            shutdown_deadline: Duration::from_secs(5),
+        }
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum CaptureRoleError {
+    #[error("journal: {0}")]
+    Journal(#[from] JournalError),
+    #[error("state directory {path}: {source}")]
+    StateDir {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+}
+
+/// Stops a job for the role's shutdown or for the sync role's stop (journal state).
+struct JobStop {
+    shutdown: StopFlag,
+    journal: Journal,
+    job_id: String,
+    last_check: std::cell::Cell<Instant>,
+    stopping: std::cell::Cell<bool>,
+}
+
+/// The reason a job stops because its process is shutting down (not a job end).
+const SHUTDOWN: &str = "shutdown";
+
+impl StopSource for JobStop {
+    fn stop_reason(&self) -> Option<String> {
+        if self.shutdown.is_stopped() {
+            return Some(SHUTDOWN.into());
+        }
+        // The journal is read at most every 250 ms: stops are operator-paced.
+        if self.last_check.get().elapsed() >= Duration::from_millis(250) {
+            self.last_check.set(Instant::now());
+            if let Ok(Some(job)) = self.journal.job(&self.job_id) {
+                self.stopping
+                    .set(job.state == JobState::Stopping || job.state.is_terminal());
+            }
+        }
+        self.stopping.get().then(|| "stop requested".to_string())
+    }
+}
+
+/// What one role run did (for tests and the log).
+#[derive(Debug, Default)]
+pub struct CaptureSummary {
+    pub finalized: Vec<Finalized>,
+    pub resumed: Vec<String>,
+    pub left_for_restart: Vec<String>,
+}
+
+struct JobThread {
+    handle: JoinHandle<JobThreadEnd>,
+}
+
+enum JobThreadEnd {
+    Finalized(Box<Finalized>),
+    LeftForRestart(String),
+    Failed(String),
+}
+
+/// This boot's identity: beats from before a reboot are recognisably stale.
+pub fn boot_id() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
+        .map(|s| s.trim().to_string())
+        .unwrap_or_default()
+}
+
+/// Runs the capture role until `shutdown` (or idle, if asked).
+pub fn run(
+    settings: &CaptureRoleSettings,
+    shutdown: &StopFlag,
+) -> Result<CaptureSummary, CaptureRoleError> {
+    std::fs::create_dir_all(&settings.state_dir).map_err(|source| CaptureRoleError::StateDir {
+        path: settings.state_dir.clone(),
+        source,
+    })?;
+    let journal = Journal::open(&settings.run.journal_path)?;
+    let started_ms = now_ms();
+    let boot = boot_id();
+    let mut running: HashMap<String, JobThread> = HashMap::new();
+    let mut summary = CaptureSummary::default();
+    loop {
+        reap(&mut running, &mut summary);
+        if shutdown.is_stopped() {
+            break;
+        }
+        let progress =
+            serde_json::json!({ "jobs": running.keys().collect::<Vec<_>>() }).to_string();
+        journal.write_beat(
+            "capture",
+            std::process::id(),
+            &boot,
+            started_ms,
+            now_ms(),
+            &progress,
+        )?;
+        let mut runnable = 0;
+        for job in journal.non_terminal_jobs()? {
+            if running.contains_key(&job.id) || !owned_by_capture(job.state) {
+                continue;
+            }
+            runnable += 1;
+            if std::fs::create_dir_all(&job.dir).is_err() {
+                continue;
+            }
+            let Ok(Some(lock)) = owner::try_lock(&job.dir) else {
+                continue;
+            };
+            if job.state != JobState::Claimed {
+                summary.resumed.push(job.id.clone());
+            }
+            let handle = spawn_job(settings.clone(), job.clone(), lock, shutdown.clone());
+            running.insert(job.id.clone(), JobThread { handle });
+        }
+        if settings.exit_when_idle && running.is_empty() && runnable == 0 {
+            break;
+        }
+        std::thread::sleep(settings.poll);
+    }
+    // Bounded teardown: job threads see the shutdown within a period and close segments.
+    let until = Instant::now() + settings.shutdown_deadline;
+    while !running.is_empty() && Instant::now() < until {
+        reap(&mut running, &mut summary);
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    for id in running.keys() {
+        log::error!(
+            "{id}: job thread did not stop within {:?}; the janitor will resume it",
+            settings.shutdown_deadline
+        );
+    }
+    Ok(summary)
+}
+
+/// States in which the capture role, not the sync role, must act.
+fn owned_by_capture(state: JobState) -> bool {
+    matches!(
+        state,
+        JobState::Claimed
+            | JobState::Capturing
+            | JobState::Stopping
+            | JobState::Captured
+            | JobState::Rendering
+    )
+}
+
+fn reap(running: &mut HashMap<String, JobThread>, summary: &mut CaptureSummary) {
+    let done: Vec<String> = running
+        .iter()
+        .filter(|(_, t)| t.handle.is_finished())
+        .map(|(id, _)| id.clone())
+        .collect();
+    for id in done {
+        let thread = running.remove(&id).expect("listed above");
+        match thread.handle.join() {
+            Ok(JobThreadEnd::Finalized(f)) => summary.finalized.push(*f),
+            Ok(JobThreadEnd::LeftForRestart(id)) => summary.left_for_restart.push(id),
+            Ok(JobThreadEnd::Failed(e)) => log::error!("{id}: {e}"),
+            Err(_) => {
+                log::error!("{id}: job thread panicked; the janitor will pick the job up again")
+            }
+        }
+    }
+}
+
+fn spawn_job(
+    settings: CaptureRoleSettings,
+    job: JobRow,
+    lock: JobLock,
+    shutdown: StopFlag,
+) -> JoinHandle<JobThreadEnd> {
+    std::thread::Builder::new()
+        .name(format!(
+            "edgerec-job-{}",
+            &job.id[job.id.len().saturating_sub(8)..]
+        ))
+        .spawn(move || {
+            let _lock = lock; // held until the thread ends
+            match run_one(&settings, &job, &shutdown) {
+                Ok(end) => end,
+                Err(e) => JobThreadEnd::Failed(e.to_string()),
+            }
+        })
+        .expect("spawn job thread")
+}
+
+#[derive(Debug, thiserror::Error)]
+enum JobError {
+    #[error("journal: {0}")]
+    Journal(#[from] JournalError),
+    #[error("{0}")]
+    Run(#[from] runner::RunError),
+    #[error("repair: {0}")]
+    Repair(#[from] repair::RepairError),
+    #[error("finalize: {0}")]
+    Finalize(#[from] finalize::FinalizeError),
+}
+
+/// Drives one job from wherever the journal says it is to its end (or to a shutdown).
+fn run_one(
+    settings: &CaptureRoleSettings,
+    job: &JobRow,
+    shutdown: &StopFlag,
+) -> Result<JobThreadEnd, JobError> {
+    let mut journal = Journal::open(&settings.run.journal_path)?;
+    let mut resume = None;
+    match job.state {
+        JobState::Captured | JobState::Rendering => {
+            return finish(&mut journal, &job.id, &JobEnd::new("captured"), settings);
+        }
+        JobState::Claimed => journal.set_job_state(&job.id, JobState::Capturing, None, now_ms())?,
+        _ => {
+            // A previous owner died mid-capture: repair what it left, then resume or end.
+            let mut repaired = RepairSummary::default();
+            let last_write_ms = repair::reconcile_job_segments(&journal, job, &mut repaired)?;
+            let job = journal.job(&job.id)?.unwrap_or_else(|| job.clone());
+            let window_open = runner::window_end(&job).is_none_or(|end| now_ms() < end);
+            if !window_open || job.state == JobState::Stopping {
+                let end = timeline_end(&journal, &job.id)?;
+                let gap = repair::crash_gap_frames(&job, end, last_write_ms, now_ms());
+                let ev = TimelineEvent::new(EventKind::CrashRecovered, end, now_ms())
+                    .with_gap(gap)
+                    .with_detail("capture stopped (crash or restart) and the window closed before it came back");
+                journal.add_event(&job.id, &ev)?;
+                journal.set_job_state(&job.id, JobState::Captured, None, now_ms())?;
+                let how = JobEnd {
+                    cause: "window_closed_while_down".into(),
+                    total_frames: job.duration_frames,
+                    ..Default::default()
+                };
+                return finish(&mut journal, &job.id, &how, settings);
+            }
+            log::warn!(
+                "{}: resuming capture after a crash or restart (last write {} ms ago)",
+                job.id,
+                now_ms() - last_write_ms
+            );
+            if job.started_at_ms.is_some() {
+                resume = Some(ResumeGap {
+                    since: GapSince::WallMs(last_write_ms),
+                    kind: EventKind::CrashRecovered,
+                    detail: "capture resumed after a crash or restart".into(),
+                });
+            }
+        }
+    }
+    let job = journal.job(&job.id)?.unwrap_or_else(|| job.clone());
+    let stop = JobStop {
+        shutdown: shutdown.clone(),
+        journal: Journal::open(&settings.run.journal_path)?,
+        job_id: job.id.clone(),
+        last_check: std::cell::Cell::new(Instant::now()),
+        stopping: std::cell::Cell::new(false),
+    };
+    let result = runner::run_job(&mut journal, &job, &settings.run, &stop, resume)?;
+    if result.outcome == CaptureOutcome::Stopped(SHUTDOWN.into()) {
+        log::info!(
+            "{}: segments closed for shutdown; the next start resumes the job",
+            job.id
+        );
+        return Ok(JobThreadEnd::LeftForRestart(job.id.clone()));
+    }
+    journal.set_job_state(&job.id, JobState::Captured, None, now_ms())?;
+    let how = JobEnd {
+        cause: result.outcome.cause(),
+        ended_at_ms: result.ended_at_ms,
+        total_frames: match result.outcome {
+            CaptureOutcome::DurationReached => job.duration_frames,
+            _ => None,
+        },
+        capture_failed: result.outcome.is_failure(),
+    };
+    finish(&mut journal, &job.id, &how, settings)
+}
+
+fn timeline_end(journal: &Journal, job_id: &str) -> Result<u64, JournalError> {
+    let placed: Vec<PlacedSegment<()>> = journal
+        .segments(job_id)?
+        .iter()
+        .map(|s| PlacedSegment {
+            file: (),
+            first_frame: s.first_frame,
+            frames: s.frames,
+        })
+        .collect();
+    Ok(timeline::timeline_end(&placed, &journal.events(job_id)?))
+}
+
+fn finish(
+    journal: &mut Journal,
+    job_id: &str,
+    how: &JobEnd,
+    settings: &CaptureRoleSettings,
+) -> Result<JobThreadEnd, JobError> {
+    let job = journal.job(job_id)?.ok_or_else(|| JournalError::Corrupt {
+        what: format!("job {job_id} vanished"),
+    })?;
+    let done = finalize::finalize(journal, &job, how, settings.gap_fill)?;
+    if job.source == JobSource::Controller {
+        log::info!("{job_id}: rendered; the sync role delivers it");
+    }
+    Ok(JobThreadEnd::Finalized(Box::new(done)))
+}
