@@ -690,6 +690,12 @@ mod tests {
     }
 
     #[test]
+    fn client_is_shareable_between_threads() {
+        fn assert_send_sync<T: Send + Sync>() {}
+        assert_send_sync::<Client>();
+    }
+
+    #[test]
     fn path_segments_are_encoded() {
         assert_eq!(seg("job_0b6c-1f.1e~x"), "job_0b6c-1f.1e~x");
         assert_eq!(seg("a/b c?"), "a%2Fb%20c%3F");

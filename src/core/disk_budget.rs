@@ -621,58 +621,79 @@ mod tests {
         }
     }
 
+    /// One row of `reclaim_plan_edge_table`.
+    struct PlanCase {
+        name: &'static str,
+        candidates: Vec<ReclaimCandidate>,
+        now: i64,
+        retention: u64,
+        need: u64,
+        plan: &'static [&'static str],
+    }
+
     #[test]
     fn reclaim_plan_edge_table() {
-        // (name, candidates, now, retention, need, plan)
-        let table: Vec<(&str, Vec<ReclaimCandidate>, i64, u64, u64, Vec<&str>)> = vec![
-            ("nothing", vec![], 10, 0, 100, vec![]),
-            (
-                "only undelivered",
-                vec![cand("x", false, 0, 100), cand("y", false, 1, 100)],
-                10,
-                0,
-                100,
-                vec![],
-            ),
-            (
-                "all inside retention",
-                vec![cand("x", true, 5, 100)],
-                10,
-                6,
-                100,
-                vec![],
-            ),
-            (
-                "same end time: by id",
-                vec![
+        let table = [
+            PlanCase {
+                name: "nothing",
+                candidates: vec![],
+                now: 10,
+                retention: 0,
+                need: 100,
+                plan: &[],
+            },
+            PlanCase {
+                name: "only undelivered",
+                candidates: vec![cand("x", false, 0, 100), cand("y", false, 1, 100)],
+                now: 10,
+                retention: 0,
+                need: 100,
+                plan: &[],
+            },
+            PlanCase {
+                name: "all inside retention",
+                candidates: vec![cand("x", true, 5, 100)],
+                now: 10,
+                retention: 6,
+                need: 100,
+                plan: &[],
+            },
+            PlanCase {
+                name: "same end time: by id",
+                candidates: vec![
                     cand("z", true, 5, 10),
                     cand("m", true, 5, 10),
                     cand("a", true, 5, 10),
                 ],
-                10,
-                0,
-                15,
-                vec!["a", "m"],
-            ),
-            (
-                "empty recordings count for nothing but are not in the way",
-                vec![cand("empty", true, 1, 0), cand("full", true, 2, 100)],
-                10,
-                0,
-                50,
-                vec!["empty", "full"],
-            ),
-            (
-                "clock behind every end time",
-                vec![cand("x", true, 1_000, 100)],
-                10,
-                0,
-                100,
-                vec![],
-            ),
+                now: 10,
+                retention: 0,
+                need: 15,
+                plan: &["a", "m"],
+            },
+            PlanCase {
+                name: "empty recordings count for nothing but are not in the way",
+                candidates: vec![cand("empty", true, 1, 0), cand("full", true, 2, 100)],
+                now: 10,
+                retention: 0,
+                need: 50,
+                plan: &["empty", "full"],
+            },
+            PlanCase {
+                name: "clock behind every end time",
+                candidates: vec![cand("x", true, 1_000, 100)],
+                now: 10,
+                retention: 0,
+                need: 100,
+                plan: &[],
+            },
         ];
-        for (name, cands, now, retention, need, want) in table {
-            assert_eq!(reclaim_plan(&cands, now, retention, need), want, "{name}");
+        for c in table {
+            assert_eq!(
+                reclaim_plan(&c.candidates, c.now, c.retention, c.need),
+                c.plan,
+                "{}",
+                c.name
+            );
         }
     }
 }

@@ -4,4 +4,5 @@ pub mod backoff;
 pub mod disk_budget;
 pub mod format;
 pub mod job;
+pub mod job_machine;
 pub mod timeline;

@@ -312,6 +312,9 @@ fn run_job_inner(
 
         let drain = StopFlag::new();
         let stats = source.stats.clone();
+        // The gap this run closes when its first frame arrives; if none ever does, the
+        // gap is still open and keeps its start.
+        let inherited_gap = pending_gap.take();
         let (writer_thread, progress) = writer::spawn(
             WriterConfig {
                 job_id: job.id.clone(),
@@ -324,7 +327,7 @@ fn run_job_inner(
                 timeline_origin: timeline_pos,
                 first_seq: next_seq,
                 stop_at,
-                resume_gap: pending_gap.take(),
+                resume_gap: inherited_gap.clone(),
             },
             source,
             drain.clone(),
@@ -384,11 +387,12 @@ fn run_job_inner(
         };
         match end {
             RunEnd::Job(outcome) => return Ok(outcome),
-            RunEnd::Lost {
-                since,
-                kind,
-                detail,
-            } => {
+            RunEnd::Lost { .. } if report.end_instant.is_none() && inherited_gap.is_some() => {
+                // Reopened but no frame came (still stalled, gone again at once): the
+                // earlier gap simply goes on.
+                pending_gap = inherited_gap;
+            }
+            RunEnd::Lost { since, kind, detail } => {
                 // The gap begins at the run's last captured frame.
                 let since = report.end_instant.map_or(since, |last| last.min(since));
                 let at = report.timeline_frames;
@@ -464,7 +468,7 @@ fn supervise_run(
             )?;
             last_progress = Instant::now();
         }
-        std::thread::sleep(Duration::from_millis(20));
+        std::thread::sleep(Duration::from_millis(50));
     }
     Ok(None)
 }

@@ -134,8 +134,9 @@ struct Writer {
 
 /// Most frames moved per write call: ~100 ms at 48 kHz keeps write calls few but short.
 const MAX_BATCH_FRAMES: usize = 4800;
-/// Sleep when the ring is empty: well under a period of latency, negligible CPU.
-const IDLE_SLEEP: Duration = Duration::from_millis(10);
+/// Sleep when the ring is empty: a few periods of latency (the ring holds seconds), and
+/// few wake-ups: this is most of the writer thread's CPU.
+const IDLE_SLEEP: Duration = Duration::from_millis(40);
 
 /// The writer thread; joining it gives its report.
 pub type WriterThread = JoinHandle<Result<WriterReport, WriterError>>;

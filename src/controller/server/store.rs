@@ -218,6 +218,20 @@ impl Store {
         Ok(out)
     }
 
+    /// Runs `f` in a read transaction (one consistent snapshot; no write lock).
+    pub fn read<T, E: From<StoreError>>(
+        &mut self,
+        f: impl FnOnce(&Transaction<'_>) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let tx = self
+            .conn
+            .transaction_with_behavior(TransactionBehavior::Deferred)
+            .doing("beginning a read")?;
+        let out = f(&tx)?;
+        tx.commit().doing("ending a read")?;
+        Ok(out)
+    }
+
     #[cfg(test)]
     pub fn conn(&self) -> &Connection {
         &self.conn
