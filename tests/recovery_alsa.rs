@@ -13,7 +13,10 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 const RATE: f64 = 48_000.0;
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
 }
 
 fn at_ms(v: &serde_json::Value) -> i64 {
@@ -21,10 +24,25 @@ fn at_ms(v: &serde_json::Value) -> i64 {
     t.duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
 }
 
-fn spawn_record(mic: &Fakemic, device: &str, duration: &str, out: &Path, config: Option<&Path>) -> Child {
+fn spawn_record(
+    mic: &Fakemic,
+    device: &str,
+    duration: &str,
+    out: &Path,
+    config: Option<&Path>,
+) -> Child {
     let mut cmd = edgerec();
     cmd.env("ALSA_CONFIG_PATH", &mic.config_path)
-        .args(["record", "--backend", "alsa", "--device", device, "--duration", duration, "--out"])
+        .args([
+            "record",
+            "--backend",
+            "alsa",
+            "--device",
+            device,
+            "--duration",
+            duration,
+            "--out",
+        ])
         .arg(out)
         .stdout(Stdio::null());
     if let Some(config) = config {
@@ -45,7 +63,10 @@ fn wait_ok(mut child: Child, within: Duration) {
             assert!(status.success(), "edgerec exited {status}");
             return;
         }
-        assert!(Instant::now() < until, "edgerec did not finish within {within:?}");
+        assert!(
+            Instant::now() < until,
+            "edgerec did not finish within {within:?}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -57,7 +78,10 @@ fn twenty_unplug_cycles_make_one_recording_with_twenty_measured_gaps() {
     let _rt = realtime();
     let mic = fakemic::setup(&[("flapmic", &[])]);
     let out = tempfile::tempdir().unwrap();
-    let seed: u64 = std::env::var("EDGEREC_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(now_ms() as u64);
+    let seed: u64 = std::env::var("EDGEREC_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(now_ms() as u64);
     eprintln!("seed {seed}");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let child = spawn_record(&mic, "flapmic", "60s", out.path(), None);
@@ -74,7 +98,14 @@ fn twenty_unplug_cycles_make_one_recording_with_twenty_measured_gaps() {
         mic.mic("replug", "flapmic");
         let replug = now_ms();
         let woke = edgerec()
-            .args(["hotplug", "--action", "add", "--devpath", "/devices/fake/flapmic", "--state-dir"])
+            .args([
+                "hotplug",
+                "--action",
+                "add",
+                "--devpath",
+                "/devices/fake/flapmic",
+                "--state-dir",
+            ])
             .arg(out.path())
             .status()
             .unwrap();
@@ -88,14 +119,21 @@ fn twenty_unplug_cycles_make_one_recording_with_twenty_measured_gaps() {
 
     let job = only_job(out.path());
     let tl = timeline(&job);
-    assert_eq!(tl["frames"].as_u64().unwrap(), 60 * 48_000, "one recording as long as the job");
+    assert_eq!(
+        tl["frames"].as_u64().unwrap(),
+        60 * 48_000,
+        "one recording as long as the job"
+    );
     let lost = events_of(&tl, "device_lost");
     let restored = events_of(&tl, "device_restored");
     assert_eq!((lost.len(), restored.len()), (20, 20), "{tl:#}");
     let mut latencies = Vec::new();
     let mut gap_errors = Vec::new();
     for (i, ((l, r), (unplug, replug))) in lost.iter().zip(&restored).zip(&unplugs).enumerate() {
-        assert_eq!(l["frame"], r["frame"], "cycle {i}: the restore closes the gap its loss opened");
+        assert_eq!(
+            l["frame"], r["frame"],
+            "cycle {i}: the restore closes the gap its loss opened"
+        );
         let gap_ms = r["gap_frames"].as_u64().unwrap() as f64 * 1000.0 / RATE;
         // The gap is the audio the device did not deliver: from unplug to the first frame
         // after replug. Resume latency is that first frame's time after the replug.
@@ -104,8 +142,14 @@ fn twenty_unplug_cycles_make_one_recording_with_twenty_measured_gaps() {
         latencies.push(latency);
         let measured = (resumed - unplug) as f64;
         gap_errors.push((gap_ms - measured).abs());
-        assert!(latency <= 1000, "cycle {i}: resumed {latency} ms after replug");
-        assert!((gap_ms - measured).abs() <= 50.0, "cycle {i}: gap {gap_ms} ms vs measured {measured} ms");
+        assert!(
+            latency <= 1000,
+            "cycle {i}: resumed {latency} ms after replug"
+        );
+        assert!(
+            (gap_ms - measured).abs() <= 50.0,
+            "cycle {i}: gap {gap_ms} ms vs measured {measured} ms"
+        );
     }
     assert_eq!(wav_frames(&job.join("recording.wav")), 60 * 48_000);
     latencies.sort();
@@ -142,7 +186,10 @@ fn without_hotplug_backoff_alone_recovers_within_its_cap() {
     for (r, replug) in restored.iter().zip(&replugs) {
         let latency = at_ms(&r["at"]) - replug;
         eprintln!("resume {latency} ms after replug (backoff only)");
-        assert!(latency <= 2_000 + 300, "backoff cap is 2 s; resumed {latency} ms after replug");
+        assert!(
+            latency <= 2_000 + 300,
+            "backoff cap is 2 s; resumed {latency} ms after replug"
+        );
     }
     assert_eq!(tl["frames"].as_u64().unwrap(), 12 * 48_000);
 }
@@ -167,11 +214,18 @@ fn a_stall_is_detected_within_the_guard_and_recovered() {
     assert!(!stall.is_empty(), "{tl:#}");
     // The stall is dated at the last frame; it was noticed one guard time later.
     let dated = at_ms(&stall[0]["at"]);
-    assert!((dated - stalled).abs() <= 100, "stall dated {} ms from when it began", dated - stalled);
+    assert!(
+        (dated - stalled).abs() <= 100,
+        "stall dated {} ms from when it began",
+        dated - stalled
+    );
     let restored = events_of(&tl, "device_restored");
     assert!(!restored.is_empty(), "recovered after the stall: {tl:#}");
     let gap_ms = restored[0]["gap_frames"].as_u64().unwrap() as f64 * 1000.0 / RATE;
-    assert!((2400.0..3600.0).contains(&gap_ms), "gap {gap_ms} ms for a 2.5 s stall");
+    assert!(
+        (2400.0..3600.0).contains(&gap_ms),
+        "gap {gap_ms} ms for a 2.5 s stall"
+    );
     assert_eq!(tl["frames"].as_u64().unwrap(), 8 * 48_000);
 }
 
@@ -200,19 +254,33 @@ fn a_replug_with_another_channel_count_fails_capture_and_keeps_the_audio() {
             if let Some(status) = child.try_wait().unwrap() {
                 break status;
             }
-            assert!(Instant::now() < until, "capture did not fail on the mismatched device");
+            assert!(
+                Instant::now() < until,
+                "capture did not fail on the mismatched device"
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
     };
-    assert!(exit.success(), "the job ends (failed), edgerec itself does not crash: {exit}");
+    assert!(
+        exit.success(),
+        "the job ends (failed), edgerec itself does not crash: {exit}"
+    );
     let job = only_job(out.path());
     let tl = timeline(&job);
     let mismatch = events_of(&tl, "device_mismatch");
     assert_eq!(mismatch.len(), 1, "{tl:#}");
-    assert!(mismatch[0]["detail"].as_str().unwrap().contains("ch"), "{}", mismatch[0]);
+    assert!(
+        mismatch[0]["detail"].as_str().unwrap().contains("ch"),
+        "{}",
+        mismatch[0]
+    );
     let frames = wav_frames(&job.join("recording.wav"));
-    assert!((60_000..=80_000).contains(&frames), "the 1.5 s before the unplug are kept: {frames}");
-    let journal = edgerec::journal::Journal::open_read_only(&out.path().join("edgerec.db")).unwrap();
+    assert!(
+        (60_000..=80_000).contains(&frames),
+        "the 1.5 s before the unplug are kept: {frames}"
+    );
+    let journal =
+        edgerec::journal::Journal::open_read_only(&out.path().join("edgerec.db")).unwrap();
     let row = journal.jobs().unwrap().remove(0);
     assert_eq!(row.state, edgerec::core::job::JobState::Failed);
     assert!(row.end_cause.unwrap().starts_with("device_mismatch"));

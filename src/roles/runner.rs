@@ -15,6 +15,7 @@ use crate::capture::{self, CaptureEnd, CaptureRequest, OpenError, StopFlag};
 use crate::core::backoff::Backoff;
 use crate::core::timeline::{self, EventKind, PlacedSegment, TimelineEvent};
 use crate::journal::{JobRow, Journal, JournalError};
+use crate::segment::spool::SpoolSettings;
 use crate::segment::writer::{
     self, GapSince, ResumeGap, WriterConfig, WriterEnd, WriterError, WriterProgress,
 };
@@ -37,13 +38,15 @@ pub struct RunSettings {
     /// A device that cannot be opened at the very start fails the job at once (an
     /// operator at a console gets the error now) instead of waiting for it to appear.
     pub fail_fast_on_first_open: bool,
+    /// The spool's disk budget; `None` writes until the disk says no.
+    pub spool: Option<SpoolSettings>,
 }
 
 impl RunSettings {
     pub fn new(journal_path: PathBuf, state_dir: PathBuf) -> Self {
         RunSettings {
             journal_path,
-            state_dir,
+            state_dir: state_dir.clone(),
             period: Duration::from_millis(20),
             ring_seconds: 10.0,
             segment_seconds: 300,
@@ -53,6 +56,7 @@ impl RunSettings {
             reopen_base: Duration::from_millis(50),
             reopen_cap: Duration::from_secs(2),
             fail_fast_on_first_open: false,
+            spool: Some(SpoolSettings::new(state_dir.clone())),
         }
     }
 }
@@ -328,6 +332,7 @@ fn run_job_inner(
                 first_seq: next_seq,
                 stop_at,
                 resume_gap: inherited_gap.clone(),
+                spool: settings.spool.clone(),
             },
             source,
             drain.clone(),
@@ -392,7 +397,11 @@ fn run_job_inner(
                 // earlier gap simply goes on.
                 pending_gap = inherited_gap;
             }
-            RunEnd::Lost { since, kind, detail } => {
+            RunEnd::Lost {
+                since,
+                kind,
+                detail,
+            } => {
                 // The gap begins at the run's last captured frame.
                 let since = report.end_instant.map_or(since, |last| last.min(since));
                 let at = report.timeline_frames;

@@ -3,5 +3,6 @@
 pub mod disk;
 pub mod file;
 pub mod repair;
+pub mod spool;
 pub mod wav;
 pub mod writer;

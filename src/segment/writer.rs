@@ -18,10 +18,13 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crate::capture::{CaptureEnd, CaptureEvent, FrameSource, GapCause, StopFlag};
+use crate::core::disk_budget::DiskAction;
 use crate::core::format::StreamSpec;
 use crate::core::timeline::{EventKind, TimelineEvent};
 use crate::journal::{Journal, JournalError, NewSegment, SegmentState};
+use crate::segment::disk;
 use crate::segment::file::SegmentFile;
+use crate::segment::spool::{SpoolGuard, SpoolSettings};
 
 /// What the writer needs to know about its job.
 #[derive(Clone, Debug)]
@@ -42,6 +45,8 @@ pub struct WriterConfig {
     /// This run resumes after a gap (device loss, crash) that began at `since`: the gap
     /// is measured when the first frame arrives and put on the timeline before it.
     pub resume_gap: Option<ResumeGap>,
+    /// Budget the spool's free space (pause below the reserve, reclaim, resume).
+    pub spool: Option<SpoolSettings>,
 }
 
 /// A gap that ends when this run's first frame arrives.
@@ -130,6 +135,9 @@ struct Writer {
     buf: Vec<u8>,
     /// Whether this run's first frame has been dated (and its resume gap closed).
     origin_known: bool,
+    spool: Option<SpoolGuard>,
+    /// While writing is paused for disk space: where the pause began and frames dropped.
+    disk_pause: Option<(u64, u64)>,
 }
 
 /// Most frames moved per write call: ~100 ms at 48 kHz keeps write calls few but short.
@@ -163,7 +171,15 @@ pub fn spawn(
         pending: VecDeque::new(),
         buf: Vec::with_capacity(MAX_BATCH_FRAMES * 64),
         origin_known: false,
+        spool: None,
+        disk_pause: None,
     };
+    if let Some(settings) = writer.cfg.spool.clone() {
+        match SpoolGuard::open(settings) {
+            Ok(guard) => writer.spool = Some(guard),
+            Err(e) => log::warn!("disk budget off: {e}"),
+        }
+    }
     let handle = std::thread::Builder::new()
         .name("edgerec-writer".into())
         .spawn(move || {
@@ -190,6 +206,14 @@ impl Writer {
         // Close whatever is open even after an error: the segment stays valid up to its
         // last whole frame and the journal learns its length.
         let closed = self.close_segment();
+        if self.disk_pause.is_some()
+            && let Err(e) = self.resume_writing("capture ended while writing was paused")
+        {
+            log::error!(
+                "{}: recording the end of a disk pause: {e}",
+                self.cfg.job_id
+            );
+        }
         self.note_end_time();
         let end = result?;
         closed?;
@@ -213,7 +237,12 @@ impl Writer {
         if self.duration_reached() {
             return Ok(Some(WriterEnd::DurationReached));
         }
-        let wrote = self.write_available()?;
+        self.check_disk()?;
+        let wrote = if self.disk_pause.is_some() {
+            self.drop_available()?
+        } else {
+            self.write_available()?
+        };
         self.maintain()?;
         if wrote == 0 {
             if draining && self.source.frames_available() == 0 && self.source.events.is_empty() {
@@ -269,12 +298,28 @@ impl Writer {
                 break;
             }
             let seg = self.current.as_mut().expect("opened above");
-            seg.file
-                .write_frames(&self.buf)
-                .map_err(|source| WriterError::Segment {
-                    path: seg.file.path().to_path_buf(),
-                    source,
-                })?;
+            let before = seg.file.frames();
+            if let Err(source) = seg.file.write_frames(&self.buf) {
+                if !disk::is_disk_full(&source) || self.spool.is_none() {
+                    return Err(WriterError::Segment {
+                        path: seg.file.path().to_path_buf(),
+                        source,
+                    });
+                }
+                // The segment keeps its whole frames; the rest of the batch starts the gap.
+                let kept = seg.file.frames() - before;
+                self.advance(kept);
+                self.ring_pos += got - kept;
+                let action = self.spool.as_mut().expect("checked above").write_failed();
+                if action == DiskAction::Pause {
+                    self.pause_writing("write failed: disk full (ENOSPC/EDQUOT)")?;
+                }
+                if let Some(pause) = self.disk_pause.as_mut() {
+                    pause.1 += got - kept;
+                }
+                self.timeline_pos += got - kept;
+                return Ok(total + got);
+            }
             self.ring_pos += got;
             self.timeline_pos += got;
             total += got;
@@ -289,6 +334,88 @@ impl Writer {
             }
         }
         Ok(total)
+    }
+
+    /// Counts `frames` written to the current segment on the timeline.
+    fn advance(&mut self, frames: u64) {
+        self.ring_pos += frames;
+        self.timeline_pos += frames;
+        self.progress
+            .timeline_frames
+            .store(self.timeline_pos, Ordering::Release);
+        self.progress
+            .written_frames
+            .fetch_add(frames, Ordering::AcqRel);
+    }
+
+    /// While paused for disk space: the ring is drained unwritten (the device stays
+    /// happy), and the frames become the pause's gap.
+    fn drop_available(&mut self) -> Result<u64, WriterError> {
+        let want = self
+            .writable_limit()
+            .min(self.source.frames_available() as u64);
+        if want == 0 {
+            return Ok(0);
+        }
+        if !self.origin_known {
+            self.first_frames_arrived()?;
+            return Ok(1);
+        }
+        let got = self.source.pop_frames(&mut self.buf, want as usize) as u64;
+        self.ring_pos += got;
+        self.timeline_pos += got;
+        self.progress
+            .timeline_frames
+            .store(self.timeline_pos, Ordering::Release);
+        if let Some(pause) = self.disk_pause.as_mut() {
+            pause.1 += got;
+        }
+        Ok(got)
+    }
+
+    fn check_disk(&mut self) -> Result<(), WriterError> {
+        let Some(guard) = self.spool.as_mut() else {
+            return Ok(());
+        };
+        match guard.check(&self.journal) {
+            DiskAction::Pause => self.pause_writing("free space below the reserve mark"),
+            DiskAction::Resume => self.resume_writing("free space above the resume mark"),
+            DiskAction::Write | DiskAction::StayPaused => Ok(()),
+        }
+    }
+
+    /// Stops writing: the segment closes valid, the journal records where.
+    fn pause_writing(&mut self, why: &str) -> Result<(), WriterError> {
+        if self.disk_pause.is_some() {
+            return Ok(());
+        }
+        self.close_segment()?;
+        let ev =
+            TimelineEvent::new(EventKind::DiskPause, self.timeline_pos, now_ms()).with_detail(why);
+        self.journal.add_event(&self.cfg.job_id, &ev)?;
+        log::warn!(
+            "{}: writing paused at frame {}: {why}",
+            self.cfg.job_id,
+            self.timeline_pos
+        );
+        self.disk_pause = Some((self.timeline_pos, 0));
+        Ok(())
+    }
+
+    /// Closes a disk pause: the frames dropped meanwhile are its gap.
+    fn resume_writing(&mut self, why: &str) -> Result<(), WriterError> {
+        let Some((at, frames)) = self.disk_pause.take() else {
+            return Ok(());
+        };
+        let ev = TimelineEvent::new(EventKind::DiskResume, at, now_ms())
+            .with_detail(why)
+            .with_gap(frames);
+        self.journal.add_event(&self.cfg.job_id, &ev)?;
+        log::warn!(
+            "{}: writing resumed; {frames} frames were not written ({why})",
+            self.cfg.job_id
+        );
+        Ok(())
     }
 
     /// Monotonic capture time of ring frame 0: one stream-length before the last push.

@@ -206,12 +206,12 @@ impl Store {
     /// Runs `f` in one `BEGIN IMMEDIATE` transaction (the write lock is taken up front, so
     /// a read-check-write in `f` is atomic). Commits if `f` returns `Ok`.
     pub fn tx<T, E: From<StoreError>>(
-        &mut self,
+        &self,
         f: impl FnOnce(&Transaction<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Immediate)
+        // Not nested anywhere: each caller runs one transaction at a time on its own
+        // connection, so the unchecked form (which allows `&self`) is safe.
+        let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Immediate)
             .doing("beginning a transaction")?;
         let out = f(&tx)?;
         tx.commit().doing("committing")?;
@@ -220,12 +220,10 @@ impl Store {
 
     /// Runs `f` in a read transaction (one consistent snapshot; no write lock).
     pub fn read<T, E: From<StoreError>>(
-        &mut self,
+        &self,
         f: impl FnOnce(&Transaction<'_>) -> Result<T, E>,
     ) -> Result<T, E> {
-        let tx = self
-            .conn
-            .transaction_with_behavior(TransactionBehavior::Deferred)
+        let tx = Transaction::new_unchecked(&self.conn, TransactionBehavior::Deferred)
             .doing("beginning a read")?;
         let out = f(&tx)?;
         tx.commit().doing("ending a read")?;
