@@ -72,7 +72,7 @@ fn a_full_disk_pauses_writing_and_freeing_space_resumes_it() {
         return;
     };
     let out = fs.dir.join("out");
-    let mut child = edgerec()
+    let child = edgerec()
         .args([
             "record",
             "--backend",
