@@ -216,3 +216,29 @@ fn twenty_four_bit_formats_stitch_to_packed_24_bit() {
         );
     }
 }
+
+#[test]
+fn a_synth_stall_is_detected_within_the_guard_and_recovered() {
+    let _rt = realtime();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("edgerec.toml");
+    std::fs::write(&config, "[capture]\nstall_guard = \"500ms\"\n").unwrap();
+    let out = dir.path().join("out");
+    // Every (re)opened synth stalls after 1 s for 2 s: the watchdog must see it.
+    let result = run(edgerec()
+        .args(["record", "--backend", "synth", "--device", "sine,stall=1s+2s", "--duration", "3s", "--config"])
+        .arg(&config)
+        .arg("--out")
+        .arg(&out));
+    assert!(result.status.success());
+    let tl = timeline(&only_job(&out));
+    let stalls = events_of(&tl, "stall");
+    assert!(!stalls.is_empty(), "{tl:#}");
+    assert_eq!(stalls[0]["frame"], 48_000, "dated at the last frame before the stall");
+    let restored = events_of(&tl, "device_restored");
+    assert!(!restored.is_empty(), "{tl:#}");
+    // Reopened after the 0.5 s guard: the gap is about the guard plus the reopen.
+    let gap = restored[0]["gap_frames"].as_u64().unwrap();
+    assert!((24_000..=40_000).contains(&gap), "gap {gap} frames");
+    assert_eq!(tl["frames"].as_u64().unwrap(), 144_000);
+}

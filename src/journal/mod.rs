@@ -3,6 +3,7 @@
 
 mod events;
 mod jobs;
+mod outbox;
 mod schema;
 mod segments;
 
@@ -16,6 +17,7 @@ use std::time::Duration;
 
 pub use events::BeatRow;
 pub use jobs::{JobRow, JobSource, NewJob};
+pub use outbox::{Enqueued, NewOutboxItem, OutboxKind, OutboxRow, UploadRow};
 pub use segments::{NewSegment, SegmentRow, SegmentState};
 
 /// How long a connection waits for the other role's write lock before giving up.

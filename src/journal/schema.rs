@@ -102,6 +102,21 @@ CREATE TABLE beats (
     progress      TEXT NOT NULL DEFAULT ''
 ) STRICT;
 "#,
+    // v2: the outbox's delivery rules (journal/outbox.rs). A row the controller refused for
+    // good, or that became moot, is abandoned: kept with its error, never retried.
+    r#"
+ALTER TABLE outbox ADD COLUMN abandoned_at_ms INTEGER;
+-- "Due" now means neither delivered nor abandoned.
+DROP INDEX outbox_due;
+CREATE INDEX outbox_due ON outbox (next_attempt_ms)
+    WHERE delivered_at_ms IS NULL AND abandoned_at_ms IS NULL;
+-- next_due()'s per-job order check: the job's earlier pending rows.
+CREATE INDEX outbox_job_pending ON outbox (job_id, id)
+    WHERE delivered_at_ms IS NULL AND abandoned_at_ms IS NULL;
+-- A heartbeat is current state: at most one pending per job (a newer one replaces it).
+CREATE UNIQUE INDEX outbox_one_heartbeat ON outbox (job_id)
+    WHERE kind = 'job_heartbeat' AND delivered_at_ms IS NULL AND abandoned_at_ms IS NULL;
+"#,
 ];
 
 /// The schema version this binary writes and understands.

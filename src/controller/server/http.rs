@@ -192,10 +192,7 @@ impl Wire {
                 }
                 Some(b) if line.len() < max => line.push(b),
                 Some(_) => {
-                    return Err(io::Error::new(
-                        io::ErrorKind::InvalidData,
-                        "line too long",
-                    ));
+                    return Err(io::Error::new(io::ErrorKind::InvalidData, "line too long"));
                 }
             }
         }
@@ -321,8 +318,13 @@ impl Request {
         }
         let n = match &mut self.framing {
             Framing::Length { remaining } => {
-                let want = out.len().min(usize::try_from(*remaining).unwrap_or(usize::MAX));
-                let n = self.wire.read_some(&mut out[..want]).map_err(BodyError::Io)?;
+                let want = out
+                    .len()
+                    .min(usize::try_from(*remaining).unwrap_or(usize::MAX));
+                let n = self
+                    .wire
+                    .read_some(&mut out[..want])
+                    .map_err(BodyError::Io)?;
                 if n == 0 {
                     return Err(BodyError::Io(io::ErrorKind::UnexpectedEof.into()));
                 }
@@ -358,7 +360,10 @@ impl Request {
                     }
                     ChunkState::Data(left) => {
                         let want = out.len().min(usize::try_from(*left).unwrap_or(usize::MAX));
-                        let n = self.wire.read_some(&mut out[..want]).map_err(BodyError::Io)?;
+                        let n = self
+                            .wire
+                            .read_some(&mut out[..want])
+                            .map_err(BodyError::Io)?;
                         if n == 0 {
                             return Err(BodyError::Io(io::ErrorKind::UnexpectedEof.into()));
                         }

@@ -173,7 +173,8 @@ fn cas_claim(
     if changed != 1 {
         return Ok(None);
     }
-    let job = store::job(tx, job)?.ok_or_else(|| StoreError::Corrupt("claimed job vanished".into()))?;
+    let job =
+        store::job(tx, job)?.ok_or_else(|| StoreError::Corrupt("claimed job vanished".into()))?;
     store::set_recording_status(tx, &job.recording_id, RecordingStatus::Recording, now)?;
     Ok(Some(job))
 }
@@ -253,7 +254,7 @@ pub(crate) fn heartbeat(
     if changed != 1 {
         return Err(JobError::NotHeartbeatable);
     }
-    Ok(store::job(tx, id)?.ok_or(JobError::NotFound)?)
+    store::job(tx, id)?.ok_or(JobError::NotFound)
 }
 
 /// `POST /recording-jobs/{id}/cancelled` and `/failed`. The same terminal state again is
@@ -272,7 +273,7 @@ pub(crate) fn end_by_agent(
         return Err(JobError::NotFound);
     }
     settle_recording(tx, &job.recording_id, to, now)?;
-    Ok(store::job(tx, id)?.ok_or(JobError::NotFound)?)
+    store::job(tx, id)?.ok_or(JobError::NotFound)
 }
 
 /// Completes a job after its primary upload (see [`StoppedUpload`]). A job already
@@ -307,7 +308,7 @@ pub(crate) fn stop(tx: &Connection, id: &str, now: i64) -> Result<JobSummary, Jo
     if !transition(tx, id, &from, JobStatus::StopRequested, None, now)? {
         return Err(JobError::NotStoppable(job.status));
     }
-    Ok(store::job(tx, id)?.ok_or(JobError::NotFound)?)
+    store::job(tx, id)?.ok_or(JobError::NotFound)
 }
 
 /// The operator's cancel or fail of a job that has not ended.
@@ -323,7 +324,7 @@ pub(crate) fn end_by_operator(
         return Err(JobError::AlreadyEnded(job.status));
     }
     settle_recording(tx, &job.recording_id, to, now)?;
-    Ok(store::job(tx, id)?.ok_or(JobError::NotFound)?)
+    store::job(tx, id)?.ok_or(JobError::NotFound)
 }
 
 /// Adds a queued job and its recording. `Err(Ok(message))`: the spec is invalid.

@@ -42,7 +42,7 @@ pub(crate) fn expire(tx: &Connection, now: i64, lease_ms: i64) -> Result<usize, 
 
 /// The lease runner thread's body: expires leases every `interval` until `stop` is
 /// disconnected (the server dropped its sender).
-pub(crate) fn run(mut store: Store, lease: Duration, interval: Duration, stop: Receiver<()>) {
+pub(crate) fn run(store: Store, lease: Duration, interval: Duration, stop: Receiver<()>) {
     let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
     loop {
         match stop.recv_timeout(interval) {

@@ -275,7 +275,9 @@ impl NewJobSpec {
         };
         nonempty("output file name", &file_name)?;
         if file_name.contains(['/', '\\']) || file_name == ".." || file_name == "." {
-            return Err(format!("output file name {file_name:?} is not a plain name"));
+            return Err(format!(
+                "output file name {file_name:?} is not a plain name"
+            ));
         }
         if let Some(g) = &self.capture_group_id {
             nonempty("capture group id", g)?;

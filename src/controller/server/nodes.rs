@@ -88,7 +88,10 @@ pub(crate) fn heartbeat(
     body: &Map<String, Value>,
     now: i64,
 ) -> Result<Option<Value>, StoreError> {
-    let status = body.get("status").and_then(Value::as_str).unwrap_or("online");
+    let status = body
+        .get("status")
+        .and_then(Value::as_str)
+        .unwrap_or("online");
     let changed = tx
         .execute(
             "UPDATE nodes SET heartbeat_json = ?2, last_heartbeat_at_ms = ?3, status = ?4 \
@@ -203,7 +206,11 @@ pub(crate) fn inventory(
         .doing("flagging an interface absent")?;
         let name = serde_json::from_str::<Value>(&body)
             .ok()
-            .and_then(|b| b.get("systemName").and_then(Value::as_str).map(str::to_string))
+            .and_then(|b| {
+                b.get("systemName")
+                    .and_then(Value::as_str)
+                    .map(str::to_string)
+            })
             .unwrap_or(key);
         absent.push(name);
     }
@@ -250,7 +257,12 @@ pub(crate) fn meter_frame(
         "INSERT INTO meter_frames (node_id, interface_id, frame_json, received_at_ms) \
          VALUES (?1, ?2, ?3, ?4) ON CONFLICT (node_id, interface_id) DO UPDATE SET \
          frame_json = excluded.frame_json, received_at_ms = excluded.received_at_ms",
-        params![node, interface, Value::Object(frame.clone()).to_string(), now],
+        params![
+            node,
+            interface,
+            Value::Object(frame.clone()).to_string(),
+            now
+        ],
     )
     .doing("storing a meter frame")?;
     Ok(json!({"frame": frame, "receivedAt": time::iso_ms(now)}))

@@ -46,8 +46,7 @@ pub(crate) struct Worker {
 pub(crate) fn store_error(e: StoreError) -> Response {
     if e.is_unavailable() {
         log::warn!("controller: store unavailable: {e}");
-        Response::error(503, "Controller store unavailable")
-            .with_header("Retry-After", "2".into())
+        Response::error(503, "Controller store unavailable").with_header("Retry-After", "2".into())
     } else {
         log::error!("controller: {e}");
         Response::error(500, "Internal error")
@@ -331,7 +330,10 @@ impl Worker {
     }
 
     fn job_read(&mut self, req: &mut Request, j: &str) -> Response {
-        self.job_op(req, |tx, node, _, _| Ok(jobs::owned(tx, j, node)?.to_json()))
+        self.job_op(
+            req,
+            |tx, node, _, _| Ok(jobs::owned(tx, j, node)?.to_json()),
+        )
     }
 
     fn job_end(&mut self, req: &mut Request, j: &str, to: JobStatus) -> Response {

@@ -376,10 +376,7 @@ fn recording_from_row(r: &Row<'_>) -> Result<RecordingSummary, StoreError> {
     })
 }
 
-pub(crate) fn recording(
-    tx: &Connection,
-    id: &str,
-) -> Result<Option<RecordingSummary>, StoreError> {
+pub(crate) fn recording(tx: &Connection, id: &str) -> Result<Option<RecordingSummary>, StoreError> {
     let mut stmt = tx
         .prepare_cached(&format!(
             "SELECT {RECORDING_COLS} FROM recordings WHERE id = ?1"

@@ -440,7 +440,17 @@ fn record(
              file_name = ?6, mime_type = ?7, status = 'cached', \
              enhanced_cache_path = CASE WHEN ?8 THEN ?2 ELSE enhanced_cache_path END, \
              updated_at_ms = ?9 WHERE id = ?1",
-            params![rec.id, path, checksum, duration, size, name, mime, target.enhanced, now],
+            params![
+                rec.id,
+                path,
+                checksum,
+                duration,
+                size,
+                name,
+                mime,
+                target.enhanced,
+                now
+            ],
         )
         .doing("recording a cached file")?;
         return Ok(true);

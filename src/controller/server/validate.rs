@@ -57,7 +57,12 @@ impl Check {
     }
 
     /// Reads `obj[key]`, reporting it missing when required. `null` counts as missing.
-    fn field<'a>(&mut self, obj: &'a Map<String, Value>, key: &str, need: Need) -> Option<&'a Value> {
+    fn field<'a>(
+        &mut self,
+        obj: &'a Map<String, Value>,
+        key: &str,
+        need: Need,
+    ) -> Option<&'a Value> {
         match obj.get(key) {
             Some(Value::Null) | None => {
                 if need == Required {
@@ -83,7 +88,10 @@ impl Check {
 
     fn string_value(&mut self, v: &Value, min: usize, max: usize) -> Option<String> {
         let Some(s) = v.as_str() else {
-            self.issue("invalid_type", format!("Expected string, received {}", kind(v)));
+            self.issue(
+                "invalid_type",
+                format!("Expected string, received {}", kind(v)),
+            );
             return None;
         };
         let s = s.trim();
@@ -150,7 +158,10 @@ impl Check {
                 return None;
             }
             None => {
-                self.issue("invalid_type", format!("Expected number, received {}", kind(v)));
+                self.issue(
+                    "invalid_type",
+                    format!("Expected number, received {}", kind(v)),
+                );
                 return None;
             }
         };
@@ -169,7 +180,10 @@ impl Check {
         self.at(key, |c| match v.as_f64() {
             Some(n) => c.range(n, min, max).then_some(n),
             None => {
-                c.issue("invalid_type", format!("Expected number, received {}", kind(v)));
+                c.issue(
+                    "invalid_type",
+                    format!("Expected number, received {}", kind(v)),
+                );
                 None
             }
         })
@@ -192,7 +206,10 @@ impl Check {
         self.at(key, |c| {
             let b = v.as_bool();
             if b.is_none() {
-                c.issue("invalid_type", format!("Expected boolean, received {}", kind(v)));
+                c.issue(
+                    "invalid_type",
+                    format!("Expected boolean, received {}", kind(v)),
+                );
             }
             b
         })
@@ -217,7 +234,10 @@ impl Check {
                 None
             }
             None => {
-                c.issue("invalid_type", format!("Expected array, received {}", kind(v)));
+                c.issue(
+                    "invalid_type",
+                    format!("Expected array, received {}", kind(v)),
+                );
                 None
             }
         })
@@ -233,7 +253,10 @@ impl Check {
         self.at(key, |c| {
             let o = v.as_object();
             if o.is_none() {
-                c.issue("invalid_type", format!("Expected object, received {}", kind(v)));
+                c.issue(
+                    "invalid_type",
+                    format!("Expected object, received {}", kind(v)),
+                );
             }
             o
         })
@@ -298,12 +321,18 @@ pub(crate) fn heartbeat(body: &Map<String, Value>) -> Result<Map<String, Value>,
                     }
                 }
             }
-            None => c.issue("invalid_type", format!("Expected array, received {}", kind(list))),
+            None => c.issue(
+                "invalid_type",
+                format!("Expected array, received {}", kind(list)),
+            ),
         });
     }
     out.insert("ipAddresses".into(), ips.into());
     let status = c.one_of(body, "status", NODE_STATUSES, Optional);
-    out.insert("status".into(), status.unwrap_or_else(|| "online".into()).into());
+    out.insert(
+        "status".into(),
+        status.unwrap_or_else(|| "online".into()).into(),
+    );
     if let Some(rt) = c.object(body, "runtime", Optional) {
         let runtime = c.at("runtime", |c| runtime(c, rt));
         out.insert("runtime".into(), runtime.into());
@@ -344,7 +373,10 @@ pub(crate) fn inventory(body: &Map<String, Value>) -> Result<Vec<Map<String, Val
             for (i, item) in list.iter().enumerate() {
                 c.at(i, |c| match item.as_object() {
                     Some(o) => out.push(interface(c, o)),
-                    None => c.issue("invalid_type", format!("Expected object, received {}", kind(item))),
+                    None => c.issue(
+                        "invalid_type",
+                        format!("Expected object, received {}", kind(item)),
+                    ),
                 });
             }
         });
@@ -359,7 +391,10 @@ fn interface(c: &mut Check, o: &Map<String, Value>) -> Map<String, Value> {
             out.insert(k.into(), v);
         }
     };
-    put("alias", c.string(o, "alias", (1, 160), Required).map(Into::into));
+    put(
+        "alias",
+        c.string(o, "alias", (1, 160), Required).map(Into::into),
+    );
     put(
         "backend",
         Some(
@@ -384,7 +419,10 @@ fn interface(c: &mut Check, o: &Map<String, Value>) -> Map<String, Value> {
                             channels.push(json!({"alias": alias, "index": index}));
                         }
                     }
-                    None => c.issue("invalid_type", format!("Expected object, received {}", kind(ch))),
+                    None => c.issue(
+                        "invalid_type",
+                        format!("Expected object, received {}", kind(ch)),
+                    ),
                 });
             }
         });
@@ -392,7 +430,8 @@ fn interface(c: &mut Check, o: &Map<String, Value>) -> Map<String, Value> {
     put("channels", Some(channels.into()));
     put(
         "hardwarePath",
-        c.string(o, "hardwarePath", (1, 500), Optional).map(Into::into),
+        c.string(o, "hardwarePath", (1, 500), Optional)
+            .map(Into::into),
     );
     let mut rates = Vec::new();
     if let Some(list) = c.array(o, "sampleRates", 16, Optional) {
@@ -407,11 +446,13 @@ fn interface(c: &mut Check, o: &Map<String, Value>) -> Map<String, Value> {
     put("sampleRates", Some(rates.into()));
     put(
         "serialNumber",
-        c.string(o, "serialNumber", (1, 255), Optional).map(Into::into),
+        c.string(o, "serialNumber", (1, 255), Optional)
+            .map(Into::into),
     );
     put(
         "systemName",
-        c.string(o, "systemName", (1, 255), Required).map(Into::into),
+        c.string(o, "systemName", (1, 255), Required)
+            .map(Into::into),
     );
     put(
         "systemRef",
@@ -439,7 +480,10 @@ pub(crate) fn meter_frame(body: &Map<String, Value>) -> Result<Map<String, Value
             for (i, l) in list.iter().enumerate() {
                 c.at(i, |c| match l.as_object() {
                     Some(l) => levels.push(level(c, l)),
-                    None => c.issue("invalid_type", format!("Expected object, received {}", kind(l))),
+                    None => c.issue(
+                        "invalid_type",
+                        format!("Expected object, received {}", kind(l)),
+                    ),
                 });
             }
         });
@@ -495,14 +539,20 @@ pub(crate) fn health_event(body: &Map<String, Value>) -> Result<HealthEventInput
         "type",
     ];
     let mut c = Check::default();
-    let unknown: Vec<&String> = body.keys().filter(|k| !KEYS.contains(&k.as_str())).collect();
+    let unknown: Vec<&String> = body
+        .keys()
+        .filter(|k| !KEYS.contains(&k.as_str()))
+        .collect();
     if !unknown.is_empty() {
         c.issue(
             "unrecognized_keys",
             format!("Unrecognized key(s) in object: {unknown:?}"),
         );
     }
-    let details = c.object(body, "details", Optional).cloned().unwrap_or_default();
+    let details = c
+        .object(body, "details", Optional)
+        .cloned()
+        .unwrap_or_default();
     let id = c.string(body, "id", (1, 160), Optional);
     let opened_at = c.date(body, "openedAt", Optional);
     let recording_id = c.string(body, "recordingId", (1, 160), Optional);
@@ -533,7 +583,9 @@ pub(crate) fn health_event(body: &Map<String, Value>) -> Result<HealthEventInput
     };
     match c.finish(input)? {
         Some(input) => Ok(input),
-        None => Err(vec![json!({"code": "custom", "path": [], "message": "Invalid event"})]),
+        None => Err(vec![
+            json!({"code": "custom", "path": [], "message": "Invalid event"}),
+        ]),
     }
 }
 
@@ -580,7 +632,12 @@ mod tests {
         assert!(inventory(&obj(json!({"interfaces": many}))).is_err());
         let bad = json!({"alias": "USB", "channelCount": 257, "systemName": "x",
             "sampleRates": (0..17).map(|_| 48000).collect::<Vec<_>>()});
-        assert_eq!(inventory(&obj(json!({"interfaces": [bad]}))).unwrap_err().len(), 2);
+        assert_eq!(
+            inventory(&obj(json!({"interfaces": [bad]})))
+                .unwrap_err()
+                .len(),
+            2
+        );
     }
 
     #[test]
