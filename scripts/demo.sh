@@ -7,5 +7,4 @@ export PATH="$HOME/.cargo/bin:$PATH"
 scripts/deps.sh build
 cargo build --release --locked 2>&1 | tail -n 1
 out=${EDGEREC_DEMO_OUT:-/tmp/edgerec-demo}
-exec target/release/edgerec record --backend synth --device 'sine:440,dropout=4s+500ms' \
-  --format S16_LE --rate 48000 --channels 2 --duration 10s --out "$out"
+exec target/release/edgerec demo --dir "$out"

@@ -8,13 +8,15 @@ use clap::{Parser, Subcommand};
 use edgerec::capture::hotplug;
 use edgerec::capture::{OpenError, StopFlag};
 use edgerec::config::{ConfigError, Overrides, RawConfig, RecordSettings};
+use edgerec::controller::client::ClientConfig;
 use edgerec::core::timeline::GapFill;
 use edgerec::roles::finalize::Finalized;
 use edgerec::roles::record::{self, RecordError};
-use edgerec::roles::{capture, repair};
+use edgerec::roles::sync::{self, SyncSettings};
+use edgerec::roles::{agent, capture, demo, repair};
 
 /// Exit codes, one per kind of failure an operator must handle differently.
-mod exit {
+pub(crate) mod exit {
     pub const FAILURE: u8 = 1;
     pub const BAD_CONFIG: u8 = 3;
     pub const NO_SUCH_DEVICE: u8 = 4;
@@ -22,7 +24,13 @@ mod exit {
     pub const UNSUPPORTED_FORMAT: u8 = 6;
     pub const UNWRITABLE_OUTPUT: u8 = 7;
     pub const DEVICE_FAILED: u8 = 8;
+    /// `controller`: no such node or job.
+    pub const NOT_FOUND: u8 = 9;
+    /// `controller`: the job is in a state that refuses the operation.
+    pub const REFUSED: u8 = 10;
 }
+
+mod controller_cli;
 
 #[derive(Parser)]
 #[command(
@@ -48,6 +56,30 @@ enum Command {
     Devices,
     /// The capture role: run the jobs in the journal; resume or finalize what a crash left.
     Capture(CaptureArgs),
+    /// The sync role: claim jobs, heartbeat, relay stop/cancel, upload, deliver the outbox.
+    Sync(SyncArgs),
+    /// Both roles in one process (the simple install).
+    Agent {
+        #[command(flatten)]
+        sync: SyncArgs,
+        /// TOML config file for the capture role.
+        #[arg(long)]
+        config: Option<PathBuf>,
+    },
+    /// The reference controller: `serve`, and operator commands on its database.
+    Controller {
+        #[command(subcommand)]
+        command: controller_cli::ControllerCommand,
+    },
+    /// Run the whole product on loopback: controller, a 20 s job with a device drop-out,
+    /// the agent; print the delivered recording.
+    Demo {
+        /// Where the demo keeps its controller, agent state and recordings.
+        #[arg(long, default_value = "/tmp/edgerec-demo")]
+        dir: PathBuf,
+        #[arg(long, default_value = "20s", value_parser = humantime::parse_duration)]
+        duration: Duration,
+    },
     /// Wake capture processes waiting for a device (run by the udev rule).
     Hotplug {
         /// udev's ACTION (add, remove, change).
@@ -63,6 +95,26 @@ enum Command {
 }
 
 const DEFAULT_STATE_DIR: &str = "/var/lib/edgerec";
+
+#[derive(clap::Args)]
+struct SyncArgs {
+    #[arg(long, default_value = DEFAULT_STATE_DIR)]
+    state_dir: PathBuf,
+    /// The controller's API base, e.g. https://controller.example/api/v1.
+    #[arg(long)]
+    controller: String,
+    #[arg(long)]
+    node_id: String,
+    /// File holding the node token (mode 0600).
+    #[arg(long)]
+    token_file: PathBuf,
+    /// Allow plain http to a non-loopback controller (trusted networks only).
+    #[arg(long)]
+    allow_insecure: bool,
+    /// Capture backend for claimed jobs instead of alsa (e.g. synth, for demos).
+    #[arg(long)]
+    backend_override: Option<String>,
+}
 
 #[derive(clap::Args)]
 struct CaptureArgs {
@@ -117,6 +169,10 @@ fn main() -> ExitCode {
         Command::Repair { dir } => run_repair(&dir),
         Command::Devices => run_devices(),
         Command::Capture(args) => run_capture(args),
+        Command::Sync(args) => run_sync(args),
+        Command::Agent { sync, config } => run_agent(sync, config),
+        Command::Controller { command } => controller_cli::run(command),
+        Command::Demo { dir, duration } => run_demo(&dir, duration),
         Command::Hotplug {
             action,
             devpath,
@@ -132,7 +188,7 @@ fn main() -> ExitCode {
     }
 }
 
-type Failure = (u8, String);
+pub(crate) type Failure = (u8, String);
 
 fn config_failure(e: ConfigError) -> Failure {
     (exit::BAD_CONFIG, e.to_string())
@@ -176,14 +232,135 @@ fn record_failure(e: RecordError) -> Failure {
     (code, e.to_string())
 }
 
+/// How long a role may take to stop after SIGTERM before the watchdog ends the process.
+const SHUTDOWN_DEADLINE: Duration = Duration::from_secs(5);
+
 /// Installs SIGINT/SIGTERM handlers that set the returned flag; a second signal exits.
-fn shutdown_flag() -> StopFlag {
+/// A watchdog thread ends the process if the roles have not stopped by the deadline
+/// (after logging that they were stuck): SIGTERM finishes on time in every state.
+pub(crate) fn shutdown_flag() -> StopFlag {
     let shutdown = StopFlag::new();
     for signal in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         let _ = signal_hook::flag::register_conditional_shutdown(signal, 1, shutdown.as_atomic());
         let _ = signal_hook::flag::register(signal, shutdown.as_atomic());
     }
+    let watched = shutdown.clone();
+    let _ = std::thread::Builder::new().name("edgerec-watchdog".into()).spawn(move || {
+        while !watched.is_stopped() {
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        std::thread::sleep(SHUTDOWN_DEADLINE);
+        log::error!("shutdown: still running {SHUTDOWN_DEADLINE:?} after the signal; exiting (open segments are repaired at the next start)");
+        std::process::exit(exit::FAILURE as i32);
+    });
     shutdown
+}
+
+fn client_config(args: &SyncArgs) -> ClientConfig {
+    let mut cfg = ClientConfig::new(
+        args.controller.clone(),
+        args.node_id.clone(),
+        args.token_file.clone(),
+    );
+    cfg.allow_insecure = args.allow_insecure;
+    // Ordinary calls end well inside the shutdown deadline; uploads keep their own bound.
+    cfg.call_timeout = Duration::from_secs(10);
+    cfg.read_timeout = Duration::from_secs(10);
+    cfg.connect_timeout = Duration::from_secs(5);
+    cfg
+}
+
+fn sync_settings(args: &SyncArgs) -> SyncSettings {
+    let mut settings = SyncSettings::new(args.state_dir.clone(), client_config(args));
+    settings.backend_override = args.backend_override.clone();
+    settings
+}
+
+fn sync_failure(e: sync::SyncError) -> Failure {
+    match e {
+        sync::SyncError::Client(e) => (exit::BAD_CONFIG, e.to_string()),
+        other => (exit::FAILURE, other.to_string()),
+    }
+}
+
+fn run_sync(args: SyncArgs) -> Result<(), Failure> {
+    sync::run(sync_settings(&args), &shutdown_flag()).map_err(sync_failure)
+}
+
+fn capture_role_settings(
+    state_dir: PathBuf,
+    config: Option<&PathBuf>,
+) -> Result<capture::CaptureRoleSettings, Failure> {
+    let raw = match config {
+        Some(path) => RawConfig::load(path).map_err(config_failure)?,
+        None => RawConfig::default(),
+    };
+    // The job carries device and format; the config carries how to run it.
+    let settings = RecordSettings::resolve(
+        raw,
+        Overrides {
+            backend: Some("synth".into()),
+            ..Default::default()
+        },
+    )
+    .map_err(config_failure)?;
+    let mut role = capture::CaptureRoleSettings::new(state_dir.clone());
+    role.run = record::run_settings(&RecordSettings {
+        out: state_dir,
+        ..settings.clone()
+    });
+    role.gap_fill = settings.gap_fill;
+    Ok(role)
+}
+
+fn run_agent(args: SyncArgs, config: Option<PathBuf>) -> Result<(), Failure> {
+    let role = capture_role_settings(args.state_dir.clone(), config.as_ref())?;
+    agent::run(role, sync_settings(&args), &shutdown_flag()).map_err(|e| match e {
+        agent::AgentError::Sync(e) => sync_failure(e),
+        other => (exit::FAILURE, other.to_string()),
+    })
+}
+
+fn run_demo(dir: &std::path::Path, duration: Duration) -> Result<(), Failure> {
+    let report =
+        demo::run(dir, duration.as_secs_f64()).map_err(|e| (exit::FAILURE, e.to_string()))?;
+    println!(
+        "controller: {} (reference, loopback)",
+        report.controller_url
+    );
+    println!("job:        {} ({})", report.job_id, report.job_status);
+    match &report.delivered {
+        Some(path) => println!("delivered:  {}", path.display()),
+        None => println!("delivered:  nothing"),
+    }
+    if let Some(d) = report.duration_seconds {
+        println!("duration:   {d:.3} s");
+    }
+    if let Some(c) = &report.checksum {
+        println!("checksum:   {c} (computed by the controller)");
+    }
+    if let Some(tl) = &report.timeline {
+        let rate = tl["sample_rate"].as_f64().unwrap_or(48_000.0);
+        println!("timeline:");
+        for e in tl["events"].as_array().into_iter().flatten() {
+            let at = e["frame"].as_f64().unwrap_or(0.0) / rate;
+            let gap = e["gap_frames"]
+                .as_f64()
+                .map_or(String::new(), |g| format!(" gap {:.3} s", g / rate));
+            println!(
+                "  {at:>8.3} s  {:<16}{gap}  {}",
+                e["kind"].as_str().unwrap_or(""),
+                e["detail"].as_str().unwrap_or("")
+            );
+        }
+    }
+    if report.job_status != "completed" {
+        return Err((
+            exit::FAILURE,
+            format!("the job ended {}", report.job_status),
+        ));
+    }
+    Ok(())
 }
 
 fn run_capture(args: CaptureArgs) -> Result<(), Failure> {

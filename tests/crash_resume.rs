@@ -11,7 +11,10 @@ use std::process::{Child, Stdio};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
 }
 
 fn at_ms(v: &serde_json::Value) -> i64 {
@@ -29,13 +32,25 @@ fn kill9(mut child: Child) -> i64 {
 #[test]
 fn kill_9_twenty_times_then_the_job_resumes_to_one_recording() {
     let _rt = realtime();
-    let seed: u64 = std::env::var("EDGEREC_TEST_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(now_ms() as u64);
+    let seed: u64 = std::env::var("EDGEREC_TEST_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(now_ms() as u64);
     eprintln!("seed {seed}");
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let out = tempfile::tempdir().unwrap();
     let quiet = || Stdio::null();
     let first = edgerec()
-        .args(["record", "--backend", "synth", "--device", "noise", "--duration", "40s", "--out"])
+        .args([
+            "record",
+            "--backend",
+            "synth",
+            "--device",
+            "noise",
+            "--duration",
+            "40s",
+            "--out",
+        ])
         .arg(out.path())
         .stdout(quiet())
         .spawn()
@@ -68,7 +83,11 @@ fn kill_9_twenty_times_then_the_job_resumes_to_one_recording() {
 
     let job = only_job(out.path());
     let tl = timeline(&job);
-    assert_eq!(tl["frames"].as_u64().unwrap(), 40 * 48_000, "one recording as long as the window");
+    assert_eq!(
+        tl["frames"].as_u64().unwrap(),
+        40 * 48_000,
+        "one recording as long as the window"
+    );
     assert_eq!(wav_frames(&job.join("recording.wav")), 40 * 48_000);
     let crashes = events_of(&tl, "crash_recovered");
     assert_eq!(crashes.len(), 20, "{tl:#}");
@@ -79,10 +98,15 @@ fn kill_9_twenty_times_then_the_job_resumes_to_one_recording() {
         let lost_before_kill = gap_ms - restart_ms;
         worst_loss = worst_loss.max(lost_before_kill);
         assert!(restart_ms >= 0, "crash {i}: resumed before the kill?");
-        assert!(lost_before_kill <= 1000 + 20, "crash {i}: {lost_before_kill} ms lost before the kill (sync interval 1 s)");
+        assert!(
+            lost_before_kill <= 1000 + 20,
+            "crash {i}: {lost_before_kill} ms lost before the kill (sync interval 1 s)"
+        );
     }
     for file in segment_files(&job) {
         assert!(wav_frames(&file) > 0, "{}", file.display());
     }
-    eprintln!("20 crashes: worst audio lost before a kill {worst_loss} ms (plus each restart's own time)");
+    eprintln!(
+        "20 crashes: worst audio lost before a kill {worst_loss} ms (plus each restart's own time)"
+    );
 }

@@ -226,7 +226,16 @@ fn a_synth_stall_is_detected_within_the_guard_and_recovered() {
     let out = dir.path().join("out");
     // Every (re)opened synth stalls after 1 s for 2 s: the watchdog must see it.
     let result = run(edgerec()
-        .args(["record", "--backend", "synth", "--device", "sine,stall=1s+2s", "--duration", "3s", "--config"])
+        .args([
+            "record",
+            "--backend",
+            "synth",
+            "--device",
+            "sine,stall=1s+2s",
+            "--duration",
+            "3s",
+            "--config",
+        ])
         .arg(&config)
         .arg("--out")
         .arg(&out));
@@ -234,7 +243,10 @@ fn a_synth_stall_is_detected_within_the_guard_and_recovered() {
     let tl = timeline(&only_job(&out));
     let stalls = events_of(&tl, "stall");
     assert!(!stalls.is_empty(), "{tl:#}");
-    assert_eq!(stalls[0]["frame"], 48_000, "dated at the last frame before the stall");
+    assert_eq!(
+        stalls[0]["frame"], 48_000,
+        "dated at the last frame before the stall"
+    );
     let restored = events_of(&tl, "device_restored");
     assert!(!restored.is_empty(), "{tl:#}");
     // Reopened after the 0.5 s guard: the gap is about the guard plus the reopen.

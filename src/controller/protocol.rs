@@ -457,8 +457,9 @@ pub struct JobCommand {
     pub capture_group_id: Option<String>,
     #[serde(default, deserialize_with = "lenient")]
     pub capture_interface_id: Option<String>,
+    /// A number: fractional seconds are allowed (`12.5`).
     #[serde(default, deserialize_with = "lenient")]
-    pub duration_seconds: Option<u64>,
+    pub duration_seconds: Option<f64>,
     #[serde(default, deserialize_with = "lenient")]
     pub chunk_seconds: Option<u64>,
     #[serde(default, deserialize_with = "lenient")]
@@ -590,13 +591,21 @@ impl Job {
             CHANNELS,
             reject,
         )? as u16;
-        let duration_seconds = self.number(
-            "command.durationSeconds",
-            "/command/durationSeconds",
-            c.duration_seconds,
-            DURATION_SECONDS,
-            reject,
-        )?;
+        let duration_seconds = match c.duration_seconds {
+            None => {
+                return Err(reject(
+                    "command.durationSeconds",
+                    self.absent("/command/durationSeconds"),
+                ));
+            }
+            Some(d) if !d.is_finite() || d <= 0.0 || d > DURATION_SECONDS.1 as f64 => {
+                return Err(reject(
+                    "command.durationSeconds",
+                    format!("{d} is outside (0, {}]", DURATION_SECONDS.1),
+                ));
+            }
+            Some(d) => d,
+        };
         let output_file_name = self.text("command.outputFileName", &c.output_file_name, reject)?;
         check_file_name(&output_file_name)
             .map_err(|p| reject("command.outputFileName", p.to_string()))?;
@@ -645,7 +654,7 @@ impl Job {
             sample_rate,
             channels,
             channel_selection,
-            duration: Duration::from_secs(duration_seconds),
+            duration: Duration::from_secs_f64(duration_seconds),
             chunk_seconds,
             output_codec,
             output_file_name,

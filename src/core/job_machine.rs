@@ -1818,12 +1818,17 @@ mod tests {
         ]
     }
 
-    #[test]
-    fn every_end_path_reaches_one_terminal() {
-        let non_terminal: Vec<JobState> = JobState::ALL
-            .into_iter()
-            .filter(|s| !s.is_terminal())
-            .collect();
+    /// One run of the invariant test: a job brought to some state, one end path, and the
+    /// world's answers and faults.
+    struct Case {
+        label: String,
+        start: MachineState,
+        world: World,
+    }
+
+    /// Every non-terminal state (with and without a pending stop or a lost lease), every
+    /// legal end-path event, and every way the PUT, the render and a crash can go.
+    fn end_path_cases() -> Vec<Case> {
         let put_scripts: [&[Put]; 6] = [
             &[],
             &[Put::Retry5xx],
@@ -1832,102 +1837,109 @@ mod tests {
             &[Put::Refuse409],
             &[Put::Reject400],
         ];
-        let mut runs = 0;
+        let outcomes = [(true, true), (true, false), (false, true)]; // (has_audio, render_ok)
+        let crashes = [None, Some(Capturing), Some(Rendering), Some(Uploading)];
+        let mut cases = Vec::new();
         for kind in [JobKind::Controller, JobKind::Local] {
-            for &state in &non_terminal {
+            for state in JobState::ALL.into_iter().filter(|s| !s.is_terminal()) {
                 if kind == JobKind::Local && matches!(state, Cached | Uploading) {
                     continue; // a local job is delivered when rendered
                 }
-                for (stop_pending, lease_lost) in [(false, false), (true, false), (false, true)] {
-                    let start = reached(kind, state, stop_pending, lease_lost);
+                for (stop, lease_lost) in [(false, false), (true, false), (false, true)] {
+                    let start = reached(kind, state, stop, lease_lost);
                     for event in end_paths() {
                         if transition(&start, &event).is_err() {
                             continue; // the property is about legal sequences
                         }
-                        for puts in put_scripts {
-                            for (has_audio, render_ok) in
-                                [(true, true), (true, false), (false, true)]
-                            {
-                                if matches!(event, E::Crashed { has_audio: h, .. } if h != has_audio)
-                                {
-                                    continue; // the janitor and the writer agree on the audio
-                                }
-                                for crash_in in
-                                    [None, Some(Capturing), Some(Rendering), Some(Uploading)]
-                                {
-                                    let world = World {
-                                        script: vec![event.clone()],
-                                        crash_in_state: crash_in,
-                                        has_audio,
-                                        render_ok,
-                                        puts: puts.to_vec(),
-                                        ..World::default()
-                                    };
-                                    let label = format!(
-                                        "{kind} {state} stop={stop_pending} lease_lost={lease_lost} \
-                                         {event:?} puts={puts:?} audio={has_audio} render={render_ok} \
-                                         crash={crash_in:?}"
-                                    );
-                                    let t = simulate(start.clone(), &world)
-                                        .unwrap_or_else(|e| panic!("{label}: {e}"));
-                                    runs += 1;
-                                    assert!(t.end.state.is_terminal(), "{label}");
-                                    let reports = t.reports();
-                                    assert_eq!(reports.len(), 1, "{label}: {:?}", t.actions);
-                                    assert!(t.after_terminal.is_empty(), "{label}");
-                                    assert!(t.flags().len() <= 1, "{label}: {:?}", t.flags());
-                                    if kind == JobKind::Local {
-                                        assert_eq!(reports[0], &Report::Local, "{label}");
-                                        assert_eq!(t.uploads(), 0, "{label}");
-                                        assert!(t.health().is_empty(), "{label}");
-                                    } else {
-                                        assert_ne!(reports[0], &Report::Local, "{label}");
-                                    }
-                                    // Undelivered audio is always flagged, and only then.
-                                    let audio = match state {
-                                        Claimed => {
-                                            has_audio && t.actions.contains(&Action::StartCapture)
-                                        }
-                                        Capturing | Stopping => has_audio,
-                                        _ => true,
-                                    };
-                                    let delivered = t.end.state == Delivered;
-                                    assert_eq!(
-                                        t.flags().len(),
-                                        usize::from(audio && !delivered),
-                                        "{label}: {:?}",
-                                        t.actions
-                                    );
-                                    // A controller verdict is never answered with a post.
-                                    if t.end.verdict.is_some()
-                                        && t.end.end_cause.as_deref() != Some(reason::CRASH_LOOP)
-                                    {
-                                        assert_eq!(
-                                            reports[0],
-                                            &Report::ControllerDecided,
-                                            "{label}"
-                                        );
-                                    }
-                                    // The cancel for a stop is posted after any upload.
-                                    if let Some(r) = t.position(|a| {
-                                        *a == Action::EnqueueReport(cancelled(
-                                            reason::CONTROLLER_STOP_REQUESTED,
-                                        ))
-                                    }) {
-                                        let last_upload = t
-                                            .actions
-                                            .iter()
-                                            .rposition(|a| matches!(a, Action::Upload { .. }));
-                                        assert!(last_upload.is_none_or(|u| u < r), "{label}");
-                                    }
-                                }
+                        for (puts, (has_audio, render_ok), crash_in) in put_scripts
+                            .iter()
+                            .flat_map(|p| outcomes.iter().map(move |o| (p, o)))
+                            .flat_map(|(p, o)| crashes.iter().map(move |c| (p, o, c)))
+                        {
+                            if matches!(event, E::Crashed { has_audio: h, .. } if h != *has_audio) {
+                                continue; // the janitor and the writer agree on the audio
                             }
+                            cases.push(Case {
+                                label: format!(
+                                    "{kind} {state} stop={stop} lease_lost={lease_lost} \
+                                     {event:?} puts={puts:?} audio={has_audio} \
+                                     render={render_ok} crash={crash_in:?}"
+                                ),
+                                start: start.clone(),
+                                world: World {
+                                    script: vec![event.clone()],
+                                    crash_in_state: *crash_in,
+                                    has_audio: *has_audio,
+                                    render_ok: *render_ok,
+                                    puts: puts.to_vec(),
+                                    ..World::default()
+                                },
+                            });
                         }
                     }
                 }
             }
         }
-        assert!(runs > 10_000, "only {runs} runs");
+        cases
+    }
+
+    fn check_invariants(case: &Case, t: &Trace) {
+        let label = &case.label;
+        assert!(t.end.state.is_terminal(), "{label}");
+        let reports = t.reports();
+        assert_eq!(reports.len(), 1, "{label}: {:?}", t.actions);
+        assert!(t.after_terminal.is_empty(), "{label}");
+        if case.start.kind == JobKind::Local {
+            assert_eq!(reports[0], &Report::Local, "{label}");
+            assert_eq!(t.uploads(), 0, "{label}");
+            assert!(t.health().is_empty(), "{label}");
+        } else {
+            assert_ne!(reports[0], &Report::Local, "{label}");
+        }
+        // Undelivered audio is flagged exactly once; delivered or absent audio never is.
+        let audio = match case.start.state {
+            Claimed => case.world.has_audio && t.actions.contains(&Action::StartCapture),
+            Capturing | Stopping => case.world.has_audio,
+            _ => true,
+        };
+        let undelivered = audio && t.end.state != Delivered;
+        assert_eq!(
+            t.flags().len(),
+            usize::from(undelivered),
+            "{label}: {:?}",
+            t.actions
+        );
+        // A controller that already decided is never answered with a post.
+        if t.end.verdict.is_some() {
+            assert_eq!(reports[0], &Report::ControllerDecided, "{label}");
+        }
+        // The cancel for a stop is queued after every upload.
+        let stop_report = Action::EnqueueReport(cancelled(reason::CONTROLLER_STOP_REQUESTED));
+        if let Some(r) = t.position(|a| *a == stop_report) {
+            let last_upload = t
+                .actions
+                .iter()
+                .rposition(|a| matches!(a, Action::Upload { .. }));
+            assert!(last_upload.is_none_or(|u| u < r), "{label}");
+        }
+    }
+
+    #[test]
+    fn every_end_path_reaches_one_terminal() {
+        let cases = end_path_cases();
+        assert!(cases.len() > 10_000, "only {} cases", cases.len());
+        let mut crashed = 0;
+        for case in &cases {
+            let trace = simulate(case.start.clone(), &case.world)
+                .unwrap_or_else(|e| panic!("{}: {e}", case.label));
+            check_invariants(case, &trace);
+            crashed += usize::from(trace.crashes > 0);
+        }
+        assert!(
+            crashed > cases.len() / 4,
+            "{crashed} of {} crashed",
+            cases.len()
+        );
     }
 
     #[test]

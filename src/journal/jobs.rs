@@ -198,6 +198,32 @@ impl Journal {
         Ok(())
     }
 
+    /// Moves a job from `expected` to `state`, only if it is still in `expected` (the two
+    /// roles write states concurrently: neither may undo the other's newer transition).
+    /// Returns whether it moved.
+    pub fn set_job_state_if(
+        &self,
+        id: &str,
+        expected: JobState,
+        state: JobState,
+        end_cause: Option<&str>,
+        now_ms: i64,
+    ) -> Result<bool> {
+        self.write_tx(|conn| {
+            if current_state(conn, id)? != expected {
+                return Ok(false);
+            }
+            let ended_at_ms = state.is_terminal().then_some(now_ms);
+            conn.prepare_cached(
+                "UPDATE jobs SET state = ?2, end_cause = COALESCE(?3, end_cause), \
+                 ended_at_ms = COALESCE(?4, ended_at_ms), updated_at_ms = ?5 WHERE id = ?1",
+            )
+            .and_then(|mut s| s.execute(params![id, state.name(), end_cause, ended_at_ms, now_ms]))
+            .doing("updating a job's state")?;
+            Ok(true)
+        })
+    }
+
     /// Moves a job to `state`. A terminal state is reached exactly once: moving a job out of
     /// one (or into a second one) is `IllegalTransition`. Reaching it sets `ended_at_ms`.
     /// `end_cause`, when given, replaces the stored one.

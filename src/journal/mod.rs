@@ -3,6 +3,7 @@
 
 mod events;
 mod jobs;
+mod machines;
 mod outbox;
 mod schema;
 mod segments;
@@ -154,9 +155,7 @@ impl Journal {
         let mut conn = Connection::open(path).map_err(open_err)?;
         // Set first: the pragmas below and the migrations may wait on the other role.
         conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
-        let mode: String = conn
-            .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
-            .map_err(open_err)?;
+        let mode = enable_wal(&conn).map_err(open_err)?;
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(JournalError::NotWal {
                 path: path.to_path_buf(),
@@ -295,5 +294,23 @@ fn migrate(conn: &mut Connection) -> Result<()> {
             .doing("bumping user_version")?;
         tx.commit().doing("committing a migration")?;
         log::info!("migrated schema to v{}", found + 1);
+    }
+}
+
+/// Switches to WAL. Changing the journal mode needs the file to itself, and SQLite answers
+/// SQLITE_BUSY at once (no busy handler) when the other role is opening it at the same
+/// moment, as the two roles of `edgerec agent` do on a fresh journal: retry, bounded.
+fn enable_wal(conn: &Connection) -> rusqlite::Result<String> {
+    let mut attempts = 0;
+    loop {
+        match conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0)) {
+            Err(rusqlite::Error::SqliteFailure(e, _))
+                if e.code == rusqlite::ErrorCode::DatabaseBusy && attempts < 100 =>
+            {
+                attempts += 1;
+                std::thread::sleep(std::time::Duration::from_millis(50));
+            }
+            other => return other,
+        }
     }
 }

@@ -117,6 +117,15 @@ CREATE INDEX outbox_job_pending ON outbox (job_id, id)
 CREATE UNIQUE INDEX outbox_one_heartbeat ON outbox (job_id)
     WHERE kind = 'job_heartbeat' AND delivered_at_ms IS NULL AND abandoned_at_ms IS NULL;
 "#,
+    // v3: the controller job state machine's facts beyond the state (stop pending, the
+    // controller's verdict, the rendered file, recovery counts): core/job_machine.rs.
+    r#"
+CREATE TABLE machines (
+    job_id        TEXT PRIMARY KEY REFERENCES jobs(id) ON DELETE CASCADE,
+    state_json    TEXT NOT NULL,
+    updated_at_ms INTEGER NOT NULL
+) STRICT;
+"#,
 ];
 
 /// The schema version this binary writes and understands.

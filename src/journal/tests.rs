@@ -63,7 +63,9 @@ fn migrates_from_empty() {
     assert_eq!(j.schema_version().unwrap(), schema::CURRENT);
     assert_eq!(
         table_names(&j),
-        ["beats", "events", "jobs", "outbox", "segments", "uploads"]
+        [
+            "beats", "events", "jobs", "machines", "outbox", "segments", "uploads"
+        ]
     );
     let mode: String = j
         .conn

@@ -136,10 +136,11 @@ pub fn finalize(
         path: timeline_path.clone(),
         source,
     })?;
-    // A controller's job is only delivered once uploaded: the sync role takes it from
-    // `cached`. A local job's destination is its directory: it is delivered now.
+    // A local job's destination is its directory: it is delivered now. A controller's job
+    // is handed to the sync role as `cached`, audio or not: it decides the job's end
+    // (upload, report) through the job machine.
     let state = match (&recording, how.capture_failed, job.source) {
-        (Some(_), false, JobSource::Controller) => JobState::Cached,
+        (_, _, JobSource::Controller) => JobState::Cached,
         (Some(_), false, JobSource::Local) => JobState::Delivered,
         _ => JobState::Failed,
     };

@@ -1,9 +1,12 @@
 //! The programs built from the parts: `record` (one local job), `repair` (after a crash),
 //! and `finalize`, which both end with.
 
+pub mod agent;
 pub mod capture;
+pub mod demo;
 pub mod finalize;
 pub mod owner;
 pub mod record;
 pub mod repair;
 pub mod runner;
+pub mod sync;

@@ -24,9 +24,9 @@ pub enum AdminError {
     /// Check the job id (`edgerec controller job list`).
     #[error("no job {0:?}")]
     NoSuchJob(String),
-    /// Fix the job spec.
-    #[error("invalid job: {0}")]
-    InvalidJob(String),
+    /// Fix the input (job spec, node name, capacity).
+    #[error("invalid request: {0}")]
+    Invalid(String),
     /// The job is past the point where this operation applies; nothing was changed.
     #[error("job {id} is {status}: {what}")]
     WrongState {
@@ -77,7 +77,7 @@ impl Admin {
     pub fn add_node(&self, name: &str) -> Result<(String, String), AdminError> {
         let name = name.trim();
         if name.is_empty() {
-            return Err(AdminError::InvalidJob("node name is empty".into()));
+            return Err(AdminError::Invalid("node name is empty".into()));
         }
         let id = format!("node_{}", uuid::Uuid::new_v4());
         let token = auth::new_token();
@@ -112,7 +112,7 @@ impl Admin {
     /// Sets the node's `recordingCapacity.maxConcurrentRecordings` (1..=128).
     pub fn set_max_concurrent_recordings(&self, node: &str, n: u32) -> Result<(), AdminError> {
         if !(1..=128).contains(&n) {
-            return Err(AdminError::InvalidJob(format!(
+            return Err(AdminError::Invalid(format!(
                 "maxConcurrentRecordings {n} is outside 1..=128"
             )));
         }
@@ -159,7 +159,7 @@ impl Admin {
             if e.starts_with("no node") {
                 AdminError::NoSuchNode(spec.node_id.clone())
             } else {
-                AdminError::InvalidJob(e)
+                AdminError::Invalid(e)
             }
         })
     }
@@ -220,9 +220,12 @@ impl Admin {
         Ok(self.store.read(|tx| nodes::health_events(tx, node))?)
     }
 
-    /// The node as the heartbeat reply shows it (last heartbeat body, interfaces).
+    /// The node as the heartbeat reply shows it (last heartbeat body, interfaces; status
+    /// `offline` 120 s after the last heartbeat).
     pub fn node(&self, node: &str) -> Result<Option<serde_json::Value>, AdminError> {
-        Ok(self.store.read(|tx| nodes::node_json(tx, node))?)
+        Ok(self
+            .store
+            .read(|tx| nodes::node_json(tx, node, time::now_ms()))?)
     }
 
     /// A recording: status, cache path (relative to the store directory), checksum,

@@ -369,7 +369,7 @@ impl Request {
                         }
                         *left -= n as u64;
                         if *left == 0 {
-                            if !self.wire.read_line(0).map_err(body_io)?.is_empty() {
+                            if !self.wire.read_line(2).map_err(body_io)?.is_empty() {
                                 return Err(BodyError::Malformed);
                             }
                             *state = ChunkState::Size;
@@ -418,7 +418,7 @@ pub(crate) fn serve_connection(
     }
     let mut wire = Wire {
         stream,
-        buf: vec![0; 16 * 1024],
+        buf: vec![0; 64 * 1024],
         pos: 0,
         len: 0,
         shutdown: shutdown.clone(),

@@ -45,12 +45,13 @@ pub(crate) fn expire(tx: &Connection, now: i64, lease_ms: i64) -> Result<usize, 
 pub(crate) fn run(store: Store, lease: Duration, interval: Duration, stop: Receiver<()>) {
     let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
     loop {
+        // First at start: leases that ran out while the server was down end now.
+        if let Err(e) = store.tx(|tx| expire(tx, time::now_ms(), lease_ms)) {
+            log::warn!("controller: lease runner: {e}");
+        }
         match stop.recv_timeout(interval) {
             Err(RecvTimeoutError::Timeout) => {}
             _ => return,
-        }
-        if let Err(e) = store.tx(|tx| expire(tx, time::now_ms(), lease_ms)) {
-            log::warn!("controller: lease runner: {e}");
         }
     }
 }

@@ -11,13 +11,28 @@
 //!  Admin: operator commands on the same file (WAL), in or out of the server's process
 //! ```
 //!
-//! - [`http`]: the small HTTP/1.1 layer (timeouts, bounded heads and bodies).
-//! - [`routes`]: authentication, authorization, validation, replies.
-//! - [`jobs`] and [`leases`]: the job state machine, every transition a compare-and-set.
-//! - [`upload`]: the streamed cache-file PUT.
-//! - [`nodes`], [`validate`]: node calls and their body schemas.
-//! - [`store`]: schema, migrations (`user_version`), row readers.
-//! - [`admin`]: what `edgerec controller node|job ...` calls.
+//! - `http`: the small HTTP/1.1 layer (timeouts, bounded heads and bodies).
+//! - `routes`: authentication, authorization, validation, replies.
+//! - `jobs` and `leases`: the job state machine, every transition a compare-and-set.
+//! - `upload`: the streamed cache-file PUT.
+//! - `nodes`, `validate`: node calls and their body schemas.
+//! - `store`: schema, migrations (`user_version`), row readers.
+//! - `admin`: what `edgerec controller node|job ...` calls.
+//!
+//! Differences from the Rakkr server, all deliberate:
+//! - plain HTTP, one request per connection (`Connection: close`); put a TLS proxy in front
+//!   for anything but loopback or a trusted LAN;
+//! - only what the recorder-node API needs: no schedules, channel-map templates
+//!   (`channel-map-assignments` is always `[]`), retention policies
+//!   (`recorderCachePolicies` is `[]`), upload queue, waveforms or audit log;
+//! - a little stricter on uploads: an unknown `rendition`, a malformed `chunkTotal` or one
+//!   not above `chunk` is a 400 (Rakkr ignores them), and the recording and job are
+//!   checked again when the body has arrived (a job that ended while the body streamed is
+//!   a 409; Rakkr would store the file and mark the recording cached anyway);
+//! - inventory integers must be JSON numbers (Rakkr also coerces numeric strings);
+//!   `x-rakkr-duration-seconds` is kept as sent (Rakkr rounds it to whole seconds);
+//! - whether a primary upload completes a `stop_requested` job is [`StoppedUpload`]; the
+//!   default is Rakkr's behaviour (it does).
 //!
 //! Requests are handled concurrently by the workers; at most `workers - 2` uploads are
 //! received at once (more get 503 + `Retry-After`), so a slow uploader never holds up

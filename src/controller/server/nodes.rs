@@ -8,8 +8,11 @@ use super::validate::HealthEventInput;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value, json};
 
+/// A node is shown offline this long after its last heartbeat.
+const OFFLINE_AFTER_MS: i64 = 120_000;
+
 /// The node as the heartbeat reply shows it; `None` if there is no such node.
-pub(crate) fn node_json(tx: &Connection, id: &str) -> Result<Option<Value>, StoreError> {
+pub(crate) fn node_json(tx: &Connection, id: &str, now: i64) -> Result<Option<Value>, StoreError> {
     let row = tx
         .query_row(
             "SELECT name, status, heartbeat_json, last_heartbeat_at_ms, \
@@ -27,9 +30,12 @@ pub(crate) fn node_json(tx: &Connection, id: &str) -> Result<Option<Value>, Stor
         )
         .optional()
         .doing("reading a node")?;
-    let Some((name, status, heartbeat, last_seen, capacity)) = row else {
+    let Some((name, mut status, heartbeat, last_seen, capacity)) = row else {
         return Ok(None);
     };
+    if last_seen.is_some_and(|t| now.saturating_sub(t) > OFFLINE_AFTER_MS) {
+        status = "offline".into();
+    }
     let hb: Map<String, Value> = heartbeat
         .and_then(|h| serde_json::from_str(&h).ok())
         .unwrap_or_default();
@@ -102,7 +108,7 @@ pub(crate) fn heartbeat(
     if changed == 0 {
         return Ok(None);
     }
-    node_json(tx, node)
+    node_json(tx, node, now)
 }
 
 /// Reconciles a node's interfaces with a reported inventory: matched by `systemRef`, else
@@ -218,7 +224,7 @@ pub(crate) fn inventory(
         !(added.is_empty() && updated.is_empty() && reactivated.is_empty() && absent.is_empty());
     Ok(Some(json!({
         "changed": changed,
-        "node": node_json(tx, node)?,
+        "node": node_json(tx, node, now)?,
         "summary": {"added": added, "absent": absent, "reactivated": reactivated,
                     "unchanged": unchanged, "updated": updated},
     })))

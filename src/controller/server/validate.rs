@@ -56,7 +56,8 @@ impl Check {
         }
     }
 
-    /// Reads `obj[key]`, reporting it missing when required. `null` counts as missing.
+    /// Reads `obj[key]`, reporting it missing when required. As in zod, `null` is not
+    /// "absent": an optional field may be left out, not set to `null`.
     fn field<'a>(
         &mut self,
         obj: &'a Map<String, Value>,
@@ -64,10 +65,16 @@ impl Check {
         need: Need,
     ) -> Option<&'a Value> {
         match obj.get(key) {
-            Some(Value::Null) | None => {
+            None => {
                 if need == Required {
                     self.at(key, |c| c.issue("invalid_type", "Required".into()));
                 }
+                None
+            }
+            Some(Value::Null) => {
+                self.at(key, |c| {
+                    c.issue("invalid_type", "Expected a value, received null".into())
+                });
                 None
             }
             Some(v) => Some(v),

@@ -1,0 +1,272 @@
+//! `edgerec controller ...`: the reference controller's server and operator commands.
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use clap::Subcommand;
+use edgerec::controller::server::{
+    Admin, AdminError, NewJobSpec, Server, ServerConfig, StoppedUpload,
+};
+
+use crate::{Failure, exit, shutdown_flag};
+
+#[derive(Subcommand)]
+pub enum ControllerCommand {
+    /// Serve the recorder-node API (and nothing else) on --listen.
+    Serve {
+        #[arg(long, default_value = "127.0.0.1:8787")]
+        listen: std::net::SocketAddr,
+        #[arg(long)]
+        db: PathBuf,
+        #[arg(long)]
+        store: PathBuf,
+        /// Job lease length.
+        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+        lease: Duration,
+        /// What a partial uploaded for a stopped job does: completes (Rakkr) or keeps-stop-requested.
+        #[arg(long, default_value = "completes")]
+        stopped_upload: String,
+    },
+    /// Nodes (recording boxes).
+    Node {
+        #[command(subcommand)]
+        command: NodeCommand,
+    },
+    /// Recording jobs.
+    Job {
+        #[command(subcommand)]
+        command: JobCommand,
+    },
+    /// Health events a node reported.
+    Events {
+        #[arg(long)]
+        db: PathBuf,
+        node: String,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum NodeCommand {
+    /// Register a node; prints its id and its token (shown once).
+    Add {
+        #[arg(long)]
+        db: PathBuf,
+        name: String,
+    },
+    List {
+        #[arg(long)]
+        db: PathBuf,
+    },
+    /// How many jobs the node may record at once.
+    SetCapacity {
+        #[arg(long)]
+        db: PathBuf,
+        node: String,
+        capacity: u32,
+    },
+}
+
+#[derive(Subcommand)]
+pub enum JobCommand {
+    /// Queue a recording job for a node.
+    Add {
+        #[arg(long)]
+        db: PathBuf,
+        #[arg(long)]
+        node: String,
+        #[arg(long)]
+        device: String,
+        #[arg(long, value_parser = humantime::parse_duration)]
+        duration: Duration,
+        #[arg(long, default_value = "S16_LE")]
+        format: String,
+        #[arg(long, default_value_t = 48_000)]
+        rate: u32,
+        #[arg(long, default_value_t = 2)]
+        channels: u16,
+        /// 1-based channels to keep, e.g. 1,2.
+        #[arg(long, value_delimiter = ',')]
+        select: Option<Vec<u16>>,
+        /// Capture group: jobs sharing it are claimed together.
+        #[arg(long)]
+        group: Option<String>,
+        #[arg(long)]
+        file_name: Option<String>,
+    },
+    /// Ask the node to stop a job (it uploads what it captured).
+    Stop {
+        #[arg(long)]
+        db: PathBuf,
+        job: String,
+    },
+    Cancel {
+        #[arg(long)]
+        db: PathBuf,
+        job: String,
+    },
+    Fail {
+        #[arg(long)]
+        db: PathBuf,
+        job: String,
+        #[arg(long, default_value = "operator_failed")]
+        reason: String,
+    },
+    List {
+        #[arg(long)]
+        db: PathBuf,
+    },
+    /// A job and its recording.
+    Show {
+        #[arg(long)]
+        db: PathBuf,
+        job: String,
+    },
+}
+
+fn admin(db: &Path) -> Result<Admin, Failure> {
+    if !db.exists() {
+        return Err((
+            exit::BAD_CONFIG,
+            format!("no controller database at {}", db.display()),
+        ));
+    }
+    Admin::open(db).map_err(admin_failure)
+}
+
+fn admin_failure(e: AdminError) -> Failure {
+    let code = match e {
+        AdminError::NoSuchNode(_) | AdminError::NoSuchJob(_) => exit::NOT_FOUND,
+        AdminError::WrongState { .. } | AdminError::Invalid(_) => exit::REFUSED,
+        _ => exit::FAILURE,
+    };
+    (code, e.to_string())
+}
+
+fn print_json(value: &impl serde::Serialize) {
+    println!(
+        "{}",
+        serde_json::to_string_pretty(value).unwrap_or_default()
+    );
+}
+
+pub fn run(command: ControllerCommand) -> Result<(), Failure> {
+    match command {
+        ControllerCommand::Serve {
+            listen,
+            db,
+            store,
+            lease,
+            stopped_upload,
+        } => {
+            let mut cfg = ServerConfig::new(listen, db, store);
+            cfg.lease = lease;
+            cfg.stopped_upload = match stopped_upload.as_str() {
+                "completes" => StoppedUpload::Completes,
+                "keeps-stop-requested" => StoppedUpload::KeepsStopRequested,
+                other => {
+                    return Err((
+                        exit::BAD_CONFIG,
+                        format!("--stopped-upload {other:?}: completes or keeps-stop-requested"),
+                    ));
+                }
+            };
+            let server = Server::start(cfg).map_err(|e| (exit::BAD_CONFIG, e.to_string()))?;
+            println!("serving {}", server.base_url());
+            let shutdown = shutdown_flag();
+            while !shutdown.is_stopped() {
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            server.shutdown();
+            Ok(())
+        }
+        ControllerCommand::Node { command } => match command {
+            NodeCommand::Add { db, name } => {
+                let (id, token) = Admin::open(&db)
+                    .map_err(admin_failure)?
+                    .add_node(&name)
+                    .map_err(admin_failure)?;
+                println!(
+                    "node:  {id}\ntoken: {token}\n(store the token in a file readable only by edgerec: chmod 600)"
+                );
+                Ok(())
+            }
+            NodeCommand::List { db } => {
+                for node in admin(&db)?.list_nodes().map_err(admin_failure)? {
+                    println!("{node:?}");
+                }
+                Ok(())
+            }
+            NodeCommand::SetCapacity { db, node, capacity } => admin(&db)?
+                .set_max_concurrent_recordings(&node, capacity)
+                .map_err(admin_failure),
+        },
+        ControllerCommand::Job { command } => match command {
+            JobCommand::Add {
+                db,
+                node,
+                device,
+                duration,
+                format,
+                rate,
+                channels,
+                select,
+                group,
+                file_name,
+            } => {
+                let mut spec = NewJobSpec::new(&node, &device, duration.as_secs_f64());
+                spec.capture_format = format;
+                spec.capture_sample_rate = rate;
+                spec.capture_channels = channels;
+                spec.capture_channel_selection = select;
+                spec.capture_group_id = group;
+                spec.output_file_name = file_name;
+                let job = admin(&db)?.add_job(&spec).map_err(admin_failure)?;
+                println!("{}", job.id);
+                Ok(())
+            }
+            JobCommand::Stop { db, job } => print_job(admin(&db)?.stop_job(&job)),
+            JobCommand::Cancel { db, job } => print_job(admin(&db)?.cancel_job(&job)),
+            JobCommand::Fail { db, job, reason } => print_job(admin(&db)?.fail_job(&job, &reason)),
+            JobCommand::List { db } => {
+                for job in admin(&db)?.list_jobs().map_err(admin_failure)? {
+                    println!(
+                        "{:<42} {:<15} {}",
+                        job.id,
+                        job.status.to_string(),
+                        job.recording_id
+                    );
+                }
+                Ok(())
+            }
+            JobCommand::Show { db, job } => {
+                let admin = admin(&db)?;
+                let found = admin
+                    .job(&job)
+                    .map_err(admin_failure)?
+                    .ok_or((exit::NOT_FOUND, format!("no job {job}")))?;
+                print_json(&finished_json(&admin, &found)?);
+                Ok(())
+            }
+        },
+        ControllerCommand::Events { db, node } => {
+            print_json(&admin(&db)?.health_events(&node).map_err(admin_failure)?);
+            Ok(())
+        }
+    }
+}
+
+fn print_job(
+    result: Result<edgerec::controller::server::JobSummary, AdminError>,
+) -> Result<(), Failure> {
+    let job = result.map_err(admin_failure)?;
+    println!("{} {}", job.id, job.status);
+    Ok(())
+}
+
+fn finished_json(
+    admin: &Admin,
+    job: &edgerec::controller::server::JobSummary,
+) -> Result<serde_json::Value, Failure> {
+    let recording = admin.recording(&job.recording_id).map_err(admin_failure)?;
+    Ok(serde_json::json!({ "job": job, "recording": recording }))
+}

@@ -1,0 +1,82 @@
+//! The job state machine's facts, journaled whole beside the job row, so a sync role that
+//! restarts knows a stop is pending or the controller's verdict without asking again.
+
+use rusqlite::{OptionalExtension, params};
+
+use super::{Doing, Journal, JournalError, Result};
+use crate::core::job_machine::MachineState;
+
+impl Journal {
+    /// Saves `machine` for `job_id` (the caller writes the job's state in the same
+    /// transaction, through [`Journal::atomically`]).
+    pub fn save_machine(&self, job_id: &str, machine: &MachineState, now_ms: i64) -> Result<()> {
+        let json = serde_json::to_string(machine).map_err(|e| JournalError::Corrupt {
+            what: format!("machine state of {job_id}: {e}"),
+        })?;
+        self.conn
+            .prepare_cached(
+                "INSERT INTO machines (job_id, state_json, updated_at_ms) VALUES (?1, ?2, ?3) \
+                 ON CONFLICT(job_id) DO UPDATE SET state_json = ?2, updated_at_ms = ?3",
+            )
+            .and_then(|mut s| s.execute(params![job_id, json, now_ms]))
+            .doing("saving a job's machine state")?;
+        Ok(())
+    }
+
+    /// The machine state saved for `job_id`, if any.
+    pub fn load_machine(&self, job_id: &str) -> Result<Option<MachineState>> {
+        let json: Option<String> = self
+            .conn
+            .prepare_cached("SELECT state_json FROM machines WHERE job_id = ?1")
+            .and_then(|mut s| s.query_row(params![job_id], |r| r.get(0)).optional())
+            .doing("loading a job's machine state")?;
+        json.map(|j| {
+            serde_json::from_str(&j).map_err(|e| JournalError::Corrupt {
+                what: format!("machine state of {job_id}: {e}"),
+            })
+        })
+        .transpose()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use crate::core::format::{SampleFormat, StreamSpec};
+    use crate::core::job::JobState;
+    use crate::core::job_machine::{JobKind, MachineState, Verdict};
+    use crate::journal::{JobSource, Journal, NewJob};
+
+    #[test]
+    fn machine_state_round_trips_and_replaces() {
+        let dir = tempfile::tempdir().unwrap();
+        let j = Journal::open(&dir.path().join("j.db")).unwrap();
+        j.create_job(&NewJob {
+            id: "job_1".into(),
+            source: JobSource::Controller,
+            controller_job_id: Some("job_1".into()),
+            recording_id: Some("rec_1".into()),
+            command_json: "{}".into(),
+            backend: "synth".into(),
+            device: "sine".into(),
+            spec: StreamSpec {
+                format: SampleFormat::S16Le,
+                rate: 48_000,
+                channels: 2,
+            },
+            duration_frames: Some(48_000),
+            dir: dir.path().join("job_1"),
+            state: JobState::Claimed,
+            created_at_ms: 1,
+        })
+        .unwrap();
+        assert_eq!(j.load_machine("job_1").unwrap(), None);
+        let mut m = MachineState::at(JobState::Capturing, JobKind::Controller);
+        m.stop_pending = true;
+        j.save_machine("job_1", &m, 2).unwrap();
+        m.verdict = Some(Verdict::Cancelled {
+            reason: "operator".into(),
+        });
+        j.save_machine("job_1", &m, 3).unwrap();
+        assert_eq!(j.load_machine("job_1").unwrap(), Some(m));
+    }
+}
