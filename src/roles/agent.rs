@@ -40,7 +40,7 @@ pub fn run(
     }
     // One role ending on its own (an error) ends the agent: a supervisor restarts it.
     shutdown.stop();
-    let until = Instant::now() + deadline + Duration::from_secs(1);
+    let until = Instant::now() + deadline;
     while !(capture_thread.is_finished() && sync_thread.is_finished()) && Instant::now() < until {
         std::thread::sleep(Duration::from_millis(20));
     }

@@ -45,7 +45,7 @@ impl CaptureRoleSettings {
             gap_fill: GapFill::Silence,
             exit_when_idle: false,
             poll: Duration::from_millis(250),
-            shutdown_deadline: Duration::from_secs(5),
+            shutdown_deadline: Duration::from_secs(4),
         }
     }
 }

@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Mutex, MutexGuard};
 
+pub mod controller;
 pub mod fakemic;
 
 pub fn edgerec() -> Command {

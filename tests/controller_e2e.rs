@@ -1,0 +1,190 @@
+//! The agent against the reference controller, end to end: real HTTP on 127.0.0.1, real
+//! SQLite on both sides, real `edgerec` processes and signals.
+
+mod common;
+
+use common::controller::*;
+use common::*;
+use edgerec::core::job::JobState;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+const LEASE: Duration = Duration::from_secs(30);
+
+#[test]
+fn full_lifecycle_claim_capture_upload_completed_with_our_checksum() {
+    let _rt = realtime();
+    let ctl = Ctl::start(LEASE);
+    let state = tempfile::tempdir().unwrap();
+    let job = ctl.add_job("sine:440", 3.0);
+    let mut agent = ctl.spawn_agent(state.path());
+    let done = ctl.wait_status(&job.id, Some("completed"), Duration::from_secs(30));
+    let rec = ctl.admin.recording(&done.recording_id).unwrap().unwrap();
+    let local = agent_job_dir(state.path(), &job.id).join("recording.wav");
+    assert_eq!(
+        rec.checksum.clone().unwrap(),
+        sha256_file(&local),
+        "the controller has exactly our file"
+    );
+    assert_eq!(rec.duration_seconds, Some(3.0));
+    let tl = timeline(&agent_job_dir(state.path(), &job.id));
+    // Claim (the controller's startedAt) to the first captured frame (the agent's frame 0).
+    let first_frame = humantime::parse_rfc3339(tl["started_at"].as_str().unwrap()).unwrap();
+    let claimed = std::time::UNIX_EPOCH + Duration::from_millis(done.started_at.unwrap().0 as u64);
+    let latency = first_frame
+        .duration_since(claimed)
+        .map_or(0, |d| d.as_millis());
+    eprintln!("claim -> first captured frame: {latency} ms");
+    assert!(
+        latency < 2_000,
+        "capture starts promptly after a claim: {latency} ms"
+    );
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(agent_job(state.path(), &job.id).state, JobState::Delivered);
+    sigterm(&mut agent, Duration::from_secs(5));
+}
+
+#[test]
+fn a_stop_mid_capture_uploads_the_partial_before_anything_else() {
+    let _rt = realtime();
+    let ctl = Ctl::start(LEASE);
+    let state = tempfile::tempdir().unwrap();
+    let job = ctl.add_job("sine:440", 20.0);
+    let mut agent = ctl.spawn_agent(state.path());
+    ctl.wait_status(&job.id, Some("running"), Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(2500));
+    ctl.admin.stop_job(&job.id).unwrap();
+    let done = ctl.wait_status(&job.id, None, Duration::from_secs(20));
+    // On this controller the stopped partial's upload completes the job.
+    assert_eq!(done.status.to_string(), "completed");
+    let rec = ctl.admin.recording(&done.recording_id).unwrap().unwrap();
+    let seconds = rec.duration_seconds.unwrap();
+    assert!(
+        (1.0..8.0).contains(&seconds),
+        "the partial, not the booking: {seconds} s"
+    );
+    std::thread::sleep(Duration::from_millis(1500));
+    let row = agent_job(state.path(), &job.id);
+    assert_eq!(row.state, JobState::Delivered, "{row:?}");
+    let tl = timeline(&agent_job_dir(state.path(), &job.id));
+    assert_eq!(events_of(&tl, "stop_requested").len(), 1, "{tl:#}");
+    sigterm(&mut agent, Duration::from_secs(5));
+}
+
+#[test]
+fn cancelled_or_failed_on_the_controller_mid_capture_finalizes_locally_and_keeps_the_audio() {
+    let _rt = realtime();
+    let ctl = Ctl::start(LEASE);
+    let state = tempfile::tempdir().unwrap();
+    let cancelled = ctl.add_job("sine:440", 20.0);
+    let mut agent = ctl.spawn_agent(state.path());
+    ctl.wait_status(&cancelled.id, Some("running"), Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(2000));
+    ctl.admin.cancel_job(&cancelled.id).unwrap();
+    let failed = ctl.add_job("sine:440", 20.0);
+    ctl.wait_status(&failed.id, Some("running"), Duration::from_secs(20));
+    std::thread::sleep(Duration::from_millis(2000));
+    ctl.admin.fail_job(&failed.id, "operator_failed").unwrap();
+    let until = Instant::now() + Duration::from_secs(20);
+    let (c, f) = loop {
+        let c = agent_job(state.path(), &cancelled.id);
+        let f = agent_job(state.path(), &failed.id);
+        if c.state.is_terminal() && f.state.is_terminal() {
+            break (c, f);
+        }
+        assert!(
+            Instant::now() < until,
+            "agent did not finalize: {:?} {:?}",
+            c.state,
+            f.state
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(c.state, JobState::Cancelled);
+    assert_eq!(f.state, JobState::Failed);
+    for job in [&cancelled, &failed] {
+        // Audio is never deleted because of controller state: kept, and not uploaded.
+        let local = agent_job_dir(state.path(), &job.id).join("recording.wav");
+        assert!(wav_frames(&local) > 48_000, "kept locally");
+        assert!(
+            !ctl.admin
+                .recording(&job.recording_id)
+                .unwrap()
+                .unwrap()
+                .cached,
+            "not uploaded"
+        );
+    }
+    assert_eq!(ctl.job(&cancelled.id).status.to_string(), "cancelled");
+    assert_eq!(ctl.job(&failed.id).status.to_string(), "failed");
+    sigterm(&mut agent, Duration::from_secs(5));
+}
+
+/// The roles as separate processes: the sync role is killed mid-job and restarted 5 s
+/// later; capture never notices, and the job ends once.
+#[test]
+fn kill_9_of_the_sync_role_loses_no_frames_and_reports_once() {
+    let _rt = realtime();
+    let ctl = Ctl::start(LEASE);
+    let state = tempfile::tempdir().unwrap();
+    let job = ctl.add_job("sine:440", 12.0);
+    let mut capture = edgerec()
+        .args(["capture", "--state-dir"])
+        .arg(state.path())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut sync = ctl.role("sync", state.path()).spawn().unwrap();
+    ctl.wait_status(&job.id, Some("running"), Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(2000));
+    sync.kill().unwrap();
+    sync.wait().unwrap();
+    std::thread::sleep(Duration::from_secs(5));
+    let mut sync = ctl.role("sync", state.path()).spawn().unwrap();
+    let done = ctl.wait_status(&job.id, None, Duration::from_secs(30));
+    assert_eq!(done.status.to_string(), "completed");
+    let tl = timeline(&agent_job_dir(state.path(), &job.id));
+    assert_eq!(tl["frames"].as_u64().unwrap(), 12 * 48_000);
+    assert!(
+        tl["events"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["gap_frames"].is_null()),
+        "no gap: {tl:#}"
+    );
+    sigterm(&mut sync, Duration::from_secs(5));
+    sigterm(&mut capture, Duration::from_secs(5));
+}
+
+/// The capture role is killed mid-job: the janitor of the next one resumes it.
+#[test]
+fn kill_9_of_the_capture_role_is_resumed_by_the_janitor_and_reports_once() {
+    let _rt = realtime();
+    let ctl = Ctl::start(LEASE);
+    let state = tempfile::tempdir().unwrap();
+    let job = ctl.add_job("sine:440", 10.0);
+    let capture = || {
+        edgerec()
+            .args(["capture", "--state-dir"])
+            .arg(state.path())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut first = capture();
+    let mut sync = ctl.role("sync", state.path()).spawn().unwrap();
+    ctl.wait_status(&job.id, Some("running"), Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(3000));
+    first.kill().unwrap();
+    first.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    let mut second = capture();
+    let done = ctl.wait_status(&job.id, None, Duration::from_secs(30));
+    assert_eq!(done.status.to_string(), "completed");
+    let tl = timeline(&agent_job_dir(state.path(), &job.id));
+    assert_eq!(events_of(&tl, "crash_recovered").len(), 1, "{tl:#}");
+    assert_eq!(tl["frames"].as_u64().unwrap(), 10 * 48_000);
+    sigterm(&mut sync, Duration::from_secs(5));
+    sigterm(&mut second, Duration::from_secs(5));
+}
