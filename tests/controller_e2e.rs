@@ -188,3 +188,67 @@ fn kill_9_of_the_capture_role_is_resumed_by_the_janitor_and_reports_once() {
     sigterm(&mut sync, Duration::from_secs(5));
     sigterm(&mut second, Duration::from_secs(5));
 }
+
+/// Two jobs of one capture group, disjoint channel subsets of one 4-channel device:
+/// captured once, each output holds exactly its channels.
+#[test]
+fn a_capture_group_is_captured_once_and_each_job_keeps_its_channels() {
+    let _rt = realtime();
+    let ctl = Ctl::start(LEASE);
+    let state = tempfile::tempdir().unwrap();
+    let mut jobs = Vec::new();
+    for selection in [vec![1u16, 2], vec![3, 4]] {
+        let mut spec = edgerec::controller::server::NewJobSpec::new(&ctl.node, "noise", 3.0);
+        spec.capture_channels = 4;
+        spec.capture_channel_selection = Some(selection);
+        spec.capture_group_id = Some("room-a".into());
+        jobs.push(ctl.add_job_spec(spec));
+    }
+    let mut agent = ctl.spawn_agent(state.path());
+    for job in &jobs {
+        let done = ctl.wait_status(&job.id, Some("completed"), Duration::from_secs(30));
+        let local = agent_job_dir(state.path(), &job.id).join("recording.wav");
+        let rec = ctl.admin.recording(&done.recording_id).unwrap().unwrap();
+        assert_eq!(rec.checksum.unwrap(), sha256_file(&local));
+    }
+    // One capture: only one job directory has segments.
+    let with_segments: Vec<_> = jobs
+        .iter()
+        .filter(|j| !segment_files(&agent_job_dir(state.path(), &j.id)).is_empty())
+        .collect();
+    assert_eq!(with_segments.len(), 1, "the group was captured once");
+    let leader_dir = agent_job_dir(state.path(), &with_segments[0].id);
+    let device: Vec<i16> = segment_files(&leader_dir)
+        .iter()
+        .flat_map(|f| {
+            hound::WavReader::open(f)
+                .unwrap()
+                .into_samples::<i16>()
+                .map(|s| s.unwrap())
+                .collect::<Vec<_>>()
+        })
+        .collect();
+    for (job, channels) in jobs.iter().zip([[0usize, 1], [2, 3]]) {
+        let mut reader =
+            hound::WavReader::open(agent_job_dir(state.path(), &job.id).join("recording.wav"))
+                .unwrap();
+        assert_eq!(
+            reader.spec().channels,
+            2,
+            "{}: only its two channels",
+            job.id
+        );
+        let got: Vec<i16> = reader.samples::<i16>().map(|s| s.unwrap()).collect();
+        let want: Vec<i16> = device
+            .chunks_exact(4)
+            .flat_map(|f| [f[channels[0]], f[channels[1]]])
+            .collect();
+        assert_eq!(got.len(), want.len(), "{}", job.id);
+        assert!(
+            got == want,
+            "{}: output channels are not device channels {channels:?}",
+            job.id
+        );
+    }
+    sigterm(&mut agent, Duration::from_secs(5));
+}

@@ -39,6 +39,38 @@ impl Journal {
     }
 }
 
+impl Journal {
+    /// Puts `job_id` in the capture group led by `leader_id` (the leader names itself).
+    pub fn set_group_leader(&self, job_id: &str, leader_id: &str) -> Result<()> {
+        self.conn
+            .prepare_cached(
+                "INSERT INTO capture_groups (job_id, leader_id) VALUES (?1, ?2) \
+                 ON CONFLICT(job_id) DO UPDATE SET leader_id = ?2",
+            )
+            .and_then(|mut s| s.execute(params![job_id, leader_id]))
+            .doing("recording a capture group")?;
+        Ok(())
+    }
+
+    /// The leader of `job_id`'s capture group, if it is in one.
+    pub fn group_leader(&self, job_id: &str) -> Result<Option<String>> {
+        self.conn
+            .prepare_cached("SELECT leader_id FROM capture_groups WHERE job_id = ?1")
+            .and_then(|mut s| s.query_row(params![job_id], |r| r.get(0)).optional())
+            .doing("reading a capture group")
+    }
+
+    /// The other members of the group `leader_id` leads, in claim order.
+    pub fn group_members(&self, leader_id: &str) -> Result<Vec<String>> {
+        self.conn
+            .prepare_cached("SELECT job_id FROM capture_groups WHERE leader_id = ?1 AND job_id != ?1 ORDER BY rowid")
+            .and_then(|mut s| {
+                s.query_map(params![leader_id], |r| r.get(0))?.collect::<rusqlite::Result<Vec<String>>>()
+            })
+            .doing("listing a capture group")
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use crate::core::format::{SampleFormat, StreamSpec};
@@ -78,5 +110,12 @@ mod tests {
         });
         j.save_machine("job_1", &m, 3).unwrap();
         assert_eq!(j.load_machine("job_1").unwrap(), Some(m));
+        assert_eq!(j.group_leader("job_1").unwrap(), None);
+        j.set_group_leader("job_1", "job_1").unwrap();
+        assert_eq!(j.group_leader("job_1").unwrap().as_deref(), Some("job_1"));
+        assert!(
+            j.group_members("job_1").unwrap().is_empty(),
+            "the leader is not its own member"
+        );
     }
 }

@@ -126,6 +126,15 @@ CREATE TABLE machines (
     updated_at_ms INTEGER NOT NULL
 ) STRICT;
 "#,
+    // v4: capture groups. Jobs sharing a device and window are captured once, by their
+    // leader; each member renders its own channel subset from the leader's segments.
+    r#"
+CREATE TABLE capture_groups (
+    job_id    TEXT PRIMARY KEY REFERENCES jobs(id) ON DELETE CASCADE,
+    leader_id TEXT NOT NULL REFERENCES jobs(id) ON DELETE CASCADE
+) STRICT;
+CREATE INDEX capture_groups_leader ON capture_groups (leader_id);
+"#,
 ];
 
 /// The schema version this binary writes and understands.

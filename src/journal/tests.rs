@@ -64,7 +64,14 @@ fn migrates_from_empty() {
     assert_eq!(
         table_names(&j),
         [
-            "beats", "events", "jobs", "machines", "outbox", "segments", "uploads"
+            "beats",
+            "capture_groups",
+            "events",
+            "jobs",
+            "machines",
+            "outbox",
+            "segments",
+            "uploads"
         ]
     );
     let mode: String = j

@@ -67,6 +67,10 @@ pub enum StitchError {
     Output { path: PathBuf, source: io::Error },
     #[error("the plan is too long to render ({frames} frames)")]
     PlanTooLarge { frames: u64 },
+    #[error(
+        "channel selection {selection:?} does not fit a {channels}-channel recording (channels are 0-based here)"
+    )]
+    BadSelection { selection: Vec<u16>, channels: u16 },
 }
 
 /// Renders `plan`, whose segments must all be `spec`, into `out` (replacing it).
@@ -75,12 +79,31 @@ pub fn stitch(
     spec: StreamSpec,
     out: &Path,
 ) -> Result<StitchReport, StitchError> {
+    stitch_channels(plan, spec, None, out)
+}
+
+/// Like [`stitch`], keeping only `channels` (0-based device channels, in output order):
+/// one capture serves several jobs, each with its own channel subset.
+pub fn stitch_channels(
+    plan: &[Piece<PathBuf>],
+    spec: StreamSpec,
+    channels: Option<&[u16]>,
+    out: &Path,
+) -> Result<StitchReport, StitchError> {
+    if let Some(sel) = channels
+        && (sel.is_empty() || sel.iter().any(|&c| c >= spec.channels))
+    {
+        return Err(StitchError::BadSelection {
+            selection: sel.to_vec(),
+            channels: spec.channels,
+        });
+    }
     let partial = partial_path(out)?;
     let out_err = |source| StitchError::Output {
         path: out.to_path_buf(),
         source,
     };
-    match write_partial(plan, spec, &partial) {
+    match write_partial(plan, spec, channels, &partial) {
         Ok(report) => {
             fs::rename(&partial, out).map_err(out_err)?;
             sync_parent_dir(out).map_err(out_err)?;
@@ -114,6 +137,7 @@ fn partial_path(out: &Path) -> Result<PathBuf, StitchError> {
 fn write_partial(
     plan: &[Piece<PathBuf>],
     spec: StreamSpec,
+    channels: Option<&[u16]>,
     path: &Path,
 ) -> Result<StitchReport, StitchError> {
     let out_err = |source| StitchError::Output {
@@ -123,6 +147,7 @@ fn write_partial(
     let pack = Packing::for_input(spec.format);
     let out_spec = StreamSpec {
         format: pack.output_format(),
+        channels: channels.map_or(spec.channels, |c| c.len() as u16),
         ..spec
     };
     let mut file = File::create(path).map_err(out_err)?;
@@ -130,7 +155,7 @@ fn write_partial(
     file.write_all(&output_header(&out_spec, 0, 0).bytes)
         .map_err(out_err)?;
 
-    let mut copier = Copier::new(spec, pack);
+    let mut copier = Copier::new(spec, pack, channels);
     let mut frames = 0u64;
     for piece in plan {
         match piece {
@@ -169,6 +194,18 @@ fn piece_frames(p: &Piece<PathBuf>) -> u64 {
     }
 }
 
+/// Copies the `select`ed samples of each frame of `input` (frames of `in_bpf` bytes,
+/// samples of `sample` bytes) into `out`, in selection order.
+fn select_channels(input: &[u8], in_bpf: usize, sample: usize, select: &[usize], out: &mut [u8]) {
+    let mut at = 0;
+    for frame in input.chunks_exact(in_bpf) {
+        for &ch in select {
+            out[at..at + sample].copy_from_slice(&frame[ch * sample..(ch + 1) * sample]);
+            at += sample;
+        }
+    }
+}
+
 /// How segment samples become output samples.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum Packing {
@@ -202,19 +239,24 @@ struct Copier {
     input: Vec<u8>,
     packed: Vec<u8>,
     zeros: Vec<u8>,
+    /// Output channels taken from each (packed) input frame, when a subset is kept.
+    select: Option<Vec<usize>>,
+    selected: Vec<u8>,
 }
 
 impl Copier {
-    fn new(spec: StreamSpec, pack: Packing) -> Copier {
+    fn new(spec: StreamSpec, pack: Packing, channels: Option<&[u16]>) -> Copier {
         let in_bpf = spec.bytes_per_frame();
-        let out_bpf = StreamSpec {
+        let packed_bpf = StreamSpec {
             format: pack.output_format(),
             ..spec
         }
         .bytes_per_frame();
+        let out_bpf = pack.output_format().bytes_per_sample()
+            * channels.map_or(spec.channels as usize, <[u16]>::len);
         let frames_per_chunk = (CHUNK_BYTES / in_bpf).max(1);
         let packed_len = if pack == Packing::S24WordsTo3 {
-            frames_per_chunk * out_bpf
+            frames_per_chunk * packed_bpf
         } else {
             0
         };
@@ -226,6 +268,15 @@ impl Copier {
             input: vec![0; frames_per_chunk * in_bpf],
             packed: vec![0; packed_len],
             zeros: vec![0; frames_per_chunk * out_bpf], // 0 is silence in every format, float too
+            select: channels.map(|c| c.iter().map(|&ch| ch as usize).collect()),
+            selected: vec![
+                0;
+                if channels.is_some() {
+                    frames_per_chunk * out_bpf
+                } else {
+                    0
+                }
+            ],
         }
     }
 
@@ -263,12 +314,22 @@ impl Copier {
             let n = left.min(self.frames_per_chunk) as usize;
             src.read_exact(&mut self.input[..n * in_bpf])
                 .map_err(read_err)?;
+            let sample = self.pack.output_format().bytes_per_sample();
+            let packed_bpf = sample * self.spec.channels as usize;
             let bytes = match self.pack {
                 Packing::Copy(_) => &self.input[..n * in_bpf],
                 Packing::S24WordsTo3 => {
-                    let packed = &mut self.packed[..n * self.out_bpf];
+                    let packed = &mut self.packed[..n * packed_bpf];
                     pack_s24_words(&self.input[..n * in_bpf], packed);
                     packed
+                }
+            };
+            let bytes = match &self.select {
+                None => bytes,
+                Some(select) => {
+                    let out = &mut self.selected[..n * self.out_bpf];
+                    select_channels(bytes, packed_bpf, sample, select, out);
+                    out
                 }
             };
             out.write_all(bytes).map_err(out_err)?;

@@ -149,6 +149,15 @@ pub fn run(
             if running.contains_key(&job.id) || !owned_by_capture(job.state) {
                 continue;
             }
+            // A capture-group member is captured by its leader's thread; it is only run on
+            // its own when its leader's capture is over (a crash between the renders).
+            if let Some(leader) = journal.group_leader(&job.id)?
+                && leader != job.id
+                && (running.contains_key(&leader)
+                    || journal.job(&leader)?.is_some_and(|l| capturing(l.state)))
+            {
+                continue;
+            }
             runnable += 1;
             if std::fs::create_dir_all(&job.dir).is_err() {
                 continue;
@@ -180,6 +189,13 @@ pub fn run(
         );
     }
     Ok(summary)
+}
+
+fn capturing(state: JobState) -> bool {
+    matches!(
+        state,
+        JobState::Claimed | JobState::Capturing | JobState::Stopping
+    )
 }
 
 /// States in which the capture role, not the sync role, must act.
@@ -254,11 +270,29 @@ fn run_one(
 ) -> Result<JobThreadEnd, JobError> {
     let mut journal = Journal::open(&settings.run.journal_path)?;
     let mut resume = None;
+    if let Some(leader) = journal.group_leader(&job.id)?
+        && leader != job.id
+    {
+        // A member whose leader's capture is over: render it from the leader's segments.
+        let how = JobEnd::new("captured by its capture group's leader");
+        return finish(&mut journal, &job.id, &how, settings);
+    }
     match job.state {
         JobState::Captured | JobState::Rendering => {
             return finish(&mut journal, &job.id, &JobEnd::new("captured"), settings);
         }
-        JobState::Claimed => journal.set_job_state(&job.id, JobState::Capturing, None, now_ms())?,
+        JobState::Claimed => {
+            journal.set_job_state(&job.id, JobState::Capturing, None, now_ms())?;
+            for member in journal.group_members(&job.id)? {
+                journal.set_job_state_if(
+                    &member,
+                    JobState::Claimed,
+                    JobState::Capturing,
+                    None,
+                    now_ms(),
+                )?;
+            }
+        }
         _ => {
             // A previous owner died mid-capture: repair what it left, then resume or end.
             let mut repaired = RepairSummary::default();
@@ -345,9 +379,44 @@ fn finish(
     let job = journal.job(job_id)?.ok_or_else(|| JournalError::Corrupt {
         what: format!("job {job_id} vanished"),
     })?;
-    let done = finalize::finalize(journal, &job, how, settings.gap_fill)?;
-    if job.source == JobSource::Controller {
-        log::info!("{job_id}: rendered; the sync role delivers it");
+    // The capture that serves this job: its own, or its group leader's.
+    let source = match journal.group_leader(job_id)? {
+        Some(leader) if leader != job_id => journal.job(&leader)?.unwrap_or_else(|| job.clone()),
+        _ => job.clone(),
+    };
+    if !job.state.is_terminal() && job.state != JobState::Cached {
+        let done = finalize::finalize_from(journal, &job, &source, how, settings.gap_fill)?;
+        if job.source == JobSource::Controller {
+            log::info!("{job_id}: rendered; the sync role delivers it");
+        }
+        // One capture, every member rendered with its own channels.
+        if source.id == job.id {
+            for member in journal.group_members(job_id)? {
+                match journal.job(&member)? {
+                    Some(m) if !m.state.is_terminal() && m.state != JobState::Cached => {
+                        // A member never ran on its own: its directory may not exist yet.
+                        let rendered = std::fs::create_dir_all(&m.dir)
+                            .map_err(|e| e.to_string())
+                            .and_then(|()| {
+                                finalize::finalize_from(journal, &m, &job, how, settings.gap_fill)
+                                    .map_err(|e| e.to_string())
+                            });
+                        match rendered {
+                            Ok(_) => log::info!("{member}: rendered from {job_id}'s capture"),
+                            // The janitor renders it on its next pass.
+                            Err(e) => {
+                                log::error!("{member}: rendering from {job_id}'s capture: {e}")
+                            }
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        }
+        return Ok(JobThreadEnd::Finalized(Box::new(done)));
     }
-    Ok(JobThreadEnd::Finalized(Box::new(done)))
+    Ok(JobThreadEnd::Failed(format!(
+        "{job_id} is already {}",
+        job.state
+    )))
 }

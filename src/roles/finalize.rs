@@ -76,17 +76,59 @@ pub fn finalize(
     how: &JobEnd,
     fill: GapFill,
 ) -> Result<Finalized, FinalizeError> {
+    finalize_from(journal, job, job, how, fill)
+}
+
+/// The 0-based device channels a controller job keeps (`captureChannelSelection` is
+/// 1-based on the wire); `None` keeps them all.
+pub fn channel_selection(job: &JobRow) -> Option<Vec<u16>> {
+    let command: serde_json::Value = serde_json::from_str(&job.command_json).ok()?;
+    let selection = command
+        .get("command")
+        .unwrap_or(&command)
+        .get("captureChannelSelection")?
+        .as_array()?;
+    let channels: Option<Vec<u16>> = selection
+        .iter()
+        .map(|c| {
+            c.as_u64()
+                .filter(|&c| c >= 1 && c <= job.spec.channels as u64)
+                .map(|c| c as u16 - 1)
+        })
+        .collect();
+    channels.filter(|c| !c.is_empty())
+}
+
+/// Finalizes `job` from the capture of `source`: the same job, or the leader of its
+/// capture group (one capture at the group's channel span; each job renders its subset).
+pub fn finalize_from(
+    journal: &mut Journal,
+    job: &JobRow,
+    source: &JobRow,
+    how: &JobEnd,
+    fill: GapFill,
+) -> Result<Finalized, FinalizeError> {
     let end_cause = how.cause.as_str();
-    let segments = journal.segments(&job.id)?;
-    let mut events = journal.events(&job.id)?;
+    let segments = journal.segments(&source.id)?;
+    let mut events = journal.events(&source.id)?;
+    if source.id != job.id {
+        events.extend(journal.events(&job.id)?);
+    }
     let placed: Vec<PlacedSegment<PathBuf>> = segments
         .iter()
         .map(|s| PlacedSegment {
-            file: job.dir.join(&s.path),
+            file: source.dir.join(&s.path),
             first_frame: s.first_frame,
             frames: s.frames,
         })
         .collect();
+    let selection = channel_selection(job);
+    let out_spec = crate::core::format::StreamSpec {
+        channels: selection
+            .as_ref()
+            .map_or(source.spec.channels, |c| c.len() as u16),
+        ..source.spec
+    };
     let end = timeline::timeline_end(&placed, &events).max(how.total_frames.unwrap_or(0));
     if !events.iter().any(|e| e.kind == EventKind::Ended) {
         let at = how.ended_at_ms.unwrap_or_else(now_ms);
@@ -103,8 +145,8 @@ pub fn finalize(
     } else {
         let plan = timeline::stitch_plan(&placed, Some(end), fill);
         let out = job.dir.join(RECORDING_FILE);
-        let report =
-            stitch::stitch(&plan, job.spec, &out).map_err(|source| FinalizeError::Stitch {
+        let report = stitch::stitch_channels(&plan, source.spec, selection.as_deref(), &out)
+            .map_err(|source| FinalizeError::Stitch {
                 path: out.clone(),
                 source,
             })?;
@@ -113,7 +155,12 @@ pub fn finalize(
     let seg_rows = segments
         .iter()
         .map(|s| TimelineSegment {
-            file: s.path.clone(),
+            // A group member's segments live in its leader's directory.
+            file: if source.id == job.id {
+                s.path.clone()
+            } else {
+                format!("../{}/{}", source.id, s.path)
+            },
             first_frame: s.first_frame,
             frames: s.frames,
             state: s.state.name().to_string(),
@@ -125,8 +172,8 @@ pub fn finalize(
     TimelineFile::new(
         &job.id,
         &rec_name,
-        job.spec,
-        job.started_at_ms,
+        out_spec,
+        source.started_at_ms,
         frames,
         seg_rows,
         &events,

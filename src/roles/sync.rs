@@ -251,13 +251,31 @@ impl Sync {
                 return Ok(());
             }
         };
+        // A capture group shares one device and window: captured once, at the group's
+        // channel span, by its first job; each member keeps its own channel subset.
+        let span = jobs.iter().filter_map(|j| j.command.capture_channels).max();
+        let mut leaders: HashMap<String, String> = HashMap::new();
         for job in jobs {
-            self.take_claimed(job)?;
+            let group = job.command.capture_group_id.clone();
+            let channels = if group.is_some() { span } else { None };
+            let Some(id) = self.take_claimed(job, channels)? else {
+                continue;
+            };
+            if let Some(group) = group {
+                let leader = leaders.entry(group).or_insert_with(|| id.clone()).clone();
+                self.journal.set_group_leader(&id, &leader)?;
+            }
         }
         Ok(())
     }
 
-    fn take_claimed(&mut self, job: Job) -> Result<(), SyncError> {
+    /// Puts a claimed job in the journal (the capture role takes it from there); returns
+    /// its id when it is a new, valid job. `channels` widens it to its group's span.
+    fn take_claimed(
+        &mut self,
+        job: Job,
+        channels: Option<u16>,
+    ) -> Result<Option<String>, SyncError> {
         let now = now_ms();
         let valid = match job.validate() {
             Ok(valid) => valid,
@@ -268,7 +286,7 @@ impl Sync {
                         "controller sent a job without an id: {}",
                         rejection.reason()
                     );
-                    return Ok(());
+                    return Ok(None);
                 };
                 log::error!("{id}: refused: {}", rejection.reason());
                 let report = Report::Failed {
@@ -284,10 +302,13 @@ impl Sync {
                     ))?;
                     Ok(())
                 })?;
-                return Ok(());
+                return Ok(None);
             }
         };
-        let spec = valid.stream_spec();
+        let mut spec = valid.stream_spec();
+        if let Some(span) = channels {
+            spec.channels = spec.channels.max(span);
+        }
         let backend = self
             .settings
             .backend_override
@@ -324,7 +345,7 @@ impl Sync {
                 valid.device
             );
         }
-        Ok(())
+        Ok(created.then_some(valid.id))
     }
 
     /// Heartbeats running jobs and learns the controller's view of them.
@@ -343,13 +364,21 @@ impl Sync {
                 self.watches.remove(&job.id);
                 continue;
             }
+            // A group member advances with its leader's capture.
+            let frames = match self.journal.group_leader(&job.id)? {
+                Some(leader) if leader != job.id => self
+                    .journal
+                    .job(&leader)?
+                    .map_or(job.captured_frames, |l| l.captured_frames),
+                _ => job.captured_frames,
+            };
             let watch = self.watches.entry(job.id.clone()).or_insert(Watch {
-                frames: job.captured_frames,
+                frames,
                 advanced_at: Instant::now(),
                 polled_at: None,
             });
-            if job.captured_frames != watch.frames {
-                watch.frames = job.captured_frames;
+            if frames != watch.frames {
+                watch.frames = frames;
                 watch.advanced_at = Instant::now();
             }
             if !due(watch.polled_at, self.settings.job_poll_every) {
