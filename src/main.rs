@@ -92,6 +92,14 @@ enum Command {
         #[arg(long, default_value = DEFAULT_STATE_DIR)]
         state_dir: PathBuf,
     },
+    /// One screen about the box from the journal (read-only; works without the daemons).
+    Status {
+        #[arg(long, default_value = DEFAULT_STATE_DIR)]
+        state_dir: PathBuf,
+        /// Print the same as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 const DEFAULT_STATE_DIR: &str = "/var/lib/edgerec";
@@ -178,6 +186,7 @@ fn main() -> ExitCode {
             devpath,
             state_dir,
         } => run_hotplug(action, devpath, &state_dir),
+        Command::Status { state_dir, json } => run_status(&state_dir, json),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -425,6 +434,19 @@ fn run_repair(dir: &std::path::Path) -> Result<(), Failure> {
     }
     for job in &summary.finalized {
         print_finalized(job);
+    }
+    Ok(())
+}
+
+fn run_status(state_dir: &std::path::Path, json: bool) -> Result<(), Failure> {
+    use edgerec::roles::status;
+    let now = edgerec::segment::writer::now_ms();
+    let s = status::gather(state_dir, now).map_err(|e| (exit::FAILURE, e.to_string()))?;
+    if json {
+        let text = status::to_json(&s).map_err(|e| (exit::FAILURE, e.to_string()))?;
+        println!("{text}");
+    } else {
+        print!("{}", status::render(&s, now));
     }
     Ok(())
 }

@@ -9,4 +9,5 @@ pub mod owner;
 pub mod record;
 pub mod repair;
 pub mod runner;
+pub mod status;
 pub mod sync;

@@ -363,6 +363,7 @@ fn run_job_inner(
             None => return Ok(CaptureOutcome::WriterFailed("segment writer wedged".into())),
         };
         record_start(journal, job, &progress, &mut started_at_ms)?;
+        journal.set_job_progress(&job.id, report.timeline_frames, writer::now_ms())?;
         if let (Some(started), Some(frames)) = (started_at_ms, job.duration_frames) {
             window_end = Some(started + (frames as u128 * 1000 / spec.rate.max(1) as u128) as i64);
         }
