@@ -375,25 +375,7 @@ fn run_demo(dir: &std::path::Path, duration: Duration) -> Result<(), Failure> {
 }
 
 fn run_capture(args: CaptureArgs) -> Result<(), Failure> {
-    let raw = match &args.config {
-        Some(path) => RawConfig::load(path).map_err(config_failure)?,
-        None => RawConfig::default(),
-    };
-    // The job carries device and format; the config carries how to run it.
-    let settings = RecordSettings::resolve(
-        raw,
-        Overrides {
-            backend: Some("synth".into()),
-            ..Default::default()
-        },
-    )
-    .map_err(config_failure)?;
-    let mut role = capture::CaptureRoleSettings::new(args.state_dir.clone());
-    role.run = record::run_settings(&RecordSettings {
-        out: args.state_dir,
-        ..settings.clone()
-    });
-    role.gap_fill = settings.gap_fill;
+    let mut role = capture_role_settings(args.state_dir.clone(), args.config.as_ref())?;
     role.exit_when_idle = args.exit_when_idle;
     let summary =
         capture::run(&role, &shutdown_flag()).map_err(|e| (exit::FAILURE, e.to_string()))?;

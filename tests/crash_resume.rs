@@ -8,19 +8,7 @@ mod common;
 use common::*;
 use rand::{Rng, SeedableRng};
 use std::process::{Child, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
-fn at_ms(v: &serde_json::Value) -> i64 {
-    let t = humantime::parse_rfc3339(v.as_str().unwrap()).unwrap();
-    t.duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
-}
+use std::time::{Duration, Instant};
 
 fn kill9(mut child: Child) -> i64 {
     let at = now_ms();

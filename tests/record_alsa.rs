@@ -42,11 +42,6 @@ fn record_cmd(kit: &Kit) -> std::process::Command {
     cmd
 }
 
-fn ms(timeline_at: &serde_json::Value) -> i64 {
-    let t = humantime::parse_rfc3339(timeline_at.as_str().unwrap()).unwrap();
-    t.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
-}
-
 #[test]
 fn ten_seconds_from_fakemic_are_sample_exact_in_each_format() {
     let _rt = realtime();
@@ -76,7 +71,7 @@ fn ten_seconds_from_fakemic_are_sample_exact_in_each_format() {
         );
         // Output time matches the wall time of the capture within one period (20 ms),
         // plus the millisecond rounding of the two timestamps.
-        let wall_ms = ms(&events_of(&tl, "ended")[0]["at"]) - ms(&tl["started_at"]);
+        let wall_ms = at_ms(&events_of(&tl, "ended")[0]["at"]) - at_ms(&tl["started_at"]);
         assert!(
             (wall_ms - 10_000).abs() <= 22,
             "{format}: 10 s of audio took {wall_ms} ms of wall time"

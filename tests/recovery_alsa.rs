@@ -8,21 +8,9 @@ use common::*;
 use rand::{Rng, SeedableRng};
 use std::path::Path;
 use std::process::{Child, Stdio};
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Duration, Instant};
 
 const RATE: f64 = 48_000.0;
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_millis() as i64
-}
-
-fn at_ms(v: &serde_json::Value) -> i64 {
-    let t = humantime::parse_rfc3339(v.as_str().unwrap()).unwrap();
-    t.duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
-}
 
 fn spawn_record(
     mic: &Fakemic,

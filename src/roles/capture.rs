@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use crate::capture::StopFlag;
 use crate::core::job::JobState;
-use crate::core::timeline::{self, EventKind, GapFill, PlacedSegment, TimelineEvent};
+use crate::core::timeline::{EventKind, GapFill, TimelineEvent};
 use crate::journal::{JobRow, JobSource, Journal, JournalError};
 use crate::roles::finalize::{self, Finalized, JobEnd};
 use crate::roles::owner::{self, JobLock};
@@ -108,6 +108,15 @@ enum JobThreadEnd {
     Failed(String),
 }
 
+/// How often the capture role's beat is journaled. The sync role heartbeats jobs only
+/// while this beat is younger than its `capture_beat_max_age` (5 s): every write costs the
+/// SD card a page and an fsync, so no more often than liveness needs.
+pub const BEAT_EVERY: Duration = Duration::from_secs(2);
+
+fn due(last: Option<Instant>, every: Duration) -> bool {
+    last.is_none_or(|t| t.elapsed() >= every)
+}
+
 /// This boot's identity: beats from before a reboot are recognisably stale.
 pub fn boot_id() -> String {
     std::fs::read_to_string("/proc/sys/kernel/random/boot_id")
@@ -129,21 +138,25 @@ pub fn run(
     let boot = boot_id();
     let mut running: HashMap<String, JobThread> = HashMap::new();
     let mut summary = CaptureSummary::default();
+    let mut last_beat: Option<Instant> = None;
     loop {
         reap(&mut running, &mut summary);
         if shutdown.is_stopped() {
             break;
         }
-        let progress =
-            serde_json::json!({ "jobs": running.keys().collect::<Vec<_>>() }).to_string();
-        journal.write_beat(
-            "capture",
-            std::process::id(),
-            &boot,
-            started_ms,
-            now_ms(),
-            &progress,
-        )?;
+        if due(last_beat, BEAT_EVERY) {
+            last_beat = Some(Instant::now());
+            let progress =
+                serde_json::json!({ "jobs": running.keys().collect::<Vec<_>>() }).to_string();
+            journal.write_beat(
+                "capture",
+                std::process::id(),
+                &boot,
+                started_ms,
+                now_ms(),
+                &progress,
+            )?;
+        }
         let mut runnable = 0;
         for job in journal.non_terminal_jobs()? {
             if running.contains_key(&job.id) || !owned_by_capture(job.state) {
@@ -300,7 +313,7 @@ fn run_one(
             let job = journal.job(&job.id)?.unwrap_or_else(|| job.clone());
             let window_open = runner::window_end(&job).is_none_or(|end| now_ms() < end);
             if !window_open || job.state == JobState::Stopping {
-                let end = timeline_end(&journal, &job.id)?;
+                let (end, _) = runner::timeline_position(&journal, &job.id)?;
                 let gap = repair::crash_gap_frames(&job, end, last_write_ms, now_ms());
                 let ev = TimelineEvent::new(EventKind::CrashRecovered, end, now_ms())
                     .with_gap(gap)
@@ -355,19 +368,6 @@ fn run_one(
         capture_failed: result.outcome.is_failure(),
     };
     finish(&mut journal, &job.id, &how, settings)
-}
-
-fn timeline_end(journal: &Journal, job_id: &str) -> Result<u64, JournalError> {
-    let placed: Vec<PlacedSegment<()>> = journal
-        .segments(job_id)?
-        .iter()
-        .map(|s| PlacedSegment {
-            file: (),
-            first_frame: s.first_frame,
-            frames: s.frames,
-        })
-        .collect();
-    Ok(timeline::timeline_end(&placed, &journal.events(job_id)?))
 }
 
 fn finish(

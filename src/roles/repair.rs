@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::core::job::JobState;
-use crate::core::timeline::{self, EventKind, GapFill, PlacedSegment, TimelineEvent};
+use crate::core::timeline::{EventKind, GapFill, TimelineEvent};
 use crate::journal::{JobRow, Journal, JournalError, SegmentRow, SegmentState};
 use crate::roles::finalize::{self, FinalizeError, Finalized, JobEnd};
 use crate::roles::owner;
@@ -92,17 +92,7 @@ fn repair_job(
         JobState::Claimed | JobState::Capturing | JobState::Stopping
     );
     if was_capturing {
-        let segments = journal.segments(&job.id)?;
-        let placed: Vec<PlacedSegment<&str>> = segments
-            .iter()
-            .map(|s| PlacedSegment {
-                file: "",
-                first_frame: s.first_frame,
-                frames: s.frames,
-            })
-            .collect();
-        let events = journal.events(&job.id)?;
-        let end = timeline::timeline_end(&placed, &events);
+        let (end, _) = crate::roles::runner::timeline_position(journal, &job.id)?;
         let gap = crash_gap_frames(job, end, last_write_ms, now_ms());
         let ev = TimelineEvent::new(EventKind::CrashRecovered, end, now_ms())
             .with_gap(gap)
@@ -154,50 +144,45 @@ fn reconcile_segment(
     file: &Path,
     summary: &mut RepairSummary,
 ) -> Result<(), RepairError> {
-    let now = now_ms();
-    if seg.state == SegmentState::Open {
-        match repair_segment(file) {
-            Ok(report) => {
-                journal.close_segment(seg.id, report.frames, SegmentState::Repaired, now)?;
-                summary.segments_repaired += 1;
-                log::info!(
-                    "repaired {} ({} frames, {} trailing bytes dropped)",
-                    file.display(),
-                    report.frames,
-                    report.trailing_bytes_dropped
-                );
-            }
-            Err(e) => {
-                log::error!(
-                    "cannot repair {}: {e}; left on disk untouched",
-                    file.display()
-                );
-                journal.close_segment(seg.id, 0, SegmentState::Unreadable, now)?;
-                summary.unreadable.push(file.to_path_buf());
-            }
-        }
-        return Ok(());
-    }
-    if seg.state == SegmentState::Unreadable {
-        return Ok(());
-    }
-    // A closed segment may still have lost its tail to a power cut: trust the file.
-    match segment_frames(file) {
-        Ok((_, frames)) if frames == seg.frames => {}
-        Ok(_) | Err(_) => match repair_segment(file) {
-            Ok(report) => {
-                journal.close_segment(seg.id, report.frames, SegmentState::Repaired, now)?;
-                summary.segments_repaired += 1;
-            }
-            Err(e) => {
-                log::error!(
-                    "cannot repair {}: {e}; left on disk untouched",
-                    file.display()
-                );
-                journal.close_segment(seg.id, 0, SegmentState::Unreadable, now)?;
-                summary.unreadable.push(file.to_path_buf());
-            }
+    match seg.state {
+        SegmentState::Open => repair_and_record(journal, seg, file, summary),
+        SegmentState::Unreadable => Ok(()),
+        // A closed segment may still have lost its tail to a power cut: trust the file.
+        SegmentState::Closed | SegmentState::Repaired => match segment_frames(file) {
+            Ok((_, frames)) if frames == seg.frames => Ok(()),
+            _ => repair_and_record(journal, seg, file, summary),
         },
+    }
+}
+
+/// Repairs `file` and closes its row at what the file holds; a file that cannot be
+/// parsed is left on disk untouched and its row marked unreadable for an operator.
+fn repair_and_record(
+    journal: &Journal,
+    seg: &SegmentRow,
+    file: &Path,
+    summary: &mut RepairSummary,
+) -> Result<(), RepairError> {
+    let now = now_ms();
+    match repair_segment(file) {
+        Ok(report) => {
+            journal.close_segment(seg.id, report.frames, SegmentState::Repaired, now)?;
+            summary.segments_repaired += 1;
+            log::info!(
+                "repaired {} ({} frames, {} trailing bytes dropped)",
+                file.display(),
+                report.frames,
+                report.trailing_bytes_dropped
+            );
+        }
+        Err(e) => {
+            log::error!(
+                "cannot repair {}: {e}; left on disk untouched",
+                file.display()
+            );
+            journal.close_segment(seg.id, 0, SegmentState::Unreadable, now)?;
+            summary.unreadable.push(file.to_path_buf());
+        }
     }
     Ok(())
 }

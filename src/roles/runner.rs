@@ -138,7 +138,7 @@ enum RunEnd {
 }
 
 /// Where the job's timeline stands in the journal: its end and the next segment number.
-fn timeline_position(journal: &Journal, job_id: &str) -> Result<(u64, u32), JournalError> {
+pub fn timeline_position(journal: &Journal, job_id: &str) -> Result<(u64, u32), JournalError> {
     let segments = journal.segments(job_id)?;
     let placed: Vec<PlacedSegment<()>> = segments
         .iter()
@@ -470,7 +470,9 @@ fn supervise_run(
             // window is what the operator booked.
             return Ok(Some(RunEnd::Job(CaptureOutcome::DurationReached)));
         }
-        if last_progress.elapsed() >= Duration::from_secs(1) {
+        // Progress is the sync role's proof that capture advances (it looks every 2 s and
+        // allows 5 s): every 2 s is enough, and each write costs the card an fsync.
+        if last_progress.elapsed() >= Duration::from_secs(2) {
             journal.set_job_progress(
                 &job.id,
                 progress.timeline_frames.load(Ordering::Acquire),

@@ -114,9 +114,14 @@ pub fn run(settings: SyncSettings, shutdown: &StopFlag) -> Result<(), SyncError>
         watches: HashMap::new(),
         last_error_logged: HashMap::new(),
     };
+    let mut last_beat: Option<Instant> = None;
     while !shutdown.is_stopped() {
-        sync.journal
-            .write_beat("sync", std::process::id(), &boot, started, now_ms(), "")?;
+        // The sync beat only tells `edgerec status` when the controller was last tried.
+        if due(last_beat, Duration::from_secs(5)) {
+            last_beat = Some(Instant::now());
+            sync.journal
+                .write_beat("sync", std::process::id(), &boot, started, now_ms(), "")?;
+        }
         if let Err(e) = sync.tick(shutdown) {
             // A journal error is local trouble: say it, and try again next tick.
             log::error!("sync: {e}");

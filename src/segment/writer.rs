@@ -116,6 +116,7 @@ pub struct WriterReport {
 struct OpenSegment {
     file: SegmentFile,
     id: i64,
+    last_row_update: Instant,
     last_flush: Instant,
     last_sync: Instant,
 }
@@ -142,6 +143,8 @@ struct Writer {
 
 /// Most frames moved per write call: ~100 ms at 48 kHz keeps write calls few but short.
 const MAX_BATCH_FRAMES: usize = 4800;
+/// How often an open segment's journal row learns its length (closing it always does).
+const SEGMENT_ROW_EVERY: Duration = Duration::from_secs(30);
 /// Sleep when the ring is empty: a few periods of latency (the ring holds seconds), and
 /// few wake-ups: this is most of the writer thread's CPU.
 const IDLE_SLEEP: Duration = Duration::from_millis(40);
@@ -552,6 +555,7 @@ impl Writer {
         self.current = Some(OpenSegment {
             file,
             id,
+            last_row_update: now,
             last_flush: now,
             last_sync: now,
         });
@@ -570,8 +574,13 @@ impl Writer {
         if seg.last_flush.elapsed() >= self.cfg.flush_interval {
             seg.file.flush_header().map_err(|e| io_err(seg, e))?;
             seg.last_flush = Instant::now();
-            self.journal
-                .update_segment_frames(seg.id, seg.file.frames())?;
+            // The file is the truth for frame counts (repair reads it); the row is only a
+            // progress hint between rotations, so it need not cost a journal write a second.
+            if seg.last_row_update.elapsed() >= SEGMENT_ROW_EVERY {
+                self.journal
+                    .update_segment_frames(seg.id, seg.file.frames())?;
+                seg.last_row_update = Instant::now();
+            }
         }
         if seg.last_sync.elapsed() >= self.cfg.sync_interval {
             seg.file.sync_data().map_err(|e| io_err(seg, e))?;

@@ -94,3 +94,17 @@ pub fn wav_frames(path: &Path) -> u64 {
     let r = hound::WavReader::open(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     r.duration() as u64
 }
+
+/// Wall clock, ms since the epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_millis() as i64
+}
+
+/// A timeline `at` (RFC 3339) as ms since the epoch.
+pub fn at_ms(v: &serde_json::Value) -> i64 {
+    let t = humantime::parse_rfc3339(v.as_str().expect("an RFC 3339 string")).unwrap();
+    t.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+}
