@@ -9,18 +9,25 @@
 //! segment::writer                  writer thread: WAV segments, header per flush,
 //!        |                         fdatasync on a schedule, rotation on exact frames
 //!        v
-//! journal                          SQLite (WAL): jobs, segments, timeline events
-//!        |
+//! journal                          SQLite (WAL): jobs, segments, timeline events,
+//!        |                         outbox, machine states, role beats
 //!        v
 //! render::stitch                   segments + gaps -> one WAV + timeline.json
+//!
+//! roles::capture  <-- journal -->  roles::sync  <-- HTTP -->  controller (Rakkr API)
 //! ```
 //!
-//! - [`core`]: pure logic (formats, job states, timeline, stitch plan); no clock, no I/O.
+//! - [`core`]: pure logic (formats, job machine, timeline, stitch plan, backoff, disk
+//!   budget); no clock, no I/O.
 //! - [`capture`]: backends behind one [`capture::StartFn`] table, the ring, device listing.
 //! - [`segment`]: crash-safe WAV segment files, the writer thread, repair after a crash.
 //! - [`render`]: stitching segments into one recording.
-//! - [`journal`]: the SQLite journal, its schema and migrations, typed queries.
-//! - [`roles`]: the programs built from the parts (`record`, `repair`).
+//! - [`journal`]: the SQLite journal, its schema and migrations, typed queries, the outbox.
+//! - [`controller`]: the recorder-node protocol: types, the agent's client, the reference
+//!   controller.
+//! - [`roles`]: the programs built from the parts: `record`, `capture` (runs journal jobs,
+//!   resumes after crashes), `sync` (the controller side, on the job machine), `agent`
+//!   (both), `demo`, `status`, `repair`.
 //! - [`config`]: TOML config, raw then validated.
 
 pub mod capture;

@@ -254,3 +254,55 @@ fn a_synth_stall_is_detected_within_the_guard_and_recovered() {
     assert!((24_000..=40_000).contains(&gap), "gap {gap} frames");
     assert_eq!(tl["frames"].as_u64().unwrap(), 144_000);
 }
+
+#[test]
+fn the_file_backend_replays_a_wav_sample_for_sample_and_ends_with_it() {
+    let _rt = realtime();
+    let dir = tempfile::tempdir().unwrap();
+    let source = dir.path().join("source.wav");
+    let spec = hound::WavSpec {
+        channels: 2,
+        sample_rate: 48_000,
+        bits_per_sample: 16,
+        sample_format: hound::SampleFormat::Int,
+    };
+    let mut w = hound::WavWriter::create(&source, spec).unwrap();
+    let samples: Vec<i16> = (0..48_000 * 2)
+        .map(|i| ((i * 7919) % 65_536 - 32_768) as i16)
+        .collect();
+    for s in &samples {
+        w.write_sample(*s).unwrap();
+    }
+    w.finalize().unwrap();
+    let out = dir.path().join("out");
+    let started = std::time::Instant::now();
+    let result = run(edgerec()
+        .args(["record", "--backend", "file", "--device"])
+        .arg(&source)
+        .arg("--out")
+        .arg(&out));
+    assert!(result.status.success());
+    assert!(
+        started.elapsed() >= Duration::from_millis(950),
+        "replayed at real-time pace"
+    );
+    let job = only_job(&out);
+    let tl = timeline(&job);
+    assert_eq!(events_of(&tl, "ended")[0]["detail"], "source_exhausted");
+    let got: Vec<i16> = hound::WavReader::open(job.join("recording.wav"))
+        .unwrap()
+        .into_samples()
+        .map(|s| s.unwrap())
+        .collect();
+    assert!(
+        got == samples,
+        "the recording is the file, sample for sample"
+    );
+    // A file whose format is not the request's is refused with the unsupported code.
+    let wrong = run(edgerec()
+        .args(["record", "--backend", "file", "--rate", "44100", "--device"])
+        .arg(&source)
+        .arg("--out")
+        .arg(&out));
+    assert_eq!(wrong.status.code(), Some(6));
+}
