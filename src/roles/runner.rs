@@ -316,6 +316,8 @@ fn run_job_inner(
 
         let drain = StopFlag::new();
         let stats = source.stats.clone();
+        // The run that captures the job's first frame dates the job's start.
+        let this_run_starts_the_job = started_at_ms.is_none();
         // The gap this run closes when its first frame arrives; if none ever does, the
         // gap is still open and keeps its start.
         let inherited_gap = pending_gap.take();
@@ -363,6 +365,14 @@ fn run_job_inner(
             None => return Ok(CaptureOutcome::WriterFailed("segment writer wedged".into())),
         };
         record_start(journal, job, &progress, &mut started_at_ms)?;
+        if this_run_starts_the_job {
+            // The writer refined the start over the run's first second: keep the refined one.
+            let refined = progress.origin_wall_ms.load(Ordering::Acquire) as i64;
+            if refined > 0 {
+                journal.set_job_started(&job.id, refined)?;
+                started_at_ms = Some(refined);
+            }
+        }
         journal.set_job_progress(&job.id, report.timeline_frames, writer::now_ms())?;
         if let (Some(started), Some(frames)) = (started_at_ms, job.duration_frames) {
             window_end = Some(started + (frames as u128 * 1000 / spec.rate.max(1) as u128) as i64);

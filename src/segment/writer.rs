@@ -136,6 +136,8 @@ struct Writer {
     buf: Vec<u8>,
     /// Whether this run's first frame has been dated (and its resume gap closed).
     origin_known: bool,
+    /// Dates the stream against the monotonic clock, scheduling delay filtered out.
+    clock: StreamClock,
     spool: Option<SpoolGuard>,
     /// While writing is paused for disk space: where the pause began and frames dropped.
     disk_pause: Option<(u64, u64)>,
@@ -174,6 +176,7 @@ pub fn spawn(
         pending: VecDeque::new(),
         buf: Vec::with_capacity(MAX_BATCH_FRAMES * 64),
         origin_known: false,
+        clock: StreamClock::default(),
         spool: None,
         disk_pause: None,
     };
@@ -231,6 +234,7 @@ impl Writer {
 
     /// One pass: take events, write what is available up to the next event, apply events.
     fn step(&mut self, draining: bool) -> Result<Option<WriterEnd>, WriterError> {
+        self.observe_clock();
         while let Ok(ev) = self.source.events.try_recv() {
             self.pending.push_back(ev);
         }
@@ -462,30 +466,43 @@ impl Writer {
         Ok(())
     }
 
-    /// Monotonic capture time of the timeline's end: the frames still in the ring are newer.
+    /// Monotonic capture time of the timeline's end (the last frame written): the run's
+    /// offset over its last second, plus the frames written.
     fn end_instant(&self) -> Option<Instant> {
         if !self.origin_known {
             return None;
         }
+        let offset = self.clock.recent().unwrap_or_else(|| self.ring_origin());
+        Some(offset + self.cfg.spec.duration_of(self.ring_pos))
+    }
+
+    /// Feeds the stream clock one observation; refines the published origin during the
+    /// run's first second.
+    fn observe_clock(&mut self) {
         let (pushed, at) = self.source.stats.pushed_at();
-        let backlog = self
-            .cfg
-            .spec
-            .duration_of(pushed.saturating_sub(self.ring_pos));
-        Some(at.checked_sub(backlog).unwrap_or(at))
+        if pushed == 0 {
+            return;
+        }
+        let offset = at
+            .checked_sub(self.cfg.spec.duration_of(pushed))
+            .unwrap_or(at);
+        let early = pushed <= self.cfg.spec.rate as u64;
+        if let Some(origin) = self.clock.observe(offset, early)
+            && self.origin_known
+        {
+            self.progress
+                .origin_wall_ms
+                .store(wall_ms_at(origin).max(1) as u64, Ordering::Release);
+        }
     }
 
     /// The timeline's last frame was captured before whatever is still in the ring.
     fn note_end_time(&self) {
-        let captured = self.source.stats.frames_pushed.load(Ordering::Acquire);
-        let backlog = self
-            .cfg
-            .spec
-            .duration_of(captured.saturating_sub(self.ring_pos));
-        let end = now_ms() - backlog.as_millis() as i64;
-        self.progress
-            .end_wall_ms
-            .store(end.max(1) as u64, Ordering::Release);
+        if let Some(end) = self.end_instant() {
+            self.progress
+                .end_wall_ms
+                .store(wall_ms_at(end).max(1) as u64, Ordering::Release);
+        }
     }
 
     fn apply_due_events(&mut self) -> Result<Option<WriterEnd>, WriterError> {
@@ -607,6 +624,88 @@ impl Writer {
 /// The wall-clock time (ms since the epoch) of a past monotonic instant.
 fn wall_ms_at(at: Instant) -> i64 {
     now_ms() - at.elapsed().as_millis() as i64
+}
+
+/// When a run's frame 0 was captured, estimated without the capture thread's scheduling
+/// delay. Each observation `(time of the last push) - (audio pushed so far)` is the
+/// device's true origin plus that push's delay (the thread woke late, or the device held
+/// frames in its buffer); the smallest observation over a window is the least delayed.
+/// The start is the minimum over the run's first second; the end uses the minimum over
+/// the last second or two, so a device clock that drifts from the wall clock still shows
+/// as a difference between the two.
+#[derive(Debug, Default)]
+struct StreamClock {
+    first: Option<Instant>,
+    window_start: Option<Instant>,
+    window_min: Option<Instant>,
+    previous_window_min: Option<Instant>,
+}
+
+/// The length of the windows the end offset is taken over.
+const CLOCK_WINDOW: Duration = Duration::from_secs(1);
+
+impl StreamClock {
+    /// Takes one observation; returns the refined origin while `early` (first second).
+    fn observe(&mut self, offset: Instant, early: bool) -> Option<Instant> {
+        let now = Instant::now();
+        if self
+            .window_start
+            .is_none_or(|t| now.duration_since(t) >= CLOCK_WINDOW)
+        {
+            self.previous_window_min = self.window_min;
+            self.window_min = None;
+            self.window_start = Some(now);
+        }
+        self.window_min = Some(self.window_min.map_or(offset, |m| m.min(offset)));
+        if early {
+            self.first = Some(self.first.map_or(offset, |m| m.min(offset)));
+            return self.first;
+        }
+        None
+    }
+
+    /// The least-delayed offset of the last one or two windows.
+    fn recent(&self) -> Option<Instant> {
+        match (self.window_min, self.previous_window_min) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+}
+
+#[cfg(test)]
+mod clock_tests {
+    use super::*;
+
+    #[test]
+    fn the_least_delayed_observation_wins() {
+        let base = Instant::now() + Duration::from_secs(10);
+        let ms = Duration::from_millis;
+        let mut clock = StreamClock::default();
+        // (delay of the observation, still in the first second?)
+        let table = [
+            (ms(30), true),
+            (ms(2), true),
+            (ms(18), true),
+            (ms(25), false),
+        ];
+        let mut origin = None;
+        for (delay, early) in table {
+            if let Some(o) = clock.observe(base + delay, early) {
+                origin = Some(o);
+            }
+        }
+        assert_eq!(
+            origin,
+            Some(base + ms(2)),
+            "the start filters out scheduling delay"
+        );
+        assert_eq!(
+            clock.recent(),
+            Some(base + ms(2)),
+            "the end window sees the same minimum"
+        );
+    }
 }
 
 /// Wall clock, milliseconds since the Unix epoch.
