@@ -673,6 +673,13 @@ impl StreamClock {
     }
 }
 
+/// Wall clock, milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 #[cfg(test)]
 mod clock_tests {
     use super::*;
@@ -706,11 +713,4 @@ mod clock_tests {
             "the end window sees the same minimum"
         );
     }
-}
-
-/// Wall clock, milliseconds since the Unix epoch.
-pub fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
