@@ -24,13 +24,15 @@ pub enum EventKind {
     CrashRecovered,
     /// The device came back unable to deliver the job's format; capture failed.
     DeviceMismatch,
+    /// The job ended while its device was still lost: `gap_frames` covers the rest.
+    DeviceStillLost,
     StopRequested,
     /// The end of capture, with the cause in `detail`.
     Ended,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 12] = [
+    pub const ALL: [EventKind; 13] = [
         EventKind::Started,
         EventKind::DeviceLost,
         EventKind::DeviceRestored,
@@ -41,6 +43,7 @@ impl EventKind {
         EventKind::DiskResume,
         EventKind::CrashRecovered,
         EventKind::DeviceMismatch,
+        EventKind::DeviceStillLost,
         EventKind::StopRequested,
         EventKind::Ended,
     ];
@@ -57,6 +60,7 @@ impl EventKind {
             EventKind::DiskResume => "disk_resume",
             EventKind::CrashRecovered => "crash_recovered",
             EventKind::DeviceMismatch => "device_mismatch",
+            EventKind::DeviceStillLost => "device_still_lost",
             EventKind::StopRequested => "stop_requested",
             EventKind::Ended => "ended",
         }

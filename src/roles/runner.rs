@@ -543,10 +543,11 @@ fn close_open_gap(
     if frames == 0 || !started {
         return Ok(());
     }
+    // A crash gap keeps its kind; a device that never came back gets its own.
     let kind = if gap.kind == EventKind::CrashRecovered {
         EventKind::CrashRecovered
     } else {
-        EventKind::DeviceLost
+        EventKind::DeviceStillLost
     };
     let ev = TimelineEvent::new(kind, timeline_pos, writer::now_ms())
         .with_gap(frames)
