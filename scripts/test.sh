@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # Runs the whole test suite on a fresh Debian machine (as root): installs what is
 # missing, then builds and runs every test. The tests build and configure the fakemic
-# ALSA test device themselves (tests/fakemic/).
+# ALSA test device themselves (tests/fakemic/) and mount their own small tmpfs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 scripts/deps.sh test
 cargo build --all-targets --locked 2>&1 | tail -n 3
-# Unit, integration and doc tests; real-time tests serialize themselves on a lock.
-cargo test --locked -- --test-threads=2
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
 # Each criterion bench once, as a smoke test (the measurements are run by hand: benches/).
-cargo test --locked --benches
+cargo test --locked --bench ring --bench segment_writer 2>&1 | tee -a "$log"
+# Unit, integration and doc tests; real-time tests serialize themselves on a lock.
+cargo test --locked -- --test-threads=2 2>&1 | tee -a "$log"
+passed=$(sed -nE 's/^test result: [a-zA-Z]+\. ([0-9]+) passed.*/\1/p' "$log" | awk '{s+=$1} END{print s+0}')
+failed=$(sed -nE 's/^test result: .* ([0-9]+) failed.*/\1/p' "$log" | awk '{s+=$1} END{print s+0}')
+echo "tests: $passed passed, $failed failed"
