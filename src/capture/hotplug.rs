@@ -1,7 +1,9 @@
-//! Hotplug wake-ups. udev runs `edgerec hotplug --action add --devpath P`, which sends one
+//! Wake-ups for capture processes. udev runs `edgerec hotplug --action add --devpath P`, which sends one
 //! datagram to every capture process's socket under `<state dir>/hotplug/`; a capture
 //! waiting to reopen a lost device wakes at once instead of at its next backoff tick.
-//! Without udev nothing changes but latency: backoff alone still recovers.
+//! Without udev nothing changes but latency: backoff alone still recovers. The sync role
+//! uses the same datagram after a claim, so the capture role starts the job at once
+//! instead of at its next journal poll.
 
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
@@ -37,11 +39,14 @@ pub struct HotplugListener {
 }
 
 impl HotplugListener {
-    /// Binds `<state_dir>/hotplug/<pid>.sock`.
+    /// Binds `<state_dir>/hotplug/<pid>-<n>.sock`: one per listener, so several job
+    /// runners (and the capture role's own loop) in one process each get every wake-up.
     pub fn bind(state_dir: &Path) -> std::io::Result<HotplugListener> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
         let dir = state_dir.join(DIR);
         std::fs::create_dir_all(&dir)?;
-        let path = dir.join(format!("{}.sock", std::process::id()));
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let path = dir.join(format!("{}-{n}.sock", std::process::id()));
         let _ = std::fs::remove_file(&path); // a previous process with our pid is gone
         let socket = UnixDatagram::bind(&path)?;
         Ok(HotplugListener { socket, path })
@@ -100,15 +105,21 @@ mod tests {
     fn a_notification_wakes_the_listener_and_stale_sockets_are_removed() {
         let dir = tempfile::tempdir().unwrap();
         let listener = HotplugListener::bind(dir.path()).unwrap();
+        let second = HotplugListener::bind(dir.path()).unwrap();
         // A socket whose process is gone.
-        let stale = dir.path().join(DIR).join("999999999.sock");
+        let stale = dir.path().join(DIR).join("999999999-0.sock");
         drop(UnixDatagram::bind(&stale).unwrap());
         let ev = HotplugEvent {
             action: "add".into(),
             devpath: "/devices/usb1/1-1".into(),
         };
-        assert_eq!(notify(dir.path(), &ev).unwrap(), 1);
+        assert_eq!(
+            notify(dir.path(), &ev).unwrap(),
+            2,
+            "every listener of the process"
+        );
         assert!(!stale.exists());
+        assert_eq!(second.wait(Duration::from_secs(1)), Some(ev.clone()));
         assert_eq!(listener.wait(Duration::from_secs(1)), Some(ev));
         assert_eq!(listener.wait(Duration::from_millis(10)), None);
     }

@@ -139,6 +139,9 @@ pub fn run(
     let mut running: HashMap<String, JobThread> = HashMap::new();
     let mut summary = CaptureSummary::default();
     let mut last_beat: Option<Instant> = None;
+    let wake = crate::capture::hotplug::HotplugListener::bind(&settings.state_dir)
+        .map_err(|e| log::warn!("wake-up socket unavailable ({e}); polling the journal only"))
+        .ok();
     loop {
         reap(&mut running, &mut summary);
         if shutdown.is_stopped() {
@@ -187,7 +190,13 @@ pub fn run(
         if settings.exit_when_idle && running.is_empty() && runnable == 0 {
             break;
         }
-        std::thread::sleep(settings.poll);
+        // Sleep until the next poll, or until the sync role says it claimed a job.
+        match &wake {
+            Some(listener) => {
+                listener.wait(settings.poll);
+            }
+            None => std::thread::sleep(settings.poll),
+        }
     }
     // Bounded teardown: job threads see the shutdown within a period and close segments.
     let until = Instant::now() + settings.shutdown_deadline;

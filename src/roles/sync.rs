@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 
 use crate::capture::StopFlag;
+use crate::capture::hotplug::{self, HotplugEvent};
 use crate::controller::client::{CallError, Client, ClientConfig, ClientError, UploadRequest};
 use crate::controller::protocol::{
     AudioBackend, HealthEvent, Job, JobStatus, NodeHeartbeat, NodeStatus, Runtime, Severity,
@@ -260,15 +261,32 @@ impl Sync {
         // channel span, by its first job; each member keeps its own channel subset.
         let span = jobs.iter().filter_map(|j| j.command.capture_channels).max();
         let mut leaders: HashMap<String, String> = HashMap::new();
+        let mut claimed = Vec::new();
         for job in jobs {
             let group = job.command.capture_group_id.clone();
             let channels = if group.is_some() { span } else { None };
-            let Some(id) = self.take_claimed(job, channels)? else {
+            // The group's first valid job leads; membership is written with the job, in one
+            // transaction, so the capture role never sees a member without its group.
+            let leader = group
+                .as_ref()
+                .map(|g| leaders.get(g).cloned().or_else(|| job.id.clone()));
+            let Some(id) = self.take_claimed(job, channels, leader.flatten())? else {
                 continue;
             };
             if let Some(group) = group {
-                let leader = leaders.entry(group).or_insert_with(|| id.clone()).clone();
-                self.journal.set_group_leader(&id, &leader)?;
+                leaders.entry(group).or_insert_with(|| id.clone());
+            }
+            claimed.push(id);
+        }
+        // Wake the capture role now (after the whole group is in the journal) rather than
+        // at its next journal poll.
+        if let Some(id) = claimed.first() {
+            let wake = HotplugEvent {
+                action: "claimed".into(),
+                devpath: id.clone(),
+            };
+            if let Err(e) = hotplug::notify(&self.settings.state_dir, &wake) {
+                log::debug!("waking the capture role: {e}");
             }
         }
         Ok(())
@@ -280,6 +298,7 @@ impl Sync {
         &mut self,
         job: Job,
         channels: Option<u16>,
+        group_leader: Option<String>,
     ) -> Result<Option<String>, SyncError> {
         let now = now_ms();
         let valid = match job.validate() {
@@ -340,6 +359,9 @@ impl Sync {
             }
             j.create_job(&new)?;
             j.save_machine(&new.id, &machine, now)?;
+            if let Some(leader) = &group_leader {
+                j.set_group_leader(&new.id, leader)?;
+            }
             Ok(true)
         })?;
         if created {

@@ -10,8 +10,19 @@ pub mod controller;
 pub mod fakemic;
 
 pub fn edgerec() -> Command {
+    use std::os::unix::process::CommandExt;
     let mut cmd = Command::new(env!("CARGO_BIN_EXE_edgerec"));
     cmd.env("EDGEREC_LOG", "warn");
+    // A test that fails half way must not leave an agent running (it would hold the
+    // test runner's output open and hang CI): the child dies with the thread that
+    // spawned it.
+    // SAFETY: prctl is async-signal-safe and touches nothing but this process.
+    unsafe {
+        cmd.pre_exec(|| {
+            libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
+            Ok(())
+        });
+    }
     cmd
 }
 
