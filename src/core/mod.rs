@@ -1,6 +1,7 @@
 //! Pure logic: no clocks, no I/O. Time and shutdown are passed in, so tests are tables.
 
 pub mod backoff;
+pub mod calendar;
 pub mod disk_budget;
 pub mod format;
 pub mod job;
