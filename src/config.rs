@@ -50,6 +50,9 @@ pub struct RawCapture {
     pub stall_guard: Option<String>,
     /// Longest backoff between reopen attempts ("2s").
     pub reopen_cap: Option<String>,
+    /// A job whose device has delivered no frame this long after it started ("30s")
+    /// fails then, freeing the node; unset, it waits out the job's window.
+    pub no_audio_timeout: Option<String>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -110,6 +113,11 @@ pub struct RecordSettings {
     pub stall_guard: Duration,
     /// Longest wait between reopen attempts of a lost device.
     pub reopen_cap: Duration,
+    /// Fail a job that has had no frame this long; `None` waits out its window.
+    pub no_audio_timeout: Option<Duration>,
+    /// `record`: a device that is not there at the start is waited for (until the job's
+    /// window ends) instead of failing at once.
+    pub wait_for_device: bool,
 }
 
 /// Values given on the command line; each overrides the config file.
@@ -124,6 +132,7 @@ pub struct Overrides {
     pub duration: Option<Duration>,
     pub segment_seconds: Option<u64>,
     pub sync_interval: Option<Duration>,
+    pub wait_for_device: bool,
 }
 
 fn duration_setting(
@@ -258,6 +267,20 @@ impl RecordSettings {
         if reopen_cap < Duration::from_millis(50) || reopen_cap > Duration::from_secs(300) {
             return Err(invalid("capture.reopen_cap", "must be between 50ms and 5m"));
         }
+        let no_audio_timeout = match raw.capture.no_audio_timeout.as_deref() {
+            None => None,
+            text => Some(duration_setting(
+                "capture.no_audio_timeout",
+                text,
+                Duration::ZERO,
+            )?),
+        };
+        if no_audio_timeout.is_some_and(|d| d < Duration::from_millis(100)) {
+            return Err(invalid(
+                "capture.no_audio_timeout",
+                "must be at least 100ms",
+            ));
+        }
         let out = cli
             .out
             .or(raw.output.dir)
@@ -295,6 +318,8 @@ impl RecordSettings {
             duration: cli.duration,
             stall_guard,
             reopen_cap,
+            no_audio_timeout,
+            wait_for_device: cli.wait_for_device,
         })
     }
 }

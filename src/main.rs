@@ -28,6 +28,8 @@ pub(crate) mod exit {
     pub const NOT_FOUND: u8 = 9;
     /// `controller`: the job is in a state that refuses the operation.
     pub const REFUSED: u8 = 10;
+    /// `record`: the job's window ended without a single frame from the device.
+    pub const NO_AUDIO: u8 = 11;
 }
 
 mod controller_cli;
@@ -167,6 +169,10 @@ struct RecordArgs {
     /// fdatasync interval (e.g. 1s, 250ms).
     #[arg(long, value_parser = humantime::parse_duration)]
     sync_interval: Option<Duration>,
+    /// Wait for a device that is missing at the start (until --duration ends) instead of
+    /// failing at once; the missing start is a `late_start` gap on the timeline.
+    #[arg(long)]
+    wait_for_device: bool,
 }
 
 fn main() -> ExitCode {
@@ -220,12 +226,27 @@ fn run_record(args: RecordArgs) -> Result<(), Failure> {
             duration: args.duration,
             segment_seconds: args.segment_seconds,
             sync_interval: args.sync_interval,
+            wait_for_device: args.wait_for_device,
         },
     )
     .map_err(config_failure)?;
     let shutdown = shutdown_flag();
     let done = record::record(&settings, &shutdown).map_err(record_failure)?;
     print_finalized(&done);
+    if done.recording.is_none() {
+        let code = if done.end_cause.contains("format_refused") {
+            exit::UNSUPPORTED_FORMAT
+        } else {
+            exit::NO_AUDIO
+        };
+        return Err((
+            code,
+            format!(
+                "{}: {}; check the device (edgerec devices) and its cable",
+                done.job_id, done.end_cause
+            ),
+        ));
+    }
     Ok(())
 }
 

@@ -456,7 +456,7 @@ pub fn transition(m: &MachineState, event: &Event) -> Result<(MachineState, Vec<
         (Claimed, E::Shutdown) => Next::stay(m),
         (Claimed, E::StopRequested) if local => Next::end(m, Cancelled, reason::STOP_REQUESTED),
         (Claimed, E::StopRequested) => Next::end(m, Cancelled, reason::CONTROLLER_STOP_REQUESTED),
-        (Claimed, E::CaptureFailed { detail }) => Next::end(m, Failed, reason::CAPTURE_FAILED)
+        (Claimed, E::CaptureFailed { detail }) => Next::end(m, Failed, &failed_because(detail))
             .health(failure_event("capture.failed", detail)),
         (
             Claimed,
@@ -490,7 +490,7 @@ pub fn transition(m: &MachineState, event: &Event) -> Result<(MachineState, Vec<
             .act(Action::StopCapture)
             .health(failure_event("capture.device_gone", detail)),
         (Capturing, E::CaptureFailed { detail }) => Next::to(m, Stopping)
-            .cause(reason::CAPTURE_FAILED)
+            .cause(&failed_because(detail))
             .act(Action::StopCapture)
             .health(failure_event("capture.failed", detail)),
         (Capturing, E::Captured { .. }) if m.parked => Next::stay(m),
@@ -746,7 +746,7 @@ impl Next {
             return Next::end(m, JobState::Cancelled, reason::CONTROLLER_STOP_REQUESTED);
         }
         let why = match m.end_cause.as_deref() {
-            Some(c @ (reason::DEVICE_GONE | reason::CAPTURE_FAILED)) => c,
+            Some(c) if c == reason::DEVICE_GONE || c.starts_with(reason::CAPTURE_FAILED) => c,
             _ => reason::NO_AUDIO,
         };
         Next::end(m, JobState::Failed, why)
@@ -870,6 +870,11 @@ fn local_stop_cause(event: &Event) -> &'static str {
         Event::Shutdown => reason::SHUTDOWN,
         _ => reason::STOP_REQUESTED,
     }
+}
+
+/// A capture failure's reason for the controller: the kind, then what the device said.
+fn failed_because(detail: &str) -> String {
+    format!("{}: {detail}", reason::CAPTURE_FAILED)
 }
 
 fn failure_event(what: &str, detail: &str) -> HealthEvent {
@@ -1515,8 +1520,9 @@ mod tests {
                     ..World::default()
                 },
                 state: Failed,
-                cause: reason::CAPTURE_FAILED,
-                report: failed(reason::CAPTURE_FAILED),
+                // The reason names what the device said, so the operator sees why.
+                cause: "capture_failed: bad command",
+                report: failed("capture_failed: bad command"),
                 health: &["agent.capture.failed"],
                 flag: None,
                 uploads: 0,

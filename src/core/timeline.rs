@@ -24,15 +24,19 @@ pub enum EventKind {
     CrashRecovered,
     /// The device came back unable to deliver the job's format; capture failed.
     DeviceMismatch,
-    /// The job ended while its device was still lost: `gap_frames` covers the rest.
+    /// The job ended while its device was still lost (the recording ends at its last
+    /// captured frame; older journals carry `gap_frames` for the rest).
     DeviceStillLost,
+    /// The device delivered its first frame after the job's window had opened (missing,
+    /// busy or silent at the start): `gap_frames` is the missing start.
+    LateStart,
     StopRequested,
     /// The end of capture, with the cause in `detail`.
     Ended,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 13] = [
+    pub const ALL: [EventKind; 14] = [
         EventKind::Started,
         EventKind::DeviceLost,
         EventKind::DeviceRestored,
@@ -44,6 +48,7 @@ impl EventKind {
         EventKind::CrashRecovered,
         EventKind::DeviceMismatch,
         EventKind::DeviceStillLost,
+        EventKind::LateStart,
         EventKind::StopRequested,
         EventKind::Ended,
     ];
@@ -61,6 +66,7 @@ impl EventKind {
             EventKind::CrashRecovered => "crash_recovered",
             EventKind::DeviceMismatch => "device_mismatch",
             EventKind::DeviceStillLost => "device_still_lost",
+            EventKind::LateStart => "late_start",
             EventKind::StopRequested => "stop_requested",
             EventKind::Ended => "ended",
         }

@@ -370,10 +370,7 @@ fn run_one(
     let how = JobEnd {
         cause: result.outcome.cause(),
         ended_at_ms: result.ended_at_ms,
-        total_frames: match result.outcome {
-            CaptureOutcome::DurationReached => job.duration_frames,
-            _ => None,
-        },
+        total_frames: result.total_frames,
         capture_failed: result.outcome.is_failure(),
     };
     finish(&mut journal, &job.id, &how, settings)

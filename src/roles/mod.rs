@@ -4,6 +4,7 @@
 pub mod agent;
 pub mod capture;
 pub mod demo;
+pub mod device_loss;
 pub mod finalize;
 pub mod owner;
 pub mod record;

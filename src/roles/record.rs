@@ -84,6 +84,7 @@ pub fn run_settings(settings: &RecordSettings) -> RunSettings {
     run.sync_interval = settings.sync_interval;
     run.stall_guard = settings.stall_guard;
     run.reopen_cap = settings.reopen_cap;
+    run.no_audio_timeout = settings.no_audio_timeout;
     run
 }
 
@@ -149,8 +150,8 @@ pub fn record(settings: &RecordSettings, shutdown: &StopFlag) -> Result<Finalize
     );
 
     let mut run = run_settings(settings);
-    // At a console, a device that is not there now is an error now.
-    run.fail_fast_on_first_open = true;
+    // At a console, a device that is not there now is an error now, unless asked to wait.
+    run.fail_fast_on_first_open = !settings.wait_for_device;
     let result = match runner::run_job(&mut journal, &job, &run, shutdown, None) {
         Ok(result) => result,
         Err(RunError::Device(e)) => {
@@ -175,10 +176,7 @@ pub fn record(settings: &RecordSettings, shutdown: &StopFlag) -> Result<Finalize
     let how = JobEnd {
         cause: result.outcome.cause(),
         ended_at_ms: result.ended_at_ms,
-        total_frames: match result.outcome {
-            runner::CaptureOutcome::DurationReached => job.duration_frames,
-            _ => None,
-        },
+        total_frames: result.total_frames,
         capture_failed: result.outcome.is_failure(),
     };
     Ok(finalize::finalize(

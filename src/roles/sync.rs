@@ -474,7 +474,7 @@ impl Sync {
                 events.push(Event::Start);
             }
             if matches!(machine.state, JobState::Claimed | JobState::Capturing) {
-                if cause.starts_with("device_mismatch") || cause.starts_with("device_failed") {
+                if crate::roles::runner::cause_is_capture_failure(&cause) {
                     events.push(Event::CaptureFailed {
                         detail: cause.clone(),
                     });

@@ -1,0 +1,267 @@
+//! Every end path of a job, each a real fault against real parts: a device that never
+//! opens, never delivers, refuses the format, comes late or goes for good; a crash before
+//! the first frame; a controller job that can never capture. Each ends in one terminal
+//! state, by the end of its window, and the node goes on claiming.
+
+mod common;
+
+use common::controller::*;
+use common::fakemic::{self, Fakemic};
+use common::*;
+use std::path::Path;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+const RATE: u64 = 48_000;
+/// `record`'s exit code for a job whose window ended without a frame.
+const NO_AUDIO: i32 = 11;
+const UNSUPPORTED_FORMAT: i32 = 6;
+
+fn record_cmd(mic: &Fakemic, device: &str, duration: &str, out: &Path) -> Command {
+    let mut cmd = edgerec();
+    cmd.env("ALSA_CONFIG_PATH", &mic.config_path)
+        .env("EDGEREC_LOG", "info")
+        .args(["record", "--backend", "alsa", "--device", device])
+        .args(["--duration", duration, "--out"])
+        .arg(out)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    cmd
+}
+
+/// Waits (bounded) for the child; returns its status, stderr and how long it took.
+fn finish(child: Child, started: Instant, within: Duration) -> (ExitStatus, String, Duration) {
+    let pid = child.id();
+    let watchdog = std::thread::spawn(move || {
+        std::thread::sleep(within);
+        // SAFETY: kill(2) on our own child's pid; harmless if it already exited.
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+    });
+    let out = child.wait_with_output().unwrap();
+    let took = started.elapsed();
+    drop(watchdog);
+    let stderr = String::from_utf8_lossy(&out.stderr).to_string();
+    eprintln!("took {took:?}, {}\n{stderr}", out.status);
+    (out.status, stderr, took)
+}
+
+#[test]
+fn record_on_a_device_stalled_from_the_start_ends_with_its_window() {
+    let _rt = realtime();
+    let mic = fakemic::setup(&[("stalled", &[])]);
+    mic.mic("stall", "stalled");
+    let out = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let child = record_cmd(&mic, "stalled", "4s", out.path())
+        .spawn()
+        .unwrap();
+    let (status, stderr, took) = finish(child, started, Duration::from_secs(20));
+    assert_eq!(status.code(), Some(NO_AUDIO), "{stderr}");
+    assert!(took < Duration::from_secs(5), "ended {took:?} after start");
+    assert!(stderr.contains("no audio captured") && stderr.contains("stalled"));
+    let job = only_job(out.path());
+    let tl = timeline(&job);
+    assert_eq!(tl["frames"], 0, "{tl:#}");
+}
+
+#[test]
+fn record_waiting_for_a_missing_device_ends_with_its_window() {
+    let _rt = realtime();
+    let mic = fakemic::setup(&[("absent", &[])]);
+    mic.mic("unplug", "absent");
+    let out = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let child = record_cmd(&mic, "absent", "3s", out.path())
+        .arg("--wait-for-device")
+        .spawn()
+        .unwrap();
+    let (status, stderr, took) = finish(child, started, Duration::from_secs(20));
+    assert_eq!(status.code(), Some(NO_AUDIO), "{stderr}");
+    assert!(took < Duration::from_secs(4), "ended {took:?} after start");
+    // The reason names the device and the last thing it said.
+    assert!(
+        stderr.contains("device_never_delivered: device absent"),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn record_of_a_missing_device_without_waiting_fails_at_once() {
+    let _rt = realtime();
+    let mic = fakemic::setup(&[("gone", &[])]);
+    mic.mic("unplug", "gone");
+    let out = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let child = record_cmd(&mic, "gone", "30s", out.path()).spawn().unwrap();
+    let (status, stderr, took) = finish(child, started, Duration::from_secs(10));
+    assert_eq!(status.code(), Some(4), "no such device: {stderr}");
+    assert!(took < Duration::from_secs(2), "{took:?}");
+}
+
+#[test]
+fn record_of_a_refused_format_fails_at_once() {
+    let _rt = realtime();
+    let mic = fakemic::setup(&[("fixedrate", &[])]);
+    let out = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let child = record_cmd(&mic, "fixedrate", "30s", out.path())
+        .args(["--rate", "44100", "--wait-for-device"])
+        .spawn()
+        .unwrap();
+    let (status, stderr, took) = finish(child, started, Duration::from_secs(10));
+    assert_eq!(status.code(), Some(UNSUPPORTED_FORMAT), "{stderr}");
+    assert!(took < Duration::from_secs(2), "{took:?}");
+}
+
+#[test]
+fn a_device_plugged_in_late_records_the_rest_with_the_start_as_a_gap() {
+    let _rt = realtime();
+    let mic = fakemic::setup(&[("latemic", &[])]);
+    mic.mic("unplug", "latemic");
+    let out = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let child = record_cmd(&mic, "latemic", "4s", out.path())
+        .arg("--wait-for-device")
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    mic.mic("replug", "latemic");
+    // As udev would: the hotplug wake-up reopens at once.
+    let woke = edgerec()
+        .args([
+            "hotplug",
+            "--action",
+            "add",
+            "--devpath",
+            "/devices/latemic",
+        ])
+        .arg("--state-dir")
+        .arg(out.path())
+        .status()
+        .unwrap();
+    assert!(woke.success());
+    let (status, stderr, took) = finish(child, started, Duration::from_secs(20));
+    assert!(status.success(), "{stderr}");
+    assert!(took < Duration::from_secs(6), "{took:?}");
+    let job = only_job(out.path());
+    let tl = timeline(&job);
+    let late = events_of(&tl, "late_start");
+    assert_eq!(late.len(), 1, "{tl:#}");
+    assert_eq!(late[0]["frame"], 0);
+    let gap_s = late[0]["gap_frames"].as_u64().unwrap() as f64 / RATE as f64;
+    assert!((1.8..=2.6).contains(&gap_s), "missing start {gap_s} s");
+    // The window is what was booked: 4 s from the start, the first ~2 s a gap.
+    assert_eq!(tl["frames"].as_u64().unwrap(), 4 * RATE, "{tl:#}");
+    let audio: u64 = segment_files(&job).iter().map(|f| wav_frames(f)).sum();
+    let audio_s = audio as f64 / RATE as f64;
+    assert!((1.4..=2.2).contains(&audio_s), "captured {audio_s} s");
+    assert_eq!(wav_frames(&job.join("recording.wav")), 4 * RATE);
+}
+
+#[test]
+fn a_device_lost_for_good_ends_the_recording_at_its_last_frame() {
+    let _rt = realtime();
+    let mic = fakemic::setup(&[("leaves", &[])]);
+    let out = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let child = record_cmd(&mic, "leaves", "5s", out.path())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_secs(2));
+    mic.mic("unplug", "leaves");
+    let (status, stderr, took) = finish(child, started, Duration::from_secs(20));
+    assert!(
+        status.success(),
+        "the audio before the loss is delivered: {stderr}"
+    );
+    assert!(took < Duration::from_secs(7), "{took:?}");
+    let job = only_job(out.path());
+    let tl = timeline(&job);
+    assert_eq!(events_of(&tl, "device_still_lost").len(), 1, "{tl:#}");
+    let frames = tl["frames"].as_u64().unwrap();
+    let seconds = frames as f64 / RATE as f64;
+    // No padding past the audio: the recording ends where the device went.
+    assert!((1.5..=2.5).contains(&seconds), "recording is {seconds} s");
+    assert_eq!(wav_frames(&job.join("recording.wav")), frames);
+}
+
+#[test]
+fn synth_disconnected_at_frame_zero_ends_with_its_window() {
+    let out = tempfile::tempdir().unwrap();
+    let started = Instant::now();
+    let child = edgerec()
+        .args([
+            "record",
+            "--backend",
+            "synth",
+            "--device",
+            "sine:440,disconnect=0s",
+        ])
+        .args(["--duration", "3s", "--out"])
+        .arg(out.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (status, stderr, took) = finish(child, started, Duration::from_secs(20));
+    assert_eq!(status.code(), Some(NO_AUDIO), "{stderr}");
+    assert!(took < Duration::from_secs(4), "{took:?}");
+}
+
+/// Under the agent: a job whose device never delivers is `failed` on the controller with
+/// the reason, by the end of its window, and the next queued job is claimed and done.
+#[test]
+fn a_controller_job_that_never_gets_a_frame_fails_with_its_reason_and_the_next_is_claimed() {
+    let _rt = realtime();
+    let ctl = Ctl::start(Duration::from_secs(30));
+    let state = tempfile::tempdir().unwrap();
+    let dead = ctl.add_job("sine:440,disconnect=0s", 3.0);
+    let next = ctl.add_job("sine:440", 2.0);
+    let started = Instant::now();
+    let mut agent = ctl.spawn_agent(state.path());
+    let failed = ctl.wait_status(&dead.id, None, Duration::from_secs(15));
+    let took = started.elapsed();
+    eprintln!("never-delivering job ended {took:?} after the agent started");
+    assert_eq!(failed.status.to_string(), "failed");
+    let reason = failed.failure_reason.unwrap_or_default();
+    assert!(
+        reason.contains("device_never_delivered") && reason.contains("disconnect=0s"),
+        "the reason names the device and its error: {reason:?}"
+    );
+    assert!(took < Duration::from_secs(8), "{took:?}");
+    let done = ctl.wait_status(&next.id, Some("completed"), Duration::from_secs(20));
+    assert_eq!(done.status.to_string(), "completed");
+    let health = ctl.health_events();
+    let lost: Vec<_> = health
+        .iter()
+        .filter(|e| e["type"] == "agent.recording_job.capture_device_lost")
+        .collect();
+    assert_eq!(
+        lost.len(),
+        1,
+        "one event for the absent device: {health:#?}"
+    );
+    sigterm(&mut agent, Duration::from_secs(5));
+}
+
+/// A crash before the first frame: the restarted agent still ends the job by its window.
+#[test]
+fn a_crash_before_the_first_frame_still_ends_the_job_by_its_window() {
+    let _rt = realtime();
+    let ctl = Ctl::start(Duration::from_secs(30));
+    let state = tempfile::tempdir().unwrap();
+    let job = ctl.add_job("sine:440,disconnect=0s", 4.0);
+    let started = Instant::now();
+    let mut agent = ctl.spawn_agent(state.path());
+    ctl.wait_status(&job.id, Some("running"), Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(1500));
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+    let mut agent = ctl.spawn_agent(state.path());
+    let failed = ctl.wait_status(&job.id, None, Duration::from_secs(20));
+    let took = started.elapsed();
+    eprintln!("ended {took:?} after the first start");
+    assert_eq!(failed.status.to_string(), "failed", "{failed:?}");
+    assert!(took < Duration::from_secs(9), "{took:?}");
+    sigterm(&mut agent, Duration::from_secs(5));
+}
