@@ -44,6 +44,23 @@ pub enum FinalizeError {
     },
 }
 
+impl FinalizeError {
+    /// The disk (or the journal's share of it) is full: finalizing again once space
+    /// returns will work, and nothing is lost meanwhile (the segments hold the audio).
+    pub fn is_disk_full(&self) -> bool {
+        use crate::segment::disk;
+        match self {
+            FinalizeError::Journal(e) => disk::is_journal_disk_full(e),
+            FinalizeError::Io { source, .. }
+            | FinalizeError::Stitch {
+                source: stitch::StitchError::Output { source, .. },
+                ..
+            } => disk::is_disk_full(source),
+            FinalizeError::Stitch { .. } => false,
+        }
+    }
+}
+
 /// Finalizes `job` (already `captured`, or any non-terminal state after a crash).
 /// `end_cause` goes on the `ended` event and the job row. A job with no audio at all ends
 /// `failed`; anything with audio is rendered and ends `delivered` (locally).

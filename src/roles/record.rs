@@ -4,11 +4,12 @@
 //! exactly one terminal state in the journal.
 
 use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
 
 use crate::capture::{OpenError, StopFlag};
 use crate::config::RecordSettings;
 use crate::core::job::JobState;
-use crate::core::timeline::{EventKind, TimelineEvent};
+use crate::core::timeline::{EventKind, GapFill, TimelineEvent};
 use crate::journal::{JobSource, Journal, JournalError, NewJob};
 use crate::roles::finalize::{self, FinalizeError, Finalized, JobEnd};
 use crate::roles::runner::{self, RunError, RunSettings};
@@ -31,6 +32,22 @@ pub enum RecordError {
     Finalize(#[from] FinalizeError),
     #[error("start-up repair: {0}")]
     Repair(#[from] repair::RepairError),
+}
+
+impl RecordError {
+    /// A full disk: trying again once space returns will work.
+    pub fn is_disk_full(&self) -> bool {
+        use crate::segment::disk::is_journal_disk_full;
+        match self {
+            RecordError::Finalize(e) | RecordError::Repair(repair::RepairError::Finalize(e)) => {
+                e.is_disk_full()
+            }
+            RecordError::Journal(e) | RecordError::Repair(repair::RepairError::Journal(e)) => {
+                is_journal_disk_full(e)
+            }
+            _ => false,
+        }
+    }
 }
 
 impl From<RunError> for RecordError {
@@ -169,20 +186,60 @@ pub fn record(settings: &RecordSettings, shutdown: &StopFlag) -> Result<Finalize
         }
         Err(e) => return Err(e.into()),
     };
-    journal.set_job_state(&job_id, JobState::Captured, None, writer::now_ms())?;
-    let job = journal.job(&job_id)?.ok_or_else(|| JournalError::Corrupt {
-        what: format!("job {job_id} vanished"),
-    })?;
     let how = JobEnd {
         cause: result.outcome.cause(),
         ended_at_ms: result.ended_at_ms,
         total_frames: result.total_frames,
         capture_failed: result.outcome.is_failure(),
     };
-    Ok(finalize::finalize(
-        &mut journal,
-        &job,
-        &how,
-        settings.gap_fill,
-    )?)
+    finalize_when_there_is_room(&mut journal, &job_id, &how, settings.gap_fill)
+}
+
+/// How long `record` waits for a full disk to give room for the stitched file before it
+/// leaves the job to `edgerec repair` (the segments keep the audio meanwhile).
+const FULL_DISK_PATIENCE: Duration = Duration::from_secs(60);
+
+/// Finalizes the captured job; a full disk is waited out (bounded), never an abort.
+fn finalize_when_there_is_room(
+    journal: &mut Journal,
+    job_id: &str,
+    how: &JobEnd,
+    fill: GapFill,
+) -> Result<Finalized, RecordError> {
+    let until = Instant::now() + FULL_DISK_PATIENCE;
+    let mut logged = false;
+    loop {
+        match finalize_once(journal, job_id, how, fill) {
+            Err(e) if e.is_disk_full() && Instant::now() < until => {
+                if !logged {
+                    log::warn!("{job_id}: disk full while finalizing ({e}); waiting for space");
+                    logged = true;
+                }
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            other => return other,
+        }
+    }
+}
+
+fn finalize_once(
+    journal: &mut Journal,
+    job_id: &str,
+    how: &JobEnd,
+    fill: GapFill,
+) -> Result<Finalized, RecordError> {
+    let job = journal.job(job_id)?.ok_or_else(|| JournalError::Corrupt {
+        what: format!("job {job_id} vanished"),
+    })?;
+    // A full disk may have kept segment rows from their final lengths: the files say.
+    repair::reconcile_job_segments(journal, &job, &mut Default::default())?;
+    if job.state == JobState::Capturing {
+        journal
+            .set_job_state(job_id, JobState::Captured, None, writer::now_ms())
+            .map_err(finalize::FinalizeError::from)?;
+    }
+    let job = journal.job(job_id)?.ok_or_else(|| JournalError::Corrupt {
+        what: format!("job {job_id} vanished"),
+    })?;
+    Ok(finalize::finalize(journal, &job, how, fill)?)
 }

@@ -16,6 +16,7 @@ use crate::core::backoff::Backoff;
 use crate::core::timeline::{self, EventKind, PlacedSegment, TimelineEvent};
 use crate::journal::{JobRow, Journal, JournalError};
 use crate::roles::device_loss::DeviceLoss;
+use crate::segment::disk::{self, JournalReserve};
 use crate::segment::spool::SpoolSettings;
 use crate::segment::writer::{
     self, GapSince, ResumeGap, WriterConfig, WriterEnd, WriterError, WriterProgress,
@@ -399,7 +400,7 @@ impl<'a> JobCapture<'a> {
         let detail = format!("{device} no longer offers {wanted}: {detail}");
         let ev = TimelineEvent::new(EventKind::DeviceMismatch, timeline_pos, writer::now_ms())
             .with_detail(&detail);
-        self.journal.add_event(&self.job.id, &ev)?;
+        self.write(|j, id| j.add_event(id, &ev))?;
         log::error!(
             "{}: {detail}; capture fails, the audio recorded so far is kept",
             self.job.id
@@ -503,12 +504,12 @@ impl<'a> JobCapture<'a> {
             // The writer refined the start over the run's first second: keep the refined one.
             let refined = progress.origin_wall_ms.load(Ordering::Acquire) as i64;
             if refined > 0 && self.started_at_ms != Some(refined) {
-                self.journal.set_job_started(&self.job.id, refined)?;
+                self.write(|j, id| j.set_job_started(id, refined))?;
                 self.started_at_ms = Some(refined);
             }
         }
-        self.journal
-            .set_job_progress(&self.job.id, report.timeline_frames, writer::now_ms())?;
+        let frames = report.timeline_frames;
+        self.write(|j, id| j.set_job_progress(id, frames, writer::now_ms()))?;
         let end = end.unwrap_or_else(|| self.writer_end(&report));
         self.after_run(end, &report, inherited_gap)
     }
@@ -579,7 +580,7 @@ impl<'a> JobCapture<'a> {
         let at = report.timeline_frames;
         let wall = writer::now_ms() - since.elapsed().as_millis() as i64;
         let ev = TimelineEvent::new(kind, at, wall).with_detail(&detail);
-        self.journal.add_event(&self.job.id, &ev)?;
+        self.write(|j, id| j.add_event(id, &ev))?;
         self.pending_gap = Some(ResumeGap {
             since: GapSince::Monotonic(since),
             kind: EventKind::DeviceRestored,
@@ -604,6 +605,35 @@ impl<'a> JobCapture<'a> {
         self.job.duration_frames.filter(|_| booked_end)
     }
 
+    /// A journal write from the supervisor. A full disk (`SQLITE_FULL`) never ends the
+    /// job: the journal's reserve is released for it and the write tried once more;
+    /// `None` when there is still no room (callers retry at their next look, or go
+    /// without a hint the files also hold).
+    fn write<T>(
+        &mut self,
+        write: impl Fn(&mut Journal, &str) -> Result<T, JournalError>,
+    ) -> Result<Option<T>, JournalError> {
+        match write(self.journal, &self.job.id) {
+            Ok(v) => return Ok(Some(v)),
+            Err(e) if !disk::is_journal_disk_full(&e) => return Err(e),
+            Err(_) => {}
+        }
+        if let Some(spool) = &self.settings.spool
+            && let Ok(mut reserve) = JournalReserve::open(&spool.dir, JournalReserve::DEFAULT_BYTES)
+            && let Err(e) = reserve.release()
+        {
+            log::warn!("{}: releasing the journal reserve: {e}", self.job.id);
+        }
+        match write(self.journal, &self.job.id) {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if disk::is_journal_disk_full(&e) => {
+                log::warn!("{}: journal full; the write waits for space", self.job.id);
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
     /// Watches one run: ends it on stop, stall, or the job's window closing. `None`
     /// means "the writer finished by itself: read its report".
     fn supervise(&mut self, run: &WatchedRun) -> Result<Option<RunEnd>, RunError> {
@@ -621,7 +651,7 @@ impl<'a> JobCapture<'a> {
                 let at = progress.timeline_frames.load(Ordering::Acquire);
                 let ev = TimelineEvent::new(EventKind::StopRequested, at, writer::now_ms())
                     .with_detail(&reason);
-                self.journal.add_event(&self.job.id, &ev)?;
+                self.write(|j, id| j.add_event(id, &ev))?;
                 return Ok(Some(RunEnd::Job(CaptureOutcome::Stopped(reason))));
             }
             let silent_for = stats.last_frames_at().elapsed();
@@ -649,8 +679,7 @@ impl<'a> JobCapture<'a> {
             // and allows 5 s): every 2 s is enough, and each write costs the card an fsync.
             if last_progress.elapsed() >= Duration::from_secs(2) {
                 let frames = progress.timeline_frames.load(Ordering::Acquire);
-                self.journal
-                    .set_job_progress(&self.job.id, frames, writer::now_ms())?;
+                self.write(|j, id| j.set_job_progress(id, frames, writer::now_ms()))?;
                 last_progress = Instant::now();
             }
             std::thread::sleep(Duration::from_millis(50));
@@ -676,9 +705,16 @@ impl<'a> JobCapture<'a> {
         };
         match self.started_at_ms {
             None => {
-                self.journal.set_job_started(&self.job.id, start)?;
                 let ev = TimelineEvent::new(EventKind::Started, 0, start);
-                self.journal.add_event(&self.job.id, &ev)?;
+                let written = self.write(|j, id| {
+                    j.atomically(|j| {
+                        j.set_job_started(id, start)?;
+                        j.add_event(id, &ev).map(drop)
+                    })
+                })?;
+                if written.is_none() {
+                    return Ok(()); // no room yet: tried again at the next look
+                }
             }
             Some(_) => return Ok(()),
         }
@@ -713,7 +749,7 @@ impl<'a> JobCapture<'a> {
         );
         log::warn!("{}: {detail}", self.job.id);
         let ev = TimelineEvent::new(kind, timeline_pos, writer::now_ms()).with_detail(&detail);
-        self.journal.add_event(&self.job.id, &ev).map(drop)
+        self.write(|j, id| j.add_event(id, &ev)).map(drop)
     }
 }
 

@@ -111,6 +111,13 @@ impl SpoolGuard {
                 Err(e) => log::warn!("reclaim: {e}"),
             }
         }
+        if decision.action == DiskAction::Write
+            && !self.reserve.is_held()
+            && let Err(e) = self.reserve.restore()
+        {
+            // Released by a journal write that found the disk full; room is back.
+            log::debug!("restoring the journal reserve: {e}");
+        }
         self.apply(decision.action)
     }
 

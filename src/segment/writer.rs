@@ -141,6 +141,9 @@ struct Writer {
     spool: Option<SpoolGuard>,
     /// While writing is paused for disk space: where the pause began and frames dropped.
     disk_pause: Option<(u64, u64)>,
+    /// Timeline events the journal had no room for yet (a full disk), oldest first.
+    deferred_events: Vec<TimelineEvent>,
+    journal_full_logged: bool,
 }
 
 /// Most frames moved per write call: ~100 ms at 48 kHz keeps write calls few but short.
@@ -179,6 +182,8 @@ pub fn spawn(
         clock: StreamClock::default(),
         spool: None,
         disk_pause: None,
+        deferred_events: Vec::new(),
+        journal_full_logged: false,
     };
     if let Some(settings) = writer.cfg.spool.clone() {
         match SpoolGuard::open(settings) {
@@ -396,10 +401,12 @@ impl Writer {
         if self.disk_pause.is_some() {
             return Ok(());
         }
+        // Paused first: a journal write below that finds the disk full comes back here.
+        self.disk_pause = Some((self.timeline_pos, 0));
         self.close_segment()?;
         let ev =
             TimelineEvent::new(EventKind::DiskPause, self.timeline_pos, now_ms()).with_detail(why);
-        self.journal.add_event(&self.cfg.job_id, &ev)?;
+        self.add_event(&ev)?;
         log::warn!(
             "{}: writing paused at frame {}: {why}",
             self.cfg.job_id,
@@ -417,7 +424,7 @@ impl Writer {
         let ev = TimelineEvent::new(EventKind::DiskResume, at, now_ms())
             .with_detail(why)
             .with_gap(frames);
-        self.journal.add_event(&self.cfg.job_id, &ev)?;
+        self.add_event(&ev)?;
         log::warn!(
             "{}: writing resumed; {frames} frames were not written ({why})",
             self.cfg.job_id
@@ -454,7 +461,7 @@ impl Writer {
             let ev = TimelineEvent::new(gap.kind, self.timeline_pos, origin_wall)
                 .with_detail(gap.detail)
                 .with_gap(frames);
-            self.journal.add_event(&self.cfg.job_id, &ev)?;
+            self.add_event(&ev)?;
             self.timeline_pos += frames;
             self.progress
                 .timeline_frames
@@ -536,7 +543,7 @@ impl Writer {
         let ev = TimelineEvent::new(kind, self.timeline_pos, now_ms())
             .with_detail(detail)
             .with_gap(frames);
-        self.journal.add_event(&self.cfg.job_id, &ev)?;
+        self.add_event(&ev)?;
         log::warn!(
             "{}: {} frames missing at frame {} ({detail})",
             self.cfg.job_id,
@@ -559,14 +566,20 @@ impl Writer {
                 source,
             })?;
         // The file and its directory entry are durable: now the journal may name it.
-        let id = self.journal.insert_segment(&NewSegment {
+        let row = NewSegment {
             job_id: self.cfg.job_id.clone(),
             seq: self.next_seq,
             path: name,
             first_frame: self.timeline_pos,
             spec: self.cfg.spec,
             opened_at_ms: now_ms(),
-        })?;
+        };
+        let Some(id) = self.journaled(|j| j.insert_segment(&row))? else {
+            // No room even for the row: the file goes (it holds no audio yet) and the
+            // frames become the pause's gap until space returns.
+            let _ = std::fs::remove_file(&path);
+            return Ok(());
+        };
         self.next_seq += 1;
         let now = Instant::now();
         self.current = Some(OpenSegment {
@@ -588,20 +601,24 @@ impl Writer {
             path: seg.file.path().to_path_buf(),
             source,
         };
+        let mut row_update = None;
         if seg.last_flush.elapsed() >= self.cfg.flush_interval {
             seg.file.flush_header().map_err(|e| io_err(seg, e))?;
             seg.last_flush = Instant::now();
             // The file is the truth for frame counts (repair reads it); the row is only a
             // progress hint between rotations, so it need not cost a journal write a second.
             if seg.last_row_update.elapsed() >= SEGMENT_ROW_EVERY {
-                self.journal
-                    .update_segment_frames(seg.id, seg.file.frames())?;
                 seg.last_row_update = Instant::now();
+                row_update = Some((seg.id, seg.file.frames()));
             }
         }
         if seg.last_sync.elapsed() >= self.cfg.sync_interval {
             seg.file.sync_data().map_err(|e| io_err(seg, e))?;
             seg.last_sync = Instant::now();
+        }
+        if let Some((id, frames)) = row_update {
+            // A progress hint: skipped when the disk is full.
+            self.journaled(|j| j.update_segment_frames(id, frames))?;
         }
         Ok(())
     }
@@ -615,9 +632,65 @@ impl Writer {
             .file
             .close()
             .map_err(|source| WriterError::Segment { path, source })?;
-        self.journal
-            .close_segment(seg.id, frames, SegmentState::Closed, now_ms())?;
+        // Without room for the row, the segment stays `open` in the journal and repair
+        // closes it from the file, which is valid up to its last frame.
+        self.journaled(|j| j.close_segment(seg.id, frames, SegmentState::Closed, now_ms()))?;
         Ok(())
+    }
+
+    /// A timeline event; one the journal has no room for waits in memory for the next.
+    fn add_event(&mut self, ev: &TimelineEvent) -> Result<(), WriterError> {
+        self.flush_deferred_events()?;
+        let job = self.cfg.job_id.clone();
+        if self.journaled(|j| j.add_event(&job, ev))?.is_none() {
+            self.deferred_events.push(ev.clone());
+        }
+        Ok(())
+    }
+
+    fn flush_deferred_events(&mut self) -> Result<(), WriterError> {
+        while let Some(ev) = self.deferred_events.first().cloned() {
+            let job = self.cfg.job_id.clone();
+            if self.journaled(|j| j.add_event(&job, &ev))?.is_none() {
+                break;
+            }
+            self.deferred_events.remove(0);
+        }
+        Ok(())
+    }
+
+    /// A journal write on the capture path. `SQLITE_FULL` is a full disk, never an exit:
+    /// writing pauses (which gives the journal its reserve) and the write is tried once
+    /// more; `None` if there is still no room.
+    fn journaled<T>(
+        &mut self,
+        write: impl Fn(&Journal) -> Result<T, JournalError>,
+    ) -> Result<Option<T>, WriterError> {
+        match write(&self.journal) {
+            Ok(v) => return Ok(Some(v)),
+            Err(e) if !disk::is_journal_disk_full(&e) => return Err(e.into()),
+            Err(_) => {}
+        }
+        if let Some(guard) = self.spool.as_mut() {
+            let action = guard.write_failed();
+            if action == DiskAction::Pause && self.disk_pause.is_none() {
+                self.pause_writing("journal write failed: disk full (SQLITE_FULL)")?;
+            }
+        }
+        match write(&self.journal) {
+            Ok(v) => Ok(Some(v)),
+            Err(e) if disk::is_journal_disk_full(&e) => {
+                if !self.journal_full_logged {
+                    log::warn!(
+                        "{}: the journal has no room even with its reserve; deferring its writes until space returns",
+                        self.cfg.job_id
+                    );
+                    self.journal_full_logged = true;
+                }
+                Ok(None)
+            }
+            Err(e) => Err(e.into()),
+        }
     }
 }
 
