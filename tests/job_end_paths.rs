@@ -265,3 +265,61 @@ fn a_crash_before_the_first_frame_still_ends_the_job_by_its_window() {
     assert!(took < Duration::from_secs(9), "{took:?}");
     sigterm(&mut agent, Duration::from_secs(5));
 }
+
+/// A job the capture role cannot run (its directory cannot be made) is retried a few
+/// times with growing pauses, then ended with its reason: it never stays `claimed`.
+#[test]
+fn a_job_the_capture_role_cannot_run_is_ended_after_its_attempts() {
+    use edgerec::core::format::{SampleFormat, StreamSpec};
+    use edgerec::core::job::JobState;
+    use edgerec::journal::{JobSource, Journal, NewJob};
+    let state = tempfile::tempdir().unwrap();
+    let blocked = state.path().join("blocked");
+    std::fs::write(&blocked, b"a file where the job's directory should be").unwrap();
+    let db = state.path().join("edgerec.db");
+    let spec = StreamSpec {
+        format: SampleFormat::S16Le,
+        rate: 48_000,
+        channels: 2,
+    };
+    Journal::open(&db)
+        .unwrap()
+        .create_job(&NewJob {
+            id: "job_blocked".into(),
+            source: JobSource::Local,
+            controller_job_id: None,
+            recording_id: None,
+            command_json: "{}".into(),
+            backend: "synth".into(),
+            device: "sine:440".into(),
+            spec,
+            duration_frames: Some(2 * RATE),
+            dir: blocked.clone(),
+            state: JobState::Claimed,
+            created_at_ms: now_ms(),
+        })
+        .unwrap();
+    let started = Instant::now();
+    let child = edgerec()
+        .args(["capture", "--exit-when-idle", "--state-dir"])
+        .arg(state.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let (status, stderr, took) = finish(child, started, Duration::from_secs(60));
+    assert!(status.success(), "{stderr}");
+    let job = Journal::open(&db)
+        .unwrap()
+        .job("job_blocked")
+        .unwrap()
+        .unwrap();
+    assert_eq!(job.state, JobState::Failed, "{job:?}");
+    let cause = job.end_cause.unwrap_or_default();
+    assert!(
+        cause.starts_with("gave_up") && cause.contains("blocked"),
+        "{cause}"
+    );
+    assert!(took < Duration::from_secs(30), "{took:?}");
+    assert!(blocked.is_file(), "nothing of the operator's is touched");
+}

@@ -137,13 +137,15 @@ pub fn run(
     let started_ms = now_ms();
     let boot = boot_id();
     let mut running: HashMap<String, JobThread> = HashMap::new();
+    let mut failures = Failures::default();
     let mut summary = CaptureSummary::default();
     let mut last_beat: Option<Instant> = None;
     let wake = crate::capture::hotplug::HotplugListener::bind(&settings.state_dir)
         .map_err(|e| log::warn!("wake-up socket unavailable ({e}); polling the journal only"))
         .ok();
     loop {
-        reap(&mut running, &mut summary);
+        reap(&mut running, &mut summary, &mut failures);
+        failures.give_up_on_exhausted(&journal)?;
         if shutdown.is_stopped() {
             break;
         }
@@ -175,7 +177,11 @@ pub fn run(
                 continue;
             }
             runnable += 1;
-            if std::fs::create_dir_all(&job.dir).is_err() {
+            if failures.waiting(&job.id) {
+                continue;
+            }
+            if let Err(e) = std::fs::create_dir_all(&job.dir) {
+                failures.failed(&job.id, format!("job directory {}: {e}", job.dir.display()));
                 continue;
             }
             let Ok(Some(lock)) = owner::try_lock(&job.dir) else {
@@ -201,7 +207,7 @@ pub fn run(
     // Bounded teardown: job threads see the shutdown within a period and close segments.
     let until = Instant::now() + settings.shutdown_deadline;
     while !running.is_empty() && Instant::now() < until {
-        reap(&mut running, &mut summary);
+        reap(&mut running, &mut summary, &mut failures);
         std::thread::sleep(Duration::from_millis(20));
     }
     for id in running.keys() {
@@ -232,7 +238,11 @@ fn owned_by_capture(state: JobState) -> bool {
     )
 }
 
-fn reap(running: &mut HashMap<String, JobThread>, summary: &mut CaptureSummary) {
+fn reap(
+    running: &mut HashMap<String, JobThread>,
+    summary: &mut CaptureSummary,
+    failures: &mut Failures,
+) {
     let done: Vec<String> = running
         .iter()
         .filter(|(_, t)| t.handle.is_finished())
@@ -243,11 +253,84 @@ fn reap(running: &mut HashMap<String, JobThread>, summary: &mut CaptureSummary) 
         match thread.handle.join() {
             Ok(JobThreadEnd::Finalized(f)) => summary.finalized.push(*f),
             Ok(JobThreadEnd::LeftForRestart(id)) => summary.left_for_restart.push(id),
-            Ok(JobThreadEnd::Failed(e)) => log::error!("{id}: {e}"),
+            Ok(JobThreadEnd::Failed(e)) => {
+                log::error!("{id}: {e}");
+                failures.failed(&id, e);
+            }
             Err(_) => {
-                log::error!("{id}: job thread panicked; the janitor will pick the job up again")
+                log::error!("{id}: job thread panicked; the janitor will pick the job up again");
+                failures.failed(&id, "job thread panicked".into());
             }
         }
+    }
+}
+
+/// A job whose thread keeps failing (a journal or render error that retrying does not
+/// mend) is retried with growing pauses, then ended: nothing stays non-terminal forever.
+#[derive(Default)]
+struct Failures {
+    jobs: HashMap<String, JobFailures>,
+}
+
+struct JobFailures {
+    count: u32,
+    retry_at: Instant,
+    last_error: String,
+}
+
+/// Attempts before a failing job is ended (retried after 1, 2, 4, 8 s: about 15 s).
+const MAX_ATTEMPTS: u32 = 5;
+
+/// The end-cause prefix of a job the capture role gave up on.
+pub const GAVE_UP: &str = "gave_up";
+
+impl Failures {
+    fn failed(&mut self, id: &str, error: String) {
+        let f = self.jobs.entry(id.to_string()).or_insert(JobFailures {
+            count: 0,
+            retry_at: Instant::now(),
+            last_error: String::new(),
+        });
+        f.count += 1;
+        f.retry_at = Instant::now() + Duration::from_secs(1 << (f.count - 1).min(6));
+        f.last_error = error;
+    }
+
+    fn waiting(&self, id: &str) -> bool {
+        self.jobs
+            .get(id)
+            .is_some_and(|f| f.count >= MAX_ATTEMPTS || Instant::now() < f.retry_at)
+    }
+
+    /// Ends the jobs that used up their attempts, each with one terminal state: a local
+    /// job `failed`; a controller's job handed to the sync role, which reports it.
+    fn give_up_on_exhausted(&mut self, journal: &Journal) -> Result<(), JournalError> {
+        let done: Vec<String> = self
+            .jobs
+            .iter()
+            .filter(|(_, f)| f.count >= MAX_ATTEMPTS)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in done {
+            let f = self.jobs.remove(&id).expect("listed above");
+            let Some(job) = journal.job(&id)? else {
+                continue;
+            };
+            if job.state.is_terminal() || job.state == JobState::Cached {
+                continue;
+            }
+            let cause = format!(
+                "{GAVE_UP}: {MAX_ATTEMPTS} attempts failed; last: {} (the segments are kept)",
+                f.last_error
+            );
+            log::error!("{id}: {cause}");
+            let state = match job.source {
+                JobSource::Local => JobState::Failed,
+                JobSource::Controller => JobState::Cached,
+            };
+            journal.set_job_state(&id, state, Some(&cause), now_ms())?;
+        }
+        Ok(())
     }
 }
 

@@ -132,6 +132,7 @@ pub fn cause_is_capture_failure(cause: &str) -> bool {
         "writer_failed",
         NEVER_DELIVERED,
         "format_refused",
+        crate::roles::capture::GAVE_UP,
     ]
     .iter()
     .any(|p| cause.contains(p))

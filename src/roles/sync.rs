@@ -467,8 +467,10 @@ impl Sync {
                 continue; // already handed to the outbox
             }
             let recording = job.dir.join(RECORDING_FILE);
-            let has_audio = recording.exists();
             let cause = job.end_cause.clone().unwrap_or_default();
+            // A job the capture role gave up on has no trustworthy render to upload.
+            let has_audio =
+                recording.exists() && !cause.starts_with(crate::roles::capture::GAVE_UP);
             let mut events = Vec::new();
             if matches!(machine.state, JobState::Claimed) {
                 events.push(Event::Start);
