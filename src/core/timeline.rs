@@ -29,10 +29,13 @@ pub enum EventKind {
     StopRequested,
     /// The end of capture, with the cause in `detail`.
     Ended,
+    /// A segment file that can no longer be read (damaged, truncated into its header,
+    /// deleted): `gap_frames` covers the frames it held. The file is kept for an operator.
+    SegmentUnreadable,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 13] = [
+    pub const ALL: [EventKind; 14] = [
         EventKind::Started,
         EventKind::DeviceLost,
         EventKind::DeviceRestored,
@@ -46,6 +49,7 @@ impl EventKind {
         EventKind::DeviceStillLost,
         EventKind::StopRequested,
         EventKind::Ended,
+        EventKind::SegmentUnreadable,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -63,6 +67,7 @@ impl EventKind {
             EventKind::DeviceStillLost => "device_still_lost",
             EventKind::StopRequested => "stop_requested",
             EventKind::Ended => "ended",
+            EventKind::SegmentUnreadable => "segment_unreadable",
         }
     }
 }

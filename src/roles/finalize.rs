@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::core::job::JobState;
 use crate::core::timeline::{self, EventKind, GapFill, PlacedSegment, TimelineEvent};
-use crate::journal::{JobRow, JobSource, Journal};
+use crate::journal::{JobRow, JobSource, Journal, SegmentState};
 use crate::render::stitch;
 use crate::render::timeline_file::{TimelineFile, TimelineSegment};
 use crate::segment::writer::now_ms;
@@ -53,8 +53,9 @@ pub struct JobEnd {
     pub cause: String,
     /// Wall time of the timeline's end when measured (else now).
     pub ended_at_ms: Option<i64>,
-    /// The timeline's length when the job's window defines it (a device that never came
-    /// back still leaves a recording as long as the booking).
+    /// The timeline's length when capture ran to its window's end: the recording is
+    /// padded to it. `None` when capture ended early (crash): the recording then ends at
+    /// its last captured frame.
     pub total_frames: Option<u64>,
     /// Capture failed (device mismatch, device failure): the job ends `failed`, and the
     /// audio recorded before the failure is still rendered and kept.
@@ -114,8 +115,10 @@ pub fn finalize_from(
     if source.id != job.id {
         events.extend(journal.events(&job.id)?);
     }
+    // An unreadable segment is a `segment_unreadable` gap on the timeline, never audio.
     let placed: Vec<PlacedSegment<PathBuf>> = segments
         .iter()
+        .filter(|s| s.state != SegmentState::Unreadable)
         .map(|s| PlacedSegment {
             file: source.dir.join(&s.path),
             first_frame: s.first_frame,
@@ -130,6 +133,11 @@ pub fn finalize_from(
         ..source.spec
     };
     let end = timeline::timeline_end(&placed, &events).max(how.total_frames.unwrap_or(0));
+    // No padding past the audio: gaps between segments are filled by the gap policy, but
+    // a capture that ended early (a crash past the window, a trailing unreadable segment)
+    // ends at its last captured frame; its trailing gap event says why. Only a caller
+    // that knows the window was captured to its end (`total_frames`) pads to it.
+    let audio_end = timeline::timeline_end(&placed, &[]).max(how.total_frames.unwrap_or(0));
     if !events.iter().any(|e| e.kind == EventKind::Ended) {
         let at = how.ended_at_ms.unwrap_or_else(now_ms);
         let ended = TimelineEvent::new(EventKind::Ended, end, at).with_detail(end_cause);
@@ -139,11 +147,11 @@ pub fn finalize_from(
         journal.set_job_state(&job.id, JobState::Rendering, None, now_ms())?;
     }
     let timeline_path = job.dir.join(TIMELINE_FILE);
-    let audio_frames: u64 = segments.iter().map(|s| s.frames).sum();
+    let audio_frames: u64 = placed.iter().map(|s| s.frames).sum();
     let (recording, frames) = if audio_frames == 0 {
         (None, 0)
     } else {
-        let plan = timeline::stitch_plan(&placed, Some(end), fill);
+        let plan = timeline::stitch_plan(&placed, Some(audio_end), fill);
         let out = job.dir.join(RECORDING_FILE);
         let report = stitch::stitch_channels(&plan, source.spec, selection.as_deref(), &out)
             .map_err(|source| FinalizeError::Stitch {

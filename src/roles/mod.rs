@@ -6,6 +6,7 @@ pub mod capture;
 pub mod demo;
 pub mod finalize;
 pub mod owner;
+pub mod rebuild;
 pub mod record;
 pub mod repair;
 pub mod runner;
