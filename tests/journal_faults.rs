@@ -242,7 +242,10 @@ fn late_capture_restart_does_not_pad_to_the_window() {
     assert!(role.status.success());
     let job = only_job(out.path());
     let frames = assert_not_padded(&job);
-    assert!(frames <= 15 * RATE / 10 && frames < 4 * RATE, "{frames}");
+    assert!(
+        frames <= 15 * RATE / 10,
+        "no more than was captured, not the window: {frames}"
+    );
     let tl = timeline(&job);
     let crash = events_of(&tl, "crash_recovered");
     assert_eq!(crash.len(), 1, "{tl:#}");
