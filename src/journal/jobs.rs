@@ -176,9 +176,11 @@ pub(super) fn stored_dir(journal_dir: &Path, dir: &Path) -> PathBuf {
 }
 
 /// Where a stored job directory is now. Relative: under the journal's directory. An
-/// absolute one (journals written before paths were relative) whose last component is a
-/// directory beside the journal means the output was moved or copied: that directory,
-/// never the old path (a copy must not touch its original). Otherwise as stored.
+/// absolute one elsewhere (journals written before paths were relative) means the output
+/// was moved or copied when a directory of its name sits beside the journal (that one,
+/// never the old path: a copy must not touch its original) or when the old path is gone
+/// (the job's directory belongs beside its journal; the old root is never recreated).
+/// Only an old path that still exists with no local twin is kept as stored.
 pub(super) fn resolve_dir(journal_dir: &Path, stored: &Path) -> PathBuf {
     if stored.is_relative() {
         return journal_dir.join(stored);
@@ -187,7 +189,7 @@ pub(super) fn resolve_dir(journal_dir: &Path, stored: &Path) -> PathBuf {
         return stored.to_path_buf();
     }
     match stored.file_name().map(|name| journal_dir.join(name)) {
-        Some(local) if local.is_dir() => local,
+        Some(local) if local.is_dir() || !stored.exists() => local,
         _ => stored.to_path_buf(),
     }
 }

@@ -220,15 +220,10 @@ impl Journal {
     /// Opens (creating if missing) the journal read-write, checks it (`quick_check`) and
     /// brings its schema up to date.
     pub fn open(path: &Path) -> Result<Journal> {
-        Journal::open_unchecked(path)
-            .and_then(|j| {
-                check_integrity(&j.conn, path)?;
-                Ok(j)
-            })
-            .map_err(|e| damaged_or(path, e))
+        Journal::open_checked(path).map_err(|e| damaged_or(path, e))
     }
 
-    fn open_unchecked(path: &Path) -> Result<Journal> {
+    fn open_checked(path: &Path) -> Result<Journal> {
         let open_err = |source| JournalError::Open {
             path: path.to_path_buf(),
             source,
@@ -254,6 +249,8 @@ impl Journal {
         // Writers take the lock up front: a deferred transaction that reads and then writes
         // fails with SQLITE_BUSY at once (no busy wait) if the other role wrote in between.
         conn.set_transaction_behavior(TransactionBehavior::Immediate);
+        // Before anything writes (migrations, path fixes): a damaged file is left as found.
+        check_integrity(&conn, path)?;
         migrate(&mut conn)?;
         let journal = Journal {
             conn,
