@@ -466,7 +466,12 @@ fn job_dirs_are_stored_relative_and_resolved_where_the_journal_is() {
         (other.join("only_there"), other.join("only_there")),
     ];
     for (stored, want) in cases {
-        assert_eq!(jobs::resolve_dir(&here, &stored), want, "{}", stored.display());
+        assert_eq!(
+            jobs::resolve_dir(&here, &stored),
+            want,
+            "{}",
+            stored.display()
+        );
     }
     // (given to create_job, stored as)
     let stores: Vec<(PathBuf, PathBuf)> = vec![

@@ -134,6 +134,8 @@ pub fn run(
         source,
     })?;
     let journal = Journal::open(&settings.run.journal_path)?;
+    // Listed, never deleted: `edgerec repair --rebuild` puts them back on their jobs.
+    repair::unknown_segments_logged(&journal, &settings.state_dir);
     let started_ms = now_ms();
     let boot = boot_id();
     let mut running: HashMap<String, JobThread> = HashMap::new();

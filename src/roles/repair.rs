@@ -102,14 +102,33 @@ pub fn repair_jobs(
         repair_job(journal, &job, fill, summary)?;
     }
     summary.unknown = rebuild::unknown_segments(journal, out)?;
-    for file in &summary.unknown {
+    log_unknown(&summary.unknown, out);
+    Ok(())
+}
+
+fn log_unknown(files: &[PathBuf], out: &Path) {
+    for file in files {
         log::warn!(
             "segment {} is not in the journal: kept on disk; `edgerec repair --rebuild {}` adopts it",
             file.display(),
             out.display()
         );
     }
-    Ok(())
+}
+
+/// The segment files under `out` the journal does not know, each logged (a role's
+/// start-up: a scan that fails is logged too and yields none).
+pub fn unknown_segments_logged(journal: &Journal, out: &Path) -> Vec<PathBuf> {
+    match rebuild::unknown_segments(journal, out) {
+        Ok(files) => {
+            log_unknown(&files, out);
+            files
+        }
+        Err(e) => {
+            log::warn!("cannot list the segment files under {}: {e}", out.display());
+            Vec::new()
+        }
+    }
 }
 
 /// Brings every segment row of `job` in line with its file (repairing open ones) and
