@@ -463,3 +463,51 @@ fn unreadable_closed_segment_is_a_gap_of_its_own_kind() {
         "audio after it kept"
     );
 }
+
+/// Under the agent: the capture role killed mid-job and back only after the window: the
+/// job is delivered at its real length and the upload says so (x-rakkr-duration-seconds).
+#[test]
+fn agent_crash_past_the_window_uploads_the_real_duration() {
+    use common::controller::*;
+    let _rt = realtime();
+    let ctl = Ctl::start(Duration::from_secs(30));
+    let state = tempfile::tempdir().unwrap();
+    let job = ctl.add_job("noise", 6.0);
+    let capture = || {
+        edgerec()
+            .args(["capture", "--state-dir"])
+            .arg(state.path())
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut first = capture();
+    let mut sync = ctl.role("sync", state.path()).spawn().unwrap();
+    ctl.wait_status(&job.id, Some("running"), Duration::from_secs(10));
+    std::thread::sleep(Duration::from_millis(2500));
+    first.kill().unwrap();
+    first.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(5000)); // past the 6 s window
+    let mut second = capture();
+    let done = ctl.wait_status(&job.id, None, Duration::from_secs(30));
+    assert_eq!(done.status.to_string(), "completed");
+    let dir = agent_job_dir(state.path(), &job.id);
+    let frames = assert_not_padded(&dir);
+    assert!(frames < 5 * RATE, "not padded to the 6 s window: {frames}");
+    let rec = ctl.admin.recording(&done.recording_id).unwrap().unwrap();
+    let header = rec.duration_seconds.expect("a duration header");
+    eprintln!(
+        "delivered {:.3} s, upload header {header} s",
+        frames as f64 / RATE as f64
+    );
+    assert!(
+        (header - frames as f64 / RATE as f64).abs() < 0.001,
+        "{header}"
+    );
+    assert_eq!(
+        rec.checksum.unwrap(),
+        sha256_file(&dir.join("recording.wav"))
+    );
+    sigterm(&mut sync, Duration::from_secs(5));
+    sigterm(&mut second, Duration::from_secs(5));
+}
