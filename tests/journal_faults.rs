@@ -17,14 +17,20 @@ const RATE: u64 = 48_000;
 /// Exit code of a damaged journal (src/main.rs `exit::JOURNAL_DAMAGED`).
 const JOURNAL_DAMAGED: i32 = 11;
 
-/// Starts `record` (synth noise, 1 s segments) into `out`, SIGKILLs it after `kill_after`;
-/// returns the wall time the recording started (the spawn) in ms.
+/// `record` of synth noise in 1 s segments into `out`.
+fn synth_record(out: &Path, duration: &str) -> Command {
+    let mut cmd = edgerec();
+    cmd.args(["record", "--backend", "synth", "--device", "noise"])
+        .args(["--duration", duration, "--segment-seconds", "1", "--out"])
+        .arg(out);
+    cmd
+}
+
+/// Starts [`synth_record`], SIGKILLs it after `kill_after`; returns the wall time the
+/// recording started (the spawn) in ms.
 fn record_and_kill(out: &Path, duration: &str, kill_after: Duration) -> i64 {
     let started = now_ms();
-    let mut child = edgerec()
-        .args(["record", "--backend", "synth", "--device", "noise"])
-        .args(["--duration", duration, "--segment-seconds", "1", "--out"])
-        .arg(out)
+    let mut child = synth_record(out, duration)
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
@@ -354,18 +360,7 @@ fn damaged_wal_that_drops_a_job_lists_its_segments_then_rebuild_adopts_them() {
     let _rt = realtime();
     let out = tempfile::tempdir().unwrap();
     // A first job completes (its process checkpoints the WAL into the journal at exit).
-    let done = run(edgerec()
-        .args([
-            "record",
-            "--backend",
-            "synth",
-            "--device",
-            "noise",
-            "--duration",
-            "1s",
-        ])
-        .arg("--out")
-        .arg(out.path()));
+    let done = run(&mut synth_record(out.path(), "1s"));
     assert!(done.status.success());
     std::thread::sleep(Duration::from_millis(1100)); // job ids are per second
     record_and_kill(out.path(), "60s", Duration::from_millis(2500));
