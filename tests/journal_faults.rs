@@ -506,3 +506,36 @@ fn agent_crash_past_the_window_uploads_the_real_duration() {
     sigterm(&mut sync, Duration::from_secs(5));
     sigterm(&mut second, Duration::from_secs(5));
 }
+
+/// A job delivered before the journal was damaged: `--rebuild` renders the same recording
+/// from its segments and keeps the events its earlier timeline.json recorded.
+#[test]
+fn rebuild_keeps_a_delivered_recording_and_its_timeline() {
+    let _rt = realtime();
+    let out = tempfile::tempdir().unwrap();
+    let done = run(&mut synth_record(out.path(), "2500ms"));
+    assert!(done.status.success());
+    let job = only_job(out.path());
+    let recording = std::fs::read(job.join("recording.wav")).unwrap();
+    let before = timeline(&job);
+    corrupt_journal(out.path());
+
+    let r = repair(out.path(), true);
+    assert!(r.status.success(), "{}", stdout(&r));
+    assert!(stdout(&r).contains("1 jobs adopted"), "{}", stdout(&r));
+    assert_eq!(
+        std::fs::read(job.join("recording.wav")).unwrap(),
+        recording,
+        "the same recording, byte for byte"
+    );
+    let after = timeline(&job);
+    assert_eq!(after["started_at"], before["started_at"]);
+    assert_eq!(after["segments"], before["segments"]);
+    let ended = events_of(&after, "ended");
+    assert_eq!(ended.len(), 1, "{after:#}");
+    assert_eq!(
+        ended[0]["detail"], "duration_reached",
+        "the earlier end is kept"
+    );
+    assert_eq!(events_of(&after, "started").len(), 1);
+}

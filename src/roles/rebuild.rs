@@ -269,7 +269,13 @@ fn adopt_one(
     })?;
     match repaired {
         Ok(r) => {
-            j.close_segment(seg_id, r.frames, SegmentState::Repaired, now)?;
+            // A file that needed no repair was closed by its writer.
+            let state = if r.was_clean() {
+                SegmentState::Closed
+            } else {
+                SegmentState::Repaired
+            };
+            j.close_segment(seg_id, r.frames, state, now)?;
             Ok(Some(first_frame + r.frames))
         }
         Err(e) => {
@@ -322,16 +328,54 @@ fn create_rebuilt_job(
         state: JobState::Captured,
         created_at_ms,
     })?;
-    if let Some(opened) = opened {
-        let started = opened - (first_frame as u128 * 1000 / spec.rate.max(1) as u128) as i64;
+    // A timeline.json left by an earlier render holds the events the journal lost.
+    let (prior_start, prior) = prior_timeline(&dir.join(finalize::TIMELINE_FILE));
+    for ev in &prior {
+        j.add_event(job_id, ev)?;
+    }
+    let from_header =
+        opened.map(|o| o - (first_frame as u128 * 1000 / spec.rate.max(1) as u128) as i64);
+    if let Some(started) = prior_start.or(from_header) {
         j.set_job_started(job_id, started)?;
-        j.add_event(
-            job_id,
-            &TimelineEvent::new(EventKind::Started, 0, started)
-                .with_detail("start rebuilt from the first segment file's header"),
-        )?;
+        if !prior.iter().any(|e| e.kind == EventKind::Started) {
+            j.add_event(
+                job_id,
+                &TimelineEvent::new(EventKind::Started, 0, started)
+                    .with_detail("start rebuilt from the first segment file's header"),
+            )?;
+        }
     }
     Ok(())
+}
+
+/// The start time and events of a `timeline.json` (an earlier render of the job), as far
+/// as they parse; a missing or damaged file gives none.
+fn prior_timeline(path: &Path) -> (Option<i64>, Vec<TimelineEvent>) {
+    let Some(tl) = std::fs::read(path)
+        .ok()
+        .and_then(|b| serde_json::from_slice::<serde_json::Value>(&b).ok())
+    else {
+        return (None, Vec::new());
+    };
+    let ms = |v: &serde_json::Value| {
+        let t = humantime::parse_rfc3339(v.as_str()?).ok()?;
+        Some(t.duration_since(std::time::UNIX_EPOCH).ok()?.as_millis() as i64)
+    };
+    let events = tl["events"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| {
+            Some(TimelineEvent {
+                kind: e["kind"].as_str()?.parse().ok()?,
+                frame: e["frame"].as_u64()?,
+                at_ms: ms(&e["at"])?,
+                detail: e["detail"].as_str().unwrap_or_default().to_string(),
+                gap_frames: e["gap_frames"].as_u64(),
+            })
+        })
+        .collect();
+    (ms(&tl["started_at"]), events)
 }
 
 #[cfg(test)]
