@@ -299,6 +299,9 @@ fn corrupt_journal_has_its_own_exit_code() {
         .args(["capture", "--exit-when-idle", "--state-dir"])
         .arg(out.path()));
     assert_eq!(role.status.code(), Some(JOURNAL_DAMAGED));
+    let record = run(&mut synth_record(out.path(), "1s"));
+    assert_eq!(record.status.code(), Some(JOURNAL_DAMAGED));
+    assert_eq!(job_dirs(out.path()), [job.clone()], "no new job on a damaged journal");
     assert!(snapshot(&job) == segments_before, "segments touched");
     // `--help` documents the code.
     let help = run(edgerec().arg("--help"));
