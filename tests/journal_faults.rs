@@ -301,7 +301,11 @@ fn corrupt_journal_has_its_own_exit_code() {
     assert_eq!(role.status.code(), Some(JOURNAL_DAMAGED));
     let record = run(&mut synth_record(out.path(), "1s"));
     assert_eq!(record.status.code(), Some(JOURNAL_DAMAGED));
-    assert_eq!(job_dirs(out.path()), [job.clone()], "no new job on a damaged journal");
+    assert_eq!(
+        job_dirs(out.path()),
+        std::slice::from_ref(&job),
+        "no new job on a damaged journal"
+    );
     assert!(snapshot(&job) == segments_before, "segments touched");
     // `--help` documents the code.
     let help = run(edgerec().arg("--help"));
