@@ -141,7 +141,10 @@ mod tests {
             .conn
             .query_row("SELECT state_json FROM machines", [], |r| r.get(0))
             .unwrap();
-        assert!(stored.contains(r#""path":"job_1/recording.wav""#), "{stored}");
+        assert!(
+            stored.contains(r#""path":"job_1/recording.wav""#),
+            "{stored}"
+        );
         assert_eq!(j.load_machine("job_1").unwrap(), Some(m));
         assert_eq!(j.group_leader("job_1").unwrap(), None);
         j.set_group_leader("job_1", "job_1").unwrap();

@@ -381,6 +381,61 @@ fn prior_timeline(path: &Path) -> (Option<i64>, Vec<TimelineEvent>) {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::core::format::SampleFormat;
+    use crate::segment::file::SegmentFile;
+
+    const SPEC: StreamSpec = StreamSpec {
+        format: SampleFormat::S16Le,
+        rate: 8_000,
+        channels: 2,
+    };
+
+    fn segment(dir: &Path, seq: u32, frames: usize, identity: Option<&SegmentIdentity>) {
+        let path = dir.join(format!("{seq:06}.wav"));
+        let mut seg = SegmentFile::create_identified(&path, SPEC, identity).unwrap();
+        seg.write_frames(&vec![7; frames * 4]).unwrap();
+        drop(seg); // as a crash leaves it: header never flushed
+    }
+
+    #[test]
+    fn rebuild_places_segments_by_identity_and_older_ones_back_to_back() {
+        let out = tempfile::tempdir().unwrap();
+        let old = out.path().join("job_old"); // segments from before identities
+        let new = out.path().join("job_new");
+        std::fs::create_dir_all(&old).unwrap();
+        std::fs::create_dir_all(&new).unwrap();
+        segment(&old, 1, 100, None);
+        segment(&old, 2, 50, None);
+        for (seq, first_frame) in [(1, 0), (2, 300)] {
+            let id = SegmentIdentity {
+                job: "job_new".into(),
+                seq,
+                first_frame,
+                opened_at_ms: 1_000_000 + first_frame as i64,
+            };
+            segment(&new, seq, 100, Some(&id));
+        }
+        let summary = rebuild_dir(out.path(), GapFill::Silence).unwrap();
+        assert_eq!(summary.adopted, ["job_new", "job_old"]);
+        assert!(summary.unknown.is_empty(), "{:?}", summary.unknown);
+        let journal = Journal::open(&finalize::journal_path(out.path())).unwrap();
+        let placed = |id: &str| -> Vec<(u32, u64, u64)> {
+            let segs = journal.segments(id).unwrap();
+            segs.iter()
+                .map(|s| (s.seq, s.first_frame, s.frames))
+                .collect()
+        };
+        assert_eq!(placed("job_old"), [(1, 0, 100), (2, 100, 50)]);
+        assert_eq!(placed("job_new"), [(1, 0, 100), (2, 300, 100)]);
+        let job = journal.job("job_new").unwrap().unwrap();
+        assert_eq!(job.started_at_ms, Some(1_000_000));
+        assert_eq!(job.state, JobState::Delivered);
+        // The hole between identified segments is filled; nothing pads past the audio.
+        let rec = hound::WavReader::open(new.join(finalize::RECORDING_FILE)).unwrap();
+        assert_eq!(rec.duration(), 400);
+        let rec = hound::WavReader::open(old.join(finalize::RECORDING_FILE)).unwrap();
+        assert_eq!(rec.duration(), 150);
+    }
 
     #[test]
     fn segment_names_are_six_digits_dot_wav() {
