@@ -321,7 +321,7 @@ fn rebuild_recovers_the_job_from_its_segment_files() {
     let damaged = std::fs::read(out.path().join("edgerec.db")).unwrap();
     let job = only_job(out.path());
     let files = segment_files(&job);
-    assert!(files.len() >= 3, "{files:?}");
+    assert!(files.len() >= 2, "{files:?}");
 
     let r = repair(out.path(), true);
     assert!(r.status.success(), "{}", stdout(&r));
@@ -347,7 +347,7 @@ fn rebuild_recovers_the_job_from_its_segment_files() {
         next += wav_frames(file);
     }
     let frames = assert_not_padded(&job);
-    assert!(frames >= 2 * RATE, "{frames}");
+    assert!(frames >= RATE, "{frames}");
     assert!(
         !tl["started_at"].is_null(),
         "the start is known from the first segment"
