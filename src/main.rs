@@ -30,6 +30,32 @@ pub(crate) mod exit {
     pub const REFUSED: u8 = 10;
     /// `record`: the job's window ended without a single frame from the device.
     pub const NO_AUDIO: u8 = 11;
+    /// The journal is damaged (`PRAGMA quick_check` failed): nothing was finalized; run
+    /// `edgerec repair --rebuild DIR`.
+    pub const JOURNAL_DAMAGED: u8 = 12;
+}
+
+/// Any error whose cause chain holds a damaged journal gets its own exit code.
+fn journal_damaged(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(e) = cur {
+        if e.downcast_ref::<edgerec::journal::JournalError>()
+            .is_some_and(|j| j.is_damaged())
+        {
+            return true;
+        }
+        cur = e.source();
+    }
+    false
+}
+
+/// `code`, unless the error comes from a damaged journal.
+fn failure_code(e: &(dyn std::error::Error + 'static), code: u8) -> u8 {
+    if journal_damaged(e) {
+        exit::JOURNAL_DAMAGED
+    } else {
+        code
+    }
 }
 
 mod controller_cli;
@@ -38,7 +64,11 @@ mod controller_cli;
 #[command(
     name = "edgerec",
     version,
-    about = "Crash-safe audio capture for headless recording boxes"
+    about = "Crash-safe audio capture for headless recording boxes",
+    after_help = "Exit codes: 0 ok, 1 failure, 3 bad config, 4 no such device, 5 device busy, \
+6 unsupported format, 7 output not writable, 8 device failed, 9 not found (controller), \
+10 refused (controller), 11 no audio captured (the device never delivered a frame), \
+12 journal damaged (run `edgerec repair --rebuild DIR`)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -50,9 +80,15 @@ enum Command {
     /// Record one local job (no controller): segments, a stitched WAV and timeline.json.
     Record(RecordArgs),
     /// Repair segments and finalize jobs left behind by a crash in an output directory.
+    /// Works on that directory alone (it may have been moved or copied). Exits 11 when the
+    /// journal is damaged.
     Repair {
         /// The output directory (holds edgerec.db).
         dir: PathBuf,
+        /// Rebuild the journal from the segment files on disk (the damaged journal is kept
+        /// beside it as edgerec.db.damaged-<ms>), then repair and finalize.
+        #[arg(long)]
+        rebuild: bool,
     },
     /// List capture devices with their stable identities.
     Devices,
@@ -180,7 +216,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Record(args) => run_record(args),
-        Command::Repair { dir } => run_repair(&dir),
+        Command::Repair { dir, rebuild } => run_repair(&dir, rebuild),
         Command::Devices => run_devices(),
         Command::Capture(args) => run_capture(args),
         Command::Sync(args) => run_sync(args),
@@ -257,7 +293,7 @@ fn record_failure(e: RecordError) -> Failure {
         RecordError::Device(OpenError::Unsupported { .. }) => exit::UNSUPPORTED_FORMAT,
         RecordError::Device(OpenError::Failed { .. }) => exit::DEVICE_FAILED,
         RecordError::Unwritable { .. } => exit::UNWRITABLE_OUTPUT,
-        _ => exit::FAILURE,
+        _ => failure_code(&e, exit::FAILURE),
     };
     (code, e.to_string())
 }
@@ -311,7 +347,7 @@ fn sync_settings(args: &SyncArgs) -> SyncSettings {
 fn sync_failure(e: sync::SyncError) -> Failure {
     match e {
         sync::SyncError::Client(e) => (exit::BAD_CONFIG, e.to_string()),
-        other => (exit::FAILURE, other.to_string()),
+        other => (failure_code(&other, exit::FAILURE), other.to_string()),
     }
 }
 
@@ -349,7 +385,7 @@ fn run_agent(args: SyncArgs, config: Option<PathBuf>) -> Result<(), Failure> {
     let role = capture_role_settings(args.state_dir.clone(), config.as_ref())?;
     agent::run(role, sync_settings(&args), &shutdown_flag()).map_err(|e| match e {
         agent::AgentError::Sync(e) => sync_failure(e),
-        other => (exit::FAILURE, other.to_string()),
+        other => (failure_code(&other, exit::FAILURE), other.to_string()),
     })
 }
 
@@ -398,8 +434,8 @@ fn run_demo(dir: &std::path::Path, duration: Duration) -> Result<(), Failure> {
 fn run_capture(args: CaptureArgs) -> Result<(), Failure> {
     let mut role = capture_role_settings(args.state_dir.clone(), args.config.as_ref())?;
     role.exit_when_idle = args.exit_when_idle;
-    let summary =
-        capture::run(&role, &shutdown_flag()).map_err(|e| (exit::FAILURE, e.to_string()))?;
+    let summary = capture::run(&role, &shutdown_flag())
+        .map_err(|e| (failure_code(&e, exit::FAILURE), e.to_string()))?;
     for job in &summary.finalized {
         print_finalized(job);
     }
@@ -422,18 +458,41 @@ fn run_hotplug(
     Ok(())
 }
 
-fn run_repair(dir: &std::path::Path) -> Result<(), Failure> {
-    let summary =
-        repair::repair_dir(dir, GapFill::Silence).map_err(|e| (exit::FAILURE, e.to_string()))?;
+fn run_repair(dir: &std::path::Path, rebuild: bool) -> Result<(), Failure> {
+    let result = if rebuild {
+        edgerec::roles::rebuild::rebuild_dir(dir, GapFill::Silence)
+    } else {
+        repair::repair_dir(dir, GapFill::Silence)
+    };
+    let summary = result.map_err(|e| (failure_code(&e, exit::FAILURE), e.to_string()))?;
     println!(
-        "repair: {} segments repaired, {} jobs finalized, {} unreadable, {} live (skipped)",
+        "repair: {} segments repaired, {} jobs finalized, {} unreadable, {} live (skipped), \
+         {} unknown segments, {} jobs adopted from segment files",
         summary.segments_repaired,
         summary.finalized.len(),
         summary.unreadable.len(),
-        summary.live.len()
+        summary.live.len(),
+        summary.unknown.len(),
+        summary.adopted.len()
     );
     for path in &summary.unreadable {
         println!("unreadable (kept on disk): {}", path.display());
+    }
+    for path in &summary.unknown {
+        println!("unknown to the journal (kept on disk): {}", path.display());
+    }
+    if !summary.unknown.is_empty() && !rebuild {
+        println!(
+            "to put unknown segments back on their jobs' timelines: edgerec repair --rebuild {}",
+            dir.display()
+        );
+    }
+    for (job, path) in &summary.elsewhere {
+        println!(
+            "left alone: {job} (its directory {} is outside {})",
+            path.display(),
+            dir.display()
+        );
     }
     for job in &summary.finalized {
         print_finalized(job);

@@ -33,10 +33,13 @@ pub enum EventKind {
     StopRequested,
     /// The end of capture, with the cause in `detail`.
     Ended,
+    /// A segment file that can no longer be read (damaged, truncated into its header,
+    /// deleted): `gap_frames` covers the frames it held. The file is kept for an operator.
+    SegmentUnreadable,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 14] = [
+    pub const ALL: [EventKind; 15] = [
         EventKind::Started,
         EventKind::DeviceLost,
         EventKind::DeviceRestored,
@@ -51,6 +54,7 @@ impl EventKind {
         EventKind::LateStart,
         EventKind::StopRequested,
         EventKind::Ended,
+        EventKind::SegmentUnreadable,
     ];
 
     pub const fn name(self) -> &'static str {
@@ -69,6 +73,7 @@ impl EventKind {
             EventKind::LateStart => "late_start",
             EventKind::StopRequested => "stop_requested",
             EventKind::Ended => "ended",
+            EventKind::SegmentUnreadable => "segment_unreadable",
         }
     }
 }

@@ -58,7 +58,8 @@ pub struct NewJob {
     pub device: String,
     pub spec: StreamSpec,
     pub duration_frames: Option<u64>,
-    /// The job's directory; segment paths are relative to it.
+    /// The job's directory; segment paths are relative to it. Stored relative to the
+    /// journal's directory when it lies inside it, so the output can be moved or copied.
     pub dir: PathBuf,
     pub state: JobState,
     pub created_at_ms: i64,
@@ -137,14 +138,60 @@ fn terminal_names_sql() -> String {
         .join(", ")
 }
 
-fn query_jobs(conn: &Connection, sql: &str, doing: &'static str) -> Result<Vec<JobRow>> {
+fn query_jobs(
+    conn: &Connection,
+    journal_dir: &Path,
+    sql: &str,
+    doing: &'static str,
+) -> Result<Vec<JobRow>> {
     let mut stmt = conn.prepare_cached(sql).doing(doing)?;
     let mut rows = stmt.query([]).doing(doing)?;
     let mut out = Vec::new();
     while let Some(r) = rows.next().doing(doing)? {
-        out.push(job_from_row(r)?);
+        let mut job = job_from_row(r)?;
+        job.dir = resolve_dir(journal_dir, &job.dir);
+        out.push(job);
     }
     Ok(out)
+}
+
+/// The text a job directory is stored as: relative to the journal's directory when it
+/// lies inside it (the output stays valid when moved or copied), else as given.
+pub(super) fn stored_dir(journal_dir: &Path, dir: &Path) -> PathBuf {
+    let inside = |base: &Path, dir: &Path| {
+        dir.strip_prefix(base)
+            .ok()
+            .filter(|rel| !rel.as_os_str().is_empty())
+            .map(Path::to_path_buf)
+    };
+    if let Some(rel) = inside(journal_dir, dir) {
+        return rel;
+    }
+    // One side relative or through a symlink: compare where they really are.
+    let canonical = |p: &Path| std::fs::canonicalize(p).ok();
+    match (canonical(journal_dir), canonical(dir)) {
+        (Some(base), Some(real)) => inside(&base, &real).unwrap_or_else(|| dir.to_path_buf()),
+        _ => dir.to_path_buf(),
+    }
+}
+
+/// Where a stored job directory is now. Relative: under the journal's directory. An
+/// absolute one elsewhere (journals written before paths were relative) means the output
+/// was moved or copied when a directory of its name sits beside the journal (that one,
+/// never the old path: a copy must not touch its original) or when the old path is gone
+/// (the job's directory belongs beside its journal; the old root is never recreated).
+/// Only an old path that still exists with no local twin is kept as stored.
+pub(super) fn resolve_dir(journal_dir: &Path, stored: &Path) -> PathBuf {
+    if stored.is_relative() {
+        return journal_dir.join(stored);
+    }
+    if stored.starts_with(journal_dir) {
+        return stored.to_path_buf();
+    }
+    match stored.file_name().map(|name| journal_dir.join(name)) {
+        Some(local) if local.is_dir() || !stored.exists() => local,
+        _ => stored.to_path_buf(),
+    }
 }
 
 fn current_state(conn: &Connection, id: &str) -> Result<JobState> {
@@ -167,7 +214,8 @@ fn one_job(id: &str, changed: usize) -> Result<()> {
 
 impl Journal {
     pub fn create_job(&self, job: &NewJob) -> Result<()> {
-        let dir = path_text(&job.dir)?;
+        let dir = stored_dir(&self.dir, &job.dir);
+        let dir = path_text(&dir)?;
         let duration_frames = to_sql_opt_u64(job.duration_frames, "duration_frames")?;
         self.conn
             .prepare_cached(
@@ -287,7 +335,11 @@ impl Journal {
         let mut stmt = self.conn.prepare_cached(&sql).doing("reading a job")?;
         let mut rows = stmt.query([id]).doing("reading a job")?;
         match rows.next().doing("reading a job")? {
-            Some(r) => Ok(Some(job_from_row(r)?)),
+            Some(r) => {
+                let mut job = job_from_row(r)?;
+                job.dir = resolve_dir(&self.dir, &job.dir);
+                Ok(Some(job))
+            }
             None => Ok(None),
         }
     }
@@ -295,7 +347,7 @@ impl Journal {
     /// All jobs, newest first.
     pub fn jobs(&self) -> Result<Vec<JobRow>> {
         let sql = format!("SELECT {JOB_COLS} FROM jobs ORDER BY created_at_ms DESC, rowid DESC");
-        query_jobs(&self.conn, &sql, "listing jobs")
+        query_jobs(&self.conn, &self.dir, &sql, "listing jobs")
     }
 
     /// Jobs not yet delivered, failed or cancelled, oldest first (the order to resume them).
@@ -304,6 +356,40 @@ impl Journal {
             "SELECT {JOB_COLS} FROM jobs WHERE state NOT IN ({}) ORDER BY created_at_ms, rowid",
             terminal_names_sql()
         );
-        query_jobs(&self.conn, &sql, "listing non-terminal jobs")
+        query_jobs(&self.conn, &self.dir, &sql, "listing non-terminal jobs")
+    }
+}
+
+impl Journal {
+    /// Rewrites job directories stored absolute (before paths were relative) that now
+    /// resolve inside the journal's directory, so the journal stays relocatable. Writes
+    /// only rows that need it; a failure leaves them to be resolved at every read.
+    pub(super) fn relativize_job_dirs(&self) -> Result<usize> {
+        const DOING: &str = "making job directories relative";
+        let rows: Vec<(String, String)> = {
+            let mut stmt = self
+                .conn
+                .prepare("SELECT id, dir FROM jobs WHERE dir LIKE '/%'")
+                .doing(DOING)?;
+            stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))
+                .doing(DOING)?
+                .collect::<rusqlite::Result<_>>()
+                .doing(DOING)?
+        };
+        let mut changed = 0;
+        for (id, dir) in rows {
+            let now = resolve_dir(&self.dir, Path::new(&dir));
+            let rel = stored_dir(&self.dir, &now);
+            if rel.is_relative() {
+                self.conn
+                    .execute(
+                        "UPDATE jobs SET dir = ?2 WHERE id = ?1",
+                        params![id, path_text(&rel)?],
+                    )
+                    .doing(DOING)?;
+                changed += 1;
+            }
+        }
+        Ok(changed)
     }
 }

@@ -10,7 +10,12 @@ impl Journal {
     /// Saves `machine` for `job_id` (the caller writes the job's state in the same
     /// transaction, through [`Journal::atomically`]).
     pub fn save_machine(&self, job_id: &str, machine: &MachineState, now_ms: i64) -> Result<()> {
-        let json = serde_json::to_string(machine).map_err(|e| JournalError::Corrupt {
+        // The rendered file is stored relative to the journal, like job directories.
+        let mut machine = machine.clone();
+        if let Some(file) = machine.recording.as_mut() {
+            file.path = super::jobs::stored_dir(&self.dir, &file.path);
+        }
+        let json = serde_json::to_string(&machine).map_err(|e| JournalError::Corrupt {
             what: format!("machine state of {job_id}: {e}"),
         })?;
         self.conn
@@ -30,12 +35,27 @@ impl Journal {
             .prepare_cached("SELECT state_json FROM machines WHERE job_id = ?1")
             .and_then(|mut s| s.query_row(params![job_id], |r| r.get(0)).optional())
             .doing("loading a job's machine state")?;
-        json.map(|j| {
-            serde_json::from_str(&j).map_err(|e| JournalError::Corrupt {
+        let Some(json) = json else {
+            return Ok(None);
+        };
+        let mut machine: MachineState =
+            serde_json::from_str(&json).map_err(|e| JournalError::Corrupt {
                 what: format!("machine state of {job_id}: {e}"),
-            })
-        })
-        .transpose()
+            })?;
+        if let Some(file) = machine.recording.as_mut() {
+            file.path = resolve_file(&self.dir, &file.path);
+        }
+        Ok(Some(machine))
+    }
+}
+
+/// Where a stored file path is now: its directory resolved as a job directory is.
+fn resolve_file(journal_dir: &std::path::Path, stored: &std::path::Path) -> std::path::PathBuf {
+    match (stored.parent(), stored.file_name()) {
+        (Some(dir), Some(name)) if !dir.as_os_str().is_empty() => {
+            super::jobs::resolve_dir(journal_dir, dir).join(name)
+        }
+        _ => journal_dir.join(stored),
     }
 }
 
@@ -109,6 +129,22 @@ mod tests {
             reason: "operator".into(),
         });
         j.save_machine("job_1", &m, 3).unwrap();
+        assert_eq!(j.load_machine("job_1").unwrap(), Some(m.clone()));
+        // The rendered file is stored relative to the journal and read back where it is.
+        m.recording = Some(crate::core::job_machine::RenderedFile {
+            path: dir.path().join("job_1/recording.wav"),
+            sha256: "00".into(),
+            bytes: 1,
+        });
+        j.save_machine("job_1", &m, 4).unwrap();
+        let stored: String = j
+            .conn
+            .query_row("SELECT state_json FROM machines", [], |r| r.get(0))
+            .unwrap();
+        assert!(
+            stored.contains(r#""path":"job_1/recording.wav""#),
+            "{stored}"
+        );
         assert_eq!(j.load_machine("job_1").unwrap(), Some(m));
         assert_eq!(j.group_leader("job_1").unwrap(), None);
         j.set_group_leader("job_1", "job_1").unwrap();

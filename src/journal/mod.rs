@@ -65,6 +65,36 @@ pub enum JournalError {
     OutOfRange { what: &'static str, value: u64 },
     #[error("path {0:?} is not UTF-8; the journal stores paths as text")]
     NonUtf8Path(PathBuf),
+    #[error(
+        "journal {path:?} is damaged ({problem}); nothing was finalized. Stop edgerec and run \
+         `edgerec repair --rebuild {dir}`: it keeps the damaged file beside the new one and \
+         rebuilds jobs and segments from the segment files"
+    )]
+    Damaged {
+        path: PathBuf,
+        dir: String,
+        problem: String,
+    },
+}
+
+impl JournalError {
+    /// The journal file itself is damaged (quick_check failed, or SQLite says so).
+    pub fn is_damaged(&self) -> bool {
+        match self {
+            JournalError::Damaged { .. } => true,
+            JournalError::Open { source, .. } | JournalError::Sqlite { source, .. } => {
+                sqlite_says_damaged(source)
+            }
+            _ => false,
+        }
+    }
+}
+
+fn sqlite_says_damaged(e: &rusqlite::Error) -> bool {
+    matches!(
+        e.sqlite_error_code(),
+        Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase)
+    )
 }
 
 pub type Result<T, E = JournalError> = std::result::Result<T, E>;
@@ -135,6 +165,8 @@ fn col_opt_u64(r: &rusqlite::Row<'_>, i: usize, doing: &'static str) -> Result<O
 /// One connection to the journal.
 pub struct Journal {
     conn: Connection,
+    /// The journal file's directory: job directories are stored relative to it.
+    dir: PathBuf,
 }
 
 impl std::fmt::Debug for Journal {
@@ -145,9 +177,53 @@ impl std::fmt::Debug for Journal {
     }
 }
 
+/// The directory a journal file sits in ("" for a bare file name: the working directory).
+fn dir_of(path: &Path) -> PathBuf {
+    path.parent().map(Path::to_path_buf).unwrap_or_default()
+}
+
+/// Runs `PRAGMA quick_check` (its whole-file pass costs milliseconds on a journal's size):
+/// a damaged journal is reported, never run on. Open errors that SQLite classes as
+/// corruption become `Damaged` too.
+fn check_integrity(conn: &Connection, path: &Path) -> Result<()> {
+    let damaged = |problem: String| JournalError::Damaged {
+        path: path.to_path_buf(),
+        dir: dir_of(path).display().to_string(),
+        problem,
+    };
+    let mut stmt = conn
+        .prepare("PRAGMA quick_check(5)")
+        .map_err(|e| damaged(e.to_string()))?;
+    let rows: Vec<String> = stmt
+        .query_map([], |r| r.get(0))
+        .and_then(|rows| rows.collect())
+        .map_err(|e| damaged(e.to_string()))?;
+    if rows.len() == 1 && rows[0] == "ok" {
+        return Ok(());
+    }
+    Err(damaged(rows.join("; ")))
+}
+
+/// Turns an error SQLite classes as corruption into `Damaged`.
+fn damaged_or(path: &Path, e: JournalError) -> JournalError {
+    if e.is_damaged() && !matches!(e, JournalError::Damaged { .. }) {
+        return JournalError::Damaged {
+            path: path.to_path_buf(),
+            dir: dir_of(path).display().to_string(),
+            problem: e.to_string(),
+        };
+    }
+    e
+}
+
 impl Journal {
-    /// Opens (creating if missing) the journal read-write and brings its schema up to date.
+    /// Opens (creating if missing) the journal read-write, checks it (`quick_check`) and
+    /// brings its schema up to date.
     pub fn open(path: &Path) -> Result<Journal> {
+        Journal::open_checked(path).map_err(|e| damaged_or(path, e))
+    }
+
+    fn open_checked(path: &Path) -> Result<Journal> {
         let open_err = |source| JournalError::Open {
             path: path.to_path_buf(),
             source,
@@ -173,8 +249,19 @@ impl Journal {
         // Writers take the lock up front: a deferred transaction that reads and then writes
         // fails with SQLITE_BUSY at once (no busy wait) if the other role wrote in between.
         conn.set_transaction_behavior(TransactionBehavior::Immediate);
+        // Before anything writes (migrations, path fixes): a damaged file is left as found.
+        check_integrity(&conn, path)?;
         migrate(&mut conn)?;
-        Ok(Journal { conn })
+        let journal = Journal {
+            conn,
+            dir: dir_of(path),
+        };
+        match journal.relativize_job_dirs() {
+            Ok(0) => {}
+            Ok(n) => log::info!("{n} job directories now stored relative to the journal"),
+            Err(e) => log::warn!("job directories left absolute ({e}); resolved at each read"),
+        }
+        Ok(journal)
     }
 
     /// Opens an existing journal read-only (for `edgerec status`): no migrations, no writes.
@@ -204,7 +291,10 @@ impl Journal {
                 known: schema::CURRENT,
             });
         }
-        Ok(Journal { conn })
+        Ok(Journal {
+            conn,
+            dir: dir_of(path),
+        })
     }
 
     /// The schema version of the open journal.

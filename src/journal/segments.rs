@@ -172,6 +172,20 @@ impl Journal {
         }
     }
 
+    /// Marks a segment unreadable, keeping the frames it was known to hold, and puts `gap`
+    /// (its `segment_unreadable` event) on its job's timeline, both or neither.
+    pub fn mark_segment_unreadable(
+        &self,
+        seg: &SegmentRow,
+        gap: &crate::core::timeline::TimelineEvent,
+        now_ms: i64,
+    ) -> Result<()> {
+        self.write_tx(|_| {
+            self.close_segment(seg.id, seg.frames, SegmentState::Unreadable, now_ms)?;
+            self.add_event(&seg.job_id, gap).map(drop)
+        })
+    }
+
     /// A job's segments in sequence order.
     pub fn segments(&self, job_id: &str) -> Result<Vec<SegmentRow>> {
         let sql = format!("SELECT {SEGMENT_COLS} FROM segments WHERE job_id = ?1 ORDER BY seq");

@@ -129,7 +129,10 @@ fn newer_schema_is_refused() {
 fn job_round_trip() {
     let (_d, path) = temp();
     let j = Journal::open(&path).unwrap();
-    let nj = new_job("a", 100);
+    let nj = NewJob {
+        dir: path.parent().unwrap().join("a"),
+        ..new_job("a", 100)
+    };
     j.create_job(&nj).unwrap();
     let row = j.job("a").unwrap().unwrap();
     let want = JobRow {
@@ -443,4 +446,93 @@ fn read_only_cannot_write() {
     assert!(err.to_string().contains("readonly"), "{err}");
     assert!(ro.set_job_state("a", JobState::Capturing, None, 2).is_err());
     assert_eq!(ro.jobs().unwrap().len(), 1);
+}
+
+#[test]
+fn job_dirs_are_stored_relative_and_resolved_where_the_journal_is() {
+    let root = tempfile::tempdir().unwrap();
+    let here = root.path().join("here");
+    let gone = root.path().join("gone"); // an old root that no longer exists
+    let other = root.path().join("other"); // another output that still exists
+    std::fs::create_dir_all(here.join("beside")).unwrap();
+    std::fs::create_dir_all(other.join("beside")).unwrap();
+    std::fs::create_dir_all(other.join("only_there")).unwrap();
+    // (stored as written, where it resolves)
+    let cases: Vec<(PathBuf, PathBuf)> = vec![
+        ("job_a".into(), here.join("job_a")),
+        (here.join("job_b"), here.join("job_b")),
+        (gone.join("job_c"), here.join("job_c")),
+        (other.join("beside"), here.join("beside")),
+        (other.join("only_there"), other.join("only_there")),
+    ];
+    for (stored, want) in cases {
+        assert_eq!(
+            jobs::resolve_dir(&here, &stored),
+            want,
+            "{}",
+            stored.display()
+        );
+    }
+    // (given to create_job, stored as)
+    let stores: Vec<(PathBuf, PathBuf)> = vec![
+        (here.join("job_a"), "job_a".into()),
+        (here.join("x/job_a"), "x/job_a".into()),
+        (other.join("job_b"), other.join("job_b")),
+        (here.clone(), here.clone()),
+    ];
+    for (given, want) in stores {
+        assert_eq!(jobs::stored_dir(&here, &given), want, "{}", given.display());
+    }
+}
+
+#[test]
+fn old_absolute_dirs_are_rewritten_relative_at_open() {
+    let root = tempfile::tempdir().unwrap();
+    let path = root.path().join("edgerec.db");
+    let j = Journal::open(&path).unwrap();
+    j.create_job(&NewJob {
+        dir: root.path().join("a"),
+        ..new_job("a", 1)
+    })
+    .unwrap();
+    // As an older edgerec wrote it: absolute, under a root since moved away.
+    j.conn
+        .execute("UPDATE jobs SET dir = '/srv/old-root/a' WHERE id = 'a'", [])
+        .unwrap();
+    drop(j);
+    let j = Journal::open(&path).unwrap();
+    let stored: String = j
+        .conn
+        .query_row("SELECT dir FROM jobs WHERE id = 'a'", [], |r| r.get(0))
+        .unwrap();
+    assert_eq!(stored, "a");
+    assert_eq!(j.job("a").unwrap().unwrap().dir, root.path().join("a"));
+}
+
+#[test]
+fn a_journal_failing_quick_check_is_damaged_not_opened() {
+    let (_d, path) = temp();
+    let j = Journal::open(&path).unwrap();
+    for i in 0..300 {
+        j.create_job(&new_job(&format!("job-{i:04}"), i)).unwrap();
+    }
+    drop(j); // the last connection checkpoints the WAL into the file
+    // Scribble over the last page (a b-tree page of the tables above), keeping page 1.
+    let len = std::fs::metadata(&path).unwrap().len();
+    assert!(len >= 3 * 4096, "{len}");
+    let bytes = std::fs::read(&path).unwrap();
+    let mut damaged = bytes.clone();
+    for b in &mut damaged[(len - 4096) as usize..] {
+        *b = 0x3C;
+    }
+    std::fs::write(&path, &damaged).unwrap();
+    let err = Journal::open(&path).unwrap_err();
+    assert!(err.is_damaged(), "{err}");
+    assert!(matches!(err, JournalError::Damaged { .. }), "{err:?}");
+    assert!(err.to_string().contains("repair --rebuild"), "{err}");
+    // Nothing was written to the damaged file.
+    assert_eq!(std::fs::read(&path).unwrap(), damaged);
+    // And a healthy journal opens.
+    std::fs::write(&path, &bytes).unwrap();
+    Journal::open(&path).unwrap();
 }

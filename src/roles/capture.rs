@@ -134,6 +134,8 @@ pub fn run(
         source,
     })?;
     let journal = Journal::open(&settings.run.journal_path)?;
+    // Listed, never deleted: `edgerec repair --rebuild` puts them back on their jobs.
+    repair::unknown_segments_logged(&journal, &settings.state_dir);
     let started_ms = now_ms();
     let boot = boot_id();
     let mut running: HashMap<String, JobThread> = HashMap::new();
@@ -409,14 +411,11 @@ fn run_one(
                 let gap = repair::crash_gap_frames(&job, end, last_write_ms, now_ms());
                 let ev = TimelineEvent::new(EventKind::CrashRecovered, end, now_ms())
                     .with_gap(gap)
-                    .with_detail("capture stopped (crash or restart) and the window closed before it came back");
+                    .with_detail(repair::crash_detail(&job, end, gap));
                 journal.add_event(&job.id, &ev)?;
                 journal.set_job_state(&job.id, JobState::Captured, None, now_ms())?;
-                let how = JobEnd {
-                    cause: "window_closed_while_down".into(),
-                    total_frames: job.duration_frames,
-                    ..Default::default()
-                };
+                // Capture ended early: the recording ends at its last captured frame.
+                let how = JobEnd::new("window_closed_while_down");
                 return finish(&mut journal, &job.id, &how, settings);
             }
             log::warn!(

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use crate::core::job::JobState;
 use crate::core::timeline::{self, EventKind, GapFill, PlacedSegment, TimelineEvent};
-use crate::journal::{JobRow, JobSource, Journal};
+use crate::journal::{JobRow, JobSource, Journal, SegmentState};
 use crate::render::stitch;
 use crate::render::timeline_file::{TimelineFile, TimelineSegment};
 use crate::segment::writer::now_ms;
@@ -70,8 +70,9 @@ pub struct JobEnd {
     pub cause: String,
     /// Wall time of the timeline's end when measured (else now).
     pub ended_at_ms: Option<i64>,
-    /// The timeline's length when the job's window defines it (a device that never came
-    /// back still leaves a recording as long as the booking).
+    /// The timeline's length when capture ran to its window's end: the recording is
+    /// padded to it. `None` when capture ended early (crash): the recording then ends at
+    /// its last captured frame.
     pub total_frames: Option<u64>,
     /// Capture failed (device mismatch, device failure): the job ends `failed`, and the
     /// audio recorded before the failure is still rendered and kept.
@@ -127,12 +128,16 @@ pub fn finalize_from(
 ) -> Result<Finalized, FinalizeError> {
     let end_cause = how.cause.as_str();
     let segments = journal.segments(&source.id)?;
+    mark_unreadable_segments(journal, source, &segments)?;
+    let segments = journal.segments(&source.id)?;
     let mut events = journal.events(&source.id)?;
     if source.id != job.id {
         events.extend(journal.events(&job.id)?);
     }
+    // An unreadable segment is a `segment_unreadable` gap on the timeline, never audio.
     let placed: Vec<PlacedSegment<PathBuf>> = segments
         .iter()
+        .filter(|s| s.state != SegmentState::Unreadable)
         .map(|s| PlacedSegment {
             file: source.dir.join(&s.path),
             first_frame: s.first_frame,
@@ -147,6 +152,11 @@ pub fn finalize_from(
         ..source.spec
     };
     let end = timeline::timeline_end(&placed, &events).max(how.total_frames.unwrap_or(0));
+    // No padding past the audio: gaps between segments are filled by the gap policy, but
+    // a capture that ended early (a crash past the window, a trailing unreadable segment)
+    // ends at its last captured frame; its trailing gap event says why. Only a caller
+    // that knows the window was captured to its end (`total_frames`) pads to it.
+    let audio_end = timeline::timeline_end(&placed, &[]).max(how.total_frames.unwrap_or(0));
     if !events.iter().any(|e| e.kind == EventKind::Ended) {
         let at = how.ended_at_ms.unwrap_or_else(now_ms);
         let ended = TimelineEvent::new(EventKind::Ended, end, at).with_detail(end_cause);
@@ -156,11 +166,11 @@ pub fn finalize_from(
         journal.set_job_state(&job.id, JobState::Rendering, None, now_ms())?;
     }
     let timeline_path = job.dir.join(TIMELINE_FILE);
-    let audio_frames: u64 = segments.iter().map(|s| s.frames).sum();
+    let audio_frames: u64 = placed.iter().map(|s| s.frames).sum();
     let (recording, frames) = if audio_frames == 0 {
         (None, 0)
     } else {
-        let plan = timeline::stitch_plan(&placed, Some(end), fill);
+        let plan = timeline::stitch_plan(&placed, Some(audio_end), fill);
         let out = job.dir.join(RECORDING_FILE);
         let report = stitch::stitch_channels(&plan, source.spec, selection.as_deref(), &out)
             .map_err(|source| FinalizeError::Stitch {
@@ -226,7 +236,166 @@ pub fn finalize_from(
     })
 }
 
+/// A segment whose file can no longer be read (damaged header, deleted) becomes a
+/// `segment_unreadable` gap of the frames it held, rather than failing the render or
+/// turning into unexplained silence. The file is left as it is.
+fn mark_unreadable_segments(
+    journal: &Journal,
+    source: &JobRow,
+    segments: &[crate::journal::SegmentRow],
+) -> Result<(), FinalizeError> {
+    for seg in segments
+        .iter()
+        .filter(|s| s.state != SegmentState::Unreadable)
+    {
+        let file = source.dir.join(&seg.path);
+        let Err(e) = crate::segment::repair::segment_frames(&file) else {
+            continue;
+        };
+        log::error!("{}: {e}; its frames are a gap on the timeline", source.id);
+        let ev = TimelineEvent::new(EventKind::SegmentUnreadable, seg.first_frame, now_ms())
+            .with_gap(seg.frames)
+            .with_detail(format!("segment {} cannot be read: {e}", seg.path));
+        journal.mark_segment_unreadable(seg, &ev, now_ms())?;
+    }
+    Ok(())
+}
+
 /// The journal of an output directory.
 pub fn journal_path(out: &Path) -> PathBuf {
     out.join("edgerec.db")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::format::{SampleFormat, StreamSpec};
+    use crate::journal::{NewJob, NewSegment};
+    use crate::segment::file::SegmentFile;
+
+    const SPEC: StreamSpec = StreamSpec {
+        format: SampleFormat::S16Le,
+        rate: 8_000,
+        channels: 1,
+    };
+
+    /// A captured local job of three closed 100-frame segments of non-zero audio.
+    fn captured_job(out: &Path) -> (Journal, JobRow) {
+        std::fs::create_dir_all(out).unwrap();
+        let journal = Journal::open(&journal_path(out)).unwrap();
+        let dir = out.join("job_a");
+        std::fs::create_dir_all(&dir).unwrap();
+        journal
+            .create_job(&NewJob {
+                id: "job_a".into(),
+                source: JobSource::Local,
+                controller_job_id: None,
+                recording_id: None,
+                command_json: "{}".into(),
+                backend: "synth".into(),
+                device: "noise".into(),
+                spec: SPEC,
+                duration_frames: Some(1_000),
+                dir: dir.clone(),
+                state: JobState::Captured,
+                created_at_ms: 1,
+            })
+            .unwrap();
+        for seq in 1..=3u32 {
+            let name = format!("{seq:06}.wav");
+            let mut seg = SegmentFile::create(&dir.join(&name), SPEC).unwrap();
+            seg.write_frames(&[0x11; 200]).unwrap();
+            seg.close().unwrap();
+            let first_frame = (seq as u64 - 1) * 100;
+            let id = journal
+                .insert_segment(&NewSegment {
+                    job_id: "job_a".into(),
+                    seq,
+                    path: name,
+                    first_frame,
+                    spec: SPEC,
+                    opened_at_ms: 1,
+                })
+                .unwrap();
+            journal
+                .close_segment(id, 100, crate::journal::SegmentState::Closed, 2)
+                .unwrap();
+        }
+        let job = journal.job("job_a").unwrap().unwrap();
+        (journal, job)
+    }
+
+    fn samples(path: &Path) -> Vec<i16> {
+        let mut r = hound::WavReader::open(path).unwrap();
+        r.samples::<i16>().map(Result::unwrap).collect()
+    }
+
+    #[test]
+    fn unreadable_segment_is_a_gap_of_its_own_kind_not_a_failed_render() {
+        let out = tempfile::tempdir().unwrap();
+        let (mut journal, job) = captured_job(out.path());
+        let broken = job.dir.join("000002.wav");
+        let mut bytes = std::fs::read(&broken).unwrap();
+        bytes[..4].copy_from_slice(b"JUNK");
+        std::fs::write(&broken, &bytes).unwrap();
+        let done = finalize(
+            &mut journal,
+            &job,
+            &JobEnd::new("duration_reached"),
+            GapFill::Silence,
+        )
+        .unwrap();
+        assert_eq!(done.state, JobState::Delivered);
+        let gap: Vec<_> = done
+            .events
+            .iter()
+            .filter(|e| e.kind == EventKind::SegmentUnreadable)
+            .collect();
+        assert_eq!(gap.len(), 1, "{:?}", done.events);
+        assert_eq!((gap[0].frame, gap[0].gap_frames), (100, Some(100)));
+        let s = samples(done.recording.as_ref().unwrap());
+        assert_eq!(s.len(), 300);
+        assert!(s[..100].iter().chain(&s[200..]).all(|&x| x == 0x1111));
+        assert!(
+            s[100..200].iter().all(|&x| x == 0),
+            "the gap policy fills it"
+        );
+        assert_eq!(
+            std::fs::read(&broken).unwrap(),
+            bytes,
+            "the file is kept as it was"
+        );
+    }
+
+    #[test]
+    fn capture_that_ended_early_is_not_padded_to_the_window() {
+        let out = tempfile::tempdir().unwrap();
+        let (mut journal, job) = captured_job(out.path());
+        // The window (1000 frames) ran on past the last frame on disk (300).
+        let crash = TimelineEvent::new(EventKind::CrashRecovered, 300, 5).with_gap(700);
+        journal.add_event(&job.id, &crash).unwrap();
+        let done = finalize(
+            &mut journal,
+            &job,
+            &JobEnd::new("crashed"),
+            GapFill::Silence,
+        )
+        .unwrap();
+        assert_eq!(done.frames, 300);
+        assert_eq!(samples(done.recording.as_ref().unwrap()).len(), 300);
+        let ended = done
+            .events
+            .iter()
+            .find(|e| e.kind == EventKind::Ended)
+            .unwrap();
+        assert_eq!(ended.frame, 1_000, "the timeline still spans the window");
+        // A window captured to its end is rendered to it (a trailing gap the caller knows).
+        let (mut journal, job) = captured_job(&out.path().join("b"));
+        let how = JobEnd {
+            total_frames: Some(400),
+            ..JobEnd::new("duration_reached")
+        };
+        let done = finalize(&mut journal, &job, &how, GapFill::Silence).unwrap();
+        assert_eq!(done.frames, 400);
+    }
 }

@@ -7,6 +7,7 @@ pub mod demo;
 pub mod device_loss;
 pub mod finalize;
 pub mod owner;
+pub mod rebuild;
 pub mod record;
 pub mod repair;
 pub mod runner;

@@ -3,6 +3,13 @@
 //! their files (the files are the truth for frame counts), the interval lost between the
 //! last written frame and the crash goes on the timeline as `crash_recovered`, and the job
 //! is stitched and ends in a terminal state. Jobs a live process still owns are skipped.
+//!
+//! Repair works on the directory it is given alone: job directories are found relative to
+//! the journal (a moved or copied output works where it is), a job whose directory lies
+//! outside it is left alone, and segment files the journal does not know are listed
+//! (`rebuild::unknown_segments`), never deleted. A capture that ended early (a crash past
+//! the window) is not padded: the recording ends at its last captured frame and the
+//! `crash_recovered` gap on the timeline says why and how long the window ran on.
 
 use std::path::{Path, PathBuf};
 
@@ -10,7 +17,7 @@ use crate::core::job::JobState;
 use crate::core::timeline::{EventKind, GapFill, TimelineEvent};
 use crate::journal::{JobRow, Journal, JournalError, SegmentRow, SegmentState};
 use crate::roles::finalize::{self, FinalizeError, Finalized, JobEnd};
-use crate::roles::owner;
+use crate::roles::{owner, rebuild};
 use crate::segment::repair::{repair_segment, segment_frames};
 use crate::segment::writer::now_ms;
 
@@ -22,6 +29,11 @@ pub enum RepairError {
     Journal(#[from] JournalError),
     #[error("finalize: {0}")]
     Finalize(#[from] FinalizeError),
+    #[error(
+        "{0} is owned by a running edgerec process: stop the capture and sync roles before \
+         rebuilding the journal"
+    )]
+    Live(PathBuf),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -38,6 +50,13 @@ pub struct RepairSummary {
     pub unreadable: Vec<PathBuf>,
     /// Jobs skipped because a live process owns them.
     pub live: Vec<String>,
+    /// Jobs left alone because their directory lies outside the repaired directory.
+    pub elsewhere: Vec<(String, PathBuf)>,
+    /// Segment files on disk that no journal row names: kept, listed for an operator
+    /// (`repair --rebuild` adopts them).
+    pub unknown: Vec<PathBuf>,
+    /// Jobs `--rebuild` created or completed from segment files.
+    pub adopted: Vec<String>,
 }
 
 pub fn repair_dir(out: &Path, fill: GapFill) -> Result<RepairSummary, RepairError> {
@@ -47,7 +66,30 @@ pub fn repair_dir(out: &Path, fill: GapFill) -> Result<RepairSummary, RepairErro
     }
     let mut journal = Journal::open(&path)?;
     let mut summary = RepairSummary::default();
+    repair_jobs(&mut journal, out, fill, &mut summary)?;
+    Ok(summary)
+}
+
+/// Finalizes every non-terminal job of `journal` whose directory lies inside `out`, then
+/// lists the segment files no row names.
+pub fn repair_jobs(
+    journal: &mut Journal,
+    out: &Path,
+    fill: GapFill,
+    summary: &mut RepairSummary,
+) -> Result<(), RepairError> {
     for job in journal.non_terminal_jobs()? {
+        if !job.dir.starts_with(out) {
+            // An old absolute path to another output: never recreate or write it.
+            log::warn!(
+                "{}: its directory {} is outside {}; left alone",
+                job.id,
+                job.dir.display(),
+                out.display()
+            );
+            summary.elsewhere.push((job.id.clone(), job.dir.clone()));
+            continue;
+        }
         let io = |source| RepairError::Io {
             path: job.dir.clone(),
             source,
@@ -57,9 +99,36 @@ pub fn repair_dir(out: &Path, fill: GapFill) -> Result<RepairSummary, RepairErro
             summary.live.push(job.id.clone());
             continue;
         };
-        repair_job(&mut journal, &job, fill, &mut summary)?;
+        repair_job(journal, &job, fill, summary)?;
     }
-    Ok(summary)
+    summary.unknown = rebuild::unknown_segments(journal, out)?;
+    log_unknown(&summary.unknown, out);
+    Ok(())
+}
+
+fn log_unknown(files: &[PathBuf], out: &Path) {
+    for file in files {
+        log::warn!(
+            "segment {} is not in the journal: kept on disk; `edgerec repair --rebuild {}` adopts it",
+            file.display(),
+            out.display()
+        );
+    }
+}
+
+/// The segment files under `out` the journal does not know, each logged (a role's
+/// start-up: a scan that fails is logged too and yields none).
+pub fn unknown_segments_logged(journal: &Journal, out: &Path) -> Vec<PathBuf> {
+    match rebuild::unknown_segments(journal, out) {
+        Ok(files) => {
+            log_unknown(&files, out);
+            files
+        }
+        Err(e) => {
+            log::warn!("cannot list the segment files under {}: {e}", out.display());
+            Vec::new()
+        }
+    }
 }
 
 /// Brings every segment row of `job` in line with its file (repairing open ones) and
@@ -93,25 +162,43 @@ fn repair_job(
     );
     if was_capturing {
         let (end, _) = crate::roles::runner::timeline_position(journal, &job.id)?;
-        let gap = crash_gap_frames(job, end, last_write_ms, now_ms());
-        let ev = TimelineEvent::new(EventKind::CrashRecovered, end, now_ms())
+        let now = now_ms();
+        let gap = crash_gap_frames(job, end, last_write_ms, now);
+        let ev = TimelineEvent::new(EventKind::CrashRecovered, end, now)
             .with_gap(gap)
-            .with_detail(format!(
-                "capture ended without finalizing (crash or power loss); last write at frame {end}"
-            ));
+            .with_detail(crash_detail(job, end, gap));
         journal.add_event(&job.id, &ev)?;
         log::warn!(
             "{}: crash recovered at frame {end}, {gap} frames lost",
             job.id
         );
     }
-    summary.finalized.push(finalize::finalize(
-        journal,
-        job,
-        &JobEnd::new("crashed: finalized by repair"),
-        fill,
-    )?);
+    let cause = if job.backend == rebuild::REBUILT_BACKEND {
+        "rebuilt from its segment files by repair --rebuild"
+    } else {
+        "crashed: finalized by repair"
+    };
+    summary
+        .finalized
+        .push(finalize::finalize(journal, job, &JobEnd::new(cause), fill)?);
     Ok(())
+}
+
+/// What a crash gap's timeline event says: where capture stopped and, when the window ran
+/// on, that the recording ends at its last captured frame rather than being padded.
+pub fn crash_detail(job: &JobRow, end: u64, gap: u64) -> String {
+    let secs = |frames: u64| frames as f64 / job.spec.rate.max(1) as f64;
+    let mut detail = format!(
+        "capture ended without finalizing (crash or power loss); last write at frame {end} ({:.3} s)",
+        secs(end)
+    );
+    if gap > 0 {
+        detail.push_str(&format!(
+            "; the window ran on {:.3} s more: the recording ends at its last captured frame",
+            secs(gap)
+        ));
+    }
+    detail
 }
 
 /// Frames between the last frame on disk and the moment capture died (the files' last
@@ -155,8 +242,9 @@ fn reconcile_segment(
     }
 }
 
-/// Repairs `file` and closes its row at what the file holds; a file that cannot be
-/// parsed is left on disk untouched and its row marked unreadable for an operator.
+/// Repairs `file` and closes its row at what the file holds. A file that cannot be
+/// parsed (or is gone) is left on disk untouched, its row marked unreadable with the
+/// frames the journal knew it held, and those frames become a `segment_unreadable` gap.
 fn repair_and_record(
     journal: &Journal,
     seg: &SegmentRow,
@@ -180,7 +268,10 @@ fn repair_and_record(
                 "cannot repair {}: {e}; left on disk untouched",
                 file.display()
             );
-            journal.close_segment(seg.id, 0, SegmentState::Unreadable, now)?;
+            let ev = TimelineEvent::new(EventKind::SegmentUnreadable, seg.first_frame, now)
+                .with_gap(seg.frames)
+                .with_detail(format!("segment {} cannot be read: {e}", seg.path));
+            journal.mark_segment_unreadable(seg, &ev, now)?;
             summary.unreadable.push(file.to_path_buf());
         }
     }

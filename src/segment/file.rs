@@ -6,7 +6,7 @@
 //! half way is simply overwritten by the next one.
 
 use crate::core::format::StreamSpec;
-use crate::segment::wav::{self, RIFF_SIZE_OFFSET, SEGMENT_DATA_SIZE_OFFSET, SEGMENT_HEADER_LEN};
+use crate::segment::wav::{self, RIFF_SIZE_OFFSET, SegmentIdentity};
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
@@ -19,6 +19,8 @@ pub struct SegmentFile {
     file: File,
     path: PathBuf,
     spec: StreamSpec,
+    /// Where the audio starts (after the header and the identity chunk, if any).
+    data_offset: u64,
     frames: u64,
     bytes_since_sync: u64,
 }
@@ -27,13 +29,24 @@ impl SegmentFile {
     /// Creates a new segment (never replacing a file), with a header saying 0 frames, and
     /// makes both the file and its name durable, so the caller may journal the path.
     pub fn create(path: &Path, spec: StreamSpec) -> io::Result<SegmentFile> {
+        SegmentFile::create_identified(path, spec, None)
+    }
+
+    /// [`Self::create`], with the segment's identity in its header (self-describing: a
+    /// lost journal can be rebuilt from such files).
+    pub fn create_identified(
+        path: &Path,
+        spec: StreamSpec,
+        identity: Option<&SegmentIdentity>,
+    ) -> io::Result<SegmentFile> {
+        let header = wav::identified_segment_header(&spec, 0, identity);
         let file = OpenOptions::new()
             .read(true)
             .write(true)
             .create_new(true)
             .open(path)?;
         let durable = file
-            .write_all_at(&wav::segment_header(&spec, 0), 0)
+            .write_all_at(&header, 0)
             .and_then(|()| file.sync_all())
             .and_then(|()| sync_parent_dir(path));
         if let Err(e) = durable {
@@ -45,6 +58,7 @@ impl SegmentFile {
             file,
             path: path.to_path_buf(),
             spec,
+            data_offset: header.len() as u64,
             frames: 0,
             bytes_since_sync: 0,
         })
@@ -86,7 +100,12 @@ impl SegmentFile {
 
     /// Keeps the whole frames of a failed write and drops its partial frame from the file.
     fn fail_write(&mut self, written: usize, err: io::Error) -> io::Result<()> {
-        let (frames, len) = after_short_write(self.frames, written, self.spec.bytes_per_frame());
+        let (frames, len) = after_short_write(
+            self.data_offset,
+            self.frames,
+            written,
+            self.spec.bytes_per_frame(),
+        );
         self.bytes_since_sync += (frames - self.frames) * self.spec.bytes_per_frame() as u64;
         self.frames = frames;
         // Shrinking needs no space, so this works on a full disk. If it fails anyway, the
@@ -98,11 +117,11 @@ impl SegmentFile {
     /// Rewrites the RIFF and data sizes in place: the file is a valid WAV of `frames()`
     /// frames from here on (durable after the next `sync_data`).
     pub fn flush_header(&mut self) -> io::Result<()> {
-        let (riff, data) = wav::segment_sizes(self.data_bytes());
+        let (riff, data) = wav::segment_sizes(self.data_offset, self.data_bytes());
         self.file
             .write_all_at(&riff.to_le_bytes(), RIFF_SIZE_OFFSET)?;
         self.file
-            .write_all_at(&data.to_le_bytes(), SEGMENT_DATA_SIZE_OFFSET)
+            .write_all_at(&data.to_le_bytes(), self.data_offset - 4)
     }
 
     /// `fdatasync`: the audio and header written so far survive a power cut.
@@ -142,15 +161,20 @@ impl SegmentFile {
     }
 
     fn data_end(&self) -> u64 {
-        SEGMENT_HEADER_LEN + self.data_bytes()
+        self.data_offset + self.data_bytes()
     }
 }
 
 /// After `written` bytes of a write that failed reached the file: the frames the segment
 /// then holds, and the file length that keeps exactly those.
-fn after_short_write(frames_before: u64, written: usize, bpf: usize) -> (u64, u64) {
+fn after_short_write(
+    data_offset: u64,
+    frames_before: u64,
+    written: usize,
+    bpf: usize,
+) -> (u64, u64) {
     let frames = frames_before + (written / bpf) as u64;
-    (frames, SEGMENT_HEADER_LEN + frames * bpf as u64)
+    (frames, data_offset + frames * bpf as u64)
 }
 
 /// Makes a directory entry (a create or a rename) in `path`'s directory durable.
@@ -166,6 +190,7 @@ pub fn sync_parent_dir(path: &Path) -> io::Result<()> {
 mod tests {
     use super::*;
     use crate::core::format::SampleFormat;
+    use crate::segment::wav::SEGMENT_HEADER_LEN;
 
     const S16_STEREO: StreamSpec = StreamSpec {
         format: SampleFormat::S16Le,
@@ -257,7 +282,7 @@ mod tests {
         ];
         for (before, written, bpf, want) in cases {
             assert_eq!(
-                after_short_write(before, written, bpf),
+                after_short_write(h, before, written, bpf),
                 want,
                 "{before} {written} {bpf}"
             );

@@ -274,6 +274,7 @@ mod tests {
             spec: SPEC,
             data_offset: SEGMENT_HEADER_LEN,
             declared_data_len: u32::MAX as u64,
+            identity_chunk: None,
         };
         assert_eq!(sizes(&info, 5 << 30), (u32::MAX, u32::MAX));
         assert_eq!(sizes(&info, 600), (660, 600));

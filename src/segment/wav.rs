@@ -14,6 +14,12 @@
 //! 68 frames...
 //! ```
 //!
+//! A segment written since the journal became rebuildable carries one more chunk between
+//! `fmt ` and `data`, `edgr`, holding its [`SegmentIdentity`] (job, sequence, first frame on
+//! the job's timeline) as JSON, so the segment files alone can rebuild a lost journal. Its
+//! audio then starts later (`data_offset`); readers skip the chunk (every WAV reader skips
+//! unknown chunks), and segments without it stay readable.
+//!
 //! Both sizes saturate at `u32::MAX` once a segment passes 4 GiB: the file length is the
 //! truth, and repair trusts it. A segment never has a pad byte after odd-sized data (it
 //! is append-only); readers tolerate that.
@@ -63,6 +69,26 @@ pub struct WavInfo {
     pub data_offset: u64,
     /// The data size the header declares: stale or 0 in a segment left open by a crash.
     pub declared_data_len: u64,
+    /// Where the `edgr` chunk's body sits and its length, when the segment has one.
+    pub identity_chunk: Option<(u64, u32)>,
+}
+
+/// The chunk id of a segment's identity.
+pub const IDENTITY_CHUNK: &[u8; 4] = b"edgr";
+/// An identity chunk longer than this is not ours: it is not read.
+const IDENTITY_MAX_LEN: u32 = 4096;
+
+/// What makes a segment self-describing: which job it belongs to and where it sits on
+/// that job's timeline. Written once, when the segment is created.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct SegmentIdentity {
+    /// The journal's job id.
+    pub job: String,
+    pub seq: u32,
+    /// Where its first frame sits on the job's timeline.
+    pub first_frame: u64,
+    /// Wall time the segment was opened (ms since the epoch).
+    pub opened_at_ms: i64,
 }
 
 impl WavInfo {
@@ -104,6 +130,52 @@ pub enum WavError {
     Io(#[from] io::Error),
 }
 
+/// The header of a segment holding `data_bytes` bytes of audio, with its identity chunk
+/// when given: the audio starts at the returned header's length.
+pub fn identified_segment_header(
+    spec: &StreamSpec,
+    data_bytes: u64,
+    identity: Option<&SegmentIdentity>,
+) -> Vec<u8> {
+    let Some(identity) = identity else {
+        return segment_header(spec, data_bytes).to_vec();
+    };
+    let mut body = serde_json::to_vec(identity).unwrap_or_default();
+    if body.len() % 2 == 1 {
+        body.push(b' '); // chunks are even-sized; JSON ignores the space
+    }
+    let mut h = Vec::with_capacity(SEGMENT_HEADER_LEN as usize + 8 + body.len());
+    let header_len = SEGMENT_HEADER_LEN + 8 + body.len() as u64;
+    h.extend_from_slice(b"RIFF");
+    put_u32(&mut h, saturate(header_len - 8 + data_bytes));
+    h.extend_from_slice(b"WAVE");
+    h.extend_from_slice(&fmt_chunk(spec, FmtLayout::Extensible));
+    h.extend_from_slice(IDENTITY_CHUNK);
+    put_u32(&mut h, body.len() as u32);
+    h.extend_from_slice(&body);
+    h.extend_from_slice(b"data");
+    put_u32(&mut h, saturate(data_bytes));
+    h
+}
+
+/// Reads the identity chunk `info` found, if any. A chunk that does not parse is `None`:
+/// the segment is then placed from its file name and its neighbours.
+pub fn read_identity(
+    r: &mut (impl Read + Seek),
+    info: &WavInfo,
+) -> Result<Option<SegmentIdentity>, WavError> {
+    let Some((at, len)) = info.identity_chunk else {
+        return Ok(None);
+    };
+    if len > IDENTITY_MAX_LEN {
+        return Ok(None);
+    }
+    let mut body = vec![0u8; len as usize];
+    r.seek(SeekFrom::Start(at))?;
+    read_exact_at_eof(r, &mut body, at, "`edgr` chunk")?;
+    Ok(serde_json::from_slice(&body).ok())
+}
+
 /// The header of a segment holding `data_bytes` bytes of audio.
 pub fn segment_header(spec: &StreamSpec, data_bytes: u64) -> [u8; 68] {
     let mut h = Vec::with_capacity(SEGMENT_HEADER_LEN as usize);
@@ -118,12 +190,10 @@ pub fn segment_header(spec: &StreamSpec, data_bytes: u64) -> [u8; 68] {
     out
 }
 
-/// The size fields of a segment header holding `data_bytes` of audio: (RIFF, data).
-pub fn segment_sizes(data_bytes: u64) -> (u32, u32) {
-    (
-        saturate(SEGMENT_HEADER_LEN - 8 + data_bytes),
-        saturate(data_bytes),
-    )
+/// The size fields of a segment header whose audio starts at `data_offset` and holds
+/// `data_bytes`: (RIFF, data).
+pub fn segment_sizes(data_offset: u64, data_bytes: u64) -> (u32, u32) {
+    (saturate(data_offset - 8 + data_bytes), saturate(data_bytes))
 }
 
 /// A `fmt ` chunk (with its 8-byte chunk header) for `spec`.
@@ -189,6 +259,7 @@ pub fn parse_header(r: &mut (impl Read + Seek)) -> Result<WavInfo, WavError> {
     }
     let mut pos = 12u64;
     let mut spec = None;
+    let mut identity_chunk = None;
     loop {
         if pos >= file_len {
             return Err(if spec.is_some() {
@@ -208,8 +279,10 @@ pub fn parse_header(r: &mut (impl Read + Seek)) -> Result<WavInfo, WavError> {
                     spec,
                     data_offset: body,
                     declared_data_len: len,
+                    identity_chunk,
                 });
             }
+            id if id == IDENTITY_CHUNK => identity_chunk = Some((body, len as u32)),
             b"fmt " => {
                 let mut fmt = vec![0u8; len.min(64) as usize];
                 read_exact_at_eof(r, &mut fmt, body, "`fmt ` chunk")?;
@@ -432,7 +505,7 @@ mod tests {
         let h = segment_header(&s, 5 << 30);
         assert_eq!(u32_at(&h, 4), u32::MAX);
         assert_eq!(u32_at(&h, 64), u32::MAX);
-        assert_eq!(segment_sizes(100), (160, 100));
+        assert_eq!(segment_sizes(SEGMENT_HEADER_LEN, 100), (160, 100));
     }
 
     #[test]

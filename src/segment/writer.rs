@@ -25,6 +25,7 @@ use crate::journal::{Journal, JournalError, NewSegment, SegmentState};
 use crate::segment::disk;
 use crate::segment::file::SegmentFile;
 use crate::segment::spool::{SpoolGuard, SpoolSettings};
+use crate::segment::wav::SegmentIdentity;
 
 /// What the writer needs to know about its job.
 #[derive(Clone, Debug)]
@@ -560,11 +561,19 @@ impl Writer {
     fn open_segment(&mut self) -> Result<(), WriterError> {
         let name = format!("{:06}.wav", self.next_seq);
         let path = self.cfg.job_dir.join(&name);
-        let file =
-            SegmentFile::create(&path, self.cfg.spec).map_err(|source| WriterError::Segment {
+        // Self-describing: a lost journal can be rebuilt from the files (repair --rebuild).
+        let identity = SegmentIdentity {
+            job: self.cfg.job_id.clone(),
+            seq: self.next_seq,
+            first_frame: self.timeline_pos,
+            opened_at_ms: now_ms(),
+        };
+        let file = SegmentFile::create_identified(&path, self.cfg.spec, Some(&identity)).map_err(
+            |source| WriterError::Segment {
                 path: path.clone(),
                 source,
-            })?;
+            },
+        )?;
         // The file and its directory entry are durable: now the journal may name it.
         let row = NewSegment {
             job_id: self.cfg.job_id.clone(),
