@@ -309,7 +309,7 @@ fn corrupt_journal_has_its_own_exit_code() {
     assert!(snapshot(&job) == segments_before, "segments touched");
     // `--help` documents the code.
     let help = run(edgerec().arg("--help"));
-    assert!(stdout(&help).contains("11 journal damaged"));
+    assert!(stdout(&help).contains("12 journal damaged"));
 }
 
 #[test]

@@ -403,7 +403,7 @@ fn run_one(
         _ => {
             // A previous owner died mid-capture: repair what it left, then resume or end.
             let mut repaired = RepairSummary::default();
-            let last_write_ms = repair::reconcile_job_segments(&journal, job, &mut repaired)?;
+            let last_write_ms = repair::reconcile_job_segments(&mut journal, job, &mut repaired)?;
             let job = journal.job(&job.id)?.unwrap_or_else(|| job.clone());
             let window_open = runner::window_end(&job).is_none_or(|end| now_ms() < end);
             if !window_open || job.state == JobState::Stopping {

@@ -15,7 +15,7 @@ use std::path::{Path, PathBuf};
 use crate::core::format::StreamSpec;
 use crate::core::job::JobState;
 use crate::core::timeline::{EventKind, GapFill, TimelineEvent};
-use crate::journal::{JobSource, Journal, NewJob, NewSegment, SegmentState};
+use crate::journal::{JobRow, JobSource, Journal, NewJob, NewSegment, SegmentState};
 use crate::roles::finalize;
 use crate::roles::owner;
 use crate::roles::repair::{self, RepairError, RepairSummary};
@@ -74,6 +74,46 @@ pub fn unknown_segments(journal: &Journal, out: &Path) -> Result<Vec<PathBuf>, R
         .into_iter()
         .filter(|f| !known.contains(f))
         .collect())
+}
+
+/// Segment files in `job`'s directory that name `job` but have no row: a crash between
+/// creating a segment and journaling it leaves one (its header is all it holds, or a
+/// little audio). Adopted where their identity places them.
+pub fn adopt_orphans_of(journal: &mut Journal, job: &JobRow) -> Result<(), RepairError> {
+    let known: HashSet<PathBuf> = journal
+        .segments(&job.id)?
+        .iter()
+        .map(|s| job.dir.join(&s.path))
+        .collect();
+    let Ok(entries) = std::fs::read_dir(&job.dir) else {
+        return Ok(());
+    };
+    let mut orphans: Vec<Found> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|f| {
+            f.file_name()
+                .and_then(|n| n.to_str())
+                .and_then(segment_seq)
+                .is_some()
+                && !known.contains(f)
+        })
+        .filter_map(|file| {
+            let identity = read_identity(&file).filter(|i| i.job == job.id)?;
+            Some(Found {
+                file,
+                identity: Some(identity),
+            })
+        })
+        .collect();
+    orphans.sort_by_key(seq_of);
+    if adopt(journal, &job.id, &orphans)? {
+        log::warn!(
+            "{}: {} segment file(s) created just before a crash adopted",
+            job.id,
+            orphans.len()
+        );
+    }
+    Ok(())
 }
 
 /// `edgerec repair --rebuild DIR`: adopt every segment file the journal does not know

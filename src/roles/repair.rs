@@ -134,10 +134,11 @@ pub fn unknown_segments_logged(journal: &Journal, out: &Path) -> Vec<PathBuf> {
 /// Brings every segment row of `job` in line with its file (repairing open ones) and
 /// returns the wall time of the job's last write to disk.
 pub fn reconcile_job_segments(
-    journal: &Journal,
+    journal: &mut Journal,
     job: &JobRow,
     summary: &mut RepairSummary,
 ) -> Result<i64, RepairError> {
+    rebuild::adopt_orphans_of(journal, job)?;
     let mut last_write_ms = job.started_at_ms.unwrap_or(job.created_at_ms);
     for seg in journal.segments(&job.id)? {
         let file = job.dir.join(&seg.path);
