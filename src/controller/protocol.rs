@@ -606,10 +606,16 @@ impl Job {
                     self.absent("/command/durationSeconds"),
                 ));
             }
-            Some(d) if !d.is_finite() || d <= 0.0 || d > DURATION_SECONDS.1 as f64 => {
+            // Shorter than a millisecond rounds to no frames at all.
+            Some(d) if !d.is_finite() || d < 0.001 || d > DURATION_SECONDS.1 as f64 => {
+                let shown = if d.abs() < 1e9 {
+                    d.to_string()
+                } else {
+                    format!("{d:e}")
+                };
                 return Err(reject(
                     "command.durationSeconds",
-                    format!("{d} is outside (0, {}]", DURATION_SECONDS.1),
+                    format!("{shown} is outside [0.001, {}]", DURATION_SECONDS.1),
                 ));
             }
             Some(d) => d,
@@ -1241,6 +1247,12 @@ mod tests {
                 Some(json!(0)),
                 "command.durationSeconds",
                 "0 is outside",
+            ),
+            (
+                "/command/durationSeconds",
+                Some(json!(1.5e-271)),
+                "command.durationSeconds",
+                "outside [0.001",
             ),
             (
                 "/command/durationSeconds",

@@ -98,11 +98,11 @@ enum Done {
     /// A job's heartbeat or poll: the controller's view, when it was learned.
     Job {
         local_id: String,
-        seen: Option<Job>,
+        seen: Option<Box<Job>>,
         failed: Option<(&'static str, CallError)>,
     },
-    Outbox(outbox::Sent),
-    Upload(outbox::Uploaded),
+    Outbox(Box<outbox::Sent>),
+    Upload(Box<outbox::Uploaded>),
 }
 
 /// A job's progress as the sync role last saw it: heartbeats only while it advances.
@@ -274,12 +274,12 @@ impl Sync {
                 if let Some((what, e)) = failed {
                     self.trouble(what, &e);
                 }
-                if let Some(event) = seen.as_ref().and_then(controller_event) {
+                if let Some(event) = seen.as_deref().and_then(controller_event) {
                     self.apply(&local_id, event)?;
                 }
             }
-            Done::Outbox(sent) => self.sent(sent)?,
-            Done::Upload(uploaded) => self.uploaded(uploaded)?,
+            Done::Outbox(sent) => self.sent(*sent)?,
+            Done::Upload(uploaded) => self.uploaded(*uploaded)?,
         }
         log::trace!("sync: {lane:?} answered");
         Ok(())
@@ -559,7 +559,7 @@ fn job_call(c: &Client, local_id: String, controller_id: &str, heartbeat: bool) 
     let poll = |local_id: String| match c.get_job(controller_id) {
         Ok(job) => Done::Job {
             local_id,
-            seen: Some(job),
+            seen: Some(Box::new(job)),
             failed: None,
         },
         Err(e) => Done::Job {
@@ -574,7 +574,7 @@ fn job_call(c: &Client, local_id: String, controller_id: &str, heartbeat: bool) 
     match c.job_heartbeat(controller_id) {
         Ok(seen) => Done::Job {
             local_id,
-            seen: Some(seen),
+            seen: Some(Box::new(seen)),
             failed: None,
         },
         Err(CallError::Conflict(_)) => poll(local_id),

@@ -90,17 +90,18 @@ impl Sync {
 
     fn start_delivery(&mut self, row: OutboxRow) -> Result<(), SyncError> {
         let (_, controller_id) = self.controller_id(&row)?;
+        let id = row.id;
         let task: Box<dyn FnOnce(&Client) -> Done + Send> = match row.kind {
             OutboxKind::HealthEvent => {
                 let Ok(ev) = serde_json::from_str::<HealthEvent>(&row.body) else {
                     return self.settle(&row, Delivery::GiveUp("unreadable health event".into()));
                 };
                 Box::new(move |c: &Client| {
-                    Done::Outbox(Sent {
+                    Done::Outbox(Box::new(Sent {
                         result: c.health_event(&ev),
                         what: "health event",
                         row,
-                    })
+                    }))
                 })
             }
             _ => {
@@ -118,15 +119,15 @@ impl Sync {
                         }
                         None => Ok(()),
                     };
-                    Done::Outbox(Sent {
+                    Done::Outbox(Box::new(Sent {
                         result,
                         what: "terminal report",
                         row,
-                    })
+                    }))
                 })
             }
         };
-        self.hand_over(Lane::Outbox, task, &[]);
+        self.hand_over(Lane::Outbox, task, &[id]);
         Ok(())
     }
 
@@ -238,14 +239,14 @@ impl Sync {
                 Err(CallError::Conflict(_)) => c.get_job(&controller_id).ok(),
                 _ => None,
             };
-            Done::Upload(Uploaded {
+            Done::Upload(Box::new(Uploaded {
                 row,
                 job_id,
                 file_name,
                 result,
                 verdict,
                 file,
-            })
+            }))
         });
         self.hand_over(Lane::Upload, task, &[id]);
         Ok(())
