@@ -54,9 +54,15 @@ fn write_escaped(f: &mut impl fmt::Write, ch: char) -> fmt::Result {
         '\r' => f.write_str("\\r"),
         '\t' => f.write_str("\\t"),
         '\0' => f.write_str("\\0"),
-        c if c.is_control() => write!(f, "\\u{{{:x}}}", c as u32),
+        c if c.is_control() || is_bidi_control(c) => write!(f, "\\u{{{:x}}}", c as u32),
         c => f.write_char(c),
     }
+}
+
+/// Invisible characters that reorder what a terminal shows (a line that reads differently
+/// from what it holds).
+fn is_bidi_control(c: char) -> bool {
+    matches!(c, '\u{200e}' | '\u{200f}' | '\u{202a}'..='\u{202e}' | '\u{2066}'..='\u{2069}')
 }
 
 /// The last line of defence: whatever a message holds, the log gets one line without
@@ -203,6 +209,7 @@ mod tests {
             ("a\nI sync: forged line", "a\\nI sync: forged line"),
             ("\u{1b}[2Jclear", "\\u{1b}[2Jclear"),
             ("del\u{7f}c1\u{85}", "del\\u{7f}c1\\u{85}"),
+            ("rtl\u{202e}txt", "rtl\\u{202e}txt"),
             ("é../../x", "é../../x"),
         ];
         for (raw, shown) in cases {

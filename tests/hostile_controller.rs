@@ -445,3 +445,40 @@ fn slow_node_calls_and_another_jobs_slow_heartbeat_hold_no_heartbeat() {
     let (_, root, state) = agent.stop();
     assert_nothing_outside_state(root.path(), &state, "none");
 }
+
+/// The second claim is answered at 1 byte per second (held for the whole claim timeout)
+/// while a job runs: its heartbeats keep their interval, and it is uploaded on time.
+#[test]
+fn a_claim_answered_at_1_byte_per_second_holds_no_heartbeat() {
+    let mut script = Script::default();
+    script.claims.extend([
+        Reply::Data(json!([good_job("job_running", 20.0)])),
+        Reply::Trickle {
+            body: serde_json::to_vec(&json!({"data": [good_job("job_slowly_claimed", 3.0)]}))
+                .unwrap(),
+            every: Duration::from_secs(1),
+        },
+    ]);
+    let server = Hostile::start(script);
+    let agent = Agent::start(&server);
+    wait_for(Duration::from_secs(45), "job_running's upload", || {
+        server
+            .seen()
+            .uploads
+            .iter()
+            .any(|(rec, _)| rec == "rec_job_running")
+    });
+    let gap = assert_heartbeats_kept_interval(&server, "job_running", 7);
+    {
+        let seen = server.seen();
+        let slow_claim = seen.claims.iter().find(|(_, i)| *i == Some(1));
+        assert!(
+            slow_claim.is_some(),
+            "the slow claim was made while the job ran"
+        );
+        assert!(!seen.heartbeats.contains_key("job_slowly_claimed"));
+    }
+    eprintln!("job_running's largest heartbeat gap while a claim hung: {gap:?}");
+    let (_, root, state) = agent.stop();
+    assert_nothing_outside_state(root.path(), &state, "none");
+}

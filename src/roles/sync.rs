@@ -12,7 +12,9 @@
 //! Controller input is data, never a path: a claimed job lives in a directory named by a
 //! local id this role makes; the controller's ids are validated and stored as columns.
 
+mod claim;
 mod lanes;
+mod node;
 mod outbox;
 
 use std::collections::{HashMap, HashSet};
@@ -22,18 +24,16 @@ use std::time::{Duration, Instant};
 use sha2::{Digest, Sha256};
 
 use crate::capture::StopFlag;
-use crate::capture::hotplug::{self, HotplugEvent};
 use crate::controller::client::{CallError, Client, ClientConfig, ClientError};
-use crate::controller::protocol::{
-    AudioBackend, Job, JobRejection, JobStatus, NodeConfig, NodeHeartbeat, NodeStatus, Runtime,
-};
+use crate::controller::protocol::{Job, JobStatus, NodeConfig};
 use crate::core::job::JobState;
 use crate::core::job_machine::{self, Action, Event, JobKind, MachineState, RenderedFile, Report};
-use crate::journal::{JobRow, JobSource, Journal, JournalError, NewJob, NewOutboxItem, OutboxKind};
+use crate::journal::{JobRow, JobSource, Journal, JournalError, NewOutboxItem, OutboxKind};
 use crate::logging::untrusted;
 use crate::roles::finalize::{self, RECORDING_FILE};
 use crate::segment::writer::now_ms;
 use lanes::{Lane, Lanes};
+use node::{interfaces, node_heartbeat};
 
 /// The sync role's settings.
 #[derive(Clone, Debug)]
@@ -83,9 +83,6 @@ pub enum SyncError {
 const TICK: Duration = Duration::from_millis(200);
 /// Repeats of one kind of failure (call and error kind) within this window are folded.
 const FOLD_WINDOW: Duration = Duration::from_secs(60);
-/// Most jobs taken from one claim reply; a controller that leases more gets the rest back
-/// by lease expiry.
-const MAX_JOBS_PER_CLAIM: usize = 64;
 
 /// What a lane's call came back with.
 enum Done {
@@ -189,11 +186,6 @@ fn jitter() -> f64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.subsec_nanos());
     (nanos % 1_000_000) as f64 / 1_000_000.0
-}
-
-/// A directory name for a claimed job, made here: never anything the controller sent.
-fn new_local_id() -> String {
-    format!("ctl-{}", &uuid::Uuid::new_v4().simple().to_string()[..16])
 }
 
 impl Sync {
@@ -339,156 +331,6 @@ impl Sync {
         Ok(self.capacity.saturating_sub(busy))
     }
 
-    /// Puts a claimed group into the journal; the capture role picks the jobs up.
-    fn take_claimed_group(&mut self, mut jobs: Vec<Job>) -> Result<(), SyncError> {
-        if jobs.len() > MAX_JOBS_PER_CLAIM {
-            log::error!(
-                "controller leased {} jobs in one claim; taking the first {MAX_JOBS_PER_CLAIM}",
-                jobs.len()
-            );
-            jobs.truncate(MAX_JOBS_PER_CLAIM);
-        }
-        // A capture group shares one device and window: captured once, at the group's
-        // channel span, by its first job; each member keeps its own channel subset.
-        let span = jobs.iter().filter_map(|j| j.command.capture_channels).max();
-        let mut leaders: HashMap<String, String> = HashMap::new();
-        let mut claimed = Vec::new();
-        for job in jobs {
-            let group = job.command.capture_group_id.clone();
-            let channels = if group.is_some() { span } else { None };
-            // The group's first valid job leads; membership is written with the job, in one
-            // transaction, so the capture role never sees a member without its group.
-            let leader = group.as_ref().and_then(|g| leaders.get(g).cloned());
-            let Some(id) = self.take_claimed(job, channels, leader)? else {
-                continue;
-            };
-            if let Some(group) = group {
-                leaders.entry(group).or_insert_with(|| id.clone());
-            }
-            claimed.push(id);
-        }
-        // Wake the capture role now (after the whole group is in the journal) rather than
-        // at its next journal poll.
-        if let Some(id) = claimed.first() {
-            let wake = HotplugEvent {
-                action: "claimed".into(),
-                devpath: id.clone(),
-            };
-            if let Err(e) = hotplug::notify(&self.settings.state_dir, &wake) {
-                log::debug!("waking the capture role: {e}");
-            }
-        }
-        Ok(())
-    }
-
-    /// Puts a claimed job in the journal under a new local id (the capture role takes it
-    /// from there); returns that id when it is a new, valid job. `channels` widens it to
-    /// its group's span; `group_leader` is the local id of its group's first job.
-    fn take_claimed(
-        &mut self,
-        job: Job,
-        channels: Option<u16>,
-        group_leader: Option<String>,
-    ) -> Result<Option<String>, SyncError> {
-        let valid = match job.validate() {
-            Ok(valid) => valid,
-            Err(rejection) => {
-                self.refuse(job.id.as_deref(), &rejection)?;
-                return Ok(None);
-            }
-        };
-        if self.journal.job_by_controller_id(&valid.id)?.is_some() {
-            return Ok(None); // claimed again after a restart: we have it already
-        }
-        let mut spec = valid.stream_spec();
-        if let Some(span) = channels {
-            spec.channels = spec.channels.max(span);
-        }
-        let backend = self
-            .settings
-            .backend_override
-            .clone()
-            .unwrap_or_else(|| "alsa".to_string());
-        let local_id = new_local_id();
-        let now = now_ms();
-        let new = NewJob {
-            id: local_id.clone(),
-            source: JobSource::Controller,
-            controller_job_id: Some(valid.id.clone()),
-            recording_id: Some(valid.recording_id.clone()),
-            command_json: serde_json::to_string(&valid.job).unwrap_or_default(),
-            backend,
-            device: valid.device.clone(),
-            spec,
-            duration_frames: Some(spec.frames_in(valid.duration)),
-            dir: self.settings.state_dir.join(&local_id),
-            state: JobState::Claimed,
-            created_at_ms: now,
-        };
-        let machine = MachineState::new(JobKind::Controller);
-        // A group's first job leads itself.
-        let leader = group_leader.or_else(|| {
-            job.command
-                .capture_group_id
-                .is_some()
-                .then(|| local_id.clone())
-        });
-        self.journal.atomically(|j| {
-            j.create_job(&new)?;
-            j.save_machine(&new.id, &machine, now)?;
-            if let Some(leader) = &leader {
-                j.set_group_leader(&new.id, leader)?;
-            }
-            Ok(())
-        })?;
-        log::info!(
-            "{local_id}: claimed {} ({spec}, {:?}, device {})",
-            valid.id,
-            valid.duration,
-            untrusted(&valid.device)
-        );
-        Ok(Some(local_id))
-    }
-
-    /// A job that fails validation: reported failed with the reason (once) when its id
-    /// can be named in a report, logged and skipped otherwise. Never left `claimed`.
-    fn refuse(&mut self, raw_id: Option<&str>, rejection: &JobRejection) -> Result<(), SyncError> {
-        let reason = rejection.reason();
-        let Some(controller_id) = rejection.job_id.clone() else {
-            log::error!(
-                "controller sent a job without a usable id (id {}); skipped: {}",
-                raw_id.map_or("missing".to_string(), |id| format!("{:?}", untrusted(id))),
-                untrusted(&reason)
-            );
-            return Ok(());
-        };
-        if self.journal.job_by_controller_id(&controller_id)?.is_some() {
-            return Ok(()); // refused and reported already
-        }
-        log::error!(
-            "job {:?}: refused, reporting it failed: {}",
-            untrusted(&controller_id),
-            untrusted(&reason)
-        );
-        let local_id = new_local_id();
-        let now = now_ms();
-        let report = Report::Failed {
-            reason: reason.clone(),
-        };
-        let row = placeholder_job(&local_id, &controller_id, &self.settings.state_dir, now);
-        self.journal.atomically(|j| {
-            j.create_job(&row)?;
-            j.set_job_state(&local_id, JobState::Failed, Some(&reason), now)?;
-            j.enqueue(&NewOutboxItem::terminal_report(
-                &local_id,
-                report_body(&report),
-                now,
-            ))?;
-            Ok(())
-        })?;
-        Ok(())
-    }
-
     /// Hands due heartbeats (and polls) of running jobs to their lanes.
     fn poll_jobs(&mut self, shutdown: &StopFlag) -> Result<(), SyncError> {
         let capture_alive = self.journal.beat("capture")?.is_some_and(|b| {
@@ -591,29 +433,6 @@ fn is_live(state: JobState) -> bool {
         state,
         JobState::Claimed | JobState::Capturing | JobState::Stopping
     )
-}
-
-fn node_heartbeat() -> NodeHeartbeat {
-    NodeHeartbeat {
-        agent_version: format!("edgerec/{}", env!("CARGO_PKG_VERSION")),
-        hostname: std::fs::read_to_string("/proc/sys/kernel/hostname")
-            .map(|s| s.trim().to_string())
-            .unwrap_or_default(),
-        ip_addresses: Vec::new(),
-        status: NodeStatus::Online,
-        runtime: Some(Runtime {
-            architecture: Some(std::env::consts::ARCH.to_string()),
-            audio_backends: vec![AudioBackend::Alsa],
-            kernel_release: std::fs::read_to_string("/proc/sys/kernel/osrelease")
-                .ok()
-                .map(|s| s.trim().to_string()),
-            os_name: Some(std::env::consts::OS.to_string()),
-            uptime_seconds: std::fs::read_to_string("/proc/uptime")
-                .ok()
-                .and_then(|s| s.split('.').next().and_then(|n| n.parse().ok())),
-        }),
-        interfaces: None,
-    }
 }
 
 impl Sync {
@@ -820,59 +639,4 @@ pub fn hash_file(path: &Path) -> std::io::Result<(String, u64)> {
     let bytes = std::io::copy(&mut file, &mut hasher)?;
     let digest = hasher.finalize();
     Ok((digest.iter().map(|b| format!("{b:02x}")).collect(), bytes))
-}
-
-/// A row for a job we refuse: enough to carry its terminal report. The controller's id
-/// is only a column; the (never created) directory is named by the local id.
-fn placeholder_job(local_id: &str, controller_id: &str, state_dir: &Path, now: i64) -> NewJob {
-    NewJob {
-        id: local_id.to_string(),
-        source: JobSource::Controller,
-        controller_job_id: Some(controller_id.to_string()),
-        recording_id: None,
-        command_json: "{}".into(),
-        backend: String::new(),
-        device: String::new(),
-        spec: crate::core::format::StreamSpec {
-            format: crate::core::format::SampleFormat::S16Le,
-            rate: 48_000,
-            channels: 1,
-        },
-        duration_frames: None,
-        dir: state_dir.join(local_id),
-        state: JobState::Claimed,
-        created_at_ms: now,
-    }
-}
-
-/// The capture interfaces for the inventory, by stable identity.
-fn interfaces() -> Vec<crate::controller::protocol::Interface> {
-    crate::capture::devices::list()
-        .into_iter()
-        .filter(|d| d.backend == "alsa")
-        .take(64)
-        .map(|d| {
-            let channels = d.caps.as_ref().map_or(0, |c| c.channels_max).min(256) as u16;
-            crate::controller::protocol::Interface {
-                alias: d.description.clone(),
-                backend: AudioBackend::Alsa,
-                channel_count: channels,
-                channels: (1..=channels)
-                    .map(|i| crate::controller::protocol::ChannelInfo {
-                        alias: format!("ch{i}"),
-                        index: i,
-                    })
-                    .collect(),
-                hardware_path: None,
-                sample_rates: d
-                    .caps
-                    .as_ref()
-                    .map(|c| c.rates.iter().copied().take(16).collect())
-                    .unwrap_or_default(),
-                serial_number: None,
-                system_name: d.name.clone(),
-                system_ref: Some(d.identity.clone()),
-            }
-        })
-        .collect()
 }

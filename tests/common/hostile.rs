@@ -96,7 +96,7 @@ impl Hostile {
     }
 
     pub fn seen(&self) -> std::sync::MutexGuard<'_, Seen> {
-        self.seen.lock().unwrap()
+        self.seen.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -224,21 +224,32 @@ fn answer(
             .node
             .clone()
             .unwrap_or(Reply::Data(json!({}))),
-        ("GET", ["nodes", _, "config"]) => script.lock().unwrap().config.clone().unwrap_or(
-            Reply::Data(json!({"recordingCapacity": {"maxConcurrentRecordings": 8}})),
-        ),
+        ("GET", ["nodes", _, "config"]) => script
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .config
+            .clone()
+            .unwrap_or(Reply::Data(
+                json!({"recordingCapacity": {"maxConcurrentRecordings": 8}}),
+            )),
         ("POST", ["nodes", _, "health-events"]) => {
-            seen.lock().unwrap().health_events.push(json!({}));
+            seen.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .health_events
+                .push(json!({}));
             Reply::Data(json!({"id": "hev_1"}))
         }
         ("POST", ["nodes", _, "recording-jobs", "claim-next-group"]) => {
-            let mut sc = script.lock().unwrap();
+            let mut sc = script.lock().unwrap_or_else(|p| p.into_inner());
             let reply = sc.claims.pop_front();
             let index = reply.as_ref().map(|_| sc.served);
             if reply.is_some() {
                 sc.served += 1;
             }
-            seen.lock().unwrap().claims.push((now, index));
+            seen.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .claims
+                .push((now, index));
             reply.unwrap_or(Reply::NoContent)
         }
         ("POST", ["recording-jobs", id, "heartbeat"]) => {
@@ -250,7 +261,12 @@ fn answer(
                 .or_default()
                 .push(now);
             let body = serde_json::to_vec(&json!({"data": {"id": id, "status": "running"}}));
-            if script.lock().unwrap().slow_heartbeats.contains(&id) {
+            if script
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .slow_heartbeats
+                .contains(&id)
+            {
                 Reply::Trickle {
                     body: body.unwrap(),
                     every: Duration::from_secs(1),
@@ -263,7 +279,10 @@ fn answer(
             Reply::Data(json!({"id": decode(id), "status": "running"}))
         }
         ("POST", ["recording-jobs", id, "failed"]) => {
-            seen.lock().unwrap().failed.push((decode(id), reason, now));
+            seen.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .failed
+                .push((decode(id), reason, now));
             Reply::Data(json!({}))
         }
         ("POST", ["recording-jobs", id, "cancelled"]) => {
@@ -274,7 +293,10 @@ fn answer(
             Reply::Data(json!({}))
         }
         ("PUT", ["recordings", rec, "cache-file"]) => {
-            seen.lock().unwrap().uploads.push((decode(rec), body_len));
+            seen.lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .uploads
+                .push((decode(rec), body_len));
             Reply::Data(json!({
                 "file": {"checksum": digest, "size": body_len, "cachePath": "x"},
                 "recording": {}, "uploadQueueItems": []
