@@ -58,9 +58,9 @@ pub struct ClientConfig {
     /// terminal reports), end to end.
     pub call_timeout: Duration,
     /// The whole of a job heartbeat or job poll: short, so that a hostile or slow answer
-    /// costs one beat, never the lease.
+    /// costs one beat, never the lease. At most `call_timeout`.
     pub job_call_timeout: Duration,
-    /// The whole of a claim (`claim-next-group`).
+    /// The whole of a claim (`claim-next-group`). At most `call_timeout`.
     pub claim_timeout: Duration,
     /// The whole of a cache-file upload, end to end.
     pub upload_timeout: Duration,
@@ -409,8 +409,9 @@ impl Client {
         let c = &self.cfg;
         let whole = match budget {
             Budget::Call => c.call_timeout,
-            Budget::Job => c.job_call_timeout,
-            Budget::Claim => c.claim_timeout,
+            // Never longer than an ordinary call.
+            Budget::Job => c.job_call_timeout.min(c.call_timeout),
+            Budget::Claim => c.claim_timeout.min(c.call_timeout),
             Budget::Upload => c.upload_timeout,
         };
         // No single phase may outlast the whole call (a short job call stays short).

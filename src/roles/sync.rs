@@ -109,10 +109,29 @@ struct Watch {
     polled_at: Option<Instant>,
 }
 
-/// A kind of failure already logged: its repeats are counted until the window ends.
-struct Folded {
-    logged_at: Instant,
-    repeats: u64,
+/// Which controller failures to log: the first of each kind (call and error kind) at
+/// once, then one line per [`FOLD_WINDOW`] saying how many repeats it folded. Pure: the
+/// caller passes the clock.
+#[derive(Default)]
+struct FailureLog {
+    kinds: HashMap<(&'static str, String), (Instant, u64)>,
+}
+
+impl FailureLog {
+    /// `Some(repeats folded since the last line)` when this failure is to be logged.
+    fn note(&mut self, call: &'static str, kind: String, now: Instant) -> Option<u64> {
+        match self.kinds.get_mut(&(call, kind.clone())) {
+            None => {
+                self.kinds.insert((call, kind), (now, 0));
+                Some(0)
+            }
+            Some((logged_at, repeats)) if now.duration_since(*logged_at) < FOLD_WINDOW => {
+                *repeats += 1;
+                None
+            }
+            Some(entry) => Some(std::mem::replace(entry, (now, 0)).1),
+        }
+    }
 }
 
 struct Sync {
@@ -127,8 +146,7 @@ struct Sync {
     watches: HashMap<String, Watch>,
     /// Outbox rows handed to a lane and not yet answered.
     in_flight: HashSet<i64>,
-    /// By (call, error kind): the first failure of a kind is logged at once.
-    trouble_log: HashMap<(&'static str, String), Folded>,
+    trouble_log: FailureLog,
 }
 
 pub fn run(settings: SyncSettings, shutdown: &StopFlag) -> Result<(), SyncError> {
@@ -151,7 +169,7 @@ pub fn run(settings: SyncSettings, shutdown: &StopFlag) -> Result<(), SyncError>
         inventory_sent: false,
         watches: HashMap::new(),
         in_flight: HashSet::new(),
-        trouble_log: HashMap::new(),
+        trouble_log: FailureLog::default(),
     };
     let mut last_beat: Option<Instant> = None;
     while !shutdown.is_stopped() {
@@ -280,6 +298,9 @@ impl Sync {
     /// Logs controller trouble: the first failure of each kind (call and error kind) at
     /// once, repeats of it folded into one line a minute. Capture is never affected.
     fn trouble(&mut self, what: &'static str, e: &CallError) {
+        let Some(folded) = self.trouble_log.note(what, e.kind(), Instant::now()) else {
+            return;
+        };
         let retry = if e.is_retryable() {
             "will retry"
         } else {
@@ -287,29 +308,11 @@ impl Sync {
         };
         let text = e.to_string();
         let message = untrusted(&text);
-        match self.trouble_log.get_mut(&(what, e.kind())) {
-            Some(f) if f.logged_at.elapsed() < FOLD_WINDOW => f.repeats += 1,
-            Some(f) => {
-                log::warn!(
-                    "controller {what}: {message} ({retry}; {} more like it in the last {}s; capture is unaffected)",
-                    f.repeats,
-                    f.logged_at.elapsed().as_secs()
-                );
-                *f = Folded {
-                    logged_at: Instant::now(),
-                    repeats: 0,
-                };
-            }
-            None => {
-                log::warn!("controller {what}: {message} ({retry}; capture is unaffected)");
-                self.trouble_log.insert(
-                    (what, e.kind()),
-                    Folded {
-                        logged_at: Instant::now(),
-                        repeats: 0,
-                    },
-                );
-            }
+        match folded {
+            0 => log::warn!("controller {what}: {message} ({retry}; capture is unaffected)"),
+            n => log::warn!(
+                "controller {what}: {message} ({retry}; {n} more like it folded; capture is unaffected)"
+            ),
         }
     }
 
@@ -639,4 +642,37 @@ pub fn hash_file(path: &Path) -> std::io::Result<(String, u64)> {
     let bytes = std::io::copy(&mut file, &mut hasher)?;
     let digest = hasher.finalize();
     Ok((digest.iter().map(|b| format!("{b:02x}")).collect(), bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_failure_of_each_kind_is_logged_at_once_and_repeats_are_folded() {
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut log = FailureLog::default();
+        // (seconds, call, error kind, expected)
+        let table: &[(u64, &'static str, &str, Option<u64>)] = &[
+            (0, "claim", "timeout", Some(0)),
+            (1, "claim", "timeout", None),
+            (2, "claim", "malformed", Some(0)),
+            (3, "job heartbeat", "timeout", Some(0)),
+            (4, "claim", "timeout", None),
+            (5, "claim", "status 503", Some(0)),
+            (59, "claim", "timeout", None),
+            (60, "claim", "timeout", Some(3)),
+            (61, "claim", "timeout", None),
+            (121, "claim", "timeout", Some(1)),
+            (122, "claim", "malformed", Some(0)),
+        ];
+        for &(s, call, kind, want) in table {
+            assert_eq!(
+                log.note(call, kind.to_string(), at(s)),
+                want,
+                "{s}s {call} {kind}"
+            );
+        }
+    }
 }
