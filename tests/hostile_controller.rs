@@ -438,7 +438,7 @@ fn slow_node_calls_and_another_jobs_slow_heartbeat_hold_no_heartbeat() {
             .seen()
             .uploads
             .iter()
-            .any(|(rec, _)| rec == "rec_job_steady")
+            .any(|(rec, ..)| rec == "rec_job_steady")
     });
     let gap = assert_heartbeats_kept_interval(&server, "job_steady", 6);
     eprintln!("job_steady's largest heartbeat gap while node calls hung: {gap:?}");
@@ -466,7 +466,7 @@ fn a_claim_answered_at_1_byte_per_second_holds_no_heartbeat() {
             .seen()
             .uploads
             .iter()
-            .any(|(rec, _)| rec == "rec_job_running")
+            .any(|(rec, ..)| rec == "rec_job_running")
     });
     let gap = assert_heartbeats_kept_interval(&server, "job_running", 7);
     {
@@ -480,5 +480,56 @@ fn a_claim_answered_at_1_byte_per_second_holds_no_heartbeat() {
     }
     eprintln!("job_running's largest heartbeat gap while a claim hung: {gap:?}");
     let (_, root, state) = agent.stop();
+    assert_upload_journaled(&server, &state, "job_running");
+    assert_nothing_outside_state(root.path(), &state, "none");
+}
+
+/// The journal holds the upload as acknowledged, with the checksum the controller stored.
+fn assert_upload_journaled(server: &Hostile, state: &Path, job: &str) {
+    let rec = format!("rec_{job}");
+    let stored = server
+        .seen()
+        .uploads
+        .iter()
+        .find(|u| u.0 == rec)
+        .map(|u| u.2.clone())
+        .expect("uploaded");
+    let journal = edgerec::journal::Journal::open_read_only(&state.join("edgerec.db")).unwrap();
+    let row = journal
+        .job_by_controller_id(job)
+        .unwrap()
+        .expect("journaled");
+    let uploads = journal.uploads(&row.id).unwrap();
+    assert_eq!(uploads.len(), 1, "{uploads:?}");
+    assert!(uploads[0].acknowledged_at_ms.is_some(), "{uploads:?}");
+    assert_eq!(format!("sha256:{}", uploads[0].sha256), stored);
+    assert_eq!(
+        uploads[0].path,
+        Path::new("recording.wav"),
+        "relative to the job"
+    );
+}
+
+/// A finished job's upload is answered at 1 byte per second (held until the upload's read
+/// timeout, then retried): a running job's heartbeats keep their interval meanwhile.
+#[test]
+fn a_slow_upload_holds_no_heartbeat() {
+    let mut script = Script {
+        slow_uploads: vec!["rec_job_short".into()],
+        ..Script::default()
+    };
+    script.claims.push_back(Reply::Data(json!([
+        good_job("job_short", 2.0),
+        good_job("job_long", 22.0)
+    ])));
+    let server = Hostile::start(script);
+    let agent = Agent::start(&server);
+    wait_for(Duration::from_secs(45), "job_long's upload", || {
+        server.seen().uploads.iter().any(|u| u.0 == "rec_job_long")
+    });
+    let gap = assert_heartbeats_kept_interval(&server, "job_long", 8);
+    eprintln!("job_long's largest heartbeat gap while an upload hung: {gap:?}");
+    let (_, root, state) = agent.stop();
+    assert_upload_journaled(&server, &state, "job_long");
     assert_nothing_outside_state(root.path(), &state, "none");
 }

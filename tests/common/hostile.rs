@@ -38,7 +38,8 @@ pub struct Seen {
     pub cancelled: Vec<(String, String, Instant)>,
     /// When each claim was answered, and by which script entry (None: 204).
     pub claims: Vec<(Instant, Option<usize>)>,
-    pub uploads: Vec<(String, u64)>,
+    /// (decoded recording id, bytes, checksum it was answered with, when).
+    pub uploads: Vec<(String, u64, String, Instant)>,
     pub health_events: Vec<Value>,
     /// Every request line, decoded.
     pub requests: Vec<String>,
@@ -54,6 +55,8 @@ pub struct Script {
     pub node: Option<Reply>,
     /// Job ids whose heartbeats trickle.
     pub slow_heartbeats: Vec<String>,
+    /// Recording ids whose upload replies trickle.
+    pub slow_uploads: Vec<String>,
     /// Count of claims answered so far from the script.
     pub served: usize,
 }
@@ -293,14 +296,27 @@ fn answer(
             Reply::Data(json!({}))
         }
         ("PUT", ["recordings", rec, "cache-file"]) => {
+            let rec = decode(rec);
+            let data = json!({
+                "file": {"checksum": digest, "size": body_len, "cachePath": "x"},
+                "recording": {}, "uploadQueueItems": []
+            });
+            let slow = script
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .slow_uploads
+                .contains(&rec);
+            if slow {
+                return Reply::Trickle {
+                    body: serde_json::to_vec(&json!({ "data": data })).unwrap(),
+                    every: Duration::from_secs(1),
+                };
+            }
             seen.lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .uploads
-                .push((decode(rec), body_len));
-            Reply::Data(json!({
-                "file": {"checksum": digest, "size": body_len, "cachePath": "x"},
-                "recording": {}, "uploadQueueItems": []
-            }))
+                .push((rec, body_len, digest.to_string(), now));
+            Reply::Data(data)
         }
         _ => Reply::Body(br#"{"error":"not_found"}"#.to_vec()),
     }

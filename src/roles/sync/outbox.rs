@@ -3,7 +3,7 @@
 //! when it comes back (the journal stays the truth: a row is delivered only once the
 //! controller said so, an upload acknowledged only with the controller's checksum).
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::lanes::Lane;
@@ -265,13 +265,14 @@ impl Sync {
                     cached.size,
                     untrusted(&cached.checksum)
                 );
-                self.journal.record_upload(
-                    job_id,
-                    0,
-                    &up.file.path,
-                    up.file.bytes,
-                    &up.file.sha256,
-                )?;
+                // Recorded relative to the job's directory, like segment paths.
+                let name = up
+                    .file
+                    .path
+                    .file_name()
+                    .map_or(up.file.path.as_path(), Path::new);
+                self.journal
+                    .record_upload(job_id, 0, name, up.file.bytes, &up.file.sha256)?;
                 self.journal.acknowledge_upload(job_id, 0, now_ms())?;
                 (
                     Event::UploadAccepted {
