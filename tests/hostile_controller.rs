@@ -321,8 +321,9 @@ fn assert_heartbeats_kept_interval(server: &Hostile, job: &str, at_least: usize)
 }
 
 /// The fault table: one claim serves every hostile job; further claims serve malformed
-/// JSON, a non-list, a 2 GB `Content-Length` over a short body and a 1-byte-per-second
-/// reply; then a good job that must still be claimed. A good job runs throughout.
+/// JSON, a non-list, a 2 GB `Content-Length` over a short body, a 1-byte-per-second reply
+/// and the hostile jobs again (each is still reported once); then a good job that must
+/// still be claimed. A good job runs throughout.
 #[test]
 fn hostile_controller_fault_table() {
     let tag = format!("edgerec-hostile-{}", std::process::id());
@@ -331,8 +332,8 @@ fn hostile_controller_fault_table() {
     let trickled = serde_json::to_vec(&json!({"data": [good_job("job_trickled", 3.0)]})).unwrap();
     let mut script = Script::default();
     script.claims.extend([
-        Reply::Data(json!([good_job("job_good", 40.0)])),
-        Reply::Data(Value::Array(group)),
+        Reply::Data(json!([good_job("job_good", 48.0)])),
+        Reply::Data(Value::Array(group.clone())),
         Reply::Body(br#"{"data": [{"id": "job_malformed", "command": {"#.to_vec()),
         Reply::Data(json!("jobs")),
         Reply::LyingLength {
@@ -343,6 +344,8 @@ fn hostile_controller_fault_table() {
             body: trickled,
             every: Duration::from_secs(1),
         },
+        // The same hostile jobs again (a controller re-offers what it leased).
+        Reply::Data(Value::Array(group)),
         Reply::Data(json!([good_job("job_after", 3.0)])),
     ]);
     let server = Hostile::start(script);
@@ -395,6 +398,10 @@ fn hostile_controller_fault_table() {
             Expect::Skipped => eprintln!("{:<24} | skipped  | -", row.name),
         }
     }
+    assert!(
+        seen.claims.iter().any(|(_, i)| *i == Some(6)),
+        "the hostile jobs were offered a second time"
+    );
     assert_eq!(seen.failed.len(), reported(), "no other job was reported");
     for never in ["job_malformed", "job_lying", "job_trickled"] {
         assert!(
@@ -406,7 +413,11 @@ fn hostile_controller_fault_table() {
         log.contains("without a usable id"),
         "a job without a usable id is logged"
     );
-    assert!(log.contains("job_\\0nul"), "the NUL is shown escaped");
+    assert_eq!(
+        log.matches("job_\\0nul").count(),
+        1,
+        "the NUL is shown escaped, once though the job came twice"
+    );
     eprintln!("job_good's largest heartbeat gap during the table: {gap:?}");
     assert_nothing_outside_state(root.path(), &state, &tag);
 }

@@ -147,6 +147,7 @@ struct Sync {
     /// Outbox rows handed to a lane and not yet answered.
     in_flight: HashSet<i64>,
     trouble_log: FailureLog,
+    skipped: claim::Skipped,
 }
 
 pub fn run(settings: SyncSettings, shutdown: &StopFlag) -> Result<(), SyncError> {
@@ -170,6 +171,7 @@ pub fn run(settings: SyncSettings, shutdown: &StopFlag) -> Result<(), SyncError>
         watches: HashMap::new(),
         in_flight: HashSet::new(),
         trouble_log: FailureLog::default(),
+        skipped: claim::Skipped::default(),
     };
     let mut last_beat: Option<Instant> = None;
     while !shutdown.is_stopped() {

@@ -18,6 +18,26 @@ use crate::segment::writer::now_ms;
 /// by lease expiry.
 const MAX_JOBS_PER_CLAIM: usize = 64;
 
+/// Most distinct skipped jobs remembered (so each is logged once, in bounded memory).
+const MAX_SKIPPED_REMEMBERED: usize = 1024;
+
+/// Jobs without a usable id already logged, by a hash of what they sent.
+#[derive(Default)]
+pub(super) struct Skipped(std::collections::HashSet<u64>);
+
+impl Skipped {
+    /// True the first time this (id, reason) is seen.
+    fn note(&mut self, raw_id: &str, reason: &str) -> bool {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        (raw_id, reason).hash(&mut h);
+        if self.0.len() >= MAX_SKIPPED_REMEMBERED {
+            self.0.clear();
+        }
+        self.0.insert(h.finish())
+    }
+}
+
 /// A directory name for a claimed job, made here: never anything the controller sent.
 fn new_local_id() -> String {
     format!("ctl-{}", &uuid::Uuid::new_v4().simple().to_string()[..16])
@@ -140,11 +160,17 @@ impl Sync {
     fn refuse(&mut self, raw_id: Option<&str>, rejection: &JobRejection) -> Result<(), SyncError> {
         let reason = rejection.reason();
         let Some(controller_id) = rejection.job_id.clone() else {
-            log::error!(
-                "controller sent a job without a usable id (id {}); skipped: {}",
-                raw_id.map_or("missing".to_string(), |id| format!("{:?}", untrusted(id))),
-                untrusted(&reason)
-            );
+            // Offered again at every claim until its lease expires: said once.
+            let first = self.skipped.note(raw_id.unwrap_or(""), &reason);
+            let shown = raw_id.map_or("missing".to_string(), |id| format!("{:?}", untrusted(id)));
+            if first {
+                log::error!(
+                    "controller sent a job without a usable id (id {shown}); skipped: {}",
+                    untrusted(&reason)
+                );
+            } else {
+                log::debug!("skipped again: a job without a usable id (id {shown})");
+            }
             return Ok(());
         };
         if self.journal.job_by_controller_id(&controller_id)?.is_some() {
