@@ -409,6 +409,14 @@ fn hostile_controller_fault_table() {
             "{never} came from a broken reply and must not run"
         );
     }
+    // Three kinds of claim failure within a minute: each logged when it first happens.
+    for kind in [
+        "controller claim: unexpected reply",
+        "controller claim: controller unreachable",
+        "controller claim: controller call timed out",
+    ] {
+        assert!(log.contains(kind), "the first {kind:?} is logged at once");
+    }
     assert!(
         log.contains("without a usable id"),
         "a job without a usable id is logged"
