@@ -508,6 +508,38 @@ fn one_byte_per_second_ends_within_the_global_timeout() {
     }
 }
 
+/// Each call kind has its own bound: a job heartbeat or poll that dribbles ends at the
+/// short job-call timeout and a claim at the claim timeout, while ordinary calls keep
+/// the longer one.
+#[test]
+fn job_calls_and_claims_have_their_own_short_bounds() {
+    let base = dribbler(true);
+    let dir = tempfile::tempdir().unwrap();
+    let mut cfg = config(&base, dir.path());
+    cfg.read_timeout = Duration::from_secs(30);
+    cfg.call_timeout = Duration::from_secs(30);
+    cfg.job_call_timeout = Duration::from_millis(800);
+    cfg.claim_timeout = Duration::from_millis(1200);
+    let client = Client::new(cfg).unwrap();
+    let bounded = |what: &str, bound: Duration, call: &dyn Fn() -> Option<CallError>| {
+        let started = Instant::now();
+        let e = call().unwrap_or_else(|| panic!("{what}: a dribbled reply cannot succeed"));
+        let elapsed = started.elapsed();
+        eprintln!("{what}: {e} after {elapsed:?}");
+        assert!(matches!(e, CallError::Timeout(_)), "{what}: {e:?}");
+        assert!(
+            elapsed >= bound && elapsed < bound + Duration::from_millis(900),
+            "{what}: {elapsed:?} for a bound of {bound:?}"
+        );
+    };
+    let ms = Duration::from_millis;
+    bounded("job heartbeat", ms(800), &|| {
+        client.job_heartbeat("job_1").err()
+    });
+    bounded("job poll", ms(800), &|| client.get_job("job_1").err());
+    bounded("claim", ms(1200), &|| client.claim_next_group().err());
+}
+
 // ---- construction -------------------------------------------------------------------
 
 #[test]

@@ -54,8 +54,14 @@ pub struct ClientConfig {
     /// From the request sent to the response headers received, and reading a reply
     /// body; for uploads, how long the controller may take to store the file.
     pub read_timeout: Duration,
-    /// The whole of an ordinary call, end to end.
+    /// The whole of an ordinary call (node heartbeat, inventory, config, health events,
+    /// terminal reports), end to end.
     pub call_timeout: Duration,
+    /// The whole of a job heartbeat or job poll: short, so that a hostile or slow answer
+    /// costs one beat, never the lease. At most `call_timeout`.
+    pub job_call_timeout: Duration,
+    /// The whole of a claim (`claim-next-group`). At most `call_timeout`.
+    pub claim_timeout: Duration,
     /// The whole of a cache-file upload, end to end.
     pub upload_timeout: Duration,
     /// A PEM bundle of the private CA(s) the controller's certificate chains to; replaces
@@ -77,6 +83,8 @@ impl ClientConfig {
             connect_timeout: Duration::from_secs(10),
             read_timeout: Duration::from_secs(60),
             call_timeout: Duration::from_secs(30),
+            job_call_timeout: Duration::from_secs(5),
+            claim_timeout: Duration::from_secs(10),
             upload_timeout: Duration::from_secs(3600),
             ca_file: None,
         }
@@ -102,6 +110,8 @@ const MAX_FILE_NAME: usize = 255;
 #[derive(Clone, Copy)]
 enum Budget {
     Call,
+    Job,
+    Claim,
     Upload,
 }
 
@@ -250,7 +260,7 @@ impl Client {
     /// the ones that do not pass.
     pub fn claim_next_group(&self) -> Result<Vec<Job>, CallError> {
         let url = self.node_url("recording-jobs/claim-next-group");
-        let reply = self.post_empty(&url, None)?;
+        let reply = self.post_empty(&url, None, Budget::Claim)?;
         if reply.status == 204 {
             return Ok(Vec::new());
         }
@@ -268,14 +278,14 @@ impl Client {
     /// cancelled, expired): [`Client::get_job`] to learn which.
     pub fn job_heartbeat(&self, job_id: &str) -> Result<Job, CallError> {
         let url = self.job_url(job_id, "/heartbeat");
-        let reply = self.post_empty(&url, None)?;
+        let reply = self.post_empty(&url, None, Budget::Job)?;
         job_reply(&reply)
     }
 
     /// 8: `GET /recording-jobs/{jobId}`.
     pub fn get_job(&self, job_id: &str) -> Result<Job, CallError> {
         let url = self.job_url(job_id, "");
-        let reply = self.get(&url)?;
+        let reply = self.get_within(&url, Budget::Job)?;
         job_reply(&reply)
     }
 
@@ -285,7 +295,7 @@ impl Client {
     pub fn post_cancelled(&self, job_id: &str, reason: &str) -> Result<(), CallError> {
         let url = self.job_url(job_id, "/cancelled");
         let reason = reason_header(reason, "agent_cancelled");
-        self.post_empty(&url, Some(&reason)).map(drop)
+        self.post_empty(&url, Some(&reason), Budget::Call).map(drop)
     }
 
     /// 10: `POST /recording-jobs/{jobId}/failed` with the reason in `x-rakkr-reason`
@@ -293,7 +303,7 @@ impl Client {
     pub fn post_failed(&self, job_id: &str, reason: &str) -> Result<(), CallError> {
         let url = self.job_url(job_id, "/failed");
         let reason = reason_header(reason, "agent_failed");
-        self.post_empty(&url, Some(&reason)).map(drop)
+        self.post_empty(&url, Some(&reason), Budget::Call).map(drop)
     }
 
     /// 11: `PUT /recordings/{recordingId}/cache-file`, streaming the file from disk with
@@ -399,8 +409,13 @@ impl Client {
         let c = &self.cfg;
         let whole = match budget {
             Budget::Call => c.call_timeout,
+            // Never longer than an ordinary call.
+            Budget::Job => c.job_call_timeout.min(c.call_timeout),
+            Budget::Claim => c.claim_timeout.min(c.call_timeout),
             Budget::Upload => c.upload_timeout,
         };
+        // No single phase may outlast the whole call (a short job call stays short).
+        let phase = |t: Duration| Some(t.min(whole));
         let auth = {
             let token = self.token.read().unwrap_or_else(PoisonError::into_inner);
             format!("Bearer {}", token.0)
@@ -408,18 +423,22 @@ impl Client {
         rb.header("authorization", auth)
             .header("accept", "application/json")
             .config()
-            .timeout_resolve(Some(c.connect_timeout))
-            .timeout_connect(Some(c.connect_timeout))
-            .timeout_send_request(Some(c.read_timeout))
+            .timeout_resolve(phase(c.connect_timeout))
+            .timeout_connect(phase(c.connect_timeout))
+            .timeout_send_request(phase(c.read_timeout))
             .timeout_send_body(Some(whole))
-            .timeout_recv_response(Some(c.read_timeout))
-            .timeout_recv_body(Some(c.read_timeout))
+            .timeout_recv_response(phase(c.read_timeout))
+            .timeout_recv_body(phase(c.read_timeout))
             .timeout_global(Some(whole))
             .build()
     }
 
     fn get(&self, url: &str) -> Result<Reply, CallError> {
-        let result = self.prepare(self.agent.get(url), Budget::Call).call();
+        self.get_within(url, Budget::Call)
+    }
+
+    fn get_within(&self, url: &str, budget: Budget) -> Result<Reply, CallError> {
+        let result = self.prepare(self.agent.get(url), budget).call();
         self.finish(result)
     }
 
@@ -433,8 +452,13 @@ impl Client {
         self.finish(result)
     }
 
-    fn post_empty(&self, url: &str, reason: Option<&str>) -> Result<Reply, CallError> {
-        let mut rb = self.prepare(self.agent.post(url), Budget::Call);
+    fn post_empty(
+        &self,
+        url: &str,
+        reason: Option<&str>,
+        budget: Budget,
+    ) -> Result<Reply, CallError> {
+        let mut rb = self.prepare(self.agent.post(url), budget);
         if let Some(reason) = reason {
             rb = rb.header("x-rakkr-reason", reason);
         }

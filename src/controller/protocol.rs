@@ -547,13 +547,21 @@ impl Job {
     /// has an id at all); never run it.
     pub fn validate(&self) -> Result<ValidJob, JobRejection> {
         let reject = |field: &'static str, problem: String| JobRejection {
-            job_id: self.id.clone(),
+            job_id: self.id.clone().filter(|id| reportable_id(id)),
             field,
             problem,
         };
-        let id = self.text("id", &self.id, reject)?;
-        let node_id = self.text("nodeId", &self.node_id, reject)?;
-        let recording_id = self.text("recordingId", &self.recording_id, reject)?;
+        let checked = |field: &'static str, value: &Option<String>| {
+            let v = self.text(field, value, reject)?;
+            check_id(&v).map_err(|p| reject(field, p.to_string()))?;
+            Ok(v)
+        };
+        let id = checked("id", &self.id)?;
+        let node_id = checked("nodeId", &self.node_id)?;
+        let recording_id = checked("recordingId", &self.recording_id)?;
+        if self.present_at("/command/captureGroupId") {
+            checked("command.captureGroupId", &self.command.capture_group_id)?;
+        }
         let status = match &self.status {
             Some(s) => s.clone(),
             None => return Err(reject("status", self.absent("/status"))),
@@ -598,10 +606,16 @@ impl Job {
                     self.absent("/command/durationSeconds"),
                 ));
             }
-            Some(d) if !d.is_finite() || d <= 0.0 || d > DURATION_SECONDS.1 as f64 => {
+            // Shorter than a millisecond rounds to no frames at all.
+            Some(d) if !d.is_finite() || d < 0.001 || d > DURATION_SECONDS.1 as f64 => {
+                let shown = if d.abs() < 1e9 {
+                    d.to_string()
+                } else {
+                    format!("{d:e}")
+                };
                 return Err(reject(
                     "command.durationSeconds",
-                    format!("{d} is outside (0, {}]", DURATION_SECONDS.1),
+                    format!("{shown} is outside [0.001, {}]", DURATION_SECONDS.1),
                 ));
             }
             Some(d) => d,
@@ -745,6 +759,41 @@ fn out_of_range(v: u64, (lo, hi): (u64, u64)) -> String {
     format!("{v} is outside {lo}..={hi}")
 }
 
+/// Longest controller id (job, recording, node, group) the agent accepts.
+pub const MAX_ID: usize = 128;
+/// Longest extension of an output file name (`flac`).
+const MAX_EXTENSION: usize = 8;
+
+/// A controller id (`job_…`, `rec_…`, `node_…`) is data: 1..=[`MAX_ID`] bytes of
+/// `[A-Za-z0-9_-]`, so it can never be read as a path, a flag or a control sequence.
+pub fn check_id(id: &str) -> Result<(), &'static str> {
+    if id.is_empty() {
+        return Err("is empty");
+    }
+    if id.len() > MAX_ID {
+        return Err("is longer than 128 bytes");
+    }
+    if !id
+        .bytes()
+        .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+    {
+        return Err("has characters outside [A-Za-z0-9_-]");
+    }
+    Ok(())
+}
+
+/// Whether a job id that fails [`check_id`] can still be named in a `/failed` report: it
+/// goes into the URL percent-encoded, so anything printable and bounded will do except a
+/// dot-only segment (`..` would climb the URL path).
+fn reportable_id(id: &str) -> bool {
+    !id.trim().is_empty()
+        && id.len() <= MAX_TEXT
+        && !id.chars().any(char::is_control)
+        && !id.bytes().all(|b| b == b'.')
+}
+
+/// A bare file name with a short alphanumeric extension: no separators, no `..`, no
+/// leading dot (control characters and length are checked as text).
 fn check_file_name(name: &str) -> Result<(), &'static str> {
     if name.contains('/') || name.contains('\\') {
         return Err("contains a path separator");
@@ -752,10 +801,19 @@ fn check_file_name(name: &str) -> Result<(), &'static str> {
     if name.contains("..") {
         return Err("contains \"..\"");
     }
-    if name == "." {
-        return Err("is \".\"");
+    if name.starts_with('.') {
+        return Err("starts with \".\"");
     }
-    Ok(())
+    match name.rsplit_once('.') {
+        Some((stem, ext))
+            if !stem.is_empty()
+                && (1..=MAX_EXTENSION).contains(&ext.len())
+                && ext.bytes().all(|b| b.is_ascii_alphanumeric()) =>
+        {
+            Ok(())
+        }
+        _ => Err("has no extension of 1-8 letters or digits"),
+    }
 }
 
 fn check_selection(sel: &[u16], channels: u16) -> Result<Vec<u16>, String> {
@@ -1192,6 +1250,12 @@ mod tests {
             ),
             (
                 "/command/durationSeconds",
+                Some(json!(1.5e-271)),
+                "command.durationSeconds",
+                "outside [0.001",
+            ),
+            (
+                "/command/durationSeconds",
                 Some(json!(7 * 24 * 3600 + 1)),
                 "command.durationSeconds",
                 "outside",
@@ -1315,6 +1379,119 @@ mod tests {
             assert!(!err.reason().contains('\n'));
         }
     }
+
+    #[test]
+    fn hostile_ids_and_file_names_are_refused_and_reported_only_when_printable() {
+        // (pointer, value, field, words, reportable under the job's own id)
+        let long = "job_".to_string() + &"a".repeat(200);
+        let cases: &[(&str, Value, &str, &str, Option<&str>)] = &[
+            (
+                "/id",
+                json!("../../../../tmp/x"),
+                "id",
+                "outside",
+                Some("../../../../tmp/x"),
+            ),
+            (
+                "/id",
+                json!("/etc/passwd"),
+                "id",
+                "outside",
+                Some("/etc/passwd"),
+            ),
+            ("/id", json!(".."), "id", "outside", None),
+            ("/id", json!("job_\u{0}x"), "id", "control", None),
+            ("/id", json!("job_\u{1b}[2J"), "id", "control", None),
+            (
+                "/id",
+                json!(long),
+                "id",
+                "longer than 128",
+                Some(long.as_str()),
+            ),
+            (
+                "/id",
+                json!("x".repeat(10_000)),
+                "id",
+                "longer than 255",
+                None,
+            ),
+            ("/id", json!("job 1"), "id", "outside", Some("job 1")),
+            (
+                "/recordingId",
+                json!("../rec"),
+                "recordingId",
+                "outside",
+                Some(JOB),
+            ),
+            (
+                "/recordingId",
+                json!("/tmp/rec"),
+                "recordingId",
+                "outside",
+                Some(JOB),
+            ),
+            (
+                "/nodeId",
+                json!("node_1/../x"),
+                "nodeId",
+                "outside",
+                Some(JOB),
+            ),
+            (
+                "/command/captureGroupId",
+                json!("../g"),
+                "command.captureGroupId",
+                "outside",
+                Some(JOB),
+            ),
+            (
+                "/command/outputFileName",
+                json!(".hidden.wav"),
+                "command.outputFileName",
+                "starts with",
+                Some(JOB),
+            ),
+            (
+                "/command/outputFileName",
+                json!("noextension"),
+                "command.outputFileName",
+                "extension",
+                Some(JOB),
+            ),
+            (
+                "/command/outputFileName",
+                json!("a.w@v"),
+                "command.outputFileName",
+                "extension",
+                Some(JOB),
+            ),
+            (
+                "/command/outputFileName",
+                json!("a.wav\u{0}.sh"),
+                "command.outputFileName",
+                "control",
+                Some(JOB),
+            ),
+        ];
+        for (pointer, value, field, words, reported) in cases {
+            let mut v = job_json();
+            let (parent, key) = pointer.rsplit_once('/').unwrap();
+            let obj = v.pointer_mut(parent).unwrap().as_object_mut().unwrap();
+            obj.insert(key.to_string(), value.clone());
+            let err = Job::from_value(v)
+                .validate()
+                .expect_err(&format!("{pointer} = {value} should be rejected"));
+            assert_eq!(err.field, *field, "{pointer}: {err}");
+            assert!(err.problem.contains(words), "{pointer}: {:?}", err.problem);
+            assert_eq!(err.job_id.as_deref(), *reported, "{pointer} = {value}");
+        }
+        for good in ["job_0b6c-1f", "rec_1", "A-z_9"] {
+            assert_eq!(check_id(good), Ok(()), "{good}");
+        }
+    }
+
+    const JOB: &str = "job_0b6c1f1e-6a5e-4c1e-9d7a-3f2f8f1f2a10";
 
     #[test]
     fn optional_fields_may_be_absent() {

@@ -344,6 +344,19 @@ impl Journal {
         }
     }
 
+    /// The job claimed under the controller's job id `controller_job_id` (stored as data;
+    /// the row's own id and directory are the agent's).
+    pub fn job_by_controller_id(&self, controller_job_id: &str) -> Result<Option<JobRow>> {
+        const DOING: &str = "reading a job by its controller id";
+        let sql = format!("SELECT {JOB_COLS} FROM jobs WHERE controller_job_id = ?1");
+        let mut stmt = self.conn.prepare_cached(&sql).doing(DOING)?;
+        let mut rows = stmt.query([controller_job_id]).doing(DOING)?;
+        match rows.next().doing(DOING)? {
+            Some(r) => Ok(Some(job_from_row(r)?)),
+            None => Ok(None),
+        }
+    }
+
     /// All jobs, newest first.
     pub fn jobs(&self) -> Result<Vec<JobRow>> {
         let sql = format!("SELECT {JOB_COLS} FROM jobs ORDER BY created_at_ms DESC, rowid DESC");

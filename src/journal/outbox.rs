@@ -349,7 +349,13 @@ impl Journal {
     /// The oldest pending row that is due at `now_ms` and not held back by an earlier
     /// pending row of its job (heartbeats neither wait nor hold back).
     pub fn next_due(&self, now_ms: i64) -> Result<Option<OutboxRow>> {
-        const DOING: &str = "finding the next due outbox row";
+        Ok(self.due_rows(now_ms, 1)?.into_iter().next())
+    }
+
+    /// Up to `limit` rows as [`Journal::next_due`] would return them one by one, oldest
+    /// first: a sender with rows in flight skips those and takes the next.
+    pub fn due_rows(&self, now_ms: i64, limit: u32) -> Result<Vec<OutboxRow>> {
+        const DOING: &str = "finding due outbox rows";
         let sql = format!(
             "SELECT {OUTBOX_COLS} FROM outbox o \
              WHERE {PENDING} AND o.next_attempt_ms <= ?1 \
@@ -357,14 +363,15 @@ impl Journal {
                  SELECT 1 FROM outbox p WHERE p.job_id = o.job_id AND p.id < o.id \
                  AND p.delivered_at_ms IS NULL AND p.abandoned_at_ms IS NULL \
                  AND p.kind <> 'job_heartbeat')) \
-             ORDER BY o.id LIMIT 1"
+             ORDER BY o.id LIMIT ?2"
         );
         let mut stmt = self.conn.prepare_cached(&sql).doing(DOING)?;
-        let mut rows = stmt.query([now_ms]).doing(DOING)?;
-        match rows.next().doing(DOING)? {
-            Some(r) => Ok(Some(outbox_from_row(r)?)),
-            None => Ok(None),
+        let mut rows = stmt.query(params![now_ms, limit]).doing(DOING)?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next().doing(DOING)? {
+            out.push(outbox_from_row(r)?);
         }
+        Ok(out)
     }
 
     /// Journals the controller's 2xx for row `id`. Returns false if the row was not

@@ -119,9 +119,13 @@ pub fn run(dir: &Path, job_seconds: f64) -> Result<DemoReport, DemoError> {
     };
 
     let recording = admin.recording(&finished.recording_id)?;
-    let timeline = std::fs::read_to_string(state.join(&finished.id).join(TIMELINE_FILE))
-        .ok()
-        .and_then(|t| serde_json::from_str(&t).ok());
+    // The agent names its job directories itself; the journal knows which is this job's.
+    let timeline =
+        crate::journal::Journal::open_read_only(&crate::roles::finalize::journal_path(&state))
+            .ok()
+            .and_then(|j| j.job_by_controller_id(&finished.id).ok().flatten())
+            .and_then(|row| std::fs::read_to_string(row.dir.join(TIMELINE_FILE)).ok())
+            .and_then(|t| serde_json::from_str(&t).ok());
     Ok(DemoReport {
         controller_url: base_url,
         job_id: finished.id.clone(),

@@ -4,30 +4,36 @@
 //! the outbox. Every decision about a controller job goes through the job machine
 //! (`core::job_machine`); its state is journaled before its actions run.
 //!
-//! Nothing here can stop or delay capture: the roles share only the journal, and a
-//! controller that is down, slow or answering garbage only delays this loop, whose every
-//! call is bounded by the client's timeouts.
+//! Nothing here can stop or delay capture: the roles share only the journal. Nothing slow
+//! can starve a lease either: every controller call runs on a worker lane of its own kind
+//! (`lanes`) under its own client timeout, each running job has its own heartbeat lane,
+//! and this loop only schedules calls and journals their outcomes.
+//!
+//! Controller input is data, never a path: a claimed job lives in a directory named by a
+//! local id this role makes; the controller's ids are validated and stored as columns.
 
-use std::collections::HashMap;
+mod claim;
+mod lanes;
+mod node;
+mod outbox;
+
+use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
 use crate::capture::StopFlag;
-use crate::capture::hotplug::{self, HotplugEvent};
-use crate::controller::client::{CallError, Client, ClientConfig, ClientError, UploadRequest};
-use crate::controller::protocol::{
-    AudioBackend, HealthEvent, Job, JobStatus, NodeHeartbeat, NodeStatus, Runtime, Severity,
-};
-use crate::core::backoff::Backoff;
+use crate::controller::client::{CallError, Client, ClientConfig, ClientError};
+use crate::controller::protocol::{Job, JobStatus, NodeConfig};
 use crate::core::job::JobState;
 use crate::core::job_machine::{self, Action, Event, JobKind, MachineState, RenderedFile, Report};
-use crate::journal::{
-    JobRow, JobSource, Journal, JournalError, NewJob, NewOutboxItem, OutboxKind, OutboxRow,
-};
+use crate::journal::{JobRow, JobSource, Journal, JournalError, NewOutboxItem, OutboxKind};
+use crate::logging::untrusted;
 use crate::roles::finalize::{self, RECORDING_FILE};
 use crate::segment::writer::now_ms;
+use lanes::{Lane, Lanes};
+use node::{interfaces, node_heartbeat};
 
 /// The sync role's settings.
 #[derive(Clone, Debug)]
@@ -73,6 +79,29 @@ pub enum SyncError {
     },
 }
 
+/// How often the loop looks at the journal when no call outcome wakes it.
+const TICK: Duration = Duration::from_millis(200);
+/// Repeats of one kind of failure (call and error kind) within this window are folded.
+const FOLD_WINDOW: Duration = Duration::from_secs(60);
+
+/// What a lane's call came back with.
+enum Done {
+    Node {
+        heartbeat: Result<(), CallError>,
+        inventory: Option<Result<(), CallError>>,
+    },
+    Config(Result<NodeConfig, CallError>),
+    Claim(Result<Vec<Job>, CallError>),
+    /// A job's heartbeat or poll: the controller's view, when it was learned.
+    Job {
+        local_id: String,
+        seen: Option<Box<Job>>,
+        failed: Option<(&'static str, CallError)>,
+    },
+    Outbox(Box<outbox::Sent>),
+    Upload(Box<outbox::Uploaded>),
+}
+
 /// A job's progress as the sync role last saw it: heartbeats only while it advances.
 struct Watch {
     frames: u64,
@@ -80,18 +109,45 @@ struct Watch {
     polled_at: Option<Instant>,
 }
 
+/// Which controller failures to log: the first of each kind (call and error kind) at
+/// once, then one line per [`FOLD_WINDOW`] saying how many repeats it folded. Pure: the
+/// caller passes the clock.
+#[derive(Default)]
+struct FailureLog {
+    kinds: HashMap<(&'static str, String), (Instant, u64)>,
+}
+
+impl FailureLog {
+    /// `Some(repeats folded since the last line)` when this failure is to be logged.
+    fn note(&mut self, call: &'static str, kind: String, now: Instant) -> Option<u64> {
+        match self.kinds.get_mut(&(call, kind.clone())) {
+            None => {
+                self.kinds.insert((call, kind), (now, 0));
+                Some(0)
+            }
+            Some((logged_at, repeats)) if now.duration_since(*logged_at) < FOLD_WINDOW => {
+                *repeats += 1;
+                None
+            }
+            Some(entry) => Some(std::mem::replace(entry, (now, 0)).1),
+        }
+    }
+}
+
 struct Sync {
     settings: SyncSettings,
     journal: Journal,
-    client: Client,
+    lanes: Lanes<Done>,
     capacity: u32,
     last_node_heartbeat: Option<Instant>,
     last_config: Option<Instant>,
     last_claim: Option<Instant>,
     inventory_sent: bool,
     watches: HashMap<String, Watch>,
-    /// One line per kind of controller trouble, not one per call.
-    last_error_logged: HashMap<&'static str, Instant>,
+    /// Outbox rows handed to a lane and not yet answered.
+    in_flight: HashSet<i64>,
+    trouble_log: FailureLog,
+    skipped: claim::Skipped,
 }
 
 pub fn run(settings: SyncSettings, shutdown: &StopFlag) -> Result<(), SyncError> {
@@ -106,14 +162,16 @@ pub fn run(settings: SyncSettings, shutdown: &StopFlag) -> Result<(), SyncError>
     let mut sync = Sync {
         settings,
         journal,
-        client,
+        lanes: Lanes::new(client),
         capacity: 1,
         last_node_heartbeat: None,
         last_config: None,
         last_claim: None,
         inventory_sent: false,
         watches: HashMap::new(),
-        last_error_logged: HashMap::new(),
+        in_flight: HashSet::new(),
+        trouble_log: FailureLog::default(),
+        skipped: claim::Skipped::default(),
     };
     let mut last_beat: Option<Instant> = None;
     while !shutdown.is_stopped() {
@@ -127,7 +185,13 @@ pub fn run(settings: SyncSettings, shutdown: &StopFlag) -> Result<(), SyncError>
             // A journal error is local trouble: say it, and try again next tick.
             log::error!("sync: {e}");
         }
-        std::thread::sleep(Duration::from_millis(200));
+        // Sleep until a call comes back or the next tick; lanes still busy at shutdown
+        // end on their own timeouts (the process does not wait for them).
+        if let Some((lane, done)) = sync.lanes.next_outcome(TICK)
+            && let Err(e) = sync.handle(lane, done)
+        {
+            log::error!("sync: {e}");
+        }
     }
     log::info!("sync: stopped");
     Ok(())
@@ -145,83 +209,112 @@ fn jitter() -> f64 {
 }
 
 impl Sync {
+    /// Schedules what is due; every call goes to its lane, nothing here waits on the
+    /// network.
     fn tick(&mut self, shutdown: &StopFlag) -> Result<(), SyncError> {
-        if due(self.last_node_heartbeat, self.settings.node_heartbeat_every) {
-            self.last_node_heartbeat = Some(Instant::now());
-            let hb = self.node_heartbeat();
-            if let Err(e) = self.client.node_heartbeat(&hb) {
-                self.trouble("node heartbeat", &e);
+        if due(self.last_node_heartbeat, self.settings.node_heartbeat_every)
+            && !self.lanes.is_busy(&Lane::Node)
+        {
+            let hb = node_heartbeat();
+            let inventory =
+                (!self.inventory_sent).then(|| crate::controller::protocol::Inventory {
+                    interfaces: interfaces(),
+                });
+            let submitted = self.lanes.submit(
+                Lane::Node,
+                Box::new(move |c: &Client| Done::Node {
+                    heartbeat: c.node_heartbeat(&hb),
+                    inventory: inventory.map(|inv| c.inventory(&inv)),
+                }),
+            );
+            if submitted {
+                self.last_node_heartbeat = Some(Instant::now());
             }
         }
-        if !self.inventory_sent {
-            let inventory = crate::controller::protocol::Inventory {
-                interfaces: interfaces(),
-            };
-            match self.client.inventory(&inventory) {
-                Ok(()) => self.inventory_sent = true,
-                Err(e) => self.trouble("inventory", &e),
-            }
-        }
-        if due(self.last_config, self.settings.config_every) {
+        if due(self.last_config, self.settings.config_every)
+            && self.lanes.submit(
+                Lane::Config,
+                Box::new(|c: &Client| Done::Config(c.node_config())),
+            )
+        {
             self.last_config = Some(Instant::now());
-            match self.client.node_config() {
-                Ok(config) => {
-                    self.capacity = config.recording_capacity.max_concurrent_recordings.max(1)
-                }
-                Err(e) => self.trouble("node config", &e),
-            }
         }
         self.poll_jobs(shutdown)?;
         if !shutdown.is_stopped()
             && due(self.last_claim, self.settings.claim_every)
+            && !self.lanes.is_busy(&Lane::Claim)
             && self.free_capacity()? > 0
+            && self.lanes.submit(
+                Lane::Claim,
+                Box::new(|c: &Client| Done::Claim(c.claim_next_group())),
+            )
         {
             self.last_claim = Some(Instant::now());
-            self.claim()?;
         }
         self.advance_finished_captures()?;
         self.deliver_outbox(shutdown)?;
         Ok(())
     }
 
-    /// Logs controller trouble at most once a minute per kind; capture is never affected.
-    fn trouble(&mut self, what: &'static str, e: &CallError) {
-        let now = Instant::now();
-        if self
-            .last_error_logged
-            .get(what)
-            .is_none_or(|t| t.elapsed() >= Duration::from_secs(60))
-        {
-            let retry = if e.is_retryable() {
-                "will retry"
-            } else {
-                "not retried unchanged"
-            };
-            log::warn!("controller {what}: {e} ({retry}; capture is unaffected)");
-            self.last_error_logged.insert(what, now);
+    /// Journals one call's outcome.
+    fn handle(&mut self, lane: Lane, done: Done) -> Result<(), SyncError> {
+        match done {
+            Done::Node {
+                heartbeat,
+                inventory,
+            } => {
+                if let Err(e) = heartbeat {
+                    self.trouble("node heartbeat", &e);
+                }
+                match inventory {
+                    Some(Ok(())) => self.inventory_sent = true,
+                    Some(Err(e)) => self.trouble("inventory", &e),
+                    None => {}
+                }
+            }
+            Done::Config(Ok(config)) => {
+                self.capacity = config.recording_capacity.max_concurrent_recordings.max(1)
+            }
+            Done::Config(Err(e)) => self.trouble("node config", &e),
+            Done::Claim(Ok(jobs)) => self.take_claimed_group(jobs)?,
+            Done::Claim(Err(e)) => self.trouble("claim", &e),
+            Done::Job {
+                local_id,
+                seen,
+                failed,
+            } => {
+                if let Some((what, e)) = failed {
+                    self.trouble(what, &e);
+                }
+                if let Some(event) = seen.as_deref().and_then(controller_event) {
+                    self.apply(&local_id, event)?;
+                }
+            }
+            Done::Outbox(sent) => self.sent(*sent)?,
+            Done::Upload(uploaded) => self.uploaded(*uploaded)?,
         }
+        log::trace!("sync: {lane:?} answered");
+        Ok(())
     }
 
-    fn node_heartbeat(&self) -> NodeHeartbeat {
-        NodeHeartbeat {
-            agent_version: format!("edgerec/{}", env!("CARGO_PKG_VERSION")),
-            hostname: std::fs::read_to_string("/proc/sys/kernel/hostname")
-                .map(|s| s.trim().to_string())
-                .unwrap_or_default(),
-            ip_addresses: Vec::new(),
-            status: NodeStatus::Online,
-            runtime: Some(Runtime {
-                architecture: Some(std::env::consts::ARCH.to_string()),
-                audio_backends: vec![AudioBackend::Alsa],
-                kernel_release: std::fs::read_to_string("/proc/sys/kernel/osrelease")
-                    .ok()
-                    .map(|s| s.trim().to_string()),
-                os_name: Some(std::env::consts::OS.to_string()),
-                uptime_seconds: std::fs::read_to_string("/proc/uptime")
-                    .ok()
-                    .and_then(|s| s.split('.').next().and_then(|n| n.parse().ok())),
-            }),
-            interfaces: None,
+    /// Logs controller trouble: the first failure of each kind (call and error kind) at
+    /// once, repeats of it folded into one line a minute. Capture is never affected.
+    fn trouble(&mut self, what: &'static str, e: &CallError) {
+        let Some(folded) = self.trouble_log.note(what, e.kind(), Instant::now()) else {
+            return;
+        };
+        let retry = if e.is_retryable() {
+            "will retry"
+        } else {
+            "not retried unchanged"
+        };
+        let text = e.to_string();
+        let message = untrusted(&text);
+        match folded {
+            0 => log::warn!("controller {what}: {message} ({retry}; capture is unaffected)"),
+            n => log::warn!(
+                "controller {what}: {message} ({retry}; {n} more like it folded; capture is unaffected)"
+            ),
         }
     }
 
@@ -238,158 +331,31 @@ impl Sync {
         let busy = self
             .controller_jobs()?
             .iter()
-            .filter(|j| {
-                matches!(
-                    j.state,
-                    JobState::Claimed | JobState::Capturing | JobState::Stopping
-                )
-            })
+            .filter(|j| is_live(j.state))
             .count() as u32;
         Ok(self.capacity.saturating_sub(busy))
     }
 
-    /// Claims the next job group into the journal; the capture role picks the jobs up.
-    fn claim(&mut self) -> Result<(), SyncError> {
-        let jobs = match self.client.claim_next_group() {
-            Ok(jobs) => jobs,
-            Err(e) => {
-                self.trouble("claim", &e);
-                return Ok(());
-            }
-        };
-        // A capture group shares one device and window: captured once, at the group's
-        // channel span, by its first job; each member keeps its own channel subset.
-        let span = jobs.iter().filter_map(|j| j.command.capture_channels).max();
-        let mut leaders: HashMap<String, String> = HashMap::new();
-        let mut claimed = Vec::new();
-        for job in jobs {
-            let group = job.command.capture_group_id.clone();
-            let channels = if group.is_some() { span } else { None };
-            // The group's first valid job leads; membership is written with the job, in one
-            // transaction, so the capture role never sees a member without its group.
-            let leader = group
-                .as_ref()
-                .map(|g| leaders.get(g).cloned().or_else(|| job.id.clone()));
-            let Some(id) = self.take_claimed(job, channels, leader.flatten())? else {
-                continue;
-            };
-            if let Some(group) = group {
-                leaders.entry(group).or_insert_with(|| id.clone());
-            }
-            claimed.push(id);
-        }
-        // Wake the capture role now (after the whole group is in the journal) rather than
-        // at its next journal poll.
-        if let Some(id) = claimed.first() {
-            let wake = HotplugEvent {
-                action: "claimed".into(),
-                devpath: id.clone(),
-            };
-            if let Err(e) = hotplug::notify(&self.settings.state_dir, &wake) {
-                log::debug!("waking the capture role: {e}");
-            }
-        }
-        Ok(())
-    }
-
-    /// Puts a claimed job in the journal (the capture role takes it from there); returns
-    /// its id when it is a new, valid job. `channels` widens it to its group's span.
-    fn take_claimed(
-        &mut self,
-        job: Job,
-        channels: Option<u16>,
-        group_leader: Option<String>,
-    ) -> Result<Option<String>, SyncError> {
-        let now = now_ms();
-        let valid = match job.validate() {
-            Ok(valid) => valid,
-            Err(rejection) => {
-                // Never crash on a bad job: report it failed with the reason, once.
-                let Some(id) = rejection.job_id.clone() else {
-                    log::error!(
-                        "controller sent a job without an id: {}",
-                        rejection.reason()
-                    );
-                    return Ok(None);
-                };
-                log::error!("{id}: refused: {}", rejection.reason());
-                let report = Report::Failed {
-                    reason: rejection.reason(),
-                };
-                self.journal.atomically(|j| {
-                    j.create_job(&placeholder_job(&id, &self.settings.state_dir, now))?;
-                    j.set_job_state(&id, JobState::Failed, Some(&rejection.reason()), now)?;
-                    j.enqueue(&NewOutboxItem::terminal_report(
-                        &id,
-                        report_body(&report),
-                        now,
-                    ))?;
-                    Ok(())
-                })?;
-                return Ok(None);
-            }
-        };
-        let mut spec = valid.stream_spec();
-        if let Some(span) = channels {
-            spec.channels = spec.channels.max(span);
-        }
-        let backend = self
-            .settings
-            .backend_override
-            .clone()
-            .unwrap_or_else(|| "alsa".to_string());
-        let new = NewJob {
-            id: valid.id.clone(),
-            source: JobSource::Controller,
-            controller_job_id: Some(valid.id.clone()),
-            recording_id: Some(valid.recording_id.clone()),
-            command_json: serde_json::to_string(&valid.job).unwrap_or_default(),
-            backend,
-            device: valid.device.clone(),
-            spec,
-            duration_frames: Some(spec.frames_in(valid.duration)),
-            dir: self.settings.state_dir.join(&valid.id),
-            state: JobState::Claimed,
-            created_at_ms: now,
-        };
-        let machine = MachineState::new(JobKind::Controller);
-        let created = self.journal.atomically(|j| {
-            if j.job(&new.id)?.is_some() {
-                return Ok(false); // claimed again after a restart: we have it already
-            }
-            j.create_job(&new)?;
-            j.save_machine(&new.id, &machine, now)?;
-            if let Some(leader) = &group_leader {
-                j.set_group_leader(&new.id, leader)?;
-            }
-            Ok(true)
-        })?;
-        if created {
-            log::info!(
-                "{}: claimed ({spec}, {:?}, device {})",
-                valid.id,
-                valid.duration,
-                valid.device
-            );
-        }
-        Ok(created.then_some(valid.id))
-    }
-
-    /// Heartbeats running jobs and learns the controller's view of them.
+    /// Hands due heartbeats (and polls) of running jobs to their lanes.
     fn poll_jobs(&mut self, shutdown: &StopFlag) -> Result<(), SyncError> {
         let capture_alive = self.journal.beat("capture")?.is_some_and(|b| {
             now_ms() - b.last_beat_ms <= self.settings.capture_beat_max_age.as_millis() as i64
         });
-        for job in self.controller_jobs()? {
+        let jobs = self.controller_jobs()?;
+        let live: HashSet<&str> = jobs
+            .iter()
+            .filter(|j| is_live(j.state))
+            .map(|j| j.id.as_str())
+            .collect();
+        self.watches.retain(|id, _| live.contains(id.as_str()));
+        self.lanes.retire_jobs_except(&|id| live.contains(id));
+        for job in jobs.iter().filter(|j| is_live(j.state)) {
             if shutdown.is_stopped() {
                 break;
             }
-            if !matches!(
-                job.state,
-                JobState::Claimed | JobState::Capturing | JobState::Stopping
-            ) {
-                self.watches.remove(&job.id);
-                continue;
+            let lane = Lane::Job(job.id.clone());
+            if self.lanes.is_busy(&lane) {
+                continue; // its last call has not come back: it holds only this job
             }
             // A group member advances with its leader's capture.
             let frames = match self.journal.group_leader(&job.id)? {
@@ -411,7 +377,6 @@ impl Sync {
             if !due(watch.polled_at, self.settings.job_poll_every) {
                 continue;
             }
-            watch.polled_at = Some(Instant::now());
             // Liveness comes from the journal: a capture that stopped beating or advancing
             // gets no heartbeat, and the controller's lease tells the truth about it.
             let grace = if job.state == JobState::Claimed {
@@ -419,40 +384,63 @@ impl Sync {
             } else {
                 Duration::from_secs(5)
             };
-            let advancing = watch.advanced_at.elapsed() <= grace;
+            let heartbeat = capture_alive && watch.advanced_at.elapsed() <= grace;
             let controller_id = job
                 .controller_job_id
                 .clone()
                 .unwrap_or_else(|| job.id.clone());
-            let seen = if capture_alive && advancing {
-                match self.client.job_heartbeat(&controller_id) {
-                    Ok(seen) => Some(seen),
-                    Err(CallError::Conflict(_)) => self.get_job(&controller_id),
-                    Err(e) => {
-                        self.trouble("job heartbeat", &e);
-                        None
-                    }
-                }
-            } else {
-                self.get_job(&controller_id)
-            };
-            if let Some(event) = seen.as_ref().and_then(controller_event) {
-                self.apply(&job.id, event)?;
+            let local_id = job.id.clone();
+            let task = Box::new(move |c: &Client| job_call(c, local_id, &controller_id, heartbeat));
+            if self.lanes.submit(lane, task)
+                && let Some(w) = self.watches.get_mut(&job.id)
+            {
+                w.polled_at = Some(Instant::now());
             }
         }
         Ok(())
     }
+}
 
-    fn get_job(&mut self, controller_id: &str) -> Option<Job> {
-        match self.client.get_job(controller_id) {
-            Ok(job) => Some(job),
-            Err(e) => {
-                self.trouble("job poll", &e);
-                None
-            }
-        }
+/// A job's heartbeat (a poll when it is not advancing, or after a 409), on its lane.
+fn job_call(c: &Client, local_id: String, controller_id: &str, heartbeat: bool) -> Done {
+    let poll = |local_id: String| match c.get_job(controller_id) {
+        Ok(job) => Done::Job {
+            local_id,
+            seen: Some(Box::new(job)),
+            failed: None,
+        },
+        Err(e) => Done::Job {
+            local_id,
+            seen: None,
+            failed: Some(("job poll", e)),
+        },
+    };
+    if !heartbeat {
+        return poll(local_id);
     }
+    match c.job_heartbeat(controller_id) {
+        Ok(seen) => Done::Job {
+            local_id,
+            seen: Some(Box::new(seen)),
+            failed: None,
+        },
+        Err(CallError::Conflict(_)) => poll(local_id),
+        Err(e) => Done::Job {
+            local_id,
+            seen: None,
+            failed: Some(("job heartbeat", e)),
+        },
+    }
+}
 
+fn is_live(state: JobState) -> bool {
+    matches!(
+        state,
+        JobState::Claimed | JobState::Capturing | JobState::Stopping
+    )
+}
+
+impl Sync {
     /// Jobs the capture role handed over (`cached`): catch the machine up with what the
     /// capture role did, then render's result decides: upload, or keep and report.
     fn advance_finished_captures(&mut self) -> Result<(), SyncError> {
@@ -623,200 +611,6 @@ impl Sync {
         }
         Ok(if moved { after.state } else { job.state })
     }
-
-    /// Delivers due outbox rows, oldest first, a bounded number per tick.
-    fn deliver_outbox(&mut self, shutdown: &StopFlag) -> Result<(), SyncError> {
-        for _ in 0..16 {
-            if shutdown.is_stopped() {
-                return Ok(());
-            }
-            let Some(row) = self.journal.next_due(now_ms())? else {
-                return Ok(());
-            };
-            let outcome = self.deliver(&row);
-            let now = now_ms();
-            match outcome {
-                Delivery::Done => {
-                    self.journal.mark_delivered(row.id, now)?;
-                }
-                Delivery::Retry(why) => {
-                    let delay = Backoff::new(Duration::from_secs(1), Duration::from_secs(60))
-                        .with_attempt(row.attempts)
-                        .next_delay(jitter());
-                    self.journal
-                        .mark_failed(row.id, &why, now + delay.as_millis() as i64)?;
-                    return Ok(()); // the controller is in trouble: leave the rest for later
-                }
-                Delivery::GiveUp(why) => {
-                    log::warn!("outbox row {} ({}) abandoned: {why}", row.id, row.kind);
-                    self.journal.mark_abandoned(row.id, &why, now)?;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    fn deliver(&mut self, row: &OutboxRow) -> Delivery {
-        let job = row
-            .job_id
-            .as_deref()
-            .and_then(|id| self.journal.job(id).ok().flatten());
-        let controller_id = job
-            .as_ref()
-            .and_then(|j| j.controller_job_id.clone())
-            .or_else(|| row.job_id.clone())
-            .unwrap_or_default();
-        match row.kind {
-            OutboxKind::HealthEvent => {
-                let Ok(ev) = serde_json::from_str::<HealthEvent>(&row.body) else {
-                    return Delivery::GiveUp("unreadable health event".into());
-                };
-                self.classify(self.client.health_event(&ev), "health event")
-            }
-            OutboxKind::TerminalReport => {
-                let Ok(report) = serde_json::from_str::<Report>(&row.body) else {
-                    return Delivery::GiveUp("unreadable terminal report".into());
-                };
-                let result = match report.post() {
-                    Some((job_machine::TerminalPost::Cancelled, reason)) => {
-                        self.client.post_cancelled(&controller_id, reason)
-                    }
-                    Some((job_machine::TerminalPost::Failed, reason)) => {
-                        self.client.post_failed(&controller_id, reason)
-                    }
-                    None => Ok(()),
-                };
-                match result {
-                    // A different terminal state already holds: the controller decided.
-                    Err(CallError::NotFound(body)) => {
-                        log::info!(
-                            "{controller_id}: controller already ended the job ({}); report not needed",
-                            body.error
-                        );
-                        Delivery::Done
-                    }
-                    other => self.classify(other, "terminal report"),
-                }
-            }
-            OutboxKind::Upload => match job {
-                Some(job) => self.upload(row, &job),
-                None => Delivery::GiveUp("job no longer in the journal".into()),
-            },
-            OutboxKind::JobHeartbeat => Delivery::Done, // heartbeats are sent live, never queued
-        }
-    }
-
-    fn classify(&mut self, result: Result<(), CallError>, what: &'static str) -> Delivery {
-        match result {
-            Ok(()) => Delivery::Done,
-            Err(e) if e.is_retryable() => {
-                self.trouble(what, &e);
-                Delivery::Retry(e.to_string())
-            }
-            Err(e) => Delivery::GiveUp(e.to_string()),
-        }
-    }
-
-    /// PUTs the rendered recording; its answer goes back through the machine.
-    fn upload(&mut self, row: &OutboxRow, job: &JobRow) -> Delivery {
-        let Ok(file) = serde_json::from_str::<RenderedFile>(&row.body) else {
-            return Delivery::GiveUp("unreadable upload row".into());
-        };
-        if let Err(e) = self.apply(&job.id, Event::UploadStarted) {
-            return Delivery::Retry(e.to_string());
-        }
-        let recording_id = job.recording_id.clone().unwrap_or_default();
-        let controller_id = job
-            .controller_job_id
-            .clone()
-            .unwrap_or_else(|| job.id.clone());
-        let file_name = output_file_name(job);
-        let duration_seconds = hound::WavReader::open(&file.path)
-            .map(|r| r.duration() as f64 / r.spec().sample_rate.max(1) as f64)
-            .unwrap_or(0.0);
-        let request = UploadRequest {
-            path: &file.path,
-            job_id: &controller_id,
-            file_name: &file_name,
-            mime_type: "audio/wav",
-            duration_seconds,
-            rendition: None,
-            chunk: None,
-            chunk_total: None,
-        };
-        let result = self.client.put_cache_file(&recording_id, &request);
-        let (event, delivery) = match result {
-            Ok(cached) => {
-                log::info!(
-                    "{}: uploaded {} ({} bytes, {})",
-                    job.id,
-                    file_name,
-                    cached.size,
-                    cached.checksum
-                );
-                (
-                    Some(Event::UploadAccepted {
-                        checksum_matches: true,
-                    }),
-                    Delivery::Done,
-                )
-            }
-            Err(CallError::ChecksumMismatch { sent, stored }) => {
-                log::error!("{}: controller stored {stored}, we sent {sent}", job.id);
-                (
-                    Some(Event::UploadAccepted {
-                        checksum_matches: false,
-                    }),
-                    Delivery::Done,
-                )
-            }
-            Err(CallError::Conflict(body)) => {
-                // 409: learn why from the job itself; the verdict decides, not the 409.
-                let verdict = self
-                    .get_job(&controller_id)
-                    .as_ref()
-                    .and_then(controller_event);
-                log::warn!(
-                    "{}: upload refused (409 {}); verdict {verdict:?}",
-                    job.id,
-                    body.error
-                );
-                (
-                    Some(verdict.unwrap_or(Event::UploadRefused409)),
-                    Delivery::GiveUp(format!("409 {}", body.error)),
-                )
-            }
-            Err(e) if e.is_retryable() => {
-                self.trouble("upload", &e);
-                (
-                    Some(Event::UploadFailed {
-                        retryable: true,
-                        detail: e.to_string(),
-                    }),
-                    Delivery::Retry(e.to_string()),
-                )
-            }
-            Err(e) => (
-                Some(Event::UploadFailed {
-                    retryable: false,
-                    detail: e.to_string(),
-                }),
-                Delivery::GiveUp(e.to_string()),
-            ),
-        };
-        if let Some(event) = event
-            && let Err(e) = self.apply(&job.id, event)
-        {
-            log::error!("{}: {e}", job.id);
-        }
-        delivery
-    }
-}
-
-enum Delivery {
-    Done,
-    Retry(String),
-    GiveUp(String),
 }
 
 /// What the controller's view of a job means for the machine, if anything.
@@ -854,59 +648,35 @@ pub fn hash_file(path: &Path) -> std::io::Result<(String, u64)> {
     Ok((digest.iter().map(|b| format!("{b:02x}")).collect(), bytes))
 }
 
-/// A row for a job we refuse: enough to carry its terminal report.
-fn placeholder_job(id: &str, state_dir: &Path, now: i64) -> NewJob {
-    NewJob {
-        id: id.to_string(),
-        source: JobSource::Controller,
-        controller_job_id: Some(id.to_string()),
-        recording_id: None,
-        command_json: "{}".into(),
-        backend: String::new(),
-        device: String::new(),
-        spec: crate::core::format::StreamSpec {
-            format: crate::core::format::SampleFormat::S16Le,
-            rate: 48_000,
-            channels: 1,
-        },
-        duration_frames: None,
-        dir: state_dir.join(id),
-        state: JobState::Claimed,
-        created_at_ms: now,
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_first_failure_of_each_kind_is_logged_at_once_and_repeats_are_folded() {
+        let t0 = Instant::now();
+        let at = |s: u64| t0 + Duration::from_secs(s);
+        let mut log = FailureLog::default();
+        // (seconds, call, error kind, expected)
+        let table: &[(u64, &'static str, &str, Option<u64>)] = &[
+            (0, "claim", "timeout", Some(0)),
+            (1, "claim", "timeout", None),
+            (2, "claim", "malformed", Some(0)),
+            (3, "job heartbeat", "timeout", Some(0)),
+            (4, "claim", "timeout", None),
+            (5, "claim", "status 503", Some(0)),
+            (59, "claim", "timeout", None),
+            (60, "claim", "timeout", Some(3)),
+            (61, "claim", "timeout", None),
+            (121, "claim", "timeout", Some(1)),
+            (122, "claim", "malformed", Some(0)),
+        ];
+        for &(s, call, kind, want) in table {
+            assert_eq!(
+                log.note(call, kind.to_string(), at(s)),
+                want,
+                "{s}s {call} {kind}"
+            );
+        }
     }
 }
-
-/// The capture interfaces for the inventory, by stable identity.
-fn interfaces() -> Vec<crate::controller::protocol::Interface> {
-    crate::capture::devices::list()
-        .into_iter()
-        .filter(|d| d.backend == "alsa")
-        .take(64)
-        .map(|d| {
-            let channels = d.caps.as_ref().map_or(0, |c| c.channels_max).min(256) as u16;
-            crate::controller::protocol::Interface {
-                alias: d.description.clone(),
-                backend: AudioBackend::Alsa,
-                channel_count: channels,
-                channels: (1..=channels)
-                    .map(|i| crate::controller::protocol::ChannelInfo {
-                        alias: format!("ch{i}"),
-                        index: i,
-                    })
-                    .collect(),
-                hardware_path: None,
-                sample_rates: d
-                    .caps
-                    .as_ref()
-                    .map(|c| c.rates.iter().copied().take(16).collect())
-                    .unwrap_or_default(),
-                serial_number: None,
-                system_name: d.name.clone(),
-                system_ref: Some(d.identity.clone()),
-            }
-        })
-        .collect()
-}
-
-#[allow(dead_code)]
-fn _severity_used(_: Severity) {}

@@ -177,9 +177,15 @@ pub fn sigterm(child: &mut Child, deadline: Duration) -> Duration {
     }
 }
 
-/// The agent-side job directory for a controller job.
+/// The agent-side job directory for a controller job: named by the agent's own local id,
+/// found through the journal (a controller id is never a path).
 pub fn agent_job_dir(state_dir: &Path, job_id: &str) -> PathBuf {
-    state_dir.join(job_id)
+    let dir = agent_job(state_dir, job_id).dir;
+    if dir.is_relative() {
+        state_dir.join(dir)
+    } else {
+        dir
+    }
 }
 
 pub fn sha256_file(path: &Path) -> String {
@@ -195,8 +201,11 @@ pub fn sha256_file(path: &Path) -> String {
     )
 }
 
-/// The agent journal's view of a job.
+/// The agent journal's view of a controller job, by the controller's job id.
 pub fn agent_job(state_dir: &Path, job_id: &str) -> edgerec::journal::JobRow {
     let journal = edgerec::journal::Journal::open_read_only(&state_dir.join("edgerec.db")).unwrap();
-    journal.job(job_id).unwrap().unwrap()
+    journal
+        .job_by_controller_id(job_id)
+        .unwrap()
+        .unwrap_or_else(|| panic!("no agent job for controller job {job_id}"))
 }

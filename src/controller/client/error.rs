@@ -105,6 +105,22 @@ impl CallError {
         )
     }
 
+    /// A short name of what went wrong, with the status for HTTP errors (`timeout`,
+    /// `malformed`, `status 503`): the key by which repeated failures are folded in logs.
+    pub fn kind(&self) -> String {
+        let name = match self {
+            CallError::Unreachable(_) => "unreachable",
+            CallError::Timeout(_) => "timeout",
+            CallError::Tls(_) => "tls",
+            CallError::Malformed(_) => "malformed",
+            CallError::ChecksumMismatch { .. } => "checksum mismatch",
+            CallError::LocalFile { .. } => "local file",
+            CallError::Invalid(_) => "invalid request",
+            other => return format!("status {}", other.status().unwrap_or(0)),
+        };
+        name.to_string()
+    }
+
     /// The HTTP status of a reply that was an error, if there was a reply.
     pub fn status(&self) -> Option<u16> {
         match self {

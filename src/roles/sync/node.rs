@@ -1,0 +1,60 @@
+//! The node's own bodies: its heartbeat and its inventory of capture interfaces.
+
+use crate::controller::protocol::{
+    AudioBackend, ChannelInfo, Interface, NodeHeartbeat, NodeStatus, Runtime,
+};
+
+pub(super) fn node_heartbeat() -> NodeHeartbeat {
+    NodeHeartbeat {
+        agent_version: format!("edgerec/{}", env!("CARGO_PKG_VERSION")),
+        hostname: std::fs::read_to_string("/proc/sys/kernel/hostname")
+            .map(|s| s.trim().to_string())
+            .unwrap_or_default(),
+        ip_addresses: Vec::new(),
+        status: NodeStatus::Online,
+        runtime: Some(Runtime {
+            architecture: Some(std::env::consts::ARCH.to_string()),
+            audio_backends: vec![AudioBackend::Alsa],
+            kernel_release: std::fs::read_to_string("/proc/sys/kernel/osrelease")
+                .ok()
+                .map(|s| s.trim().to_string()),
+            os_name: Some(std::env::consts::OS.to_string()),
+            uptime_seconds: std::fs::read_to_string("/proc/uptime")
+                .ok()
+                .and_then(|s| s.split('.').next().and_then(|n| n.parse().ok())),
+        }),
+        interfaces: None,
+    }
+}
+
+/// The capture interfaces for the inventory, by stable identity.
+pub(super) fn interfaces() -> Vec<Interface> {
+    crate::capture::devices::list()
+        .into_iter()
+        .filter(|d| d.backend == "alsa")
+        .take(64)
+        .map(|d| {
+            let channels = d.caps.as_ref().map_or(0, |c| c.channels_max).min(256) as u16;
+            Interface {
+                alias: d.description.clone(),
+                backend: AudioBackend::Alsa,
+                channel_count: channels,
+                channels: (1..=channels)
+                    .map(|i| ChannelInfo {
+                        alias: format!("ch{i}"),
+                        index: i,
+                    })
+                    .collect(),
+                hardware_path: None,
+                sample_rates: d
+                    .caps
+                    .as_ref()
+                    .map(|c| c.rates.iter().copied().take(16).collect())
+                    .unwrap_or_default(),
+                serial_number: None,
+                system_name: d.name.clone(),
+                system_ref: Some(d.identity.clone()),
+            }
+        })
+        .collect()
+}

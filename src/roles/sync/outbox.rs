@@ -1,0 +1,331 @@
+//! Delivering the outbox from the sync loop: terminal reports and health events go to the
+//! outbox lane one at a time, uploads to the upload lane; the loop journals each answer
+//! when it comes back (the journal stays the truth: a row is delivered only once the
+//! controller said so, an upload acknowledged only with the controller's checksum).
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use super::lanes::Lane;
+use super::{Done, Sync, SyncError, controller_event, jitter, output_file_name};
+use crate::capture::StopFlag;
+use crate::controller::client::{CallError, Client, UploadRequest};
+use crate::controller::protocol::{CachedFile, HealthEvent, Job};
+use crate::core::backoff::Backoff;
+use crate::core::job_machine::{self, Event, RenderedFile, Report};
+use crate::journal::{JobRow, OutboxKind, OutboxRow};
+use crate::logging::untrusted;
+use crate::segment::writer::now_ms;
+
+/// Due rows looked at per tick.
+const DUE_ROWS_PER_TICK: u32 = 32;
+
+/// A terminal report or health event, answered.
+pub(super) struct Sent {
+    row: OutboxRow,
+    what: &'static str,
+    result: Result<(), CallError>,
+}
+
+/// An upload, answered; on a 409, the job as the controller then described it.
+pub(super) struct Uploaded {
+    row: OutboxRow,
+    job_id: String,
+    file_name: String,
+    result: Result<CachedFile, CallError>,
+    verdict: Option<Job>,
+    file: RenderedFile,
+}
+
+enum Delivery {
+    Done,
+    Retry(String),
+    GiveUp(String),
+}
+
+impl Sync {
+    /// Hands due outbox rows to their lanes, oldest first, skipping rows in flight.
+    pub(super) fn deliver_outbox(&mut self, shutdown: &StopFlag) -> Result<(), SyncError> {
+        if self.lanes.is_busy(&Lane::Outbox) && self.lanes.is_busy(&Lane::Upload) {
+            return Ok(());
+        }
+        for row in self.journal.due_rows(now_ms(), DUE_ROWS_PER_TICK)? {
+            if shutdown.is_stopped() {
+                return Ok(());
+            }
+            if self.in_flight.contains(&row.id) {
+                continue;
+            }
+            match row.kind {
+                OutboxKind::JobHeartbeat => {
+                    // Heartbeats are sent live, never queued.
+                    self.journal.mark_delivered(row.id, now_ms())?;
+                }
+                OutboxKind::Upload if !self.lanes.is_busy(&Lane::Upload) => {
+                    self.start_upload(row)?;
+                }
+                OutboxKind::TerminalReport | OutboxKind::HealthEvent
+                    if !self.lanes.is_busy(&Lane::Outbox) =>
+                {
+                    self.start_delivery(row)?;
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    fn controller_id(&self, row: &OutboxRow) -> Result<(Option<JobRow>, String), SyncError> {
+        let job = match row.job_id.as_deref() {
+            Some(id) => self.journal.job(id)?,
+            None => None,
+        };
+        let controller_id = job
+            .as_ref()
+            .and_then(|j| j.controller_job_id.clone())
+            .or_else(|| row.job_id.clone())
+            .unwrap_or_default();
+        Ok((job, controller_id))
+    }
+
+    fn start_delivery(&mut self, row: OutboxRow) -> Result<(), SyncError> {
+        let (_, controller_id) = self.controller_id(&row)?;
+        let id = row.id;
+        let task: Box<dyn FnOnce(&Client) -> Done + Send> = match row.kind {
+            OutboxKind::HealthEvent => {
+                let Ok(ev) = serde_json::from_str::<HealthEvent>(&row.body) else {
+                    return self.settle(&row, Delivery::GiveUp("unreadable health event".into()));
+                };
+                Box::new(move |c: &Client| {
+                    Done::Outbox(Box::new(Sent {
+                        result: c.health_event(&ev),
+                        what: "health event",
+                        row,
+                    }))
+                })
+            }
+            _ => {
+                let Ok(report) = serde_json::from_str::<Report>(&row.body) else {
+                    return self
+                        .settle(&row, Delivery::GiveUp("unreadable terminal report".into()));
+                };
+                Box::new(move |c: &Client| {
+                    let result = match report.post() {
+                        Some((job_machine::TerminalPost::Cancelled, reason)) => {
+                            c.post_cancelled(&controller_id, reason)
+                        }
+                        Some((job_machine::TerminalPost::Failed, reason)) => {
+                            c.post_failed(&controller_id, reason)
+                        }
+                        None => Ok(()),
+                    };
+                    Done::Outbox(Box::new(Sent {
+                        result,
+                        what: "terminal report",
+                        row,
+                    }))
+                })
+            }
+        };
+        self.hand_over(Lane::Outbox, task, &[id]);
+        Ok(())
+    }
+
+    fn hand_over(
+        &mut self,
+        lane: Lane,
+        task: Box<dyn FnOnce(&Client) -> Done + Send>,
+        ids: &[i64],
+    ) {
+        if self.lanes.submit(lane, task) {
+            self.in_flight.extend(ids);
+        }
+    }
+
+    /// A terminal report's or health event's answer.
+    pub(super) fn sent(&mut self, sent: Sent) -> Result<(), SyncError> {
+        self.in_flight.remove(&sent.row.id);
+        let delivery = match sent.result {
+            // A different terminal state already holds: the controller decided.
+            Err(CallError::NotFound(body)) if sent.row.kind == OutboxKind::TerminalReport => {
+                log::info!(
+                    "{}: controller already ended the job ({}); report not needed",
+                    sent.row.job_id.as_deref().unwrap_or("-"),
+                    untrusted(&body.error)
+                );
+                Delivery::Done
+            }
+            other => self.classify(other, sent.what),
+        };
+        self.settle(&sent.row, delivery)
+    }
+
+    fn classify(&mut self, result: Result<(), CallError>, what: &'static str) -> Delivery {
+        match result {
+            Ok(()) => Delivery::Done,
+            Err(e) if e.is_retryable() => {
+                self.trouble(what, &e);
+                Delivery::Retry(e.to_string())
+            }
+            Err(e) => Delivery::GiveUp(e.to_string()),
+        }
+    }
+
+    /// Journals what became of a row.
+    fn settle(&mut self, row: &OutboxRow, delivery: Delivery) -> Result<(), SyncError> {
+        let now = now_ms();
+        match delivery {
+            Delivery::Done => {
+                self.journal.mark_delivered(row.id, now)?;
+            }
+            Delivery::Retry(why) => {
+                let delay = Backoff::new(Duration::from_secs(1), Duration::from_secs(60))
+                    .with_attempt(row.attempts)
+                    .next_delay(jitter());
+                self.journal
+                    .mark_failed(row.id, &why, now + delay.as_millis() as i64)?;
+            }
+            Delivery::GiveUp(why) => {
+                log::warn!(
+                    "outbox row {} ({}) abandoned: {}",
+                    row.id,
+                    row.kind,
+                    untrusted(&why)
+                );
+                self.journal.mark_abandoned(row.id, &why, now)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Hands the rendered recording to the upload lane; its answer comes back through
+    /// [`Sync::uploaded`].
+    fn start_upload(&mut self, row: OutboxRow) -> Result<(), SyncError> {
+        let (job, controller_id) = self.controller_id(&row)?;
+        let Some(job) = job else {
+            return self.settle(
+                &row,
+                Delivery::GiveUp("job no longer in the journal".into()),
+            );
+        };
+        let Ok(file) = serde_json::from_str::<RenderedFile>(&row.body) else {
+            return self.settle(&row, Delivery::GiveUp("unreadable upload row".into()));
+        };
+        if let Err(e) = self.apply(&job.id, Event::UploadStarted) {
+            return self.settle(&row, Delivery::Retry(e.to_string()));
+        }
+        let recording_id = job.recording_id.clone().unwrap_or_default();
+        let file_name = output_file_name(&job);
+        let duration_seconds = hound::WavReader::open(&file.path)
+            .map(|r| r.duration() as f64 / r.spec().sample_rate.max(1) as f64)
+            .unwrap_or(0.0);
+        let id = row.id;
+        let job_id = job.id.clone();
+        let path: PathBuf = file.path.clone();
+        let task = Box::new(move |c: &Client| {
+            let request = UploadRequest {
+                path: &path,
+                job_id: &controller_id,
+                file_name: &file_name,
+                mime_type: "audio/wav",
+                duration_seconds,
+                rendition: None,
+                chunk: None,
+                chunk_total: None,
+            };
+            let result = c.put_cache_file(&recording_id, &request);
+            // 409: learn why from the job itself; the verdict decides, not the 409.
+            let verdict = match &result {
+                Err(CallError::Conflict(_)) => c.get_job(&controller_id).ok(),
+                _ => None,
+            };
+            Done::Upload(Box::new(Uploaded {
+                row,
+                job_id,
+                file_name,
+                result,
+                verdict,
+                file,
+            }))
+        });
+        self.hand_over(Lane::Upload, task, &[id]);
+        Ok(())
+    }
+
+    /// An upload's answer, through the machine; an accepted upload is journaled with the
+    /// checksum the controller stored.
+    pub(super) fn uploaded(&mut self, up: Uploaded) -> Result<(), SyncError> {
+        self.in_flight.remove(&up.row.id);
+        let job_id = up.job_id.as_str();
+        let (event, delivery) = match up.result {
+            Ok(cached) => {
+                log::info!(
+                    "{job_id}: uploaded {} ({} bytes, {})",
+                    untrusted(&up.file_name),
+                    cached.size,
+                    untrusted(&cached.checksum)
+                );
+                // Recorded relative to the job's directory, like segment paths.
+                let name = up
+                    .file
+                    .path
+                    .file_name()
+                    .map_or(up.file.path.as_path(), Path::new);
+                self.journal
+                    .record_upload(job_id, 0, name, up.file.bytes, &up.file.sha256)?;
+                self.journal.acknowledge_upload(job_id, 0, now_ms())?;
+                (
+                    Event::UploadAccepted {
+                        checksum_matches: true,
+                    },
+                    Delivery::Done,
+                )
+            }
+            Err(CallError::ChecksumMismatch { sent, stored }) => {
+                log::error!(
+                    "{job_id}: controller stored {}, we sent {sent}",
+                    untrusted(&stored)
+                );
+                (
+                    Event::UploadAccepted {
+                        checksum_matches: false,
+                    },
+                    Delivery::Done,
+                )
+            }
+            Err(CallError::Conflict(body)) => {
+                let verdict = up.verdict.as_ref().and_then(controller_event);
+                log::warn!(
+                    "{job_id}: upload refused (409 {}); verdict {verdict:?}",
+                    untrusted(&body.error)
+                );
+                (
+                    verdict.unwrap_or(Event::UploadRefused409),
+                    Delivery::GiveUp(format!("409 {}", body.error)),
+                )
+            }
+            Err(e) => {
+                let retryable = e.is_retryable();
+                if retryable {
+                    self.trouble("upload", &e);
+                }
+                let delivery = if retryable {
+                    Delivery::Retry(e.to_string())
+                } else {
+                    Delivery::GiveUp(e.to_string())
+                };
+                (
+                    Event::UploadFailed {
+                        retryable,
+                        detail: e.to_string(),
+                    },
+                    delivery,
+                )
+            }
+        };
+        if let Err(e) = self.apply(job_id, event) {
+            log::error!("{job_id}: {e}");
+        }
+        self.settle(&up.row, delivery)
+    }
+}
