@@ -24,13 +24,7 @@ pub(crate) mod exit {
     pub const UNSUPPORTED_FORMAT: u8 = 6;
     pub const UNWRITABLE_OUTPUT: u8 = 7;
     pub const DEVICE_FAILED: u8 = 8;
-    /// `controller`: no such node or job.
-    pub const NOT_FOUND: u8 = 9;
-    /// `controller`: the job is in a state that refuses the operation.
-    pub const REFUSED: u8 = 10;
 }
-
-mod controller_cli;
 
 #[derive(Parser)]
 #[command(
@@ -65,11 +59,6 @@ enum Command {
         /// TOML config file for the capture role.
         #[arg(long)]
         config: Option<PathBuf>,
-    },
-    /// The reference controller: `serve`, and operator commands on its database.
-    Controller {
-        #[command(subcommand)]
-        command: controller_cli::ControllerCommand,
     },
     /// Run the whole product on loopback: controller, a 20 s job with a device drop-out,
     /// the agent; print the delivered recording.
@@ -179,7 +168,6 @@ fn main() -> ExitCode {
         Command::Capture(args) => run_capture(args),
         Command::Sync(args) => run_sync(args),
         Command::Agent { sync, config } => run_agent(sync, config),
-        Command::Controller { command } => controller_cli::run(command),
         Command::Demo { dir, duration } => run_demo(&dir, duration),
         Command::Hotplug {
             action,
@@ -333,8 +321,10 @@ fn run_agent(args: SyncArgs, config: Option<PathBuf>) -> Result<(), Failure> {
 }
 
 fn run_demo(dir: &std::path::Path, duration: Duration) -> Result<(), Failure> {
-    let report =
-        demo::run(dir, duration.as_secs_f64()).map_err(|e| (exit::FAILURE, e.to_string()))?;
+    let exe = std::env::current_exe().map_err(|e| (exit::FAILURE, e.to_string()))?;
+    let controller = edgerec::roles::reference_controller::program_next_to(&exe);
+    let report = demo::run(dir, duration.as_secs_f64(), &controller)
+        .map_err(|e| (exit::FAILURE, e.to_string()))?;
     println!(
         "controller: {} (reference, loopback)",
         report.controller_url

@@ -9,7 +9,9 @@
 //! - Requests are written strictly: `None`s are skipped, because some server bodies are
 //!   strict (an unknown or `null` key in a health event is a 400).
 
-use crate::core::format::{SampleFormat, StreamSpec};
+pub mod format;
+
+use crate::format::{SampleFormat, StreamSpec};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::{Map, Value};

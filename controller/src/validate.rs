@@ -3,7 +3,7 @@
 //! an issue `{code, path, message}` in the 400 reply. Heartbeat and inventory pass unknown
 //! top-level keys through; a health event is strict (an unknown key is an issue).
 
-use super::time::parse_iso8601;
+use crate::time::parse_iso8601;
 use serde_json::{Map, Value, json};
 
 pub(crate) const BACKENDS: &[&str] = &["alsa", "jack", "pipewire", "unknown"];

@@ -1,13 +1,13 @@
 //! Operator operations, straight on the database file. Safe while a server runs on the
 //! same file (WAL; every operation is one transaction and waits for the write lock).
 
-use super::auth;
-use super::jobs::{self, JobError};
-use super::leases;
-use super::model::{JobStatus, JobSummary, NewJobSpec, RecordingSummary};
-use super::nodes;
-use super::store::{self, Doing, Store, StoreError};
-use super::time;
+use crate::auth;
+use crate::jobs::{self, JobError};
+use crate::leases;
+use crate::model::{JobStatus, JobSummary, NewJobSpec, RecordingSummary};
+use crate::nodes;
+use crate::store::{self, Doing, Store, StoreError};
+use crate::time;
 use rusqlite::params;
 use std::path::Path;
 use std::time::Duration;

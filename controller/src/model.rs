@@ -2,7 +2,7 @@
 //! operator's job spec. They serialize to the wire shapes of PROTOCOL.md (camelCase, ISO
 //! 8601 UTC timestamps with milliseconds, absent optional fields omitted).
 
-use super::time;
+use crate::time;
 use serde::{Serialize, Serializer};
 use serde_json::{Map, Value};
 use std::fmt;
