@@ -116,7 +116,7 @@ impl BodyReader {
     }
 
     /// Reads the rest into memory, refusing more than `limit` bytes.
-    pub async fn to_vec(&mut self, limit: u64) -> Result<Vec<u8>, BodyError> {
+    pub async fn read_all(&mut self, limit: u64) -> Result<Vec<u8>, BodyError> {
         let mut out = Vec::new();
         while let Some(data) = self.next().await? {
             if (out.len() + data.len()) as u64 > limit {
@@ -165,7 +165,7 @@ pub(crate) async fn json_bytes(
     limit: u64,
 ) -> Result<Vec<u8>, Response> {
     let mut reader = BodyReader::new(body, idle, within);
-    match reader.to_vec(limit).await {
+    match reader.read_all(limit).await {
         Ok(bytes) => Ok(bytes),
         Err(e) => {
             let timed_out = matches!(e, BodyError::TimedOut);

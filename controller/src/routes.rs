@@ -176,13 +176,16 @@ async fn node_call(app: &Arc<App>, req: &Req, path_node: &str) -> Result<String,
     Ok(node)
 }
 
+/// A body schema: the validated input, or the issues to report.
+type Check<T> = fn(&Map<String, Value>) -> Result<T, Vec<Value>>;
+
 /// A node's JSON post: authenticate, read the body, validate it, then `op` on the store.
 async fn node_post<T: Send + 'static>(
     app: &Arc<App>,
     req: &Req,
     body: Body,
     path_node: &str,
-    check: fn(&Map<String, Value>) -> Result<T, Vec<Value>>,
+    check: Check<T>,
     invalid: &'static str,
     op: impl FnOnce(&Store, String, T) -> Response + Send + 'static,
 ) -> Routed {

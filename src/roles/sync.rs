@@ -578,8 +578,8 @@ impl Sync {
                         ))?;
                     }
                     Action::EnqueueReport(_) => {}
-                    Action::EnqueueHealthEvent(ev) => {
-                        let mut ev = ev.clone();
+                    Action::EnqueueHealthEvent(alert) => {
+                        let mut ev = health_event(alert);
                         ev.recording_id = ev.recording_id.or_else(|| recording_id.clone());
                         let local_id = ev
                             .id
@@ -828,6 +828,17 @@ fn controller_event(job: &Job) -> Option<Event> {
         JobStatus::Completed => Some(Event::CompletedOnController),
         _ => None,
     }
+}
+
+/// The job machine's alert as the protocol's health event.
+fn health_event(alert: &job_machine::Alert) -> HealthEvent {
+    let severity = match alert.level {
+        job_machine::AlertLevel::Warning => Severity::Warning,
+        job_machine::AlertLevel::Critical => Severity::Critical,
+    };
+    let mut ev = HealthEvent::new(alert.kind.clone(), severity);
+    ev.details = alert.details.clone();
+    ev
 }
 
 fn report_body(report: &Report) -> String {
