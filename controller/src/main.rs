@@ -68,23 +68,7 @@ fn wait_for_signal() -> Result<(), Failure> {
 #[derive(Subcommand)]
 enum ControllerCommand {
     /// Serve the recorder-node API (and nothing else) on --listen.
-    Serve {
-        #[arg(long, default_value = "127.0.0.1:8787")]
-        listen: std::net::SocketAddr,
-        #[arg(long)]
-        db: PathBuf,
-        #[arg(long)]
-        store: PathBuf,
-        /// Job lease length.
-        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
-        lease: Duration,
-        /// What a partial uploaded for a stopped job does: completes (Rakkr) or keeps-stop-requested.
-        #[arg(long, default_value = "completes")]
-        stopped_upload: String,
-        /// How often leases are expired (besides before each job call).
-        #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
-        lease_runner_interval: Duration,
-    },
+    Serve(ServeArgs),
     /// Nodes (recording boxes).
     Node {
         #[command(subcommand)]
@@ -207,36 +191,51 @@ fn print_json(value: &impl serde::Serialize) {
     );
 }
 
+/// `serve`'s flags.
+#[derive(clap::Args)]
+struct ServeArgs {
+    #[arg(long, default_value = "127.0.0.1:8787")]
+    listen: std::net::SocketAddr,
+    #[arg(long)]
+    db: PathBuf,
+    #[arg(long)]
+    store: PathBuf,
+    /// Job lease length.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    lease: Duration,
+    /// What a partial uploaded for a stopped job does: completes (Rakkr) or keeps-stop-requested.
+    #[arg(long, default_value = "completes")]
+    stopped_upload: String,
+    /// How often leases are expired (besides before each job call).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    lease_runner_interval: Duration,
+}
+
+fn serve(args: ServeArgs) -> Result<(), Failure> {
+    let mut cfg = ServerConfig::new(args.listen, args.db, args.store);
+    cfg.lease = args.lease;
+    cfg.lease_runner_interval = args.lease_runner_interval;
+    cfg.stopped_upload = match args.stopped_upload.as_str() {
+        "completes" => StoppedUpload::Completes,
+        "keeps-stop-requested" => StoppedUpload::KeepsStopRequested,
+        other => {
+            return Err((
+                exit::BAD_CONFIG,
+                format!("--stopped-upload {other:?}: completes or keeps-stop-requested"),
+            ));
+        }
+    };
+    let server = Server::start(cfg).map_err(|e| (exit::BAD_CONFIG, e.to_string()))?;
+    // Tests and the demo read this line for the port.
+    println!("serving {}", server.base_url());
+    let waited = wait_for_signal();
+    server.shutdown();
+    waited
+}
+
 fn run(command: ControllerCommand) -> Result<(), Failure> {
     match command {
-        ControllerCommand::Serve {
-            listen,
-            db,
-            store,
-            lease,
-            stopped_upload,
-            lease_runner_interval,
-        } => {
-            let mut cfg = ServerConfig::new(listen, db, store);
-            cfg.lease = lease;
-            cfg.lease_runner_interval = lease_runner_interval;
-            cfg.stopped_upload = match stopped_upload.as_str() {
-                "completes" => StoppedUpload::Completes,
-                "keeps-stop-requested" => StoppedUpload::KeepsStopRequested,
-                other => {
-                    return Err((
-                        exit::BAD_CONFIG,
-                        format!("--stopped-upload {other:?}: completes or keeps-stop-requested"),
-                    ));
-                }
-            };
-            let server = Server::start(cfg).map_err(|e| (exit::BAD_CONFIG, e.to_string()))?;
-            // Tests and the demo read this line for the port.
-            println!("serving {}", server.base_url());
-            let waited = wait_for_signal();
-            server.shutdown();
-            waited
-        }
+        ControllerCommand::Serve(args) => serve(args),
         ControllerCommand::Node { command } => match command {
             NodeCommand::Add { db, name } => {
                 let (id, token) = Admin::open(&db)

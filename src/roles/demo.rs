@@ -13,7 +13,9 @@ use crate::capture::StopFlag;
 use crate::controller::client::ClientConfig;
 use crate::roles::capture::CaptureRoleSettings;
 use crate::roles::finalize::TIMELINE_FILE;
-use crate::roles::reference_controller::{ControllerError, Operator, ServeProcess};
+use crate::roles::reference_controller::{
+    ControllerError, JobView, Operator, RecordingView, ServeProcess,
+};
 use crate::roles::sync::SyncSettings;
 
 /// What the demo delivered.
@@ -105,24 +107,14 @@ pub fn run(dir: &Path, job_seconds: f64, controller: &Path) -> Result<DemoReport
     let agent = std::thread::spawn(move || crate::roles::agent::run(capture, sync, &agent_stop));
 
     let limit = Duration::from_secs_f64(job_seconds + 60.0);
-    let until = Instant::now() + limit;
-    let finished = loop {
-        let current = admin.show(&job_id)?;
-        if current.0.is_terminal() {
-            break Some(current);
-        }
-        if Instant::now() >= until || agent.is_finished() {
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    };
+    let finished = wait_until_ended(&admin, &job_id, limit, &agent);
     // Let the agent journal the upload's answer before stopping it.
     std::thread::sleep(Duration::from_millis(600));
     shutdown.stop();
     let agent_result = agent.join().unwrap_or(Ok(()));
     server.stop();
     agent_result?;
-    let Some((finished, recording)) = finished else {
+    let Some((finished, recording)) = finished? else {
         return Err(DemoError::Timeout(limit));
     };
 
@@ -141,4 +133,25 @@ pub fn run(dir: &Path, job_seconds: f64, controller: &Path) -> Result<DemoReport
         checksum: recording.and_then(|r| r.checksum),
         timeline,
     })
+}
+
+/// Polls the controller (every 250 ms, for at most `limit`) until the job has ended;
+/// `None` if it did not, or if the agent stopped first.
+fn wait_until_ended<T>(
+    admin: &Operator,
+    job_id: &str,
+    limit: Duration,
+    agent: &std::thread::JoinHandle<T>,
+) -> Result<Option<(JobView, Option<RecordingView>)>, ControllerError> {
+    let until = Instant::now() + limit;
+    loop {
+        let current = admin.show(job_id)?;
+        if current.0.is_terminal() {
+            return Ok(Some(current));
+        }
+        if Instant::now() >= until || agent.is_finished() {
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
 }
