@@ -1,4 +1,4 @@
-//! Starting and stopping the server: the tokio runtime, the accept loop (hyper-util's
+//! Starting and stopping the server: the tokio runtime, the accept loop (hyper's HTTP/1
 //! connection builder, for its per-connection header read timeout), the tower layers and
 //! the lease runner.
 
@@ -7,8 +7,7 @@ use crate::routes::{self, App};
 use crate::{StoppedUpload, StoreError, leases, upload};
 use axum::Router;
 use axum::routing::any;
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
-use hyper_util::server::conn::auto;
+use hyper_util::rt::{TokioIo, TokioTimer};
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
@@ -201,13 +200,11 @@ fn router(app: Arc<App>, cfg: &ServerConfig) -> Router {
 /// The accept loop: one task per connection. hyper closes a connection whose head does
 /// not arrive within `head_timeout`; no keep-alive, so a connection is one request.
 async fn accept(listener: tokio::net::TcpListener, router: Router, head_timeout: Duration) {
-    let mut builder = auto::Builder::new(TokioExecutor::new());
+    let mut builder = hyper::server::conn::http1::Builder::new();
     builder
-        .http1()
         .timer(TokioTimer::new())
         .header_read_timeout(head_timeout)
         .keep_alive(false);
-    let builder = Arc::new(builder.http1_only());
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,
