@@ -6,15 +6,19 @@ use crate::pool::Stores;
 use crate::routes::{self, App};
 use crate::{StoppedUpload, StoreError, leases, upload};
 use axum::Router;
+use axum::response::Response;
 use axum::routing::any;
+use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
+use std::convert::Infallible;
 use std::io;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::AtomicUsize;
 use std::time::Duration;
-use tower::ServiceExt;
+use tower::limit::ConcurrencyLimitLayer;
+use tower::{Service, ServiceExt};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::{RequestBodyTimeoutLayer, TimeoutLayer};
 
@@ -132,7 +136,7 @@ impl Server {
             max_uploads: cfg.workers - 2,
         });
         runtime.spawn(leases::run(stores, cfg.lease, cfg.lease_runner_interval));
-        runtime.spawn(accept(listener, router(app, &cfg), cfg.io_timeout));
+        runtime.spawn(accept(listener, service(app, &cfg), cfg.io_timeout));
         let server = Server {
             addr,
             runtime: Some(runtime),
@@ -176,30 +180,46 @@ impl Drop for Server {
     }
 }
 
-/// The routes behind tower-http's layers. The body limit covers the JSON routes only: an
-/// upload's cap is the route's own, checked in PROTOCOL.md's order (401, 404 and 403
-/// before a 413 on the declared length), which a limit in front of it would pre-empt.
-fn router(app: Arc<App>, cfg: &ServerConfig) -> Router {
+/// The routes behind tower-http's layers, as one service whose clones share the limits.
+/// The body limit covers the JSON routes only: an upload's cap is the route's own,
+/// checked in PROTOCOL.md's order (401, 404 and 403 before a 413 on the declared length),
+/// which a limit in front of it would pre-empt.
+fn service(
+    app: Arc<App>,
+    cfg: &ServerConfig,
+) -> impl Service<axum::extract::Request, Response = Response, Error = Infallible, Future: Send>
++ Clone
++ Send
++ 'static {
     let json_limit = usize::try_from(routes::MAX_JSON_BODY).unwrap_or(usize::MAX);
     let json = Router::new()
         .fallback(routes::handle)
         .layer(RequestBodyLimitLayer::new(json_limit));
-    Router::new()
+    let routes = Router::new()
         .route("/api/v1/recordings/{id}/cache-file", any(routes::handle))
         .merge(json)
-        .with_state(app)
-        .layer(RequestBodyTimeoutLayer::new(cfg.io_timeout))
-        .layer(tower::limit::ConcurrencyLimitLayer::new(MAX_IN_FLIGHT))
+        .with_state(app);
+    tower::ServiceBuilder::new()
         // Nothing takes longer than the longest upload (plus its transaction).
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
             cfg.upload_timeout + cfg.io_timeout,
         ))
+        .layer(ConcurrencyLimitLayer::new(MAX_IN_FLIGHT))
+        // A body frame that does not come within this fails the read (a 408).
+        .layer(RequestBodyTimeoutLayer::new(cfg.io_timeout))
+        .service(routes)
 }
 
 /// The accept loop: one task per connection. hyper closes a connection whose head does
 /// not arrive within `head_timeout`; no keep-alive, so a connection is one request.
-async fn accept(listener: tokio::net::TcpListener, router: Router, head_timeout: Duration) {
+async fn accept<S>(listener: tokio::net::TcpListener, service: S, head_timeout: Duration)
+where
+    S: Service<axum::extract::Request, Response = Response, Error = Infallible, Future: Send>
+        + Clone
+        + Send
+        + 'static,
+{
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -216,18 +236,13 @@ async fn accept(listener: tokio::net::TcpListener, router: Router, head_timeout:
             }
         };
         let _ = stream.set_nodelay(true);
-        let service = hyper::service::service_fn({
-            let router = router.clone();
-            move |req: hyper::Request<hyper::body::Incoming>| {
-                router.clone().oneshot(req.map(axum::body::Body::new))
-            }
+        let per_request = service.clone();
+        let handler = hyper::service::service_fn(move |req: hyper::Request<Incoming>| {
+            per_request.clone().oneshot(req.map(axum::body::Body::new))
         });
-        let builder = builder.clone();
+        let connection = builder.serve_connection(TokioIo::new(stream), handler);
         tokio::spawn(async move {
-            if let Err(e) = builder
-                .serve_connection(TokioIo::new(stream), service)
-                .await
-            {
+            if let Err(e) = connection.await {
                 log::debug!("controller: connection: {e}");
             }
         });
