@@ -18,10 +18,10 @@ pub enum AdminError {
     /// The database cannot be opened, read or written: check the path, disk and lock.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// Check the node id (`edgerec controller node list`).
+    /// Check the node id (`edgerec-controller node list`).
     #[error("no node {0:?}")]
     NoSuchNode(String),
-    /// Check the job id (`edgerec controller job list`).
+    /// Check the job id (`edgerec-controller job list`).
     #[error("no job {0:?}")]
     NoSuchJob(String),
     /// Fix the input (job spec, node name, capacity).

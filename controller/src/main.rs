@@ -10,7 +10,7 @@ use edgerec_controller::{
 };
 
 /// Exit codes, one per kind of failure an operator must handle differently (the same
-/// numbers `edgerec controller` used).
+/// numbers `edgerec controller` used before it became this program).
 mod exit {
     pub const FAILURE: u8 = 1;
     pub const BAD_CONFIG: u8 = 3;

@@ -177,7 +177,7 @@ pub struct RecordingSummary {
     pub updated_at: Timestamp,
 }
 
-/// What an operator asks for when adding a job (`edgerec controller job add`).
+/// What an operator asks for when adding a job (`edgerec-controller job add`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct NewJobSpec {
     pub node_id: String,
