@@ -11,17 +11,18 @@ IDLE=${IDLE_SECONDS:-60}
 JOB=${JOB_SECONDS:-60}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
 command -v strace >/dev/null || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q strace >/dev/null; }
-(cd "$ROOT" && cargo build --release -q)
+(cd "$ROOT" && cargo build --release -q -p edgerec -p edgerec-controller)
 BIN=$ROOT/target/release/edgerec
+CTL=$ROOT/target/release/edgerec-controller
 T=$(mktemp -d /tmp/edgerec-costs.XXXXXX)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$T"; }
 trap cleanup EXIT
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-EDGEREC_LOG=warn "$BIN" controller serve --listen "127.0.0.1:$PORT" --db "$T/ctl.db" --store "$T/store" >"$T/serve.out" 2>&1 &
+EDGEREC_LOG=warn "$CTL" serve --listen "127.0.0.1:$PORT" --db "$T/ctl.db" --store "$T/store" >"$T/serve.out" 2>&1 &
 pids+=($!)
 for _ in $(seq 50); do grep -q serving "$T/serve.out" 2>/dev/null && break; sleep 0.1; done
-out=$("$BIN" controller node add --db "$T/ctl.db" costs-box)
+out=$("$CTL" node add --db "$T/ctl.db" costs-box)
 NODE=$(awk '/^node:/{print $2}' <<<"$out"); TOKEN=$(awk '/^token:/{print $2}' <<<"$out")
 install -m 600 /dev/null "$T/token"; printf %s "$TOKEN" >"$T/token"
 EDGEREC_LOG=warn "$BIN" agent --state-dir "$T/agent" --controller "http://127.0.0.1:$PORT/api/v1" \
@@ -34,7 +35,7 @@ a=$(ticks $AGENT); sleep "$IDLE"; b=$(ticks $AGENT)
 cpu_ms=$(( (b - a) * 1000 / hz ))
 echo "idle agent: ${cpu_ms} ms CPU in ${IDLE} s = $(awk -v c=$cpu_ms -v s=$IDLE 'BEGIN{printf "%.3f", c/(s*10)}') % of one core"
 
-"$BIN" controller job add --db "$T/ctl.db" --node "$NODE" --device sine:440 --duration "${JOB}s" >/dev/null
+"$CTL" job add --db "$T/ctl.db" --node "$NODE" --device sine:440 --duration "${JOB}s" >/dev/null
 for _ in $(seq 100); do grep -q capturing <("$BIN" status --state-dir "$T/agent" 2>/dev/null || true) && break; sleep 0.1; done
 sleep 2
 timeout "$JOB" strace -f -qq -p "$AGENT" -e trace=write,pwrite64,writev -y -o "$T/strace.out" || true

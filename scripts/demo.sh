@@ -6,7 +6,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 scripts/deps.sh build
-cargo build --release --locked 2>&1 | tail -n 1
+# Both programs: `edgerec demo` runs target/release/edgerec-controller as its own process.
+cargo build --release --locked -p edgerec -p edgerec-controller 2>&1 | tail -n 1
 out=${EDGEREC_DEMO_OUT:-/tmp/edgerec-demo}
 rm -rf "$out"   # a fresh controller and agent each run
 exec target/release/edgerec demo --dir "$out"

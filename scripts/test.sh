@@ -6,13 +6,16 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
 scripts/deps.sh test
-cargo build --all-targets --locked 2>&1 | tail -n 3
+# The whole workspace: the agent's integration tests run the reference controller
+# (target/debug/edgerec-controller) as a separate program.
+cargo build --workspace --all-targets --locked 2>&1 | tail -n 3
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 # Each criterion bench once, as a smoke test (the measurements are run by hand: benches/).
 cargo test --locked --bench ring --bench segment_writer 2>&1 | tee -a "$log"
-# Unit, integration and doc tests; real-time tests serialize themselves on a lock.
-cargo test --locked -- --test-threads=2 2>&1 | tee -a "$log"
+# Unit, integration and doc tests of every crate (agent, protocol, sqlite, controller);
+# real-time tests serialize themselves on a lock.
+cargo test --workspace --locked -- --test-threads=2 2>&1 | tee -a "$log"
 passed=$(sed -nE 's/^test result: [a-zA-Z]+\. ([0-9]+) passed.*/\1/p' "$log" | awk '{s+=$1} END{print s+0}')
 failed=$(sed -nE 's/^test result: .* ([0-9]+) failed.*/\1/p' "$log" | awk '{s+=$1} END{print s+0}')
 echo "tests: $passed passed, $failed failed"

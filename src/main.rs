@@ -24,10 +24,6 @@ pub(crate) mod exit {
     pub const UNSUPPORTED_FORMAT: u8 = 6;
     pub const UNWRITABLE_OUTPUT: u8 = 7;
     pub const DEVICE_FAILED: u8 = 8;
-    /// `controller`: no such node or job.
-    pub const NOT_FOUND: u8 = 9;
-    /// `controller`: the job is in a state that refuses the operation.
-    pub const REFUSED: u8 = 10;
     /// `record`: the job's window ended without a single frame from the device.
     pub const NO_AUDIO: u8 = 11;
     /// The journal is damaged (`PRAGMA quick_check` failed): nothing was finalized; run
@@ -58,16 +54,13 @@ fn failure_code(e: &(dyn std::error::Error + 'static), code: u8) -> u8 {
     }
 }
 
-mod controller_cli;
-
 #[derive(Parser)]
 #[command(
     name = "edgerec",
     version,
     about = "Crash-safe audio capture for headless recording boxes",
     after_help = "Exit codes: 0 ok, 1 failure, 3 bad config, 4 no such device, 5 device busy, \
-6 unsupported format, 7 output not writable, 8 device failed, 9 not found (controller), \
-10 refused (controller), 11 no audio captured (the device never delivered a frame), \
+6 unsupported format, 7 output not writable, 8 device failed, 11 no audio captured (the device never delivered a frame), \
 12 journal damaged (run `edgerec repair --rebuild DIR`)."
 )]
 struct Cli {
@@ -103,11 +96,6 @@ enum Command {
         /// TOML config file for the capture role.
         #[arg(long)]
         config: Option<PathBuf>,
-    },
-    /// The reference controller: `serve`, and operator commands on its database.
-    Controller {
-        #[command(subcommand)]
-        command: controller_cli::ControllerCommand,
     },
     /// Run the whole product on loopback: controller, a 20 s job with a device drop-out,
     /// the agent; print the delivered recording.
@@ -221,7 +209,6 @@ fn main() -> ExitCode {
         Command::Capture(args) => run_capture(args),
         Command::Sync(args) => run_sync(args),
         Command::Agent { sync, config } => run_agent(sync, config),
-        Command::Controller { command } => controller_cli::run(command),
         Command::Demo { dir, duration } => run_demo(&dir, duration),
         Command::Hotplug {
             action,
@@ -390,8 +377,10 @@ fn run_agent(args: SyncArgs, config: Option<PathBuf>) -> Result<(), Failure> {
 }
 
 fn run_demo(dir: &std::path::Path, duration: Duration) -> Result<(), Failure> {
-    let report =
-        demo::run(dir, duration.as_secs_f64()).map_err(|e| (exit::FAILURE, e.to_string()))?;
+    let exe = std::env::current_exe().map_err(|e| (exit::FAILURE, e.to_string()))?;
+    let controller = edgerec::roles::reference_controller::program_next_to(&exe);
+    let report = demo::run(dir, duration.as_secs_f64(), &controller)
+        .map_err(|e| (exit::FAILURE, e.to_string()))?;
     println!(
         "controller: {} (reference, loopback)",
         report.controller_url

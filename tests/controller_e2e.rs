@@ -19,7 +19,7 @@ fn full_lifecycle_claim_capture_upload_completed_with_our_checksum() {
     let job = ctl.add_job("sine:440", 3.0);
     let mut agent = ctl.spawn_agent(state.path());
     let done = ctl.wait_status(&job.id, Some("completed"), Duration::from_secs(30));
-    let rec = ctl.admin.recording(&done.recording_id).unwrap().unwrap();
+    let rec = ctl.recording(&done.id);
     let local = agent_job_dir(state.path(), &job.id).join("recording.wav");
     assert_eq!(
         rec.checksum.clone().unwrap(),
@@ -30,7 +30,7 @@ fn full_lifecycle_claim_capture_upload_completed_with_our_checksum() {
     let tl = timeline(&agent_job_dir(state.path(), &job.id));
     // Claim (the controller's startedAt) to the first captured frame (the agent's frame 0).
     let first_frame = humantime::parse_rfc3339(tl["started_at"].as_str().unwrap()).unwrap();
-    let claimed = std::time::UNIX_EPOCH + Duration::from_millis(done.started_at.unwrap().0 as u64);
+    let claimed = done.started().expect("a completed job was claimed");
     let latency = first_frame
         .duration_since(claimed)
         .map_or(0, |d| d.as_millis());
@@ -53,11 +53,11 @@ fn a_stop_mid_capture_uploads_the_partial_before_anything_else() {
     let mut agent = ctl.spawn_agent(state.path());
     ctl.wait_status(&job.id, Some("running"), Duration::from_secs(10));
     std::thread::sleep(Duration::from_millis(2500));
-    ctl.admin.stop_job(&job.id).unwrap();
+    ctl.stop_job(&job.id);
     let done = ctl.wait_status(&job.id, None, Duration::from_secs(20));
     // On this controller the stopped partial's upload completes the job.
     assert_eq!(done.status.to_string(), "completed");
-    let rec = ctl.admin.recording(&done.recording_id).unwrap().unwrap();
+    let rec = ctl.recording(&done.id);
     let seconds = rec.duration_seconds.unwrap();
     assert!(
         (1.0..8.0).contains(&seconds),
@@ -80,11 +80,11 @@ fn cancelled_or_failed_on_the_controller_mid_capture_finalizes_locally_and_keeps
     let mut agent = ctl.spawn_agent(state.path());
     ctl.wait_status(&cancelled.id, Some("running"), Duration::from_secs(10));
     std::thread::sleep(Duration::from_millis(2000));
-    ctl.admin.cancel_job(&cancelled.id).unwrap();
+    ctl.cancel_job(&cancelled.id);
     let failed = ctl.add_job("sine:440", 20.0);
     ctl.wait_status(&failed.id, Some("running"), Duration::from_secs(20));
     std::thread::sleep(Duration::from_millis(2000));
-    ctl.admin.fail_job(&failed.id, "operator_failed").unwrap();
+    ctl.fail_job(&failed.id, "operator_failed");
     let until = Instant::now() + Duration::from_secs(20);
     let (c, f) = loop {
         let c = agent_job(state.path(), &cancelled.id);
@@ -106,14 +106,7 @@ fn cancelled_or_failed_on_the_controller_mid_capture_finalizes_locally_and_keeps
         // Audio is never deleted because of controller state: kept, and not uploaded.
         let local = agent_job_dir(state.path(), &job.id).join("recording.wav");
         assert!(wav_frames(&local) > 48_000, "kept locally");
-        assert!(
-            !ctl.admin
-                .recording(&job.recording_id)
-                .unwrap()
-                .unwrap()
-                .cached,
-            "not uploaded"
-        );
+        assert!(!ctl.recording(&job.id).cached, "not uploaded");
     }
     assert_eq!(ctl.job(&cancelled.id).status.to_string(), "cancelled");
     assert_eq!(ctl.job(&failed.id).status.to_string(), "failed");
@@ -197,18 +190,22 @@ fn a_capture_group_is_captured_once_and_each_job_keeps_its_channels() {
     let ctl = Ctl::start(LEASE);
     let state = tempfile::tempdir().unwrap();
     let mut jobs = Vec::new();
-    for selection in [vec![1u16, 2], vec![3, 4]] {
-        let mut spec = edgerec::controller::server::NewJobSpec::new(&ctl.node, "noise", 3.0);
-        spec.capture_channels = 4;
-        spec.capture_channel_selection = Some(selection);
-        spec.capture_group_id = Some("room-a".into());
-        jobs.push(ctl.add_job_spec(spec));
+    for selection in ["1,2", "3,4"] {
+        let group = [
+            "--channels",
+            "4",
+            "--select",
+            selection,
+            "--group",
+            "room-a",
+        ];
+        jobs.push(ctl.add_job_with("noise", 3.0, &group));
     }
     let mut agent = ctl.spawn_agent(state.path());
     for job in &jobs {
         let done = ctl.wait_status(&job.id, Some("completed"), Duration::from_secs(30));
         let local = agent_job_dir(state.path(), &job.id).join("recording.wav");
-        let rec = ctl.admin.recording(&done.recording_id).unwrap().unwrap();
+        let rec = ctl.recording(&done.id);
         assert_eq!(rec.checksum.unwrap(), sha256_file(&local));
     }
     // One capture: only one job directory has segments.

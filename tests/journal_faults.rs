@@ -496,7 +496,7 @@ fn agent_crash_past_the_window_uploads_the_real_duration() {
     let dir = agent_job_dir(state.path(), &job.id);
     let frames = assert_not_padded(&dir);
     assert!(frames < 5 * RATE, "not padded to the 6 s window: {frames}");
-    let rec = ctl.admin.recording(&done.recording_id).unwrap().unwrap();
+    let rec = ctl.recording(&done.id);
     let header = rec.duration_seconds.expect("a duration header");
     eprintln!(
         "delivered {:.3} s, upload header {header} s",

@@ -1,6 +1,6 @@
-//! The controller side: the Rakkr recorder-node protocol (`../shared/PROTOCOL.md`), the
-//! agent's HTTP client for it, and the reference controller that serves it.
+//! The controller side: the Rakkr recorder-node protocol (`../shared/PROTOCOL.md`, the
+//! `edgerec-protocol` crate, re-exported here) and the agent's HTTP client for it. The
+//! reference controller is its own crate and program (`controller/`, `edgerec-controller`).
 
 pub mod client;
-pub mod protocol;
-pub mod server;
+pub use edgerec_protocol as protocol;

@@ -36,7 +36,6 @@
 //! - A local job (`edgerec record`, no controller) walks the same table; controller events
 //!   are illegal for it, it never uploads, and its report is always [`Report::Local`].
 
-use crate::controller::protocol::{HealthEvent, Severity};
 use crate::core::job::JobState;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -371,19 +370,42 @@ pub enum Action {
     /// Enqueue the cache-file PUT in the outbox. `attempt` counts re-uploads after a
     /// checksum mismatch: the outbox key is per attempt, so a re-issued `Upload` after a
     /// crash is a no-op and a deliberate re-upload is not.
-    Upload {
-        file: RenderedFile,
-        attempt: u32,
-    },
+    Upload { file: RenderedFile, attempt: u32 },
     /// Abandon the job's undelivered upload rows: the controller ended the job.
     DropUpload,
     /// The terminal report; exactly one per job.
     EnqueueReport(Report),
-    EnqueueHealthEvent(HealthEvent),
+    /// Something the controller's operator should hear about (the sync role sends it as a
+    /// health event).
+    EnqueueHealthEvent(Alert),
     /// Keep the audio, mark it undelivered for `edgerec status`; retention never deletes it.
-    FlagLocalRecording {
-        reason: String,
-    },
+    FlagLocalRecording { reason: String },
+}
+
+/// How much an [`Alert`] matters.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AlertLevel {
+    Warning,
+    Critical,
+}
+
+/// What the machine wants an operator to know, in its own terms: a kind
+/// (`agent.job.crash_loop`), a level and details. No wire format here.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Alert {
+    pub kind: String,
+    pub level: AlertLevel,
+    pub details: Map<String, Value>,
+}
+
+impl Alert {
+    pub fn new(kind: impl Into<String>, level: AlertLevel) -> Alert {
+        Alert {
+            kind: kind.into(),
+            level,
+            details: Map::new(),
+        }
+    }
 }
 
 impl Action {
@@ -770,7 +792,7 @@ impl Next {
     }
 
     /// A health event for the controller; a local job has no one to send it to.
-    fn health(self, event: HealthEvent) -> Next {
+    fn health(self, event: Alert) -> Next {
         if self.m.kind == JobKind::Local {
             return self;
         }
@@ -779,7 +801,7 @@ impl Next {
 
     /// The audio stays in the local library, undelivered: flag it, and say so.
     fn kept(self, why: &str) -> Next {
-        let mut event = HealthEvent::new("agent.recording.kept_locally", Severity::Warning);
+        let mut event = Alert::new("agent.recording.kept_locally", AlertLevel::Warning);
         event.details.insert("reason".into(), Value::from(why));
         self.act(Action::FlagLocalRecording {
             reason: why.to_string(),
@@ -877,14 +899,14 @@ fn failed_because(detail: &str) -> String {
     format!("{}: {detail}", reason::CAPTURE_FAILED)
 }
 
-fn failure_event(what: &str, detail: &str) -> HealthEvent {
-    let mut event = HealthEvent::new(format!("agent.{what}"), Severity::Critical);
+fn failure_event(what: &str, detail: &str) -> Alert {
+    let mut event = Alert::new(format!("agent.{what}"), AlertLevel::Critical);
     event.details.insert("detail".into(), Value::from(detail));
     event
 }
 
-fn crash_loop_event(m: &MachineState) -> HealthEvent {
-    let mut event = HealthEvent::new("agent.job.crash_loop", Severity::Critical);
+fn crash_loop_event(m: &MachineState) -> Alert {
+    let mut event = Alert::new("agent.job.crash_loop", AlertLevel::Critical);
     let mut details = Map::new();
     details.insert("state".into(), Value::from(m.state.name()));
     details.insert("recoveries".into(), Value::from(m.recoveries));
@@ -892,8 +914,8 @@ fn crash_loop_event(m: &MachineState) -> HealthEvent {
     event
 }
 
-fn checksum_event(m: &MachineState) -> HealthEvent {
-    let mut event = HealthEvent::new("agent.upload.checksum_mismatch", Severity::Warning);
+fn checksum_event(m: &MachineState) -> Alert {
+    let mut event = Alert::new("agent.upload.checksum_mismatch", AlertLevel::Warning);
     event
         .details
         .insert("mismatches".into(), Value::from(m.checksum_mismatches + 1));

@@ -1,9 +1,8 @@
 //! Pure logic: no clocks, no I/O. Time and shutdown are passed in, so tests are tables.
 
 pub mod backoff;
-pub mod calendar;
 pub mod disk_budget;
-pub mod format;
+pub use edgerec_protocol::format;
 pub mod job;
 pub mod job_machine;
 pub mod timeline;

@@ -12,6 +12,7 @@ mod segments;
 mod tests;
 
 use crate::core::job::JobState;
+use edgerec_sqlite::{OpenError, Synchronous};
 use rusqlite::{Connection, OpenFlags, TransactionBehavior};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -228,24 +229,19 @@ impl Journal {
             path: path.to_path_buf(),
             source,
         };
-        let mut conn = Connection::open(path).map_err(open_err)?;
-        // Set first: the pragmas below and the migrations may wait on the other role.
-        conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
-        let mode = enable_wal(&conn).map_err(open_err)?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            return Err(JournalError::NotWal {
-                path: path.to_path_buf(),
-                mode,
-            });
-        }
         // FULL, not NORMAL: in WAL mode NORMAL may lose the last commits on power loss, and a
         // lost state transition means a job re-run or a recording never delivered. Writes are
         // few (a state change per transition, a segment row per rotation, ~one per 5 min,
         // progress and beats every few seconds), so one fsync each costs little.
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(open_err)?;
-        conn.pragma_update(None, "foreign_keys", "ON")
-            .map_err(open_err)?;
+        let mut conn = edgerec_sqlite::open_wal(path, BUSY_TIMEOUT, Synchronous::Full).map_err(
+            |e| match e {
+                OpenError::Sqlite(source) => open_err(source),
+                OpenError::NotWal(mode) => JournalError::NotWal {
+                    path: path.to_path_buf(),
+                    mode,
+                },
+            },
+        )?;
         // Writers take the lock up front: a deferred transaction that reads and then writes
         // fails with SQLITE_BUSY at once (no busy wait) if the other role wrote in between.
         conn.set_transaction_behavior(TransactionBehavior::Immediate);
@@ -384,23 +380,5 @@ fn migrate(conn: &mut Connection) -> Result<()> {
             .doing("bumping user_version")?;
         tx.commit().doing("committing a migration")?;
         log::info!("migrated schema to v{}", found + 1);
-    }
-}
-
-/// Switches to WAL. Changing the journal mode needs the file to itself, and SQLite answers
-/// SQLITE_BUSY at once (no busy handler) when the other role is opening it at the same
-/// moment, as the two roles of `edgerec agent` do on a fresh journal: retry, bounded.
-fn enable_wal(conn: &Connection) -> rusqlite::Result<String> {
-    let mut attempts = 0;
-    loop {
-        match conn.pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get::<_, String>(0)) {
-            Err(rusqlite::Error::SqliteFailure(e, _))
-                if e.code == rusqlite::ErrorCode::DatabaseBusy && attempts < 100 =>
-            {
-                attempts += 1;
-                std::thread::sleep(std::time::Duration::from_millis(50));
-            }
-            other => return other,
-        }
     }
 }

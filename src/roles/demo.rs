@@ -1,5 +1,5 @@
 //! `edgerec demo`: the whole product in one command, on loopback. Starts the reference
-//! controller, registers a node, queues a 20 s job on the synth backend with an injected
+//! controller (`edgerec-controller`, as its own process), registers a node, queues a 20 s job on the synth backend with an injected
 //! device drop-out, runs the agent (capture + sync roles) until the controller has the
 //! recording, and reports what was delivered: path, duration, the controller's checksum,
 //! and the agent's timeline.
@@ -11,9 +11,11 @@ use std::time::{Duration, Instant};
 
 use crate::capture::StopFlag;
 use crate::controller::client::ClientConfig;
-use crate::controller::server::{Admin, NewJobSpec, Server, ServerConfig};
 use crate::roles::capture::CaptureRoleSettings;
 use crate::roles::finalize::TIMELINE_FILE;
+use crate::roles::reference_controller::{
+    ControllerError, JobView, Operator, RecordingView, ServeProcess,
+};
 use crate::roles::sync::SyncSettings;
 
 /// What the demo delivered.
@@ -33,10 +35,8 @@ pub struct DemoReport {
 
 #[derive(Debug, thiserror::Error)]
 pub enum DemoError {
-    #[error("controller: {0}")]
-    Server(#[from] crate::controller::server::ServerError),
-    #[error("controller admin: {0}")]
-    Admin(#[from] crate::controller::server::AdminError),
+    #[error(transparent)]
+    Controller(#[from] ControllerError),
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -51,7 +51,8 @@ pub enum DemoError {
 /// The job the demo queues: 20 s of a 440 Hz tone whose "device" drops out for 1.5 s.
 pub const DEMO_DEVICE: &str = "sine:440,dropout=8s+1500ms";
 
-pub fn run(dir: &Path, job_seconds: f64) -> Result<DemoReport, DemoError> {
+/// Runs the demo with the reference controller at `controller` (the program).
+pub fn run(dir: &Path, job_seconds: f64, controller: &Path) -> Result<DemoReport, DemoError> {
     let io = |path: &Path| {
         let path = path.to_path_buf();
         move |source| DemoError::Io { path, source }
@@ -60,16 +61,16 @@ pub fn run(dir: &Path, job_seconds: f64) -> Result<DemoReport, DemoError> {
     let db = dir.join("controller.db");
     let store = dir.join("controller-store");
     let state = dir.join("agent");
-    let server = Server::start(ServerConfig::new(
-        "127.0.0.1:0".parse().expect("literal"),
-        db.clone(),
-        store.clone(),
-    ))?;
-    let base_url = server.base_url();
+    let admin = Operator {
+        program: controller.to_path_buf(),
+        db: db.clone(),
+    };
+    let (node_id, token) = admin.add_node("demo-box")?;
+    let mut server =
+        ServeProcess::start(&admin, "127.0.0.1:0".parse().expect("literal"), &store, &[])?;
+    let base_url = server.base_url.clone();
     log::info!("demo: reference controller at {base_url}");
 
-    let admin = Admin::open(&db)?;
-    let (node_id, token) = admin.add_node("demo-box")?;
     let token_file = dir.join("node.token");
     let mut f = std::fs::OpenOptions::new()
         .create(true)
@@ -79,10 +80,19 @@ pub fn run(dir: &Path, job_seconds: f64) -> Result<DemoReport, DemoError> {
         .open(&token_file)
         .map_err(io(&token_file))?;
     f.write_all(token.as_bytes()).map_err(io(&token_file))?;
-    let mut spec = NewJobSpec::new(&node_id, DEMO_DEVICE, job_seconds);
-    spec.output_file_name = Some("demo.wav".into());
-    let job = admin.add_job(&spec)?;
-    log::info!("demo: queued {} ({job_seconds} s on {DEMO_DEVICE})", job.id);
+    let seconds = format!("{}ms", (job_seconds * 1000.0).round() as u64);
+    let job_id = admin.add_job(
+        &node_id,
+        &[
+            "--device",
+            DEMO_DEVICE,
+            "--duration",
+            &seconds,
+            "--file-name",
+            "demo.wav",
+        ],
+    )?;
+    log::info!("demo: queued {job_id} ({job_seconds} s on {DEMO_DEVICE})");
 
     let mut capture = CaptureRoleSettings::new(state.clone());
     capture.run.stall_guard = Duration::from_secs(3);
@@ -97,28 +107,17 @@ pub fn run(dir: &Path, job_seconds: f64) -> Result<DemoReport, DemoError> {
     let agent = std::thread::spawn(move || crate::roles::agent::run(capture, sync, &agent_stop));
 
     let limit = Duration::from_secs_f64(job_seconds + 60.0);
-    let until = Instant::now() + limit;
-    let finished = loop {
-        let current = admin.job(&job.id)?;
-        if current.as_ref().is_some_and(|j| j.status.is_terminal()) {
-            break current;
-        }
-        if Instant::now() >= until || agent.is_finished() {
-            break None;
-        }
-        std::thread::sleep(Duration::from_millis(250));
-    };
+    let finished = wait_until_ended(&admin, &job_id, limit, &agent);
     // Let the agent journal the upload's answer before stopping it.
     std::thread::sleep(Duration::from_millis(600));
     shutdown.stop();
     let agent_result = agent.join().unwrap_or(Ok(()));
-    server.shutdown();
+    server.stop();
     agent_result?;
-    let Some(finished) = finished else {
+    let Some((finished, recording)) = finished? else {
         return Err(DemoError::Timeout(limit));
     };
 
-    let recording = admin.recording(&finished.recording_id)?;
     // The agent names its job directories itself; the journal knows which is this job's.
     let timeline =
         crate::journal::Journal::open_read_only(&crate::roles::finalize::journal_path(&state))
@@ -129,7 +128,7 @@ pub fn run(dir: &Path, job_seconds: f64) -> Result<DemoReport, DemoError> {
     Ok(DemoReport {
         controller_url: base_url,
         job_id: finished.id.clone(),
-        job_status: finished.status.to_string(),
+        job_status: finished.status.clone(),
         delivered: recording
             .as_ref()
             .and_then(|r| r.cache_path.as_ref())
@@ -138,4 +137,25 @@ pub fn run(dir: &Path, job_seconds: f64) -> Result<DemoReport, DemoError> {
         checksum: recording.and_then(|r| r.checksum),
         timeline,
     })
+}
+
+/// Polls the controller (every 250 ms, for at most `limit`) until the job has ended;
+/// `None` if it did not, or if the agent stopped first.
+fn wait_until_ended<T>(
+    admin: &Operator,
+    job_id: &str,
+    limit: Duration,
+    agent: &std::thread::JoinHandle<T>,
+) -> Result<Option<(JobView, Option<RecordingView>)>, ControllerError> {
+    let until = Instant::now() + limit;
+    loop {
+        let current = admin.show(job_id)?;
+        if current.0.is_terminal() {
+            return Ok(Some(current));
+        }
+        if Instant::now() >= until || agent.is_finished() {
+            return Ok(None);
+        }
+        std::thread::sleep(Duration::from_millis(250));
+    }
 }

@@ -9,6 +9,7 @@ pub mod finalize;
 pub mod owner;
 pub mod rebuild;
 pub mod record;
+pub mod reference_controller;
 pub mod repair;
 pub mod runner;
 pub mod status;

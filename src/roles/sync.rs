@@ -25,6 +25,7 @@ use sha2::{Digest, Sha256};
 
 use crate::capture::StopFlag;
 use crate::controller::client::{CallError, Client, ClientConfig, ClientError};
+use crate::controller::protocol::{HealthEvent, Severity};
 use crate::controller::protocol::{Job, JobStatus, NodeConfig};
 use crate::core::job::JobState;
 use crate::core::job_machine::{self, Action, Event, JobKind, MachineState, RenderedFile, Report};
@@ -568,8 +569,8 @@ impl Sync {
                         ))?;
                     }
                     Action::EnqueueReport(_) => {}
-                    Action::EnqueueHealthEvent(ev) => {
-                        let mut ev = ev.clone();
+                    Action::EnqueueHealthEvent(alert) => {
+                        let mut ev = health_event(alert);
                         ev.recording_id = ev.recording_id.or_else(|| recording_id.clone());
                         let local_id = ev
                             .id
@@ -624,6 +625,17 @@ fn controller_event(job: &Job) -> Option<Event> {
         JobStatus::Completed => Some(Event::CompletedOnController),
         _ => None,
     }
+}
+
+/// The job machine's alert as the protocol's health event.
+fn health_event(alert: &job_machine::Alert) -> HealthEvent {
+    let severity = match alert.level {
+        job_machine::AlertLevel::Warning => Severity::Warning,
+        job_machine::AlertLevel::Critical => Severity::Critical,
+    };
+    let mut ev = HealthEvent::new(alert.kind.clone(), severity);
+    ev.details = alert.details.clone();
+    ev
 }
 
 fn report_body(report: &Report) -> String {

@@ -1,5 +1,6 @@
-//! The reference controller in the test process (real HTTP on 127.0.0.1), and the agent
-//! as real `edgerec` processes talking to it.
+//! The reference controller as its own process (`edgerec-controller`, built next to
+//! `edgerec` by `cargo build --workspace`; real HTTP on 127.0.0.1), its operator commands
+//! on the same database, and the agent as real `edgerec` processes talking to it.
 #![allow(dead_code)]
 
 use std::io::Write;
@@ -9,11 +10,17 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use edgerec::controller::server::{Admin, JobSummary, NewJobSpec, Server, ServerConfig};
+pub use edgerec::roles::reference_controller::{JobView, RecordingView};
+use edgerec::roles::reference_controller::{Operator, ServeProcess, program_next_to};
+
+/// The `edgerec-controller` program of this build.
+pub fn controller_program() -> PathBuf {
+    program_next_to(Path::new(env!("CARGO_BIN_EXE_edgerec")))
+}
 
 pub struct Ctl {
-    pub server: Option<Server>,
-    pub admin: Admin,
+    pub server: Option<ServeProcess>,
+    pub admin: Operator,
     pub node: String,
     pub token_file: PathBuf,
     pub addr: SocketAddr,
@@ -28,10 +35,13 @@ impl Ctl {
         let dir = tempfile::tempdir().unwrap();
         let db = dir.path().join("controller.db");
         let store = dir.path().join("store");
-        let server = Self::serve("127.0.0.1:0".parse().unwrap(), &db, &store, lease);
-        let addr = server.addr();
-        let admin = Admin::open(&db).unwrap().with_lease(lease);
+        let admin = Operator {
+            program: controller_program(),
+            db: db.clone(),
+        };
         let (node, token) = admin.add_node("test-box").unwrap();
+        let server = Self::serve(&admin, "127.0.0.1:0".parse().unwrap(), &store, lease).unwrap();
+        let addr = server.addr;
         let token_file = dir.path().join("node.token");
         let mut f = std::fs::OpenOptions::new()
             .create(true)
@@ -54,11 +64,15 @@ impl Ctl {
         }
     }
 
-    fn serve(addr: SocketAddr, db: &Path, store: &Path, lease: Duration) -> Server {
-        let mut cfg = ServerConfig::new(addr, db.to_path_buf(), store.to_path_buf());
-        cfg.lease = lease;
-        cfg.lease_runner_interval = Duration::from_millis(500);
-        Server::start(cfg).unwrap()
+    fn serve(
+        admin: &Operator,
+        addr: SocketAddr,
+        store: &Path,
+        lease: Duration,
+    ) -> Result<ServeProcess, edgerec::roles::reference_controller::ControllerError> {
+        let lease = format!("{}ms", lease.as_millis());
+        let extra = ["--lease", &lease, "--lease-runner-interval", "500ms"];
+        ServeProcess::start(admin, addr, store, &extra)
     }
 
     pub fn url(&self) -> String {
@@ -67,8 +81,8 @@ impl Ctl {
 
     /// Takes the controller away (connection refused).
     pub fn stop(&mut self) {
-        if let Some(server) = self.server.take() {
-            server.shutdown();
+        if let Some(mut server) = self.server.take() {
+            server.stop();
         }
     }
 
@@ -76,10 +90,7 @@ impl Ctl {
     pub fn restart(&mut self) {
         let until = Instant::now() + Duration::from_secs(5);
         loop {
-            let mut cfg = ServerConfig::new(self.addr, self.db.clone(), self.store.clone());
-            cfg.lease = self.lease;
-            cfg.lease_runner_interval = Duration::from_millis(500);
-            match Server::start(cfg) {
+            match Self::serve(&self.admin, self.addr, &self.store, self.lease) {
                 Ok(server) => {
                     self.server = Some(server);
                     return;
@@ -93,34 +104,62 @@ impl Ctl {
         }
     }
 
-    pub fn add_job(&self, device: &str, seconds: f64) -> JobSummary {
-        self.add_job_spec(NewJobSpec::new(&self.node, device, seconds))
+    pub fn add_job(&self, device: &str, seconds: f64) -> JobView {
+        self.add_job_with(device, seconds, &[])
     }
 
-    pub fn add_job_spec(&self, spec: NewJobSpec) -> JobSummary {
-        self.admin.add_job(&spec).unwrap()
+    /// `job add` with more flags (`--channels 4`, `--select 1,2`, `--group g`, ...).
+    pub fn add_job_with(&self, device: &str, seconds: f64, extra: &[&str]) -> JobView {
+        let duration = format!("{}ms", (seconds * 1000.0).round() as u64);
+        let mut args = vec!["--device", device, "--duration", &duration];
+        args.extend_from_slice(extra);
+        let id = self.admin.add_job(&self.node, &args).unwrap();
+        self.job(&id)
     }
 
-    pub fn job(&self, id: &str) -> JobSummary {
-        self.admin.job(id).unwrap().unwrap()
+    pub fn job(&self, id: &str) -> JobView {
+        self.admin.show(id).unwrap().0
+    }
+
+    /// The recording of job `id`.
+    pub fn recording(&self, id: &str) -> RecordingView {
+        self.admin
+            .show(id)
+            .unwrap()
+            .1
+            .expect("every job has a recording")
+    }
+
+    pub fn stop_job(&self, id: &str) {
+        self.admin.run(&["job", "stop", id]).unwrap();
+    }
+
+    pub fn cancel_job(&self, id: &str) {
+        self.admin.run(&["job", "cancel", id]).unwrap();
+    }
+
+    pub fn fail_job(&self, id: &str, reason: &str) {
+        self.admin
+            .run(&["job", "fail", id, "--reason", reason])
+            .unwrap();
     }
 
     /// Waits until the job's status is `want` (or any terminal one when `want` is None).
-    pub fn wait_status(&self, id: &str, want: Option<&str>, within: Duration) -> JobSummary {
+    pub fn wait_status(&self, id: &str, want: Option<&str>, within: Duration) -> JobView {
         let until = Instant::now() + within;
         loop {
             let job = self.job(id);
-            let status = job.status.to_string();
             let done = match want {
-                Some(w) => status == w,
-                None => job.status.is_terminal(),
+                Some(w) => job.status == w,
+                None => job.is_terminal(),
             };
             if done {
                 return job;
             }
             assert!(
                 Instant::now() < until,
-                "job {id} is {status}, waited {within:?} for {want:?}"
+                "job {id} is {}, waited {within:?} for {want:?}",
+                job.status
             );
             std::thread::sleep(Duration::from_millis(100));
         }
@@ -150,7 +189,8 @@ impl Ctl {
     }
 
     pub fn health_events(&self) -> Vec<serde_json::Value> {
-        self.admin.health_events(&self.node).unwrap()
+        let out = self.admin.run(&["events", &self.node]).unwrap();
+        serde_json::from_str(&out).unwrap()
     }
 }
 

@@ -4,7 +4,6 @@
 //!
 //! Pure functions over times passed in: the client feeds them `SystemTime::now()`.
 
-use crate::core::calendar::{civil_from_days, days_from_civil};
 use std::fmt;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -97,52 +96,29 @@ impl SkewTracker {
     }
 }
 
-const MONTHS: [&str; 12] = [
-    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
-];
-const WEEKDAYS: [&str; 7] = ["Thu", "Fri", "Sat", "Sun", "Mon", "Tue", "Wed"];
+/// The length of an IMF-fixdate: `Sun, 06 Nov 1994 08:49:37 GMT`.
+const IMF_FIXDATE_LEN: usize = 29;
 
 /// Parses an HTTP date in IMF-fixdate form (`Sun, 06 Nov 1994 08:49:37 GMT`), the only
-/// form RFC 9110 lets servers send. The weekday is not checked.
+/// form RFC 9110 lets servers send (jiff's RFC 2822 parser also takes looser forms, such
+/// as a missing seconds field, which a server must not send: refused here).
 pub fn parse_http_date(s: &str) -> Option<SystemTime> {
-    let mut parts = s.split_ascii_whitespace();
-    let _weekday = parts.next()?.strip_suffix(',')?;
-    let day: u32 = parts.next()?.parse().ok()?;
-    let month_name = parts.next()?;
-    let month = MONTHS.iter().position(|m| *m == month_name)? as u32 + 1;
-    let year: i64 = parts.next()?.parse().ok()?;
-    let mut hms = parts.next()?.split(':');
-    let h: u64 = hms.next()?.parse().ok()?;
-    let m: u64 = hms.next()?.parse().ok()?;
-    let sec: u64 = hms.next()?.parse().ok()?;
-    if parts.next()? != "GMT" || parts.next().is_some() || hms.next().is_some() {
+    if s.len() != IMF_FIXDATE_LEN || !s.ends_with(" GMT") {
         return None;
     }
-    if !(1..=31).contains(&day) || h > 23 || m > 59 || sec > 60 || year < 1970 {
-        return None;
-    }
-    let days = days_from_civil(year, i64::from(month), i64::from(day));
-    let secs = u64::try_from(days).ok()? * 86_400 + h * 3600 + m * 60 + sec;
-    Some(UNIX_EPOCH + Duration::from_secs(secs))
+    let t = jiff::fmt::rfc2822::DateTimeParser::new()
+        .parse_timestamp(s)
+        .ok()?;
+    SystemTime::try_from(t).ok().filter(|t| *t >= UNIX_EPOCH)
 }
 
 /// Formats a time as an IMF-fixdate (`Sun, 06 Nov 1994 08:49:37 GMT`); times before 1970
 /// format as the epoch.
 pub fn format_http_date(t: SystemTime) -> String {
-    let secs = t.duration_since(UNIX_EPOCH).unwrap_or_default().as_secs();
-    let days = (secs / 86_400) as i64;
-    let rem = secs % 86_400;
-    let (y, mo, d) = civil_from_days(days);
-    format!(
-        "{}, {:02} {} {} {:02}:{:02}:{:02} GMT",
-        WEEKDAYS[(days % 7) as usize],
-        d,
-        MONTHS[mo as usize - 1],
-        y,
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    let t = jiff::Timestamp::try_from(t.max(UNIX_EPOCH)).unwrap_or(jiff::Timestamp::UNIX_EPOCH);
+    jiff::fmt::rfc2822::DateTimePrinter::new()
+        .timestamp_to_rfc9110_string(&t)
+        .unwrap_or_default()
 }
 
 #[cfg(test)]

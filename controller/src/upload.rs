@@ -20,20 +20,27 @@
 //! uploads again and the repeat repairs it. Temp files left by a crash are removed when
 //! the server starts.
 
-use super::http::{Request, Response};
-use super::jobs;
-use super::leases;
-use super::model::{JobStatus, JobSummary, RecordingStatus, RecordingSummary};
-use super::routes::{Worker, body_error, store_error};
-use super::store::{self, Doing, StoreError};
-use super::time;
+use crate::jobs;
+use crate::leases;
+use crate::model::{JobStatus, JobSummary, RecordingStatus, RecordingSummary};
+use crate::reply::Response;
+use crate::request::{BodyError, BodyReader, LINGER_BYTES, LINGER_TIME, Req};
+use crate::routes::{App, store_error};
+use crate::store::{self, Doing, StoreError};
+use crate::time;
+use axum::body::Body;
 use rusqlite::{Connection, params};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
-use std::fs::{self, File, OpenOptions};
-use std::io::{self, Write};
+use std::fs::{self, File};
+use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
+use tokio::io::AsyncWriteExt;
+
+/// The reply to a body over the cap, declared or streamed.
+const TOO_LARGE: &str = "Recording cache file exceeds the maximum size";
 
 /// The temp directory under the store directory.
 pub(crate) const TMP_DIR: &str = ".tmp";
@@ -70,10 +77,7 @@ fn scope(
         )));
     }
     if declared.is_some_and(|n| n > cap) {
-        return Ok(Err(Refusal(
-            413,
-            "Recording cache file exceeds the maximum size",
-        )));
+        return Ok(Err(Refusal(413, TOO_LARGE)));
     }
     if rec.status == RecordingStatus::Failed {
         return Ok(Err(Refusal(409, "Recording is in a terminal failed state")));
@@ -153,18 +157,25 @@ impl Drop for TempUpload {
 
 fn unavailable(what: &str, e: &io::Error) -> Response {
     log::warn!("controller: upload: {what}: {e}");
-    Response::error(503, "Controller store unavailable").with_header("Retry-After", "5".into())
+    Response::error(503, "Controller store unavailable").with_header("retry-after", "5".into())
 }
 
 /// Streams the body into a new temp file, hashing it, refusing more than `cap` bytes.
-fn receive(req: &mut Request, store_dir: &Path, cap: u64) -> Result<TempUpload, Response> {
+async fn receive(
+    body: &mut BodyReader,
+    store_dir: &Path,
+    cap: u64,
+) -> Result<TempUpload, Response> {
     let dir = store_dir.join(TMP_DIR);
-    fs::create_dir_all(&dir).map_err(|e| unavailable("creating the temp directory", &e))?;
+    tokio::fs::create_dir_all(&dir)
+        .await
+        .map_err(|e| unavailable("creating the temp directory", &e))?;
     let path = dir.join(format!("upload-{}.part", uuid::Uuid::new_v4()));
-    let mut file = OpenOptions::new()
+    let mut file = tokio::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
         .open(&path)
+        .await
         .map_err(|e| unavailable("creating a temp file", &e))?;
     let mut tmp = TempUpload {
         path,
@@ -173,28 +184,20 @@ fn receive(req: &mut Request, store_dir: &Path, cap: u64) -> Result<TempUpload, 
         placed: false,
     };
     let mut hash = Sha256::new();
-    let mut buf = vec![0u8; 64 * 1024];
-    loop {
-        let n = req
-            .read_body_some(&mut buf)
-            .map_err(|e| body_error(e, "Recording cache file exceeds the maximum size"))?;
-        if n == 0 {
-            break;
+    while let Some(data) = body.next().await.map_err(|e| e.reply(TOO_LARGE))? {
+        if tmp.size + data.len() as u64 > cap {
+            return Err(BodyError::TooLarge.reply(TOO_LARGE));
         }
-        if tmp.size + n as u64 > cap {
-            return Err(Response::error(
-                413,
-                "Recording cache file exceeds the maximum size",
-            ));
-        }
-        hash.update(&buf[..n]);
-        file.write_all(&buf[..n])
+        hash.update(&data);
+        file.write_all(&data)
+            .await
             .map_err(|e| unavailable("writing a temp file", &e))?;
-        tmp.size += n as u64;
+        tmp.size += data.len() as u64;
     }
     file.sync_all()
+        .await
         .map_err(|e| unavailable("syncing a temp file", &e))?;
-    tmp.sha256 = super::auth::hex(&hash.finalize());
+    tmp.sha256 = crate::auth::hex(&hash.finalize());
     Ok(tmp)
 }
 
@@ -208,7 +211,7 @@ struct Target {
     chunk_total: Option<u32>,
 }
 
-fn target(req: &Request) -> Result<Target, Response> {
+fn target(req: &Req) -> Result<Target, Response> {
     let (raw, enhanced) = match req.query("rendition") {
         None => (false, false),
         Some("raw") => (true, false),
@@ -286,49 +289,67 @@ enum CommitError {
 }
 
 /// The request, from the job checks on.
-pub(crate) fn cache_file(w: &mut Worker, req: &mut Request, node: &str, rec_id: &str) -> Response {
+pub(crate) async fn cache_file(
+    app: &Arc<App>,
+    req: &Req,
+    body: Body,
+    node: &str,
+    rec_id: &str,
+) -> Result<Response, Response> {
     let job_id = req
         .header("x-rakkr-recording-job-id")
         .filter(|j| !j.is_empty())
         .map(str::to_string);
-    let (cap, lease) = (w.ctx.max_upload_bytes, w.ctx.lease_ms);
+    let (cap, lease) = (app.max_upload_bytes, app.lease_ms);
     let declared = req.content_length();
-    let checked = w.store.tx(|tx| {
-        leases::expire(tx, time::now_ms(), lease)?;
-        scope(tx, rec_id, node, job_id.as_deref(), declared, cap)
-    });
+    let (rec, n, job) = (rec_id.to_string(), node.to_string(), job_id.clone());
+    let checked = app
+        .stores
+        .run(move |s| {
+            s.tx(|tx| {
+                leases::expire(tx, time::now_ms(), lease)?;
+                scope(tx, &rec, &n, job.as_deref(), declared, cap)
+            })
+        })
+        .await?;
     match checked {
         Ok(Ok(_)) => {}
-        Ok(Err(refusal)) => return refusal.reply(),
-        Err(e) => return store_error(e),
+        Ok(Err(refusal)) => return Err(refusal.reply()),
+        Err(e) => return Err(store_error(e)),
     }
-    let ctx = w.ctx.clone();
-    if ctx.uploads_in_flight.fetch_add(1, Ordering::AcqRel) >= ctx.max_uploads {
-        ctx.uploads_in_flight.fetch_sub(1, Ordering::AcqRel);
-        return Response::error(503, "Too many uploads in progress")
-            .with_header("Retry-After", "5".into());
+    if app.uploads_in_flight.fetch_add(1, Ordering::AcqRel) >= app.max_uploads {
+        app.uploads_in_flight.fetch_sub(1, Ordering::AcqRel);
+        return Err(Response::error(503, "Too many uploads in progress")
+            .with_header("retry-after", "5".into()));
     }
-    let slot = UploadSlot(&ctx.uploads_in_flight);
-    req.set_body_deadline(ctx.upload_timeout);
-    let mut tmp = match receive(req, &ctx.store_dir, cap) {
+    let slot = UploadSlot(&app.uploads_in_flight);
+    let mut body = BodyReader::new(body, app.idle_timeout, app.upload_timeout);
+    let tmp = match receive(&mut body, &app.store_dir, cap).await {
         Ok(tmp) => tmp,
-        Err(reply) => return reply,
+        Err(reply) => {
+            if reply.status != 408 {
+                body.linger(LINGER_BYTES, LINGER_TIME).await;
+            }
+            return Err(reply);
+        }
     };
     drop(slot);
     if tmp.size == 0 {
-        return Response::error(400, "Recording cache file cannot be empty");
+        return Err(Response::error(400, "Recording cache file cannot be empty"));
     }
     let duration = match req.header("x-rakkr-duration-seconds").map(str::trim) {
         None | Some("") => None,
         Some(v) => match v.parse::<f64>() {
             Ok(d) if d.is_finite() && d >= 0.0 => Some(d),
-            _ => return Response::error(400, "Invalid x-rakkr-duration-seconds header"),
+            _ => {
+                return Err(Response::error(
+                    400,
+                    "Invalid x-rakkr-duration-seconds header",
+                ));
+            }
         },
     };
-    let target = match target(req) {
-        Ok(t) => t,
-        Err(reply) => return reply,
-    };
+    let target = target(req)?;
     let file_name = req
         .header("x-rakkr-file-name")
         .and_then(|n| Path::new(n).file_name())
@@ -336,8 +357,34 @@ pub(crate) fn cache_file(w: &mut Worker, req: &mut Request, node: &str, rec_id: 
         .filter(|n| !n.trim().is_empty())
         .map(str::to_string);
     let ext = extension(file_name.as_deref(), req.header("content-type"));
+    let (cache_path, reply_name) = names(rec_id, file_name, &target, ext);
+    let file = json!({
+        "cachePath": cache_path,
+        "checksum": format!("sha256:{}", tmp.sha256),
+        "durationSeconds": duration,
+        "fileName": reply_name,
+        "mimeType": mime_type(ext),
+        "size": tmp.size,
+    });
+    let commit = Commit {
+        dest: app.store_dir.join(&cache_path),
+        rec_id: rec_id.to_string(),
+        node: node.to_string(),
+        job_id,
+        cap,
+        lease,
+        stopped: app.stopped_upload,
+        target,
+        file,
+        tmp,
+    };
+    app.stores.run(move |s| commit.run(s)).await?
+}
+
+/// The stored path under the store directory and the file name the reply shows.
+fn names(rec_id: &str, file_name: Option<String>, target: &Target, ext: &str) -> (String, String) {
     let suffix = if target.raw { ".raw" } else { "" };
-    let (cache_path, reply_name) = match target.chunk {
+    match target.chunk {
         None => (
             format!("{FOLDER}/{rec_id}{suffix}{ext}"),
             file_name.unwrap_or_else(|| format!("{rec_id}{ext}")),
@@ -355,56 +402,68 @@ pub(crate) fn cache_file(w: &mut Worker, req: &mut Request, node: &str, rec_id: 
                 format!("{stem}_{part}{ext}"),
             )
         }
-    };
-    let file = json!({
-        "cachePath": cache_path,
-        "checksum": format!("sha256:{}", tmp.sha256),
-        "durationSeconds": duration,
-        "fileName": reply_name,
-        "mimeType": mime_type(ext),
-        "size": tmp.size,
-    });
-    let dest = ctx.store_dir.join(&cache_path);
-    let stopped = ctx.stopped_upload;
-    let result = w.store.tx(|tx| {
-        let now = time::now_ms();
-        leases::expire(tx, now, lease)?;
-        // Again, under the write lock: the job may have ended while the body streamed.
-        let (rec, job) = match scope(tx, rec_id, node, job_id.as_deref(), None, cap)? {
-            Ok(s) => s,
-            Err(refusal) => return Ok(Err(refusal)),
-        };
-        if target.chunk.is_some() && job.is_none() {
-            return Ok(Err(Refusal(
-                409,
-                "Chunk upload requires an owning recording job",
-            )));
-        }
-        place(&mut tmp, &dest).map_err(CommitError::Io)?;
-        let completes = record(tx, &rec, job.as_ref(), &target, &file, now)?;
-        if completes && let Some(job) = &job {
-            jobs::complete(tx, &job.id, stopped, now)?;
-        }
-        let rec = store::recording(tx, rec_id)?
-            .ok_or_else(|| StoreError::Corrupt("recording vanished".into()))?;
-        Ok::<_, CommitError>(Ok(rec))
-    });
-    match result {
-        Ok(Ok(rec)) => {
-            log::info!(
-                "controller: stored {cache_path} ({} bytes) for {rec_id}",
-                file["size"]
-            );
-            let mut data = json!({"file": file, "recording": rec, "uploadQueueItems": []});
-            if let Some(i) = target.chunk {
-                data["chunk"] = json!({"index": i, "total": target.chunk_total,
-                    "rendition": if target.raw { "raw" } else { "primary" }});
+    }
+}
+
+/// A received upload, to be checked again and recorded in one transaction.
+struct Commit {
+    dest: PathBuf,
+    rec_id: String,
+    node: String,
+    job_id: Option<String>,
+    cap: u64,
+    lease: i64,
+    stopped: jobs::StoppedUpload,
+    target: Target,
+    file: Value,
+    tmp: TempUpload,
+}
+
+impl Commit {
+    fn run(mut self, store: &crate::store::Store) -> Result<Response, Response> {
+        let (rec_id, node) = (self.rec_id.as_str(), self.node.as_str());
+        let result = store.tx(|tx| {
+            let now = time::now_ms();
+            leases::expire(tx, now, self.lease)?;
+            // Again, under the write lock: the job may have ended while the body streamed.
+            let scoped = scope(tx, rec_id, node, self.job_id.as_deref(), None, self.cap)?;
+            let (rec, job) = match scoped {
+                Ok(s) => s,
+                Err(refusal) => return Ok(Err(refusal)),
+            };
+            if self.target.chunk.is_some() && job.is_none() {
+                return Ok(Err(Refusal(
+                    409,
+                    "Chunk upload requires an owning recording job",
+                )));
             }
-            Response::data(201, data)
+            place(&mut self.tmp, &self.dest).map_err(CommitError::Io)?;
+            let completes = record(tx, &rec, job.as_ref(), &self.target, &self.file, now)?;
+            if completes && let Some(job) = &job {
+                jobs::complete(tx, &job.id, self.stopped, now)?;
+            }
+            let rec = store::recording(tx, rec_id)?
+                .ok_or_else(|| StoreError::Corrupt("recording vanished".into()))?;
+            Ok::<_, CommitError>(Ok(rec))
+        });
+        match result {
+            Ok(Ok(rec)) => {
+                log::info!(
+                    "controller: stored {} ({} bytes) for {rec_id}",
+                    self.file["cachePath"],
+                    self.file["size"]
+                );
+                let mut data = json!({"file": self.file, "recording": rec, "uploadQueueItems": []});
+                if let Some(i) = self.target.chunk {
+                    data["chunk"] = json!({"index": i, "total": self.target.chunk_total,
+                        "rendition": if self.target.raw { "raw" } else { "primary" }});
+                }
+                Ok(Response::data(201, data))
+            }
+            Ok(Err(refusal)) => Err(refusal.reply()),
+            Err(CommitError::Store(e)) => Err(store_error(e)),
+            Err(CommitError::Io(e)) => Err(unavailable("placing a file", &e)),
         }
-        Ok(Err(refusal)) => refusal.reply(),
-        Err(CommitError::Store(e)) => store_error(e),
-        Err(CommitError::Io(e)) => unavailable("placing a file", &e),
     }
 }
 

@@ -2,7 +2,7 @@
 //! operator's job spec. They serialize to the wire shapes of PROTOCOL.md (camelCase, ISO
 //! 8601 UTC timestamps with milliseconds, absent optional fields omitted).
 
-use super::time;
+use crate::time;
 use serde::{Serialize, Serializer};
 use serde_json::{Map, Value};
 use std::fmt;
@@ -177,7 +177,7 @@ pub struct RecordingSummary {
     pub updated_at: Timestamp,
 }
 
-/// What an operator asks for when adding a job (`edgerec controller job add`).
+/// What an operator asks for when adding a job (`edgerec-controller job add`).
 #[derive(Clone, Debug, PartialEq)]
 pub struct NewJobSpec {
     pub node_id: String,

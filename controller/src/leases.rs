@@ -1,14 +1,15 @@
 //! Lease expiry: `running` past its lease -> `failed` / `lease_expired`; `stop_requested`
 //! for longer than a lease -> `cancelled` / `stop_request_lease_expired`. [`expire`] runs
 //! at the start of every job read, claim and heartbeat transaction (so a caller never sees
-//! a lease that has already run out) and on the runner thread every interval.
+//! a lease that has already run out) and on the runner task every interval.
 
-use super::jobs::{settle_recording, transition};
-use super::model::JobStatus;
-use super::store::{self, Store, StoreError};
-use super::time;
-use crossbeam_channel::{Receiver, RecvTimeoutError};
+use crate::jobs::{settle_recording, transition};
+use crate::model::JobStatus;
+use crate::pool::Stores;
+use crate::store::{self, StoreError};
+use crate::time;
 use rusqlite::{Connection, params};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Ends every job whose lease ran out by `now`; returns how many.
@@ -40,18 +41,19 @@ pub(crate) fn expire(tx: &Connection, now: i64, lease_ms: i64) -> Result<usize, 
     Ok(ended)
 }
 
-/// The lease runner thread's body: expires leases every `interval` until `stop` is
-/// disconnected (the server dropped its sender).
-pub(crate) fn run(store: Store, lease: Duration, interval: Duration, stop: Receiver<()>) {
+/// The lease runner: expires leases every `interval`, first at start (leases that ran out
+/// while the server was down end now). Runs until the server's runtime shuts down.
+pub(crate) async fn run(stores: Arc<Stores>, lease: Duration, interval: Duration) {
     let lease_ms = i64::try_from(lease.as_millis()).unwrap_or(i64::MAX);
     loop {
-        // First at start: leases that ran out while the server was down end now.
-        if let Err(e) = store.tx(|tx| expire(tx, time::now_ms(), lease_ms)) {
-            log::warn!("controller: lease runner: {e}");
+        match stores
+            .run(move |s| s.tx(|tx| expire(tx, time::now_ms(), lease_ms)))
+            .await
+        {
+            Ok(Err(e)) => log::warn!("controller: lease runner: {e}"),
+            Err(_) => log::warn!("controller: lease runner: a pass failed"),
+            Ok(Ok(_)) => {}
         }
-        match stop.recv_timeout(interval) {
-            Err(RecvTimeoutError::Timeout) => {}
-            _ => return,
-        }
+        tokio::time::sleep(interval).await;
     }
 }

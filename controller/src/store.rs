@@ -2,11 +2,12 @@
 //! setup, and row readers. The transitions themselves live in `jobs.rs`, `nodes.rs` and
 //! `upload.rs`; each runs in one `BEGIN IMMEDIATE` transaction through [`Store::tx`].
 //!
-//! One `Store` (one connection) per thread: every HTTP worker, the lease runner, and each
-//! `Admin` have their own. WAL lets readers run beside the one writer; `busy_timeout`
+//! One `Store` is one connection: the server keeps a small pool of them (a request takes
+//! one for its transaction on a blocking thread), and each `Admin` has its own. WAL lets readers run beside the one writer; `busy_timeout`
 //! makes a writer wait for the lock instead of failing.
 
-use super::model::{JobStatus, JobSummary, RecordingStatus, RecordingSummary, Timestamp};
+use crate::model::{JobStatus, JobSummary, RecordingStatus, RecordingSummary, Timestamp};
+use edgerec_sqlite::{OpenError, Synchronous};
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -183,22 +184,16 @@ impl Store {
             path: path.to_path_buf(),
             source,
         };
-        let mut conn = Connection::open(path).map_err(open_err)?;
-        conn.busy_timeout(BUSY_TIMEOUT).map_err(open_err)?;
-        let mode: String = conn
-            .pragma_update_and_check(None, "journal_mode", "WAL", |r| r.get(0))
-            .map_err(open_err)?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            return Err(StoreError::NotWal {
-                path: path.to_path_buf(),
-                mode,
-            });
-        }
         // FULL: a lost commit here is a lost claim or a lost completion; writes are few.
-        conn.pragma_update(None, "synchronous", "FULL")
-            .map_err(open_err)?;
-        conn.pragma_update(None, "foreign_keys", "ON")
-            .map_err(open_err)?;
+        let mut conn = edgerec_sqlite::open_wal(path, BUSY_TIMEOUT, Synchronous::Full).map_err(
+            |e| match e {
+                OpenError::Sqlite(source) => open_err(source),
+                OpenError::NotWal(mode) => StoreError::NotWal {
+                    path: path.to_path_buf(),
+                    mode,
+                },
+            },
+        )?;
         migrate(&mut conn)?;
         Ok(Store { conn })
     }

@@ -1,13 +1,13 @@
 //! Operator operations, straight on the database file. Safe while a server runs on the
 //! same file (WAL; every operation is one transaction and waits for the write lock).
 
-use super::auth;
-use super::jobs::{self, JobError};
-use super::leases;
-use super::model::{JobStatus, JobSummary, NewJobSpec, RecordingSummary};
-use super::nodes;
-use super::store::{self, Doing, Store, StoreError};
-use super::time;
+use crate::auth;
+use crate::jobs::{self, JobError};
+use crate::leases;
+use crate::model::{JobStatus, JobSummary, NewJobSpec, RecordingSummary};
+use crate::nodes;
+use crate::store::{self, Doing, Store, StoreError};
+use crate::time;
 use rusqlite::params;
 use std::path::Path;
 use std::time::Duration;
@@ -18,10 +18,10 @@ pub enum AdminError {
     /// The database cannot be opened, read or written: check the path, disk and lock.
     #[error(transparent)]
     Store(#[from] StoreError),
-    /// Check the node id (`edgerec controller node list`).
+    /// Check the node id (`edgerec-controller node list`).
     #[error("no node {0:?}")]
     NoSuchNode(String),
-    /// Check the job id (`edgerec controller job list`).
+    /// Check the job id (`edgerec-controller job list`).
     #[error("no job {0:?}")]
     NoSuchJob(String),
     /// Fix the input (job spec, node name, capacity).

@@ -17,8 +17,8 @@
 //! Whether a primary upload completes a `stop_requested` job is the server's
 //! [`StoppedUpload`] setting.
 
-use super::model::{JobStatus, JobSummary, NewJobSpec, RecordingStatus, RecordingSummary};
-use super::store::{self, Doing, StoreError};
+use crate::model::{JobStatus, JobSummary, NewJobSpec, RecordingStatus, RecordingSummary};
+use crate::store::{self, Doing, StoreError};
 use rusqlite::{Connection, params};
 
 /// What a primary upload does to a `stop_requested` job.

@@ -1,32 +1,74 @@
-//! `edgerec controller ...`: the reference controller's server and operator commands.
+//! `edgerec-controller`: the reference controller's server and operator commands.
 
 use std::path::{Path, PathBuf};
+use std::process::ExitCode;
 use std::time::Duration;
 
-use clap::Subcommand;
-use edgerec::controller::server::{
-    Admin, AdminError, NewJobSpec, Server, ServerConfig, StoppedUpload,
+use clap::{Parser, Subcommand};
+use edgerec_controller::{
+    Admin, AdminError, JobSummary, NewJobSpec, Server, ServerConfig, StoppedUpload,
 };
 
-use crate::{Failure, exit, shutdown_flag};
+/// Exit codes, one per kind of failure an operator must handle differently (the same
+/// numbers `edgerec controller` used before it became this program).
+mod exit {
+    pub const FAILURE: u8 = 1;
+    pub const BAD_CONFIG: u8 = 3;
+    /// No such node or job.
+    pub const NOT_FOUND: u8 = 9;
+    /// The job is in a state that refuses the operation.
+    pub const REFUSED: u8 = 10;
+}
+
+type Failure = (u8, String);
+
+#[derive(Parser)]
+#[command(
+    name = "edgerec-controller",
+    version,
+    about = "The reference controller for edgerec nodes (the Rakkr recorder-node API)"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: ControllerCommand,
+}
+
+fn main() -> ExitCode {
+    let level = std::env::var("EDGEREC_LOG").unwrap_or_else(|_| "info".into());
+    env_logger::Builder::new()
+        .parse_filters(&level)
+        .format_target(false)
+        .init();
+    match run(Cli::parse().command) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err((code, message)) => {
+            eprintln!("edgerec-controller: error: {message}");
+            ExitCode::from(code)
+        }
+    }
+}
+
+/// Blocks until SIGINT or SIGTERM.
+fn wait_for_signal() -> Result<(), Failure> {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| (exit::FAILURE, format!("cannot wait for signals: {e}")))?;
+    rt.block_on(async {
+        use tokio::signal::unix::{SignalKind, signal};
+        let mut term = signal(SignalKind::terminate())?;
+        tokio::select! {
+            r = tokio::signal::ctrl_c() => r,
+            _ = term.recv() => Ok(()),
+        }
+    })
+    .map_err(|e| (exit::FAILURE, format!("cannot wait for signals: {e}")))
+}
 
 #[derive(Subcommand)]
-pub enum ControllerCommand {
+enum ControllerCommand {
     /// Serve the recorder-node API (and nothing else) on --listen.
-    Serve {
-        #[arg(long, default_value = "127.0.0.1:8787")]
-        listen: std::net::SocketAddr,
-        #[arg(long)]
-        db: PathBuf,
-        #[arg(long)]
-        store: PathBuf,
-        /// Job lease length.
-        #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
-        lease: Duration,
-        /// What a partial uploaded for a stopped job does: completes (Rakkr) or keeps-stop-requested.
-        #[arg(long, default_value = "completes")]
-        stopped_upload: String,
-    },
+    Serve(ServeArgs),
     /// Nodes (recording boxes).
     Node {
         #[command(subcommand)]
@@ -46,7 +88,7 @@ pub enum ControllerCommand {
 }
 
 #[derive(Subcommand)]
-pub enum NodeCommand {
+enum NodeCommand {
     /// Register a node; prints its id and its token (shown once).
     Add {
         #[arg(long)]
@@ -67,7 +109,7 @@ pub enum NodeCommand {
 }
 
 #[derive(Subcommand)]
-pub enum JobCommand {
+enum JobCommand {
     /// Queue a recording job for a node.
     Add {
         #[arg(long)]
@@ -149,36 +191,51 @@ fn print_json(value: &impl serde::Serialize) {
     );
 }
 
-pub fn run(command: ControllerCommand) -> Result<(), Failure> {
-    match command {
-        ControllerCommand::Serve {
-            listen,
-            db,
-            store,
-            lease,
-            stopped_upload,
-        } => {
-            let mut cfg = ServerConfig::new(listen, db, store);
-            cfg.lease = lease;
-            cfg.stopped_upload = match stopped_upload.as_str() {
-                "completes" => StoppedUpload::Completes,
-                "keeps-stop-requested" => StoppedUpload::KeepsStopRequested,
-                other => {
-                    return Err((
-                        exit::BAD_CONFIG,
-                        format!("--stopped-upload {other:?}: completes or keeps-stop-requested"),
-                    ));
-                }
-            };
-            let server = Server::start(cfg).map_err(|e| (exit::BAD_CONFIG, e.to_string()))?;
-            println!("serving {}", server.base_url());
-            let shutdown = shutdown_flag();
-            while !shutdown.is_stopped() {
-                std::thread::sleep(Duration::from_millis(100));
-            }
-            server.shutdown();
-            Ok(())
+/// `serve`'s flags.
+#[derive(clap::Args)]
+struct ServeArgs {
+    #[arg(long, default_value = "127.0.0.1:8787")]
+    listen: std::net::SocketAddr,
+    #[arg(long)]
+    db: PathBuf,
+    #[arg(long)]
+    store: PathBuf,
+    /// Job lease length.
+    #[arg(long, default_value = "30s", value_parser = humantime::parse_duration)]
+    lease: Duration,
+    /// What a partial uploaded for a stopped job does: completes (Rakkr) or keeps-stop-requested.
+    #[arg(long, default_value = "completes")]
+    stopped_upload: String,
+    /// How often leases are expired (besides before each job call).
+    #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
+    lease_runner_interval: Duration,
+}
+
+fn serve(args: ServeArgs) -> Result<(), Failure> {
+    let mut cfg = ServerConfig::new(args.listen, args.db, args.store);
+    cfg.lease = args.lease;
+    cfg.lease_runner_interval = args.lease_runner_interval;
+    cfg.stopped_upload = match args.stopped_upload.as_str() {
+        "completes" => StoppedUpload::Completes,
+        "keeps-stop-requested" => StoppedUpload::KeepsStopRequested,
+        other => {
+            return Err((
+                exit::BAD_CONFIG,
+                format!("--stopped-upload {other:?}: completes or keeps-stop-requested"),
+            ));
         }
+    };
+    let server = Server::start(cfg).map_err(|e| (exit::BAD_CONFIG, e.to_string()))?;
+    // Tests and the demo read this line for the port.
+    println!("serving {}", server.base_url());
+    let waited = wait_for_signal();
+    server.shutdown();
+    waited
+}
+
+fn run(command: ControllerCommand) -> Result<(), Failure> {
+    match command {
+        ControllerCommand::Serve(args) => serve(args),
         ControllerCommand::Node { command } => match command {
             NodeCommand::Add { db, name } => {
                 let (id, token) = Admin::open(&db)
@@ -255,18 +312,13 @@ pub fn run(command: ControllerCommand) -> Result<(), Failure> {
     }
 }
 
-fn print_job(
-    result: Result<edgerec::controller::server::JobSummary, AdminError>,
-) -> Result<(), Failure> {
+fn print_job(result: Result<JobSummary, AdminError>) -> Result<(), Failure> {
     let job = result.map_err(admin_failure)?;
     println!("{} {}", job.id, job.status);
     Ok(())
 }
 
-fn finished_json(
-    admin: &Admin,
-    job: &edgerec::controller::server::JobSummary,
-) -> Result<serde_json::Value, Failure> {
+fn finished_json(admin: &Admin, job: &JobSummary) -> Result<serde_json::Value, Failure> {
     let recording = admin.recording(&job.recording_id).map_err(admin_failure)?;
     Ok(serde_json::json!({ "job": job, "recording": recording }))
 }

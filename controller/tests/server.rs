@@ -3,7 +3,7 @@
 //! tests control every byte: missing headers, huge declared lengths, stalls), plus `ureq`
 //! where a real client's framing matters.
 
-use edgerec::controller::server::{
+use edgerec_controller::{
     Admin, JobStatus, JobSummary, NewJobSpec, RecordingStatus, Server, ServerConfig, StoppedUpload,
 };
 use serde_json::{Value, json};
@@ -1116,8 +1116,12 @@ fn stalled_clients_time_out_and_do_not_block_others() {
         ctl.post(&node, &hb, Some(heartbeat_body())).expect(202);
     }
     assert!(started.elapsed() < Duration::from_secs(2));
-    // Both stalled connections are cut off near the idle timeout.
-    assert_eq!(read_reply(&mut head_only).status, 408);
+    // Both stalled connections are cut off near the idle timeout: the half head by hyper's
+    // header read timeout (closed without a reply), the stalled body with a 408.
+    let mut rest = Vec::new();
+    let _ = head_only.read_to_end(&mut rest);
+    assert!(rest.is_empty(), "{:?}", String::from_utf8_lossy(&rest));
+    assert!(started.elapsed() < Duration::from_secs(3));
     assert_eq!(read_reply(&mut body_stall).status, 408);
     // A trickler (1 byte / 100 ms) is cut off by the overall body deadline.
     let mut trickle = connect(ctl.addr);

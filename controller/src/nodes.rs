@@ -1,10 +1,10 @@
 //! Node calls on the store: heartbeat, inventory reconcile, config, meter frames and
 //! health events. Each runs inside the caller's transaction.
 
-use super::jobs::JobError;
-use super::store::{self, Doing, StoreError};
-use super::time;
-use super::validate::HealthEventInput;
+use crate::jobs::JobError;
+use crate::store::{self, Doing, StoreError};
+use crate::time;
+use crate::validate::HealthEventInput;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::{Map, Value, json};
 
