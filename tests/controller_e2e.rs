@@ -249,3 +249,57 @@ fn a_capture_group_is_captured_once_and_each_job_keeps_its_channels() {
     }
     sigterm(&mut agent, Duration::from_secs(5));
 }
+
+/// One honest story per job: the sync role's machine says `capturing` while the job
+/// captures (within 2 s of its first frame), not in the same millisecond as the render.
+#[test]
+fn the_log_says_capturing_while_the_job_captures() {
+    use std::io::BufRead;
+    let _rt = realtime();
+    let ctl = Ctl::start(LEASE);
+    let state = tempfile::tempdir().unwrap();
+    let job = ctl.add_job("sine:440", 8.0);
+    let mut agent = ctl
+        .role("agent", state.path())
+        .env("EDGEREC_LOG", "info")
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Each line stamped with the wall time the test saw it.
+    let stderr = agent.stderr.take().unwrap();
+    let reader = std::thread::spawn(move || {
+        std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+            .map(|l| (now_ms(), l))
+            .collect::<Vec<_>>()
+    });
+    ctl.wait_status(&job.id, Some("completed"), Duration::from_secs(30));
+    sigterm(&mut agent, Duration::from_secs(5));
+    let lines = reader.join().unwrap();
+    let tl = timeline(&agent_job_dir(state.path(), &job.id));
+    let first_frame = at_ms(&tl["started_at"]);
+    let seen = |what: &str| {
+        lines
+            .iter()
+            .find(|(_, l)| l.contains(what))
+            .map(|(t, _)| *t)
+            .unwrap_or_else(|| panic!("no {what:?} line in {lines:#?}"))
+    };
+    let capturing = seen("claimed -> capturing");
+    let stopping = seen("capturing -> stopping");
+    eprintln!(
+        "first frame -> 'capturing' logged: {} ms; 'stopping' {} ms later",
+        capturing - first_frame,
+        stopping - capturing
+    );
+    assert!(
+        capturing - first_frame < 2_000,
+        "{}",
+        capturing - first_frame
+    );
+    assert!(
+        stopping - capturing > 5_000,
+        "the story unfolds over the capture"
+    );
+}

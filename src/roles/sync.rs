@@ -13,6 +13,7 @@
 //! local id this role makes; the controller's ids are validated and stored as columns.
 
 mod claim;
+mod follow;
 mod lanes;
 mod node;
 mod outbox;
@@ -241,6 +242,7 @@ impl Sync {
             self.last_config = Some(Instant::now());
         }
         self.poll_jobs(shutdown)?;
+        self.follow_captures()?;
         if !shutdown.is_stopped()
             && due(self.last_claim, self.settings.claim_every)
             && !self.lanes.is_busy(&Lane::Claim)
@@ -528,6 +530,18 @@ impl Sync {
             return Ok(job.state);
         }
         let before = self.machine(&job)?;
+        self.apply_from(&job, before, event)
+    }
+
+    /// [`Sync::apply`] from a given machine state (the saved one, when following the
+    /// capture role's facts as they happen).
+    fn apply_from(
+        &mut self,
+        job: &JobRow,
+        before: MachineState,
+        event: Event,
+    ) -> Result<JobState, SyncError> {
+        let job_id = job.id.as_str();
         let (after, actions) = match job_machine::transition(&before, &event) {
             Ok(next) => next,
             Err(illegal) => {

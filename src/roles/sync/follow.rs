@@ -1,0 +1,45 @@
+//! The job machine follows the capture role's facts as they happen, so the log and
+//! `edgerec status` tell the story while it happens: `claimed -> capturing` when the
+//! first frame is journaled, not in the same millisecond as the render at the end.
+
+use super::{Sync, SyncError};
+use crate::core::job::JobState;
+use crate::core::job_machine::{Event, JobKind, MachineState};
+
+impl Sync {
+    /// Catches each capturing job's saved machine up with its capture: a job whose first
+    /// frame is in the journal (its own, or its capture group leader's) is `capturing`.
+    pub(super) fn follow_captures(&mut self) -> Result<(), SyncError> {
+        for job in self.controller_jobs()? {
+            if !matches!(job.state, JobState::Capturing | JobState::Stopping) {
+                continue;
+            }
+            let Some(saved) = self.journal.load_machine(&job.id)? else {
+                continue;
+            };
+            if saved.state != JobState::Claimed || !self.capture_started(&job)? {
+                continue;
+            }
+            let before = MachineState {
+                kind: JobKind::Controller,
+                ..saved
+            };
+            self.apply_from(&job, before, Event::Start)?;
+        }
+        Ok(())
+    }
+
+    /// Whether the job's audio has begun: its start (frame 0) is journaled.
+    fn capture_started(&self, job: &crate::journal::JobRow) -> Result<bool, SyncError> {
+        if job.started_at_ms.is_some() {
+            return Ok(true);
+        }
+        Ok(match self.journal.group_leader(&job.id)? {
+            Some(leader) if leader != job.id => self
+                .journal
+                .job(&leader)?
+                .is_some_and(|l| l.started_at_ms.is_some()),
+            _ => false,
+        })
+    }
+}
