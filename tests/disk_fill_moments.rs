@@ -6,10 +6,9 @@
 
 mod common;
 
+use common::smallfs::{SmallFs, fill};
 use common::*;
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 const RATE: u64 = 48_000;
@@ -17,58 +16,6 @@ const SECONDS: u64 = 4;
 const TRIALS: usize = 20;
 /// Trials run this many at a time (each is mostly waiting on a real-time source).
 const AT_ONCE: usize = 4;
-
-struct SmallFs {
-    dir: PathBuf,
-    _keep: tempfile::TempDir,
-}
-
-impl SmallFs {
-    fn mount(size: &str) -> Option<SmallFs> {
-        let keep = tempfile::tempdir().unwrap();
-        let dir = keep.path().join("spool");
-        std::fs::create_dir(&dir).unwrap();
-        let ok = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=1777"),
-                "tmpfs",
-            ])
-            .arg(&dir)
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        ok.then_some(SmallFs { dir, _keep: keep })
-    }
-}
-
-impl Drop for SmallFs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.dir).status();
-    }
-}
-
-fn fill(path: &Path) -> u64 {
-    let mut f = std::fs::File::create(path).unwrap();
-    let block = vec![0u8; 64 * 1024];
-    let mut written = 0;
-    loop {
-        match f.write(&block) {
-            Ok(0) => break,
-            Ok(n) => written += n as u64,
-            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => break,
-            Err(e) => panic!("filling: {e}"),
-        }
-    }
-    // Squeeze the last partial block too: the disk is really full.
-    let small = [0u8; 512];
-    while let Ok(n @ 1..) = f.write(&small) {
-        written += n as u64;
-    }
-    written
-}
 
 /// What one trial saw.
 struct Trial {

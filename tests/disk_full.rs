@@ -4,67 +4,12 @@
 
 mod common;
 
+use common::smallfs::{SmallFs, fill};
 use common::*;
-use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::Duration;
 
 /// A tmpfs mounted for the test, unmounted on drop (also when the test fails).
-struct SmallFs {
-    dir: PathBuf,
-    _keep: tempfile::TempDir,
-}
-
-impl SmallFs {
-    fn mount(size: &str) -> Option<SmallFs> {
-        let keep = tempfile::tempdir().unwrap();
-        let dir = keep.path().join("spool");
-        std::fs::create_dir(&dir).unwrap();
-        let ok = Command::new("mount")
-            .args([
-                "-t",
-                "tmpfs",
-                "-o",
-                &format!("size={size},mode=1777"),
-                "tmpfs",
-            ])
-            .arg(&dir)
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success());
-        if !ok {
-            eprintln!(
-                "SKIPPED: mounting a tmpfs is not allowed here (needs root or a user namespace)"
-            );
-            return None;
-        }
-        Some(SmallFs { dir, _keep: keep })
-    }
-}
-
-impl Drop for SmallFs {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg(&self.dir).status();
-    }
-}
-
-/// Writes zeros into `path` until the filesystem says it is full.
-fn fill(path: &Path) -> u64 {
-    let mut f = std::fs::File::create(path).unwrap();
-    let block = vec![0u8; 64 * 1024];
-    let mut written = 0;
-    loop {
-        match f.write(&block) {
-            Ok(0) => break,
-            Ok(n) => written += n as u64,
-            Err(e) if e.raw_os_error() == Some(libc::ENOSPC) => break,
-            Err(e) => panic!("filling: {e}"),
-        }
-    }
-    written
-}
-
 #[test]
 fn a_full_disk_pauses_writing_and_freeing_space_resumes_it() {
     let _rt = realtime();

@@ -552,3 +552,51 @@ fn a_slow_upload_holds_no_heartbeat() {
     assert_upload_journaled(&server, &state, "job_long");
     assert_nothing_outside_state(root.path(), &state, "none");
 }
+
+/// The controller forgets a job it leased (every call about it answers 404): the agent
+/// captures its window anyway (the network never stops capture), ends it in one terminal
+/// state with the audio kept, stops calling about it, and claims the next job.
+#[test]
+fn a_job_the_controller_forgets_ends_once_and_the_next_is_claimed() {
+    let mut script = Script {
+        forgotten: vec!["job_forgotten".into()],
+        ..Script::default()
+    };
+    script
+        .claims
+        .push_back(Reply::Data(json!([good_job("job_forgotten", 3.0)])));
+    script
+        .claims
+        .push_back(Reply::Data(json!([good_job("job_after", 2.0)])));
+    let server = Hostile::start(script);
+    let agent = Agent::start(&server);
+    let started = Instant::now();
+    wait_for(Duration::from_secs(40), "job_after's upload", || {
+        server.seen().uploads.iter().any(|u| u.0 == "rec_job_after")
+    });
+    eprintln!("next job delivered {:?} after start", started.elapsed());
+    // Calls about the forgotten job stop: none in the last few seconds.
+    std::thread::sleep(Duration::from_secs(4));
+    let calls = |seen: &hostile::Seen| {
+        seen.requests
+            .iter()
+            .filter(|r| r.contains("job_forgotten"))
+            .count()
+    };
+    let before = calls(&server.seen());
+    std::thread::sleep(Duration::from_secs(4));
+    let after = calls(&server.seen());
+    eprintln!("calls about the forgotten job: {before}, then {after}");
+    assert_eq!(before, after, "the agent stopped calling about it");
+    let (_, _root, state) = agent.stop();
+    let journal = edgerec::journal::Journal::open_read_only(&state.join("edgerec.db")).unwrap();
+    let row = journal
+        .job_by_controller_id("job_forgotten")
+        .unwrap()
+        .expect("journaled");
+    assert!(row.state.is_terminal(), "{row:?}");
+    assert!(
+        row.dir.join("recording.wav").exists(),
+        "the audio stays in the local library"
+    );
+}

@@ -105,7 +105,8 @@ struct JobThread {
 enum JobThreadEnd {
     Finalized(Box<Finalized>),
     LeftForRestart(String),
-    Failed(String),
+    /// The error, and whether it was a full disk (waited out, not counted).
+    Failed(String, bool),
 }
 
 /// How often the capture role's beat is journaled. The sync role heartbeats jobs only
@@ -183,7 +184,9 @@ pub fn run(
                 continue;
             }
             if let Err(e) = std::fs::create_dir_all(&job.dir) {
-                failures.failed(&job.id, format!("job directory {}: {e}", job.dir.display()));
+                let error = format!("job directory {}: {e}", job.dir.display());
+                let full = crate::segment::disk::is_disk_full(&e);
+                failures.failed(&job.id, error, full);
                 continue;
             }
             let Ok(Some(lock)) = owner::try_lock(&job.dir) else {
@@ -255,13 +258,13 @@ fn reap(
         match thread.handle.join() {
             Ok(JobThreadEnd::Finalized(f)) => summary.finalized.push(*f),
             Ok(JobThreadEnd::LeftForRestart(id)) => summary.left_for_restart.push(id),
-            Ok(JobThreadEnd::Failed(e)) => {
+            Ok(JobThreadEnd::Failed(e, disk_full)) => {
                 log::error!("{id}: {e}");
-                failures.failed(&id, e);
+                failures.failed(&id, e, disk_full);
             }
             Err(_) => {
                 log::error!("{id}: job thread panicked; the janitor will pick the job up again");
-                failures.failed(&id, "job thread panicked".into());
+                failures.failed(&id, "job thread panicked".into(), false);
             }
         }
     }
@@ -278,7 +281,13 @@ struct JobFailures {
     count: u32,
     retry_at: Instant,
     last_error: String,
+    /// Failing for a full disk since then.
+    full_since: Option<Instant>,
 }
+
+/// A job that cannot finish for a full disk is retried this often, for this long.
+const DISK_FULL_RETRY: Duration = Duration::from_secs(15);
+const DISK_FULL_PATIENCE: Duration = Duration::from_secs(600);
 
 /// Attempts before a failing job is ended (retried after 1, 2, 4, 8 s: about 15 s).
 const MAX_ATTEMPTS: u32 = 5;
@@ -287,15 +296,26 @@ const MAX_ATTEMPTS: u32 = 5;
 pub const GAVE_UP: &str = "gave_up";
 
 impl Failures {
-    fn failed(&mut self, id: &str, error: String) {
+    fn failed(&mut self, id: &str, error: String, disk_full: bool) {
+        let now = Instant::now();
         let f = self.jobs.entry(id.to_string()).or_insert(JobFailures {
             count: 0,
-            retry_at: Instant::now(),
+            retry_at: now,
             last_error: String::new(),
+            full_since: None,
         });
-        f.count += 1;
-        f.retry_at = Instant::now() + Duration::from_secs(1 << (f.count - 1).min(6));
         f.last_error = error;
+        if disk_full {
+            // Space may come back (reclaim, an operator): wait, bounded.
+            let since = *f.full_since.get_or_insert(now);
+            f.retry_at = now + DISK_FULL_RETRY;
+            if since.elapsed() >= DISK_FULL_PATIENCE {
+                f.count = MAX_ATTEMPTS;
+            }
+            return;
+        }
+        f.count += 1;
+        f.retry_at = now + Duration::from_secs(1 << (f.count - 1).min(6));
     }
 
     fn waiting(&self, id: &str) -> bool {
@@ -351,7 +371,7 @@ fn spawn_job(
             let _lock = lock; // held until the thread ends
             match run_one(&settings, &job, &shutdown) {
                 Ok(end) => end,
-                Err(e) => JobThreadEnd::Failed(e.to_string()),
+                Err(e) => JobThreadEnd::Failed(e.to_string(), e.is_disk_full()),
             }
         })
         .expect("spawn job thread")
@@ -367,6 +387,23 @@ enum JobError {
     Repair(#[from] repair::RepairError),
     #[error("finalize: {0}")]
     Finalize(#[from] finalize::FinalizeError),
+}
+
+impl JobError {
+    /// A full disk: the job waits for space rather than using up its attempts.
+    fn is_disk_full(&self) -> bool {
+        use crate::segment::disk::is_journal_disk_full;
+        match self {
+            JobError::Journal(e) | JobError::Run(runner::RunError::Journal(e)) => {
+                is_journal_disk_full(e)
+            }
+            JobError::Finalize(e) | JobError::Repair(repair::RepairError::Finalize(e)) => {
+                e.is_disk_full()
+            }
+            JobError::Repair(repair::RepairError::Journal(e)) => is_journal_disk_full(e),
+            _ => false,
+        }
+    }
 }
 
 /// Drives one job from wherever the journal says it is to its end (or to a shutdown).
@@ -503,8 +540,8 @@ fn finish(
         }
         return Ok(JobThreadEnd::Finalized(Box::new(done)));
     }
-    Ok(JobThreadEnd::Failed(format!(
-        "{job_id} is already {}",
-        job.state
-    )))
+    Ok(JobThreadEnd::Failed(
+        format!("{job_id} is already {}", job.state),
+        false,
+    ))
 }

@@ -26,6 +26,8 @@ pub enum Reply {
     LyingLength { declared: u64, body: Vec<u8> },
     /// A valid reply written one byte every `every`.
     Trickle { body: Vec<u8>, every: Duration },
+    /// This status with a JSON error body.
+    Status(u16, &'static str),
 }
 
 /// What the agent sent, with when.
@@ -57,6 +59,9 @@ pub struct Script {
     pub slow_heartbeats: Vec<String>,
     /// Recording ids whose upload replies trickle.
     pub slow_uploads: Vec<String>,
+    /// Job ids the controller forgets once claimed: every later call about them (and
+    /// their recording) answers 404.
+    pub forgotten: Vec<String>,
     /// Count of claims answered so far from the script.
     pub served: usize,
 }
@@ -220,6 +225,9 @@ fn answer(
         .get("x-rakkr-reason")
         .cloned()
         .unwrap_or_default();
+    if forgotten(req.method.as_str(), &parts, script) {
+        return Reply::Status(404, "Recording job not found");
+    }
     match (req.method.as_str(), parts.as_slice()) {
         ("POST", ["nodes", _, "heartbeat" | "inventory"]) => script
             .lock()
@@ -322,6 +330,19 @@ fn answer(
     }
 }
 
+/// Whether the call is about a job (or its recording) the script says was forgotten.
+fn forgotten(method: &str, parts: &[&str], script: &Mutex<Script>) -> bool {
+    let sc = script.lock().unwrap_or_else(|p| p.into_inner());
+    let about = match (method, parts) {
+        (_, ["recording-jobs", id, ..]) => decode(id),
+        ("PUT", ["recordings", rec, "cache-file"]) => {
+            decode(rec).trim_start_matches("rec_").to_string()
+        }
+        _ => return false,
+    };
+    sc.forgotten.contains(&about)
+}
+
 fn write_reply(mut conn: TcpStream, reply: Reply) {
     let head = |status: &str, len: u64| {
         format!(
@@ -344,6 +365,12 @@ fn write_reply(mut conn: TcpStream, reply: Reply) {
         Reply::LyingLength { declared, body } => conn
             .write_all(head("200 OK", declared).as_bytes())
             .and_then(|_| conn.write_all(&body)),
+        Reply::Status(code, error) => {
+            let body = serde_json::to_vec(&json!({ "error": error })).unwrap();
+            let status = format!("{code} Error");
+            conn.write_all(head(&status, body.len() as u64).as_bytes())
+                .and_then(|_| conn.write_all(&body))
+        }
         Reply::Trickle { body, every } => {
             let mut r = conn.write_all(head("200 OK", body.len() as u64).as_bytes());
             for b in body {
