@@ -15,7 +15,10 @@ trap 'rm -f "$log"' EXIT
 cargo test --locked --bench ring --bench segment_writer 2>&1 | tee -a "$log"
 # Unit, integration and doc tests of every crate (agent, protocol, sqlite, controller);
 # real-time tests serialize themselves on a lock.
-cargo test --workspace --locked -- --test-threads=2 2>&1 | tee -a "$log"
+# --no-fail-fast: every test binary runs, so one failure does not hide the others.
+status=0
+cargo test --workspace --locked --no-fail-fast -- --test-threads=2 2>&1 | tee -a "$log" || status=$?
 passed=$(sed -nE 's/^test result: [a-zA-Z]+\. ([0-9]+) passed.*/\1/p' "$log" | awk '{s+=$1} END{print s+0}')
 failed=$(sed -nE 's/^test result: .* ([0-9]+) failed.*/\1/p' "$log" | awk '{s+=$1} END{print s+0}')
 echo "tests: $passed passed, $failed failed"
+exit "$status"

@@ -595,8 +595,11 @@ fn a_job_the_controller_forgets_ends_once_and_the_next_is_claimed() {
         .unwrap()
         .expect("journaled");
     assert!(row.state.is_terminal(), "{row:?}");
+    let kept = row.dir.join("recording.wav");
     assert!(
-        row.dir.join("recording.wav").exists(),
-        "the audio stays in the local library"
+        kept.exists(),
+        "the audio stays in the local library: {}; the tree: {:#?}",
+        kept.display(),
+        tree(&state)
     );
 }

@@ -352,7 +352,11 @@ impl Journal {
         let mut stmt = self.conn.prepare_cached(&sql).doing(DOING)?;
         let mut rows = stmt.query([controller_job_id]).doing(DOING)?;
         match rows.next().doing(DOING)? {
-            Some(r) => Ok(Some(job_from_row(r)?)),
+            Some(r) => {
+                let mut job = job_from_row(r)?;
+                job.dir = resolve_dir(&self.dir, &job.dir);
+                Ok(Some(job))
+            }
             None => Ok(None),
         }
     }
