@@ -518,6 +518,16 @@ fn assert_upload_journaled(server: &Hostile, state: &Path, job: &str) {
         .job_by_controller_id(job)
         .unwrap()
         .expect("journaled");
+    // The controller answered before the agent journaled its answer: allow it that time.
+    wait_for(
+        Duration::from_secs(10),
+        "the upload's acknowledgement",
+        || {
+            journal
+                .uploads(&row.id)
+                .is_ok_and(|u| u.iter().any(|u| u.acknowledged_at_ms.is_some()))
+        },
+    );
     let uploads = journal.uploads(&row.id).unwrap();
     assert_eq!(uploads.len(), 1, "{uploads:?}");
     assert!(uploads[0].acknowledged_at_ms.is_some(), "{uploads:?}");
