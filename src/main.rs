@@ -31,6 +31,7 @@ pub(crate) mod exit {
 }
 
 mod controller_cli;
+mod render_cli;
 
 #[derive(Parser)]
 #[command(
@@ -45,8 +46,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Record one local job (no controller): segments, a stitched WAV and timeline.json.
+    /// Record one local job (no controller): segments, the rendered recording and timeline.json.
     Record(RecordArgs),
+    /// Render a finished local job again: codec, channel map, rate, bitrate.
+    Render(render_cli::RenderArgs),
     /// Repair segments and finalize jobs left behind by a crash in an output directory.
     Repair {
         /// The output directory (holds edgerec.db).
@@ -167,6 +170,8 @@ struct RecordArgs {
     /// fdatasync interval (e.g. 1s, 250ms).
     #[arg(long, value_parser = humantime::parse_duration)]
     sync_interval: Option<Duration>,
+    #[command(flatten)]
+    output: render_cli::OutputArgs,
 }
 
 fn main() -> ExitCode {
@@ -174,6 +179,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Record(args) => run_record(args),
+        Command::Render(args) => render_cli::run(args),
         Command::Repair { dir } => run_repair(&dir),
         Command::Devices => run_devices(),
         Command::Capture(args) => run_capture(args),
@@ -224,7 +230,8 @@ fn run_record(args: RecordArgs) -> Result<(), Failure> {
     )
     .map_err(config_failure)?;
     let shutdown = shutdown_flag();
-    let done = record::record(&settings, &shutdown).map_err(record_failure)?;
+    let output = args.output.options()?;
+    let done = record::record_with(&settings, &output, &shutdown).map_err(record_failure)?;
     print_finalized(&done);
     Ok(())
 }

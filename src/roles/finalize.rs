@@ -7,11 +7,14 @@ use std::path::{Path, PathBuf};
 use crate::core::job::JobState;
 use crate::core::timeline::{self, EventKind, GapFill, PlacedSegment, TimelineEvent};
 use crate::journal::{JobRow, JobSource, Journal};
-use crate::render::stitch;
+use crate::render::codec::{CodecError, Facts};
+use crate::render::job::{OutputOptions, PEAKS_FILE, RECORDING_STEM, RenderSidecar};
+use crate::render::pipeline::{self, RenderError};
 use crate::render::timeline_file::{TimelineFile, TimelineSegment};
 use crate::segment::writer::now_ms;
 
-/// The stitched recording's file name inside the job directory.
+/// The rendered recording's file name inside the job directory when it is WAV (the
+/// default); other codecs are `recording.<ext>` (see [`crate::render::job`]).
 pub const RECORDING_FILE: &str = "recording.wav";
 pub const TIMELINE_FILE: &str = "timeline.json";
 
@@ -32,11 +35,8 @@ pub struct Finalized {
 pub enum FinalizeError {
     #[error("journal: {0}")]
     Journal(#[from] crate::journal::JournalError),
-    #[error("stitching {path}: {source}")]
-    Stitch {
-        path: PathBuf,
-        source: stitch::StitchError,
-    },
+    #[error("rendering {path}: {source}")]
+    Render { path: PathBuf, source: RenderError },
     #[error("writing {path}: {source}")]
     Io {
         path: PathBuf,
@@ -79,26 +79,6 @@ pub fn finalize(
     finalize_from(journal, job, job, how, fill)
 }
 
-/// The 0-based device channels a controller job keeps (`captureChannelSelection` is
-/// 1-based on the wire); `None` keeps them all.
-pub fn channel_selection(job: &JobRow) -> Option<Vec<u16>> {
-    let command: serde_json::Value = serde_json::from_str(&job.command_json).ok()?;
-    let selection = command
-        .get("command")
-        .unwrap_or(&command)
-        .get("captureChannelSelection")?
-        .as_array()?;
-    let channels: Option<Vec<u16>> = selection
-        .iter()
-        .map(|c| {
-            c.as_u64()
-                .filter(|&c| c >= 1 && c <= job.spec.channels as u64)
-                .map(|c| c as u16 - 1)
-        })
-        .collect();
-    channels.filter(|c| !c.is_empty())
-}
-
 /// Finalizes `job` from the capture of `source`: the same job, or the leader of its
 /// capture group (one capture at the group's channel span; each job renders its subset).
 pub fn finalize_from(
@@ -122,11 +102,12 @@ pub fn finalize_from(
             frames: s.frames,
         })
         .collect();
-    let selection = channel_selection(job);
+    let options = OutputOptions::from_command_json(&job.command_json);
+    let out_channels = options
+        .mix(source.spec.channels)
+        .map_or(source.spec.channels, |m| m.out_channels());
     let out_spec = crate::core::format::StreamSpec {
-        channels: selection
-            .as_ref()
-            .map_or(source.spec.channels, |c| c.len() as u16),
+        channels: out_channels,
         ..source.spec
     };
     let end = timeline::timeline_end(&placed, &events).max(how.total_frames.unwrap_or(0));
@@ -140,17 +121,19 @@ pub fn finalize_from(
     }
     let timeline_path = job.dir.join(TIMELINE_FILE);
     let audio_frames: u64 = segments.iter().map(|s| s.frames).sum();
+    let mut render_failure = None;
     let (recording, frames) = if audio_frames == 0 {
         (None, 0)
     } else {
         let plan = timeline::stitch_plan(&placed, Some(end), fill);
-        let out = job.dir.join(RECORDING_FILE);
-        let report = stitch::stitch_channels(&plan, source.spec, selection.as_deref(), &out)
-            .map_err(|source| FinalizeError::Stitch {
-                path: out.clone(),
-                source,
-            })?;
-        (Some(out), report.frames)
+        let frames = timeline::plan_frames(&plan);
+        match render_job(job, source, &options, plan)? {
+            Ok(path) => (Some(path), frames),
+            Err(reason) => {
+                render_failure = Some(reason);
+                (None, frames)
+            }
+        }
     };
     let seg_rows = segments
         .iter()
@@ -168,7 +151,8 @@ pub fn finalize_from(
         .collect();
     let rec_name = recording
         .as_ref()
-        .map_or(String::new(), |_| RECORDING_FILE.to_string());
+        .and_then(|p| p.file_name())
+        .map_or(String::new(), |n| n.to_string_lossy().into_owned());
     TimelineFile::new(
         &job.id,
         &rec_name,
@@ -193,6 +177,8 @@ pub fn finalize_from(
     };
     let cause = if recording.is_some() {
         end_cause.to_string()
+    } else if let Some(reason) = &render_failure {
+        format!("render_failed: {reason} ({end_cause})")
     } else {
         format!("no audio captured ({end_cause})")
     };
@@ -212,4 +198,71 @@ pub fn finalize_from(
 /// The journal of an output directory.
 pub fn journal_path(out: &Path) -> PathBuf {
     out.join("edgerec.db")
+}
+
+/// Renders `job` as its options say into `recording.<ext>` with `render.json` and the
+/// peaks beside it. `Ok(Err(reason))`: the job's own options cannot be rendered (a map
+/// naming a channel the capture lacks, a codec that cannot carry the output): the job
+/// fails with that reason, and the segments stay for a render with other options.
+fn render_job(
+    job: &JobRow,
+    source: &JobRow,
+    options: &OutputOptions,
+    plan: Vec<crate::core::timeline::Piece<PathBuf>>,
+) -> Result<Result<PathBuf, String>, FinalizeError> {
+    let facts = Facts {
+        job_id: job
+            .controller_job_id
+            .clone()
+            .unwrap_or_else(|| job.id.clone()),
+        recording_id: job.recording_id.clone().unwrap_or_default(),
+        started_at_ms: source.started_at_ms,
+    };
+    let refuse = |reason: String| -> Result<Result<PathBuf, String>, FinalizeError> {
+        RenderSidecar::failed(&reason)
+            .write(&job.dir)
+            .map_err(|source| FinalizeError::Io {
+                path: job.dir.join(crate::render::job::RENDER_FILE),
+                source,
+            })?;
+        Ok(Err(reason))
+    };
+    let request = match options.request(plan, source.spec, facts) {
+        Ok(r) => r,
+        Err(e) => return refuse(e.to_string()),
+    };
+    let file = format!("{RECORDING_STEM}.{}", request.codec.extension);
+    let out = job.dir.join(&file);
+    let peaks = job.dir.join(PEAKS_FILE);
+    let report = match pipeline::render(&request, &out, Some(&peaks), &mut |_, _| {}) {
+        Ok(r) => r,
+        Err(
+            e @ (RenderError::Unsupported(_)
+            | RenderError::Codec {
+                source: CodecError::Unsupported(_),
+                ..
+            }),
+        ) => return refuse(e.to_string()),
+        Err(source) => return Err(FinalizeError::Render { path: out, source }),
+    };
+    if report.clipped > 0 {
+        log::warn!(
+            "{}: {} samples clipped in the render",
+            job.id,
+            report.clipped
+        );
+    }
+    let sidecar = RenderSidecar {
+        file,
+        file_name: options.delivered_name(request.codec),
+        report: Some(report),
+        error: None,
+    };
+    sidecar
+        .write(&job.dir)
+        .map_err(|source| FinalizeError::Io {
+            path: job.dir.join(crate::render::job::RENDER_FILE),
+            source,
+        })?;
+    Ok(Ok(out))
 }

@@ -7,6 +7,7 @@ pub mod demo;
 pub mod finalize;
 pub mod owner;
 pub mod record;
+pub mod render;
 pub mod repair;
 pub mod runner;
 pub mod status;

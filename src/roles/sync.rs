@@ -466,8 +466,9 @@ impl Sync {
             {
                 continue; // already handed to the outbox
             }
-            let recording = job.dir.join(RECORDING_FILE);
-            let has_audio = recording.exists();
+            // The file the job asked for, as finalize rendered it (or why it could not).
+            let outcome = crate::render::job::render_outcome(&job.dir);
+            let has_audio = outcome != crate::render::job::RenderOutcome::Missing;
             let cause = job.end_cause.clone().unwrap_or_default();
             let mut events = Vec::new();
             if matches!(machine.state, JobState::Claimed) {
@@ -488,7 +489,14 @@ impl Sync {
             ) {
                 events.push(Event::Captured { has_audio });
             }
-            if has_audio {
+            if let crate::render::job::RenderOutcome::Refused(detail) = &outcome {
+                events.push(Event::RenderStarted);
+                events.push(Event::RenderFailed {
+                    detail: detail.clone(),
+                });
+            }
+            if let crate::render::job::RenderOutcome::Ready(d) = &outcome {
+                let recording = d.path.clone();
                 match hash_file(&recording) {
                     Ok((sha256, bytes)) => {
                         events.push(Event::RenderStarted);
@@ -728,15 +736,20 @@ impl Sync {
             .controller_job_id
             .clone()
             .unwrap_or_else(|| job.id.clone());
-        let file_name = output_file_name(job);
-        let duration_seconds = hound::WavReader::open(&file.path)
-            .map(|r| r.duration() as f64 / r.spec().sample_rate.max(1) as f64)
-            .unwrap_or(0.0);
+        // Name, type and duration from the render, so they agree with the bytes.
+        let delivered = crate::render::job::deliverable(&job.dir);
+        let file_name = delivered
+            .as_ref()
+            .map_or_else(|| output_file_name(job), |d| d.file_name.clone());
+        let mime_type = delivered
+            .as_ref()
+            .map_or("audio/wav", |d| d.content_type.as_str());
+        let duration_seconds = delivered.as_ref().map_or(0.0, |d| d.duration_seconds);
         let request = UploadRequest {
             path: &file.path,
             job_id: &controller_id,
             file_name: &file_name,
-            mime_type: "audio/wav",
+            mime_type,
             duration_seconds,
             rendition: None,
             chunk: None,
