@@ -44,6 +44,7 @@ pub struct RenderRequest {
 
 /// What a render produced.
 #[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "camelCase")]
 pub struct RenderReport {
     pub codec: String,
     pub content_type: String,
