@@ -618,3 +618,38 @@ fn record_renders_the_asked_codec_and_render_renders_it_again() {
         "progress lines off a TTY"
     );
 }
+
+#[test]
+fn render_threads_run_below_capture_priority() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = spec(SampleFormat::S16Le, 48_000, 2);
+    let seg = segment(dir.path(), "a.wav", s, &vec![0u8; 4 * 48_000]);
+    let req = request(
+        vec![Piece::Segment {
+            file: seg,
+            skip: 0,
+            frames: 48_000,
+        }],
+        s,
+        "flac",
+    );
+    let mine = unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) };
+    let mut seen = Vec::new();
+    // The progress callback runs on the render thread: read that thread's nice value.
+    pipeline::render(&req, &dir.path().join("n.flac"), None, &mut |_, _| {
+        let tid = unsafe { libc::syscall(libc::SYS_gettid) } as libc::id_t;
+        seen.push(unsafe { libc::getpriority(libc::PRIO_PROCESS, tid) });
+    })
+    .unwrap();
+    assert!(!seen.is_empty());
+    let want = (mine + pipeline::RENDER_NICE).min(19);
+    assert!(
+        seen.iter().all(|&n| n == want),
+        "{seen:?}, caller at {mine}"
+    );
+    assert_eq!(
+        unsafe { libc::getpriority(libc::PRIO_PROCESS, 0) },
+        mine,
+        "the caller's priority is untouched"
+    );
+}

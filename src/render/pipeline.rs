@@ -21,7 +21,8 @@ use crate::segment::file::sync_parent_dir;
 
 /// Input frames read per step.
 const STEP_FRAMES: usize = 8192;
-/// Nice value of render threads (capture runs at 0 or real-time).
+/// Nice steps render threads run below the thread that starts them (capture runs at 0
+/// or real-time).
 pub const RENDER_NICE: i32 = 10;
 
 /// What to render, and how.
@@ -125,13 +126,15 @@ pub fn render(
     })
 }
 
-/// Lowers the calling thread's priority (threads it starts inherit it). Best effort: a
-/// render at normal priority is still a correct render.
+/// Lowers the calling thread's priority by [`RENDER_NICE`] (threads it starts inherit
+/// it): relative, so a render is always below the thread that asked for it. Best effort:
+/// a render at normal priority is still a correct render.
 fn lower_priority() {
     // SAFETY: plain syscalls on the calling thread's own id.
     unsafe {
         let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
-        libc::setpriority(libc::PRIO_PROCESS, tid, RENDER_NICE);
+        let now = libc::getpriority(libc::PRIO_PROCESS, tid);
+        libc::setpriority(libc::PRIO_PROCESS, tid, (now + RENDER_NICE).min(19));
     }
 }
 

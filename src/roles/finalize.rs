@@ -1,5 +1,6 @@
-//! Finalizing a captured job: stitch its segments (gaps filled per policy) into one
-//! recording, write `timeline.json` beside it, and move the job to its terminal state.
+//! Finalizing a captured job: render its segments (gaps filled per policy) into the
+//! recording the job asks for (codec, channel map, rate: `render::job`), write
+//! `timeline.json` beside it, and move the job to its terminal state.
 //! Idempotent: re-running on a job that crashed mid-render renders again.
 
 use std::path::{Path, PathBuf};
