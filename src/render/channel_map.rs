@@ -5,7 +5,7 @@
 //! device channels the job renders; a `channelMap`'s `sourceChannelIndex` counts within that
 //! selection when there is one, else device channels.
 
-use crate::controller::protocol::{ChannelMap, ChannelMapEntry};
+use crate::controller::protocol::{ChannelMap, ChannelMapBundle, ChannelMapEntry};
 
 /// How the output channels are made.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -177,6 +177,33 @@ fn multichannel(included: &[&ChannelMapEntry], sources: &[usize]) -> Vec<Vec<(us
     order.into_iter().map(|(_, c)| vec![(c, 1.0)]).collect()
 }
 
+/// The map for a job that pins none, from the node's channel-map assignments: one whose
+/// target is the job's interface (`captureInterfaceId`, else its device) first, then the
+/// node's own. `None` when neither is assigned.
+pub fn pick_assignment(
+    bundles: &[ChannelMapBundle],
+    interface: &str,
+    node_id: &str,
+) -> Option<ChannelMap> {
+    let is = |b: &&ChannelMapBundle, kind: &str, id: &str| {
+        b.assignment.target_type == kind && b.assignment.target_id == id && !id.is_empty()
+    };
+    let found = bundles
+        .iter()
+        .find(|b| is(b, "interface", interface))
+        .or_else(|| bundles.iter().find(|b| is(b, "node", node_id)))?;
+    Some(ChannelMap {
+        assignment_id: found.assignment.id.clone(),
+        channel_mode: found.template.channel_mode.clone(),
+        entries: found.template.entries.clone(),
+        source_channels: 0,
+        target_id: found.assignment.target_id.clone(),
+        target_type: found.assignment.target_type.clone(),
+        template_id: found.template.id.clone(),
+        template_name: found.template.name.clone(),
+    })
+}
+
 fn device_channel(c: u16, available: u16, what: &'static str) -> Result<usize, MapError> {
     if c == 0 || c > available {
         return Err(MapError::MissingChannel {
@@ -343,6 +370,39 @@ mod tests {
         ));
         let m = map("mono", vec![entry(1, None, false)]);
         assert_eq!(resolve(2, None, Some(&m)), Err(MapError::Empty));
+    }
+
+    #[test]
+    fn assignments_prefer_the_interface_then_the_node() {
+        use crate::controller::protocol::{ChannelMapAssignment, ChannelMapTemplate};
+        let bundle = |kind: &str, target: &str, mode: &str| ChannelMapBundle {
+            assignment: ChannelMapAssignment {
+                id: format!("a-{target}"),
+                target_id: target.into(),
+                target_type: kind.into(),
+                ..Default::default()
+            },
+            template: ChannelMapTemplate {
+                channel_mode: mode.into(),
+                entries: vec![entry(1, None, true)],
+                ..Default::default()
+            },
+        };
+        let all = vec![
+            bundle("node", "n1", "stereo"),
+            bundle("interface", "if-2", "mono"),
+            bundle("interface", "if-1", "multichannel"),
+        ];
+        let pick =
+            |iface: &str, node: &str| pick_assignment(&all, iface, node).map(|m| m.channel_mode);
+        assert_eq!(pick("if-1", "n1").as_deref(), Some("multichannel"));
+        assert_eq!(pick("if-9", "n1").as_deref(), Some("stereo"));
+        assert_eq!(pick("if-9", "n2"), None);
+        assert_eq!(pick("", ""), None);
+        assert_eq!(
+            pick_assignment(&all, "if-2", "n1").unwrap().assignment_id,
+            "a-if-2"
+        );
     }
 
     #[test]
