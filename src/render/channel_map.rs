@@ -69,6 +69,16 @@ impl Mix {
         self.outputs.len() as u16
     }
 
+    /// Output channel `i` is input channel `i`, every one of them: nothing to do.
+    pub fn is_identity(&self) -> bool {
+        self.outputs.len() == self.inputs as usize
+            && self
+                .outputs
+                .iter()
+                .enumerate()
+                .all(|(i, o)| o.len() == 1 && o[0] == (i, 1.0))
+    }
+
     /// Every output is one input at gain 1: samples pass through unchanged.
     pub fn is_selection(&self) -> bool {
         self.outputs.iter().all(|o| o.len() == 1 && o[0].1 == 1.0)
@@ -421,5 +431,8 @@ mod tests {
         assert_eq!(out, vec![0.375, 0.375, -0.5, -0.5]);
         assert!(!mix.is_selection());
         assert!(Mix::identity(2).is_selection());
+        assert!(Mix::identity(3).is_identity());
+        assert!(!resolve(2, Some(&[2, 1]), None).unwrap().is_identity());
+        assert!(!resolve(3, Some(&[1, 2]), None).unwrap().is_identity());
     }
 }

@@ -273,8 +273,12 @@ fn read_plan(
             }
             decoded.clear();
             convert::decode(spec.format, chunk, &mut decoded);
-            req.mix.apply(&decoded, &mut mixed);
-            emit(&mixed)?;
+            if req.mix.is_identity() {
+                emit(&decoded)?;
+            } else {
+                req.mix.apply(&decoded, &mut mixed);
+                emit(&mixed)?;
+            }
             left -= n as u64;
             done += n as u64;
             progress(done, total);
