@@ -296,7 +296,7 @@ fn mp3_vbr_and_cbr_decode_close_to_the_source_with_the_right_length() {
 }
 
 #[test]
-fn wav_bext_reads_back_with_the_time_reference_and_rf64_header_room() {
+fn wav_bext_reads_back_with_the_time_reference_at_the_output_rate() {
     let dir = tempfile::tempdir().unwrap();
     let s = spec(SampleFormat::S24Le3, 48_000, 2);
     let seg = segment(dir.path(), "a.wav", s, &vec![1u8; 6 * 4800]);
