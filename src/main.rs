@@ -24,6 +24,8 @@ pub(crate) mod exit {
     pub const UNSUPPORTED_FORMAT: u8 = 6;
     pub const UNWRITABLE_OUTPUT: u8 = 7;
     pub const DEVICE_FAILED: u8 = 8;
+    /// `render`: no finished job where the operator pointed.
+    pub const NOT_FOUND: u8 = 9;
     /// `record`: the job's window ended without a single frame from the device.
     pub const NO_AUDIO: u8 = 11;
     /// The journal is damaged (`PRAGMA quick_check` failed): nothing was finalized; run
@@ -54,13 +56,15 @@ fn failure_code(e: &(dyn std::error::Error + 'static), code: u8) -> u8 {
     }
 }
 
+mod render_cli;
+
 #[derive(Parser)]
 #[command(
     name = "edgerec",
     version,
     about = "Crash-safe audio capture for headless recording boxes",
     after_help = "Exit codes: 0 ok, 1 failure, 3 bad config, 4 no such device, 5 device busy, \
-6 unsupported format, 7 output not writable, 8 device failed, 11 no audio captured (the device never delivered a frame), \
+6 unsupported format, 7 output not writable, 8 device failed, 9 no such job (render), 11 no audio captured (the device never delivered a frame), \
 12 journal damaged (run `edgerec repair --rebuild DIR`)."
 )]
 struct Cli {
@@ -70,8 +74,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Record one local job (no controller): segments, a stitched WAV and timeline.json.
+    /// Record one local job (no controller): segments, the rendered recording and timeline.json.
     Record(RecordArgs),
+    /// Render a finished local job again: codec, channel map, rate, bitrate.
+    Render(render_cli::RenderArgs),
     /// Repair segments and finalize jobs left behind by a crash in an output directory.
     /// Works on that directory alone (it may have been moved or copied). Exits 11 when the
     /// journal is damaged.
@@ -197,6 +203,8 @@ struct RecordArgs {
     /// failing at once; the missing start is a `late_start` gap on the timeline.
     #[arg(long)]
     wait_for_device: bool,
+    #[command(flatten)]
+    output: render_cli::OutputArgs,
 }
 
 fn main() -> ExitCode {
@@ -204,6 +212,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Record(args) => run_record(args),
+        Command::Render(args) => render_cli::run(args),
         Command::Repair { dir, rebuild } => run_repair(&dir, rebuild),
         Command::Devices => run_devices(),
         Command::Capture(args) => run_capture(args),
@@ -254,7 +263,8 @@ fn run_record(args: RecordArgs) -> Result<(), Failure> {
     )
     .map_err(config_failure)?;
     let shutdown = shutdown_flag();
-    let done = record::record(&settings, &shutdown).map_err(record_failure)?;
+    let output = args.output.options()?;
+    let done = record::record_with(&settings, &output, &shutdown).map_err(record_failure)?;
     print_finalized(&done);
     if done.recording.is_none() {
         let code = if done.end_cause.contains("format_refused") {

@@ -134,6 +134,18 @@ enum JobCommand {
         group: Option<String>,
         #[arg(long)]
         file_name: Option<String>,
+        /// Output codec: wav, flac or mp3.
+        #[arg(long, default_value = "wav")]
+        codec: String,
+        /// `outputBitrateKbps` (MP3: CBR rate, or the VBR preset nearest it).
+        #[arg(long)]
+        bitrate: Option<u32>,
+        /// `outputVbr`.
+        #[arg(long)]
+        vbr: bool,
+        /// More command fields as a JSON object (`channelMap`, `chunkSeconds`, ...).
+        #[arg(long)]
+        command_json: Option<String>,
     },
     /// Ask the node to stop a job (it uploads what it captured).
     Stop {
@@ -269,6 +281,10 @@ fn run(command: ControllerCommand) -> Result<(), Failure> {
                 select,
                 group,
                 file_name,
+                codec,
+                bitrate,
+                vbr,
+                command_json,
             } => {
                 let mut spec = NewJobSpec::new(&node, &device, duration.as_secs_f64());
                 spec.capture_format = format;
@@ -277,6 +293,25 @@ fn run(command: ControllerCommand) -> Result<(), Failure> {
                 spec.capture_channel_selection = select;
                 spec.capture_group_id = group;
                 spec.output_file_name = file_name;
+                spec.output_codec = codec;
+                if let Some(kbps) = bitrate {
+                    spec.extra_command
+                        .insert("outputBitrateKbps".into(), kbps.into());
+                }
+                if vbr {
+                    spec.extra_command.insert("outputVbr".into(), true.into());
+                }
+                if let Some(text) = command_json {
+                    match serde_json::from_str::<serde_json::Value>(&text) {
+                        Ok(serde_json::Value::Object(fields)) => spec.extra_command.extend(fields),
+                        _ => {
+                            return Err((
+                                exit::BAD_CONFIG,
+                                format!("--command-json {text:?} is not a JSON object"),
+                            ));
+                        }
+                    }
+                }
                 let job = admin(&db)?.add_job(&spec).map_err(admin_failure)?;
                 println!("{}", job.id);
                 Ok(())

@@ -1,5 +1,12 @@
 //! Rendering a job's segments into deliverables.
 
+pub mod channel_map;
+pub mod codec;
+pub mod convert;
+pub mod job;
+pub mod peaks;
+pub mod pipeline;
+pub mod resample;
 pub mod stitch;
 pub mod timeline_file;
 
@@ -9,7 +16,10 @@ use std::path::Path;
 /// Replaces `path` with `bytes` so a crash leaves either the old file or the new one:
 /// write a temp file beside it, fsync, rename, fsync the directory.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|d| !d.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())

@@ -117,7 +117,7 @@ pub fn stitch_channels(
 }
 
 /// `.<name>.partial` in `out`'s directory.
-fn partial_path(out: &Path) -> Result<PathBuf, StitchError> {
+pub(crate) fn partial_path(out: &Path) -> Result<PathBuf, StitchError> {
     let Some(name) = out.file_name() else {
         let source = io::Error::new(
             io::ErrorKind::InvalidInput,
@@ -307,7 +307,7 @@ impl Copier {
             path: out_path.to_path_buf(),
             source,
         };
-        let mut src = self.open_segment(seg, skip, frames)?;
+        let mut src = open_segment(seg, self.spec, skip, frames)?;
         let in_bpf = self.spec.bytes_per_frame();
         let mut left = frames;
         while left > 0 {
@@ -337,50 +337,55 @@ impl Copier {
         }
         Ok(())
     }
+}
 
-    /// Opens a segment, checks its format and length, and seeks to frame `skip`.
-    fn open_segment(&self, seg: &Path, skip: u64, frames: u64) -> Result<File, StitchError> {
-        let file_err = |source| StitchError::OpenSegment {
+/// Opens a segment, checks its format and length, and seeks to frame `skip`.
+pub(crate) fn open_segment(
+    seg: &Path,
+    spec: StreamSpec,
+    skip: u64,
+    frames: u64,
+) -> Result<File, StitchError> {
+    let file_err = |source| StitchError::OpenSegment {
+        file: seg.to_path_buf(),
+        source,
+    };
+    let mut src = File::open(seg).map_err(file_err)?;
+    let info = wav::parse_header(&mut src).map_err(|source| match source {
+        WavError::Io(source) => StitchError::ReadSegment {
             file: seg.to_path_buf(),
             source,
-        };
-        let mut src = File::open(seg).map_err(file_err)?;
-        let info = wav::parse_header(&mut src).map_err(|source| match source {
-            WavError::Io(source) => StitchError::ReadSegment {
-                file: seg.to_path_buf(),
-                source,
-            },
-            source => StitchError::BadSegment {
-                file: seg.to_path_buf(),
-                source,
-            },
-        })?;
-        if info.spec != self.spec {
-            return Err(StitchError::SpecMismatch {
-                file: seg.to_path_buf(),
-                found: info.spec,
-                expected: self.spec,
-            });
-        }
-        // The length is the truth: a repaired segment past 4 GiB declares a saturated size.
-        let len = src.metadata().map_err(file_err)?.len();
-        let available = info.frames_in_file(len).0;
-        if skip.checked_add(frames).is_none_or(|end| end > available) {
-            return Err(StitchError::ShortSegment {
-                file: seg.to_path_buf(),
-                skip,
-                frames,
-                available,
-            });
-        }
-        let start = info.data_offset + skip * self.spec.bytes_per_frame() as u64;
-        src.seek(SeekFrom::Start(start))
-            .map_err(|source| StitchError::ReadSegment {
-                file: seg.to_path_buf(),
-                source,
-            })?;
-        Ok(src)
+        },
+        source => StitchError::BadSegment {
+            file: seg.to_path_buf(),
+            source,
+        },
+    })?;
+    if info.spec != spec {
+        return Err(StitchError::SpecMismatch {
+            file: seg.to_path_buf(),
+            found: info.spec,
+            expected: spec,
+        });
     }
+    // The length is the truth: a repaired segment past 4 GiB declares a saturated size.
+    let len = src.metadata().map_err(file_err)?.len();
+    let available = info.frames_in_file(len).0;
+    if skip.checked_add(frames).is_none_or(|end| end > available) {
+        return Err(StitchError::ShortSegment {
+            file: seg.to_path_buf(),
+            skip,
+            frames,
+            available,
+        });
+    }
+    let start = info.data_offset + skip * spec.bytes_per_frame() as u64;
+    src.seek(SeekFrom::Start(start))
+        .map_err(|source| StitchError::ReadSegment {
+            file: seg.to_path_buf(),
+            source,
+        })?;
+    Ok(src)
 }
 
 /// Packs low-justified 24-bit samples in 4-byte words into 3-byte samples. Exact: the
@@ -392,14 +397,24 @@ fn pack_s24_words(words: &[u8], packed: &mut [u8]) {
 }
 
 /// The header of an output holding `data_bytes` of audio (`frames` frames).
-struct OutputHeader {
-    bytes: Vec<u8>,
-    rf64: bool,
+pub(crate) struct OutputHeader {
+    pub bytes: Vec<u8>,
+    pub rf64: bool,
 }
 
 /// Same length whatever the size, so the header is rewritten in place: RIFF + JUNK, or
 /// past 4 GiB RF64 + ds64, then `fmt `, `fact` (float only) and the `data` chunk header.
 fn output_header(spec: &StreamSpec, data_bytes: u64, frames: u64) -> OutputHeader {
+    wav_header(spec, data_bytes, frames, &[])
+}
+
+/// [`output_header`] with `extra` (whole chunks, e.g. `bext`) before the `data` chunk.
+pub(crate) fn wav_header(
+    spec: &StreamSpec,
+    data_bytes: u64,
+    frames: u64,
+    extra: &[u8],
+) -> OutputHeader {
     let layout = if spec.channels > 2 {
         FmtLayout::Extensible
     } else {
@@ -407,7 +422,8 @@ fn output_header(spec: &StreamSpec, data_bytes: u64, frames: u64) -> OutputHeade
     };
     let fmt = wav::fmt_chunk(spec, layout);
     let fact_len = if spec.format.is_float() { 12 } else { 0 };
-    let header_len = 12 + 8 + DS64_LEN as u64 + fmt.len() as u64 + fact_len + 8;
+    let header_len =
+        12 + 8 + DS64_LEN as u64 + fmt.len() as u64 + fact_len + extra.len() as u64 + 8;
     let riff_size = header_len - 8 + data_bytes + data_bytes % 2;
     let rf64 = riff_size > u64::from(u32::MAX);
     let small = |n: u64| if rf64 { u32::MAX } else { n as u32 };
@@ -432,6 +448,7 @@ fn output_header(spec: &StreamSpec, data_bytes: u64, frames: u64) -> OutputHeade
         put_u32(&mut h, 4);
         put_u32(&mut h, u32::try_from(frames).unwrap_or(u32::MAX));
     }
+    h.extend_from_slice(extra);
     h.extend_from_slice(b"data");
     put_u32(&mut h, small(data_bytes));
     OutputHeader { bytes: h, rf64 }

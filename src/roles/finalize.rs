@@ -1,5 +1,6 @@
-//! Finalizing a captured job: stitch its segments (gaps filled per policy) into one
-//! recording, write `timeline.json` beside it, and move the job to its terminal state.
+//! Finalizing a captured job: render its segments (gaps filled per policy) into the
+//! recording the job asks for (codec, channel map, rate: `render::job`), write
+//! `timeline.json` beside it, and move the job to its terminal state.
 //! Idempotent: re-running on a job that crashed mid-render renders again.
 
 use std::path::{Path, PathBuf};
@@ -7,11 +8,14 @@ use std::path::{Path, PathBuf};
 use crate::core::job::JobState;
 use crate::core::timeline::{self, EventKind, GapFill, PlacedSegment, TimelineEvent};
 use crate::journal::{JobRow, JobSource, Journal, SegmentState};
-use crate::render::stitch;
+use crate::render::codec::{CodecError, Facts};
+use crate::render::job::{OutputOptions, PEAKS_FILE, RECORDING_STEM, RenderSidecar};
+use crate::render::pipeline::{self, RenderError};
 use crate::render::timeline_file::{TimelineFile, TimelineSegment};
 use crate::segment::writer::now_ms;
 
-/// The stitched recording's file name inside the job directory.
+/// The rendered recording's file name inside the job directory when it is WAV (the
+/// default); other codecs are `recording.<ext>` (see [`crate::render::job`]).
 pub const RECORDING_FILE: &str = "recording.wav";
 pub const TIMELINE_FILE: &str = "timeline.json";
 
@@ -32,11 +36,8 @@ pub struct Finalized {
 pub enum FinalizeError {
     #[error("journal: {0}")]
     Journal(#[from] crate::journal::JournalError),
-    #[error("stitching {path}: {source}")]
-    Stitch {
-        path: PathBuf,
-        source: stitch::StitchError,
-    },
+    #[error("rendering {path}: {source}")]
+    Render { path: PathBuf, source: RenderError },
     #[error("writing {path}: {source}")]
     Io {
         path: PathBuf,
@@ -52,11 +53,17 @@ impl FinalizeError {
         match self {
             FinalizeError::Journal(e) => disk::is_journal_disk_full(e),
             FinalizeError::Io { source, .. }
-            | FinalizeError::Stitch {
-                source: stitch::StitchError::Output { source, .. },
+            | FinalizeError::Render {
+                source:
+                    RenderError::Output { source, .. }
+                    | RenderError::Segment(crate::render::stitch::StitchError::Output { source, .. })
+                    | RenderError::Codec {
+                        source: CodecError::Io(source),
+                        ..
+                    },
                 ..
             } => disk::is_disk_full(source),
-            FinalizeError::Stitch { .. } => false,
+            FinalizeError::Render { .. } => false,
         }
     }
 }
@@ -70,9 +77,8 @@ pub struct JobEnd {
     pub cause: String,
     /// Wall time of the timeline's end when measured (else now).
     pub ended_at_ms: Option<i64>,
-    /// The timeline's length when capture ran to its window's end: the recording is
-    /// padded to it. `None` when capture ended early (crash): the recording then ends at
-    /// its last captured frame.
+    /// The timeline's length when the job's window defines it (a device that never came
+    /// back still leaves a recording as long as the booking).
     pub total_frames: Option<u64>,
     /// Capture failed (device mismatch, device failure): the job ends `failed`, and the
     /// audio recorded before the failure is still rendered and kept.
@@ -95,26 +101,6 @@ pub fn finalize(
     fill: GapFill,
 ) -> Result<Finalized, FinalizeError> {
     finalize_from(journal, job, job, how, fill)
-}
-
-/// The 0-based device channels a controller job keeps (`captureChannelSelection` is
-/// 1-based on the wire); `None` keeps them all.
-pub fn channel_selection(job: &JobRow) -> Option<Vec<u16>> {
-    let command: serde_json::Value = serde_json::from_str(&job.command_json).ok()?;
-    let selection = command
-        .get("command")
-        .unwrap_or(&command)
-        .get("captureChannelSelection")?
-        .as_array()?;
-    let channels: Option<Vec<u16>> = selection
-        .iter()
-        .map(|c| {
-            c.as_u64()
-                .filter(|&c| c >= 1 && c <= job.spec.channels as u64)
-                .map(|c| c as u16 - 1)
-        })
-        .collect();
-    channels.filter(|c| !c.is_empty())
 }
 
 /// Finalizes `job` from the capture of `source`: the same job, or the leader of its
@@ -144,11 +130,12 @@ pub fn finalize_from(
             frames: s.frames,
         })
         .collect();
-    let selection = channel_selection(job);
+    let options = OutputOptions::from_command_json(&job.command_json);
+    let out_channels = options
+        .mix(source.spec.channels)
+        .map_or(source.spec.channels, |m| m.out_channels());
     let out_spec = crate::core::format::StreamSpec {
-        channels: selection
-            .as_ref()
-            .map_or(source.spec.channels, |c| c.len() as u16),
+        channels: out_channels,
         ..source.spec
     };
     let end = timeline::timeline_end(&placed, &events).max(how.total_frames.unwrap_or(0));
@@ -167,17 +154,19 @@ pub fn finalize_from(
     }
     let timeline_path = job.dir.join(TIMELINE_FILE);
     let audio_frames: u64 = placed.iter().map(|s| s.frames).sum();
+    let mut render_failure = None;
     let (recording, frames) = if audio_frames == 0 {
         (None, 0)
     } else {
         let plan = timeline::stitch_plan(&placed, Some(audio_end), fill);
-        let out = job.dir.join(RECORDING_FILE);
-        let report = stitch::stitch_channels(&plan, source.spec, selection.as_deref(), &out)
-            .map_err(|source| FinalizeError::Stitch {
-                path: out.clone(),
-                source,
-            })?;
-        (Some(out), report.frames)
+        let frames = timeline::plan_frames(&plan);
+        match render_job(job, source, &options, plan)? {
+            Ok(path) => (Some(path), frames),
+            Err(reason) => {
+                render_failure = Some(reason);
+                (None, frames)
+            }
+        }
     };
     let seg_rows = segments
         .iter()
@@ -195,7 +184,8 @@ pub fn finalize_from(
         .collect();
     let rec_name = recording
         .as_ref()
-        .map_or(String::new(), |_| RECORDING_FILE.to_string());
+        .and_then(|p| p.file_name())
+        .map_or(String::new(), |n| n.to_string_lossy().into_owned());
     TimelineFile::new(
         &job.id,
         &rec_name,
@@ -220,6 +210,8 @@ pub fn finalize_from(
     };
     let cause = if recording.is_some() {
         end_cause.to_string()
+    } else if let Some(reason) = &render_failure {
+        format!("render_failed: {reason} ({end_cause})")
     } else {
         format!("no audio captured ({end_cause})")
     };
@@ -264,6 +256,73 @@ fn mark_unreadable_segments(
 /// The journal of an output directory.
 pub fn journal_path(out: &Path) -> PathBuf {
     out.join("edgerec.db")
+}
+
+/// Renders `job` as its options say into `recording.<ext>` with `render.json` and the
+/// peaks beside it. `Ok(Err(reason))`: the job's own options cannot be rendered (a map
+/// naming a channel the capture lacks, a codec that cannot carry the output): the job
+/// fails with that reason, and the segments stay for a render with other options.
+fn render_job(
+    job: &JobRow,
+    source: &JobRow,
+    options: &OutputOptions,
+    plan: Vec<crate::core::timeline::Piece<PathBuf>>,
+) -> Result<Result<PathBuf, String>, FinalizeError> {
+    let facts = Facts {
+        job_id: job
+            .controller_job_id
+            .clone()
+            .unwrap_or_else(|| job.id.clone()),
+        recording_id: job.recording_id.clone().unwrap_or_default(),
+        started_at_ms: source.started_at_ms,
+    };
+    let refuse = |reason: String| -> Result<Result<PathBuf, String>, FinalizeError> {
+        RenderSidecar::failed(&reason)
+            .write(&job.dir)
+            .map_err(|source| FinalizeError::Io {
+                path: job.dir.join(crate::render::job::RENDER_FILE),
+                source,
+            })?;
+        Ok(Err(reason))
+    };
+    let request = match options.request(plan, source.spec, facts) {
+        Ok(r) => r,
+        Err(e) => return refuse(e.to_string()),
+    };
+    let file = format!("{RECORDING_STEM}.{}", request.codec.extension);
+    let out = job.dir.join(&file);
+    let peaks = job.dir.join(PEAKS_FILE);
+    let report = match pipeline::render(&request, &out, Some(&peaks), &mut |_, _| {}) {
+        Ok(r) => r,
+        Err(
+            e @ (RenderError::Unsupported(_)
+            | RenderError::Codec {
+                source: CodecError::Unsupported(_),
+                ..
+            }),
+        ) => return refuse(e.to_string()),
+        Err(source) => return Err(FinalizeError::Render { path: out, source }),
+    };
+    if report.clipped > 0 {
+        log::warn!(
+            "{}: {} samples clipped in the render",
+            job.id,
+            report.clipped
+        );
+    }
+    let sidecar = RenderSidecar {
+        file,
+        file_name: options.delivered_name(request.codec),
+        report: Some(report),
+        error: None,
+    };
+    sidecar
+        .write(&job.dir)
+        .map_err(|source| FinalizeError::Io {
+            path: job.dir.join(crate::render::job::RENDER_FILE),
+            source,
+        })?;
+    Ok(Ok(out))
 }
 
 #[cfg(test)]

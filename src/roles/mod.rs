@@ -10,6 +10,7 @@ pub mod owner;
 pub mod rebuild;
 pub mod record;
 pub mod reference_controller;
+pub mod render;
 pub mod repair;
 pub mod runner;
 pub mod status;

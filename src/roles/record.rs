@@ -11,6 +11,7 @@ use crate::config::RecordSettings;
 use crate::core::job::JobState;
 use crate::core::timeline::{EventKind, GapFill, TimelineEvent};
 use crate::journal::{JobSource, Journal, JournalError, NewJob};
+use crate::render::job::OutputOptions;
 use crate::roles::finalize::{self, FinalizeError, Finalized, JobEnd};
 use crate::roles::runner::{self, RunError, RunSettings};
 use crate::roles::{owner, repair};
@@ -107,6 +108,15 @@ pub fn run_settings(settings: &RecordSettings) -> RunSettings {
 
 /// Records one job as `settings` say. `shutdown` is the process's signal flag.
 pub fn record(settings: &RecordSettings, shutdown: &StopFlag) -> Result<Finalized, RecordError> {
+    record_with(settings, &OutputOptions::default(), shutdown)
+}
+
+/// [`record`], rendering the recording as `output` says (codec, channel map, rate).
+pub fn record_with(
+    settings: &RecordSettings,
+    output: &OutputOptions,
+    shutdown: &StopFlag,
+) -> Result<Finalized, RecordError> {
     ensure_writable(&settings.out)?;
     let journal_path = finalize::journal_path(&settings.out);
     if journal_path.exists() {
@@ -135,11 +145,17 @@ pub fn record(settings: &RecordSettings, shutdown: &StopFlag) -> Result<Finalize
             detail: "job directory is locked by another process".into(),
         })?;
     let spec = settings.spec;
-    let command = serde_json::json!({
+    let mut command = serde_json::json!({
         "backend": settings.backend, "device": settings.device, "format": spec.format.name(),
         "rate": spec.rate, "channels": spec.channels,
         "duration_seconds": settings.duration.map(|d| d.as_secs_f64()),
     });
+    // The render options under their wire names, read back by finalize.
+    if let (Some(c), Ok(serde_json::Value::Object(o))) =
+        (command.as_object_mut(), serde_json::to_value(output))
+    {
+        c.extend(o);
+    }
     // The state is written before its actions run: a crash from here on leaves a
     // `capturing` row that repair finalizes.
     journal.create_job(&NewJob {

@@ -82,6 +82,10 @@ pub struct RecordingView {
     pub checksum: Option<String>,
     #[serde(default)]
     pub duration_seconds: Option<f64>,
+    #[serde(default)]
+    pub file_name: Option<String>,
+    #[serde(default)]
+    pub mime_type: Option<String>,
 }
 
 #[derive(Deserialize)]

@@ -457,11 +457,15 @@ impl Sync {
             {
                 continue; // already handed to the outbox
             }
-            let recording = job.dir.join(RECORDING_FILE);
+            // The file the job asked for, as finalize rendered it (or why it could not).
             let cause = job.end_cause.clone().unwrap_or_default();
             // A job the capture role gave up on has no trustworthy render to upload.
-            let has_audio =
-                recording.exists() && !cause.starts_with(crate::roles::capture::GAVE_UP);
+            let outcome = if cause.starts_with(crate::roles::capture::GAVE_UP) {
+                crate::render::job::RenderOutcome::Missing
+            } else {
+                crate::render::job::render_outcome(&job.dir)
+            };
+            let has_audio = outcome != crate::render::job::RenderOutcome::Missing;
             let mut events = Vec::new();
             if matches!(machine.state, JobState::Claimed) {
                 events.push(Event::Start);
@@ -481,7 +485,14 @@ impl Sync {
             ) {
                 events.push(Event::Captured { has_audio });
             }
-            if has_audio {
+            if let crate::render::job::RenderOutcome::Refused(detail) = &outcome {
+                events.push(Event::RenderStarted);
+                events.push(Event::RenderFailed {
+                    detail: detail.clone(),
+                });
+            }
+            if let crate::render::job::RenderOutcome::Ready(d) = &outcome {
+                let recording = d.path.clone();
                 match hash_file(&recording) {
                     Ok((sha256, bytes)) => {
                         events.push(Event::RenderStarted);

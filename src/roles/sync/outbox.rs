@@ -215,10 +215,15 @@ impl Sync {
             return self.settle(&row, Delivery::Retry(e.to_string()));
         }
         let recording_id = job.recording_id.clone().unwrap_or_default();
-        let file_name = output_file_name(&job);
-        let duration_seconds = hound::WavReader::open(&file.path)
-            .map(|r| r.duration() as f64 / r.spec().sample_rate.max(1) as f64)
-            .unwrap_or(0.0);
+        // Name, type and duration from the render, so they agree with the bytes.
+        let delivered = crate::render::job::deliverable(&job.dir);
+        let file_name = delivered
+            .as_ref()
+            .map_or_else(|| output_file_name(&job), |d| d.file_name.clone());
+        let mime_type = delivered
+            .as_ref()
+            .map_or_else(|| "audio/wav".to_string(), |d| d.content_type.clone());
+        let duration_seconds = delivered.as_ref().map_or(0.0, |d| d.duration_seconds);
         let id = row.id;
         let job_id = job.id.clone();
         let path: PathBuf = file.path.clone();
@@ -227,7 +232,7 @@ impl Sync {
                 path: &path,
                 job_id: &controller_id,
                 file_name: &file_name,
-                mime_type: "audio/wav",
+                mime_type: &mime_type,
                 duration_seconds,
                 rendition: None,
                 chunk: None,
