@@ -5,4 +5,5 @@ pub mod disk_budget;
 pub use edgerec_protocol::format;
 pub mod job;
 pub mod job_machine;
+pub mod meter;
 pub mod timeline;

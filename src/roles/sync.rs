@@ -15,6 +15,7 @@
 mod claim;
 mod follow;
 mod lanes;
+mod meter;
 mod node;
 mod outbox;
 
@@ -102,6 +103,7 @@ enum Done {
     },
     Outbox(Box<outbox::Sent>),
     Upload(Box<outbox::Uploaded>),
+    Meter(Vec<Result<(), CallError>>),
 }
 
 /// A job's progress as the sync role last saw it: heartbeats only while it advances.
@@ -150,6 +152,9 @@ struct Sync {
     in_flight: HashSet<i64>,
     trouble_log: FailureLog,
     skipped: claim::Skipped,
+    last_meter: Option<Instant>,
+    /// Per job, the last meter condition change queued as a health event.
+    meter_seq: HashMap<String, u64>,
 }
 
 pub fn run(settings: SyncSettings, shutdown: &StopFlag) -> Result<(), SyncError> {
@@ -174,6 +179,8 @@ pub fn run(settings: SyncSettings, shutdown: &StopFlag) -> Result<(), SyncError>
         in_flight: HashSet::new(),
         trouble_log: FailureLog::default(),
         skipped: claim::Skipped::default(),
+        last_meter: None,
+        meter_seq: HashMap::new(),
     };
     let mut last_beat: Option<Instant> = None;
     while !shutdown.is_stopped() {
@@ -243,6 +250,7 @@ impl Sync {
         }
         self.poll_jobs(shutdown)?;
         self.follow_captures()?;
+        self.meter()?;
         if !shutdown.is_stopped()
             && due(self.last_claim, self.settings.claim_every)
             && !self.lanes.is_busy(&Lane::Claim)
@@ -294,6 +302,11 @@ impl Sync {
                 }
             }
             Done::Outbox(sent) => self.sent(*sent)?,
+            Done::Meter(results) => {
+                for e in results.into_iter().filter_map(Result::err) {
+                    self.trouble("meter frame", &e);
+                }
+            }
             Done::Upload(uploaded) => self.uploaded(*uploaded)?,
         }
         log::trace!("sync: {lane:?} answered");

@@ -2,6 +2,7 @@
 
 pub mod disk;
 pub mod file;
+pub mod meter_file;
 pub mod repair;
 pub mod spool;
 pub mod wav;

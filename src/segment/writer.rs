@@ -24,6 +24,7 @@ use crate::core::timeline::{EventKind, TimelineEvent};
 use crate::journal::{Journal, JournalError, NewSegment, SegmentState};
 use crate::segment::disk;
 use crate::segment::file::SegmentFile;
+use crate::segment::meter_file::MeterPublisher;
 use crate::segment::spool::{SpoolGuard, SpoolSettings};
 use crate::segment::wav::SegmentIdentity;
 
@@ -145,6 +146,8 @@ struct Writer {
     /// Timeline events the journal had no room for yet (a full disk), oldest first.
     deferred_events: Vec<TimelineEvent>,
     journal_full_logged: bool,
+    /// Live levels of what is captured (written or not), published every few seconds.
+    meter: MeterPublisher,
 }
 
 /// Most frames moved per write call: ~100 ms at 48 kHz keeps write calls few but short.
@@ -171,7 +174,6 @@ pub fn spawn(
     let mut writer = Writer {
         next_seq: cfg.first_seq,
         timeline_pos: cfg.timeline_origin,
-        cfg,
         source,
         journal,
         progress: progress.clone(),
@@ -185,6 +187,14 @@ pub fn spawn(
         disk_pause: None,
         deferred_events: Vec::new(),
         journal_full_logged: false,
+        meter: MeterPublisher::new(
+            cfg.journal_path
+                .parent()
+                .unwrap_or(std::path::Path::new(".")),
+            &cfg.job_id,
+            cfg.spec,
+        ),
+        cfg,
     };
     if let Some(settings) = writer.cfg.spool.clone() {
         match SpoolGuard::open(settings) {
@@ -227,6 +237,7 @@ impl Writer {
             );
         }
         self.note_end_time();
+        self.meter.remove();
         let end = result?;
         closed?;
         Ok(WriterReport {
@@ -310,6 +321,7 @@ impl Writer {
             if got == 0 {
                 break;
             }
+            self.meter.feed(&self.buf);
             let seg = self.current.as_mut().expect("opened above");
             let before = seg.file.frames();
             if let Err(source) = seg.file.write_frames(&self.buf) {
@@ -375,6 +387,7 @@ impl Writer {
             return Ok(1);
         }
         let got = self.source.pop_frames(&mut self.buf, want as usize) as u64;
+        self.meter.feed(&self.buf);
         self.ring_pos += got;
         self.timeline_pos += got;
         self.progress
@@ -601,8 +614,30 @@ impl Writer {
         Ok(())
     }
 
+    /// Publishes the live levels when due; a failure costs only the live view.
+    fn meter(&mut self) {
+        if !self.meter.due() {
+            return;
+        }
+        match self.meter.publish(now_ms()) {
+            Ok(changes) => {
+                for c in changes {
+                    let what = if c.opened { "opened" } else { "cleared" };
+                    log::info!(
+                        "{}: {} {what} on channel {}",
+                        self.cfg.job_id,
+                        c.condition.name(),
+                        c.channel
+                    );
+                }
+            }
+            Err(e) => log::debug!("{}: publishing levels: {e}", self.cfg.job_id),
+        }
+    }
+
     /// Header refresh and data sync on their schedules.
     fn maintain(&mut self) -> Result<(), WriterError> {
+        self.meter();
         let Some(seg) = self.current.as_mut() else {
             return Ok(());
         };

@@ -23,6 +23,8 @@ pub(super) enum Lane {
     Upload,
     /// One job's heartbeats and polls, by its local id.
     Job(String),
+    /// Live levels (meter frames).
+    Meter,
 }
 
 /// A call to make, and what to tell the loop about it.
@@ -53,6 +55,11 @@ impl<T: Send + 'static> Lanes<T> {
     }
 
     /// Whether `lane` has a call in flight.
+    /// The node the client speaks for.
+    pub fn node_id(&self) -> &str {
+        self.client.node_id()
+    }
+
     pub fn is_busy(&self, lane: &Lane) -> bool {
         self.workers.get(lane).is_some_and(|w| w.busy)
     }

@@ -1,0 +1,202 @@
+//! Detectors on generated signals: each bad condition fires once and clears once; a
+//! signal sitting on a threshold does not flap; levels read true.
+
+use super::*;
+
+const RATE: f64 = 48_000.0;
+const WINDOW: usize = 48_000; // one-second windows
+
+/// `WINDOW` stereo frames from a per-frame function of (frame, channel).
+fn window(f: impl Fn(usize, usize) -> f64) -> Levels {
+    let mut m = LevelMeter::new(2);
+    let samples: Vec<f64> = (0..WINDOW).flat_map(|i| [f(i, 0), f(i, 1)]).collect();
+    m.feed(&samples);
+    m.take()
+}
+
+fn sine(amplitude: f64, hz: f64) -> impl Fn(usize, usize) -> f64 {
+    move |i, _| amplitude * (2.0 * std::f64::consts::PI * hz * i as f64 / RATE).sin()
+}
+
+fn from_dbfs(db: f64) -> f64 {
+    10f64.powf(db / 20.0)
+}
+
+/// A sine whose RMS is `rms_dbfs`.
+fn sine_rms(rms_dbfs: f64) -> impl Fn(usize, usize) -> f64 {
+    sine(from_dbfs(rms_dbfs) * std::f64::consts::SQRT_2, 997.0)
+}
+
+fn healthy() -> Levels {
+    window(sine_rms(-20.0))
+}
+
+/// Runs `bad` for three windows then `healthy` for three; the changes seen.
+fn episode(bad: Levels) -> Vec<Change> {
+    let mut d = Detectors::new(Thresholds::default());
+    let mut seen = d.update(&healthy());
+    assert!(seen.is_empty(), "a healthy tone opens nothing: {seen:?}");
+    for _ in 0..3 {
+        seen.extend(d.update(&bad));
+    }
+    for _ in 0..3 {
+        seen.extend(d.update(&healthy()));
+    }
+    seen
+}
+
+fn opened_and_cleared(changes: &[Change], condition: Condition, channel: u16) -> bool {
+    let mine: Vec<_> = changes
+        .iter()
+        .filter(|c| c.condition == condition && c.channel == channel)
+        .collect();
+    mine.len() == 2 && mine[0].opened && !mine[1].opened
+}
+
+#[test]
+fn each_condition_fires_once_and_clears_once() {
+    // (name, signal, condition, channel)
+    let rows: Vec<(&str, Levels, Condition, u16)> = vec![
+        (
+            "clipped sine",
+            window(|i, c| (sine(1.6, 440.0)(i, c)).clamp(-1.0, 1.0)),
+            Condition::Clipping,
+            1,
+        ),
+        ("silence", window(|_, _| 0.0), Condition::Flatline, 1),
+        (
+            "-60 dBFS tone",
+            window(sine_rms(-60.0)),
+            Condition::LowSignal,
+            1,
+        ),
+        (
+            "DC",
+            window(|i, c| 0.2 + sine_rms(-30.0)(i, c)),
+            Condition::DcOffset,
+            2,
+        ),
+        (
+            "inverted stereo",
+            window(|i, c| {
+                let x = sine_rms(-20.0)(i, 0);
+                if c == 0 { x } else { -x }
+            }),
+            Condition::ChannelCorrelation,
+            1,
+        ),
+    ];
+    for (name, bad, condition, channel) in rows {
+        let changes = episode(bad);
+        assert!(
+            opened_and_cleared(&changes, condition, channel),
+            "{name}: {condition:?} on ch {channel} should open once and clear once: {changes:?}"
+        );
+        let others: Vec<_> = changes
+            .iter()
+            .filter(|c| c.condition != condition)
+            .collect();
+        assert!(others.is_empty(), "{name}: nothing else: {others:?}");
+    }
+}
+
+#[test]
+fn a_tone_sitting_at_a_threshold_does_not_flap() {
+    let t = Thresholds::default();
+    let mut d = Detectors::new(t.clone());
+    // Wobbling ±0.5 dB around the low-signal mark for 20 windows: inside the hysteresis.
+    let mut changes = Vec::new();
+    for i in 0..20 {
+        let wobble = if i % 2 == 0 { 0.5 } else { -0.5 };
+        changes.extend(d.update(&window(sine_rms(t.low_signal_open_dbfs + wobble))));
+    }
+    let low: Vec<_> = changes
+        .iter()
+        .filter(|c| c.condition == Condition::LowSignal && c.channel == 1)
+        .collect();
+    assert!(
+        low.len() <= 1,
+        "at most one opening, never a stream: {low:?}"
+    );
+    assert!(low.iter().all(|c| c.opened));
+}
+
+#[test]
+fn levels_read_true() {
+    let l = window(sine_rms(-20.0));
+    for ch in &l.channels {
+        assert!((ch.rms_dbfs + 20.0).abs() < 0.05, "rms {}", ch.rms_dbfs);
+        assert!(
+            (ch.peak_dbfs + 20.0 - 3.0103).abs() < 0.05,
+            "peak {}",
+            ch.peak_dbfs
+        );
+        assert_eq!(ch.clipped, 0);
+        assert!(ch.dc.abs() < 1e-3);
+    }
+    assert!(
+        (l.pair_correlation[0].unwrap() - 1.0).abs() < 1e-9,
+        "identical channels"
+    );
+    let silent = window(|_, _| 0.0);
+    assert_eq!(silent.channels[0].rms_dbfs, FLOOR_DBFS);
+    assert_eq!(silent.pair_correlation[0], None);
+}
+
+#[test]
+fn native_formats_meter_alike() {
+    // A -20 dBFS RMS tone in each format the segments hold reads the same.
+    let frames = 4_800;
+    let x = |i: usize| sine_rms(-20.0)(i, 0);
+    let cases: Vec<(SampleFormat, Vec<u8>)> = vec![
+        (
+            SampleFormat::S16Le,
+            (0..frames)
+                .flat_map(|i| ((x(i) * 32767.0) as i16).to_le_bytes())
+                .collect(),
+        ),
+        (
+            SampleFormat::S24Le3,
+            (0..frames)
+                .flat_map(|i| {
+                    let v = (x(i) * 8_388_607.0) as i32;
+                    let b = v.to_le_bytes();
+                    [b[0], b[1], b[2]]
+                })
+                .collect(),
+        ),
+        (
+            SampleFormat::S24Le,
+            (0..frames)
+                .flat_map(|i| (((x(i) * 8_388_607.0) as i32) & 0x00ff_ffff).to_le_bytes())
+                .collect(),
+        ),
+        (
+            SampleFormat::S32Le,
+            (0..frames)
+                .flat_map(|i| ((x(i) * 2_147_483_647.0) as i32).to_le_bytes())
+                .collect(),
+        ),
+        (
+            SampleFormat::FloatLe,
+            (0..frames)
+                .flat_map(|i| (x(i) as f32).to_le_bytes())
+                .collect(),
+        ),
+    ];
+    for (format, bytes) in cases {
+        let mut m = LevelMeter::new(1);
+        m.feed_bytes(format, &bytes);
+        let l = m.take();
+        assert_eq!(l.frames, frames as u64, "{format:?}");
+        assert!(
+            (l.channels[0].rms_dbfs + 20.0).abs() < 0.05,
+            "{format:?}: {}",
+            l.channels[0].rms_dbfs
+        );
+    }
+    // A full-scale S16 sample is on the rail.
+    let mut m = LevelMeter::new(1);
+    m.feed_bytes(SampleFormat::S16Le, &i16::MIN.to_le_bytes());
+    assert_eq!(m.take().channels[0].clipped, 1);
+}

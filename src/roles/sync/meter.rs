@@ -1,0 +1,153 @@
+//! Live levels to the controller: every few seconds each capturing job's newest meter
+//! snapshot (the writer's `run/meter/<job>.json`) goes out as a meter frame on its own
+//! lane (current state: never queued, the newest replaces an unsent one), and each
+//! detector change becomes one health event through the outbox (`agent.meter.<what>` and
+//! its `_recovered`), keyed by its number so a restart never sends it twice.
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+
+use super::lanes::Lane;
+use super::{Done, Sync, SyncError};
+use crate::controller::client::Client;
+use crate::controller::protocol::{HealthEvent, MeterFrame, MeterLevel, Severity};
+use crate::core::job::JobState;
+use crate::journal::{JobRow, NewOutboxItem};
+use crate::segment::meter_file::{self, ChangeRecord, METER_EVERY, MeterSnapshot};
+use crate::segment::writer::now_ms;
+
+/// A snapshot older than this is a capture that stopped publishing: not sent.
+const FRESH_FOR: Duration = Duration::from_secs(12);
+
+impl Sync {
+    /// Sends the capturing jobs' newest levels and queues their condition changes.
+    pub(super) fn meter(&mut self) -> Result<(), SyncError> {
+        if self
+            .last_meter
+            .is_some_and(|t: Instant| t.elapsed() < METER_EVERY)
+            || self.lanes.is_busy(&Lane::Meter)
+        {
+            return Ok(());
+        }
+        self.last_meter = Some(Instant::now());
+        let mut frames = Vec::new();
+        for job in self.controller_jobs()? {
+            if !matches!(job.state, JobState::Capturing | JobState::Stopping) {
+                continue;
+            }
+            let Some(snap) = meter_file::read(&self.settings.state_dir, &job.id) else {
+                continue;
+            };
+            if now_ms() - snap.at_ms > FRESH_FOR.as_millis() as i64 {
+                continue;
+            }
+            self.queue_changes(&job, &snap)?;
+            frames.push(meter_frame(&job, &snap, self.lanes.node_id()));
+        }
+        if !frames.is_empty() {
+            self.lanes.submit(
+                Lane::Meter,
+                Box::new(move |c: &Client| {
+                    Done::Meter(frames.iter().map(|f| c.meter_frame(f)).collect())
+                }),
+            );
+        }
+        Ok(())
+    }
+
+    /// One health event per detector change not queued yet (the outbox key makes a
+    /// repeat after a restart a no-op).
+    fn queue_changes(&mut self, job: &JobRow, snap: &MeterSnapshot) -> Result<(), SyncError> {
+        let seen = self.meter_seq.get(&job.id).copied().unwrap_or(0);
+        for change in snap.changes.iter().filter(|c| c.seq > seen) {
+            let event = health_event(job, change);
+            let local_id = event.id.clone().unwrap_or_default();
+            let body = serde_json::to_string(&event).unwrap_or_default();
+            self.journal.enqueue(&NewOutboxItem::health_event(
+                Some(&job.id),
+                &local_id,
+                body,
+                now_ms(),
+            ))?;
+        }
+        if let Some(last) = snap.changes.last() {
+            self.meter_seq.insert(job.id.clone(), last.seq.max(seen));
+        }
+        Ok(())
+    }
+}
+
+/// The interface a job captures from, as the controller names it.
+fn interface_id(job: &JobRow) -> String {
+    serde_json::from_str::<Value>(&job.command_json)
+        .ok()
+        .and_then(|v| {
+            let cmd = v.get("command").cloned().unwrap_or(v);
+            cmd.get("captureInterfaceId")?.as_str().map(str::to_string)
+        })
+        .unwrap_or_else(|| job.device.clone())
+}
+
+fn meter_frame(job: &JobRow, snap: &MeterSnapshot, node_id: &str) -> MeterFrame {
+    let clipping_open = |ch: u16| {
+        // The newest change of clipping on this channel says whether it is open.
+        snap.changes
+            .iter()
+            .rev()
+            .find(|c| c.condition == "clipping" && c.channel == ch)
+            .is_some_and(|c| c.opened)
+    };
+    MeterFrame {
+        captured_at: iso(snap.at_ms),
+        interface_id: interface_id(job),
+        node_id: node_id.to_string(),
+        levels: snap
+            .channels
+            .iter()
+            .take(512)
+            .map(|c| MeterLevel {
+                channel_index: c.channel,
+                label: format!("ch {}", c.channel),
+                peak_dbfs: c.peak_dbfs,
+                rms_dbfs: c.rms_dbfs,
+                clipping: c.clipped > 0 || clipping_open(c.channel),
+                quality: None,
+            })
+            .collect(),
+    }
+}
+
+fn health_event(job: &JobRow, change: &ChangeRecord) -> HealthEvent {
+    let (kind, severity) = if change.opened {
+        (
+            format!("agent.meter.{}", change.condition),
+            Severity::Warning,
+        )
+    } else {
+        (
+            format!("agent.meter.{}_recovered", change.condition),
+            Severity::Info,
+        )
+    };
+    let mut event = HealthEvent::new(kind, severity);
+    event.id = Some(format!("{}:meter:{}", job.id, change.seq));
+    event.recording_id = job.recording_id.clone();
+    event.opened_at = Some(iso(change.at_ms));
+    let at = iso(change.at_ms);
+    let observed = if change.opened {
+        "firstObservedAt"
+    } else {
+        "lastObservedAt"
+    };
+    event.details.insert(observed.into(), Value::from(at));
+    event
+        .details
+        .insert("channel".into(), Value::from(change.channel));
+    event
+}
+
+fn iso(ms: i64) -> String {
+    let t = std::time::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
+    humantime::format_rfc3339_millis(t).to_string()
+}

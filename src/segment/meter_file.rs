@@ -1,0 +1,170 @@
+//! The writer's live levels as a small file beside the journal, `run/meter/<job>.json`,
+//! replaced atomically every few seconds: current state, not history, so it is never
+//! fsynced and never journaled (the flash is spared). The sync role turns it into meter
+//! frames and health events; `edgerec status` draws it.
+
+use std::collections::VecDeque;
+use std::io;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::core::format::StreamSpec;
+use crate::core::meter::{Change, Detectors, LevelMeter, Levels, Thresholds};
+
+/// How often levels are published (Rakkr's agent sends a meter frame every 5 s).
+pub const METER_EVERY: Duration = Duration::from_secs(5);
+/// Condition changes kept in the file, for a reader that looks less often.
+const CHANGES_KEPT: usize = 32;
+
+/// What the file holds.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MeterSnapshot {
+    pub job: String,
+    /// Wall time of the window's end.
+    pub at_ms: i64,
+    pub window_ms: u64,
+    pub channels: Vec<ChannelSnapshot>,
+    /// Channels 1-2, 3-4, …; `None` when either is silent.
+    pub pair_correlation: Vec<Option<f64>>,
+    /// The last condition changes, numbered from 1 over the job's run.
+    pub changes: Vec<ChangeRecord>,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChannelSnapshot {
+    /// 1-based.
+    pub channel: u16,
+    pub peak_dbfs: f64,
+    pub rms_dbfs: f64,
+    pub clipped: u64,
+    pub dc: f64,
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ChangeRecord {
+    pub seq: u64,
+    pub at_ms: i64,
+    /// `clipping`, `flatline`, … (Rakkr: `agent.meter.<condition>`).
+    pub condition: String,
+    pub channel: u16,
+    pub opened: bool,
+}
+
+/// The writer's side: feeds frames, publishes on schedule.
+pub struct MeterPublisher {
+    path: PathBuf,
+    job: String,
+    spec: StreamSpec,
+    meter: LevelMeter,
+    detectors: Detectors,
+    window_start: Instant,
+    changes: VecDeque<ChangeRecord>,
+    seq: u64,
+}
+
+impl MeterPublisher {
+    /// `state_dir` is the journal's directory.
+    pub fn new(state_dir: &Path, job: &str, spec: StreamSpec) -> MeterPublisher {
+        MeterPublisher {
+            path: path(state_dir, job),
+            job: job.to_string(),
+            spec,
+            meter: LevelMeter::new(spec.channels),
+            detectors: Detectors::new(Thresholds::default()),
+            window_start: Instant::now(),
+            changes: VecDeque::new(),
+            seq: 0,
+        }
+    }
+
+    /// Interleaved frames in the stream's native format.
+    pub fn feed(&mut self, bytes: &[u8]) {
+        self.meter.feed_bytes(self.spec.format, bytes);
+    }
+
+    pub fn due(&self) -> bool {
+        self.window_start.elapsed() >= METER_EVERY
+    }
+
+    /// Closes the window: levels, detector changes, the file replaced. Returns the
+    /// changes (the writer logs them).
+    pub fn publish(&mut self, now_ms: i64) -> io::Result<Vec<Change>> {
+        let window_ms = self.window_start.elapsed().as_millis() as u64;
+        self.window_start = Instant::now();
+        let levels = self.meter.take();
+        if levels.frames == 0 {
+            return Ok(Vec::new()); // nothing captured this window: no level to claim
+        }
+        let changes = self.detectors.update(&levels);
+        for c in &changes {
+            self.seq += 1;
+            self.changes.push_back(ChangeRecord {
+                seq: self.seq,
+                at_ms: now_ms,
+                condition: c.condition.name().to_string(),
+                channel: c.channel,
+                opened: c.opened,
+            });
+            if self.changes.len() > CHANGES_KEPT {
+                self.changes.pop_front();
+            }
+        }
+        let snapshot = self.snapshot(&levels, now_ms, window_ms);
+        write_atomically(&self.path, &serde_json::to_vec(&snapshot)?)?;
+        Ok(changes)
+    }
+
+    fn snapshot(&self, levels: &Levels, at_ms: i64, window_ms: u64) -> MeterSnapshot {
+        MeterSnapshot {
+            job: self.job.clone(),
+            at_ms,
+            window_ms,
+            channels: levels
+                .channels
+                .iter()
+                .enumerate()
+                .map(|(i, l)| ChannelSnapshot {
+                    channel: i as u16 + 1,
+                    peak_dbfs: l.peak_dbfs,
+                    rms_dbfs: l.rms_dbfs,
+                    clipped: l.clipped,
+                    dc: l.dc,
+                })
+                .collect(),
+            pair_correlation: levels.pair_correlation.clone(),
+            changes: self.changes.iter().cloned().collect(),
+        }
+    }
+
+    /// The job's capture is over: its live levels go with it.
+    pub fn remove(&self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Where a job's live levels are.
+pub fn path(state_dir: &Path, job: &str) -> PathBuf {
+    state_dir
+        .join("run")
+        .join("meter")
+        .join(format!("{job}.json"))
+}
+
+/// The job's live levels, if it publishes any.
+pub fn read(state_dir: &Path, job: &str) -> Option<MeterSnapshot> {
+    let bytes = std::fs::read(path(state_dir, job)).ok()?;
+    serde_json::from_slice(&bytes).ok()
+}
+
+/// Temp file then rename: a reader sees the old snapshot or the new, never half of one.
+/// No fsync: this is volatile state, lost on a power cut by design.
+fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let tmp = path.with_extension("json.tmp");
+    std::fs::write(&tmp, bytes)?;
+    std::fs::rename(&tmp, path)
+}

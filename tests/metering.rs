@@ -1,0 +1,73 @@
+//! Live levels reach the controller: meter frames every 5 s while a job captures, with
+//! the levels of the known tone the synth plays (a 0.5 full-scale sine: peak -6.02 dBFS,
+//! RMS -9.03 dBFS), and the writer's snapshot file goes when the capture does.
+
+mod common;
+
+use common::controller::*;
+use common::*;
+use std::time::{Duration, Instant};
+
+/// The controller's latest frame per interface, with when it was received.
+fn latest_frame(ctl: &Ctl) -> Option<(i64, serde_json::Value)> {
+    let db =
+        rusqlite::Connection::open_with_flags(&ctl.db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)
+            .ok()?;
+    db.busy_timeout(Duration::from_secs(2)).ok()?;
+    db.query_row(
+        "SELECT received_at_ms, frame_json FROM meter_frames ORDER BY received_at_ms DESC LIMIT 1",
+        [],
+        |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)),
+    )
+    .ok()
+    .and_then(|(at, json)| Some((at, serde_json::from_str(&json).ok()?)))
+}
+
+#[test]
+fn meter_frames_arrive_every_5_s_with_the_tone_s_levels() {
+    let _rt = realtime();
+    let ctl = Ctl::start(Duration::from_secs(30));
+    let state = tempfile::tempdir().unwrap();
+    let job = ctl.add_job("sine:440", 22.0);
+    let mut agent = ctl.spawn_agent(state.path());
+    ctl.wait_status(&job.id, Some("running"), Duration::from_secs(10));
+    // Each new frame, as the controller stored it.
+    let mut frames: Vec<(i64, serde_json::Value)> = Vec::new();
+    let until = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < until && !ctl.job(&job.id).status.is_terminal() {
+        if let Some(f) = latest_frame(&ctl)
+            && frames.last().is_none_or(|l| l.0 != f.0)
+        {
+            frames.push(f);
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    ctl.wait_status(&job.id, Some("completed"), Duration::from_secs(20));
+    sigterm(&mut agent, Duration::from_secs(5));
+    let gaps: Vec<i64> = frames.windows(2).map(|w| w[1].0 - w[0].0).collect();
+    eprintln!("{} frames, spacing {gaps:?} ms", frames.len());
+    assert!(
+        frames.len() >= 3,
+        "frames while a 22 s job captured: {frames:#?}"
+    );
+    for g in &gaps {
+        assert!((4_000..=6_000).contains(g), "every 5 s ± 1 s: {gaps:?}");
+    }
+    for (_, f) in &frames {
+        assert_eq!(f["interfaceId"], "sine:440", "{f}");
+        let levels = f["levels"].as_array().unwrap();
+        assert_eq!(levels.len(), 2);
+        for l in levels {
+            let rms = l["rmsDbfs"].as_f64().unwrap();
+            let peak = l["peakDbfs"].as_f64().unwrap();
+            assert!((rms + 9.03).abs() < 0.5, "rms {rms}");
+            assert!((peak + 6.02).abs() < 0.5, "peak {peak}");
+            assert_eq!(l["clipping"], false);
+        }
+    }
+    let meter_dir = state.path().join("run/meter");
+    let left: Vec<_> = std::fs::read_dir(&meter_dir)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "live levels go with the capture: {left:?}");
+}
