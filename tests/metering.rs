@@ -34,7 +34,7 @@ fn meter_frames_arrive_every_5_s_with_the_tone_s_levels() {
     // Each new frame, as the controller stored it.
     let mut frames: Vec<(i64, serde_json::Value)> = Vec::new();
     let until = Instant::now() + Duration::from_secs(30);
-    while Instant::now() < until && !ctl.job(&job.id).status.is_terminal() {
+    while Instant::now() < until && ctl.job(&job.id).status == "running" {
         if let Some(f) = latest_frame(&ctl)
             && frames.last().is_none_or(|l| l.0 != f.0)
         {
