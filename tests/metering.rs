@@ -33,12 +33,22 @@ fn meter_frames_arrive_every_5_s_with_the_tone_s_levels() {
     ctl.wait_status(&job.id, Some("running"), Duration::from_secs(10));
     // Each new frame, as the controller stored it.
     let mut frames: Vec<(i64, serde_json::Value)> = Vec::new();
+    let mut status_screen = String::new();
     let until = Instant::now() + Duration::from_secs(30);
     while Instant::now() < until && ctl.job(&job.id).status == "running" {
         if let Some(f) = latest_frame(&ctl)
             && frames.last().is_none_or(|l| l.0 != f.0)
         {
             frames.push(f);
+            if frames.len() == 2 {
+                // The operator's view of the same levels, mid-capture.
+                let out = edgerec()
+                    .args(["status", "--state-dir"])
+                    .arg(state.path())
+                    .output()
+                    .unwrap();
+                status_screen = String::from_utf8_lossy(&out.stdout).into_owned();
+            }
         }
         std::thread::sleep(Duration::from_millis(200));
     }
@@ -65,6 +75,11 @@ fn meter_frames_arrive_every_5_s_with_the_tone_s_levels() {
             assert_eq!(l["clipping"], false);
         }
     }
+    eprintln!("status mid-capture:\n{status_screen}");
+    assert!(
+        status_screen.contains("levels of") && status_screen.contains("-9.0 rms"),
+        "{status_screen}"
+    );
     let meter_dir = state.path().join("run/meter");
     let left: Vec<_> = std::fs::read_dir(&meter_dir)
         .map(|d| d.flatten().map(|e| e.path()).collect())

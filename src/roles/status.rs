@@ -154,6 +154,79 @@ pub struct OutboxStatus {
     pub last_error: Option<String>,
 }
 
+/// One capturing job's live levels, in tenths of a dB (so the screen model stays exact).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct JobLevels {
+    pub job_id: String,
+    pub channels: Vec<LevelLine>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LevelLine {
+    /// 1-based.
+    pub channel: u16,
+    pub rms_db10: i32,
+    pub peak_db10: i32,
+    pub clipping: bool,
+}
+
+/// Snapshots older than this are a capture that stopped: not shown as live.
+const LEVELS_FRESH_MS: i64 = 12_000;
+/// Channels drawn per job on the one screen.
+const MAX_LEVEL_CHANNELS: usize = 4;
+
+/// The job's live levels, if its writer published them lately.
+fn job_levels(state_dir: &Path, job: &JobRow, now_ms: i64) -> Option<JobLevels> {
+    let snap = crate::segment::meter_file::read(state_dir, &job.id)?;
+    if now_ms - snap.at_ms > LEVELS_FRESH_MS {
+        return None;
+    }
+    let tenths = |db: f64| (db * 10.0).round() as i32;
+    Some(JobLevels {
+        job_id: job.id.clone(),
+        channels: snap
+            .channels
+            .iter()
+            .map(|c| LevelLine {
+                channel: c.channel,
+                rms_db10: tenths(c.rms_dbfs),
+                peak_db10: tenths(c.peak_dbfs),
+                clipping: c.clipped > 0,
+            })
+            .collect(),
+    })
+}
+
+fn level_lines(levels: &[JobLevels]) -> Vec<String> {
+    let mut lines = Vec::new();
+    for l in levels {
+        lines.push(format!("  levels of {}:", short_id(&l.job_id)));
+        for c in l.channels.iter().take(MAX_LEVEL_CHANNELS) {
+            lines.push(level_line(c));
+        }
+        if l.channels.len() > MAX_LEVEL_CHANNELS {
+            let more = l.channels.len() - MAX_LEVEL_CHANNELS;
+            lines.push(format!("    +{more} more channels (--json has them all)"));
+        }
+    }
+    lines
+}
+
+/// `  ch 1 [#########...........]  -9.0 rms  -6.0 peak CLIP`: RMS as a bar over -60..0 dBFS.
+fn level_line(l: &LevelLine) -> String {
+    const BAR: i32 = 30;
+    let filled = ((l.rms_db10 + 600).clamp(0, 600) * BAR / 600) as usize;
+    format!(
+        "    ch {:<3} [{}{}] {:>6.1} rms {:>6.1} peak{}",
+        l.channel,
+        "#".repeat(filled),
+        ".".repeat(BAR as usize - filled),
+        l.rms_db10 as f64 / 10.0,
+        l.peak_db10 as f64 / 10.0,
+        if l.clipping { " CLIP" } else { "" }
+    )
+}
+
 /// Everything `edgerec status` shows.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Status {
@@ -172,6 +245,8 @@ pub struct Status {
     pub kept_locally: Vec<KeptRecording>,
     /// The latest [`RECENT_EVENTS`] watched events of running jobs, oldest first.
     pub events: Vec<EventLine>,
+    /// Live levels of the jobs that are capturing now (the writer's snapshot).
+    pub levels: Vec<JobLevels>,
     pub disk: Option<DiskStatus>,
     pub disk_error: Option<String>,
     pub outbox: OutboxStatus,
@@ -241,6 +316,7 @@ pub fn gather_from(
     let mut ended_total = 0;
     let mut kept_locally = Vec::new();
     let mut events = Vec::new();
+    let mut levels = Vec::new();
     let mut outbox_rows = Vec::new();
     for job in &jobs {
         let machine = match job.source {
@@ -271,6 +347,7 @@ pub fn gather_from(
                     });
                 }
             }
+            levels.extend(job_levels(state_dir, job, now_ms));
             running.push(line);
         }
         outbox_rows.extend(journal.rows_for_job(&job.id)?);
@@ -292,6 +369,7 @@ pub fn gather_from(
         ended_total,
         kept_locally,
         events,
+        levels,
         disk: None,
         disk_error: None,
         outbox: outbox_status(journal.pending_count()?, &outbox_rows),
@@ -594,6 +672,8 @@ pub fn render(s: &Status, now_ms: i64) -> String {
             s.running.len() - MAX_RUNNING_SHOWN
         ));
     }
+    // Live levels go under the running jobs when the screen has room for them.
+    let levels_at = lines.len();
     for j in s.recent_ended.iter().take(RECENT_ENDED) {
         lines.push(ended_line(j, now_ms));
     }
@@ -657,6 +737,10 @@ pub fn render(s: &Status, now_ms: i64) -> String {
     });
 
     let mut out = String::new();
+    let levels = level_lines(&s.levels);
+    if lines.len() + levels.len() <= MAX_LINES {
+        lines.splice(levels_at..levels_at, levels);
+    }
     for line in lines.into_iter().take(MAX_LINES) {
         out.push_str(&fit(line));
         out.push('\n');
@@ -729,6 +813,15 @@ mod tests {
                 path: "/var/lib/edgerec/3f9c2a1b/recording.wav".into(),
                 reason: "lease_expired".into(),
             }],
+            levels: vec![JobLevels {
+                job_id: "20250101T000000Z_12345".into(),
+                channels: vec![LevelLine {
+                    channel: 1,
+                    rms_db10: -90,
+                    peak_db10: -60,
+                    clipping: true,
+                }],
+            }],
             events: vec![EventLine {
                 job_id: "job_20250101T120000Z_1a2b312345".into(),
                 kind: EventKind::DeviceLost,
@@ -773,6 +866,8 @@ mod tests {
             "sync:    stale (beat from before a reboot), pid 99, last beat 2h ago",
             "jobs:    1 running, 7 ended",
             "  20250101..12345 capturing  12.0/3600.0 s   hw:CARD=USB,DEV=0",
+            "  levels of 20250101..12345:",
+            "    ch 1   [#########################.....]   -9.0 rms   -6.0 peak CLIP",
             "  3f9c2a1b..c3b4a failed     12.0 s          3m ago  capture_ended",
             "KEPT LOCALLY: /var/lib/edgerec/3f9c2a1b/recording.wav (lease_expired)",
             "events:",
