@@ -69,6 +69,38 @@ impl Journal {
         Ok(out)
     }
 
+    /// A job's events journaled after the row `after_id`, with their row ids, in
+    /// journal order: what a follower of the timeline has not seen yet.
+    pub fn events_after(&self, job_id: &str, after_id: i64) -> Result<Vec<(i64, TimelineEvent)>> {
+        const DOING: &str = "reading new events";
+        let mut stmt = self
+            .conn
+            .prepare_cached(
+                "SELECT id, frame, at_ms, kind, detail, gap_frames FROM events \
+                 WHERE job_id = ?1 AND id > ?2 ORDER BY id",
+            )
+            .doing(DOING)?;
+        let mut rows = stmt
+            .query(rusqlite::params![job_id, after_id])
+            .doing(DOING)?;
+        let mut out = Vec::new();
+        while let Some(r) = rows.next().doing(DOING)? {
+            let id = col::<i64>(r, 0, DOING)?;
+            let key = format!("event {id}");
+            out.push((
+                id,
+                TimelineEvent {
+                    frame: col_u64(r, 1, DOING)?,
+                    at_ms: col(r, 2, DOING)?,
+                    kind: parse_col("events.kind", &key, &col::<String>(r, 3, DOING)?)?,
+                    detail: col(r, 4, DOING)?,
+                    gap_frames: col_opt_u64(r, 5, DOING)?,
+                },
+            ));
+        }
+        Ok(out)
+    }
+
     /// Writes (or overwrites) a role's heartbeat.
     pub fn write_beat(
         &self,

@@ -18,6 +18,7 @@ mod lanes;
 mod meter;
 mod node;
 mod outbox;
+mod timeline_health;
 
 use std::collections::{HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -153,6 +154,7 @@ struct Sync {
     trouble_log: FailureLog,
     skipped: claim::Skipped,
     last_meter: Option<Instant>,
+    timelines: timeline_health::TimelineFollower,
     /// Per job, the last meter condition change queued as a health event.
     meter_seq: HashMap<String, u64>,
 }
@@ -180,6 +182,7 @@ pub fn run(settings: SyncSettings, shutdown: &StopFlag) -> Result<(), SyncError>
         trouble_log: FailureLog::default(),
         skipped: claim::Skipped::default(),
         last_meter: None,
+        timelines: Default::default(),
         meter_seq: HashMap::new(),
     };
     let mut last_beat: Option<Instant> = None;
@@ -251,6 +254,7 @@ impl Sync {
         self.poll_jobs(shutdown)?;
         self.follow_captures()?;
         self.meter()?;
+        self.follow_timelines()?;
         if !shutdown.is_stopped()
             && due(self.last_claim, self.settings.claim_every)
             && !self.lanes.is_busy(&Lane::Claim)
