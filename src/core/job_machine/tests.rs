@@ -2,6 +2,7 @@ use super::*;
 use Event as E;
 use JobState::*;
 use std::collections::{HashSet, VecDeque};
+use std::path::PathBuf;
 
 // ── A small world around the machine ────────────────────────────────────────────────
 //
