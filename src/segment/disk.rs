@@ -280,45 +280,7 @@ pub fn reclaim_bytes(
         source,
     })?;
     let retention_ms = u64::try_from(retention.as_millis()).unwrap_or(u64::MAX);
-    let mut candidates = Vec::new();
-    let mut dirs = HashMap::new();
-    for job in journal.jobs()? {
-        // TODO(outbox): also require every `uploads` row of the job to be acknowledged
-        // once the journal can say so; for a controller job, `delivered` is only reached
-        // after the controller acknowledged the recording.
-        if job.source != JobSource::Controller || job.state != JobState::Delivered {
-            continue;
-        }
-        let Some(ended_at_ms) = job.ended_at_ms else {
-            continue;
-        };
-        if !past_retention(ended_at_ms, now_ms, retention_ms) {
-            continue;
-        }
-        let dir = match job_dir_in_spool(&job.dir, &spool_dir) {
-            Ok(Some(dir)) => dir,
-            Ok(None) => continue,
-            Err(why) => {
-                log::warn!("{}: not reclaiming {}: {why}", job.id, job.dir.display());
-                continue;
-            }
-        };
-        let bytes = match dir_bytes(&dir) {
-            Ok(b) => b,
-            Err(e) => {
-                log::warn!("{}: not reclaiming {}: {e}", job.id, dir.display());
-                continue;
-            }
-        };
-        candidates.push(ReclaimCandidate {
-            job_id: job.id.clone(),
-            delivered: true,
-            ended_at_ms,
-            bytes,
-        });
-        dirs.insert(job.id, dir);
-    }
-
+    let (mut candidates, mut dirs) = reclaim_candidates(journal, &spool_dir, retention_ms, now_ms)?;
     let mut need = need_bytes;
     let mut reclaimed = Vec::new();
     // Each round deletes the plan; a directory that cannot be deleted leaves the
@@ -359,6 +321,57 @@ pub fn reclaim_bytes(
         }
     }
     Ok(reclaimed)
+}
+
+/// The delivered controller jobs past `retention` whose directory lies inside the spool,
+/// with their sizes; a job whose directory cannot be resolved or measured is skipped and
+/// logged.
+fn reclaim_candidates(
+    journal: &Journal,
+    spool_dir: &Path,
+    retention_ms: u64,
+    now_ms: i64,
+) -> Result<(Vec<ReclaimCandidate>, HashMap<String, PathBuf>), ReclaimError> {
+    let mut candidates = Vec::new();
+    let mut dirs = HashMap::new();
+    for job in journal.jobs()? {
+        // TODO(outbox): also require every `uploads` row of the job to be acknowledged
+        // once the journal can say so; for a controller job, `delivered` is only reached
+        // after the controller acknowledged the recording.
+        if job.source != JobSource::Controller || job.state != JobState::Delivered {
+            continue;
+        }
+        let Some(ended_at_ms) = job.ended_at_ms else {
+            continue;
+        };
+        if !past_retention(ended_at_ms, now_ms, retention_ms) {
+            continue;
+        }
+        let dir = match job_dir_in_spool(&job.dir, spool_dir) {
+            Ok(Some(dir)) => dir,
+            Ok(None) => continue,
+            Err(why) => {
+                log::warn!("{}: not reclaiming {}: {why}", job.id, job.dir.display());
+                continue;
+            }
+        };
+        let bytes = match dir_bytes(&dir) {
+            Ok(b) => b,
+            Err(e) => {
+                log::warn!("{}: not reclaiming {}: {e}", job.id, dir.display());
+                continue;
+            }
+        };
+        let candidate = ReclaimCandidate {
+            job_id: job.id.clone(),
+            delivered: true,
+            ended_at_ms,
+            bytes,
+        };
+        dirs.insert(job.id, dir);
+        candidates.push(candidate);
+    }
+    Ok((candidates, dirs))
 }
 
 /// The job's directory, resolved, if it exists and lies strictly inside `spool_dir`
