@@ -7,7 +7,7 @@ use super::{Sync, SyncError, hash_file};
 use crate::controller::protocol::{HealthEvent, Job, JobStatus, Severity};
 use crate::core::job::JobState;
 use crate::core::job_machine::{self, Action, Event, JobKind, MachineState, RenderedFile, Report};
-use crate::journal::{JobRow, NewOutboxItem, OutboxKind};
+use crate::journal::{JobRow, Journal, JournalError, NewOutboxItem, OutboxKind};
 use crate::roles::finalize::RECORDING_FILE;
 use crate::segment::writer::now_ms;
 
@@ -142,50 +142,7 @@ impl Sync {
             }
             j.save_machine(job_id, &after, now)?;
             for action in actions.iter().filter(|a| a.is_journal_write()) {
-                match action {
-                    Action::EnqueueReport(report) if report.post().is_some() => {
-                        j.enqueue(&NewOutboxItem::terminal_report(
-                            job_id,
-                            report_body(report),
-                            now,
-                        ))?;
-                    }
-                    Action::EnqueueReport(_) => {}
-                    Action::EnqueueHealthEvent(alert) => {
-                        let mut ev = health_event(alert);
-                        ev.recording_id = ev.recording_id.or_else(|| recording_id.clone());
-                        let local_id = ev
-                            .id
-                            .clone()
-                            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-                        ev.id = Some(local_id.clone());
-                        let body = serde_json::to_string(&ev).unwrap_or_default();
-                        j.enqueue(&NewOutboxItem::health_event(
-                            Some(job_id),
-                            &local_id,
-                            body,
-                            now,
-                        ))?;
-                    }
-                    Action::Upload { file, attempt } => {
-                        let body = serde_json::to_string(file).unwrap_or_default();
-                        j.enqueue(&NewOutboxItem::upload(job_id, *attempt, body, now))?;
-                    }
-                    Action::DropUpload => {
-                        j.abandon_pending(
-                            job_id,
-                            OutboxKind::Upload,
-                            "the controller ended the job",
-                            now,
-                        )?;
-                    }
-                    Action::FlagLocalRecording { reason } => {
-                        log::warn!(
-                            "{job_id}: recording kept in the local library, flagged: {reason}"
-                        );
-                    }
-                    Action::StartCapture | Action::StopCapture | Action::Render => {}
-                }
+                journal_action(j, job_id, recording_id.as_deref(), action, now)?;
             }
             Ok(true)
         })?;
@@ -194,6 +151,60 @@ impl Sync {
         }
         Ok(if moved { after.state } else { job.state })
     }
+}
+
+/// Applies one of a transition's journal-write actions inside its transaction: outbox
+/// rows (reports, health events, uploads), a dropped upload, a flag in the log.
+fn journal_action(
+    j: &Journal,
+    job_id: &str,
+    recording_id: Option<&str>,
+    action: &Action,
+    now: i64,
+) -> Result<(), JournalError> {
+    match action {
+        Action::EnqueueReport(report) if report.post().is_some() => {
+            j.enqueue(&NewOutboxItem::terminal_report(
+                job_id,
+                report_body(report),
+                now,
+            ))?;
+        }
+        Action::EnqueueReport(_) => {}
+        Action::EnqueueHealthEvent(alert) => {
+            let mut ev = health_event(alert);
+            ev.recording_id = ev.recording_id.or_else(|| recording_id.map(str::to_string));
+            let local_id = ev
+                .id
+                .clone()
+                .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+            ev.id = Some(local_id.clone());
+            let body = serde_json::to_string(&ev).unwrap_or_default();
+            j.enqueue(&NewOutboxItem::health_event(
+                Some(job_id),
+                &local_id,
+                body,
+                now,
+            ))?;
+        }
+        Action::Upload { file, attempt } => {
+            let body = serde_json::to_string(file).unwrap_or_default();
+            j.enqueue(&NewOutboxItem::upload(job_id, *attempt, body, now))?;
+        }
+        Action::DropUpload => {
+            j.abandon_pending(
+                job_id,
+                OutboxKind::Upload,
+                "the controller ended the job",
+                now,
+            )?;
+        }
+        Action::FlagLocalRecording { reason } => {
+            log::warn!("{job_id}: recording kept in the local library, flagged: {reason}");
+        }
+        Action::StartCapture | Action::StopCapture | Action::Render => {}
+    }
+    Ok(())
 }
 
 /// What the controller's view of a job means for the machine, if anything.
