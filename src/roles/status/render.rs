@@ -179,6 +179,21 @@ pub fn render(s: &Status, now_ms: i64) -> String {
         ));
     }
 
+    event_lines(s, now_ms, &mut lines);
+    lines.push(disk_line(s));
+    lines.push(outbox_line(s, now_ms));
+    lines.push(controller_line(s, now_ms));
+
+    let mut out = String::new();
+    for line in lines.into_iter().take(MAX_LINES) {
+        out.push_str(&fit(line));
+        out.push('\n');
+    }
+    out
+}
+
+/// The latest events on running jobs, or a line saying there are none.
+fn event_lines(s: &Status, now_ms: i64, lines: &mut Vec<String>) {
     if s.events.is_empty() {
         lines.push("events:  none on running jobs".to_string());
     } else {
@@ -194,8 +209,11 @@ pub fn render(s: &Status, now_ms: i64) -> String {
             ));
         }
     }
+}
 
-    lines.push(match (&s.disk, &s.disk_error) {
+/// Free space on the state directory's file system.
+fn disk_line(s: &Status) -> String {
+    match (&s.disk, &s.disk_error) {
         (Some(d), _) => {
             let pct = if d.total_bytes == 0 {
                 0
@@ -210,8 +228,11 @@ pub fn render(s: &Status, now_ms: i64) -> String {
         }
         (None, Some(e)) => format!("disk:    unknown ({e})"),
         (None, None) => "disk:    unknown".to_string(),
-    });
+    }
+}
 
+/// The outbox's backlog: how much, how old, the last error.
+fn outbox_line(s: &Status, now_ms: i64) -> String {
     let mut outbox = format!("outbox:  {} pending", s.outbox.pending);
     match s.outbox.oldest_pending_ms {
         Some(at) => outbox.push_str(&format!(", oldest {}", ago(now_ms, at))),
@@ -221,17 +242,13 @@ pub fn render(s: &Status, now_ms: i64) -> String {
     if let Some(e) = &s.outbox.last_error {
         outbox.push_str(&format!("; last error: {e}"));
     }
-    lines.push(outbox);
+    outbox
+}
 
-    lines.push(match s.controller_contact_ms {
+/// When the sync role last heard from the controller.
+fn controller_line(s: &Status, now_ms: i64) -> String {
+    match s.controller_contact_ms {
         Some(at) => format!("controller: last contact {} (sync beat)", ago(now_ms, at)),
         None => "controller: last contact unknown (no sync role ever ran)".to_string(),
-    });
-
-    let mut out = String::new();
-    for line in lines.into_iter().take(MAX_LINES) {
-        out.push_str(&fit(line));
-        out.push('\n');
     }
-    out
 }
