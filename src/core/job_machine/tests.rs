@@ -180,38 +180,11 @@ fn simulate(start: MachineState, world: &World) -> Result<Trace, String> {
             Item::World(e) | Item::Answer(e) => (e, None),
             Item::PutStarted(a) => (E::UploadStarted, Some(a)),
             Item::PutAnswer(a) => {
-                let answer = match puts.next().unwrap_or(Put::Accept) {
-                    Put::Accept => E::UploadAccepted {
-                        checksum_matches: true,
-                    },
-                    Put::Mismatch => E::UploadAccepted {
-                        checksum_matches: false,
-                    },
-                    Put::Refuse409 => E::UploadRefused409,
-                    Put::Retry5xx => {
-                        // The outbox tries the row again.
-                        queue.push_front(Item::PutAnswer(a));
-                        E::UploadFailed {
-                            retryable: true,
-                            detail: "503".into(),
-                        }
-                    }
-                    Put::Reject400 => E::UploadFailed {
-                        retryable: false,
-                        detail: "400 bad duration".into(),
-                    },
-                };
-                (answer, Some(a))
+                let put = puts.next().unwrap_or(Put::Accept);
+                (put_answer(put, a, &mut queue), Some(a))
             }
         };
-        // The capture role reports these only while it captures: after a crash that
-        // ended capture, they never come.
-        let capture_side = match event {
-            E::Start => Some(&[Claimed][..]),
-            E::DurationReached | E::DeviceGoneForGood { .. } => Some(&[Capturing][..]),
-            _ => None,
-        };
-        if capture_side.is_some_and(|states| !states.contains(&m.state)) && !m.state.is_terminal() {
+        if !capture_side_can_report(&event, m.state) {
             continue;
         }
         if matches!(event, E::Crashed { .. }) {
@@ -251,35 +224,85 @@ fn simulate(start: MachineState, world: &World) -> Result<Trace, String> {
             if crashed && !a.is_journal_write() {
                 continue;
             }
-            match &a {
-                Action::StopCapture if !m.parked => {
-                    queue.push_back(Item::Answer(E::Captured {
-                        has_audio: world.has_audio,
-                    }));
-                }
-                Action::Render => {
-                    queue.push_back(Item::Answer(E::RenderStarted));
-                    queue.push_back(Item::Answer(if world.render_ok {
-                        E::Rendered(file())
-                    } else {
-                        E::RenderFailed {
-                            detail: "stitch: bad segment".into(),
-                        }
-                    }));
-                }
-                Action::Upload { attempt, .. }
-                    if !in_flight.contains(attempt) && !done.contains(attempt) =>
-                {
-                    in_flight.insert(*attempt);
-                    queue.push_back(Item::PutStarted(*attempt));
-                    queue.push_back(Item::PutAnswer(*attempt));
-                }
-                _ => {}
-            }
+            let uploads = (&mut in_flight, &done);
+            queue_answers(&a, &m, world, &mut queue, uploads);
             trace.actions.push(a);
         }
     }
     Err(format!("no terminal state after {MAX_STEPS} steps: {m:?}"))
+}
+
+/// The controller's answer to one PUT, as the sync role feeds it to the machine. A 5xx
+/// puts the row back: the outbox tries it again.
+fn put_answer(put: Put, attempt: u32, queue: &mut VecDeque<Item>) -> Event {
+    match put {
+        Put::Accept => E::UploadAccepted {
+            checksum_matches: true,
+        },
+        Put::Mismatch => E::UploadAccepted {
+            checksum_matches: false,
+        },
+        Put::Refuse409 => E::UploadRefused409,
+        Put::Retry5xx => {
+            queue.push_front(Item::PutAnswer(attempt));
+            E::UploadFailed {
+                retryable: true,
+                detail: "503".into(),
+            }
+        }
+        Put::Reject400 => E::UploadFailed {
+            retryable: false,
+            detail: "400 bad duration".into(),
+        },
+    }
+}
+
+/// The capture role reports these only while it captures: after a crash that ended
+/// capture, they never come.
+fn capture_side_can_report(event: &Event, state: JobState) -> bool {
+    let capture_side = match event {
+        E::Start => Some(&[Claimed][..]),
+        E::DurationReached | E::DeviceGoneForGood { .. } => Some(&[Capturing][..]),
+        _ => None,
+    };
+    capture_side.is_none_or(|states| states.contains(&state)) || state.is_terminal()
+}
+
+/// Queues the answers the other parts give to a side effect: the capture role's
+/// `Captured`, the renderer's result, the PUT of an upload attempt not yet sent
+/// (`uploads`: attempts in flight, attempts finished).
+fn queue_answers(
+    a: &Action,
+    m: &MachineState,
+    world: &World,
+    queue: &mut VecDeque<Item>,
+    (in_flight, done): (&mut HashSet<u32>, &HashSet<u32>),
+) {
+    match a {
+        Action::StopCapture if !m.parked => {
+            queue.push_back(Item::Answer(E::Captured {
+                has_audio: world.has_audio,
+            }));
+        }
+        Action::Render => {
+            queue.push_back(Item::Answer(E::RenderStarted));
+            queue.push_back(Item::Answer(if world.render_ok {
+                E::Rendered(file())
+            } else {
+                E::RenderFailed {
+                    detail: "stitch: bad segment".into(),
+                }
+            }));
+        }
+        Action::Upload { attempt, .. }
+            if !in_flight.contains(attempt) && !done.contains(attempt) =>
+        {
+            in_flight.insert(*attempt);
+            queue.push_back(Item::PutStarted(*attempt));
+            queue.push_back(Item::PutAnswer(*attempt));
+        }
+        _ => {}
+    }
 }
 
 fn run(kind: JobKind, world: &World) -> Trace {
