@@ -176,14 +176,7 @@ fn simulate(start: MachineState, world: &World) -> Result<Trace, String> {
                 has_audio: world.has_audio,
             }),
         };
-        let (event, attempt) = match item {
-            Item::World(e) | Item::Answer(e) => (e, None),
-            Item::PutStarted(a) => (E::UploadStarted, Some(a)),
-            Item::PutAnswer(a) => {
-                let put = puts.next().unwrap_or(Put::Accept);
-                (put_answer(put, a, &mut queue), Some(a))
-            }
-        };
+        let (event, attempt) = item_event(item, &mut puts, &mut queue);
         if !capture_side_can_report(&event, m.state) {
             continue;
         }
@@ -199,16 +192,7 @@ fn simulate(start: MachineState, world: &World) -> Result<Trace, String> {
         if next.verdict.is_some() && actions.iter().any(|a| matches!(a, Action::Upload { .. })) {
             return Err(format!("upload after a verdict: {event:?} in {m:?}"));
         }
-        let final_answer = matches!(
-            event,
-            E::UploadAccepted { .. }
-                | E::UploadRefused409
-                | E::UploadFailed {
-                    retryable: false,
-                    ..
-                }
-        );
-        if let (Some(a), true) = (attempt, final_answer) {
+        if let Some(a) = attempt.filter(|_| is_final_put_answer(&event)) {
             in_flight.remove(&a);
             done.insert(a);
         }
@@ -230,6 +214,22 @@ fn simulate(start: MachineState, world: &World) -> Result<Trace, String> {
         }
     }
     Err(format!("no terminal state after {MAX_STEPS} steps: {m:?}"))
+}
+
+/// The event an item feeds the machine, and the upload attempt it answers.
+fn item_event(
+    item: Item,
+    puts: &mut impl Iterator<Item = Put>,
+    queue: &mut VecDeque<Item>,
+) -> (Event, Option<u32>) {
+    match item {
+        Item::World(e) | Item::Answer(e) => (e, None),
+        Item::PutStarted(a) => (E::UploadStarted, Some(a)),
+        Item::PutAnswer(a) => {
+            let put = puts.next().unwrap_or(Put::Accept);
+            (put_answer(put, a, queue), Some(a))
+        }
+    }
 }
 
 /// The controller's answer to one PUT, as the sync role feeds it to the machine. A 5xx
@@ -255,6 +255,19 @@ fn put_answer(put: Put, attempt: u32, queue: &mut VecDeque<Item>) -> Event {
             detail: "400 bad duration".into(),
         },
     }
+}
+
+/// An answer that ends an upload attempt: the outbox will not send its row again.
+fn is_final_put_answer(event: &Event) -> bool {
+    matches!(
+        event,
+        E::UploadAccepted { .. }
+            | E::UploadRefused409
+            | E::UploadFailed {
+                retryable: false,
+                ..
+            }
+    )
 }
 
 /// The capture role reports these only while it captures: after a crash that ended
