@@ -242,78 +242,72 @@ fn new_job(dir: &Path, id: &str, source: JobSource, created: i64) -> NewJob {
     }
 }
 
+/// A busy box's journal: a running local job with a device loss, a controller job the
+/// controller failed after capture, a delivered one, a failing upload and two beats.
+fn fill_busy_journal(dir: &Path) {
+    let mut j = Journal::open(&journal_path(dir)).unwrap();
+    // A running local job with a device loss.
+    j.create_job(&new_job(dir, "run", JobSource::Local, NOW - 50_000))
+        .unwrap();
+    j.set_job_progress("run", 96_000, NOW - 1_000).unwrap();
+    for (kind, at) in [
+        (EventKind::Started, NOW - 40_000),
+        (EventKind::DeviceLost, NOW - 30_000),
+        (EventKind::DeviceRestored, NOW - 20_000),
+        (EventKind::Stall, NOW - 10_000),
+        (EventKind::DiskPause, NOW - 5_000),
+    ] {
+        j.add_event("run", &TimelineEvent::new(kind, 0, at))
+            .unwrap();
+    }
+    // A controller job the controller failed (lease expired) after capture.
+    j.create_job(&new_job(dir, "ctl", JobSource::Controller, NOW - 90_000))
+        .unwrap();
+    j.set_job_progress("ctl", 48_000, NOW - 80_000).unwrap();
+    let mut m = MachineState::at(JobState::Failed, JobKind::Controller);
+    m.verdict = Some(Verdict::Failed {
+        reason: reason::LEASE_EXPIRED.into(),
+    });
+    m.recording = Some(RenderedFile {
+        path: dir.join("ctl").join(RECORDING_FILE),
+        sha256: "00".into(),
+        bytes: 44,
+    });
+    j.atomically(|j| {
+        j.set_job_state("ctl", JobState::Failed, Some("lease_expired"), NOW - 70_000)?;
+        j.save_machine("ctl", &m, NOW - 70_000)
+    })
+    .unwrap();
+    // A controller job delivered: not kept.
+    j.create_job(&new_job(dir, "ok", JobSource::Controller, NOW - 95_000))
+        .unwrap();
+    j.set_job_progress("ok", 48_000, NOW - 80_000).unwrap();
+    j.set_job_state("ok", JobState::Delivered, Some("duration"), NOW - 60_000)
+        .unwrap();
+    // Outbox: a node-level event, and a job's upload that keeps failing.
+    j.enqueue(&NewOutboxItem::health_event(
+        None,
+        "n1",
+        "{}".into(),
+        NOW - 600_000,
+    ))
+    .unwrap();
+    let up = j
+        .enqueue(&NewOutboxItem::upload("run", 0, "{}".into(), NOW - 300_000))
+        .unwrap();
+    j.mark_failed(up.id().unwrap(), "503 from controller", NOW + 5_000)
+        .unwrap();
+    j.write_beat("capture", 4242, "boot-b", NOW - 60_000, NOW - 1_000, "")
+        .unwrap();
+    j.write_beat("sync", 4343, "boot-a", NOW - 99_000, NOW - 90_000, "")
+        .unwrap();
+}
+
 #[test]
 fn gathers_roles_jobs_kept_recordings_events_and_outbox() {
     let dir = tempfile::tempdir().unwrap();
     let path = journal_path(dir.path());
-    {
-        let mut j = Journal::open(&path).unwrap();
-        // A running local job with a device loss.
-        j.create_job(&new_job(dir.path(), "run", JobSource::Local, NOW - 50_000))
-            .unwrap();
-        j.set_job_progress("run", 96_000, NOW - 1_000).unwrap();
-        for (kind, at) in [
-            (EventKind::Started, NOW - 40_000),
-            (EventKind::DeviceLost, NOW - 30_000),
-            (EventKind::DeviceRestored, NOW - 20_000),
-            (EventKind::Stall, NOW - 10_000),
-            (EventKind::DiskPause, NOW - 5_000),
-        ] {
-            j.add_event("run", &TimelineEvent::new(kind, 0, at))
-                .unwrap();
-        }
-        // A controller job the controller failed (lease expired) after capture.
-        j.create_job(&new_job(
-            dir.path(),
-            "ctl",
-            JobSource::Controller,
-            NOW - 90_000,
-        ))
-        .unwrap();
-        j.set_job_progress("ctl", 48_000, NOW - 80_000).unwrap();
-        let mut m = MachineState::at(JobState::Failed, JobKind::Controller);
-        m.verdict = Some(Verdict::Failed {
-            reason: reason::LEASE_EXPIRED.into(),
-        });
-        m.recording = Some(RenderedFile {
-            path: dir.path().join("ctl").join(RECORDING_FILE),
-            sha256: "00".into(),
-            bytes: 44,
-        });
-        j.atomically(|j| {
-            j.set_job_state("ctl", JobState::Failed, Some("lease_expired"), NOW - 70_000)?;
-            j.save_machine("ctl", &m, NOW - 70_000)
-        })
-        .unwrap();
-        // A controller job delivered: not kept.
-        j.create_job(&new_job(
-            dir.path(),
-            "ok",
-            JobSource::Controller,
-            NOW - 95_000,
-        ))
-        .unwrap();
-        j.set_job_progress("ok", 48_000, NOW - 80_000).unwrap();
-        j.set_job_state("ok", JobState::Delivered, Some("duration"), NOW - 60_000)
-            .unwrap();
-        // Outbox: a node-level event, and a job's upload that keeps failing.
-        j.enqueue(&NewOutboxItem::health_event(
-            None,
-            "n1",
-            "{}".into(),
-            NOW - 600_000,
-        ))
-        .unwrap();
-        let up = j
-            .enqueue(&NewOutboxItem::upload("run", 0, "{}".into(), NOW - 300_000))
-            .unwrap();
-        j.mark_failed(up.id().unwrap(), "503 from controller", NOW + 5_000)
-            .unwrap();
-        j.write_beat("capture", 4242, "boot-b", NOW - 60_000, NOW - 1_000, "")
-            .unwrap();
-        j.write_beat("sync", 4343, "boot-a", NOW - 99_000, NOW - 90_000, "")
-            .unwrap();
-    }
+    fill_busy_journal(dir.path());
     let journal = Journal::open_read_only(&path).unwrap();
     let host = Host {
         boot_id: "boot-b".into(),
