@@ -406,59 +406,8 @@ fn two_roles_share_the_outbox() {
     let (dir, path, j) = journal();
     drop(j);
     let capture_path = path.clone();
-    let capture = std::thread::spawn(move || {
-        let j = Journal::open(&capture_path).unwrap();
-        for i in 0..EVENTS {
-            let now = i as i64;
-            j.enqueue(&health(Some("a"), &format!("ev-{i:04}"), now))
-                .unwrap();
-            j.enqueue(&NewOutboxItem::job_heartbeat("a", format!("{i}"), now))
-                .unwrap();
-            if i % 10 == 0 {
-                j.enqueue(&health(None, &format!("node-{i:04}"), now))
-                    .unwrap();
-            }
-        }
-        j.enqueue(&NewOutboxItem::terminal_report(
-            "a",
-            "{}".into(),
-            EVENTS as i64,
-        ))
-        .unwrap();
-    });
-    let sync = std::thread::spawn(move || {
-        let j = Journal::open(&path).unwrap();
-        let mut delivered = Vec::new();
-        let mut idle_after_report = 0;
-        loop {
-            match j.next_due(i64::MAX).unwrap() {
-                Some(row) => {
-                    // Every third attempt fails once, to exercise retries.
-                    if row.attempts == 0 && row.id % 3 == 0 {
-                        let marked = j.mark_failed(row.id, "503", 0).unwrap();
-                        assert!(marked || row.kind == OutboxKind::JobHeartbeat, "{row:?}");
-                        continue;
-                    }
-                    // A heartbeat may be superseded while it is being sent.
-                    let marked = j.mark_delivered(row.id, 1).unwrap();
-                    assert!(marked || row.kind == OutboxKind::JobHeartbeat, "{row:?}");
-                    delivered.push((row.kind, row.idempotency_key));
-                }
-                None => {
-                    let done = delivered
-                        .iter()
-                        .any(|(k, _)| *k == OutboxKind::TerminalReport);
-                    if done {
-                        idle_after_report += 1;
-                        if idle_after_report > 3 {
-                            return delivered;
-                        }
-                    }
-                    std::thread::yield_now();
-                }
-            }
-        }
-    });
+    let capture = std::thread::spawn(move || queue_as_capture(&capture_path, EVENTS));
+    let sync = std::thread::spawn(move || deliver_as_sync(&path));
     capture.join().unwrap();
     let delivered = sync.join().unwrap();
     let job_events: Vec<&str> = delivered
@@ -492,4 +441,63 @@ fn two_roles_share_the_outbox() {
         heartbeats <= EVENTS,
         "superseded heartbeats are gone: {heartbeats}"
     );
+}
+
+/// The capture role's side: `events` job health events with a heartbeat each, a node
+/// event every tenth, then the job's terminal report.
+fn queue_as_capture(path: &Path, events: usize) {
+    let j = Journal::open(path).unwrap();
+    for i in 0..events {
+        let now = i as i64;
+        j.enqueue(&health(Some("a"), &format!("ev-{i:04}"), now))
+            .unwrap();
+        j.enqueue(&NewOutboxItem::job_heartbeat("a", format!("{i}"), now))
+            .unwrap();
+        if i % 10 == 0 {
+            j.enqueue(&health(None, &format!("node-{i:04}"), now))
+                .unwrap();
+        }
+    }
+    j.enqueue(&NewOutboxItem::terminal_report(
+        "a",
+        "{}".into(),
+        events as i64,
+    ))
+    .unwrap();
+}
+
+/// The sync role's side: delivers until the terminal report went and nothing is left,
+/// failing every third row's first attempt; returns what it delivered, in order.
+fn deliver_as_sync(path: &Path) -> Vec<(OutboxKind, String)> {
+    let j = Journal::open(path).unwrap();
+    let mut delivered = Vec::new();
+    let mut idle_after_report = 0;
+    loop {
+        match j.next_due(i64::MAX).unwrap() {
+            Some(row) => {
+                // Every third attempt fails once, to exercise retries.
+                if row.attempts == 0 && row.id % 3 == 0 {
+                    let marked = j.mark_failed(row.id, "503", 0).unwrap();
+                    assert!(marked || row.kind == OutboxKind::JobHeartbeat, "{row:?}");
+                    continue;
+                }
+                // A heartbeat may be superseded while it is being sent.
+                let marked = j.mark_delivered(row.id, 1).unwrap();
+                assert!(marked || row.kind == OutboxKind::JobHeartbeat, "{row:?}");
+                delivered.push((row.kind, row.idempotency_key));
+            }
+            None => {
+                let done = delivered
+                    .iter()
+                    .any(|(k, _)| *k == OutboxKind::TerminalReport);
+                if done {
+                    idle_after_report += 1;
+                    if idle_after_report > 3 {
+                        return delivered;
+                    }
+                }
+                std::thread::yield_now();
+            }
+        }
+    }
 }
