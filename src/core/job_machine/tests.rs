@@ -346,6 +346,10 @@ struct Row {
 
 const KEPT: &str = "agent.recording.kept_locally";
 
+#[allow(
+    clippy::too_many_lines,
+    reason = "one table of scenarios, a row per path"
+)]
 fn rows() -> Vec<Row> {
     use JobKind::{Controller, Local};
     let script = |events: &[Event]| events.to_vec();
