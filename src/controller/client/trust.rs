@@ -67,7 +67,7 @@ pub(super) fn check_base_url(
 
 /// 127.0.0.0/8, ::1 (and its IPv4-mapped form), or the name `localhost`. Other names are
 /// not resolved: a name is not proof of loopback.
-pub(super) fn is_loopback(host: &str) -> bool {
+fn is_loopback(host: &str) -> bool {
     let host = host.trim_start_matches('[').trim_end_matches(']');
     if host.eq_ignore_ascii_case("localhost") || host.eq_ignore_ascii_case("localhost.") {
         return true;

@@ -92,7 +92,7 @@ impl JobCapture<'_> {
     }
 
     /// The run's end as the writer reported it (it finished by itself).
-    pub(super) fn writer_end(&self, report: &writer::WriterReport) -> RunEnd {
+    fn writer_end(&self, report: &writer::WriterReport) -> RunEnd {
         let lost = |detail: String| RunEnd::Lost {
             since: report.end_instant.unwrap_or_else(Instant::now),
             kind: EventKind::DeviceLost,
@@ -116,7 +116,7 @@ impl JobCapture<'_> {
     }
 
     /// After a run: the job's end, or the gap before the next run.
-    pub(super) fn after_run(
+    fn after_run(
         &mut self,
         end: RunEnd,
         report: &writer::WriterReport,
@@ -175,7 +175,7 @@ impl JobCapture<'_> {
 
     /// Watches one run: ends it on stop, stall, or the job's window closing. `None`
     /// means "the writer finished by itself: read its report".
-    pub(super) fn supervise(&mut self, run: &WatchedRun) -> Result<Option<RunEnd>, RunError> {
+    fn supervise(&mut self, run: &WatchedRun) -> Result<Option<RunEnd>, RunError> {
         let (progress, stats) = (run.progress, run.stats);
         let mut last_progress = Instant::now();
         while !progress.finished.load(Ordering::Acquire) {
@@ -228,14 +228,14 @@ impl JobCapture<'_> {
 }
 
 /// What the supervisor watches during one run.
-pub(super) struct WatchedRun<'a> {
+struct WatchedRun<'a> {
     progress: &'a WriterProgress,
     stats: &'a capture::CaptureStats,
     /// When this run closes the job's leading gap: the window's opening.
     leading_gap: Option<GapSince>,
 }
 
-pub(super) fn join_bounded<T>(thread: std::thread::JoinHandle<T>, deadline: Duration) -> Option<T> {
+fn join_bounded<T>(thread: std::thread::JoinHandle<T>, deadline: Duration) -> Option<T> {
     let until = Instant::now() + deadline;
     while !thread.is_finished() {
         if Instant::now() >= until {

@@ -75,7 +75,7 @@ impl Sync {
 
     /// The machine state of `job`: journaled facts, with the state the journal row says
     /// (the capture role moves states too).
-    pub(super) fn machine(&self, job: &JobRow) -> Result<MachineState, SyncError> {
+    fn machine(&self, job: &JobRow) -> Result<MachineState, SyncError> {
         let mut m = self
             .journal
             .load_machine(&job.id)?
