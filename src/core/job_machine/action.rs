@@ -70,7 +70,9 @@ impl Report {
 pub enum Action {
     /// Start (or, after a crash, resume) capture.
     StartCapture,
-    /// Close capture: the writer finishes its segment and reports [`Event::Captured`](super::Event::Captured).
+    /// Close capture: the writer finishes its segment and reports [`Event::Captured`].
+    ///
+    /// [`Event::Captured`]: super::Event::Captured
     StopCapture,
     /// Queue the render of the captured segments.
     Render,

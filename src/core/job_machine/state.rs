@@ -72,9 +72,13 @@ pub struct MachineState {
     pub parked: bool,
     /// The rendered recording, once there is one (what `Upload` sends).
     pub recording: Option<RenderedFile>,
-    /// Times the janitor restarted this job; capped by [`MAX_RECOVERIES`](super::MAX_RECOVERIES).
+    /// Times the janitor restarted this job; capped by [`MAX_RECOVERIES`].
+    ///
+    /// [`MAX_RECOVERIES`]: super::MAX_RECOVERIES
     pub recoveries: u32,
-    /// Accepted uploads whose checksum was not ours; capped by [`MAX_CHECKSUM_MISMATCHES`](super::MAX_CHECKSUM_MISMATCHES).
+    /// Accepted uploads whose checksum was not ours; capped by [`MAX_CHECKSUM_MISMATCHES`].
+    ///
+    /// [`MAX_CHECKSUM_MISMATCHES`]: super::MAX_CHECKSUM_MISMATCHES
     pub checksum_mismatches: u32,
 }
 
