@@ -9,9 +9,15 @@
 //!   verified certificates unless the controller is loopback or the operator allows plain
 //!   http; a token file others can read is refused; the token is never logged.
 //! - Every reply's `Date` feeds a clock-skew estimate ([`Client::clock_skew`]).
+//!
+//! - this file: [`Client`], one method per call, and the request plumbing under them.
+//! - `trust`: the base URL, CA file and token checks [`Client::new`] makes.
+//! - `upload`: the streamed, hashed cache-file PUT; `clock`: HTTP dates and the skew
+//!   estimate; `error`: what each failure tells the caller to do.
 
 mod clock;
 mod error;
+mod trust;
 mod upload;
 
 pub use clock::{ClockSkew, SKEW_WARN_ABOVE, format_http_date, parse_http_date};
@@ -28,14 +34,12 @@ use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::fmt;
 use std::fs::File;
-use std::net::IpAddr;
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant, SystemTime};
+use trust::{Token, check_base_url, read_ca_file, read_token};
 use upload::HashingReader;
-use ureq::http::Uri;
-use ureq::tls::{Certificate, PemItem, RootCerts, TlsConfig};
+use ureq::tls::TlsConfig;
 use ureq::{Agent, Body, RequestBuilder, SendBody};
 
 /// The client's settings. Timeouts default to the existing Rakkr agent's.
@@ -88,15 +92,6 @@ impl ClientConfig {
             upload_timeout: Duration::from_secs(3600),
             ca_file: None,
         }
-    }
-}
-
-/// The node token. Its `Debug` never shows it.
-struct Token(String);
-
-impl fmt::Debug for Token {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str("<redacted>")
     }
 }
 
@@ -566,173 +561,5 @@ fn seg(s: &str) -> String {
     out
 }
 
-/// Returns the base URL without its trailing `/`, whether it is https, and whether the
-/// host is loopback. Refuses plain http off loopback unless `allow_insecure`.
-fn check_base_url(url: &str, allow_insecure: bool) -> Result<(String, bool, bool), ClientError> {
-    let bad = |reason: &str| ClientError::BadUrl {
-        url: url.to_string(),
-        reason: reason.to_string(),
-    };
-    let uri: Uri = url.trim().parse().map_err(|e| bad(&format!("{e}")))?;
-    let https = match uri.scheme_str() {
-        Some("https") => true,
-        Some("http") => false,
-        Some(other) => return Err(bad(&format!("scheme {other:?} is not http or https"))),
-        None => return Err(bad("no scheme (expected https://…)")),
-    };
-    let host = uri
-        .host()
-        .filter(|h| !h.is_empty())
-        .ok_or_else(|| bad("no host"))?;
-    if uri.query().is_some() {
-        return Err(bad("a base URL takes no query"));
-    }
-    if let Some(auth) = uri.authority()
-        && auth.as_str().contains('@')
-    {
-        return Err(bad(
-            "credentials in the URL; the token file carries the credential",
-        ));
-    }
-    let loopback = is_loopback(host);
-    if !https && !loopback && !allow_insecure {
-        return Err(ClientError::Insecure {
-            url: url.to_string(),
-        });
-    }
-    Ok((
-        url.trim().trim_end_matches('/').to_string(),
-        https,
-        loopback,
-    ))
-}
-
-/// 127.0.0.0/8, ::1 (and its IPv4-mapped form), or the name `localhost`. Other names are
-/// not resolved: a name is not proof of loopback.
-fn is_loopback(host: &str) -> bool {
-    let host = host.trim_start_matches('[').trim_end_matches(']');
-    if host.eq_ignore_ascii_case("localhost") || host.eq_ignore_ascii_case("localhost.") {
-        return true;
-    }
-    match host.parse::<IpAddr>() {
-        Ok(IpAddr::V4(v4)) => v4.is_loopback(),
-        Ok(IpAddr::V6(v6)) => {
-            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
-        }
-        Err(_) => false,
-    }
-}
-
-fn read_token(path: &Path) -> Result<Token, ClientError> {
-    let io_err = |source| ClientError::TokenFile {
-        path: path.to_path_buf(),
-        source,
-    };
-    let meta = std::fs::metadata(path).map_err(io_err)?;
-    let mode = meta.permissions().mode() & 0o7777;
-    if mode & 0o077 != 0 {
-        return Err(ClientError::TokenPermissions {
-            path: path.to_path_buf(),
-            mode,
-        });
-    }
-    let text = std::fs::read_to_string(path).map_err(io_err)?;
-    let token = text.trim();
-    let bad = |problem| ClientError::BadToken {
-        path: path.to_path_buf(),
-        problem,
-    };
-    if token.is_empty() {
-        return Err(bad("is empty"));
-    }
-    if !token.bytes().all(|b| b.is_ascii_graphic()) {
-        return Err(bad(
-            "holds more than one token or characters a token cannot have",
-        ));
-    }
-    Ok(Token(token.to_string()))
-}
-
-fn read_ca_file(path: &Path) -> Result<RootCerts, ClientError> {
-    let bad = |reason: String| ClientError::CaFile {
-        path: path.to_path_buf(),
-        reason,
-    };
-    let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
-    let mut certs: Vec<Certificate<'static>> = Vec::new();
-    for item in ureq::tls::parse_pem(&pem) {
-        match item.map_err(|e| bad(e.to_string()))? {
-            PemItem::Certificate(c) => certs.push(c),
-            _ => continue,
-        }
-    }
-    if certs.is_empty() {
-        return Err(bad("holds no PEM certificate".into()));
-    }
-    Ok(RootCerts::new_with_certs(&certs))
-}
-
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn base_urls() {
-        let ok = |u: &str, insecure| check_base_url(u, insecure).map(|r| r.0);
-        assert_eq!(
-            ok("http://127.0.0.1:8787/api/v1/", false).unwrap(),
-            "http://127.0.0.1:8787/api/v1"
-        );
-        assert!(ok("http://127.8.9.10/api/v1", false).is_ok());
-        assert!(ok("http://localhost:8787/api/v1", false).is_ok());
-        assert!(ok("http://[::1]:8787/api/v1", false).is_ok());
-        assert!(ok("http://[::ffff:127.0.0.1]:8787/api/v1", false).is_ok());
-        assert!(ok("https://controller.example/api/v1", false).is_ok());
-        for insecure in [
-            "http://192.0.2.1:8787/api/v1",
-            "http://controller.example/api/v1",
-            "http://localhost.evil.example/api/v1",
-            "http://[::2]/api/v1",
-        ] {
-            assert!(
-                matches!(ok(insecure, false), Err(ClientError::Insecure { .. })),
-                "{insecure}"
-            );
-            assert!(ok(insecure, true).is_ok(), "{insecure}");
-        }
-        for bad in [
-            "ftp://x/api",
-            "/api/v1",
-            "https://x/api?x=1",
-            "https://user:pw@x/api",
-        ] {
-            assert!(
-                matches!(ok(bad, true), Err(ClientError::BadUrl { .. })),
-                "{bad}"
-            );
-        }
-    }
-
-    #[test]
-    fn client_is_shareable_between_threads() {
-        fn assert_send_sync<T: Send + Sync>() {}
-        assert_send_sync::<Client>();
-    }
-
-    #[test]
-    fn path_segments_are_encoded() {
-        assert_eq!(seg("job_0b6c-1f.1e~x"), "job_0b6c-1f.1e~x");
-        assert_eq!(seg("a/b c?"), "a%2Fb%20c%3F");
-    }
-
-    #[test]
-    fn reasons() {
-        assert_eq!(reason_header("", "agent_failed"), "agent_failed");
-        assert_eq!(reason_header(" \n ", "agent_failed"), "agent_failed");
-        assert_eq!(
-            reason_header("invalid_job: command.outputFileName contains \"..\"", "x"),
-            "invalid_job: command.outputFileName contains \"..\""
-        );
-        assert!(reason_header(&"x".repeat(2000), "y").len() <= MAX_REASON);
-    }
-}
+mod tests;

@@ -242,6 +242,7 @@ mod tests {
     );
 
     #[test]
+    #[allow(clippy::too_many_lines, reason = "one table of cases")]
     fn stitch_plan_table() {
         let cases: Vec<Case> = vec![
             (

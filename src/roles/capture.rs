@@ -165,39 +165,14 @@ pub fn run(
                 &progress,
             )?;
         }
-        let mut runnable = 0;
-        for job in journal.non_terminal_jobs()? {
-            if running.contains_key(&job.id) || !owned_by_capture(job.state) {
-                continue;
-            }
-            // A capture-group member is captured by its leader's thread; it is only run on
-            // its own when its leader's capture is over (a crash between the renders).
-            if let Some(leader) = journal.group_leader(&job.id)?
-                && leader != job.id
-                && (running.contains_key(&leader)
-                    || journal.job(&leader)?.is_some_and(|l| capturing(l.state)))
-            {
-                continue;
-            }
-            runnable += 1;
-            if failures.waiting(&job.id) {
-                continue;
-            }
-            if let Err(e) = std::fs::create_dir_all(&job.dir) {
-                let error = format!("job directory {}: {e}", job.dir.display());
-                let full = crate::segment::disk::is_disk_full(&e);
-                failures.failed(&job.id, error, full);
-                continue;
-            }
-            let Ok(Some(lock)) = owner::try_lock(&job.dir) else {
-                continue;
-            };
-            if job.state != JobState::Claimed {
-                summary.resumed.push(job.id.clone());
-            }
-            let handle = spawn_job(settings.clone(), job.clone(), lock, shutdown.clone());
-            running.insert(job.id.clone(), JobThread { handle });
-        }
+        let runnable = start_runnable_jobs(
+            &journal,
+            settings,
+            shutdown,
+            &mut running,
+            &mut failures,
+            &mut summary,
+        )?;
         if settings.exit_when_idle && running.is_empty() && runnable == 0 {
             break;
         }
@@ -209,19 +184,79 @@ pub fn run(
             None => std::thread::sleep(settings.poll),
         }
     }
-    // Bounded teardown: job threads see the shutdown within a period and close segments.
-    let until = Instant::now() + settings.shutdown_deadline;
+    stop_job_threads(
+        running,
+        &mut summary,
+        &mut failures,
+        settings.shutdown_deadline,
+    );
+    Ok(summary)
+}
+
+/// Starts a thread for each job the capture role owns that has none yet; returns how many
+/// jobs are runnable (started now, already waiting out a failure, or locked elsewhere).
+fn start_runnable_jobs(
+    journal: &Journal,
+    settings: &CaptureRoleSettings,
+    shutdown: &StopFlag,
+    running: &mut HashMap<String, JobThread>,
+    failures: &mut Failures,
+    summary: &mut CaptureSummary,
+) -> Result<usize, CaptureRoleError> {
+    let mut runnable = 0;
+    for job in journal.non_terminal_jobs()? {
+        if running.contains_key(&job.id) || !owned_by_capture(job.state) {
+            continue;
+        }
+        // A capture-group member is captured by its leader's thread; it is only run on
+        // its own when its leader's capture is over (a crash between the renders).
+        if let Some(leader) = journal.group_leader(&job.id)?
+            && leader != job.id
+            && (running.contains_key(&leader)
+                || journal.job(&leader)?.is_some_and(|l| capturing(l.state)))
+        {
+            continue;
+        }
+        runnable += 1;
+        if failures.waiting(&job.id) {
+            continue;
+        }
+        if let Err(e) = std::fs::create_dir_all(&job.dir) {
+            let error = format!("job directory {}: {e}", job.dir.display());
+            let full = crate::segment::disk::is_disk_full(&e);
+            failures.failed(&job.id, error, full);
+            continue;
+        }
+        let Ok(Some(lock)) = owner::try_lock(&job.dir) else {
+            continue;
+        };
+        if job.state != JobState::Claimed {
+            summary.resumed.push(job.id.clone());
+        }
+        let handle = spawn_job(settings.clone(), job.clone(), lock, shutdown.clone());
+        running.insert(job.id.clone(), JobThread { handle });
+    }
+    Ok(runnable)
+}
+
+/// Bounded teardown: job threads see the shutdown within a period and close segments.
+fn stop_job_threads(
+    mut running: HashMap<String, JobThread>,
+    summary: &mut CaptureSummary,
+    failures: &mut Failures,
+    deadline: Duration,
+) {
+    let until = Instant::now() + deadline;
     while !running.is_empty() && Instant::now() < until {
-        reap(&mut running, &mut summary, &mut failures);
+        reap(&mut running, summary, failures);
         std::thread::sleep(Duration::from_millis(20));
     }
     for id in running.keys() {
         log::error!(
             "{id}: job thread did not stop within {:?}; the janitor will resume it",
-            settings.shutdown_deadline
+            deadline
         );
     }
-    Ok(summary)
 }
 
 fn capturing(state: JobState) -> bool {
@@ -437,37 +472,14 @@ fn run_one(
                 )?;
             }
         }
-        _ => {
-            // A previous owner died mid-capture: repair what it left, then resume or end.
-            let mut repaired = RepairSummary::default();
-            let last_write_ms = repair::reconcile_job_segments(&mut journal, job, &mut repaired)?;
-            let job = journal.job(&job.id)?.unwrap_or_else(|| job.clone());
-            let window_open = runner::window_end(&job).is_none_or(|end| now_ms() < end);
-            if !window_open || job.state == JobState::Stopping {
-                let (end, _) = runner::timeline_position(&journal, &job.id)?;
-                let gap = repair::crash_gap_frames(&job, end, last_write_ms, now_ms());
-                let ev = TimelineEvent::new(EventKind::CrashRecovered, end, now_ms())
-                    .with_gap(gap)
-                    .with_detail(repair::crash_detail(&job, end, gap));
-                journal.add_event(&job.id, &ev)?;
-                journal.set_job_state(&job.id, JobState::Captured, None, now_ms())?;
+        _ => match after_a_crash(&mut journal, job)? {
+            CrashedJob::WindowClosed => {
                 // Capture ended early: the recording ends at its last captured frame.
                 let how = JobEnd::new("window_closed_while_down");
                 return finish(&mut journal, &job.id, &how, settings);
             }
-            log::warn!(
-                "{}: resuming capture after a crash or restart (last write {} ms ago)",
-                job.id,
-                now_ms() - last_write_ms
-            );
-            if job.started_at_ms.is_some() {
-                resume = Some(ResumeGap {
-                    since: GapSince::WallMs(last_write_ms),
-                    kind: EventKind::CrashRecovered,
-                    detail: "capture resumed after a crash or restart".into(),
-                });
-            }
-        }
+            CrashedJob::Resume(gap) => resume = gap,
+        },
     }
     let job = journal.job(&job.id)?.unwrap_or_else(|| job.clone());
     let stop = JobStop {
@@ -493,6 +505,44 @@ fn run_one(
         capture_failed: result.outcome.is_failure(),
     };
     finish(&mut journal, &job.id, &how, settings)
+}
+
+/// What a job a previous owner left mid-capture comes to.
+enum CrashedJob {
+    /// Its window closed (or it was stopping) while no one captured: it is `captured`.
+    WindowClosed,
+    /// Capture resumes; the gap since the last write, once the job has started.
+    Resume(Option<ResumeGap>),
+}
+
+/// A previous owner died mid-capture: repair what it left, then resume or end.
+fn after_a_crash(journal: &mut Journal, job: &JobRow) -> Result<CrashedJob, JobError> {
+    let mut repaired = RepairSummary::default();
+    let last_write_ms = repair::reconcile_job_segments(journal, job, &mut repaired)?;
+    let job = journal.job(&job.id)?.unwrap_or_else(|| job.clone());
+    let window_open = runner::window_end(&job).is_none_or(|end| now_ms() < end);
+    if !window_open || job.state == JobState::Stopping {
+        let (end, _) = runner::timeline_position(journal, &job.id)?;
+        let gap = repair::crash_gap_frames(&job, end, last_write_ms, now_ms());
+        let ev = TimelineEvent::new(EventKind::CrashRecovered, end, now_ms())
+            .with_gap(gap)
+            .with_detail(repair::crash_detail(&job, end, gap));
+        journal.add_event(&job.id, &ev)?;
+        journal.set_job_state(&job.id, JobState::Captured, None, now_ms())?;
+        return Ok(CrashedJob::WindowClosed);
+    }
+    log::warn!(
+        "{}: resuming capture after a crash or restart (last write {} ms ago)",
+        job.id,
+        now_ms() - last_write_ms
+    );
+    Ok(CrashedJob::Resume(job.started_at_ms.is_some().then(|| {
+        ResumeGap {
+            since: GapSince::WallMs(last_write_ms),
+            kind: EventKind::CrashRecovered,
+            detail: "capture resumed after a crash or restart".into(),
+        }
+    })))
 }
 
 fn finish(

@@ -72,14 +72,7 @@ pub fn run(dir: &Path, job_seconds: f64, controller: &Path) -> Result<DemoReport
     log::info!("demo: reference controller at {base_url}");
 
     let token_file = dir.join("node.token");
-    let mut f = std::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&token_file)
-        .map_err(io(&token_file))?;
-    f.write_all(token.as_bytes()).map_err(io(&token_file))?;
+    write_token(&token_file, &token)?;
     let seconds = format!("{}ms", (job_seconds * 1000.0).round() as u64);
     let job_id = admin.add_job(
         &node_id,
@@ -94,14 +87,10 @@ pub fn run(dir: &Path, job_seconds: f64, controller: &Path) -> Result<DemoReport
     )?;
     log::info!("demo: queued {job_id} ({job_seconds} s on {DEMO_DEVICE})");
 
-    let mut capture = CaptureRoleSettings::new(state.clone());
-    capture.run.stall_guard = Duration::from_secs(3);
-    let mut sync = SyncSettings::new(
-        state.clone(),
+    let (capture, sync) = agent_settings(
+        &state,
         ClientConfig::new(base_url.clone(), node_id, token_file),
     );
-    sync.backend_override = Some("synth".into());
-    sync.claim_every = Duration::from_secs(1);
     let shutdown = StopFlag::new();
     let agent_stop = shutdown.clone();
     let agent = std::thread::spawn(move || crate::roles::agent::run(capture, sync, &agent_stop));
@@ -118,13 +107,7 @@ pub fn run(dir: &Path, job_seconds: f64, controller: &Path) -> Result<DemoReport
         return Err(DemoError::Timeout(limit));
     };
 
-    // The agent names its job directories itself; the journal knows which is this job's.
-    let timeline =
-        crate::journal::Journal::open_read_only(&crate::roles::finalize::journal_path(&state))
-            .ok()
-            .and_then(|j| j.job_by_controller_id(&finished.id).ok().flatten())
-            .and_then(|row| std::fs::read_to_string(row.dir.join(TIMELINE_FILE)).ok())
-            .and_then(|t| serde_json::from_str(&t).ok());
+    let timeline = agent_timeline(&state, &finished.id);
     Ok(DemoReport {
         controller_url: base_url,
         job_id: finished.id.clone(),
@@ -137,6 +120,42 @@ pub fn run(dir: &Path, job_seconds: f64, controller: &Path) -> Result<DemoReport
         checksum: recording.and_then(|r| r.checksum),
         timeline,
     })
+}
+
+/// Writes the node token where the sync role reads it, readable by its owner only.
+fn write_token(token_file: &Path, token: &str) -> Result<(), DemoError> {
+    let io = |source| DemoError::Io {
+        path: token_file.to_path_buf(),
+        source,
+    };
+    let mut f = std::fs::OpenOptions::new()
+        .create(true)
+        .write(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(token_file)
+        .map_err(io)?;
+    f.write_all(token.as_bytes()).map_err(io)
+}
+
+/// The agent's roles for the demo: synthetic capture, a short stall guard, quick claims.
+fn agent_settings(state: &Path, client: ClientConfig) -> (CaptureRoleSettings, SyncSettings) {
+    let mut capture = CaptureRoleSettings::new(state.to_path_buf());
+    capture.run.stall_guard = Duration::from_secs(3);
+    let mut sync = SyncSettings::new(state.to_path_buf(), client);
+    sync.backend_override = Some("synth".into());
+    sync.claim_every = Duration::from_secs(1);
+    (capture, sync)
+}
+
+/// The agent's timeline file for the controller's job `controller_id`. The agent names its
+/// job directories itself; the journal knows which is this job's.
+fn agent_timeline(state: &Path, controller_id: &str) -> Option<serde_json::Value> {
+    crate::journal::Journal::open_read_only(&crate::roles::finalize::journal_path(state))
+        .ok()
+        .and_then(|j| j.job_by_controller_id(controller_id).ok().flatten())
+        .and_then(|row| std::fs::read_to_string(row.dir.join(TIMELINE_FILE)).ok())
+        .and_then(|t| serde_json::from_str(&t).ok())
 }
 
 /// Polls the controller (every 250 ms, for at most `limit`) until the job has ended;

@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 
 use crate::core::job::JobState;
 use crate::core::timeline::{self, EventKind, GapFill, PlacedSegment, TimelineEvent};
-use crate::journal::{JobRow, JobSource, Journal, SegmentState};
+use crate::journal::{JobRow, JobSource, Journal, SegmentRow, SegmentState};
 use crate::render::codec::{CodecError, Facts};
 use crate::render::job::{OutputOptions, PEAKS_FILE, RECORDING_STEM, RenderSidecar};
 use crate::render::pipeline::{self, RenderError};
@@ -120,16 +120,7 @@ pub fn finalize_from(
     if source.id != job.id {
         events.extend(journal.events(&job.id)?);
     }
-    // An unreadable segment is a `segment_unreadable` gap on the timeline, never audio.
-    let placed: Vec<PlacedSegment<PathBuf>> = segments
-        .iter()
-        .filter(|s| s.state != SegmentState::Unreadable)
-        .map(|s| PlacedSegment {
-            file: source.dir.join(&s.path),
-            first_frame: s.first_frame,
-            frames: s.frames,
-        })
-        .collect();
+    let placed = placed_segments(source, &segments);
     let options = OutputOptions::from_command_json(&job.command_json);
     let out_channels = options
         .mix(source.spec.channels)
@@ -144,44 +135,10 @@ pub fn finalize_from(
     // ends at its last captured frame; its trailing gap event says why. Only a caller
     // that knows the window was captured to its end (`total_frames`) pads to it.
     let audio_end = timeline::timeline_end(&placed, &[]).max(how.total_frames.unwrap_or(0));
-    if !events.iter().any(|e| e.kind == EventKind::Ended) {
-        let at = how.ended_at_ms.unwrap_or_else(now_ms);
-        let ended = TimelineEvent::new(EventKind::Ended, end, at).with_detail(end_cause);
-        journal.transition(&job.id, JobState::Rendering, None, Some(&ended), now_ms())?;
-        events.push(ended);
-    } else {
-        journal.set_job_state(&job.id, JobState::Rendering, None, now_ms())?;
-    }
+    start_rendering(journal, job, how, end, &mut events)?;
+    let (recording, frames, render_failure) =
+        render_recording(job, source, &options, &placed, audio_end, fill)?;
     let timeline_path = job.dir.join(TIMELINE_FILE);
-    let audio_frames: u64 = placed.iter().map(|s| s.frames).sum();
-    let mut render_failure = None;
-    let (recording, frames) = if audio_frames == 0 {
-        (None, 0)
-    } else {
-        let plan = timeline::stitch_plan(&placed, Some(audio_end), fill);
-        let frames = timeline::plan_frames(&plan);
-        match render_job(job, source, &options, plan)? {
-            Ok(path) => (Some(path), frames),
-            Err(reason) => {
-                render_failure = Some(reason);
-                (None, frames)
-            }
-        }
-    };
-    let seg_rows = segments
-        .iter()
-        .map(|s| TimelineSegment {
-            // A group member's segments live in its leader's directory.
-            file: if source.id == job.id {
-                s.path.clone()
-            } else {
-                format!("../{}/{}", source.id, s.path)
-            },
-            first_frame: s.first_frame,
-            frames: s.frames,
-            state: s.state.name().to_string(),
-        })
-        .collect();
     let rec_name = recording
         .as_ref()
         .and_then(|p| p.file_name())
@@ -192,7 +149,7 @@ pub fn finalize_from(
         out_spec,
         source.started_at_ms,
         frames,
-        seg_rows,
+        timeline_segments(job, source, &segments),
         &events,
     )
     .write(&timeline_path)
@@ -226,6 +183,85 @@ pub fn finalize_from(
         rate: job.spec.rate,
         events,
     })
+}
+
+/// The segments that hold audio, placed on the timeline. An unreadable segment is a
+/// `segment_unreadable` gap on the timeline, never audio.
+fn placed_segments(source: &JobRow, segments: &[SegmentRow]) -> Vec<PlacedSegment<PathBuf>> {
+    segments
+        .iter()
+        .filter(|s| s.state != SegmentState::Unreadable)
+        .map(|s| PlacedSegment {
+            file: source.dir.join(&s.path),
+            first_frame: s.first_frame,
+            frames: s.frames,
+        })
+        .collect()
+}
+
+/// The job enters `rendering`; its timeline gets its `ended` event at `end` if the
+/// capture did not write one.
+fn start_rendering(
+    journal: &mut Journal,
+    job: &JobRow,
+    how: &JobEnd,
+    end: u64,
+    events: &mut Vec<TimelineEvent>,
+) -> Result<(), FinalizeError> {
+    if !events.iter().any(|e| e.kind == EventKind::Ended) {
+        let at = how.ended_at_ms.unwrap_or_else(now_ms);
+        let ended = TimelineEvent::new(EventKind::Ended, end, at).with_detail(&how.cause);
+        journal.transition(&job.id, JobState::Rendering, None, Some(&ended), now_ms())?;
+        events.push(ended);
+    } else {
+        journal.set_job_state(&job.id, JobState::Rendering, None, now_ms())?;
+    }
+    Ok(())
+}
+
+/// Renders the job's recording as its options say, up to `audio_end`; no file when no
+/// audio was captured. Returns the file, its frame count and, when the job's own options
+/// cannot be rendered, why.
+fn render_recording(
+    job: &JobRow,
+    source: &JobRow,
+    options: &OutputOptions,
+    placed: &[PlacedSegment<PathBuf>],
+    audio_end: u64,
+    fill: GapFill,
+) -> Result<(Option<PathBuf>, u64, Option<String>), FinalizeError> {
+    let audio_frames: u64 = placed.iter().map(|s| s.frames).sum();
+    if audio_frames == 0 {
+        return Ok((None, 0, None));
+    }
+    let plan = timeline::stitch_plan(placed, Some(audio_end), fill);
+    let frames = timeline::plan_frames(&plan);
+    Ok(match render_job(job, source, options, plan)? {
+        Ok(path) => (Some(path), frames, None),
+        Err(reason) => (None, frames, Some(reason)),
+    })
+}
+
+/// The timeline file's segment list, every segment whatever its state.
+fn timeline_segments(
+    job: &JobRow,
+    source: &JobRow,
+    segments: &[SegmentRow],
+) -> Vec<TimelineSegment> {
+    segments
+        .iter()
+        .map(|s| TimelineSegment {
+            // A group member's segments live in its leader's directory.
+            file: if source.id == job.id {
+                s.path.clone()
+            } else {
+                format!("../{}/{}", source.id, s.path)
+            },
+            first_frame: s.first_frame,
+            frames: s.frames,
+            state: s.state.name().to_string(),
+        })
+        .collect()
 }
 
 /// A segment whose file can no longer be read (damaged header, deleted) becomes a

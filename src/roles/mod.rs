@@ -1,5 +1,13 @@
-//! The programs built from the parts: `record` (one local job), `repair` (after a crash),
-//! and `finalize`, which both end with.
+//! The programs built from the parts, and the steps they share.
+//!
+//! - Programs: [`record`] (one local job at a console), [`capture`] (runs the journal's
+//!   jobs, resumes them after a crash), [`sync`] (the controller side, on the job
+//!   machine), [`agent`] (capture and sync together), [`repair`] and [`rebuild`] (after
+//!   a crash, or from the files alone), [`status`] (one screen about the box), [`demo`]
+//!   (with [`reference_controller`], which runs `edgerec-controller` as a process).
+//! - Shared steps: [`runner`] (one job's capture to its end, across device losses),
+//!   [`device_loss`] (a lost device's health events), [`finalize`] (segments to one
+//!   recording and its timeline), [`owner`] (the lock that says a job is live).
 
 pub mod agent;
 pub mod capture;

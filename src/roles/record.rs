@@ -10,7 +10,7 @@ use crate::capture::{OpenError, StopFlag};
 use crate::config::RecordSettings;
 use crate::core::job::JobState;
 use crate::core::timeline::{EventKind, GapFill, TimelineEvent};
-use crate::journal::{JobSource, Journal, JournalError, NewJob};
+use crate::journal::{JobRow, JobSource, Journal, JournalError, NewJob};
 use crate::render::job::OutputOptions;
 use crate::roles::finalize::{self, FinalizeError, Finalized, JobEnd};
 use crate::roles::runner::{self, RunError, RunSettings};
@@ -120,15 +120,8 @@ pub fn record_with(
     ensure_writable(&settings.out)?;
     let journal_path = finalize::journal_path(&settings.out);
     if journal_path.exists() {
-        // Start-up is when crashes are found: finalize whatever a dead process left.
-        let summary = repair::repair_dir(&settings.out, settings.gap_fill)?;
-        for job in &summary.finalized {
-            log::warn!(
-                "finalized {} left by an earlier crash ({} frames)",
-                job.job_id,
-                job.frames
-            );
-        }
+        // Start-up is when crashes are found.
+        finalize_earlier_crashes(settings)?;
     }
     let mut journal = Journal::open(&journal_path)?;
     let job_id = new_job_id();
@@ -144,37 +137,8 @@ pub fn record_with(
             path: job_dir.clone(),
             detail: "job directory is locked by another process".into(),
         })?;
+    let job = create_local_job(&journal, settings, output, &job_id, &job_dir)?;
     let spec = settings.spec;
-    let mut command = serde_json::json!({
-        "backend": settings.backend, "device": settings.device, "format": spec.format.name(),
-        "rate": spec.rate, "channels": spec.channels,
-        "duration_seconds": settings.duration.map(|d| d.as_secs_f64()),
-    });
-    // The render options under their wire names, read back by finalize.
-    if let (Some(c), Ok(serde_json::Value::Object(o))) =
-        (command.as_object_mut(), serde_json::to_value(output))
-    {
-        c.extend(o);
-    }
-    // The state is written before its actions run: a crash from here on leaves a
-    // `capturing` row that repair finalizes.
-    journal.create_job(&NewJob {
-        id: job_id.clone(),
-        source: JobSource::Local,
-        controller_job_id: None,
-        recording_id: None,
-        command_json: command.to_string(),
-        backend: settings.backend.clone(),
-        device: settings.device.clone(),
-        spec,
-        duration_frames: settings.duration.map(|d| spec.frames_in(d)),
-        dir: job_dir.clone(),
-        state: JobState::Capturing,
-        created_at_ms: writer::now_ms(),
-    })?;
-    let job = journal.job(&job_id)?.ok_or_else(|| JournalError::Corrupt {
-        what: format!("job {job_id} vanished"),
-    })?;
     log::info!(
         "{job_id}: capturing {spec} from {}:{} into {}",
         settings.backend,
@@ -209,6 +173,59 @@ pub fn record_with(
         capture_failed: result.outcome.is_failure(),
     };
     finalize_when_there_is_room(&mut journal, &job_id, &how, settings.gap_fill)
+}
+
+/// Finalizes whatever a dead process left in the output directory.
+fn finalize_earlier_crashes(settings: &RecordSettings) -> Result<(), RecordError> {
+    let summary = repair::repair_dir(&settings.out, settings.gap_fill)?;
+    for job in &summary.finalized {
+        log::warn!(
+            "finalized {} left by an earlier crash ({} frames)",
+            job.job_id,
+            job.frames
+        );
+    }
+    Ok(())
+}
+
+/// Creates the local job in `capturing`: the state is written before its actions run, so
+/// a crash from here on leaves a row that repair finalizes.
+fn create_local_job(
+    journal: &Journal,
+    settings: &RecordSettings,
+    output: &OutputOptions,
+    job_id: &str,
+    job_dir: &Path,
+) -> Result<JobRow, RecordError> {
+    let spec = settings.spec;
+    let mut command = serde_json::json!({
+        "backend": settings.backend, "device": settings.device, "format": spec.format.name(),
+        "rate": spec.rate, "channels": spec.channels,
+        "duration_seconds": settings.duration.map(|d| d.as_secs_f64()),
+    });
+    // The render options under their wire names, read back by finalize.
+    if let (Some(c), Ok(serde_json::Value::Object(o))) =
+        (command.as_object_mut(), serde_json::to_value(output))
+    {
+        c.extend(o);
+    }
+    journal.create_job(&NewJob {
+        id: job_id.to_string(),
+        source: JobSource::Local,
+        controller_job_id: None,
+        recording_id: None,
+        command_json: command.to_string(),
+        backend: settings.backend.clone(),
+        device: settings.device.clone(),
+        spec,
+        duration_frames: settings.duration.map(|d| spec.frames_in(d)),
+        dir: job_dir.to_path_buf(),
+        state: JobState::Capturing,
+        created_at_ms: writer::now_ms(),
+    })?;
+    Ok(journal.job(job_id)?.ok_or_else(|| JournalError::Corrupt {
+        what: format!("job {job_id} vanished"),
+    })?)
 }
 
 /// How long `record` waits for a full disk to give room for the stitched file before it

@@ -5,22 +5,27 @@
 //! reopened with bounded backoff (woken at once by a hotplug datagram) for as long as the
 //! job's window is open, and the gap is measured and put on the timeline when the next
 //! run's first frame arrives. The caller finalizes.
+//!
+//! - this file: the run loop ([`run_job`]), what a job's capture came to, and the job's
+//!   end (stop, window, no audio, a device that never opens).
+//! - `one_run`: one run's supervision, from the open device to how the run ended.
+//! - `gaps`: the job's leading gap, its start (frame 0), and a gap left open at the end.
 
 use std::path::PathBuf;
-use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 use crate::capture::hotplug::HotplugListener;
-use crate::capture::{self, CaptureEnd, CaptureRequest, OpenError, StopFlag};
+use crate::capture::{self, CaptureRequest, OpenError, StopFlag};
 use crate::core::backoff::Backoff;
 use crate::core::timeline::{self, EventKind, PlacedSegment, TimelineEvent};
 use crate::journal::{JobRow, Journal, JournalError};
 use crate::roles::device_loss::DeviceLoss;
 use crate::segment::disk::{self, JournalReserve};
 use crate::segment::spool::SpoolSettings;
-use crate::segment::writer::{
-    self, GapSince, ResumeGap, WriterConfig, WriterEnd, WriterError, WriterProgress,
-};
+use crate::segment::writer::{self, ResumeGap, WriterError};
+
+mod gaps;
+mod one_run;
 
 /// How a job's capture is run: everything not stored on the job itself.
 #[derive(Clone, Debug)]
@@ -409,194 +414,6 @@ impl<'a> JobCapture<'a> {
         Ok(CaptureOutcome::DeviceMismatch(detail))
     }
 
-    /// A job with nothing captured yet starts with a gap from its window's opening: the
-    /// first frame closes it (`late_start`), so frame 0 stays the window's start.
-    fn begin_gap_if_none(&mut self, what: &str, detail: &str) -> Result<(), RunError> {
-        if self.pending_gap.is_some() {
-            return Ok(());
-        }
-        let (timeline_pos, _) = timeline_position(self.journal, &self.job.id)?;
-        let window_start = self.job.created_at_ms;
-        let since = Instant::now()
-            .checked_sub(Duration::from_millis(
-                (writer::now_ms() - window_start).max(0) as u64,
-            ))
-            .unwrap_or_else(Instant::now);
-        self.pending_gap = Some(ResumeGap {
-            since: GapSince::WallMs(window_start),
-            kind: EventKind::LateStart,
-            detail: format!("{what} at the start of the job: {detail}"),
-        });
-        self.loss = Some(DeviceLoss::begin(
-            self.journal,
-            self.job,
-            timeline_pos,
-            since,
-            detail,
-        ));
-        Ok(())
-    }
-
-    /// One run: the device is open; capture into segments until the run or the job ends.
-    fn run(
-        &mut self,
-        handle: capture::CaptureHandle,
-        source: capture::FrameSource,
-    ) -> Result<Option<CaptureOutcome>, RunError> {
-        self.backoff.reset();
-        self.ever_opened = true;
-        let (timeline_pos, next_seq) = timeline_position(self.journal, &self.job.id)?;
-        let spec = self.job.spec;
-        let drain = StopFlag::new();
-        let stats = source.stats.clone();
-        // The gap this run closes when its first frame arrives; if none ever does, the
-        // gap is still open and keeps its start.
-        let inherited_gap = self.pending_gap.take();
-        let (writer_thread, progress) = writer::spawn(
-            WriterConfig {
-                job_id: self.job.id.clone(),
-                job_dir: self.job.dir.clone(),
-                journal_path: self.settings.journal_path.clone(),
-                spec,
-                segment_frames: self.settings.segment_seconds * spec.rate as u64,
-                flush_interval: self.settings.flush_interval,
-                sync_interval: self.settings.sync_interval,
-                timeline_origin: timeline_pos,
-                first_seq: next_seq,
-                stop_at: self.job.duration_frames,
-                resume_gap: inherited_gap.clone(),
-                spool: self.settings.spool.clone(),
-            },
-            source,
-            drain.clone(),
-        )?;
-        let watched = WatchedRun {
-            progress: &progress,
-            stats: &stats,
-            leading_gap: inherited_gap
-                .as_ref()
-                .filter(|g| g.kind == EventKind::LateStart)
-                .map(|g| g.since),
-        };
-        let end = self.supervise(&watched)?;
-        // Teardown, each step bounded: stop capture, let the writer drain the ring, join.
-        if let Err(e) = handle.stop(Duration::from_secs(2)) {
-            log::error!(
-                "{}: {e}; draining what was captured and leaving the thread behind",
-                self.job.id
-            );
-        }
-        drain.stop();
-        let report = join_bounded(writer_thread, Duration::from_secs(5));
-        if let ms @ 1.. = progress.end_wall_ms.load(Ordering::Acquire) {
-            self.ended_at_ms = Some(ms as i64);
-        }
-        let report = match report {
-            Some(Ok(report)) => report,
-            Some(Err(e)) => return Ok(Some(CaptureOutcome::WriterFailed(e.to_string()))),
-            None => {
-                let wedged = "segment writer wedged".to_string();
-                return Ok(Some(CaptureOutcome::WriterFailed(wedged)));
-            }
-        };
-        let started_here = self.started_at_ms.is_none();
-        self.note_start(&progress, watched.leading_gap)?;
-        if started_here && watched.leading_gap.is_none() {
-            // The writer refined the start over the run's first second: keep the refined one.
-            let refined = progress.origin_wall_ms.load(Ordering::Acquire) as i64;
-            if refined > 0 && self.started_at_ms != Some(refined) {
-                self.write(|j, id| j.set_job_started(id, refined))?;
-                self.started_at_ms = Some(refined);
-            }
-        }
-        let frames = report.timeline_frames;
-        self.write(|j, id| j.set_job_progress(id, frames, writer::now_ms()))?;
-        let end = end.unwrap_or_else(|| self.writer_end(&report));
-        self.after_run(end, &report, inherited_gap)
-    }
-
-    /// The run's end as the writer reported it (it finished by itself).
-    fn writer_end(&self, report: &writer::WriterReport) -> RunEnd {
-        let lost = |detail: String| RunEnd::Lost {
-            since: report.end_instant.unwrap_or_else(Instant::now),
-            kind: EventKind::DeviceLost,
-            detail,
-        };
-        match &report.end {
-            WriterEnd::DurationReached => RunEnd::Job(CaptureOutcome::DurationReached),
-            WriterEnd::Capture(CaptureEnd::Stopped) => match self.stop.stop_reason() {
-                Some(reason) => RunEnd::Job(CaptureOutcome::Stopped(reason)),
-                None => RunEnd::Job(CaptureOutcome::DurationReached),
-            },
-            WriterEnd::Capture(CaptureEnd::SourceExhausted) => {
-                RunEnd::Job(CaptureOutcome::SourceExhausted)
-            }
-            WriterEnd::Capture(CaptureEnd::Failed(d)) => {
-                RunEnd::Job(CaptureOutcome::DeviceFailed(d.clone()))
-            }
-            WriterEnd::Capture(CaptureEnd::DeviceGone(d)) => lost(d.clone()),
-            WriterEnd::Drained => lost("capture thread wedged".into()),
-        }
-    }
-
-    /// After a run: the job's end, or the gap before the next run.
-    fn after_run(
-        &mut self,
-        end: RunEnd,
-        report: &writer::WriterReport,
-        inherited_gap: Option<ResumeGap>,
-    ) -> Result<Option<CaptureOutcome>, RunError> {
-        let no_frames = report.end_instant.is_none();
-        if no_frames && inherited_gap.is_some() {
-            // Reopened but no frame came (still stalled, gone again at once): the
-            // earlier gap simply goes on.
-            self.pending_gap = inherited_gap;
-        }
-        let (since, kind, detail) = match end {
-            RunEnd::Job(outcome) => {
-                self.flowing_at_end = !no_frames;
-                let (timeline_pos, _) = timeline_position(self.journal, &self.job.id)?;
-                self.close_open_gap(timeline_pos)?;
-                if outcome == CaptureOutcome::DurationReached {
-                    return Ok(Some(self.never_delivered().unwrap_or(outcome)));
-                }
-                return Ok(Some(outcome));
-            }
-            RunEnd::Lost {
-                since,
-                kind,
-                detail,
-            } => (since, kind, detail),
-        };
-        self.last_error = Some(detail.clone());
-        if self.pending_gap.is_some() {
-            return Ok(None);
-        }
-        if self.started_at_ms.is_none() {
-            // Not a frame yet: the job's leading gap begins.
-            return self.begin_gap_if_none("no frames", &detail).map(|()| None);
-        }
-        // The gap begins at the run's last captured frame.
-        let since = report.end_instant.map_or(since, |last| last.min(since));
-        let at = report.timeline_frames;
-        let wall = writer::now_ms() - since.elapsed().as_millis() as i64;
-        let ev = TimelineEvent::new(kind, at, wall).with_detail(&detail);
-        self.write(|j, id| j.add_event(id, &ev))?;
-        self.pending_gap = Some(ResumeGap {
-            since: GapSince::Monotonic(since),
-            kind: EventKind::DeviceRestored,
-            detail: format!("after {detail}"),
-        });
-        self.loss = Some(DeviceLoss::begin(
-            self.journal,
-            self.job,
-            at,
-            since,
-            &detail,
-        ));
-        Ok(None)
-    }
-
     /// The timeline's length for finalize: the booked length when audio flowed to the
     /// end; else the recording ends at its last captured frame.
     fn total_frames(&self, outcome: &CaptureOutcome) -> Option<u64> {
@@ -634,132 +451,6 @@ impl<'a> JobCapture<'a> {
             Err(e) => Err(e),
         }
     }
-
-    /// Watches one run: ends it on stop, stall, or the job's window closing. `None`
-    /// means "the writer finished by itself: read its report".
-    fn supervise(&mut self, run: &WatchedRun) -> Result<Option<RunEnd>, RunError> {
-        let (progress, stats) = (run.progress, run.stats);
-        let mut last_progress = Instant::now();
-        while !progress.finished.load(Ordering::Acquire) {
-            let flowing = progress.origin_wall_ms.load(Ordering::Acquire) != 0;
-            if flowing {
-                self.note_start(progress, run.leading_gap)?;
-                if let Some(loss) = self.loss.take() {
-                    loss.restored(self.journal);
-                }
-            }
-            if let Some(reason) = self.stop.stop_reason() {
-                let at = progress.timeline_frames.load(Ordering::Acquire);
-                let ev = TimelineEvent::new(EventKind::StopRequested, at, writer::now_ms())
-                    .with_detail(&reason);
-                self.write(|j, id| j.add_event(id, &ev))?;
-                return Ok(Some(RunEnd::Job(CaptureOutcome::Stopped(reason))));
-            }
-            let silent_for = stats.last_frames_at().elapsed();
-            if silent_for >= self.settings.stall_guard && !stats.ended.load(Ordering::Acquire) {
-                let detail = format!(
-                    "no frames for {:.1} s while the stream claimed to run",
-                    silent_for.as_secs_f64()
-                );
-                log::warn!("{}: stall: {detail}", self.job.id);
-                return Ok(Some(RunEnd::Lost {
-                    since: stats.last_frames_at(),
-                    kind: EventKind::Stall,
-                    detail,
-                }));
-            }
-            // Frames flowing: the writer stops at the job's frame count, and the slack
-            // only bounds a device slower than its rate. No frames: the window is all.
-            let slack = if flowing { SLOW_DEVICE_SLACK_MS } else { 0 };
-            if let Some(deadline) = self.next_deadline_ms()
-                && writer::now_ms() >= deadline + slack
-            {
-                return Ok(Some(RunEnd::Job(CaptureOutcome::DurationReached)));
-            }
-            // Progress is the sync role's proof that capture advances (it looks every 2 s
-            // and allows 5 s): every 2 s is enough, and each write costs the card an fsync.
-            if last_progress.elapsed() >= Duration::from_secs(2) {
-                let frames = progress.timeline_frames.load(Ordering::Acquire);
-                self.write(|j, id| j.set_job_progress(id, frames, writer::now_ms()))?;
-                last_progress = Instant::now();
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        Ok(None)
-    }
-
-    /// Puts the job's start (the wall time of timeline frame 0) in the journal, once: the
-    /// window's opening when the job began with a gap, else the first frame's time as the
-    /// writer refined it over the run's first second.
-    fn note_start(
-        &mut self,
-        progress: &WriterProgress,
-        leading_gap: Option<GapSince>,
-    ) -> Result<(), JournalError> {
-        let origin = progress.origin_wall_ms.load(Ordering::Acquire) as i64;
-        if origin == 0 {
-            return Ok(());
-        }
-        let start = match leading_gap {
-            Some(GapSince::WallMs(window_start)) => window_start,
-            _ => origin,
-        };
-        match self.started_at_ms {
-            None => {
-                let ev = TimelineEvent::new(EventKind::Started, 0, start);
-                let written = self.write(|j, id| {
-                    j.atomically(|j| {
-                        j.set_job_started(id, start)?;
-                        j.add_event(id, &ev).map(drop)
-                    })
-                })?;
-                if written.is_none() {
-                    return Ok(()); // no room yet: tried again at the next look
-                }
-            }
-            Some(_) => return Ok(()),
-        }
-        self.started_at_ms = Some(start);
-        Ok(())
-    }
-
-    /// A gap still open when the job ends: the device never came back (or a crash gap
-    /// was never closed by a frame). The timeline says why; the recording ends at its
-    /// last captured frame, never padded past it.
-    fn close_open_gap(&mut self, timeline_pos: u64) -> Result<(), JournalError> {
-        let Some(gap) = self.pending_gap.take() else {
-            return Ok(());
-        };
-        if self.started_at_ms.is_none() {
-            return Ok(()); // nothing captured: the job's failure says it all
-        }
-        let away_ms = match gap.since {
-            GapSince::Monotonic(since) => since.elapsed().as_millis() as i64,
-            GapSince::WallMs(since) => writer::now_ms() - since,
-        };
-        let kind = if gap.kind == EventKind::CrashRecovered {
-            EventKind::CrashRecovered
-        } else {
-            EventKind::DeviceStillLost
-        };
-        let detail = format!(
-            "capture stopped at frame {timeline_pos} and did not resume before the job ended \
-             ({:.1} s later; last: {})",
-            away_ms.max(0) as f64 / 1000.0,
-            self.last_error.as_deref().unwrap_or(&gap.detail)
-        );
-        log::warn!("{}: {detail}", self.job.id);
-        let ev = TimelineEvent::new(kind, timeline_pos, writer::now_ms()).with_detail(&detail);
-        self.write(|j, id| j.add_event(id, &ev)).map(drop)
-    }
-}
-
-/// What the supervisor watches during one run.
-struct WatchedRun<'a> {
-    progress: &'a WriterProgress,
-    stats: &'a capture::CaptureStats,
-    /// When this run closes the job's leading gap: the window's opening.
-    leading_gap: Option<GapSince>,
 }
 
 /// The wall-clock end of the job's window: fixed when the job was created (claimed, or
@@ -785,17 +476,6 @@ fn wait_for_device(hotplug: Option<&HotplugListener>, delay: Duration, stop: &dy
             None => std::thread::sleep(slice),
         }
     }
-}
-
-fn join_bounded<T>(thread: std::thread::JoinHandle<T>, deadline: Duration) -> Option<T> {
-    let until = Instant::now() + deadline;
-    while !thread.is_finished() {
-        if Instant::now() >= until {
-            return None;
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    }
-    thread.join().ok()
 }
 
 /// A jitter value in 0..1 without a RNG dependency: the clock's low bits.

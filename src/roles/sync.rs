@@ -11,10 +11,16 @@
 //!
 //! Controller input is data, never a path: a claimed job lives in a directory named by a
 //! local id this role makes; the controller's ids are validated and stored as columns.
+//!
+//! - this file: the loop ([`run`]): schedule calls on lanes, journal what they answer.
+//! - `machine`: feeding each job's machine, and mapping its terms onto the wire.
+//! - `claim`, `follow`, `outbox`, `node`: claiming jobs, following the capture role,
+//!   delivering the outbox and uploads, the node's heartbeat; `lanes`: the worker lanes.
 
 mod claim;
 mod follow;
 mod lanes;
+mod machine;
 mod meter;
 mod node;
 mod outbox;
@@ -28,15 +34,14 @@ use sha2::{Digest, Sha256};
 
 use crate::capture::StopFlag;
 use crate::controller::client::{CallError, Client, ClientConfig, ClientError};
-use crate::controller::protocol::{HealthEvent, Severity};
-use crate::controller::protocol::{Job, JobStatus, NodeConfig};
+use crate::controller::protocol::{Job, NodeConfig};
 use crate::core::job::JobState;
-use crate::core::job_machine::{self, Action, Event, JobKind, MachineState, RenderedFile, Report};
-use crate::journal::{JobRow, JobSource, Journal, JournalError, NewOutboxItem, OutboxKind};
+use crate::journal::{JobRow, JobSource, Journal, JournalError};
 use crate::logging::untrusted;
 use crate::roles::finalize::{self, RECORDING_FILE};
 use crate::segment::writer::now_ms;
 use lanes::{Lane, Lanes};
+use machine::{controller_event, report_body};
 use node::{interfaces, node_heartbeat};
 
 /// The sync role's settings.
@@ -460,230 +465,6 @@ fn is_live(state: JobState) -> bool {
     )
 }
 
-impl Sync {
-    /// Jobs the capture role handed over (`cached`): catch the machine up with what the
-    /// capture role did, then render's result decides: upload, or keep and report.
-    fn advance_finished_captures(&mut self) -> Result<(), SyncError> {
-        for job in self.controller_jobs()? {
-            if job.state != JobState::Cached {
-                continue;
-            }
-            let machine = self.machine(&job)?;
-            if matches!(machine.state, JobState::Cached | JobState::Uploading)
-                && machine.recording.is_some()
-            {
-                continue; // already handed to the outbox
-            }
-            // The file the job asked for, as finalize rendered it (or why it could not).
-            let cause = job.end_cause.clone().unwrap_or_default();
-            // A job the capture role gave up on has no trustworthy render to upload.
-            let outcome = if cause.starts_with(crate::roles::capture::GAVE_UP) {
-                crate::render::job::RenderOutcome::Missing
-            } else {
-                crate::render::job::render_outcome(&job.dir)
-            };
-            let has_audio = outcome != crate::render::job::RenderOutcome::Missing;
-            let mut events = Vec::new();
-            if matches!(machine.state, JobState::Claimed) {
-                events.push(Event::Start);
-            }
-            if matches!(machine.state, JobState::Claimed | JobState::Capturing) {
-                if crate::roles::runner::cause_is_capture_failure(&cause) {
-                    events.push(Event::CaptureFailed {
-                        detail: cause.clone(),
-                    });
-                } else if !cause.starts_with("stop_requested") {
-                    events.push(Event::DurationReached);
-                }
-            }
-            if matches!(
-                machine.state,
-                JobState::Claimed | JobState::Capturing | JobState::Stopping
-            ) {
-                events.push(Event::Captured { has_audio });
-            }
-            if let crate::render::job::RenderOutcome::Refused(detail) = &outcome {
-                events.push(Event::RenderStarted);
-                events.push(Event::RenderFailed {
-                    detail: detail.clone(),
-                });
-            }
-            if let crate::render::job::RenderOutcome::Ready(d) = &outcome {
-                let recording = d.path.clone();
-                match hash_file(&recording) {
-                    Ok((sha256, bytes)) => {
-                        events.push(Event::RenderStarted);
-                        events.push(Event::Rendered(RenderedFile {
-                            path: recording.clone(),
-                            sha256,
-                            bytes,
-                        }));
-                    }
-                    Err(e) => events.push(Event::RenderFailed {
-                        detail: format!("reading {}: {e}", recording.display()),
-                    }),
-                }
-            }
-            for event in events {
-                if self.apply(&job.id, event)?.is_terminal() {
-                    break;
-                }
-            }
-        }
-        Ok(())
-    }
-
-    /// The machine state of `job`: journaled facts, with the state the journal row says
-    /// (the capture role moves states too).
-    fn machine(&self, job: &JobRow) -> Result<MachineState, SyncError> {
-        let mut m = self
-            .journal
-            .load_machine(&job.id)?
-            .unwrap_or_else(|| MachineState::at(job.state, JobKind::Controller));
-        // The capture role's `cached` means "captured and rendered": the machine catches up
-        // through its own events, so keep the machine's state for that step.
-        if job.state != JobState::Cached || m.state.is_terminal() {
-            m.state = job.state;
-        }
-        Ok(m)
-    }
-
-    /// Runs one event through the machine: the new state, its facts and its journal
-    /// actions are written in one transaction before anything else happens.
-    fn apply(&mut self, job_id: &str, event: Event) -> Result<JobState, SyncError> {
-        let Some(job) = self.journal.job(job_id)? else {
-            return Ok(JobState::Failed);
-        };
-        if job.state.is_terminal() {
-            return Ok(job.state);
-        }
-        let before = self.machine(&job)?;
-        self.apply_from(&job, before, event)
-    }
-
-    /// [`Sync::apply`] from a given machine state (the saved one, when following the
-    /// capture role's facts as they happen).
-    fn apply_from(
-        &mut self,
-        job: &JobRow,
-        before: MachineState,
-        event: Event,
-    ) -> Result<JobState, SyncError> {
-        let job_id = job.id.as_str();
-        let (after, actions) = match job_machine::transition(&before, &event) {
-            Ok(next) => next,
-            Err(illegal) => {
-                log::debug!("{job_id}: {illegal}");
-                return Ok(before.state);
-            }
-        };
-        if after == before && actions.is_empty() {
-            return Ok(after.state);
-        }
-        let now = now_ms();
-        let recording_id = job.recording_id.clone();
-        let moved = self.journal.atomically(|j| {
-            let row_state = job.state;
-            let target = after.state;
-            // The capture role's `cached` is ahead of the machine's catch-up states.
-            let writes_state = target != row_state
-                && !(row_state == JobState::Cached
-                    && !target.is_terminal()
-                    && !matches!(target, JobState::Uploading));
-            if writes_state {
-                let cause = if target.is_terminal() {
-                    after.end_cause.as_deref()
-                } else {
-                    None
-                };
-                if !j.set_job_state_if(job_id, row_state, target, cause, now)? {
-                    return Ok(false); // the capture role moved first: try again next tick
-                }
-            }
-            j.save_machine(job_id, &after, now)?;
-            for action in actions.iter().filter(|a| a.is_journal_write()) {
-                match action {
-                    Action::EnqueueReport(report) if report.post().is_some() => {
-                        j.enqueue(&NewOutboxItem::terminal_report(
-                            job_id,
-                            report_body(report),
-                            now,
-                        ))?;
-                    }
-                    Action::EnqueueReport(_) => {}
-                    Action::EnqueueHealthEvent(alert) => {
-                        let mut ev = health_event(alert);
-                        ev.recording_id = ev.recording_id.or_else(|| recording_id.clone());
-                        let local_id = ev
-                            .id
-                            .clone()
-                            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
-                        ev.id = Some(local_id.clone());
-                        let body = serde_json::to_string(&ev).unwrap_or_default();
-                        j.enqueue(&NewOutboxItem::health_event(
-                            Some(job_id),
-                            &local_id,
-                            body,
-                            now,
-                        ))?;
-                    }
-                    Action::Upload { file, attempt } => {
-                        let body = serde_json::to_string(file).unwrap_or_default();
-                        j.enqueue(&NewOutboxItem::upload(job_id, *attempt, body, now))?;
-                    }
-                    Action::DropUpload => {
-                        j.abandon_pending(
-                            job_id,
-                            OutboxKind::Upload,
-                            "the controller ended the job",
-                            now,
-                        )?;
-                    }
-                    Action::FlagLocalRecording { reason } => {
-                        log::warn!(
-                            "{job_id}: recording kept in the local library, flagged: {reason}"
-                        );
-                    }
-                    Action::StartCapture | Action::StopCapture | Action::Render => {}
-                }
-            }
-            Ok(true)
-        })?;
-        if moved && after.state != before.state {
-            log::info!("{job_id}: {} -> {} ({event:?})", before.state, after.state);
-        }
-        Ok(if moved { after.state } else { job.state })
-    }
-}
-
-/// What the controller's view of a job means for the machine, if anything.
-fn controller_event(job: &Job) -> Option<Event> {
-    let reason = job.failure_reason.clone().unwrap_or_default();
-    match job.status.as_ref()? {
-        JobStatus::StopRequested => Some(Event::StopRequested),
-        JobStatus::Cancelled => Some(Event::CancelledByController { reason }),
-        JobStatus::Failed if reason == "lease_expired" => Some(Event::LeaseLost),
-        JobStatus::Failed => Some(Event::FailedOnController { reason }),
-        JobStatus::Completed => Some(Event::CompletedOnController),
-        _ => None,
-    }
-}
-
-/// The job machine's alert as the protocol's health event.
-fn health_event(alert: &job_machine::Alert) -> HealthEvent {
-    let severity = match alert.level {
-        job_machine::AlertLevel::Warning => Severity::Warning,
-        job_machine::AlertLevel::Critical => Severity::Critical,
-    };
-    let mut ev = HealthEvent::new(alert.kind.clone(), severity);
-    ev.details = alert.details.clone();
-    ev
-}
-
-fn report_body(report: &Report) -> String {
-    serde_json::to_string(report).unwrap_or_default()
-}
-
 /// The name the controller asked for, or the local one.
 fn output_file_name(job: &JobRow) -> String {
     serde_json::from_str::<serde_json::Value>(&job.command_json)
@@ -703,34 +484,4 @@ pub fn hash_file(path: &Path) -> std::io::Result<(String, u64)> {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_first_failure_of_each_kind_is_logged_at_once_and_repeats_are_folded() {
-        let t0 = Instant::now();
-        let at = |s: u64| t0 + Duration::from_secs(s);
-        let mut log = FailureLog::default();
-        // (seconds, call, error kind, expected)
-        let table: &[(u64, &'static str, &str, Option<u64>)] = &[
-            (0, "claim", "timeout", Some(0)),
-            (1, "claim", "timeout", None),
-            (2, "claim", "malformed", Some(0)),
-            (3, "job heartbeat", "timeout", Some(0)),
-            (4, "claim", "timeout", None),
-            (5, "claim", "status 503", Some(0)),
-            (59, "claim", "timeout", None),
-            (60, "claim", "timeout", Some(3)),
-            (61, "claim", "timeout", None),
-            (121, "claim", "timeout", Some(1)),
-            (122, "claim", "malformed", Some(0)),
-        ];
-        for &(s, call, kind, want) in table {
-            assert_eq!(
-                log.note(call, kind.to_string(), at(s)),
-                want,
-                "{s}s {call} {kind}"
-            );
-        }
-    }
-}
+mod tests;

@@ -9,6 +9,14 @@
 //! - A file is created (O_EXCL, file and directory fsynced) before its journal row is
 //!   written, and audio is written only after the row exists, so the journal never names
 //!   a file that might not exist and a file without a row holds no audio.
+//!
+//! - this file: the write path (drain, segment open/rotate/close, timeline events and
+//!   their journal writes).
+//! - `disk_pause`: pausing and resuming writing on the spool's free space.
+//! - `stream_clock`: dating the run's first frame and the timeline's end.
+
+mod disk_pause;
+mod stream_clock;
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -27,6 +35,7 @@ use crate::segment::file::SegmentFile;
 use crate::segment::meter_file::MeterPublisher;
 use crate::segment::spool::{SpoolGuard, SpoolSettings};
 use crate::segment::wav::SegmentIdentity;
+use stream_clock::StreamClock;
 
 /// What the writer needs to know about its job.
 #[derive(Clone, Debug)]
@@ -399,133 +408,6 @@ impl Writer {
         Ok(got)
     }
 
-    fn check_disk(&mut self) -> Result<(), WriterError> {
-        let Some(guard) = self.spool.as_mut() else {
-            return Ok(());
-        };
-        match guard.check(&self.journal) {
-            DiskAction::Pause => self.pause_writing("free space below the reserve mark"),
-            DiskAction::Resume => self.resume_writing("free space above the resume mark"),
-            DiskAction::Write | DiskAction::StayPaused => Ok(()),
-        }
-    }
-
-    /// Stops writing: the segment closes valid, the journal records where.
-    fn pause_writing(&mut self, why: &str) -> Result<(), WriterError> {
-        if self.disk_pause.is_some() {
-            return Ok(());
-        }
-        // Paused first: a journal write below that finds the disk full comes back here.
-        self.disk_pause = Some((self.timeline_pos, 0));
-        self.close_segment()?;
-        let ev =
-            TimelineEvent::new(EventKind::DiskPause, self.timeline_pos, now_ms()).with_detail(why);
-        self.add_event(&ev)?;
-        log::warn!(
-            "{}: writing paused at frame {}: {why}",
-            self.cfg.job_id,
-            self.timeline_pos
-        );
-        self.disk_pause = Some((self.timeline_pos, 0));
-        Ok(())
-    }
-
-    /// Closes a disk pause: the frames dropped meanwhile are its gap.
-    fn resume_writing(&mut self, why: &str) -> Result<(), WriterError> {
-        let Some((at, frames)) = self.disk_pause.take() else {
-            return Ok(());
-        };
-        let ev = TimelineEvent::new(EventKind::DiskResume, at, now_ms())
-            .with_detail(why)
-            .with_gap(frames);
-        self.add_event(&ev)?;
-        log::warn!(
-            "{}: writing resumed; {frames} frames were not written ({why})",
-            self.cfg.job_id
-        );
-        Ok(())
-    }
-
-    /// Monotonic capture time of ring frame 0: one stream-length before the last push.
-    fn ring_origin(&self) -> Instant {
-        let (pushed, at) = self.source.stats.pushed_at();
-        at.checked_sub(self.cfg.spec.duration_of(pushed))
-            .unwrap_or(at)
-    }
-
-    /// Dates the run's first frame and closes the gap it resumes after, if any.
-    fn first_frames_arrived(&mut self) -> Result<(), WriterError> {
-        self.origin_known = true;
-        let origin = self.ring_origin();
-        let origin_wall = wall_ms_at(origin);
-        if let Some(gap) = self.cfg.resume_gap.take() {
-            let gap_ms = match gap.since {
-                GapSince::Monotonic(since) => {
-                    origin.saturating_duration_since(since).as_millis() as i64
-                }
-                GapSince::WallMs(since) => (origin_wall - since).max(0),
-            };
-            let mut frames = self
-                .cfg
-                .spec
-                .frames_in(Duration::from_millis(gap_ms as u64));
-            if let Some(stop) = self.cfg.stop_at {
-                frames = frames.min(stop.saturating_sub(self.timeline_pos));
-            }
-            let ev = TimelineEvent::new(gap.kind, self.timeline_pos, origin_wall)
-                .with_detail(gap.detail)
-                .with_gap(frames);
-            self.add_event(&ev)?;
-            self.timeline_pos += frames;
-            self.progress
-                .timeline_frames
-                .store(self.timeline_pos, Ordering::Release);
-        }
-        self.progress
-            .origin_wall_ms
-            .store(origin_wall.max(1) as u64, Ordering::Release);
-        Ok(())
-    }
-
-    /// Monotonic capture time of the timeline's end (the last frame written): the run's
-    /// offset over its last second, plus the frames written.
-    fn end_instant(&self) -> Option<Instant> {
-        if !self.origin_known {
-            return None;
-        }
-        let offset = self.clock.recent().unwrap_or_else(|| self.ring_origin());
-        Some(offset + self.cfg.spec.duration_of(self.ring_pos))
-    }
-
-    /// Feeds the stream clock one observation; refines the published origin during the
-    /// run's first second.
-    fn observe_clock(&mut self) {
-        let (pushed, at) = self.source.stats.pushed_at();
-        if pushed == 0 {
-            return;
-        }
-        let offset = at
-            .checked_sub(self.cfg.spec.duration_of(pushed))
-            .unwrap_or(at);
-        let early = pushed <= self.cfg.spec.rate as u64;
-        if let Some(origin) = self.clock.observe(offset, early)
-            && self.origin_known
-        {
-            self.progress
-                .origin_wall_ms
-                .store(wall_ms_at(origin).max(1) as u64, Ordering::Release);
-        }
-    }
-
-    /// The timeline's last frame was captured before whatever is still in the ring.
-    fn note_end_time(&self) {
-        if let Some(end) = self.end_instant() {
-            self.progress
-                .end_wall_ms
-                .store(wall_ms_at(end).max(1) as u64, Ordering::Release);
-        }
-    }
-
     fn apply_due_events(&mut self) -> Result<Option<WriterEnd>, WriterError> {
         while let Some(ev) = self.pending.front() {
             let at = match ev {
@@ -738,96 +620,9 @@ impl Writer {
     }
 }
 
-/// The wall-clock time (ms since the epoch) of a past monotonic instant.
-fn wall_ms_at(at: Instant) -> i64 {
-    now_ms() - at.elapsed().as_millis() as i64
-}
-
-/// When a run's frame 0 was captured, estimated without the capture thread's scheduling
-/// delay. Each observation `(time of the last push) - (audio pushed so far)` is the
-/// device's true origin plus that push's delay (the thread woke late, or the device held
-/// frames in its buffer); the smallest observation over a window is the least delayed.
-/// The start is the minimum over the run's first second; the end uses the minimum over
-/// the last second or two, so a device clock that drifts from the wall clock still shows
-/// as a difference between the two.
-#[derive(Debug, Default)]
-struct StreamClock {
-    first: Option<Instant>,
-    window_start: Option<Instant>,
-    window_min: Option<Instant>,
-    previous_window_min: Option<Instant>,
-}
-
-/// The length of the windows the end offset is taken over.
-const CLOCK_WINDOW: Duration = Duration::from_secs(1);
-
-impl StreamClock {
-    /// Takes one observation; returns the refined origin while `early` (first second).
-    fn observe(&mut self, offset: Instant, early: bool) -> Option<Instant> {
-        let now = Instant::now();
-        if self
-            .window_start
-            .is_none_or(|t| now.duration_since(t) >= CLOCK_WINDOW)
-        {
-            self.previous_window_min = self.window_min;
-            self.window_min = None;
-            self.window_start = Some(now);
-        }
-        self.window_min = Some(self.window_min.map_or(offset, |m| m.min(offset)));
-        if early {
-            self.first = Some(self.first.map_or(offset, |m| m.min(offset)));
-            return self.first;
-        }
-        None
-    }
-
-    /// The least-delayed offset of the last one or two windows.
-    fn recent(&self) -> Option<Instant> {
-        match (self.window_min, self.previous_window_min) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
-    }
-}
-
 /// Wall clock, milliseconds since the Unix epoch.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_millis() as i64)
-}
-
-#[cfg(test)]
-mod clock_tests {
-    use super::*;
-
-    #[test]
-    fn the_least_delayed_observation_wins() {
-        let base = Instant::now() + Duration::from_secs(10);
-        let ms = Duration::from_millis;
-        let mut clock = StreamClock::default();
-        // (delay of the observation, still in the first second?)
-        let table = [
-            (ms(30), true),
-            (ms(2), true),
-            (ms(18), true),
-            (ms(25), false),
-        ];
-        let mut origin = None;
-        for (delay, early) in table {
-            if let Some(o) = clock.observe(base + delay, early) {
-                origin = Some(o);
-            }
-        }
-        assert_eq!(
-            origin,
-            Some(base + ms(2)),
-            "the start filters out scheduling delay"
-        );
-        assert_eq!(
-            clock.recent(),
-            Some(base + ms(2)),
-            "the end window sees the same minimum"
-        );
-    }
 }

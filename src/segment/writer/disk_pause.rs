@@ -1,0 +1,56 @@
+//! The disk pause: below the spool's reserve mark the writer stops writing (the segment
+//! closes valid) and drops frames; above the resume mark it writes again, and the frames
+//! dropped meanwhile are the pause's gap on the timeline.
+
+use super::{Writer, WriterError, now_ms};
+use crate::core::disk_budget::DiskAction;
+use crate::core::timeline::{EventKind, TimelineEvent};
+
+impl Writer {
+    pub(super) fn check_disk(&mut self) -> Result<(), WriterError> {
+        let Some(guard) = self.spool.as_mut() else {
+            return Ok(());
+        };
+        match guard.check(&self.journal) {
+            DiskAction::Pause => self.pause_writing("free space below the reserve mark"),
+            DiskAction::Resume => self.resume_writing("free space above the resume mark"),
+            DiskAction::Write | DiskAction::StayPaused => Ok(()),
+        }
+    }
+
+    /// Stops writing: the segment closes valid, the journal records where.
+    pub(super) fn pause_writing(&mut self, why: &str) -> Result<(), WriterError> {
+        if self.disk_pause.is_some() {
+            return Ok(());
+        }
+        // Paused first: a journal write below that finds the disk full comes back here.
+        self.disk_pause = Some((self.timeline_pos, 0));
+        self.close_segment()?;
+        let ev =
+            TimelineEvent::new(EventKind::DiskPause, self.timeline_pos, now_ms()).with_detail(why);
+        self.add_event(&ev)?;
+        log::warn!(
+            "{}: writing paused at frame {}: {why}",
+            self.cfg.job_id,
+            self.timeline_pos
+        );
+        self.disk_pause = Some((self.timeline_pos, 0));
+        Ok(())
+    }
+
+    /// Closes a disk pause: the frames dropped meanwhile are its gap.
+    pub(super) fn resume_writing(&mut self, why: &str) -> Result<(), WriterError> {
+        let Some((at, frames)) = self.disk_pause.take() else {
+            return Ok(());
+        };
+        let ev = TimelineEvent::new(EventKind::DiskResume, at, now_ms())
+            .with_detail(why)
+            .with_gap(frames);
+        self.add_event(&ev)?;
+        log::warn!(
+            "{}: writing resumed; {frames} frames were not written ({why})",
+            self.cfg.job_id
+        );
+        Ok(())
+    }
+}
