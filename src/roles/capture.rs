@@ -142,7 +142,9 @@ pub fn run(
     let wake = crate::capture::hotplug::HotplugListener::bind(&settings.state_dir)
         .map_err(|e| log::warn!("wake-up socket unavailable ({e}); polling the journal only"))
         .ok();
+    crate::roles::notify::ready("capture");
     loop {
+        crate::roles::notify::alive("capture");
         reap(&mut running, &mut summary);
         if shutdown.is_stopped() {
             break;

@@ -4,7 +4,9 @@
 pub mod agent;
 pub mod capture;
 pub mod demo;
+pub mod enroll;
 pub mod finalize;
+pub mod notify;
 pub mod owner;
 pub mod record;
 pub mod reference_controller;

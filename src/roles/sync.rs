@@ -116,7 +116,9 @@ pub fn run(settings: SyncSettings, shutdown: &StopFlag) -> Result<(), SyncError>
         last_error_logged: HashMap::new(),
     };
     let mut last_beat: Option<Instant> = None;
+    crate::roles::notify::ready("sync");
     while !shutdown.is_stopped() {
+        crate::roles::notify::alive("sync");
         // The sync beat only tells `edgerec status` when the controller was last tried.
         if due(last_beat, Duration::from_secs(5)) {
             last_beat = Some(Instant::now());
@@ -886,7 +888,7 @@ fn placeholder_job(id: &str, state_dir: &Path, now: i64) -> NewJob {
 }
 
 /// The capture interfaces for the inventory, by stable identity.
-fn interfaces() -> Vec<crate::controller::protocol::Interface> {
+pub(crate) fn interfaces() -> Vec<crate::controller::protocol::Interface> {
     crate::capture::devices::list()
         .into_iter()
         .filter(|d| d.backend == "alsa")
