@@ -118,7 +118,13 @@ mod tests {
                 .collect::<HashMap<_, _>>()
         };
         // (last ping, beats, expected roles, now, ping?)
-        type Case = (Option<u64>, &'static [(&'static str, u64)], usize, u64, bool);
+        type Case = (
+            Option<u64>,
+            &'static [(&'static str, u64)],
+            usize,
+            u64,
+            bool,
+        );
         let cases: [Case; 6] = [
             (None, &[("capture", 0)], 1, 0, true),
             (Some(0), &[("capture", 1)], 1, 0, false),
