@@ -61,9 +61,62 @@ check_layer() {
     recipes-multimedia/edgerec/edgerec_0.1.0.bb) || { echo "oelint-adv: findings above"; return 1; }
 }
 
+# The Debian package: built with cargo-deb, installed into a scratch root with
+# `dpkg --root` (maintainer scripts run chrootless with DPKG_ROOT set), then its files,
+# modes and owners, the user, the state directory, a reinstall and a removal checked.
+check_deb() {
+  need_apt systemd
+  command -v cargo-deb >/dev/null 2>&1 || cargo install cargo-deb --locked --version 3.8.0
+  local deb; deb=$(cargo deb -p edgerec --locked 2>/dev/null | tail -n 1)
+  [ -f "$deb" ] || { echo "cargo deb made no package"; return 1; }
+  echo "package: $deb ($(stat -c %s "$deb") bytes)"
+  dpkg-deb -c "$deb" | awk '{print $1, $2, $6}'
+  local root; root=$(mktemp -d)
+  mkdir -p "$root/var/lib/dpkg/info" "$root/var/lib/dpkg/updates" "$root/etc"
+  touch "$root/var/lib/dpkg/status"
+  # A box's accounts before the install: group audio exists, user edgerec does not.
+  grep -v '^edgerec:' /etc/passwd > "$root/etc/passwd"
+  sed -E 's/^(audio:[^:]*:[0-9]+:).*/\1/' /etc/group | grep -v '^edgerec:' > "$root/etc/group"
+  local dpkg=(dpkg --root="$root" --force-script-chrootless --force-depends --log=/dev/null)
+  "${dpkg[@]}" -i "$deb" >/dev/null
+  "${dpkg[@]}" -i "$deb" >/dev/null   # a reinstall runs the scripts again: idempotent
+  expect_file "$root" usr/bin/edgerec 755 root root
+  expect_file "$root" etc/edgerec/edgerec.toml 644 root root
+  for u in "${units[@]}"; do expect_file "$root" "lib/systemd/system/$u" 644 root root; done
+  expect_file "$root" lib/udev/rules.d/90-edgerec.rules 644 root root
+  expect_file "$root" usr/lib/sysusers.d/edgerec.conf 644 root root
+  expect_file "$root" usr/lib/tmpfiles.d/edgerec.conf 644 root root
+  expect_file "$root" var/lib/edgerec 750 edgerec audio
+  grep -qx /etc/edgerec/edgerec.toml "$root/var/lib/dpkg/info/edgerec.conffiles"
+  grep -Eq '^audio:[^:]*:[0-9]+:(.*,)?edgerec(,|$)' "$root/etc/group" || { echo "edgerec is not in group audio"; return 1; }
+  [ "$(grep -c '^edgerec:' "$root/etc/passwd")" = 1 ] || { echo "user edgerec: not exactly one"; return 1; }
+  "$root/usr/bin/edgerec" --version
+  echo recorded > "$root/var/lib/edgerec/keep"
+  "${dpkg[@]}" --purge edgerec >/dev/null
+  [ -f "$root/var/lib/edgerec/keep" ] || { echo "purge removed the state directory"; return 1; }
+  [ ! -e "$root/usr/bin/edgerec" ] || { echo "purge left the binary"; return 1; }
+  rm -rf "$root"
+}
+
+# expect_file ROOT PATH MODE USER GROUP: owners by name in the root's own account files.
+expect_file() {
+  local root=$1 path=$2 mode=$3 user=$4 group=$5
+  [ -e "$root/$path" ] || { echo "missing: /$path"; return 1; }
+  local got uid gid
+  read -r got uid gid < <(stat -c '%a %u %g' "$root/$path")
+  local want_uid want_gid
+  want_uid=$(awk -F: -v n="$user" '$1 == n {print $3}' "$root/etc/passwd")
+  want_gid=$(awk -F: -v n="$group" '$1 == n {print $3}' "$root/etc/group")
+  if [ "$got $uid $gid" != "$mode $want_uid $want_gid" ]; then
+    echo "/$path: mode $got uid $uid gid $gid, want $mode $user($want_uid) $group($want_gid)"; return 1
+  fi
+  echo "ok /$path $mode $user:$group"
+}
+
 case "${1:-all}" in
   units) step units check_units ;;
   layer) step layer check_layer ;;
-  all) step units check_units; step layer check_layer ;;
+  deb) step deb check_deb ;;
+  all) step units check_units; step layer check_layer; step deb check_deb ;;
   *) echo "usage: $0 all|units|layer|deb|cross" >&2; exit 2 ;;
 esac
