@@ -40,7 +40,7 @@ check_units() {
   for u in "${units[@]}"; do cp "$files/$u" "$root/usr/lib/systemd/system/$u"; done
   local out
   out=$(systemd-analyze verify --root="$root" "${units[@]}" 2>&1) || { echo "$out"; return 1; }
-  rm -rf "$root"
+  rm -rf "$root" "$root.log"
   [ -z "$out" ] || { echo "systemd-analyze verify: $out"; return 1; }
   for u in "${units[@]}"; do
     systemd-analyze security --offline=true --threshold=49 "$files/$u" | tail -n 1
@@ -67,7 +67,9 @@ check_layer() {
 check_deb() {
   need_apt systemd
   command -v cargo-deb >/dev/null 2>&1 || cargo install cargo-deb --locked --version 3.8.0
-  local deb; deb=$(cargo deb -p edgerec --locked 2>/dev/null | tail -n 1)
+  # DEB=path checks a package already built (cargo deb takes minutes: an LTO release).
+  local deb=${DEB:-}
+  [ -n "$deb" ] || deb=$(cargo deb -p edgerec --locked 2>/dev/null | tail -n 1)
   [ -f "$deb" ] || { echo "cargo deb made no package"; return 1; }
   echo "package: $deb ($(stat -c %s "$deb") bytes)"
   dpkg-deb -c "$deb" | awk '{print $1, $2, $6}'
@@ -78,8 +80,8 @@ check_deb() {
   grep -v '^edgerec:' /etc/passwd > "$root/etc/passwd"
   sed -E 's/^(audio:[^:]*:[0-9]+:).*/\1/' /etc/group | grep -v '^edgerec:' > "$root/etc/group"
   local dpkg=(dpkg --root="$root" --force-script-chrootless --force-depends --log=/dev/null)
-  "${dpkg[@]}" -i "$deb" >/dev/null
-  "${dpkg[@]}" -i "$deb" >/dev/null   # a reinstall runs the scripts again: idempotent
+  "${dpkg[@]}" -i "$deb" >/dev/null 2>"$root.log" || { cat "$root.log"; return 1; }
+  "${dpkg[@]}" -i "$deb" >/dev/null 2>"$root.log" || { cat "$root.log"; return 1; }  # again: idempotent
   expect_file "$root" usr/bin/edgerec 755 root root
   expect_file "$root" etc/edgerec/edgerec.toml 644 root root
   for u in "${units[@]}"; do expect_file "$root" "lib/systemd/system/$u" 644 root root; done
@@ -92,10 +94,10 @@ check_deb() {
   [ "$(grep -c '^edgerec:' "$root/etc/passwd")" = 1 ] || { echo "user edgerec: not exactly one"; return 1; }
   "$root/usr/bin/edgerec" --version
   echo recorded > "$root/var/lib/edgerec/keep"
-  "${dpkg[@]}" --purge edgerec >/dev/null
+  "${dpkg[@]}" --purge edgerec >/dev/null 2>"$root.log" || { cat "$root.log"; return 1; }
   [ -f "$root/var/lib/edgerec/keep" ] || { echo "purge removed the state directory"; return 1; }
   [ ! -e "$root/usr/bin/edgerec" ] || { echo "purge left the binary"; return 1; }
-  rm -rf "$root"
+  rm -rf "$root" "$root.log"
 }
 
 # expect_file ROOT PATH MODE USER GROUP: owners by name in the root's own account files.
@@ -113,10 +115,16 @@ expect_file() {
   echo "ok /$path $mode $user:$group"
 }
 
+# The aarch64 release build and the library's unit tests under qemu-user.
+check_cross() {
+  scripts/cross.sh aarch64
+}
+
 case "${1:-all}" in
   units) step units check_units ;;
   layer) step layer check_layer ;;
   deb) step deb check_deb ;;
-  all) step units check_units; step layer check_layer; step deb check_deb ;;
+  cross) step cross check_cross ;;
+  all) step units check_units; step layer check_layer; step deb check_deb; step cross check_cross ;;
   *) echo "usage: $0 all|units|layer|deb|cross" >&2; exit 2 ;;
 esac
