@@ -152,3 +152,37 @@ fn bad_bootstrap_bodies_and_tokens_are_refused_by_the_controller() {
     assert_eq!(post(Some(&token), good), 201);
     assert_eq!(post(Some(&token), good), 401);
 }
+
+/// With the box's config file naming the controller, node, state dir and token file,
+/// `edgerec enroll --bootstrap-token T` needs nothing else, and writes where it says.
+#[test]
+fn enroll_takes_the_controller_and_token_file_from_the_config() {
+    let ctl = Ctl::start(Duration::from_secs(30));
+    let dir = tempfile::tempdir().unwrap();
+    let token_file = dir.path().join("tokens/node.token");
+    let conf = dir.path().join("edgerec.toml");
+    let config = format!(
+        "[state]\ndir = {:?}\n[controller]\nurl = {:?}\nnode_id = {:?}\ntoken_file = {:?}\n",
+        dir.path().join("state"),
+        ctl.url(),
+        ctl.node,
+        token_file
+    );
+    std::fs::write(&conf, config).unwrap();
+    let out = common::edgerec()
+        .args([
+            "enroll",
+            "--bootstrap-token",
+            &bootstrap_token(&ctl),
+            "--config",
+        ])
+        .arg(&conf)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out));
+    let mode = std::fs::metadata(&token_file).unwrap().permissions().mode() & 0o777;
+    assert_eq!(mode, 0o600);
+    let token = std::fs::read_to_string(&token_file).unwrap();
+    assert_eq!(accepted(&ctl, token.trim()), 200);
+    assert!(dir.path().join("state/controller-ssh.pub").exists());
+}
