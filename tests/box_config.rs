@@ -123,17 +123,26 @@ fn snippet(key: &str, value: &str) -> String {
 fn each_key_takes_effect() {
     let defaults = resolve("");
     for (key, value, check) in table() {
-        let got = resolve(&snippet(key, value));
         match key {
-            // Only together do they make a controller; allow_insecure rides on it.
+            // Only together do they make a controller (one alone is an error naming the
+            // other); allow_insecure rides on it. Checked below.
             "controller.url" | "controller.node_id" | "controller.allow_insecure" => continue,
             _ => {}
         }
+        let got = resolve(&snippet(key, value));
         assert!(check(&got), "{key} = {value} did not take effect");
         assert!(
             !check(&defaults),
             "{key}: the default already passes the check"
         );
+    }
+    for (key, missing) in [
+        ("controller.url", "controller.node_id"),
+        ("controller.node_id", "controller.url"),
+    ] {
+        let raw = RawConfig::parse(&snippet(key, "\"x\""), Path::new("t.toml")).unwrap();
+        let err = BoxSettings::resolve(&raw, None, BoxOverrides::default()).unwrap_err();
+        assert!(err.to_string().contains(missing), "{key} alone: {err}");
     }
     let both = resolve(
         "[controller]\nurl = \"http://127.0.0.1:9/api/v1\"\nnode_id = \"n1\"\nallow_insecure = true\n",

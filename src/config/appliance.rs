@@ -177,6 +177,22 @@ impl BoxSettings {
         if node_id.as_deref().is_some_and(|n| n.trim().is_empty()) {
             return Err(invalid("controller.node_id", "is empty"));
         }
+        // One without the other is a half-done setup: say which is missing.
+        match (&url, &node_id) {
+            (Some(_), None) => {
+                return Err(invalid(
+                    "controller.node_id",
+                    "is needed with controller.url (or --node-id with --controller)",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(invalid(
+                    "controller.url",
+                    "is needed with controller.node_id (or --controller with --node-id)",
+                ));
+            }
+            _ => {}
+        }
         let controller = match (url, node_id) {
             (Some(url), Some(node_id)) => Some(ControllerSettings {
                 url,
