@@ -18,6 +18,9 @@ cargo test --locked --bench ring --bench segment_writer 2>&1 | tee -a "$log"
 # --no-fail-fast: every test binary runs, so one failure does not hide the others.
 status=0
 cargo test --workspace --locked --no-fail-fast -- --test-threads=2 2>&1 | tee -a "$log" || status=$?
+# The appliance: systemd units, the Yocto layer's lint, the .deb and its install check,
+# the aarch64 cross-build (scripts/appliance.sh; each step prints its time).
+scripts/appliance.sh all 2>&1 | tee -a "$log" || status=$?
 passed=$(sed -nE 's/^test result: [a-zA-Z]+\. ([0-9]+) passed.*/\1/p' "$log" | awk '{s+=$1} END{print s+0}')
 failed=$(sed -nE 's/^test result: .* ([0-9]+) failed.*/\1/p' "$log" | awk '{s+=$1} END{print s+0}')
 echo "tests: $passed passed, $failed failed"

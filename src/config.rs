@@ -9,6 +9,9 @@ use std::time::Duration;
 use crate::core::format::{SampleFormat, StreamSpec};
 use crate::core::timeline::GapFill;
 
+mod appliance;
+pub use appliance::*;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
     #[error("cannot read config {path}: {source}")]
@@ -16,8 +19,12 @@ pub enum ConfigError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("bad config {path}: {message}")]
-    Parse { path: PathBuf, message: String },
+    #[error("bad config {path}:{line}: {message}")]
+    Parse {
+        path: PathBuf,
+        line: usize,
+        message: String,
+    },
     #[error("bad setting {key}: {message}")]
     Invalid { key: &'static str, message: String },
 }
@@ -32,6 +39,16 @@ pub struct RawConfig {
     pub segments: RawSegments,
     #[serde(default)]
     pub output: RawOutput,
+    #[serde(default)]
+    pub controller: RawController,
+    #[serde(default)]
+    pub state: RawState,
+    #[serde(default)]
+    pub log: RawLog,
+    #[serde(default)]
+    pub disk: RawDisk,
+    #[serde(default)]
+    pub sync: RawSync,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -83,14 +100,17 @@ impl RawConfig {
     }
 
     pub fn parse(text: &str, path: &Path) -> Result<RawConfig, ConfigError> {
-        toml::from_str(text).map_err(|e| ConfigError::Parse {
-            path: path.to_path_buf(),
-            // toml's message names the unknown key and the line; keep it on one line.
-            message: e
-                .to_string()
-                .split_whitespace()
-                .collect::<Vec<_>>()
-                .join(" "),
+        toml::from_str(text).map_err(|e| {
+            // file:line first, as editors and operators read it; then toml's own words.
+            let line = e.span().map_or(1, |span| {
+                let upto = &text.as_bytes()[..span.start.min(text.len())];
+                upto.iter().filter(|&&b| b == b'\n').count() + 1
+            });
+            ConfigError::Parse {
+                path: path.to_path_buf(),
+                line,
+                message: e.message().split_whitespace().collect::<Vec<_>>().join(" "),
+            }
         })
     }
 }

@@ -130,7 +130,7 @@ fn tag(target: &str) -> &str {
 
 impl log::Log for SerialLogger {
     fn enabled(&self, metadata: &log::Metadata) -> bool {
-        metadata.level() <= self.level
+        metadata.level() <= self.level && metadata.level() <= log::max_level()
     }
 
     fn log(&self, record: &log::Record) {
@@ -178,15 +178,25 @@ impl log::Log for SerialLogger {
 
 /// Installs the logger. `EDGEREC_LOG` (error|warn|info|debug|trace) overrides `default`.
 pub fn init(default: log::LevelFilter) {
+    // The logger lets everything through; the max level (set here and by `set_level`)
+    // is the filter.
     let level = std::env::var("EDGEREC_LOG")
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(default);
+    let logger_level = log::LevelFilter::Trace;
     let logger = Box::leak(Box::new(SerialLogger {
-        level,
+        level: logger_level,
         last: Mutex::new(None),
     }));
     if log::set_logger(logger).is_ok() {
+        log::set_max_level(level);
+    }
+}
+
+/// The config file's level, once it is read; `EDGEREC_LOG` still wins.
+pub fn set_level(level: log::LevelFilter) {
+    if std::env::var("EDGEREC_LOG").is_err() {
         log::set_max_level(level);
     }
 }

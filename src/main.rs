@@ -15,6 +15,8 @@ use edgerec::roles::record::{self, RecordError};
 use edgerec::roles::sync::{self, SyncSettings};
 use edgerec::roles::{agent, capture, demo, repair};
 
+mod box_setup;
+
 /// Exit codes, one per kind of failure an operator must handle differently.
 pub(crate) mod exit {
     pub const FAILURE: u8 = 1;
@@ -31,6 +33,8 @@ pub(crate) mod exit {
     /// The journal is damaged (`PRAGMA quick_check` failed): nothing was finalized; run
     /// `edgerec repair --rebuild DIR`.
     pub const JOURNAL_DAMAGED: u8 = 12;
+    /// `enroll` over a token that still works (or cannot be checked): nothing changed.
+    pub const ALREADY_ENROLLED: u8 = 13;
 }
 
 /// Any error whose cause chain holds a damaged journal gets its own exit code.
@@ -65,7 +69,7 @@ mod render_cli;
     about = "Crash-safe audio capture for headless recording boxes",
     after_help = "Exit codes: 0 ok, 1 failure, 3 bad config, 4 no such device, 5 device busy, \
 6 unsupported format, 7 output not writable, 8 device failed, 9 no such job (render), 11 no audio captured (the device never delivered a frame), \
-12 journal damaged (run `edgerec repair --rebuild DIR`)."
+12 journal damaged (run `edgerec repair --rebuild DIR`), 13 already enrolled (enroll; --force replaces the token)."
 )]
 struct Cli {
     #[command(subcommand)]
@@ -99,9 +103,6 @@ enum Command {
     Agent {
         #[command(flatten)]
         sync: SyncArgs,
-        /// TOML config file for the capture role.
-        #[arg(long)]
-        config: Option<PathBuf>,
     },
     /// Run the whole product on loopback: controller, a 20 s job with a device drop-out,
     /// the agent; print the delivered recording.
@@ -124,6 +125,9 @@ enum Command {
         #[arg(long, default_value = DEFAULT_STATE_DIR)]
         state_dir: PathBuf,
     },
+    /// Enroll this box with its controller (day 0); see `edgerec enroll --help` for
+    /// exactly what it sends.
+    Enroll(box_setup::EnrollArgs),
     /// One screen about the box from the journal (read-only; works without the daemons).
     Status {
         #[arg(long, default_value = DEFAULT_STATE_DIR)]
@@ -137,17 +141,23 @@ enum Command {
 const DEFAULT_STATE_DIR: &str = "/var/lib/edgerec";
 
 #[derive(clap::Args)]
-struct SyncArgs {
-    #[arg(long, default_value = DEFAULT_STATE_DIR)]
-    state_dir: PathBuf,
-    /// The controller's API base, e.g. https://controller.example/api/v1.
+pub(crate) struct SyncArgs {
+    /// State directory [default: the config's [state] dir, else /var/lib/edgerec].
     #[arg(long)]
-    controller: String,
+    state_dir: Option<PathBuf>,
+    /// The box's config file [default: /etc/edgerec/edgerec.toml, if present].
     #[arg(long)]
-    node_id: String,
-    /// File holding the node token (mode 0600).
+    config: Option<PathBuf>,
+    /// The controller's API base, e.g. https://controller.example/api/v1 [default: the
+    /// config's [controller] url].
     #[arg(long)]
-    token_file: PathBuf,
+    controller: Option<String>,
+    #[arg(long)]
+    node_id: Option<String>,
+    /// File holding the node token (mode 0600) [default: the config's, else
+    /// /var/lib/edgerec/node.token].
+    #[arg(long)]
+    token_file: Option<PathBuf>,
     /// Allow plain http to a non-loopback controller (trusted networks only).
     #[arg(long)]
     allow_insecure: bool,
@@ -158,10 +168,11 @@ struct SyncArgs {
 
 #[derive(clap::Args)]
 struct CaptureArgs {
-    /// State directory: the journal and one directory per job.
-    #[arg(long, default_value = DEFAULT_STATE_DIR)]
-    state_dir: PathBuf,
-    /// TOML config file ([capture] period/ring/stall settings, [segments], [output]).
+    /// State directory: the journal and one directory per job [default: the config's
+    /// [state] dir, else /var/lib/edgerec].
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    /// The box's config file [default: /etc/edgerec/edgerec.toml, if present].
     #[arg(long)]
     config: Option<PathBuf>,
     /// Exit once no job is running or runnable (one-shot recovery after a crash).
@@ -190,7 +201,8 @@ struct RecordArgs {
     /// Output directory: the journal and one directory per job.
     #[arg(long)]
     out: Option<PathBuf>,
-    /// TOML config file; command-line flags override it.
+    /// TOML config file; command-line flags override it [default:
+    /// /etc/edgerec/edgerec.toml, if present].
     #[arg(long)]
     config: Option<PathBuf>,
     /// Segment length in seconds.
@@ -217,7 +229,8 @@ fn main() -> ExitCode {
         Command::Devices => run_devices(),
         Command::Capture(args) => run_capture(args),
         Command::Sync(args) => run_sync(args),
-        Command::Agent { sync, config } => run_agent(sync, config),
+        Command::Agent { sync } => run_agent(sync),
+        Command::Enroll(args) => box_setup::run_enroll(args),
         Command::Demo { dir, duration } => run_demo(&dir, duration),
         Command::Hotplug {
             action,
@@ -242,10 +255,7 @@ fn config_failure(e: ConfigError) -> Failure {
 }
 
 fn run_record(args: RecordArgs) -> Result<(), Failure> {
-    let raw = match &args.config {
-        Some(path) => RawConfig::load(path).map_err(config_failure)?,
-        None => RawConfig::default(),
-    };
+    let (raw, _) = edgerec::config::load_config(args.config.as_deref()).map_err(config_failure)?;
     let settings = RecordSettings::resolve(
         raw,
         Overrides {
@@ -321,13 +331,9 @@ pub(crate) fn shutdown_flag() -> StopFlag {
     shutdown
 }
 
-fn client_config(args: &SyncArgs) -> ClientConfig {
-    let mut cfg = ClientConfig::new(
-        args.controller.clone(),
-        args.node_id.clone(),
-        args.token_file.clone(),
-    );
-    cfg.allow_insecure = args.allow_insecure;
+fn client_config(c: &edgerec::config::ControllerSettings) -> ClientConfig {
+    let mut cfg = ClientConfig::new(c.url.clone(), c.node_id.clone(), c.token_file.clone());
+    cfg.allow_insecure = c.allow_insecure;
     // Ordinary calls end well inside the shutdown deadline; uploads keep their own bound.
     cfg.call_timeout = Duration::from_secs(10);
     cfg.read_timeout = Duration::from_secs(10);
@@ -335,9 +341,17 @@ fn client_config(args: &SyncArgs) -> ClientConfig {
     cfg
 }
 
-fn sync_settings(args: &SyncArgs) -> SyncSettings {
-    let mut settings = SyncSettings::new(args.state_dir.clone(), client_config(args));
+fn sync_settings(
+    args: &SyncArgs,
+    b: &edgerec::config::BoxSettings,
+    c: &edgerec::config::ControllerSettings,
+) -> SyncSettings {
+    let mut settings = SyncSettings::new(b.state_dir.clone(), client_config(c));
     settings.backend_override = args.backend_override.clone();
+    settings.node_heartbeat_every = b.sync.heartbeat_every;
+    settings.job_poll_every = b.sync.job_poll_every;
+    settings.claim_every = b.sync.claim_every;
+    settings.config_every = b.sync.config_every;
     settings
 }
 
@@ -349,17 +363,19 @@ fn sync_failure(e: sync::SyncError) -> Failure {
 }
 
 fn run_sync(args: SyncArgs) -> Result<(), Failure> {
-    sync::run(sync_settings(&args), &shutdown_flag()).map_err(sync_failure)
+    let (_, b) = box_setup::settings(args.config.as_deref(), box_setup::sync_overrides(&args))?;
+    let shutdown = shutdown_flag();
+    let Some(c) = &b.controller else {
+        return box_setup::idle_unconfigured("sync", &shutdown);
+    };
+    sync::run(sync_settings(&args, &b, c), &shutdown).map_err(sync_failure)
 }
 
 fn capture_role_settings(
-    state_dir: PathBuf,
-    config: Option<&PathBuf>,
+    raw: RawConfig,
+    b: &edgerec::config::BoxSettings,
 ) -> Result<capture::CaptureRoleSettings, Failure> {
-    let raw = match config {
-        Some(path) => RawConfig::load(path).map_err(config_failure)?,
-        None => RawConfig::default(),
-    };
+    let state_dir = b.state_dir.clone();
     // The job carries device and format; the config carries how to run it.
     let settings = RecordSettings::resolve(
         raw,
@@ -371,16 +387,29 @@ fn capture_role_settings(
     .map_err(config_failure)?;
     let mut role = capture::CaptureRoleSettings::new(state_dir.clone());
     role.run = record::run_settings(&RecordSettings {
-        out: state_dir,
+        out: state_dir.clone(),
         ..settings.clone()
+    });
+    role.run.spool = Some(edgerec::segment::spool::SpoolSettings {
+        dir: state_dir,
+        marks: b.disk,
+        retention: b.retention,
     });
     role.gap_fill = settings.gap_fill;
     Ok(role)
 }
 
-fn run_agent(args: SyncArgs, config: Option<PathBuf>) -> Result<(), Failure> {
-    let role = capture_role_settings(args.state_dir.clone(), config.as_ref())?;
-    agent::run(role, sync_settings(&args), &shutdown_flag()).map_err(|e| match e {
+fn run_agent(args: SyncArgs) -> Result<(), Failure> {
+    let (raw, b) = box_setup::settings(args.config.as_deref(), box_setup::sync_overrides(&args))?;
+    let role = capture_role_settings(raw, &b)?;
+    let shutdown = shutdown_flag();
+    let Some(c) = &b.controller else {
+        // No controller: the capture half still runs (local and left-over jobs).
+        return capture::run(&role, &shutdown)
+            .map(|_| ())
+            .map_err(|e| (exit::FAILURE, e.to_string()));
+    };
+    agent::run(role, sync_settings(&args, &b, c), &shutdown).map_err(|e| match e {
         agent::AgentError::Sync(e) => sync_failure(e),
         other => (failure_code(&other, exit::FAILURE), other.to_string()),
     })
@@ -431,7 +460,12 @@ fn run_demo(dir: &std::path::Path, duration: Duration) -> Result<(), Failure> {
 }
 
 fn run_capture(args: CaptureArgs) -> Result<(), Failure> {
-    let mut role = capture_role_settings(args.state_dir.clone(), args.config.as_ref())?;
+    let overrides = edgerec::config::BoxOverrides {
+        state_dir: args.state_dir.clone(),
+        ..Default::default()
+    };
+    let (raw, b) = box_setup::settings(args.config.as_deref(), overrides)?;
+    let mut role = capture_role_settings(raw, &b)?;
     role.exit_when_idle = args.exit_when_idle;
     let summary = capture::run(&role, &shutdown_flag())
         .map_err(|e| (failure_code(&e, exit::FAILURE), e.to_string()))?;

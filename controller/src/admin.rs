@@ -109,6 +109,23 @@ impl Admin {
         Ok(token)
     }
 
+    /// Issues a single-use bootstrap token for `node`, valid for `ttl` (at most 24 h, as
+    /// Rakkr's server allows); `edgerec enroll` trades it for the node token.
+    pub fn bootstrap_token(&self, node: &str, ttl: Duration) -> Result<String, AdminError> {
+        let ttl_ms = i64::try_from(ttl.as_millis()).unwrap_or(i64::MAX);
+        if !(1_000..=86_400_000).contains(&ttl_ms) {
+            return Err(AdminError::Invalid(
+                "bootstrap token ttl must be 1s..=24h".into(),
+            ));
+        }
+        self.store.tx(|tx| {
+            if !store::node_exists(tx, node)? {
+                return Ok(Err(AdminError::NoSuchNode(node.into())));
+            }
+            crate::bootstrap::issue(tx, node, ttl_ms, time::now_ms()).map(Ok)
+        })?
+    }
+
     /// Sets the node's `recordingCapacity.maxConcurrentRecordings` (1..=128).
     pub fn set_max_concurrent_recordings(&self, node: &str, n: u32) -> Result<(), AdminError> {
         if !(1..=128).contains(&n) {

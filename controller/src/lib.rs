@@ -46,6 +46,7 @@
 
 pub mod admin;
 mod auth;
+mod bootstrap;
 mod jobs;
 mod leases;
 mod model;

@@ -99,6 +99,15 @@ enum NodeCommand {
         #[arg(long)]
         db: PathBuf,
     },
+    /// Issue a single-use bootstrap token for `edgerec enroll` on the box (printed once).
+    BootstrapToken {
+        #[arg(long)]
+        db: PathBuf,
+        node: String,
+        /// How long the token may be used (at most 24h).
+        #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
+        ttl: std::time::Duration,
+    },
     /// How many jobs the node may record at once.
     SetCapacity {
         #[arg(long)]
@@ -263,6 +272,13 @@ fn run(command: ControllerCommand) -> Result<(), Failure> {
                 for node in admin(&db)?.list_nodes().map_err(admin_failure)? {
                     println!("{node:?}");
                 }
+                Ok(())
+            }
+            NodeCommand::BootstrapToken { db, node, ttl } => {
+                let token = admin(&db)?
+                    .bootstrap_token(&node, ttl)
+                    .map_err(admin_failure)?;
+                println!("{token}");
                 Ok(())
             }
             NodeCommand::SetCapacity { db, node, capacity } => admin(&db)?

@@ -98,6 +98,9 @@ async fn route(app: &Arc<App>, req: Req, body: Body) -> Response {
     let segs: Vec<String> = rest.split('/').map(str::to_string).collect();
     let segs: Vec<&str> = segs.iter().map(String::as_str).collect();
     let r = match (req.method.as_str(), segs.as_slice()) {
+        ("POST", ["nodes", n, "bootstrap"]) => {
+            Ok(crate::bootstrap::route(app, &req, body, n).await)
+        }
         ("POST", ["nodes", n, "heartbeat"]) => node_heartbeat(app, &req, body, n).await,
         ("POST", ["nodes", n, "inventory"]) => node_inventory(app, &req, body, n).await,
         ("GET", ["nodes", n, "config"]) => node_config(app, &req, n).await,

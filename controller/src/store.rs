@@ -16,7 +16,8 @@ use std::time::Duration;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Migration `i` takes the schema from version `i` to `i + 1`. Append only.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
 CREATE TABLE nodes (
     id                        TEXT PRIMARY KEY,
     name                      TEXT NOT NULL,
@@ -119,7 +120,25 @@ CREATE TABLE meter_frames (
     received_at_ms INTEGER NOT NULL,
     PRIMARY KEY (node_id, interface_id)
 ) STRICT;
-"#];
+"#,
+    r#"
+-- Day-0 enrollment: single-use bootstrap tokens (only their SHA-256), and the SSH public
+-- key each node handed over (the private key is checked and dropped, never stored).
+CREATE TABLE bootstrap_tokens (
+    token_sha256  TEXT PRIMARY KEY,
+    node_id       TEXT NOT NULL REFERENCES nodes (id),
+    expires_at_ms INTEGER NOT NULL,
+    used_at_ms    INTEGER
+) STRICT;
+CREATE TABLE node_ssh_keys (
+    node_id      TEXT PRIMARY KEY REFERENCES nodes (id),
+    public_key   TEXT NOT NULL,
+    fingerprint  TEXT NOT NULL,
+    username     TEXT,
+    stored_at_ms INTEGER NOT NULL
+) STRICT;
+"#,
+];
 
 const CURRENT: i64 = MIGRATIONS.len() as i64;
 

@@ -4,6 +4,9 @@
 //! top-level keys through; a health event is strict (an unknown key is an issue).
 
 use crate::time::parse_iso8601;
+
+mod bootstrap;
+pub(crate) use bootstrap::{BootstrapInput, bootstrap};
 use serde_json::{Map, Value, json};
 
 pub(crate) const BACKENDS: &[&str] = &["alsa", "jack", "pipewire", "unknown"];

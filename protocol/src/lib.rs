@@ -21,6 +21,7 @@
 
 pub mod format;
 
+mod bootstrap;
 mod envelope;
 mod job;
 mod lenient;
@@ -31,6 +32,7 @@ mod validate;
 #[cfg(test)]
 mod tests;
 
+pub use bootstrap::*;
 pub use envelope::*;
 pub use job::*;
 pub use node::*;

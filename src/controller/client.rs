@@ -145,6 +145,14 @@ impl Client {
     /// Checks the transport (no traffic is sent), reads the token and the CA file, and
     /// builds the HTTP agent.
     pub fn new(cfg: ClientConfig) -> Result<Client, ClientError> {
+        check_base_url(&cfg.base_url, cfg.allow_insecure)?;
+        let token = read_token(&cfg.token_file)?;
+        Self::with_token(cfg, token.0)
+    }
+
+    /// As [`Client::new`], with a token given rather than read (enrollment's bootstrap
+    /// token, which is never written to disk).
+    pub fn with_token(cfg: ClientConfig, token: String) -> Result<Client, ClientError> {
         let (base, https, loopback) = check_base_url(&cfg.base_url, cfg.allow_insecure)?;
         if cfg.node_id.trim().is_empty() {
             return Err(ClientError::BadUrl {
@@ -152,7 +160,7 @@ impl Client {
                 reason: "node id is empty".into(),
             });
         }
-        let token = read_token(&cfg.token_file)?;
+        let token = Token(token);
         let mut tls = TlsConfig::builder();
         if let Some(ca) = &cfg.ca_file {
             tls = tls.root_certs(read_ca_file(ca)?);
@@ -219,6 +227,17 @@ impl Client {
     pub fn inventory(&self, inv: &Inventory) -> Result<(), CallError> {
         let url = self.node_url("inventory");
         self.post_json(&url, inv).map(drop)
+    }
+
+    /// Day 0: `POST /nodes/{nodeId}/bootstrap` (201) with the bootstrap token as bearer.
+    pub fn bootstrap(
+        &self,
+        req: &crate::controller::protocol::BootstrapRequest,
+    ) -> Result<crate::controller::protocol::BootstrapReply, CallError> {
+        let url = self.node_url("bootstrap");
+        let reply = self.post_json(&url, req)?;
+        expect_status(&reply, &[201])?;
+        data(&reply)
     }
 
     /// 3: `GET /nodes/{nodeId}/config`.

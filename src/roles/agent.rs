@@ -24,6 +24,7 @@ pub fn run(
     sync: SyncSettings,
     shutdown: &StopFlag,
 ) -> Result<(), AgentError> {
+    crate::roles::notify::expect_roles(2);
     let deadline = capture.shutdown_deadline;
     let capture_stop = shutdown.clone();
     let capture_thread = std::thread::Builder::new()

@@ -146,7 +146,9 @@ pub fn run(
     let wake = crate::capture::hotplug::HotplugListener::bind(&settings.state_dir)
         .map_err(|e| log::warn!("wake-up socket unavailable ({e}); polling the journal only"))
         .ok();
+    crate::roles::notify::ready("capture");
     loop {
+        crate::roles::notify::alive("capture");
         reap(&mut running, &mut summary, &mut failures);
         failures.give_up_on_exhausted(&journal)?;
         if shutdown.is_stopped() {

@@ -22,7 +22,7 @@ mod follow;
 mod lanes;
 mod machine;
 mod meter;
-mod node;
+pub(crate) mod node;
 mod outbox;
 mod timeline_health;
 
@@ -191,7 +191,9 @@ pub fn run(settings: SyncSettings, shutdown: &StopFlag) -> Result<(), SyncError>
         meter_seq: HashMap::new(),
     };
     let mut last_beat: Option<Instant> = None;
+    crate::roles::notify::ready("sync");
     while !shutdown.is_stopped() {
+        crate::roles::notify::alive("sync");
         // The sync beat only tells `edgerec status` when the controller was last tried.
         if due(last_beat, Duration::from_secs(5)) {
             last_beat = Some(Instant::now());

@@ -28,7 +28,7 @@ pub(super) fn node_heartbeat() -> NodeHeartbeat {
 }
 
 /// The capture interfaces for the inventory, by stable identity.
-pub(super) fn interfaces() -> Vec<Interface> {
+pub(crate) fn interfaces() -> Vec<Interface> {
     crate::capture::devices::list()
         .into_iter()
         .filter(|d| d.backend == "alsa")
