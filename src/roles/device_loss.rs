@@ -2,7 +2,8 @@
 //! a minute) and, for a controller's job, one health event when the device goes and one
 //! when it comes back, delivered once through the outbox.
 
-use std::time::{Duration, Instant, UNIX_EPOCH};
+use crate::render::timeline_file::format_ms as iso;
+use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
@@ -129,10 +130,4 @@ impl DeviceLoss {
             log::warn!("{}: queueing health event {kind}: {e}", self.job);
         }
     }
-}
-
-/// Milliseconds since the epoch as ISO 8601 (UTC, milliseconds).
-fn iso(ms: i64) -> String {
-    let t = UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
-    humantime::format_rfc3339_millis(t).to_string()
 }

@@ -4,6 +4,7 @@
 //! detector change becomes one health event through the outbox (`agent.meter.<what>` and
 //! its `_recovered`), keyed by its number so a restart never sends it twice.
 
+use crate::render::timeline_file::format_ms as iso;
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
@@ -145,9 +146,4 @@ fn health_event(job: &JobRow, change: &ChangeRecord) -> HealthEvent {
         .details
         .insert("channel".into(), Value::from(change.channel));
     event
-}
-
-fn iso(ms: i64) -> String {
-    let t = std::time::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
-    humantime::format_rfc3339_millis(t).to_string()
 }

@@ -5,6 +5,7 @@
 //! gap length. Delivered once through the outbox: the key is the event's journal row.
 //! Device loss and return are sent at once by the capture role (`roles::device_loss`).
 
+use crate::render::timeline_file::format_ms as iso;
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
@@ -115,11 +116,6 @@ fn health_event(job: &JobRow, row: i64, ev: &TimelineEvent) -> Option<HealthEven
         d.insert("detail".into(), Value::from(ev.detail.as_str()));
     }
     Some(event)
-}
-
-fn iso(ms: i64) -> String {
-    let t = std::time::UNIX_EPOCH + Duration::from_millis(ms.max(0) as u64);
-    humantime::format_rfc3339_millis(t).to_string()
 }
 
 #[cfg(test)]
