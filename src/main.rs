@@ -121,24 +121,24 @@ enum Command {
         /// udev's DEVPATH.
         #[arg(long)]
         devpath: String,
-        /// The capture role's state directory.
-        #[arg(long, default_value = DEFAULT_STATE_DIR)]
-        state_dir: PathBuf,
+        /// The capture role's state directory (default: the config's `[state] dir`).
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
     },
     /// Enroll this box with its controller (day 0); see `edgerec enroll --help` for
     /// exactly what it sends.
     Enroll(box_setup::EnrollArgs),
     /// One screen about the box from the journal (read-only; works without the daemons).
     Status {
-        #[arg(long, default_value = DEFAULT_STATE_DIR)]
-        state_dir: PathBuf,
+        /// The state directory (default: the config's `[state] dir`).
+        #[arg(long)]
+        state_dir: Option<PathBuf>,
         /// Print the same as one JSON object.
         #[arg(long)]
         json: bool,
     },
 }
 
-const DEFAULT_STATE_DIR: &str = "/var/lib/edgerec";
 
 #[derive(clap::Args)]
 pub(crate) struct SyncArgs {
@@ -236,8 +236,10 @@ fn main() -> ExitCode {
             action,
             devpath,
             state_dir,
-        } => run_hotplug(action, devpath, &state_dir),
-        Command::Status { state_dir, json } => run_status(&state_dir, json),
+        } => state_dir_or_configured(state_dir).and_then(|d| run_hotplug(action, devpath, &d)),
+        Command::Status { state_dir, json } => {
+            state_dir_or_configured(state_dir).and_then(|d| run_status(&d, json))
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
@@ -473,6 +475,18 @@ fn run_capture(args: CaptureArgs) -> Result<(), Failure> {
         print_finalized(job);
     }
     Ok(())
+}
+
+/// The state directory given on the command line, else the one the box's config file
+/// names (`[state] dir`), else the built-in default.
+fn state_dir_or_configured(given: Option<PathBuf>) -> Result<PathBuf, Failure> {
+    if let Some(dir) = given {
+        return Ok(dir);
+    }
+    let (raw, source) = edgerec::config::load_config(None).map_err(config_failure)?;
+    let b = edgerec::config::BoxSettings::resolve(&raw, source, Default::default())
+        .map_err(config_failure)?;
+    Ok(b.state_dir)
 }
 
 fn run_hotplug(
