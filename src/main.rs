@@ -139,7 +139,6 @@ enum Command {
     },
 }
 
-
 #[derive(clap::Args)]
 pub(crate) struct SyncArgs {
     /// State directory [default: the config's [state] dir, else /var/lib/edgerec].
