@@ -251,6 +251,19 @@ pub fn deliverable(job_dir: &Path) -> Option<Deliverable> {
     })
 }
 
+/// The broadcast facts of `job`'s recording: the controller's ids when it has them, and
+/// the wall time of the capture's frame 0 (`started_at_ms`, the source's for a group member).
+pub fn job_facts(job: &crate::journal::JobRow, started_at_ms: Option<i64>) -> Facts {
+    Facts {
+        job_id: job
+            .controller_job_id
+            .clone()
+            .unwrap_or_else(|| job.id.clone()),
+        recording_id: job.recording_id.clone().unwrap_or_default(),
+        started_at_ms,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use crate::core::job::JobState;
 use crate::core::timeline::{self, EventKind, GapFill, PlacedSegment, TimelineEvent};
 use crate::journal::{JobRow, JobSource, Journal, SegmentRow, SegmentState};
-use crate::render::codec::{CodecError, Facts};
+use crate::render::codec::CodecError;
 use crate::render::job::{OutputOptions, PEAKS_FILE, RECORDING_STEM, RenderSidecar};
 use crate::render::pipeline::{self, RenderError};
 use crate::render::timeline_file::{TimelineFile, TimelineSegment};
@@ -304,14 +304,7 @@ fn render_job(
     options: &OutputOptions,
     plan: Vec<crate::core::timeline::Piece<PathBuf>>,
 ) -> Result<Result<PathBuf, String>, FinalizeError> {
-    let facts = Facts {
-        job_id: job
-            .controller_job_id
-            .clone()
-            .unwrap_or_else(|| job.id.clone()),
-        recording_id: job.recording_id.clone().unwrap_or_default(),
-        started_at_ms: source.started_at_ms,
-    };
+    let facts = crate::render::job::job_facts(job, source.started_at_ms);
     let refuse = |reason: String| -> Result<Result<PathBuf, String>, FinalizeError> {
         RenderSidecar::failed(&reason)
             .write(&job.dir)

@@ -92,14 +92,7 @@ pub fn render_job_dir(
         .collect();
     let end = timeline::timeline_end(&placed, &events);
     let plan = timeline::stitch_plan(&placed, Some(end), fill);
-    let facts = Facts {
-        job_id: job
-            .controller_job_id
-            .clone()
-            .unwrap_or_else(|| job.id.clone()),
-        recording_id: job.recording_id.clone().unwrap_or_default(),
-        started_at_ms: job.started_at_ms,
-    };
+    let facts = crate::render::job::job_facts(job, job.started_at_ms);
     let request = options.request(plan, job.spec, facts)?;
     let out = out.map_or_else(
         || {
