@@ -201,9 +201,14 @@ fn apply(bytes: &mut Vec<u8>, d: &Damage) {
 
 /// Repairs `path` and checks the promises: no panic, the file is still there, an
 /// unreadable one is byte-for-byte untouched, a repaired one is read by hound with the
-/// reported frames and stays clean on a second repair.
-fn repair_keeps_its_promises(path: &PathBuf, before: &[u8]) -> Result<(), TestCaseError> {
-    let result = repair_segment(path);
+/// reported frames (in the `expected` format, when the job's is known) and stays clean on
+/// a second repair.
+fn repair_keeps_its_promises(
+    path: &PathBuf,
+    before: &[u8],
+    expected: Option<StreamSpec>,
+) -> Result<(), TestCaseError> {
+    let result = repair_segment(path, expected);
     prop_assert!(path.exists(), "repair deleted {}", path.display());
     match result {
         Ok(report) => {
@@ -212,6 +217,10 @@ fn repair_keeps_its_promises(path: &PathBuf, before: &[u8]) -> Result<(), TestCa
             prop_assert_eq!(reader.duration() as u64, report.frames);
             let spec = reader.spec();
             prop_assert_eq!(spec.channels, report.spec.channels);
+            prop_assert_eq!(spec.sample_rate, report.spec.rate);
+            if let Some(expected) = expected {
+                prop_assert_eq!(report.spec, expected);
+            }
             // Every sample decodes (hound checks the data fits the declared size).
             let samples = match spec.sample_format {
                 hound::SampleFormat::Float => reader.into_samples::<f32>().count(),
@@ -222,7 +231,7 @@ fn repair_keeps_its_promises(path: &PathBuf, before: &[u8]) -> Result<(), TestCa
                 segment_frames(path).ok().map(|(_, f)| f),
                 Some(report.frames)
             );
-            let again = repair_segment(path).unwrap();
+            let again = repair_segment(path, expected).unwrap();
             prop_assert!(again.was_clean(), "second repair: {:?}", again);
             // Only the size fields and a torn tail may change; the audio kept is the same.
             let after = std::fs::read(path).unwrap();
@@ -252,6 +261,7 @@ proptest! {
         spec_i in 0..SPECS.len(),
         frames in 0usize..300,
         identified in any::<bool>(),
+        journal_knows_the_format in any::<bool>(),
         damages in prop::collection::vec(damage(), 1..4),
     ) {
         let dir = tempfile::tempdir().unwrap();
@@ -261,7 +271,8 @@ proptest! {
         }
         let path = dir.path().join("000001.wav");
         std::fs::write(&path, &bytes).unwrap();
-        repair_keeps_its_promises(&path, &bytes)?;
+        let expected = journal_knows_the_format.then_some(SPECS[spec_i]);
+        repair_keeps_its_promises(&path, &bytes, expected)?;
         // The identity reader tolerates the same damage.
         if let Ok(mut f) = std::fs::File::open(&path)
             && let Ok(info) = wav::parse_header(&mut f)
@@ -275,7 +286,7 @@ proptest! {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("000001.wav");
         std::fs::write(&path, &bytes).unwrap();
-        repair_keeps_its_promises(&path, &bytes)?;
+        repair_keeps_its_promises(&path, &bytes, None)?;
     }
 
     #[test]
@@ -289,7 +300,7 @@ proptest! {
         bytes.extend_from_slice(&tail);
         let path = dir.path().join("000001.wav");
         std::fs::write(&path, &bytes).unwrap();
-        repair_keeps_its_promises(&path, &bytes)?;
+        repair_keeps_its_promises(&path, &bytes, None)?;
         let (_, frames) = segment_frames(&path).unwrap();
         let bpf = SPECS[spec_i].bytes_per_frame();
         prop_assert_eq!(frames, (tail.len() / bpf) as u64, "every whole frame is kept");

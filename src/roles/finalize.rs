@@ -12,6 +12,7 @@ use crate::render::codec::CodecError;
 use crate::render::job::{OutputOptions, PEAKS_FILE, RECORDING_STEM, RenderSidecar};
 use crate::render::pipeline::{self, RenderError};
 use crate::render::timeline_file::{TimelineFile, TimelineSegment};
+use crate::segment::repair::{repair_segment, segment_frames};
 use crate::segment::writer::now_ms;
 
 /// The rendered recording's file name inside the job directory when it is WAV (the
@@ -266,7 +267,8 @@ fn timeline_segments(
 
 /// A segment whose file can no longer be read (damaged header, deleted) becomes a
 /// `segment_unreadable` gap of the frames it held, rather than failing the render or
-/// turning into unexplained silence. The file is left as it is.
+/// turning into unexplained silence. The file is left as it is. One whose `fmt ` chunk
+/// now names another format than the journal's has it rewritten to the journal's.
 fn mark_unreadable_segments(
     journal: &Journal,
     source: &JobRow,
@@ -277,8 +279,14 @@ fn mark_unreadable_segments(
         .filter(|s| s.state != SegmentState::Unreadable)
     {
         let file = source.dir.join(&seg.path);
-        let Err(e) = crate::segment::repair::segment_frames(&file) else {
-            continue;
+        let e = match segment_frames(&file) {
+            Ok((spec, _)) if spec == seg.spec => continue,
+            // A header damaged since the segment closed: the journal's format is the truth.
+            Ok(_) => match repair_segment(&file, Some(seg.spec)) {
+                Ok(_) => continue,
+                Err(e) => e,
+            },
+            Err(e) => e,
         };
         log::error!("{}: {e}; its frames are a gap on the timeline", source.id);
         let ev = TimelineEvent::new(EventKind::SegmentUnreadable, seg.first_frame, now_ms())

@@ -19,7 +19,7 @@ use crate::journal::{JobRow, JobSource, Journal, NewJob, NewSegment, SegmentStat
 use crate::roles::finalize;
 use crate::roles::owner;
 use crate::roles::repair::{self, RepairError, RepairSummary};
-use crate::segment::repair::repair_segment;
+use crate::segment::repair::{repair_segment, segment_frames};
 use crate::segment::wav::{self, SegmentIdentity};
 use crate::segment::writer::now_ms;
 
@@ -246,16 +246,18 @@ fn adopt(journal: &mut Journal, job_id: &str, files: &[Found]) -> Result<bool, R
         .max()
         .unwrap_or(0);
     let now = now_ms();
-    // Repaired first (each file on its own), journaled after, all in one transaction.
-    let repaired: Vec<_> = files.iter().map(|f| repair_segment(&f.file)).collect();
-    let readable_spec = repaired
-        .iter()
-        .find_map(|r| r.as_ref().ok().map(|r| r.spec));
+    // A job has one format: the journal's, else the one most of its files declare (a
+    // damaged header must not decide it). Each file is repaired to it, then all are
+    // journaled in one transaction.
     let job_spec = existing
         .as_ref()
         .map(|j| j.spec)
-        .or(readable_spec)
+        .or_else(|| most_declared_spec(files))
         .unwrap_or_else(fallback_spec);
+    let repaired: Vec<_> = files
+        .iter()
+        .map(|f| repair_segment(&f.file, Some(job_spec)))
+        .collect();
     journal
         .atomically(|j| {
             let mut created = existing.is_some();
@@ -331,6 +333,21 @@ fn adopt_one(
             Ok(None)
         }
     }
+}
+
+/// The format most of `files` declare (the earliest file's on a tie), read without
+/// touching them.
+fn most_declared_spec(files: &[Found]) -> Option<StreamSpec> {
+    let declared: Vec<StreamSpec> = files
+        .iter()
+        .filter_map(|f| segment_frames(&f.file).ok().map(|(spec, _)| spec))
+        .collect();
+    let votes = |spec: &StreamSpec| declared.iter().filter(|s| *s == spec).count();
+    declared
+        .iter()
+        .rev() // max_by_key keeps the last maximum: reversed, that is the earliest
+        .max_by_key(|spec| votes(spec))
+        .copied()
 }
 
 fn fallback_spec() -> StreamSpec {

@@ -236,8 +236,9 @@ fn reconcile_segment(
         SegmentState::Open => repair_and_record(journal, seg, file, summary),
         SegmentState::Unreadable => Ok(()),
         // A closed segment may still have lost its tail to a power cut: trust the file.
+        // So may its header have been damaged since: the journal's format is the truth.
         SegmentState::Closed | SegmentState::Repaired => match segment_frames(file) {
-            Ok((_, frames)) if frames == seg.frames => Ok(()),
+            Ok((spec, frames)) if frames == seg.frames && spec == seg.spec => Ok(()),
             _ => repair_and_record(journal, seg, file, summary),
         },
     }
@@ -253,7 +254,7 @@ fn repair_and_record(
     summary: &mut RepairSummary,
 ) -> Result<(), RepairError> {
     let now = now_ms();
-    match repair_segment(file) {
+    match repair_segment(file, Some(seg.spec)) {
         Ok(report) => {
             journal.close_segment(seg.id, report.frames, SegmentState::Repaired, now)?;
             summary.segments_repaired += 1;

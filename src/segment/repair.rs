@@ -7,7 +7,12 @@
 //! on disk for a human.
 
 use crate::core::format::StreamSpec;
-use crate::segment::wav::{self, RIFF_SIZE_OFFSET, WavError, WavInfo};
+use crate::segment::wav::{self, FmtLayout, RIFF_SIZE_OFFSET, WavError, WavInfo};
+
+/// Where a segment's `fmt ` chunk header sits (right after "RIFF" size "WAVE").
+const FMT_CHUNK_OFFSET: u64 = 12;
+/// The writer's `fmt ` body: WAVE_FORMAT_EXTENSIBLE.
+const FMT_BODY_LEN: u32 = 40;
 use std::fs::{File, OpenOptions};
 use std::io;
 use std::os::unix::fs::FileExt;
@@ -23,12 +28,16 @@ pub struct RepairReport {
     pub trailing_bytes_dropped: u64,
     /// The header's sizes disagreed with the file and were rewritten.
     pub header_was_stale: bool,
+    /// A redundant field of the writer's `fmt ` chunk (byte rate, cbSize, channel
+    /// mask) was damaged and was rewritten from the fields the format was read
+    /// from, so standard readers, which check them, accept the file again.
+    pub fmt_was_damaged: bool,
 }
 
 impl RepairReport {
     /// True when the segment was already consistent.
     pub fn was_clean(&self) -> bool {
-        self.trailing_bytes_dropped == 0 && !self.header_was_stale
+        self.trailing_bytes_dropped == 0 && !self.header_was_stale && !self.fmt_was_damaged
     }
 }
 
@@ -46,7 +55,15 @@ pub enum RepairError {
 /// Makes a crashed segment a valid WAV of its whole frames: drops a trailing partial frame,
 /// rewrites the RIFF and data sizes from the file length, and syncs, so the frames it
 /// reports are durable. Idempotent: a second run reports a clean segment.
-pub fn repair_segment(path: &Path) -> Result<RepairReport, RepairError> {
+///
+/// `expected` is the format the segment was written in, when the journal (or the job's
+/// other segments) know it: a `fmt ` chunk that says otherwise was damaged, since the
+/// writer only writes its job's format, and is rewritten to say `expected`. Without it,
+/// the format read from the file is trusted.
+pub fn repair_segment(
+    path: &Path,
+    expected: Option<StreamSpec>,
+) -> Result<RepairReport, RepairError> {
     let io_err = |source| RepairError::Io {
         path: path.to_path_buf(),
         source,
@@ -56,7 +73,18 @@ pub fn repair_segment(path: &Path) -> Result<RepairReport, RepairError> {
         .write(true)
         .open(path)
         .map_err(io_err)?;
-    let info = read_info(&mut file, path)?;
+    let mut info = read_info(&mut file, path)?;
+    let in_writer_layout = info.fmt_chunk == (FMT_CHUNK_OFFSET, FMT_BODY_LEN);
+    match expected {
+        Some(spec) if spec != info.spec && !in_writer_layout => {
+            return Err(RepairError::Unreadable {
+                path: path.to_path_buf(),
+                source: WavError::BadFmt("it declares another format than its job's"),
+            });
+        }
+        Some(spec) => info.spec = spec,
+        None => {}
+    }
     let file_len = file.metadata().map_err(io_err)?.len();
     let (frames, trailing) = info.frames_in_file(file_len);
     let data_bytes = frames * info.spec.bytes_per_frame() as u64;
@@ -72,6 +100,7 @@ pub fn repair_segment(path: &Path) -> Result<RepairReport, RepairError> {
         file.write_all_at(&want.1.to_le_bytes(), info.data_offset - 4)
             .map_err(io_err)?;
     }
+    let fmt_was_damaged = in_writer_layout && restore_fmt(&file, &info.spec).map_err(io_err)?;
     // Even a clean segment is synced: after a process crash its pages may not be on disk yet.
     file.sync_all().map_err(io_err)?;
     Ok(RepairReport {
@@ -79,7 +108,22 @@ pub fn repair_segment(path: &Path) -> Result<RepairReport, RepairError> {
         spec: info.spec,
         trailing_bytes_dropped: trailing,
         header_was_stale: stale,
+        fmt_was_damaged,
     })
+}
+
+/// Rewrites a segment's `fmt ` chunk (in the writer's layout) when its bytes differ from
+/// what the writer makes for `spec`: a damaged redundant field (byte rate, cbSize, channel
+/// mask) makes standard readers, which check them, refuse the file.
+fn restore_fmt(file: &File, spec: &StreamSpec) -> io::Result<bool> {
+    let canonical = wav::fmt_chunk(spec, FmtLayout::Extensible);
+    let mut stored = vec![0u8; canonical.len()];
+    file.read_exact_at(&mut stored, FMT_CHUNK_OFFSET)?;
+    if stored == canonical {
+        return Ok(false);
+    }
+    file.write_all_at(&canonical, FMT_CHUNK_OFFSET)?;
+    Ok(true)
 }
 
 /// The segment's format and whole frames, from its header and length, without touching it.
@@ -168,12 +212,13 @@ mod tests {
         }
         for (name, declared, frames, extra, stale) in cases {
             let path = damaged(dir.path(), &name.replace(' ', "_"), declared, frames, extra);
-            let r = repair_segment(&path).unwrap();
+            let r = repair_segment(&path, None).unwrap();
             let want = RepairReport {
                 frames,
                 spec: SPEC,
                 trailing_bytes_dropped: extra,
                 header_was_stale: stale,
+                fmt_was_damaged: false,
             };
             assert_eq!(r, want, "case {name}");
             assert_eq!(hound_len(&path) as u64, frames * 2, "case {name}");
@@ -186,7 +231,7 @@ mod tests {
                 (SPEC, frames),
                 "case {name}"
             );
-            let again = repair_segment(&path).unwrap();
+            let again = repair_segment(&path, None).unwrap();
             assert!(again.was_clean(), "case {name}: second run {again:?}");
             assert_eq!(again.frames, frames);
         }
@@ -200,7 +245,7 @@ mod tests {
         for cut in [0usize, 3, 11, 30, 59, 60, 63] {
             let path = dir.path().join(format!("cut{cut}"));
             std::fs::write(&path, &bytes[..cut]).unwrap();
-            let err = repair_segment(&path).unwrap_err();
+            let err = repair_segment(&path, None).unwrap_err();
             assert!(
                 matches!(err, RepairError::Unreadable { .. }),
                 "cut at {cut}: {err}"
@@ -218,9 +263,63 @@ mod tests {
     }
 
     #[test]
+    fn damaged_redundant_fmt_fields_are_restored_for_standard_readers() {
+        let dir = tempfile::tempdir().unwrap();
+        // (what, offset in the file, byte): fields the format is not read from, which
+        // hound and other readers check.
+        let cases = [
+            ("byte rate", 28, 0x45),
+            ("cbSize", 36, 0x07),
+            ("channel mask", 40, 0xFF),
+        ];
+        for (what, at, byte) in cases {
+            let path = damaged(dir.path(), &what.replace(' ', "_"), 10 * BPF, 10, 0);
+            let mut bytes = std::fs::read(&path).unwrap();
+            bytes[at] = byte;
+            std::fs::write(&path, &bytes).unwrap();
+            let r = repair_segment(&path, None).unwrap();
+            assert!(r.fmt_was_damaged && !r.header_was_stale, "{what}: {r:?}");
+            assert_eq!(hound_len(&path), 20, "{what}");
+            assert!(repair_segment(&path, None).unwrap().was_clean(), "{what}");
+        }
+    }
+
+    #[test]
+    fn a_format_field_that_disagrees_with_the_job_is_rewritten_to_the_jobs() {
+        let dir = tempfile::tempdir().unwrap();
+        // (what, offset in the file, bytes): the rate, the channel count, the bits.
+        let cases: [(&str, usize, &[u8]); 3] = [
+            ("rate", 24, &[0x00, 0xBB]),
+            ("channels", 22, &[0x03]),
+            ("container bits", 34, &[0x20]),
+        ];
+        for (what, at, patch) in cases {
+            let path = damaged(dir.path(), what, 0, 10, 0);
+            let mut bytes = std::fs::read(&path).unwrap();
+            bytes[at..at + patch.len()].copy_from_slice(patch);
+            std::fs::write(&path, &bytes).unwrap();
+            match repair_segment(&path, Some(SPEC)) {
+                Ok(r) => {
+                    assert!(r.fmt_was_damaged, "{what}: {r:?}");
+                    assert_eq!((r.spec, r.frames), (SPEC, 10), "{what}");
+                    let reader = hound::WavReader::open(&path).unwrap();
+                    assert_eq!(reader.spec().sample_rate, SPEC.rate, "{what}");
+                    assert_eq!(reader.spec().channels, SPEC.channels, "{what}");
+                }
+                // A field the header cannot be read with leaves the file as it was.
+                Err(RepairError::Unreadable { .. }) => {
+                    assert_eq!(std::fs::read(&path).unwrap(), bytes, "{what}")
+                }
+                Err(e) => panic!("{what}: {e}"),
+            }
+            assert!(repair_segment(&path, Some(SPEC)).map_or(true, |r| r.was_clean()));
+        }
+    }
+
+    #[test]
     fn missing_file_is_an_io_error() {
         let dir = tempfile::tempdir().unwrap();
-        let err = repair_segment(&dir.path().join("nope.wav")).unwrap_err();
+        let err = repair_segment(&dir.path().join("nope.wav"), None).unwrap_err();
         assert!(
             matches!(err, RepairError::Io { ref source, .. } if source.kind() == io::ErrorKind::NotFound)
         );
@@ -235,7 +334,7 @@ mod tests {
         seg.flush_header().unwrap();
         seg.write_frames(&vec![2; 20 * BPF as usize]).unwrap();
         drop(seg); // crash after the second write, before its header flush
-        let r = repair_segment(&path).unwrap();
+        let r = repair_segment(&path, None).unwrap();
         assert_eq!(
             (r.frames, r.header_was_stale, r.trailing_bytes_dropped),
             (50, true, 0)
@@ -254,7 +353,7 @@ mod tests {
             .open(&path)
             .unwrap();
         file.set_len(SEGMENT_HEADER_LEN + frames * BPF + 4).unwrap(); // sparse: nothing written
-        let r = repair_segment(&path).unwrap();
+        let r = repair_segment(&path, None).unwrap();
         assert_eq!(
             (r.frames, r.trailing_bytes_dropped, r.header_was_stale),
             (frames, 4, true)
@@ -264,7 +363,7 @@ mod tests {
         assert_eq!(u32::from_le_bytes(sizes), u32::MAX);
         file.read_exact_at(&mut sizes, 64).unwrap();
         assert_eq!(u32::from_le_bytes(sizes), u32::MAX);
-        assert!(repair_segment(&path).unwrap().was_clean());
+        assert!(repair_segment(&path, None).unwrap().was_clean());
         assert_eq!(segment_frames(&path).unwrap().1, frames);
     }
 
@@ -275,6 +374,7 @@ mod tests {
             data_offset: SEGMENT_HEADER_LEN,
             declared_data_len: u32::MAX as u64,
             identity_chunk: None,
+            fmt_chunk: (12, 40),
         };
         assert_eq!(sizes(&info, 5 << 30), (u32::MAX, u32::MAX));
         assert_eq!(sizes(&info, 600), (660, 600));

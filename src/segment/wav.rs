@@ -71,6 +71,8 @@ pub struct WavInfo {
     pub declared_data_len: u64,
     /// Where the `edgr` chunk's body sits and its length, when the segment has one.
     pub identity_chunk: Option<(u64, u32)>,
+    /// Where the `fmt ` chunk's header sits and its body's length.
+    pub fmt_chunk: (u64, u32),
 }
 
 /// The chunk id of a segment's identity.
@@ -259,6 +261,7 @@ pub fn parse_header(r: &mut (impl Read + Seek)) -> Result<WavInfo, WavError> {
     }
     let mut pos = 12u64;
     let mut spec = None;
+    let mut fmt_chunk = (0, 0);
     let mut identity_chunk = None;
     loop {
         if pos >= file_len {
@@ -280,6 +283,7 @@ pub fn parse_header(r: &mut (impl Read + Seek)) -> Result<WavInfo, WavError> {
                     data_offset: body,
                     declared_data_len: len,
                     identity_chunk,
+                    fmt_chunk,
                 });
             }
             id if id == IDENTITY_CHUNK => identity_chunk = Some((body, len as u32)),
@@ -287,6 +291,7 @@ pub fn parse_header(r: &mut (impl Read + Seek)) -> Result<WavInfo, WavError> {
                 let mut fmt = vec![0u8; len.min(64) as usize];
                 read_exact_at_eof(r, &mut fmt, body, "`fmt ` chunk")?;
                 spec = Some(parse_fmt(&fmt)?);
+                fmt_chunk = (pos, len as u32);
             }
             _ => {}
         }
@@ -338,6 +343,11 @@ fn parse_fmt(b: &[u8]) -> Result<StreamSpec, WavError> {
     if block_align == 0 || block_align % channels != 0 {
         return Err(WavError::BadFmt(
             "block align is not a whole number of bytes per channel",
+        ));
+    }
+    if rate.checked_mul(u32::from(block_align)).is_none() {
+        return Err(WavError::BadFmt(
+            "sample rate times block align does not fit the byte-rate field",
         ));
     }
     let container_bytes = block_align / channels;
