@@ -353,6 +353,7 @@ fn sync_settings(
     settings.job_poll_every = b.sync.job_poll_every;
     settings.claim_every = b.sync.claim_every;
     settings.config_every = b.sync.config_every;
+    settings.disk = b.disk;
     settings
 }
 

@@ -614,3 +614,65 @@ fn a_job_the_controller_forgets_ends_once_and_the_next_is_claimed() {
         tree(&state)
     );
 }
+
+/// The controller's clock runs 30 s ahead, then is put right: the box says so once each
+/// way (`agent.system.clock_skew` and its recovery, one episode), `status` shows the skew
+/// while it lasts, and the agent announced its start exactly once.
+#[test]
+fn a_skewed_controller_clock_is_one_event_pair_and_status_shows_it() {
+    let server = Hostile::start(Script {
+        clock_offset_s: 30,
+        ..Script::default()
+    });
+    let agent = Agent::start(&server);
+    let count = |kind: &str| {
+        let seen = server.seen();
+        let evs: Vec<Value> = seen
+            .health_events
+            .iter()
+            .filter(|e| e["type"] == kind)
+            .cloned()
+            .collect();
+        evs
+    };
+    wait_for(Duration::from_secs(30), "the clock_skew event", || {
+        !count("agent.system.clock_skew").is_empty()
+    });
+    let status = common::edgerec()
+        .args(["status", "--state-dir"])
+        .arg(&agent.state)
+        .output()
+        .unwrap();
+    let screen = String::from_utf8_lossy(&status.stdout).into_owned();
+    assert!(
+        (screen.contains("; clock +29.") || screen.contains("; clock +30."))
+            && screen.contains("WARN: check NTP"),
+        "status shows the skew:\n{screen}"
+    );
+    server.script.lock().unwrap().clock_offset_s = 0;
+    wait_for(Duration::from_secs(30), "the clock_skew recovery", || {
+        !count("agent.system.clock_skew_recovered").is_empty()
+    });
+    // Two more heartbeats: nothing is repeated.
+    std::thread::sleep(Duration::from_secs(11));
+    let opened = count("agent.system.clock_skew");
+    let recovered = count("agent.system.clock_skew_recovered");
+    assert_eq!(
+        (opened.len(), recovered.len()),
+        (1, 1),
+        "{opened:?} {recovered:?}"
+    );
+    assert_eq!(
+        opened[0]["details"]["firstObservedAt"], recovered[0]["details"]["firstObservedAt"],
+        "one episode"
+    );
+    let skew = opened[0]["details"]["skewSeconds"].as_i64().unwrap();
+    assert!((29..=31).contains(&skew), "skew {skew}");
+    assert_eq!(count("agent.started").len(), 1);
+    let (log, ..) = agent.stop();
+    assert_eq!(
+        log.matches("node: the clock differs").count(),
+        1,
+        "one log line for the episode"
+    );
+}

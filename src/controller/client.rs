@@ -266,7 +266,9 @@ impl Client {
         ev.check().map_err(CallError::Invalid)?;
         let url = self.node_url("health-events");
         let reply = self.post_json(&url, ev)?;
-        expect_status(&reply, &[201]).map(drop)
+        // Rakkr answers 201; any success means the event is stored, and the server keeps
+        // no idempotency, so resending after another 2xx would duplicate it.
+        expect_status(&reply, &[200, 201, 202, 204]).map(drop)
     }
 
     /// 6: `POST /nodes/{nodeId}/recording-jobs/claim-next-group`: the jobs now leased to

@@ -261,6 +261,8 @@ pub struct Status {
     /// The sync role's last beat: when it last ran (and so last could reach the
     /// controller). `None`: no sync role ever ran here.
     pub controller_contact_ms: Option<i64>,
+    /// The sync role's view of the node (contact, clock skew, open conditions).
+    pub node: Option<crate::roles::sync::node_health::NodeFacts>,
 }
 
 /// What `gather_from` needs to know about the running system.
@@ -382,6 +384,7 @@ pub fn gather_from(
         disk_error: None,
         outbox: outbox_status(journal.pending_count()?, &outbox_rows),
         controller_contact_ms,
+        node: crate::roles::sync::node_health::read_facts(state_dir),
     })
 }
 

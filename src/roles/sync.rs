@@ -23,6 +23,7 @@ mod lanes;
 mod machine;
 mod meter;
 pub(crate) mod node;
+pub(crate) mod node_health;
 mod outbox;
 mod timeline_health;
 
@@ -35,6 +36,7 @@ use sha2::{Digest, Sha256};
 use crate::capture::StopFlag;
 use crate::controller::client::{CallError, Client, ClientConfig, ClientError};
 use crate::controller::protocol::{Job, NodeConfig};
+use crate::core::disk_budget::BudgetMarks;
 use crate::core::job::JobState;
 use crate::journal::{JobRow, JobSource, Journal, JournalError};
 use crate::logging::untrusted;
@@ -58,6 +60,8 @@ pub struct SyncSettings {
     pub config_every: Duration,
     /// The capture role's beat must be younger than this for jobs to be heartbeated.
     pub capture_beat_max_age: Duration,
+    /// The spool's marks, for the node's disk-pressure events.
+    pub disk: BudgetMarks,
 }
 
 impl SyncSettings {
@@ -71,6 +75,7 @@ impl SyncSettings {
             claim_every: Duration::from_secs(5),
             config_every: Duration::from_secs(60),
             capture_beat_max_age: Duration::from_secs(5),
+            disk: BudgetMarks::default(),
         }
     }
 }
@@ -162,6 +167,7 @@ struct Sync {
     timelines: timeline_health::TimelineFollower,
     /// Per job, the last meter condition change queued as a health event.
     meter_seq: HashMap<String, u64>,
+    node: node_health::NodeWatch,
 }
 
 pub fn run(settings: SyncSettings, shutdown: &StopFlag) -> Result<(), SyncError> {
@@ -173,6 +179,7 @@ pub fn run(settings: SyncSettings, shutdown: &StopFlag) -> Result<(), SyncError>
     let client = Client::new(settings.client.clone())?;
     let started = now_ms();
     let boot = crate::roles::capture::boot_id();
+    let node = node_health::NodeWatch::start(&settings.state_dir, settings.disk, &journal, started);
     let mut sync = Sync {
         settings,
         journal,
@@ -189,6 +196,7 @@ pub fn run(settings: SyncSettings, shutdown: &StopFlag) -> Result<(), SyncError>
         last_meter: None,
         timelines: Default::default(),
         meter_seq: HashMap::new(),
+        node,
     };
     let mut last_beat: Option<Instant> = None;
     crate::roles::notify::ready("sync");
@@ -285,6 +293,9 @@ impl Sync {
                 heartbeat,
                 inventory,
             } => {
+                let skew = self.lanes.clock_skew().map(|s| s.as_millis());
+                self.node
+                    .after_heartbeat(&self.journal, heartbeat.is_ok(), skew);
                 if let Err(e) = heartbeat {
                     self.trouble("node heartbeat", &e);
                 }

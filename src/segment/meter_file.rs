@@ -112,7 +112,7 @@ impl MeterPublisher {
             }
         }
         let snapshot = self.snapshot(&levels, now_ms, window_ms);
-        write_atomically(&self.path, &serde_json::to_vec(&snapshot)?)?;
+        write_volatile(&self.path, &serde_json::to_vec(&snapshot)?)?;
         Ok(changes)
     }
 
@@ -160,7 +160,7 @@ pub fn read(state_dir: &Path, job: &str) -> Option<MeterSnapshot> {
 
 /// Temp file then rename: a reader sees the old snapshot or the new, never half of one.
 /// No fsync: this is volatile state, lost on a power cut by design.
-fn write_atomically(path: &Path, bytes: &[u8]) -> io::Result<()> {
+pub(crate) fn write_volatile(path: &Path, bytes: &[u8]) -> io::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }

@@ -64,6 +64,8 @@ pub struct Script {
     pub forgotten: Vec<String>,
     /// Count of claims answered so far from the script.
     pub served: usize,
+    /// Seconds the controller's clock (every reply's `Date`) is ahead of the box's.
+    pub clock_offset_s: i64,
 }
 
 pub struct Hostile {
@@ -154,10 +156,19 @@ fn serve(conn: TcpStream, seen: &Mutex<Seen>, script: &Mutex<Script>) {
         .and_then(|v| v.parse().ok())
         .unwrap_or(0);
     let mut hasher = sha2::Sha256::new();
-    let read = std::io::copy(&mut (&mut reader).take(len), &mut hasher).unwrap_or(0);
+    // Small bodies (JSON) are kept for the answer to look at; uploads are only hashed.
+    let mut small = Vec::new();
+    let read = if len <= 64 * 1024 {
+        let n = (&mut reader).take(len).read_to_end(&mut small).unwrap_or(0) as u64;
+        hasher.update(&small);
+        n
+    } else {
+        std::io::copy(&mut (&mut reader).take(len), &mut hasher).unwrap_or(0)
+    };
     let digest = format!("sha256:{:x}", hasher.finalize());
-    let reply = answer(&req, seen, script, read, &digest);
-    write_reply(conn, reply);
+    let reply = answer(&req, seen, script, read, &digest, &small);
+    let offset = script.lock().map_or(0, |s| s.clock_offset_s);
+    write_reply(conn, reply, offset);
 }
 
 fn read_head(reader: &mut BufReader<TcpStream>) -> Option<Request> {
@@ -212,6 +223,7 @@ fn answer(
     script: &Mutex<Script>,
     body_len: u64,
     digest: &str,
+    body: &[u8],
 ) -> Reply {
     let now = Instant::now();
     let path = req.path.split('?').next().unwrap_or("").to_string();
@@ -247,7 +259,7 @@ fn answer(
             seen.lock()
                 .unwrap_or_else(|p| p.into_inner())
                 .health_events
-                .push(json!({}));
+                .push(serde_json::from_slice(body).unwrap_or(json!({})));
             Reply::Data(json!({"id": "hev_1"}))
         }
         ("POST", ["nodes", _, "recording-jobs", "claim-next-group"]) => {
@@ -343,10 +355,17 @@ fn forgotten(method: &str, parts: &[&str], script: &Mutex<Script>) -> bool {
     sc.forgotten.contains(&about)
 }
 
-fn write_reply(mut conn: TcpStream, reply: Reply) {
+fn write_reply(mut conn: TcpStream, reply: Reply, clock_offset_s: i64) {
+    let now = std::time::SystemTime::now();
+    let offset = Duration::from_secs(clock_offset_s.unsigned_abs());
+    let date = edgerec::controller::client::format_http_date(if clock_offset_s >= 0 {
+        now + offset
+    } else {
+        now - offset
+    });
     let head = |status: &str, len: u64| {
         format!(
-            "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {len}\r\nconnection: close\r\n\r\n"
+            "HTTP/1.1 {status}\r\ndate: {date}\r\ncontent-type: application/json\r\ncontent-length: {len}\r\nconnection: close\r\n\r\n"
         )
     };
     let _ = conn.set_write_timeout(Some(Duration::from_secs(20)));
@@ -357,7 +376,10 @@ fn write_reply(mut conn: TcpStream, reply: Reply) {
                 .and_then(|_| conn.write_all(&body))
         }
         Reply::NoContent => conn.write_all(
-            b"HTTP/1.1 204 No Content\r\ncontent-length: 0\r\nconnection: close\r\n\r\n",
+            format!(
+                "HTTP/1.1 204 No Content\r\ndate: {date}\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+            )
+            .as_bytes(),
         ),
         Reply::Body(body) => conn
             .write_all(head("200 OK", body.len() as u64).as_bytes())

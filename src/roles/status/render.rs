@@ -251,10 +251,35 @@ fn outbox_line(s: &Status, now_ms: i64) -> String {
     outbox
 }
 
-/// When the sync role last heard from the controller.
+/// When the controller last answered, how far its clock is from ours, and the node's
+/// open conditions (the sync role's facts; its beat when it wrote none).
 fn controller_line(s: &Status, now_ms: i64) -> String {
-    match s.controller_contact_ms {
-        Some(at) => format!("controller: last contact {} (sync beat)", ago(now_ms, at)),
-        None => "controller: last contact unknown (no sync role ever ran)".to_string(),
+    let Some(node) = &s.node else {
+        return match s.controller_contact_ms {
+            Some(at) => format!("controller: last contact {} (sync beat)", ago(now_ms, at)),
+            None => "controller: last contact unknown (no sync role ever ran)".to_string(),
+        };
+    };
+    let mut line = match node.last_contact_ms {
+        Some(at) => format!("controller: answered {}", ago(now_ms, at)),
+        None => format!(
+            "controller: no answer since {}",
+            ago(now_ms, node.started_at_ms)
+        ),
+    };
+    if let Some(skew) = node.clock_skew_ms {
+        let warn = if skew.unsigned_abs() > SKEW_WARN_MS {
+            " WARN: check NTP"
+        } else {
+            ""
+        };
+        line.push_str(&format!("; clock {:+.1} s{warn}", skew as f64 / 1000.0));
     }
+    for (condition, since) in &node.open {
+        line.push_str(&format!("; {condition} for {}", age_text(now_ms - since)));
+    }
+    line
 }
+
+/// Above this the clock is called out, as the sync role's `clock_skew` event opens.
+const SKEW_WARN_MS: u64 = 5_000;

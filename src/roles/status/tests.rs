@@ -89,6 +89,7 @@ fn sample() -> Status {
             last_error: Some("upload: controller unreachable".into()),
         },
         controller_contact_ms: Some(NOW - 7_200_000),
+        node: None,
     }
 }
 
@@ -214,6 +215,46 @@ fn nothing_ever_ran_says_never_and_unknown() {
         "{out}"
     );
     assert!(!out.contains("KEPT"), "{out}");
+}
+
+#[test]
+fn the_nodes_facts_say_contact_clock_skew_and_open_conditions() {
+    use crate::roles::sync::node_health::NodeFacts;
+    let mut s = sample();
+    // (facts, what the controller line must say)
+    let cases = [
+        (
+            NodeFacts {
+                last_contact_ms: Some(NOW - 4_000),
+                clock_skew_ms: Some(-12_400),
+                open: vec![("clock_skew".into(), NOW - 300_000)],
+                ..NodeFacts::default()
+            },
+            "controller: answered 4s ago; clock -12.4 s WARN: check NTP; clock_skew for 5m",
+        ),
+        (
+            NodeFacts {
+                last_contact_ms: Some(NOW - 2_000),
+                clock_skew_ms: Some(800),
+                ..NodeFacts::default()
+            },
+            "controller: answered 2s ago; clock +0.8 s\n",
+        ),
+        (
+            NodeFacts {
+                started_at_ms: NOW - 60_000,
+                open: vec![("sync_failed".into(), NOW - 45_000)],
+                ..NodeFacts::default()
+            },
+            "controller: no answer since 60s ago; sync_failed for 45s",
+        ),
+    ];
+    for (facts, want) in cases {
+        s.node = Some(facts);
+        let out = render(&s, NOW);
+        assert_screen(&out);
+        assert!(out.contains(want), "want {want:?} in:\n{out}");
+    }
 }
 
 #[test]

@@ -55,6 +55,11 @@ impl<T: Send + 'static> Lanes<T> {
     }
 
     /// Whether `lane` has a call in flight.
+    /// The controller's clock minus ours, as its replies' `Date` headers say.
+    pub fn clock_skew(&self) -> Option<crate::controller::client::ClockSkew> {
+        self.client.clock_skew()
+    }
+
     /// The node the client speaks for.
     pub fn node_id(&self) -> &str {
         self.client.node_id()

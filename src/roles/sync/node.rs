@@ -10,7 +10,7 @@ pub(super) fn node_heartbeat() -> NodeHeartbeat {
         hostname: std::fs::read_to_string("/proc/sys/kernel/hostname")
             .map(|s| s.trim().to_string())
             .unwrap_or_default(),
-        ip_addresses: Vec::new(),
+        ip_addresses: ip_addresses(),
         status: NodeStatus::Online,
         runtime: Some(Runtime {
             architecture: Some(std::env::consts::ARCH.to_string()),
@@ -25,6 +25,24 @@ pub(super) fn node_heartbeat() -> NodeHeartbeat {
         }),
         interfaces: None,
     }
+}
+
+/// The box's addresses as an operator would dial them: not loopback, IPv4 first, at
+/// most the 16 the protocol allows. An interface that cannot be listed is left out.
+fn ip_addresses() -> Vec<String> {
+    let mut addrs: Vec<std::net::IpAddr> = if_addrs::get_if_addrs()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|i| !i.is_loopback())
+        .map(|i| i.ip())
+        .collect();
+    addrs.sort_by_key(|ip| (ip.is_ipv6(), *ip));
+    addrs.dedup();
+    addrs
+        .into_iter()
+        .take(16)
+        .map(|ip| ip.to_string())
+        .collect()
 }
 
 /// The capture interfaces for the inventory, by stable identity.
