@@ -128,6 +128,16 @@ enum Command {
     /// Enroll this box with its controller (day 0); see `edgerec enroll --help` for
     /// exactly what it sends.
     Enroll(box_setup::EnrollArgs),
+    /// The checks a field engineer runs by hand, one line each (PASS/WARN/FAIL and what
+    /// to do): config, device, spool, journal, roles, outbox, controller, clock,
+    /// real-time priority, installed units. Exits 0 all pass, 1 a warning, 2 a failure.
+    Doctor {
+        #[command(flatten)]
+        sync: SyncArgs,
+        /// Print the results as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
     /// One screen about the box from the journal (read-only; works without the daemons).
     Status {
         /// The state directory (default: the config's `[state] dir`).
@@ -236,6 +246,7 @@ fn main() -> ExitCode {
             devpath,
             state_dir,
         } => state_dir_or_configured(state_dir).and_then(|d| run_hotplug(action, devpath, &d)),
+        Command::Doctor { sync, json } => return run_doctor(&sync, json),
         Command::Status { state_dir, json } => {
             state_dir_or_configured(state_dir).and_then(|d| run_status(&d, json))
         }
@@ -545,6 +556,21 @@ fn run_repair(dir: &std::path::Path, rebuild: bool) -> Result<(), Failure> {
         print_finalized(job);
     }
     Ok(())
+}
+
+fn run_doctor(args: &SyncArgs, json: bool) -> ExitCode {
+    use edgerec::roles::doctor;
+    let input = doctor::DoctorInput {
+        config: args.config.clone(),
+        overrides: box_setup::sync_overrides(args),
+    };
+    let checks = doctor::run(&input);
+    if json {
+        println!("{}", doctor::to_json(&checks));
+    } else {
+        print!("{}", doctor::render(&checks));
+    }
+    ExitCode::from(doctor::exit_code(&checks))
 }
 
 fn run_status(state_dir: &std::path::Path, json: bool) -> Result<(), Failure> {

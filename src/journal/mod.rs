@@ -293,6 +293,12 @@ impl Journal {
         })
     }
 
+    /// Checks the file (`PRAGMA quick_check`), as every read-write open does: `Damaged`
+    /// with SQLite's findings when it fails.
+    pub fn quick_check(&self, path: &Path) -> Result<()> {
+        check_integrity(&self.conn, path)
+    }
+
     /// The schema version of the open journal.
     pub fn schema_version(&self) -> Result<i64> {
         user_version(&self.conn)

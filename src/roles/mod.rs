@@ -13,6 +13,7 @@ pub mod agent;
 pub mod capture;
 pub mod demo;
 pub mod device_loss;
+pub mod doctor;
 pub mod enroll;
 pub mod finalize;
 pub mod notify;
