@@ -4,7 +4,7 @@
 set -euo pipefail
 want=(gcc libc6-dev make pkg-config libasound2-dev alsa-utils)
 if [ "${1:-build}" = test ]; then
-  want+=(sox util-linux procps flac ffmpeg lame systemd file)
+  want+=(sox util-linux procps flac ffmpeg lame systemd file python3-prometheus-client)
 fi
 missing=()
 for p in "${want[@]}"; do

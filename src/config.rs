@@ -49,6 +49,8 @@ pub struct RawConfig {
     pub disk: RawDisk,
     #[serde(default)]
     pub sync: RawSync,
+    #[serde(default)]
+    pub metrics: RawMetrics,
 }
 
 #[derive(Debug, Default, Deserialize)]

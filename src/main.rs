@@ -365,6 +365,7 @@ fn sync_settings(
     settings.claim_every = b.sync.claim_every;
     settings.config_every = b.sync.config_every;
     settings.disk = b.disk;
+    settings.metrics_textfile = b.metrics_textfile.clone();
     settings
 }
 

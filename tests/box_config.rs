@@ -114,6 +114,9 @@ fn table() -> Vec<(&'static str, &'static str, Check)> {
         ("sync.config_every", "\"5m\"", |(_, b)| {
             b.sync.config_every == Duration::from_secs(300)
         }),
+        ("metrics.textfile", "\"/srv/m/edgerec.prom\"", |(_, b)| {
+            b.metrics_textfile.as_deref() == Some(Path::new("/srv/m/edgerec.prom"))
+        }),
     ]
 }
 
@@ -202,7 +205,7 @@ fn example_parses_states_the_defaults_and_every_key_is_tested() {
     assert!(b.controller.is_some() && b.disk.reserve_below.is_some());
     let tested: BTreeSet<String> = table().iter().map(|(k, _, _)| k.to_string()).collect();
     let shipped = example_keys(&text);
-    assert_eq!(shipped.len(), 29, "{shipped:?}");
+    assert_eq!(shipped.len(), 30, "{shipped:?}");
     assert_eq!(
         shipped, tested,
         "every shipped key has a row in the table, and only those"

@@ -63,6 +63,17 @@ pub struct RawSync {
     pub config_every: Option<String>,
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawMetrics {
+    /// The Prometheus textfile the sync role keeps current; "" turns it off.
+    pub textfile: Option<PathBuf>,
+}
+
+/// Where node_exporter's textfile collector looks on Debian (prometheus-node-exporter):
+/// the metrics file goes there when the directory exists and the config names none.
+pub const NODE_EXPORTER_TEXTFILE_DIR: &str = "/var/lib/prometheus/node-exporter";
+
 /// How the controller is reached; all three of url, node id and token file are needed.
 #[derive(Clone, Debug, PartialEq)]
 pub struct ControllerSettings {
@@ -94,6 +105,8 @@ pub struct BoxSettings {
     pub disk: BudgetMarks,
     pub retention: Duration,
     pub sync: SyncPeriods,
+    /// The metrics textfile, if one is kept.
+    pub metrics_textfile: Option<PathBuf>,
 }
 
 /// Box values given on the command line; each overrides the file.
@@ -151,6 +164,18 @@ fn period(
         return Err(invalid(key, "must be between 100ms and 24h"));
     }
     Ok(d)
+}
+
+/// The configured textfile ("" is off), else node_exporter's directory when present.
+fn metrics_textfile(configured: Option<&Path>) -> Option<PathBuf> {
+    match configured {
+        Some(p) if p.as_os_str().is_empty() => None,
+        Some(p) => Some(p.to_path_buf()),
+        None => {
+            let dir = Path::new(NODE_EXPORTER_TEXTFILE_DIR);
+            dir.is_dir().then(|| dir.join("edgerec.prom"))
+        }
+    }
 }
 
 impl BoxSettings {
@@ -249,6 +274,7 @@ impl BoxSettings {
             disk,
             retention,
             sync,
+            metrics_textfile: metrics_textfile(raw.metrics.textfile.as_deref()),
         })
     }
 

@@ -7,6 +7,7 @@ mod machines;
 mod outbox;
 mod schema;
 mod segments;
+mod totals;
 
 #[cfg(test)]
 mod tests;
@@ -21,6 +22,7 @@ pub use events::BeatRow;
 pub use jobs::{JobRow, JobSource, NewJob};
 pub use outbox::{Enqueued, NewOutboxItem, OutboxKind, OutboxRow, UploadRow};
 pub use segments::{NewSegment, SegmentRow, SegmentState};
+pub use totals::Totals;
 
 /// How long a connection waits for the other role's write lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);

@@ -231,7 +231,7 @@ const OUTBOX_COLS: &str = "id, job_id, kind, body, idempotency_key, attempts, ne
      delivered_at_ms, abandoned_at_ms, last_error, created_at_ms";
 
 /// SQL: the row `o` is neither delivered nor abandoned.
-const PENDING: &str = "o.delivered_at_ms IS NULL AND o.abandoned_at_ms IS NULL";
+pub(super) const PENDING: &str = "o.delivered_at_ms IS NULL AND o.abandoned_at_ms IS NULL";
 
 fn outbox_from_row(r: &Row<'_>) -> Result<OutboxRow> {
     const DOING: &str = "reading an outbox row";

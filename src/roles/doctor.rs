@@ -105,10 +105,10 @@ pub fn run(input: &DoctorInput) -> Vec<Check> {
 
 /// The exit code for these results: 0 all pass, 1 a warning, 2 a failure.
 pub fn exit_code(checks: &[Check]) -> u8 {
-    match checks.iter().map(|c| c.verdict).max() {
-        Some(Verdict::Fail) => 2,
-        Some(Verdict::Warn) => 1,
-        _ => 0,
+    match worst(checks) {
+        Verdict::Fail => 2,
+        Verdict::Warn => 1,
+        Verdict::Pass | Verdict::Skip => 0,
     }
 }
 
@@ -126,11 +126,7 @@ pub fn render(checks: &[Check]) -> String {
             out.push_str(&format!("     {:<10} -> {advice}\n", ""));
         }
     }
-    let worst = checks
-        .iter()
-        .map(|c| c.verdict)
-        .max()
-        .unwrap_or(Verdict::Pass);
+    let worst = worst(checks);
     let count = |v| checks.iter().filter(|c| c.verdict == v).count();
     out.push_str(&format!(
         "doctor: {} ({} pass, {} warn, {} fail)\n",
@@ -144,12 +140,15 @@ pub fn render(checks: &[Check]) -> String {
 
 /// The same as one JSON object: `{"worst": "...", "checks": [...]}`.
 pub fn to_json(checks: &[Check]) -> String {
-    let worst = checks
-        .iter()
-        .map(|c| c.verdict)
-        .max()
-        .unwrap_or(Verdict::Pass);
-    serde_json::json!({ "worst": worst, "checks": checks }).to_string()
+    serde_json::json!({ "worst": worst(checks), "checks": checks }).to_string()
+}
+
+/// The worst result, a skip counting as a pass.
+fn worst(checks: &[Check]) -> Verdict {
+    let worst = checks.iter().map(|c| c.verdict).max();
+    worst
+        .filter(|v| *v != Verdict::Skip)
+        .unwrap_or(Verdict::Pass)
 }
 
 #[cfg(test)]

@@ -16,6 +16,7 @@ pub mod device_loss;
 pub mod doctor;
 pub mod enroll;
 pub mod finalize;
+pub mod metrics;
 pub mod notify;
 pub mod owner;
 pub mod rebuild;

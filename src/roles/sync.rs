@@ -62,6 +62,8 @@ pub struct SyncSettings {
     pub capture_beat_max_age: Duration,
     /// The spool's marks, for the node's disk-pressure events.
     pub disk: BudgetMarks,
+    /// The Prometheus textfile to keep current, if any.
+    pub metrics_textfile: Option<PathBuf>,
 }
 
 impl SyncSettings {
@@ -76,6 +78,7 @@ impl SyncSettings {
             config_every: Duration::from_secs(60),
             capture_beat_max_age: Duration::from_secs(5),
             disk: BudgetMarks::default(),
+            metrics_textfile: None,
         }
     }
 }
@@ -296,6 +299,9 @@ impl Sync {
                 let skew = self.lanes.clock_skew().map(|s| s.as_millis());
                 self.node
                     .after_heartbeat(&self.journal, heartbeat.is_ok(), skew);
+                if let Some(path) = &self.settings.metrics_textfile {
+                    self.node.publish_metrics(&self.journal, path);
+                }
                 if let Err(e) = heartbeat {
                     self.trouble("node heartbeat", &e);
                 }

@@ -14,6 +14,7 @@ use crate::core::disk_budget::{BudgetMarks, DiskBudget};
 use crate::core::node_health::{Change, Condition, NodeHealth, NodeMarks, Observation};
 use crate::journal::{Journal, NewOutboxItem};
 use crate::render::timeline_file::format_ms as iso;
+use crate::roles::metrics::{self, METRICS_EVERY};
 use crate::segment::writer::now_ms;
 
 /// What `run/node.json` holds: the sync role's view of the node, current state only.
@@ -46,6 +47,7 @@ pub(super) struct NodeWatch {
     state_dir: PathBuf,
     health: NodeHealth,
     facts: NodeFacts,
+    metrics_written: Option<std::time::Instant>,
 }
 
 impl NodeWatch {
@@ -77,6 +79,26 @@ impl NodeWatch {
                 started_at_ms: started_ms,
                 ..NodeFacts::default()
             },
+            metrics_written: None,
+        }
+    }
+
+    /// Rewrites the metrics textfile when [`METRICS_EVERY`] has passed since the last.
+    pub fn publish_metrics(&mut self, journal: &Journal, path: &Path) {
+        if self
+            .metrics_written
+            .is_some_and(|t| t.elapsed() < METRICS_EVERY)
+        {
+            return;
+        }
+        self.metrics_written = Some(std::time::Instant::now());
+        let written = journal
+            .totals()
+            .map_err(|e| e.to_string())
+            .map(|totals| metrics::render(&totals, Some(&self.facts), now_ms()))
+            .and_then(|text| metrics::write_textfile(path, &text).map_err(|e| e.to_string()));
+        if let Err(e) = written {
+            log::debug!("sync: metrics file {}: {e}", path.display());
         }
     }
 
