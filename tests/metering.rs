@@ -1,6 +1,7 @@
 //! Live levels reach the controller: meter frames every 5 s while a job captures, with
 //! the levels of the known tone the synth plays (a 0.5 full-scale sine: peak -6.02 dBFS,
-//! RMS -9.03 dBFS), and the writer's snapshot file goes when the capture does.
+//! RMS -9.03 dBFS), live-listen chunks that sox hears as the same tone, and the writer's
+//! snapshot files go when the capture does.
 
 mod common;
 
@@ -80,9 +81,65 @@ fn meter_frames_arrive_every_5_s_with_the_tone_s_levels() {
         status_screen.contains("levels of") && status_screen.contains("-9.0 rms"),
         "{status_screen}"
     );
-    let meter_dir = state.path().join("run/meter");
-    let left: Vec<_> = std::fs::read_dir(&meter_dir)
-        .map(|d| d.flatten().map(|e| e.path()).collect())
-        .unwrap_or_default();
-    assert!(left.is_empty(), "live levels go with the capture: {left:?}");
+    for dir in ["run/meter", "run/listen"] {
+        let left: Vec<_> = std::fs::read_dir(state.path().join(dir))
+            .map(|d| d.flatten().map(|e| e.path()).collect())
+            .unwrap_or_default();
+        assert!(
+            left.is_empty(),
+            "live state goes with the capture: {left:?}"
+        );
+    }
+    assert_listen_chunks_are_the_tone(&ctl);
+}
+
+/// The controller kept the job's listen chunks: about 5 s each, every 5 s, mono 24 kHz
+/// WAVs in which sox finds the 440 Hz tone at its level (0.5 full scale).
+fn assert_listen_chunks_are_the_tone(ctl: &Ctl) {
+    let out = tempfile::tempdir().unwrap();
+    let listed = ctl
+        .admin
+        .run(&["listen", &ctl.node, "--out", out.path().to_str().unwrap()])
+        .unwrap();
+    let chunks: Vec<serde_json::Value> = serde_json::from_str(&listed).unwrap();
+    assert!(chunks.len() >= 3, "chunks of a 22 s job: {chunks:#?}");
+    let at: Vec<i64> = chunks
+        .iter()
+        .map(|c| {
+            let t = humantime::parse_rfc3339(c["capturedAt"].as_str().unwrap()).unwrap();
+            t.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+        })
+        .collect();
+    for w in at.windows(2) {
+        assert!(
+            (4_000..=6_000).contains(&(w[1] - w[0])),
+            "every 5 s: {at:?}"
+        );
+    }
+    for c in &chunks {
+        let ms = c["durationMs"].as_i64().unwrap();
+        assert!((4_000..=6_000).contains(&ms), "{c}");
+        let path = c["path"].as_str().unwrap();
+        let reader = hound::WavReader::open(path).unwrap();
+        assert_eq!(
+            (reader.spec().channels, reader.spec().sample_rate),
+            (1, 24_000)
+        );
+        let stat = std::process::Command::new("sox")
+            .args([path, "-n", "stat"])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&stat.stderr).into_owned();
+        let field = |name: &str| -> f64 {
+            let line = text
+                .lines()
+                .find(|l| l.starts_with(name))
+                .unwrap_or_else(|| panic!("{name} in {text}"));
+            line.rsplit(' ').next().unwrap().trim().parse().unwrap()
+        };
+        let freq = field("Rough   frequency:");
+        let max = field("Maximum amplitude:");
+        assert!((freq - 440.0).abs() < 22.0, "sox hears {freq} Hz:\n{text}");
+        assert!((max - 0.5).abs() < 0.03, "amplitude {max}:\n{text}");
+    }
 }

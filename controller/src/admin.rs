@@ -237,6 +237,11 @@ impl Admin {
         Ok(self.store.read(|tx| nodes::health_events(tx, node))?)
     }
 
+    /// A node's kept live-listen chunks, oldest first.
+    pub fn listen_chunks(&self, node: &str) -> Result<Vec<crate::listen::StoredChunk>, AdminError> {
+        Ok(self.store.read(|tx| crate::listen::chunks(tx, node))?)
+    }
+
     /// The node as the heartbeat reply shows it (last heartbeat body, interfaces; status
     /// `offline` 120 s after the last heartbeat).
     pub fn node(&self, node: &str) -> Result<Option<serde_json::Value>, AdminError> {

@@ -49,6 +49,7 @@ mod auth;
 mod bootstrap;
 mod jobs;
 mod leases;
+pub mod listen;
 mod model;
 mod nodes;
 mod pool;

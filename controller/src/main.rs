@@ -85,6 +85,14 @@ enum ControllerCommand {
         db: PathBuf,
         node: String,
     },
+    /// A node's kept live-listen chunks: each written to --out as <seq>.wav, listed as JSON.
+    Listen {
+        #[arg(long)]
+        db: PathBuf,
+        node: String,
+        #[arg(long)]
+        out: PathBuf,
+    },
 }
 
 #[derive(Subcommand)]
@@ -360,7 +368,30 @@ fn run(command: ControllerCommand) -> Result<(), Failure> {
             print_json(&admin(&db)?.health_events(&node).map_err(admin_failure)?);
             Ok(())
         }
+        ControllerCommand::Listen { db, node, out } => write_listen_chunks(&db, &node, &out),
     }
+}
+
+fn write_listen_chunks(
+    db: &std::path::Path,
+    node: &str,
+    out: &std::path::Path,
+) -> Result<(), Failure> {
+    let chunks = admin(db)?.listen_chunks(node).map_err(admin_failure)?;
+    std::fs::create_dir_all(out).map_err(|e| (exit::FAILURE, format!("{}: {e}", out.display())))?;
+    let mut listed = Vec::new();
+    for c in chunks {
+        let path = out.join(format!("{}.wav", c.seq));
+        std::fs::write(&path, &c.wav)
+            .map_err(|e| (exit::FAILURE, format!("{}: {e}", path.display())))?;
+        listed.push(serde_json::json!({
+            "seq": c.seq, "rendition": c.rendition, "capturedAt": c.captured_at,
+            "durationMs": c.duration_ms, "receivedAt": c.received_at,
+            "size": c.wav.len(), "path": path,
+        }));
+    }
+    print_json(&listed);
+    Ok(())
 }
 
 fn print_job(result: Result<JobSummary, AdminError>) -> Result<(), Failure> {

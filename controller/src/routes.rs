@@ -106,6 +106,9 @@ async fn route(app: &Arc<App>, req: Req, body: Body) -> Response {
         ("GET", ["nodes", n, "config"]) => node_config(app, &req, n).await,
         ("POST", ["nodes", n, "meter-frame"]) => meter_frame(app, &req, body, n).await,
         ("POST", ["nodes", n, "health-events"]) => health_event(app, &req, body, n).await,
+        ("POST", ["nodes", n, "listen", "chunk"]) => {
+            Ok(crate::listen::route(app, &req, body, n).await)
+        }
         ("POST", ["nodes", n, "recording-jobs", "claim-next-group"]) => {
             claim_next(app, &req, n, true).await
         }
@@ -168,7 +171,11 @@ pub(crate) async fn authenticate(app: &Arc<App>, req: &Req) -> Result<String, Re
 }
 
 /// Authenticates and checks that the token's node is the path's node.
-async fn node_call(app: &Arc<App>, req: &Req, path_node: &str) -> Result<String, Response> {
+pub(crate) async fn node_call(
+    app: &Arc<App>,
+    req: &Req,
+    path_node: &str,
+) -> Result<String, Response> {
     let node = authenticate(app, req).await?;
     if node != path_node {
         return Err(Response::error(

@@ -138,6 +138,19 @@ CREATE TABLE node_ssh_keys (
     stored_at_ms INTEGER NOT NULL
 ) STRICT;
 "#,
+    r#"
+-- Live-listen chunks (POST /nodes/{id}/listen/chunk): the newest few per node.
+CREATE TABLE listen_chunks (
+    seq            INTEGER PRIMARY KEY,
+    node_id        TEXT NOT NULL REFERENCES nodes (id),
+    rendition      TEXT NOT NULL,
+    captured_at_ms INTEGER NOT NULL,
+    duration_ms    INTEGER NOT NULL,
+    wav            BLOB NOT NULL,
+    received_at_ms INTEGER NOT NULL
+) STRICT;
+CREATE INDEX listen_chunks_node ON listen_chunks (node_id, seq);
+"#,
 ];
 
 const CURRENT: i64 = MIGRATIONS.len() as i64;

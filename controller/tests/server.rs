@@ -1272,3 +1272,83 @@ fn expect_100_continue_and_chunked_framing() {
     s.write_all(b"HELLO\r\n\r\n").unwrap();
     read_reply(&mut s).expect(400);
 }
+
+// ---------------------------------------------------------------------------------------
+// Live listen
+// ---------------------------------------------------------------------------------------
+
+#[test]
+fn listen_chunks_are_checked_as_rakkr_checks_them_and_the_newest_kept() {
+    let ctl = Ctl::start(|_| {});
+    let a = ctl.node("a");
+    let b = ctl.node("b");
+    let path = format!("/nodes/{}/listen/chunk", a.id);
+    let wav = audio(4_844, 1);
+    let headers = |ty: &str, at: &str, ms: &str| {
+        vec![
+            bearer(&a.token),
+            ("Content-Type", ty.to_string()),
+            ("x-rakkr-captured-at", at.to_string()),
+            ("x-rakkr-duration-ms", ms.to_string()),
+        ]
+    };
+    let good = headers("audio/wav", "2026-12-01T10:00:00.000Z", "5000");
+    // (what, headers, body, status)
+    let cases: Vec<(&str, Vec<(&str, String)>, Vec<u8>, u16)> = vec![
+        ("no token", good[1..].to_vec(), wav.clone(), 401),
+        (
+            "json, not audio",
+            headers("application/json", "2026-12-01T10:00:00Z", "5000"),
+            wav.clone(),
+            400,
+        ),
+        (
+            "duration 0",
+            headers("audio/wav", "2026-12-01T10:00:00Z", "0"),
+            wav.clone(),
+            400,
+        ),
+        (
+            "duration over 10 s",
+            headers("audio/wav", "2026-12-01T10:00:00Z", "10001"),
+            wav.clone(),
+            400,
+        ),
+        (
+            "captured-at not a time",
+            headers("audio/wav", "yesterday", "5000"),
+            wav.clone(),
+            400,
+        ),
+        ("shorter than a header", good.clone(), vec![0; 43], 400),
+        ("over 512 KiB", good.clone(), vec![0; 512 * 1024 + 1], 413),
+        ("a good chunk", good.clone(), wav.clone(), 202),
+    ];
+    for (what, h, body, status) in cases {
+        let r = http(ctl.addr, "POST", &path, &h, &body);
+        assert_eq!(
+            r.status,
+            status,
+            "{what}: {}",
+            String::from_utf8_lossy(&r.body)
+        );
+    }
+    let other = format!("/nodes/{}/listen/chunk", b.id);
+    http(ctl.addr, "POST", &other, &good, &wav).expect(403);
+    // The newest 20 are kept, byte for byte.
+    for i in 0..25u8 {
+        http(
+            ctl.addr,
+            "POST",
+            &path,
+            &good,
+            &audio(100 + usize::from(i), i),
+        )
+        .expect(202);
+    }
+    let kept = ctl.admin.listen_chunks(&a.id).unwrap();
+    assert_eq!(kept.len(), 20);
+    assert_eq!(kept.last().unwrap().wav, audio(124, 24));
+    assert_eq!(kept[0].captured_at, "2026-12-01T10:00:00.000Z");
+    assert!(ctl.admin.listen_chunks(&b.id).unwrap().is_empty());
+}

@@ -260,6 +260,31 @@ impl Client {
         self.post_json(&url, frame).map(drop)
     }
 
+    /// `POST /nodes/{nodeId}/listen/chunk`: a short WAV of live audio (44 bytes to 512 KiB,
+    /// 1–10000 ms), current state: a failed one is dropped, the next replaces it.
+    pub fn listen_chunk(
+        &self,
+        wav: &[u8],
+        captured_at: &str,
+        duration_ms: u64,
+    ) -> Result<(), CallError> {
+        if !(44..=512 * 1024).contains(&wav.len()) || !(1..=10_000).contains(&duration_ms) {
+            return Err(CallError::Invalid(format!(
+                "listen chunk of {} bytes, {duration_ms} ms is outside the protocol's bounds",
+                wav.len()
+            )));
+        }
+        let url = self.node_url("listen/chunk");
+        let result = self
+            .prepare(self.agent.post(&url), Budget::Call)
+            .header("content-type", "audio/wav")
+            .header("x-rakkr-captured-at", captured_at)
+            .header("x-rakkr-duration-ms", &duration_ms.to_string())
+            .send(wav);
+        let reply = self.finish(result)?;
+        expect_status(&reply, &[200, 201, 202, 204]).map(drop)
+    }
+
     /// 5: `POST /nodes/{nodeId}/health-events`. Only a 201 means accepted: journal it and
     /// never send that event again (the server does not deduplicate).
     pub fn health_event(&self, ev: &HealthEvent) -> Result<(), CallError> {

@@ -121,7 +121,7 @@ impl LevelMeter {
 }
 
 /// A sample as full scale = 1, and whether it sits on a rail.
-fn normalized(format: SampleFormat, s: &[u8]) -> (f64, bool) {
+pub(crate) fn normalized(format: SampleFormat, s: &[u8]) -> (f64, bool) {
     match format {
         SampleFormat::S16Le => {
             let v = i16::from_le_bytes([s[0], s[1]]);

@@ -5,6 +5,7 @@ pub mod disk_budget;
 pub use edgerec_protocol::format;
 pub mod job;
 pub mod job_machine;
+pub mod listen;
 pub mod meter;
 pub mod node_health;
 pub mod timeline;

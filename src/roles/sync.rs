@@ -170,6 +170,8 @@ struct Sync {
     timelines: timeline_health::TimelineFollower,
     /// Per job, the last meter condition change queued as a health event.
     meter_seq: HashMap<String, u64>,
+    /// Per job, the capture time of the last listen chunk handed to the meter lane.
+    listen_sent: HashMap<String, i64>,
     node: node_health::NodeWatch,
 }
 
@@ -199,6 +201,7 @@ pub fn run(settings: SyncSettings, shutdown: &StopFlag) -> Result<(), SyncError>
         last_meter: None,
         timelines: Default::default(),
         meter_seq: HashMap::new(),
+        listen_sent: HashMap::new(),
         node,
     };
     let mut last_beat: Option<Instant> = None;
@@ -332,7 +335,7 @@ impl Sync {
             Done::Outbox(sent) => self.sent(*sent)?,
             Done::Meter(results) => {
                 for e in results.into_iter().filter_map(Result::err) {
-                    self.trouble("meter frame", &e);
+                    self.trouble("meter frame or listen chunk", &e);
                 }
             }
             Done::Upload(uploaded) => self.uploaded(*uploaded)?,

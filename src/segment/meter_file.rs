@@ -11,6 +11,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::core::format::StreamSpec;
+use crate::core::listen::ListenTap;
 use crate::core::meter::{Change, Detectors, LevelMeter, Levels, Thresholds};
 
 /// How often levels are published (Rakkr's agent sends a meter frame every 5 s).
@@ -62,6 +63,8 @@ pub struct MeterPublisher {
     window_start: Instant,
     changes: VecDeque<ChangeRecord>,
     seq: u64,
+    listen: ListenTap,
+    listen_dir: PathBuf,
 }
 
 impl MeterPublisher {
@@ -76,12 +79,15 @@ impl MeterPublisher {
             window_start: Instant::now(),
             changes: VecDeque::new(),
             seq: 0,
+            listen: ListenTap::new(spec),
+            listen_dir: listen_dir(state_dir, job),
         }
     }
 
     /// Interleaved frames in the stream's native format.
     pub fn feed(&mut self, bytes: &[u8]) {
         self.meter.feed_bytes(self.spec.format, bytes);
+        self.listen.feed_bytes(bytes);
     }
 
     pub fn due(&self) -> bool {
@@ -113,7 +119,27 @@ impl MeterPublisher {
         }
         let snapshot = self.snapshot(&levels, now_ms, window_ms);
         write_volatile(&self.path, &serde_json::to_vec(&snapshot)?)?;
+        self.publish_listen(now_ms)?;
         Ok(changes)
+    }
+
+    /// The window's listen chunk, `<start ms>-<duration ms>.wav`, replacing the last one.
+    fn publish_listen(&mut self, now_ms: i64) -> io::Result<()> {
+        let samples = self.listen.take();
+        let rate = self.listen.rate().max(1);
+        let duration_ms = (samples.len() as u64 * 1000 / u64::from(rate)).min(10_000);
+        if duration_ms == 0 {
+            return Ok(());
+        }
+        let name = format!("{}-{duration_ms}.wav", now_ms - duration_ms as i64);
+        let path = self.listen_dir.join(&name);
+        write_volatile(&path, &crate::core::listen::wav_bytes(&samples, rate))?;
+        for old in std::fs::read_dir(&self.listen_dir)?.flatten() {
+            if old.file_name() != name.as_str() {
+                let _ = std::fs::remove_file(old.path());
+            }
+        }
+        Ok(())
     }
 
     fn snapshot(&self, levels: &Levels, at_ms: i64, window_ms: u64) -> MeterSnapshot {
@@ -141,6 +167,7 @@ impl MeterPublisher {
     /// The job's capture is over: its live levels go with it.
     pub fn remove(&self) {
         let _ = std::fs::remove_file(&self.path);
+        let _ = std::fs::remove_dir_all(&self.listen_dir);
     }
 }
 
@@ -150,6 +177,24 @@ pub fn path(state_dir: &Path, job: &str) -> PathBuf {
         .join("run")
         .join("meter")
         .join(format!("{job}.json"))
+}
+
+/// Where a job's newest listen chunk is.
+pub fn listen_dir(state_dir: &Path, job: &str) -> PathBuf {
+    state_dir.join("run").join("listen").join(job)
+}
+
+/// A job's newest listen chunk: (captured-at ms, duration ms, path), if there is one.
+pub fn newest_listen_chunk(state_dir: &Path, job: &str) -> Option<(i64, u64, PathBuf)> {
+    std::fs::read_dir(listen_dir(state_dir, job))
+        .ok()?
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            let (at, dur) = name.strip_suffix(".wav")?.split_once('-')?;
+            Some((at.parse().ok()?, dur.parse().ok()?, e.path()))
+        })
+        .max_by_key(|(at, ..)| *at)
 }
 
 /// The job's live levels, if it publishes any.

@@ -2,7 +2,8 @@
 //! snapshot (the writer's `run/meter/<job>.json`) goes out as a meter frame on its own
 //! lane (current state: never queued, the newest replaces an unsent one), and each
 //! detector change becomes one health event through the outbox (`agent.meter.<what>` and
-//! its `_recovered`), keyed by its number so a restart never sends it twice.
+//! its `_recovered`), keyed by its number so a restart never sends it twice. The same
+//! lane carries each job's newest live-listen chunk (the writer's `run/listen/<job>/`).
 
 use crate::render::timeline_file::format_ms as iso;
 use std::time::{Duration, Instant};
@@ -33,6 +34,7 @@ impl Sync {
         }
         self.last_meter = Some(Instant::now());
         let mut frames = Vec::new();
+        let mut chunks = Vec::new();
         for job in self.controller_jobs()? {
             if !matches!(job.state, JobState::Capturing | JobState::Stopping) {
                 continue;
@@ -45,16 +47,39 @@ impl Sync {
             }
             self.queue_changes(&job, &snap)?;
             frames.push(meter_frame(&job, &snap, self.lanes.node_id()));
+            chunks.extend(self.new_listen_chunk(&job));
         }
-        if !frames.is_empty() {
+        if !frames.is_empty() || !chunks.is_empty() {
             self.lanes.submit(
                 Lane::Meter,
                 Box::new(move |c: &Client| {
-                    Done::Meter(frames.iter().map(|f| c.meter_frame(f)).collect())
+                    let sent_frames = frames.iter().map(|f| c.meter_frame(f));
+                    let sent_chunks =
+                        (chunks.iter()).map(|(wav, at, ms)| c.listen_chunk(wav, &iso(*at), *ms));
+                    Done::Meter(sent_frames.chain(sent_chunks).collect())
                 }),
             );
         }
         Ok(())
+    }
+
+    /// The job's listen chunk the writer published since the last one sent, if fresh:
+    /// (WAV bytes, captured-at ms, duration ms). Live audio is never queued: one that
+    /// fails to send is superseded by the next.
+    fn new_listen_chunk(&mut self, job: &JobRow) -> Option<(Vec<u8>, i64, u64)> {
+        let (at, ms, path) = meter_file::newest_listen_chunk(&self.settings.state_dir, &job.id)?;
+        let fresh = now_ms() - at < FRESH_FOR.as_millis() as i64;
+        if !fresh
+            || self
+                .listen_sent
+                .get(&job.id)
+                .is_some_and(|sent| *sent >= at)
+        {
+            return None;
+        }
+        let wav = std::fs::read(path).ok()?;
+        self.listen_sent.insert(job.id.clone(), at);
+        Some((wav, at, ms))
     }
 
     /// One health event per detector change not queued yet (the outbox key makes a
