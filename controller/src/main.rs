@@ -107,6 +107,12 @@ enum NodeCommand {
         #[arg(long)]
         db: PathBuf,
     },
+    /// A node as the heartbeat reply shows it (its last heartbeat, its interfaces), JSON.
+    Show {
+        #[arg(long)]
+        db: PathBuf,
+        node: String,
+    },
     /// Issue a single-use bootstrap token for `edgerec enroll` on the box (printed once).
     BootstrapToken {
         #[arg(long)]
@@ -280,6 +286,11 @@ fn run(command: ControllerCommand) -> Result<(), Failure> {
                 for node in admin(&db)?.list_nodes().map_err(admin_failure)? {
                     println!("{node:?}");
                 }
+                Ok(())
+            }
+            NodeCommand::Show { db, node } => {
+                let found = admin(&db)?.node(&node).map_err(admin_failure)?;
+                print_json(&found.ok_or((exit::NOT_FOUND, format!("no node {node}")))?);
                 Ok(())
             }
             NodeCommand::BootstrapToken { db, node, ttl } => {

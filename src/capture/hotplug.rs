@@ -62,6 +62,22 @@ impl HotplugListener {
     }
 }
 
+impl HotplugListener {
+    /// Takes every wake-up already queued, without waiting.
+    pub fn drain(&self) -> Vec<HotplugEvent> {
+        let mut events = Vec::new();
+        if self.socket.set_nonblocking(true).is_err() {
+            return events;
+        }
+        let mut buf = [0u8; 1024];
+        while let Ok(n) = self.socket.recv(&mut buf) {
+            events.extend(HotplugEvent::decode(&buf[..n]));
+        }
+        let _ = self.socket.set_nonblocking(false);
+        events
+    }
+}
+
 impl Drop for HotplugListener {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
@@ -120,7 +136,12 @@ mod tests {
         );
         assert!(!stale.exists());
         assert_eq!(second.wait(Duration::from_secs(1)), Some(ev.clone()));
-        assert_eq!(listener.wait(Duration::from_secs(1)), Some(ev));
+        assert_eq!(listener.wait(Duration::from_secs(1)), Some(ev.clone()));
         assert_eq!(listener.wait(Duration::from_millis(10)), None);
+        assert_eq!(listener.drain(), [], "nothing queued");
+        notify(dir.path(), &ev).unwrap();
+        notify(dir.path(), &ev).unwrap();
+        assert_eq!(listener.drain().len(), 2, "both taken at once");
+        assert_eq!(listener.drain(), []);
     }
 }

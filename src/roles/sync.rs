@@ -173,6 +173,7 @@ struct Sync {
     /// Per job, the capture time of the last listen chunk handed to the meter lane.
     listen_sent: HashMap<String, i64>,
     node: node_health::NodeWatch,
+    devices: node::InventoryWatch,
 }
 
 pub fn run(settings: SyncSettings, shutdown: &StopFlag) -> Result<(), SyncError> {
@@ -185,6 +186,7 @@ pub fn run(settings: SyncSettings, shutdown: &StopFlag) -> Result<(), SyncError>
     let started = now_ms();
     let boot = crate::roles::capture::boot_id();
     let node = node_health::NodeWatch::start(&settings.state_dir, settings.disk, &journal, started);
+    let devices = node::InventoryWatch::new(&settings.state_dir);
     let mut sync = Sync {
         settings,
         journal,
@@ -203,6 +205,7 @@ pub fn run(settings: SyncSettings, shutdown: &StopFlag) -> Result<(), SyncError>
         meter_seq: HashMap::new(),
         listen_sent: HashMap::new(),
         node,
+        devices,
     };
     let mut last_beat: Option<Instant> = None;
     crate::roles::notify::ready("sync");
@@ -245,9 +248,17 @@ impl Sync {
     /// Schedules what is due; every call goes to its lane, nothing here waits on the
     /// network.
     fn tick(&mut self, shutdown: &StopFlag) -> Result<(), SyncError> {
+        if self.devices.hotplugged() {
+            // The inventory goes now, with a heartbeat, not at the next one.
+            self.inventory_sent = false;
+            self.last_node_heartbeat = None;
+        }
         if due(self.last_node_heartbeat, self.settings.node_heartbeat_every)
             && !self.lanes.is_busy(&Lane::Node)
         {
+            if self.devices.cards_changed() {
+                self.inventory_sent = false;
+            }
             let hb = node_heartbeat();
             let inventory =
                 (!self.inventory_sent).then(|| crate::controller::protocol::Inventory {

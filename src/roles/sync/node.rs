@@ -76,3 +76,45 @@ pub(crate) fn interfaces() -> Vec<Interface> {
         })
         .collect()
 }
+
+/// Tells the sync role when the box's capture hardware may have changed, so the
+/// inventory follows it: a udev wake-up (`edgerec hotplug`) at once, and a change in the
+/// kernel's card list (`/proc/asound/cards`, read without opening any device) at each
+/// node heartbeat for boxes without the udev rule.
+pub(crate) struct InventoryWatch {
+    hotplug: Option<crate::capture::hotplug::HotplugListener>,
+    cards: String,
+}
+
+impl InventoryWatch {
+    pub fn new(state_dir: &std::path::Path) -> InventoryWatch {
+        let hotplug = crate::capture::hotplug::HotplugListener::bind(state_dir)
+            .inspect_err(|e| {
+                log::warn!("sync: no hotplug socket ({e}); inventory follows at heartbeats")
+            })
+            .ok();
+        InventoryWatch {
+            hotplug,
+            cards: cards(),
+        }
+    }
+
+    /// udev reported a device coming or going since the last look (the sync role's own
+    /// wake-ups of the capture role after a claim do not count).
+    pub fn hotplugged(&self) -> bool {
+        let events = self.hotplug.as_ref().map(|h| h.drain()).unwrap_or_default();
+        events
+            .iter()
+            .any(|e| matches!(e.action.as_str(), "add" | "remove" | "change"))
+    }
+
+    /// The card list differs from the last look.
+    pub fn cards_changed(&mut self) -> bool {
+        let now = cards();
+        std::mem::replace(&mut self.cards, now) != self.cards
+    }
+}
+
+fn cards() -> String {
+    std::fs::read_to_string("/proc/asound/cards").unwrap_or_default()
+}
