@@ -323,3 +323,36 @@ fn a_job_the_capture_role_cannot_run_is_ended_after_its_attempts() {
     assert!(took < Duration::from_secs(30), "{took:?}");
     assert!(blocked.is_file(), "nothing of the operator's is touched");
 }
+
+/// A job for a capture backend the box does not have (PipeWire with no server or no
+/// pipewire-alsa; a backend no agent has) fails at claim with that reason, once, and the
+/// next job is captured: nothing is silently captured from ALSA instead.
+#[test]
+fn a_job_for_an_absent_capture_backend_fails_with_that_reason() {
+    let _rt = realtime();
+    let ctl = Ctl::start(Duration::from_secs(30));
+    let state = tempfile::tempdir().unwrap();
+    let with = |backend: &str| {
+        let fields = format!(r#"{{"captureBackend": "{backend}"}}"#);
+        ctl.add_job_with("sine:440", 2.0, &["--command-json", &fields])
+    };
+    let pipewire_runs = std::path::Path::new("/run/user/0/pipewire-0").exists()
+        || std::path::Path::new("/run/pipewire/pipewire-0").exists();
+    let pipewire = (!pipewire_runs).then(|| with("pipewire"));
+    let unknown = with("coreaudio");
+    let next = ctl.add_job("sine:440", 2.0);
+    let mut agent = ctl.spawn_agent(state.path());
+    let mut refused = vec![(unknown, "\"coreaudio\" is not a capture backend")];
+    refused.extend(pipewire.map(|j| (j, "capture_backend_unavailable: pipewire: ")));
+    for (job, why) in refused {
+        let failed = ctl.wait_status(&job.id, Some("failed"), Duration::from_secs(20));
+        let reason = failed.failure_reason.unwrap_or_default();
+        assert!(reason.contains(why), "{reason:?} says {why:?}");
+        assert!(
+            ctl.recording(&job.id).cache_path.is_none(),
+            "nothing uploaded"
+        );
+    }
+    ctl.wait_status(&next.id, Some("completed"), Duration::from_secs(30));
+    sigterm(&mut agent, Duration::from_secs(5));
+}

@@ -17,6 +17,7 @@
 //! - `claim`, `follow`, `outbox`, `node`: claiming jobs, following the capture role,
 //!   delivering the outbox and uploads, the node's heartbeat; `lanes`: the worker lanes.
 
+mod capture_backend;
 mod claim;
 mod follow;
 mod lanes;

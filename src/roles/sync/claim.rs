@@ -5,7 +5,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
-use super::{Sync, SyncError, report_body};
+use super::{Sync, SyncError, capture_backend, report_body};
 use crate::capture::hotplug::{self, HotplugEvent};
 use crate::controller::protocol::{Job, JobRejection};
 use crate::core::job::JobState;
@@ -109,6 +109,17 @@ impl Sync {
         if let Some(span) = channels {
             spec.channels = spec.channels.max(span);
         }
+        let wanted = valid.job.command.capture_backend.as_deref();
+        let source = capture_backend::pcm_for(wanted, &valid.device)
+            .and_then(|s| capture_backend::check_available(&s, spec).map(|()| s));
+        let source = match source {
+            Ok(source) => source,
+            Err(reason) => {
+                log::error!("job {:?}: {reason}", untrusted(&valid.id));
+                self.fail_unclaimed(&valid.id, reason)?;
+                return Ok(None);
+            }
+        };
         let backend = self
             .settings
             .backend_override
@@ -123,7 +134,7 @@ impl Sync {
             recording_id: Some(valid.recording_id.clone()),
             command_json: serde_json::to_string(&valid.job).unwrap_or_default(),
             backend,
-            device: valid.device.clone(),
+            device: source.device,
             spec,
             duration_frames: Some(spec.frames_in(valid.duration)),
             dir: self.settings.state_dir.join(&local_id),
@@ -181,12 +192,18 @@ impl Sync {
             untrusted(&controller_id),
             untrusted(&reason)
         );
+        self.fail_unclaimed(&controller_id, reason)
+    }
+
+    /// Journals a job we will not run as failed with `reason`, its report queued: one
+    /// terminal state, one report, no directory.
+    fn fail_unclaimed(&mut self, controller_id: &str, reason: String) -> Result<(), SyncError> {
         let local_id = new_local_id();
         let now = now_ms();
         let report = Report::Failed {
             reason: reason.clone(),
         };
-        let row = placeholder_job(&local_id, &controller_id, &self.settings.state_dir, now);
+        let row = placeholder_job(&local_id, controller_id, &self.settings.state_dir, now);
         self.journal.atomically(|j| {
             j.create_job(&row)?;
             j.set_job_state(&local_id, JobState::Failed, Some(&reason), now)?;
