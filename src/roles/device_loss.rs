@@ -15,6 +15,49 @@ use crate::segment::writer::now_ms;
 pub const DEVICE_LOST_EVENT: &str = "agent.recording_job.capture_device_lost";
 pub const DEVICE_RECOVERED_EVENT: &str = "agent.recording_job.capture_device_recovered";
 
+/// Episodes of a job logged in full before the rest are folded.
+const LOGGED_IN_FULL: u64 = 3;
+/// A flapping device's folded episodes are summed up at most this often.
+const FOLD_SUMMARY_EVERY: Duration = Duration::from_secs(60);
+
+/// How a job's device episodes reach the log: the first few in full, then one line a
+/// minute at most, however fast the device flaps. Every episode still goes on the
+/// timeline and out as its health event pair.
+#[derive(Debug, Default)]
+pub struct FlapLog {
+    episodes: u64,
+    folded: u64,
+    last_summary: Option<Instant>,
+}
+
+impl FlapLog {
+    /// Counts an episode: whether its own lines are logged, and the summary line to log
+    /// now (when folding starts, then once a minute). Pure: the caller passes the clock.
+    fn begin_episode(&mut self, job: &str, now: Instant) -> (bool, Option<String>) {
+        self.episodes += 1;
+        if self.episodes <= LOGGED_IN_FULL {
+            return (true, None);
+        }
+        self.folded += 1;
+        let line = match self.last_summary {
+            None => format!(
+                "{job}: the device keeps going and coming back; further losses are summed \
+                 up once a minute (each stays on the timeline and is sent as a health event)"
+            ),
+            Some(at) if now.duration_since(at) >= FOLD_SUMMARY_EVERY => format!(
+                "{job}: device lost and restored {} times in the last {:.0} s ({} so far)",
+                self.folded,
+                now.duration_since(at).as_secs_f64(),
+                self.episodes
+            ),
+            Some(_) => return (false, None),
+        };
+        self.folded = 0;
+        self.last_summary = Some(now);
+        (false, Some(line))
+    }
+}
+
 /// One episode of a job's device being away: from the first failure to its return.
 pub struct DeviceLoss {
     job: String,
@@ -29,6 +72,8 @@ pub struct DeviceLoss {
     attempts: u64,
     last_error: String,
     last_summary: Instant,
+    /// Folded into the job's flap summary: no lines of its own.
+    quiet: bool,
 }
 
 impl DeviceLoss {
@@ -39,8 +84,14 @@ impl DeviceLoss {
         frame: u64,
         since: Instant,
         detail: &str,
+        flaps: &mut FlapLog,
     ) -> DeviceLoss {
         let since_ms = now_ms() - since.elapsed().as_millis() as i64;
+        let (in_full, summary) = flaps.begin_episode(&job.id, Instant::now());
+        if let Some(line) = summary {
+            log::warn!("{line}");
+        }
+        let quiet = !in_full;
         let loss = DeviceLoss {
             job: job.id.clone(),
             recording: job.recording_id.clone(),
@@ -52,8 +103,11 @@ impl DeviceLoss {
             attempts: 0,
             last_error: detail.to_string(),
             last_summary: Instant::now(),
+            quiet,
         };
-        if frame == 0 {
+        if quiet {
+            log::debug!("{}: device lost ({detail})", loss.job);
+        } else if frame == 0 {
             log::warn!(
                 "{}: device {} not delivering ({detail}); retrying until the job's window ends",
                 loss.job,
@@ -87,7 +141,13 @@ impl DeviceLoss {
 
     /// The device delivers again: logs it and queues the recovery event.
     pub fn restored(self, journal: &Journal) {
-        log::info!(
+        let level = if self.quiet {
+            log::Level::Debug
+        } else {
+            log::Level::Info
+        };
+        log::log!(
+            level,
             "{}: device restored after {:.3} s, {} reopen attempts",
             self.job,
             self.since.elapsed().as_secs_f64(),
@@ -129,5 +189,35 @@ impl DeviceLoss {
             // The timeline keeps the facts; the controller only misses the live view.
             log::warn!("{}: queueing health event {kind}: {e}", self.job);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flapping_device_is_a_few_lines_then_one_a_minute() {
+        let mut flaps = FlapLog::default();
+        let t0 = Instant::now();
+        // An episode every 5 s for 10 minutes: 120 of them.
+        let (full, lines): (Vec<bool>, Vec<Option<String>>) = (0..120)
+            .map(|i| flaps.begin_episode("job", t0 + Duration::from_secs(5 * i)))
+            .unzip();
+        assert_eq!(
+            full.iter().filter(|f| **f).count(),
+            3,
+            "the first three in full"
+        );
+        assert!(full[..3].iter().all(|f| *f));
+        let lines: Vec<String> = lines.into_iter().flatten().collect();
+        // The notice at the 4th episode (15 s), then a sum every 60 s: 10 in 10 minutes.
+        assert_eq!(lines.len(), 10, "{lines:#?}");
+        assert!(
+            lines[1].contains("12 times in the last 60 s (16 so far)"),
+            "{}",
+            lines[1]
+        );
+        // Three full episodes are 6 lines (lost, restored): 16 lines in 10 minutes.
     }
 }

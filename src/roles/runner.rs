@@ -19,7 +19,7 @@ use crate::capture::{self, CaptureRequest, OpenError, StopFlag};
 use crate::core::backoff::Backoff;
 use crate::core::timeline::{self, EventKind, PlacedSegment, TimelineEvent};
 use crate::journal::{JobRow, Journal, JournalError};
-use crate::roles::device_loss::DeviceLoss;
+use crate::roles::device_loss::{DeviceLoss, FlapLog};
 use crate::segment::disk::{self, JournalReserve};
 use crate::segment::spool::SpoolSettings;
 use crate::segment::writer::{self, ResumeGap, WriterError};
@@ -266,6 +266,8 @@ struct JobCapture<'a> {
     pending_gap: Option<ResumeGap>,
     ever_opened: bool,
     loss: Option<DeviceLoss>,
+    /// How this job's device losses reach the log (a flapping device is folded).
+    flaps: FlapLog,
     last_error: Option<String>,
     backoff: Backoff,
     hotplug: Option<HotplugListener>,
@@ -291,6 +293,7 @@ impl<'a> JobCapture<'a> {
             ever_opened: resume.is_some() || job.started_at_ms.is_some(),
             pending_gap: resume,
             loss: None,
+            flaps: FlapLog::default(),
             last_error: None,
             backoff: Backoff::new(settings.reopen_base, settings.reopen_cap),
             hotplug,
@@ -469,7 +472,7 @@ fn wait_for_device(hotplug: Option<&HotplugListener>, delay: Duration, stop: &dy
         match hotplug {
             Some(listener) => {
                 if let Some(ev) = listener.wait(slice) {
-                    log::info!("hotplug {} {}: reopening now", ev.action, ev.devpath);
+                    log::debug!("hotplug {} {}: reopening now", ev.action, ev.devpath);
                     return;
                 }
             }

@@ -35,6 +35,7 @@ impl JobCapture<'_> {
             timeline_pos,
             since,
             detail,
+            &mut self.flaps,
         ));
         Ok(())
     }

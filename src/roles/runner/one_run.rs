@@ -169,6 +169,7 @@ impl JobCapture<'_> {
             at,
             since,
             &detail,
+            &mut self.flaps,
         ));
         Ok(None)
     }

@@ -1,0 +1,95 @@
+//! A flapping device against the reference controller: a real fakemic PCM is unplugged
+//! and replugged every 5 s under a running job. Each episode is one lost/recovered pair
+//! of health events on the job's recording, sent once, the first ones placed within
+//! 100 ms of the real unplug (the controller's quality timeline draws them from there),
+//! and the agent's log stays short (episodes after the third are summed up a minute at a
+//! time: `device_loss::tests` shows 16 lines for 10 minutes of this).
+
+mod common;
+
+use common::controller::*;
+use common::fakemic;
+use serde_json::Value;
+use std::process::Stdio;
+use std::time::{Duration, Instant};
+
+fn ms(v: &Value) -> i64 {
+    let t = humantime::parse_rfc3339(v.as_str().unwrap_or_default()).unwrap();
+    t.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
+}
+
+#[test]
+fn each_flap_is_one_event_pair_at_its_moment_and_the_log_stays_short() {
+    let _rt = common::realtime();
+    let mic = fakemic::setup(&[("flapdev", &[])]);
+    let ctl = Ctl::start(Duration::from_secs(30));
+    let state = tempfile::tempdir().unwrap();
+    let log_path = state.path().join("agent.log");
+    let job = ctl.add_job("flapdev", 42.0);
+    let mut agent = common::edgerec()
+        .arg("agent")
+        .arg("--state-dir")
+        .arg(state.path().join("s"))
+        .args([
+            "--controller",
+            &ctl.url(),
+            "--node-id",
+            &ctl.node,
+            "--token-file",
+        ])
+        .arg(&ctl.token_file)
+        .env("ALSA_CONFIG_PATH", &mic.config_path)
+        .env("EDGEREC_LOG", "info")
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log_path).unwrap())
+        .spawn()
+        .unwrap();
+    ctl.wait_status(&job.id, Some("running"), Duration::from_secs(15));
+    std::thread::sleep(Duration::from_secs(3));
+    let mut unplugged_at = Vec::new();
+    let until = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < until {
+        unplugged_at.push(common::now_ms());
+        mic.mic("unplug", "flapdev");
+        std::thread::sleep(Duration::from_millis(1500));
+        mic.mic("replug", "flapdev");
+        std::thread::sleep(Duration::from_millis(3500));
+    }
+    ctl.wait_status(&job.id, Some("completed"), Duration::from_secs(40));
+    // The last events go out through the outbox after the upload.
+    std::thread::sleep(Duration::from_secs(3));
+    sigterm(&mut agent, Duration::from_secs(10));
+    let recording = ctl.job(&job.id).recording_id;
+    let events = ctl.health_events();
+    let of = |kind: &str| -> Vec<Value> {
+        (events.iter())
+            .filter(|e| e["type"] == kind && e["recordingId"] == recording.as_str())
+            .cloned()
+            .collect()
+    };
+    let lost = of("agent.recording_job.capture_device_lost");
+    let recovered = of("agent.recording_job.capture_device_recovered");
+    let n = unplugged_at.len();
+    assert_eq!(
+        (lost.len(), recovered.len()),
+        (n, n),
+        "one pair per flap, once: {events:#?}"
+    );
+    for (i, (ev, at)) in lost.iter().zip(&unplugged_at).enumerate() {
+        let first = ms(&ev["details"]["firstObservedAt"]);
+        assert!(
+            (first - at).abs() <= 100,
+            "episode {i}: firstObservedAt {first} vs unplug {at}"
+        );
+        let back = ms(&recovered[i]["details"]["lastObservedAt"]);
+        assert!(
+            (1_400..=3_500).contains(&(back - at)),
+            "episode {i}: back after {} ms",
+            back - at
+        );
+    }
+    let log = std::fs::read_to_string(&log_path).unwrap();
+    let lines = log.lines().filter(|l| !l.starts_with("ALSA lib")).count();
+    eprintln!("{n} flaps, {lines} log lines:\n{log}");
+    assert!(lines < 40, "{lines} lines for {n} flaps");
+}
