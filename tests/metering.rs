@@ -139,6 +139,7 @@ fn assert_listen_chunks_are_the_tone(ctl: &Ctl) {
         };
         let freq = field("Rough   frequency:");
         let max = field("Maximum amplitude:");
+        eprintln!("listen chunk {ms} ms: sox hears {freq} Hz, max amplitude {max}");
         assert!((freq - 440.0).abs() < 22.0, "sox hears {freq} Hz:\n{text}");
         assert!((max - 0.5).abs() < 0.03, "amplitude {max}:\n{text}");
     }
