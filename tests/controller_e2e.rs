@@ -150,6 +150,57 @@ fn kill_9_of_the_sync_role_loses_no_frames_and_reports_once() {
     sigterm(&mut capture, Duration::from_secs(5));
 }
 
+/// Health events keep coming (a drop-out every 2 s) while the sync role is killed with
+/// SIGKILL three times: every event reaches the controller, none twice (the server keeps
+/// no idempotency; the outbox marks a row delivered in the same step that learns it was).
+#[test]
+fn kill_9_of_the_sync_role_never_sends_a_health_event_twice() {
+    let _rt = realtime();
+    let ctl = Ctl::start(LEASE);
+    let state = tempfile::tempdir().unwrap();
+    let dropouts: Vec<String> = (1..8)
+        .map(|i| format!("dropout={}s+200ms", 2 * i))
+        .collect();
+    let job = ctl.add_job(&format!("sine:440,{}", dropouts.join(",")), 16.0);
+    let mut capture = edgerec()
+        .args(["capture", "--state-dir"])
+        .arg(state.path())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut sync = ctl.role("sync", state.path()).spawn().unwrap();
+    ctl.wait_status(&job.id, Some("running"), Duration::from_secs(10));
+    for pause in [2_300, 1_700, 2_900] {
+        std::thread::sleep(Duration::from_millis(pause));
+        sync.kill().unwrap();
+        sync.wait().unwrap();
+        sync = ctl.role("sync", state.path()).spawn().unwrap();
+    }
+    let done = ctl.wait_status(&job.id, None, Duration::from_secs(40));
+    assert_eq!(done.status.to_string(), "completed");
+    std::thread::sleep(Duration::from_secs(3)); // the last rows of the outbox
+    sigterm(&mut sync, Duration::from_secs(5));
+    sigterm(&mut capture, Duration::from_secs(5));
+    let events = ctl.health_events();
+    let ids: Vec<String> = events
+        .iter()
+        .filter_map(|e| e["details"]["localEventId"].as_str().map(str::to_string))
+        .collect();
+    let mut unique = ids.clone();
+    unique.sort();
+    unique.dedup();
+    assert_eq!(
+        ids.len(),
+        unique.len(),
+        "an event arrived twice: {events:#?}"
+    );
+    let drop_outs = events
+        .iter()
+        .filter(|e| e["type"] == "agent.recording_job.drop_out")
+        .count();
+    assert_eq!(drop_outs, 7, "every drop-out arrived: {events:#?}");
+}
+
 /// The capture role is killed mid-job: the janitor of the next one resumes it.
 #[test]
 fn kill_9_of_the_capture_role_is_resumed_by_the_janitor_and_reports_once() {
