@@ -10,7 +10,9 @@ use crate::core::format::{SampleFormat, StreamSpec};
 use crate::core::timeline::GapFill;
 
 mod appliance;
+mod meter;
 pub use appliance::*;
+pub use meter::RawMeter;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ConfigError {
@@ -51,6 +53,8 @@ pub struct RawConfig {
     pub sync: RawSync,
     #[serde(default)]
     pub metrics: RawMetrics,
+    #[serde(default)]
+    pub meter: RawMeter,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -140,6 +144,8 @@ pub struct RecordSettings {
     /// `record`: a device that is not there at the start is waited for (until the job's
     /// window ends) instead of failing at once.
     pub wait_for_device: bool,
+    /// Where the level detectors open (`[meter]`).
+    pub meter: crate::core::meter::Thresholds,
 }
 
 /// Values given on the command line; each overrides the config file.
@@ -322,6 +328,7 @@ impl RecordSettings {
         {
             return Err(invalid("duration", "must be positive"));
         }
+        let meter = meter::resolve(&raw.meter)?;
         Ok(RecordSettings {
             backend,
             device,
@@ -342,6 +349,7 @@ impl RecordSettings {
             reopen_cap,
             no_audio_timeout,
             wait_for_device: cli.wait_for_device,
+            meter,
         })
     }
 }

@@ -114,6 +114,21 @@ fn table() -> Vec<(&'static str, &'static str, Check)> {
         ("sync.config_every", "\"5m\"", |(_, b)| {
             b.sync.config_every == Duration::from_secs(300)
         }),
+        ("meter.clipping_samples", "10", |(r, _)| {
+            r.meter.clipping_open_samples == 10
+        }),
+        ("meter.flatline_below_dbfs", "-80.0", |(r, _)| {
+            r.meter.flatline_open_dbfs == -80.0 && r.meter.flatline_clear_dbfs == -70.0
+        }),
+        ("meter.low_signal_below_dbfs", "-40.0", |(r, _)| {
+            r.meter.low_signal_open_dbfs == -40.0
+        }),
+        ("meter.dc_offset_above", "0.1", |(r, _)| {
+            r.meter.dc_open == 0.1
+        }),
+        ("meter.inverted_correlation_below", "-0.7", |(r, _)| {
+            r.meter.correlation_open == -0.7
+        }),
         ("metrics.textfile", "\"/srv/m/edgerec.prom\"", |(_, b)| {
             b.metrics_textfile.as_deref() == Some(Path::new("/srv/m/edgerec.prom"))
         }),
@@ -205,7 +220,7 @@ fn example_parses_states_the_defaults_and_every_key_is_tested() {
     assert!(b.controller.is_some() && b.disk.reserve_below.is_some());
     let tested: BTreeSet<String> = table().iter().map(|(k, _, _)| k.to_string()).collect();
     let shipped = example_keys(&text);
-    assert_eq!(shipped.len(), 30, "{shipped:?}");
+    assert_eq!(shipped.len(), 35, "{shipped:?}");
     assert_eq!(
         shipped, tested,
         "every shipped key has a row in the table, and only those"

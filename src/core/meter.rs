@@ -182,7 +182,7 @@ impl Condition {
 
 /// Where each detector opens and where it clears: the gap between the two is the
 /// hysteresis, so a signal sitting on a threshold does not flap.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Thresholds {
     /// Clipped samples in a window that open clipping; it clears after a window with none.
     pub clipping_open_samples: u64,
@@ -198,19 +198,37 @@ pub struct Thresholds {
 
 impl Default for Thresholds {
     fn default() -> Self {
+        Thresholds::with_opening_marks(3, -90.0, -50.0, 0.05, -0.5)
+    }
+}
+
+impl Thresholds {
+    /// The detectors for these opening marks, each clearing a fixed step past its own:
+    /// flatline 10 dB above, low signal 6 dB above, DC at 40 % of its mark, correlation
+    /// 0.3 back towards 0.
+    pub fn with_opening_marks(
+        clipping_samples: u64,
+        flatline_dbfs: f64,
+        low_signal_dbfs: f64,
+        dc: f64,
+        correlation: f64,
+    ) -> Thresholds {
         Thresholds {
-            clipping_open_samples: 3,
-            flatline_open_dbfs: -90.0,
-            flatline_clear_dbfs: -80.0,
-            low_signal_open_dbfs: -50.0,
-            low_signal_clear_dbfs: -44.0,
-            dc_open: 0.05,
-            dc_clear: 0.02,
-            correlation_open: -0.5,
-            correlation_clear: -0.2,
+            clipping_open_samples: clipping_samples,
+            flatline_open_dbfs: flatline_dbfs,
+            flatline_clear_dbfs: flatline_dbfs + FLATLINE_CLEAR_DB,
+            low_signal_open_dbfs: low_signal_dbfs,
+            low_signal_clear_dbfs: low_signal_dbfs + 6.0,
+            dc_open: dc,
+            dc_clear: dc * 0.4,
+            correlation_open: correlation,
+            correlation_clear: (correlation + 0.3).min(0.0),
         }
     }
 }
+
+/// How far above the flatline mark a channel must come back to clear it.
+pub const FLATLINE_CLEAR_DB: f64 = 10.0;
 
 /// A condition opened or cleared on a channel (pairs: their first channel), 1-based.
 #[derive(Clone, Debug, PartialEq)]
@@ -249,7 +267,7 @@ impl Detectors {
 
     /// Feeds one window's levels; returns what opened and cleared.
     pub fn update(&mut self, levels: &Levels) -> Vec<Change> {
-        let t = self.thresholds.clone();
+        let t = self.thresholds;
         let mut changes = Vec::new();
         for (i, l) in levels.channels.iter().enumerate() {
             let ch = i as u16 + 1;

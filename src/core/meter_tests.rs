@@ -103,7 +103,7 @@ fn each_condition_fires_once_and_clears_once() {
 #[test]
 fn a_tone_sitting_at_a_threshold_does_not_flap() {
     let t = Thresholds::default();
-    let mut d = Detectors::new(t.clone());
+    let mut d = Detectors::new(t);
     // Wobbling ±0.5 dB around the low-signal mark for 20 windows: inside the hysteresis.
     let mut changes = Vec::new();
     for i in 0..20 {

@@ -103,6 +103,7 @@ pub fn run_settings(settings: &RecordSettings) -> RunSettings {
     run.stall_guard = settings.stall_guard;
     run.reopen_cap = settings.reopen_cap;
     run.no_audio_timeout = settings.no_audio_timeout;
+    run.meter = settings.meter;
     run
 }
 

@@ -50,6 +50,8 @@ pub struct RunSettings {
     pub no_audio_timeout: Option<Duration>,
     /// The spool's disk budget; `None` writes until the disk says no.
     pub spool: Option<SpoolSettings>,
+    /// Where the level detectors open.
+    pub meter: crate::core::meter::Thresholds,
 }
 
 impl RunSettings {
@@ -68,6 +70,7 @@ impl RunSettings {
             fail_fast_on_first_open: false,
             no_audio_timeout: None,
             spool: Some(SpoolSettings::new(state_dir.clone())),
+            meter: Default::default(),
         }
     }
 }

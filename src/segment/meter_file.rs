@@ -69,13 +69,18 @@ pub struct MeterPublisher {
 
 impl MeterPublisher {
     /// `state_dir` is the journal's directory.
-    pub fn new(state_dir: &Path, job: &str, spec: StreamSpec) -> MeterPublisher {
+    pub fn new(
+        state_dir: &Path,
+        job: &str,
+        spec: StreamSpec,
+        thresholds: Thresholds,
+    ) -> MeterPublisher {
         MeterPublisher {
             path: path(state_dir, job),
             job: job.to_string(),
             spec,
             meter: LevelMeter::new(spec.channels),
-            detectors: Detectors::new(Thresholds::default()),
+            detectors: Detectors::new(thresholds),
             window_start: Instant::now(),
             changes: VecDeque::new(),
             seq: 0,

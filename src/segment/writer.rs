@@ -59,6 +59,8 @@ pub struct WriterConfig {
     pub resume_gap: Option<ResumeGap>,
     /// Budget the spool's free space (pause below the reserve, reclaim, resume).
     pub spool: Option<SpoolSettings>,
+    /// Where the level detectors open.
+    pub meter: crate::core::meter::Thresholds,
 }
 
 /// A gap that ends when this run's first frame arrives.
@@ -203,6 +205,7 @@ pub fn spawn(
                 .unwrap_or(std::path::Path::new(".")),
             &cfg.job_id,
             cfg.spec,
+            cfg.meter,
         ),
         cfg,
     };

@@ -42,6 +42,7 @@ impl JobCapture<'_> {
                 stop_at: self.job.duration_frames,
                 resume_gap: inherited_gap.clone(),
                 spool: self.settings.spool.clone(),
+                meter: self.settings.meter,
             },
             source,
             drain.clone(),
