@@ -355,4 +355,18 @@ fn a_job_for_an_absent_capture_backend_fails_with_that_reason() {
     }
     ctl.wait_status(&next.id, Some("completed"), Duration::from_secs(30));
     sigterm(&mut agent, Duration::from_secs(5));
+    let unavailable: Vec<_> = (ctl.health_events().into_iter())
+        .filter(|e| e["type"] == "agent.audio_backend.unavailable")
+        .map(|e| {
+            e["details"]["backend"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string()
+        })
+        .collect();
+    let mut want = vec!["coreaudio".to_string()];
+    if !pipewire_runs {
+        want.insert(0, "pipewire".into());
+    }
+    assert_eq!(unavailable, want, "one event per absent backend");
 }

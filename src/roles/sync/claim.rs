@@ -113,9 +113,15 @@ impl Sync {
         let source = capture_backend::pcm_for(wanted, &valid.device)
             .and_then(|s| capture_backend::check_available(&s, spec).map(|()| s));
         let source = match source {
-            Ok(source) => source,
+            Ok(source) => {
+                self.node.backend_available(&self.journal, &source.backend);
+                source
+            }
             Err(reason) => {
                 log::error!("job {:?}: {reason}", untrusted(&valid.id));
+                let backend = wanted.unwrap_or("alsa").to_ascii_lowercase();
+                self.node
+                    .backend_unavailable(&self.journal, &backend, &reason);
                 self.fail_unclaimed(&valid.id, reason)?;
                 return Ok(None);
             }

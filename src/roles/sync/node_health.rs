@@ -48,6 +48,8 @@ pub(super) struct NodeWatch {
     health: NodeHealth,
     facts: NodeFacts,
     metrics_written: Option<std::time::Instant>,
+    /// Capture backends found absent at a claim, and since when.
+    backends_down: std::collections::BTreeMap<String, i64>,
 }
 
 impl NodeWatch {
@@ -80,6 +82,25 @@ impl NodeWatch {
                 ..NodeFacts::default()
             },
             metrics_written: None,
+            backends_down: Default::default(),
+        }
+    }
+
+    /// A job's capture backend (`pipewire`, `jack`) was absent at claim: one
+    /// `agent.audio_backend.unavailable` per episode.
+    pub fn backend_unavailable(&mut self, journal: &Journal, backend: &str, reason: &str) {
+        if self.backends_down.contains_key(backend) {
+            return;
+        }
+        let since = now_ms();
+        self.backends_down.insert(backend.to_string(), since);
+        enqueue(journal, &backend_event(backend, since, None, reason));
+    }
+
+    /// A job's capture backend answered at claim: the episode, if any, ends.
+    pub fn backend_available(&mut self, journal: &Journal, backend: &str) {
+        if let Some(since) = self.backends_down.remove(backend) {
+            enqueue(journal, &backend_event(backend, since, Some(now_ms()), ""));
         }
     }
 
@@ -179,6 +200,26 @@ fn health_event(c: &Change) -> HealthEvent {
         Condition::CpuPressure => ("cpuPressure", Value::from(c.value)),
     };
     d.insert(key.into(), value);
+    ev
+}
+
+/// Rakkr's `agent.audio_backend.unavailable` / `recovered` for one backend's episode.
+fn backend_event(backend: &str, since: i64, recovered: Option<i64>, reason: &str) -> HealthEvent {
+    let (kind, severity) = match recovered {
+        None => ("agent.audio_backend.unavailable", Severity::Warning),
+        Some(_) => ("agent.audio_backend.recovered", Severity::Info),
+    };
+    let mut ev = HealthEvent::new(kind, severity);
+    ev.id = Some(format!("node:{kind}:{backend}:{since}"));
+    ev.opened_at = Some(iso(since));
+    let d = &mut ev.details;
+    d.insert("backend".into(), Value::from(backend));
+    d.insert("firstObservedAt".into(), Value::from(iso(since)));
+    if let Some(at) = recovered {
+        d.insert("lastObservedAt".into(), Value::from(iso(at)));
+    } else {
+        d.insert("reason".into(), Value::from(reason));
+    }
     ev
 }
 
