@@ -138,6 +138,8 @@ pub struct RecordSettings {
     /// `record`: a device that is not there at the start is waited for (until the job's
     /// window ends) instead of failing at once.
     pub wait_for_device: bool,
+    /// `record --no-stitch`: a WAV stays as its segments (no `recording.wav`).
+    pub no_stitch: bool,
 }
 
 /// Values given on the command line; each overrides the config file.
@@ -340,6 +342,7 @@ impl RecordSettings {
             reopen_cap,
             no_audio_timeout,
             wait_for_device: cli.wait_for_device,
+            no_stitch: false,
         })
     }
 }

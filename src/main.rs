@@ -214,6 +214,10 @@ struct RecordArgs {
     /// failing at once; the missing start is a `late_start` gap on the timeline.
     #[arg(long)]
     wait_for_device: bool,
+    /// Leave the segments alone: no stitched recording.wav; render.json describes the
+    /// WAV they make (`edgerec render` writes a file from them later).
+    #[arg(long)]
+    no_stitch: bool,
     #[command(flatten)]
     output: render_cli::OutputArgs,
 }
@@ -273,6 +277,10 @@ fn run_record(args: RecordArgs) -> Result<(), Failure> {
         },
     )
     .map_err(config_failure)?;
+    let settings = RecordSettings {
+        no_stitch: args.no_stitch,
+        ..settings
+    };
     let shutdown = shutdown_flag();
     let output = args.output.options()?;
     let done = record::record_with(&settings, &output, &shutdown).map_err(record_failure)?;

@@ -505,6 +505,7 @@ fn run_one(
         ended_at_ms: result.ended_at_ms,
         total_frames: result.total_frames,
         capture_failed: result.outcome.is_failure(),
+        no_stitch: false,
     };
     finish(&mut journal, &job.id, &how, settings)
 }

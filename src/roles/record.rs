@@ -171,6 +171,7 @@ pub fn record_with(
         ended_at_ms: result.ended_at_ms,
         total_frames: result.total_frames,
         capture_failed: result.outcome.is_failure(),
+        no_stitch: settings.no_stitch,
     };
     finalize_when_there_is_room(&mut journal, &job_id, &how, settings.gap_fill)
 }

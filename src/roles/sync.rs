@@ -27,10 +27,8 @@ mod outbox;
 mod timeline_health;
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
-
-use sha2::{Digest, Sha256};
 
 use crate::capture::StopFlag;
 use crate::controller::client::{CallError, Client, ClientConfig, ClientError};
@@ -474,15 +472,6 @@ fn output_file_name(job: &JobRow) -> String {
         .and_then(|v| v["command"]["outputFileName"].as_str().map(str::to_string))
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| RECORDING_FILE.to_string())
-}
-
-/// SHA-256 and size of a file, streamed.
-pub fn hash_file(path: &Path) -> std::io::Result<(String, u64)> {
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = Sha256::new();
-    let bytes = std::io::copy(&mut file, &mut hasher)?;
-    let digest = hasher.finalize();
-    Ok((digest.iter().map(|b| format!("{b:02x}")).collect(), bytes))
 }
 
 #[cfg(test)]
