@@ -20,12 +20,21 @@ fn full_lifecycle_claim_capture_upload_completed_with_our_checksum() {
     let mut agent = ctl.spawn_agent(state.path());
     let done = ctl.wait_status(&job.id, Some("completed"), Duration::from_secs(30));
     let rec = ctl.recording(&done.id);
-    let local = agent_job_dir(state.path(), &job.id).join("recording.wav");
+    let dir = agent_job_dir(state.path(), &job.id);
+    // Written once: the upload streamed the segments; no stitched copy on the box.
+    assert!(!dir.join("recording.wav").exists());
+    let local = delivered_wav(&dir);
     assert_eq!(
         rec.checksum.clone().unwrap(),
         sha256_file(&local),
         "the controller has exactly our file"
     );
+    let stored = ctl.store.join(rec.cache_path.clone().unwrap());
+    assert_eq!(
+        std::fs::read(&stored).unwrap(),
+        std::fs::read(&local).unwrap()
+    );
+    assert_eq!(wav_frames(&stored), 3 * 48_000);
     assert_eq!(rec.duration_seconds, Some(3.0));
     let tl = timeline(&agent_job_dir(state.path(), &job.id));
     // Claim (the controller's startedAt) to the first captured frame (the agent's frame 0).
@@ -104,7 +113,7 @@ fn cancelled_or_failed_on_the_controller_mid_capture_finalizes_locally_and_keeps
     assert_eq!(f.state, JobState::Failed);
     for job in [&cancelled, &failed] {
         // Audio is never deleted because of controller state: kept, and not uploaded.
-        let local = agent_job_dir(state.path(), &job.id).join("recording.wav");
+        let local = delivered_wav(&agent_job_dir(state.path(), &job.id));
         assert!(wav_frames(&local) > 48_000, "kept locally");
         assert!(!ctl.recording(&job.id).cached, "not uploaded");
     }
@@ -204,7 +213,7 @@ fn a_capture_group_is_captured_once_and_each_job_keeps_its_channels() {
     let mut agent = ctl.spawn_agent(state.path());
     for job in &jobs {
         let done = ctl.wait_status(&job.id, Some("completed"), Duration::from_secs(30));
-        let local = agent_job_dir(state.path(), &job.id).join("recording.wav");
+        let local = delivered_wav(&agent_job_dir(state.path(), &job.id));
         let rec = ctl.recording(&done.id);
         assert_eq!(rec.checksum.unwrap(), sha256_file(&local));
     }
@@ -227,8 +236,7 @@ fn a_capture_group_is_captured_once_and_each_job_keeps_its_channels() {
         .collect();
     for (job, channels) in jobs.iter().zip([[0usize, 1], [2, 3]]) {
         let mut reader =
-            hound::WavReader::open(agent_job_dir(state.path(), &job.id).join("recording.wav"))
-                .unwrap();
+            hound::WavReader::open(delivered_wav(&agent_job_dir(state.path(), &job.id))).unwrap();
         assert_eq!(
             reader.spec().channels,
             2,

@@ -606,9 +606,9 @@ fn a_job_the_controller_forgets_ends_once_and_the_next_is_claimed() {
         .unwrap()
         .expect("journaled");
     assert!(row.state.is_terminal(), "{row:?}");
-    let kept = row.dir.join("recording.wav");
+    let kept = row.dir.join(edgerec::render::job::RENDER_FILE);
     assert!(
-        kept.exists(),
+        kept.exists() && common::wav_frames(&common::delivered_wav(&row.dir)) > 0,
         "the audio stays in the local library: {}; the tree: {:#?}",
         kept.display(),
         tree(&state)

@@ -1,0 +1,108 @@
+#!/usr/bin/env bash
+# What the recorder writes to the flash, by category, per hour and as a ratio to the PCM it
+# captured (2 ch 48 kHz S16 from the synth backend: 192,000 B/s):
+#   1. `edgerec record` for REC_SECONDS;
+#   2. one JOB_SECONDS agent job against the reference controller (claim, capture,
+#      finalize, upload), then IDLE_SECONDS of the same agent with nothing to do.
+# Sources:
+#   - total: /proc/PID/io write_bytes (bytes the process dirtied for the storage layer;
+#     for `record`, read from a wrapper shell after it reaped the process, which adds a
+#     reaped child's counters to its own);
+#   - journal: the bytes of write/pwrite64/writev calls on edgerec.db and its -wal/-journal
+#     (strace -y; logical bytes, what SQLite hands the kernel);
+#   - segments and output: the sizes of the segment files and of recording.* (each is
+#     written once); other: total - the three (timeline.json, render.json, run files...);
+#   - fsync/s idle: fsync + fdatasync calls counted by strace -f over IDLE_SECONDS.
+# The state directory is on /tmp (must not be a tmpfs: write_bytes is 0 there).
+# Bytes do not depend on the build profile: PROFILE=debug skips a release build.
+#
+# Usage: benches/flash_wear.sh      (60 s record, 60 s job, 60 s idle; release build)
+#        REC_SECONDS=30 JOB_SECONDS=30 IDLE_SECONDS=30 PROFILE=debug benches/flash_wear.sh
+set -euo pipefail
+REC=${REC_SECONDS:-60}
+JOB=${JOB_SECONDS:-60}
+IDLE=${IDLE_SECONDS:-60}
+PROFILE=${PROFILE:-release}
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+command -v strace >/dev/null || { apt-get update -q >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -q strace >/dev/null; }
+flag=(); [ "$PROFILE" = release ] && flag=(--release)
+(cd "$ROOT" && cargo build "${flag[@]}" -q -p edgerec -p edgerec-controller)
+BIN=$ROOT/target/$PROFILE/edgerec
+CTL=$ROOT/target/$PROFILE/edgerec-controller
+T=$(mktemp -d /tmp/edgerec-flash.XXXXXX)
+[ "$(stat -f -c %T "$T")" = tmpfs ] && { echo "flash_wear: $T is a tmpfs: write_bytes would be 0" >&2; exit 2; }
+pids=()
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; [ -n "${KEEP:-}" ] && echo "kept $T" || rm -rf "$T"; }
+trap cleanup EXIT
+PCM_RATE=192000 # bytes per second of 2 ch 48 kHz S16
+
+# Journal bytes and fsync calls in an strace -y log.
+journal_bytes() { grep -E '<[^>]*edgerec\.db(-wal|-journal)?>' "$1" | sed -nE 's/.*= ([0-9]+)$/\1/p' | awk '{s+=$1} END{print s+0}'; }
+syncs() { grep -cE '(fsync|fdatasync)\(' "$1" || true; }
+sizes() { { find "$@" -type f -printf '%s\n' 2>/dev/null || true; } | awk '{s+=$1} END{print s+0}'; }
+mb_h() { awk -v b="$1" -v s="$2" 'BEGIN{printf "%.2f", b*3600/s/1e6}'; }
+# report LABEL SECONDS TOTAL SEGMENTS OUTPUT JOURNAL
+report() {
+  local pcm other
+  pcm=$(( $2 * PCM_RATE ))
+  other=$(( $3 - $4 - $5 - $6 )); [ "$other" -lt 0 ] && other=0
+  printf '%s: %s s, PCM %s B\n' "$1" "$2" "$pcm"
+  printf '  %-9s %12s B  %9s MB/h  %6s x PCM\n' \
+    total "$3" "$(mb_h "$3" "$2")" "$(awk -v a="$3" -v p="$pcm" 'BEGIN{printf "%.3f", a/p}')" \
+    segments "$4" "$(mb_h "$4" "$2")" "$(awk -v a="$4" -v p="$pcm" 'BEGIN{printf "%.3f", a/p}')" \
+    output "$5" "$(mb_h "$5" "$2")" "$(awk -v a="$5" -v p="$pcm" 'BEGIN{printf "%.3f", a/p}')" \
+    journal "$6" "$(mb_h "$6" "$2")" "$(awk -v a="$6" -v p="$pcm" 'BEGIN{printf "%.3f", a/p}')" \
+    other "$other" "$(mb_h "$other" "$2")" "$(awk -v a="$other" -v p="$pcm" 'BEGIN{printf "%.3f", a/p}')"
+}
+
+# 1. record
+sh -c 'strace -f -qq -y -e trace=write,pwrite64,writev,fsync,fdatasync -o "$1/rec.strace" \
+         "$2" record --backend synth --device sine:440 --duration "$3"s --out "$1/rec" >/dev/null 2>&1
+       cat /proc/$$/io' _ "$T" "$BIN" "$REC" >"$T/rec.io"
+total=$(awk '/^write_bytes/{print $2}' "$T/rec.io")
+seg=$(sizes "$T"/rec/*/[0-9]*.wav)
+out=$(sizes "$T"/rec/*/recording.*)
+report "record" "$REC" "$total" "$seg" "$out" "$(journal_bytes "$T/rec.strace")"
+
+# 2. agent: one job, then idle
+PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+EDGEREC_LOG=warn "$CTL" serve --listen "127.0.0.1:$PORT" --db "$T/ctl.db" --store "$T/store" >"$T/serve.out" 2>&1 &
+pids+=($!)
+for _ in $(seq 50); do grep -q serving "$T/serve.out" 2>/dev/null && break; sleep 0.1; done
+out=$("$CTL" node add --db "$T/ctl.db" flash-box)
+NODE=$(awk '/^node:/{print $2}' <<<"$out"); TOKEN=$(awk '/^token:/{print $2}' <<<"$out")
+install -m 600 /dev/null "$T/token"; printf %s "$TOKEN" >"$T/token"
+EDGEREC_LOG=warn "$BIN" agent --state-dir "$T/agent" --controller "http://127.0.0.1:$PORT/api/v1" \
+  --node-id "$NODE" --token-file "$T/token" --backend-override synth 2>"$T/agent.log" &
+AGENT=$!; pids+=($AGENT)
+sleep 3
+io() { awk '/^write_bytes/{print $2}' "/proc/$AGENT/io"; }
+strace -f -qq -y -p "$AGENT" -e trace=write,pwrite64,writev,fsync,fdatasync -o "$T/job.strace" &
+TRACE=$!; pids+=($TRACE)
+sleep 1
+before=$(io)
+JOBID=$("$CTL" job add --db "$T/ctl.db" --node "$NODE" --device sine:440 --duration "${JOB}s" ${JOB_FLAGS:-} 2>/dev/null)
+status() { "$CTL" job show --db "$T/ctl.db" "$JOBID" 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["job"]["status"])'; }
+for _ in $(seq $(( JOB + 120 ))); do
+  case $(status) in completed|failed|cancelled) break;; esac
+  sleep 1
+done
+echo "job $JOBID: $(status)"
+after=$(io)
+kill "$TRACE"; wait "$TRACE" 2>/dev/null || true
+seg=$(sizes "$T"/agent/ctl-*/[0-9]*.wav)
+out=$(sizes "$T"/agent/ctl-*/recording.*)
+report "agent job (claim to completed)" "$JOB" "$(( after - before ))" "$seg" "$out" "$(journal_bytes "$T/job.strace")"
+
+sleep 5 # the job's last acknowledgements
+strace -f -qq -y -p "$AGENT" -tt -e trace=write,pwrite64,writev,fsync,fdatasync -o "$T/idle.strace" &
+TRACE=$!; pids+=($TRACE)
+sleep 1
+before=$(io); sleep "$IDLE"; after=$(io)
+kill "$TRACE"; wait "$TRACE" 2>/dev/null || true
+jb=$(journal_bytes "$T/idle.strace")
+n=$(syncs "$T/idle.strace")
+echo "idle agent: ${IDLE} s"
+echo "  total     $(( after - before )) B  $(mb_h $(( after - before )) "$IDLE") MB/h (write_bytes)"
+echo "  journal   $jb B  $(mb_h "$jb" "$IDLE") MB/h (strace, logical)"
+echo "  fsync     $n calls = $(awk -v n="$n" -v s="$IDLE" 'BEGIN{printf "%.3f", n/s}') per s (strace -f: fsync + fdatasync)"
