@@ -187,6 +187,7 @@ pub fn finalize_from(
         format!("no audio captured ({end_cause})")
     };
     journal.set_job_state(&job.id, state, Some(&cause), now_ms())?;
+    journal.clear_progress(&job.id);
     Ok(Finalized {
         job_id: job.id.clone(),
         state,

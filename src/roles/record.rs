@@ -123,6 +123,7 @@ pub fn record_with(
         // Start-up is when crashes are found.
         finalize_earlier_crashes(settings)?;
     }
+    crate::journal::run_files::prepare_run_dir_logged(&settings.out);
     let mut journal = Journal::open(&journal_path)?;
     let job_id = new_job_id();
     let job_dir = settings.out.join(&job_id);

@@ -167,6 +167,7 @@ pub fn run(settings: SyncSettings, shutdown: &StopFlag) -> Result<(), SyncError>
         path: settings.state_dir.clone(),
         source,
     })?;
+    crate::journal::run_files::prepare_run_dir_logged(&settings.state_dir);
     let journal = Journal::open(&finalize::journal_path(&settings.state_dir))?;
     let client = Client::new(settings.client.clone())?;
     let started = now_ms();
@@ -195,8 +196,13 @@ pub fn run(settings: SyncSettings, shutdown: &StopFlag) -> Result<(), SyncError>
         // The sync beat only tells `edgerec status` when the controller was last tried.
         if due(last_beat, Duration::from_secs(5)) {
             last_beat = Some(Instant::now());
-            sync.journal
-                .write_beat("sync", std::process::id(), &boot, started, now_ms(), "")?;
+            let pid = std::process::id();
+            if let Err(e) = sync
+                .journal
+                .write_beat("sync", pid, &boot, started, now_ms(), "")
+            {
+                log::warn!("sync: {e}"); // a run file: said, never the role's end
+            }
         }
         if let Err(e) = sync.tick(shutdown) {
             // A journal error is local trouble: say it, and try again next tick.
