@@ -31,13 +31,19 @@ BIN=$ROOT/target/$PROFILE/edgerec
 CTL=$ROOT/target/$PROFILE/edgerec-controller
 T=$(mktemp -d /tmp/edgerec-flash.XXXXXX)
 [ "$(stat -f -c %T "$T")" = tmpfs ] && { echo "flash_wear: $T is a tmpfs: write_bytes would be 0" >&2; exit 2; }
+# The box keeps run/ (beats, progress, meters) on a tmpfs (EDGEREC_RUN_DIR, set by the
+# systemd units); RUN_TMPFS=0 leaves it in the state directory, on the disk.
+RUNDIR=
+if [ "${RUN_TMPFS:-1}" = 1 ]; then
+  RUNDIR=$(mktemp -d /dev/shm/edgerec-run.XXXXXX)
+fi
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; [ -n "${KEEP:-}" ] && echo "kept $T" || rm -rf "$T"; }
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; [ -n "$RUNDIR" ] && rm -rf "$RUNDIR"; [ -n "${KEEP:-}" ] && echo "kept $T" || rm -rf "$T"; }
 trap cleanup EXIT
 PCM_RATE=192000 # bytes per second of 2 ch 48 kHz S16
 
 # Journal bytes and fsync calls in an strace -y log.
-journal_bytes() { grep -E '<[^>]*edgerec\.db(-wal|-journal)?>' "$1" | sed -nE 's/.*= ([0-9]+)$/\1/p' | awk '{s+=$1} END{print s+0}'; }
+journal_bytes() { { grep -E '<[^>]*edgerec\.db(-wal|-journal)?>' "$1" || true; } | sed -nE 's/.*= ([0-9]+)$/\1/p' | awk '{s+=$1} END{print s+0}'; }
 syncs() { grep -cE '(fsync|fdatasync)\(' "$1" || true; }
 sizes() { { find "$@" -type f -printf '%s\n' 2>/dev/null || true; } | awk '{s+=$1} END{print s+0}'; }
 mb_h() { awk -v b="$1" -v s="$2" 'BEGIN{printf "%.2f", b*3600/s/1e6}'; }
@@ -56,6 +62,7 @@ report() {
 }
 
 # 1. record
+[ -n "$RUNDIR" ] && export EDGEREC_RUN_DIR=$RUNDIR/rec
 sh -c 'strace -f -qq -y -e trace=write,pwrite64,writev,fsync,fdatasync -o "$1/rec.strace" \
          "$2" record --backend synth --device sine:440 --duration "$3"s --out "$1/rec" >/dev/null 2>&1
        cat /proc/$$/io' _ "$T" "$BIN" "$REC" >"$T/rec.io"
@@ -72,12 +79,13 @@ for _ in $(seq 50); do grep -q serving "$T/serve.out" 2>/dev/null && break; slee
 out=$("$CTL" node add --db "$T/ctl.db" flash-box)
 NODE=$(awk '/^node:/{print $2}' <<<"$out"); TOKEN=$(awk '/^token:/{print $2}' <<<"$out")
 install -m 600 /dev/null "$T/token"; printf %s "$TOKEN" >"$T/token"
+[ -n "$RUNDIR" ] && export EDGEREC_RUN_DIR=$RUNDIR/agent
 EDGEREC_LOG=warn "$BIN" agent --state-dir "$T/agent" --controller "http://127.0.0.1:$PORT/api/v1" \
   --node-id "$NODE" --token-file "$T/token" --backend-override synth 2>"$T/agent.log" &
 AGENT=$!; pids+=($AGENT)
 sleep 3
 io() { awk '/^write_bytes/{print $2}' "/proc/$AGENT/io"; }
-strace -f -qq -y -p "$AGENT" -e trace=write,pwrite64,writev,fsync,fdatasync -o "$T/job.strace" &
+strace -f -qq -tt -y -p "$AGENT" -e trace=write,pwrite64,writev,fsync,fdatasync -o "$T/job.strace" &
 TRACE=$!; pids+=($TRACE)
 sleep 1
 before=$(io)

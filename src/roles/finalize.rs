@@ -461,6 +461,10 @@ mod tests {
 
     /// A captured local job of three closed 100-frame segments of non-zero audio.
     fn captured_job(out: &Path) -> (Journal, JobRow) {
+        captured_job_from(out, JobSource::Local)
+    }
+
+    fn captured_job_from(out: &Path, source: JobSource) -> (Journal, JobRow) {
         std::fs::create_dir_all(out).unwrap();
         let journal = Journal::open(&journal_path(out)).unwrap();
         let dir = out.join("job_a");
@@ -468,7 +472,7 @@ mod tests {
         journal
             .create_job(&NewJob {
                 id: "job_a".into(),
-                source: JobSource::Local,
+                source,
                 controller_job_id: None,
                 recording_id: None,
                 command_json: "{}".into(),
@@ -577,5 +581,71 @@ mod tests {
         };
         let done = finalize(&mut journal, &job, &how, GapFill::Silence).unwrap();
         assert_eq!(done.frames, 400);
+    }
+
+    #[test]
+    fn an_uploaded_wav_is_streamed_from_the_segments_and_never_copied() {
+        let out = tempfile::tempdir().unwrap();
+        let (mut journal, job) = captured_job_from(out.path(), JobSource::Controller);
+        let done = finalize(
+            &mut journal,
+            &job,
+            &JobEnd::new("duration_reached"),
+            GapFill::Silence,
+        )
+        .unwrap();
+        assert_eq!(done.state, JobState::Cached);
+        assert_eq!(done.recording.as_deref(), Some(job.dir.as_path()));
+        assert!(!job.dir.join(RECORDING_FILE).exists(), "no second copy");
+        let d = crate::render::job::deliverable(&job.dir).unwrap();
+        assert_eq!(d.file_name, "recording.wav");
+        let (sha, len) = d.hash().unwrap();
+        // The bytes the upload sends are the ones hashed, and a WAV of the 300 frames.
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut d.body().open_at(0).unwrap(), &mut bytes).unwrap();
+        assert_eq!(bytes.len() as u64, len);
+        let digest =
+            sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(&bytes));
+        assert_eq!(
+            sha,
+            digest
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        );
+        let r = hound::WavReader::new(std::io::Cursor::new(&bytes)).unwrap();
+        assert_eq!(r.duration(), 300);
+        // The timeline names what is delivered.
+        let tl: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&done.timeline).unwrap()).unwrap();
+        assert_eq!(tl["recording"], "recording.wav");
+        // Finalizing again (a crash mid-upload, a restart) gives the same bytes.
+        let again = finalize(&mut journal, &job, &JobEnd::new("x"), GapFill::Silence);
+        assert!(again.is_ok());
+        let d2 = crate::render::job::deliverable(&job.dir).unwrap();
+        assert_eq!(d2.hash().unwrap(), (sha, len));
+    }
+
+    #[test]
+    fn no_stitch_leaves_a_local_job_as_its_segments() {
+        let out = tempfile::tempdir().unwrap();
+        let (mut journal, job) = captured_job(out.path());
+        let how = JobEnd {
+            no_stitch: true,
+            ..JobEnd::new("duration_reached")
+        };
+        let done = finalize(&mut journal, &job, &how, GapFill::Silence).unwrap();
+        assert_eq!(done.state, JobState::Delivered);
+        assert!(!job.dir.join(RECORDING_FILE).exists());
+        assert!(
+            crate::render::job::deliverable(&job.dir)
+                .unwrap()
+                .stream
+                .is_some()
+        );
+        // `record` without it keeps the person's file.
+        let (mut journal, job) = captured_job(&out.path().join("b"));
+        finalize(&mut journal, &job, &JobEnd::new("d"), GapFill::Silence).unwrap();
+        assert_eq!(samples(&job.dir.join(RECORDING_FILE)).len(), 300);
     }
 }
