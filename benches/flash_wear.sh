@@ -1,9 +1,11 @@
 #!/usr/bin/env bash
 # What the recorder writes to the flash, by category, per hour and as a ratio to the PCM it
 # captured (2 ch 48 kHz S16 from the synth backend: 192,000 B/s):
-#   1. `edgerec record` for REC_SECONDS;
-#   2. one JOB_SECONDS agent job against the reference controller (claim, capture,
-#      finalize, upload), then IDLE_SECONDS of the same agent with nothing to do.
+#   1. `edgerec record` for REC_SECONDS, and the same with `--sync-interval 10s` as a
+#      peer (what the 1 s fdatasync of the power-cut promise costs);
+#   2. a JOB_SECONDS WAV job and a JOB_SECONDS FLAC job of an agent against the reference
+#      controller (claim, capture, finalize, upload), then IDLE_SECONDS of the same agent
+#      with nothing to do.
 # Sources:
 #   - total: /proc/PID/io write_bytes (bytes the process dirtied for the storage layer;
 #     for `record`, read from a wrapper shell after it reaped the process, which adds a
@@ -49,27 +51,34 @@ sizes() { { find "$@" -type f -printf '%s\n' 2>/dev/null || true; } | awk '{s+=$
 mb_h() { awk -v b="$1" -v s="$2" 'BEGIN{printf "%.2f", b*3600/s/1e6}'; }
 # report LABEL SECONDS TOTAL SEGMENTS OUTPUT JOURNAL
 report() {
-  local pcm other
+  local pcm other ratio
   pcm=$(( $2 * PCM_RATE ))
   other=$(( $3 - $4 - $5 - $6 )); [ "$other" -lt 0 ] && other=0
+  ratio() { awk -v a="$1" -v p="$pcm" 'BEGIN{printf "%.3f", a/p}'; }
   printf '%s: %s s, PCM %s B\n' "$1" "$2" "$pcm"
   printf '  %-9s %12s B  %9s MB/h  %6s x PCM\n' \
-    total "$3" "$(mb_h "$3" "$2")" "$(awk -v a="$3" -v p="$pcm" 'BEGIN{printf "%.3f", a/p}')" \
-    segments "$4" "$(mb_h "$4" "$2")" "$(awk -v a="$4" -v p="$pcm" 'BEGIN{printf "%.3f", a/p}')" \
-    output "$5" "$(mb_h "$5" "$2")" "$(awk -v a="$5" -v p="$pcm" 'BEGIN{printf "%.3f", a/p}')" \
-    journal "$6" "$(mb_h "$6" "$2")" "$(awk -v a="$6" -v p="$pcm" 'BEGIN{printf "%.3f", a/p}')" \
-    other "$other" "$(mb_h "$other" "$2")" "$(awk -v a="$other" -v p="$pcm" 'BEGIN{printf "%.3f", a/p}')"
+    total "$3" "$(mb_h "$3" "$2")" "$(ratio "$3")" \
+    segments "$4" "$(mb_h "$4" "$2")" "$(ratio "$4")" \
+    output "$5" "$(mb_h "$5" "$2")" "$(ratio "$5")" \
+    journal "$6" "$(mb_h "$6" "$2")" "$(ratio "$6")" \
+    other "$other" "$(mb_h "$other" "$2")" "$(ratio "$other")"
+  printf '  RATIO %s: written / (PCM + output) = %s\n' "$1" \
+    "$(awk -v a="$3" -v p="$pcm" -v o="$5" 'BEGIN{printf "%.3f", a/(p+o)}')"
 }
 
-# 1. record
-[ -n "$RUNDIR" ] && export EDGEREC_RUN_DIR=$RUNDIR/rec
-sh -c 'strace -f -qq -y -e trace=write,pwrite64,writev,fsync,fdatasync -o "$1/rec.strace" \
-         "$2" record --backend synth --device sine:440 --duration "$3"s --out "$1/rec" >/dev/null 2>&1
-       cat /proc/$$/io' _ "$T" "$BIN" "$REC" >"$T/rec.io"
-total=$(awk '/^write_bytes/{print $2}' "$T/rec.io")
-seg=$(sizes "$T"/rec/*/[0-9]*.wav)
-out=$(sizes "$T"/rec/*/recording.*)
-report "record" "$REC" "$total" "$seg" "$out" "$(journal_bytes "$T/rec.strace")"
+# 1. record (and a peer with a 10 s sync interval: what the 1 s fdatasync promise costs)
+record_run() {
+  local label=$1 dir=$T/rec-$2; shift 2
+  [ -n "$RUNDIR" ] && export EDGEREC_RUN_DIR=$RUNDIR/$(basename "$dir")
+  sh -c 'd=$1; b=$2; n=$3; shift 3
+         strace -f -qq -y -e trace=write,pwrite64,writev,fsync,fdatasync -o "$d.strace" \
+           "$b" record --backend synth --device sine:440 --duration "$n"s --out "$d" "$@" >/dev/null 2>&1
+         cat /proc/$$/io' _ "$dir" "$BIN" "$REC" "$@" >"$dir.io"
+  report "$label" "$REC" "$(awk '/^write_bytes/{print $2}' "$dir.io")" \
+    "$(sizes "$dir"/*/[0-9]*.wav)" "$(sizes "$dir"/*/recording.*)" "$(journal_bytes "$dir.strace")"
+}
+record_run "record" a
+record_run "record --sync-interval 10s (peer)" b --sync-interval 10s
 
 # 2. agent: one job, then idle
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
@@ -85,22 +94,31 @@ EDGEREC_LOG=warn "$BIN" agent --state-dir "$T/agent" --controller "http://127.0.
 AGENT=$!; pids+=($AGENT)
 sleep 3
 io() { awk '/^write_bytes/{print $2}' "/proc/$AGENT/io"; }
-strace -f -qq -tt -y -p "$AGENT" -e trace=write,pwrite64,writev,fsync,fdatasync -o "$T/job.strace" &
-TRACE=$!; pids+=($TRACE)
-sleep 1
-before=$(io)
-JOBID=$("$CTL" job add --db "$T/ctl.db" --node "$NODE" --device sine:440 --duration "${JOB}s" ${JOB_FLAGS:-} 2>/dev/null)
-status() { "$CTL" job show --db "$T/ctl.db" "$JOBID" 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["job"]["status"])'; }
-for _ in $(seq $(( JOB + 120 ))); do
-  case $(status) in completed|failed|cancelled) break;; esac
+# agent_job LABEL [job add flags]: claim to completed, this job's files only
+agent_job() {
+  local label=$1; shift
+  ls -d "$T"/agent/ctl-* 2>/dev/null | sort >"$T/dirs.before" || true
+  strace -f -qq -tt -y -p "$AGENT" -e trace=write,pwrite64,writev,fsync,fdatasync -o "$T/job.strace" &
+  TRACE=$!; pids+=($TRACE)
   sleep 1
-done
-echo "job $JOBID: $(status)"
-after=$(io)
-kill "$TRACE"; wait "$TRACE" 2>/dev/null || true
-seg=$(sizes "$T"/agent/ctl-*/[0-9]*.wav)
-out=$(sizes "$T"/agent/ctl-*/recording.*)
-report "agent job (claim to completed)" "$JOB" "$(( after - before ))" "$seg" "$out" "$(journal_bytes "$T/job.strace")"
+  local before after dir
+  before=$(io)
+  JOBID=$("$CTL" job add --db "$T/ctl.db" --node "$NODE" --device sine:440 --duration "${JOB}s" "$@" 2>/dev/null)
+  for _ in $(seq $(( JOB + 120 ))); do
+    case $(status) in completed|failed|cancelled) break;; esac
+    sleep 1
+  done
+  echo "job $JOBID: $(status)"
+  sleep 2 # the upload's acknowledgement
+  after=$(io)
+  kill "$TRACE"; wait "$TRACE" 2>/dev/null || true
+  dir=$(ls -d "$T"/agent/ctl-* | sort | comm -13 "$T/dirs.before" -)
+  report "$label" "$JOB" "$(( after - before ))" "$(sizes "$dir"/[0-9]*.wav)" \
+    "$(sizes "$dir"/recording.*)" "$(journal_bytes "$T/job.strace")"
+}
+status() { "$CTL" job show --db "$T/ctl.db" "$JOBID" 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["job"]["status"])'; }
+agent_job "agent WAV job"
+agent_job "agent FLAC job" --codec flac
 
 sleep 5 # the job's last acknowledgements
 strace -f -qq -y -p "$AGENT" -tt -e trace=write,pwrite64,writev,fsync,fdatasync -o "$T/idle.strace" &

@@ -333,7 +333,7 @@ impl Client {
             path: req.body.path().to_path_buf(),
             source,
         };
-        let size = req.body.len().map_err(local)?;
+        let size = req.body.size().map_err(local)?;
         if size == 0 {
             return Err(CallError::Invalid(format!(
                 "{} is empty: the controller refuses an empty upload",

@@ -349,7 +349,7 @@ pub struct StitchedBody {
 }
 
 impl UploadBody for StitchedBody {
-    fn len(&self) -> io::Result<u64> {
+    fn size(&self) -> io::Result<u64> {
         Ok(self.view.len())
     }
 

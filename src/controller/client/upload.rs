@@ -30,7 +30,7 @@ impl Rendition {
 /// upload (`open_at` an offset, for chunks) sends exactly what was hashed.
 pub trait UploadBody: std::fmt::Debug + Send + Sync {
     /// Total bytes.
-    fn len(&self) -> io::Result<u64>;
+    fn size(&self) -> io::Result<u64>;
     /// The bytes from `offset` on.
     fn open_at(&self, offset: u64) -> io::Result<Box<dyn Read + Send + '_>>;
     /// What the body is, for errors and logs (a path).
@@ -46,7 +46,7 @@ pub trait UploadBody: std::fmt::Debug + Send + Sync {
 pub struct FileBody(pub std::path::PathBuf);
 
 impl UploadBody for FileBody {
-    fn len(&self) -> io::Result<u64> {
+    fn size(&self) -> io::Result<u64> {
         Ok(std::fs::metadata(&self.0)?.len())
     }
 
