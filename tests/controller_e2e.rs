@@ -311,3 +311,59 @@ fn the_log_says_capturing_while_the_job_captures() {
         "the story unfolds over the capture"
     );
 }
+
+/// The sync role is killed with kill -9 while it streams a WAV from the segments into
+/// the upload, and restarted: the stream is re-created from the segments and the
+/// controller stores exactly the bytes hashed at finalize, once.
+#[test]
+fn kill_9_mid_upload_then_restart_delivers_the_same_bytes() {
+    let _rt = realtime();
+    let ctl = Ctl::start(LEASE);
+    let state = tempfile::tempdir().unwrap();
+    // 8 ch S32 for 8 s: 12 MB to stream, long enough to be caught mid-way.
+    let job = ctl.add_job_with("noise", 8.0, &["--channels", "8", "--format", "S32_LE"]);
+    let mut capture = edgerec()
+        .args(["capture", "--state-dir"])
+        .arg(state.path())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut sync = ctl.role("sync", state.path()).spawn().unwrap();
+    ctl.wait_status(&job.id, Some("running"), Duration::from_secs(10));
+    // Kill it as soon as the controller has some of the body (or it finished first).
+    let tmp = ctl.store.join(".tmp");
+    let until = Instant::now() + Duration::from_secs(40);
+    let mut caught = false;
+    while Instant::now() < until && !ctl.recording(&job.id).cached {
+        let partial = std::fs::read_dir(&tmp)
+            .map(|d| d.flatten().any(|e| e.metadata().is_ok_and(|m| m.len() > 0)))
+            .unwrap_or(false);
+        if partial {
+            caught = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    sync.kill().unwrap();
+    sync.wait().unwrap();
+    eprintln!("killed mid-upload: {caught}");
+    let dir = agent_job_dir(state.path(), &job.id);
+    assert!(
+        !dir.join("recording.wav").exists(),
+        "streamed, never copied"
+    );
+    let mut sync = ctl.role("sync", state.path()).spawn().unwrap();
+    let done = ctl.wait_status(&job.id, None, Duration::from_secs(40));
+    assert_eq!(done.status.to_string(), "completed");
+    let rec = ctl.recording(&done.id);
+    let side: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("render.json")).unwrap()).unwrap();
+    let hashed = side["report"]["sha256"].as_str().unwrap();
+    assert_eq!(rec.checksum.unwrap(), format!("sha256:{hashed}"));
+    let stored = ctl.store.join(rec.cache_path.unwrap());
+    assert_eq!(sha256_file(&stored), format!("sha256:{hashed}"));
+    let r = hound::WavReader::open(&stored).unwrap();
+    assert_eq!((r.spec().channels, r.duration()), (8, 8 * 48_000));
+    sigterm(&mut sync, Duration::from_secs(5));
+    sigterm(&mut capture, Duration::from_secs(5));
+}
