@@ -533,9 +533,10 @@ fn assert_upload_journaled(server: &Hostile, state: &Path, job: &str) {
     assert_eq!(uploads.len(), 1, "{uploads:?}");
     assert!(uploads[0].acknowledged_at_ms.is_some(), "{uploads:?}");
     assert_eq!(format!("sha256:{}", uploads[0].sha256), stored);
+    // A WAV streamed from the segments: the view it was made from, relative to the job.
     assert_eq!(
         uploads[0].path,
-        Path::new("recording.wav"),
+        Path::new(edgerec::render::job::RENDER_FILE),
         "relative to the job"
     );
 }

@@ -275,9 +275,10 @@ impl Sync {
                     untrusted(&cached.checksum)
                 );
                 // Recorded relative to the job's directory, like segment paths; a WAV
-                // streamed from the segments by the name it was delivered as.
+                // streamed from the segments as the view it was made from (never the
+                // controller's file name: controller data is not a path).
                 let name = match up.file.path.is_dir() {
-                    true => Path::new(&up.file_name),
+                    true => Path::new(crate::render::job::RENDER_FILE),
                     false => up
                         .file
                         .path
