@@ -592,6 +592,12 @@ fn print_finalized(job: &Finalized) {
         job.job_id, job.state, job.end_cause
     );
     match &job.recording {
+        Some(dir) if dir.is_dir() => println!(
+            "recording: the segments in {} ({:.3} s, {} frames; `edgerec render` writes a file)",
+            dir.display(),
+            seconds(job.frames, job.rate),
+            job.frames
+        ),
         Some(path) => println!(
             "recording: {} ({:.3} s, {} frames)",
             path.display(),
