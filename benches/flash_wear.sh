@@ -48,6 +48,14 @@ PCM_RATE=192000 # bytes per second of 2 ch 48 kHz S16
 journal_bytes() { { grep -E '<[^>]*edgerec\.db(-wal|-journal)?>' "$1" || true; } | sed -nE 's/.*= ([0-9]+)$/\1/p' | awk '{s+=$1} END{print s+0}'; }
 syncs() { grep -cE '(fsync|fdatasync)\(' "$1" || true; }
 sizes() { { find "$@" -type f -printf '%s\n' 2>/dev/null || true; } | awk '{s+=$1} END{print s+0}'; }
+# Journal bytes of an strace -tt log between two times of day (seconds since midnight).
+journal_bytes_between() {
+  { grep -E '<[^>]*edgerec\.db(-wal|-journal)?>' "$1" || true; } | awk -v a="$2" -v b="$3" '
+    { split($2, t, ":"); s = t[1]*3600 + t[2]*60 + t[3]
+      if (s >= a && s < b && match($0, /= [0-9]+$/)) n += substr($0, RSTART + 2) }
+    END { print n+0 }'
+}
+sod() { date +%H:%M:%S.%N | awk -F: '{print $1*3600 + $2*60 + $3}'; }
 mb_h() { awk -v b="$1" -v s="$2" 'BEGIN{printf "%.2f", b*3600/s/1e6}'; }
 # report LABEL SECONDS TOTAL SEGMENTS OUTPUT JOURNAL
 report() {
@@ -103,6 +111,7 @@ agent_job() {
   sleep 1
   local before after dir
   before=$(io)
+  local t0; t0=$(sod)
   JOBID=$("$CTL" job add --db "$T/ctl.db" --node "$NODE" --device sine:440 --duration "${JOB}s" "$@" 2>/dev/null)
   for _ in $(seq $(( JOB + 120 ))); do
     case $(status) in completed|failed|cancelled) break;; esac
@@ -115,6 +124,12 @@ agent_job() {
   dir=$(ls -d "$T"/agent/ctl-* | sort | comm -13 "$T/dirs.before" -)
   report "$label" "$JOB" "$(( after - before ))" "$(sizes "$dir"/[0-9]*.wav)" \
     "$(sizes "$dir"/recording.*)" "$(journal_bytes "$T/job.strace")"
+  # While it captures: from 5 s after the claim to 2 s before the window ends (the
+  # claim, the start and the end are events, each a commit).
+  local a b cap
+  a=$(awk -v t="$t0" 'BEGIN{print t + 5}'); b=$(awk -v t="$t0" -v j="$JOB" 'BEGIN{print t + j - 2}')
+  cap=$(journal_bytes_between "$T/job.strace" "$a" "$b")
+  printf '  journal while capturing: %s B in %s s = %s MB/h\n' "$cap" "$(( JOB - 7 ))" "$(mb_h "$cap" $(( JOB - 7 )))"
 }
 status() { "$CTL" job show --db "$T/ctl.db" "$JOBID" 2>/dev/null | python3 -c 'import json,sys; print(json.load(sys.stdin)["job"]["status"])'; }
 agent_job "agent WAV job"
