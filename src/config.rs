@@ -146,6 +146,8 @@ pub struct RecordSettings {
     pub wait_for_device: bool,
     /// Where the level detectors open (`[meter]`).
     pub meter: crate::core::meter::Thresholds,
+    /// `record --no-stitch`: a WAV stays as its segments (no `recording.wav`).
+    pub no_stitch: bool,
 }
 
 /// Values given on the command line; each overrides the config file.
@@ -350,6 +352,7 @@ impl RecordSettings {
             no_audio_timeout,
             wait_for_device: cli.wait_for_device,
             meter,
+            no_stitch: false,
         })
     }
 }

@@ -224,6 +224,10 @@ struct RecordArgs {
     /// failing at once; the missing start is a `late_start` gap on the timeline.
     #[arg(long)]
     wait_for_device: bool,
+    /// Leave the segments alone: no stitched recording.wav; render.json describes the
+    /// WAV they make (`edgerec render` writes a file from them later).
+    #[arg(long)]
+    no_stitch: bool,
     #[command(flatten)]
     output: render_cli::OutputArgs,
 }
@@ -284,6 +288,10 @@ fn run_record(args: RecordArgs) -> Result<(), Failure> {
         },
     )
     .map_err(config_failure)?;
+    let settings = RecordSettings {
+        no_stitch: args.no_stitch,
+        ..settings
+    };
     let shutdown = shutdown_flag();
     let output = args.output.options()?;
     let done = record::record_with(&settings, &output, &shutdown).map_err(record_failure)?;
@@ -612,6 +620,12 @@ fn print_finalized(job: &Finalized) {
         job.job_id, job.state, job.end_cause
     );
     match &job.recording {
+        Some(dir) if dir.is_dir() => println!(
+            "recording: the segments in {} ({:.3} s, {} frames; `edgerec render` writes a file)",
+            dir.display(),
+            seconds(job.frames, job.rate),
+            job.frames
+        ),
         Some(path) => println!(
             "recording: {} ({:.3} s, {} frames)",
             path.display(),

@@ -3,7 +3,8 @@
 //! Each test asserts what the server received as well as what the client returned.
 
 use edgerec::controller::client::{
-    CallError, Client, ClientConfig, ClientError, Rendition, UploadRequest, format_http_date,
+    CallError, Client, ClientConfig, ClientError, FileBody, Rendition, UploadRequest,
+    format_http_date,
 };
 use edgerec::controller::protocol::{
     HealthEvent, JobStatus, NodeHeartbeat, NodeStatus, Runtime, Severity,
@@ -702,8 +703,9 @@ fn upload_streams_the_file_and_checks_the_checksum() {
     let (client, dir) = client(&base);
     let path = dir.path().join("a.wav");
     let file_sha = write_random_file(&path, LEN);
+    let body = FileBody(path.clone());
     let req = UploadRequest {
-        path: &path,
+        body: &body,
         job_id: "job_1",
         file_name: "a.wav",
         mime_type: "audio/wav",
@@ -754,7 +756,7 @@ fn upload_streams_the_file_and_checks_the_checksum() {
         .put_cache_file(
             "rec_1",
             &UploadRequest {
-                path: &missing,
+                body: &FileBody(missing),
                 ..req.clone()
             },
         )
@@ -766,7 +768,7 @@ fn upload_streams_the_file_and_checks_the_checksum() {
         .put_cache_file(
             "rec_1",
             &UploadRequest {
-                path: &empty,
+                body: &FileBody(empty),
                 ..req.clone()
             },
         )

@@ -20,12 +20,21 @@ fn full_lifecycle_claim_capture_upload_completed_with_our_checksum() {
     let mut agent = ctl.spawn_agent(state.path());
     let done = ctl.wait_status(&job.id, Some("completed"), Duration::from_secs(30));
     let rec = ctl.recording(&done.id);
-    let local = agent_job_dir(state.path(), &job.id).join("recording.wav");
+    let dir = agent_job_dir(state.path(), &job.id);
+    // Written once: the upload streamed the segments; no stitched copy on the box.
+    assert!(!dir.join("recording.wav").exists());
+    let local = delivered_wav(&dir);
     assert_eq!(
         rec.checksum.clone().unwrap(),
         sha256_file(&local),
         "the controller has exactly our file"
     );
+    let stored = ctl.store.join(rec.cache_path.clone().unwrap());
+    assert_eq!(
+        std::fs::read(&stored).unwrap(),
+        std::fs::read(&local).unwrap()
+    );
+    assert_eq!(wav_frames(&stored), 3 * 48_000);
     assert_eq!(rec.duration_seconds, Some(3.0));
     let tl = timeline(&agent_job_dir(state.path(), &job.id));
     // Claim (the controller's startedAt) to the first captured frame (the agent's frame 0).
@@ -104,7 +113,7 @@ fn cancelled_or_failed_on_the_controller_mid_capture_finalizes_locally_and_keeps
     assert_eq!(f.state, JobState::Failed);
     for job in [&cancelled, &failed] {
         // Audio is never deleted because of controller state: kept, and not uploaded.
-        let local = agent_job_dir(state.path(), &job.id).join("recording.wav");
+        let local = delivered_wav(&agent_job_dir(state.path(), &job.id));
         assert!(wav_frames(&local) > 48_000, "kept locally");
         assert!(!ctl.recording(&job.id).cached, "not uploaded");
     }
@@ -255,7 +264,7 @@ fn a_capture_group_is_captured_once_and_each_job_keeps_its_channels() {
     let mut agent = ctl.spawn_agent(state.path());
     for job in &jobs {
         let done = ctl.wait_status(&job.id, Some("completed"), Duration::from_secs(30));
-        let local = agent_job_dir(state.path(), &job.id).join("recording.wav");
+        let local = delivered_wav(&agent_job_dir(state.path(), &job.id));
         let rec = ctl.recording(&done.id);
         assert_eq!(rec.checksum.unwrap(), sha256_file(&local));
     }
@@ -278,8 +287,7 @@ fn a_capture_group_is_captured_once_and_each_job_keeps_its_channels() {
         .collect();
     for (job, channels) in jobs.iter().zip([[0usize, 1], [2, 3]]) {
         let mut reader =
-            hound::WavReader::open(agent_job_dir(state.path(), &job.id).join("recording.wav"))
-                .unwrap();
+            hound::WavReader::open(delivered_wav(&agent_job_dir(state.path(), &job.id))).unwrap();
         assert_eq!(
             reader.spec().channels,
             2,
@@ -353,4 +361,60 @@ fn the_log_says_capturing_while_the_job_captures() {
         stopping - capturing > 5_000,
         "the story unfolds over the capture"
     );
+}
+
+/// The sync role is killed with kill -9 while it streams a WAV from the segments into
+/// the upload, and restarted: the stream is re-created from the segments and the
+/// controller stores exactly the bytes hashed at finalize, once.
+#[test]
+fn kill_9_mid_upload_then_restart_delivers_the_same_bytes() {
+    let _rt = realtime();
+    let ctl = Ctl::start(LEASE);
+    let state = tempfile::tempdir().unwrap();
+    // 8 ch S32 for 8 s: 12 MB to stream, long enough to be caught mid-way.
+    let job = ctl.add_job_with("noise", 8.0, &["--channels", "8", "--format", "S32_LE"]);
+    let mut capture = edgerec()
+        .args(["capture", "--state-dir"])
+        .arg(state.path())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut sync = ctl.role("sync", state.path()).spawn().unwrap();
+    ctl.wait_status(&job.id, Some("running"), Duration::from_secs(10));
+    // Kill it as soon as the controller has some of the body (or it finished first).
+    let tmp = ctl.store.join(".tmp");
+    let until = Instant::now() + Duration::from_secs(40);
+    let mut caught = false;
+    while Instant::now() < until && !ctl.recording(&job.id).cached {
+        let partial = std::fs::read_dir(&tmp)
+            .map(|d| d.flatten().any(|e| e.metadata().is_ok_and(|m| m.len() > 0)))
+            .unwrap_or(false);
+        if partial {
+            caught = true;
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    sync.kill().unwrap();
+    sync.wait().unwrap();
+    eprintln!("killed mid-upload: {caught}");
+    let dir = agent_job_dir(state.path(), &job.id);
+    assert!(
+        !dir.join("recording.wav").exists(),
+        "streamed, never copied"
+    );
+    let mut sync = ctl.role("sync", state.path()).spawn().unwrap();
+    let done = ctl.wait_status(&job.id, None, Duration::from_secs(40));
+    assert_eq!(done.status.to_string(), "completed");
+    let rec = ctl.recording(&done.id);
+    let side: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("render.json")).unwrap()).unwrap();
+    let hashed = side["report"]["sha256"].as_str().unwrap();
+    assert_eq!(rec.checksum.unwrap(), format!("sha256:{hashed}"));
+    let stored = ctl.store.join(rec.cache_path.unwrap());
+    assert_eq!(sha256_file(&stored), format!("sha256:{hashed}"));
+    let r = hound::WavReader::open(&stored).unwrap();
+    assert_eq!((r.spec().channels, r.duration()), (8, 8 * 48_000));
+    sigterm(&mut sync, Duration::from_secs(5));
+    sigterm(&mut capture, Duration::from_secs(5));
 }

@@ -100,7 +100,7 @@ fn controller_down_45_s_loses_no_frames_and_the_agent_learns_the_jobs_fate() {
         "{tl:#}"
     );
     assert_eq!(
-        wav_frames(&dir.join("recording.wav")),
+        wav_frames(&delivered_wav(&dir)),
         55 * 48_000,
         "kept locally"
     );

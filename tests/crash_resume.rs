@@ -76,7 +76,7 @@ fn kill_9_twenty_times_then_the_job_resumes_to_one_recording() {
         40 * 48_000,
         "one recording as long as the window"
     );
-    assert_eq!(wav_frames(&job.join("recording.wav")), 40 * 48_000);
+    assert_eq!(wav_frames(&delivered_wav(&job)), 40 * 48_000);
     let crashes = events_of(&tl, "crash_recovered");
     assert_eq!(crashes.len(), 20, "{tl:#}");
     let mut worst_loss = 0;

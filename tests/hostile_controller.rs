@@ -533,9 +533,10 @@ fn assert_upload_journaled(server: &Hostile, state: &Path, job: &str) {
     assert_eq!(uploads.len(), 1, "{uploads:?}");
     assert!(uploads[0].acknowledged_at_ms.is_some(), "{uploads:?}");
     assert_eq!(format!("sha256:{}", uploads[0].sha256), stored);
+    // A WAV streamed from the segments: the view it was made from, relative to the job.
     assert_eq!(
         uploads[0].path,
-        Path::new("recording.wav"),
+        Path::new(edgerec::render::job::RENDER_FILE),
         "relative to the job"
     );
 }
@@ -606,9 +607,9 @@ fn a_job_the_controller_forgets_ends_once_and_the_next_is_claimed() {
         .unwrap()
         .expect("journaled");
     assert!(row.state.is_terminal(), "{row:?}");
-    let kept = row.dir.join("recording.wav");
+    let kept = row.dir.join(edgerec::render::job::RENDER_FILE);
     assert!(
-        kept.exists(),
+        kept.exists() && common::wav_frames(&common::delivered_wav(&row.dir)) > 0,
         "the audio stays in the local library: {}; the tree: {:#?}",
         kept.display(),
         tree(&state)

@@ -95,7 +95,7 @@ fn stdout(o: &std::process::Output) -> String {
 /// hound and sox agree, and the timeline says the same.
 fn assert_not_padded(job: &Path) -> u64 {
     let tl = timeline(job);
-    let rec = job.join("recording.wav");
+    let rec = delivered_wav(job);
     let frames = wav_frames(&rec);
     assert_eq!(frames, segment_audio(&tl), "{tl:#}");
     assert_eq!(tl["frames"].as_u64().unwrap(), frames);
@@ -506,10 +506,7 @@ fn agent_crash_past_the_window_uploads_the_real_duration() {
         (header - frames as f64 / RATE as f64).abs() < 0.001,
         "{header}"
     );
-    assert_eq!(
-        rec.checksum.unwrap(),
-        sha256_file(&dir.join("recording.wav"))
-    );
+    assert_eq!(rec.checksum.unwrap(), sha256_file(&delivered_wav(&dir)));
     sigterm(&mut sync, Duration::from_secs(5));
     sigterm(&mut second, Duration::from_secs(5));
 }

@@ -68,7 +68,20 @@ fn each_codec_is_delivered_as_itself() {
             *magic,
             "{codec}: the bytes are {codec}"
         );
-        let local = agent_job_dir(state.path(), &job.id).join(format!("recording.{codec}"));
+        let dir = agent_job_dir(state.path(), &job.id);
+        // Every byte written once: a WAV streams from the segments, an encoded job
+        // writes only its encoded file.
+        let rendered: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("recording."))
+            .collect();
+        let want: Vec<String> = match *codec {
+            "wav" => vec![],
+            other => vec![format!("recording.{other}")],
+        };
+        assert_eq!(rendered, want, "{codec}");
+        let local = delivered_wav(&dir);
         assert_eq!(
             rec.checksum.clone().unwrap(),
             sha256_file(&local),

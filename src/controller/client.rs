@@ -22,7 +22,7 @@ mod upload;
 
 pub use clock::{ClockSkew, SKEW_WARN_ABOVE, format_http_date, parse_http_date};
 pub use error::{CallError, ClientError};
-pub use upload::{Rendition, UploadRequest, header_text};
+pub use upload::{FileBody, Rendition, UploadBody, UploadRequest, header_text};
 
 use crate::controller::protocol::{
     CacheFileReply, CachedFile, ChannelMapBundle, Envelope, HealthEvent, Inventory, Job,
@@ -33,7 +33,6 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 use std::fmt;
-use std::fs::File;
 use std::path::PathBuf;
 use std::sync::{Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant, SystemTime};
@@ -358,17 +357,17 @@ impl Client {
     ) -> Result<CachedFile, CallError> {
         req.check().map_err(CallError::Invalid)?;
         let local = |source| CallError::LocalFile {
-            path: req.path.to_path_buf(),
+            path: req.body.path().to_path_buf(),
             source,
         };
-        let file = File::open(req.path).map_err(local)?;
-        let size = file.metadata().map_err(local)?.len();
+        let size = req.body.size().map_err(local)?;
         if size == 0 {
             return Err(CallError::Invalid(format!(
                 "{} is empty: the controller refuses an empty upload",
-                req.path.display()
+                req.body.path().display()
             )));
         }
+        let file = req.body.open_at(0).map_err(local)?;
         let mut url = format!("{}/recordings/{}/cache-file", self.base, seg(recording_id));
         let mut sep = '?';
         let mut query = |k: &str, v: &str| {
@@ -402,18 +401,20 @@ impl Client {
         let started = Instant::now();
         let result = rb.send(SendBody::from_reader(&mut reader));
         let reply = self.finish(result)?;
-        if reader.count() != size {
+        let sent = reader.hex_digest();
+        if reader.count() != size || req.body.sha256().is_some_and(|want| want != sent) {
             return Err(CallError::LocalFile {
-                path: req.path.to_path_buf(),
+                path: req.body.path().to_path_buf(),
                 source: std::io::Error::other(format!(
-                    "file changed during the upload: {} bytes sent, {size} expected",
-                    reader.count()
+                    "the body changed during the upload: {} bytes sent (sha256 {sent}), \
+                     {size} expected (sha256 {})",
+                    reader.count(),
+                    req.body.sha256().unwrap_or("not known")
                 )),
             });
         }
         expect_status(&reply, &[200, 201])?;
         let stored: CacheFileReply = data(&reply)?;
-        let sent = reader.hex_digest();
         if stored.file.sha256_hex().as_deref() != Some(sent.as_str()) || stored.file.size != size {
             return Err(CallError::ChecksumMismatch {
                 sent,
@@ -422,7 +423,7 @@ impl Client {
         }
         log::debug!(
             "uploaded {} ({size} bytes) for {recording_id} in {:.1?}",
-            req.path.display(),
+            req.body.path().display(),
             started.elapsed()
         );
         Ok(stored.file)

@@ -1,11 +1,11 @@
-//! The `events` table (a job's quality timeline) and the `beats` table (each role's
-//! liveness record).
+//! The `events` table (a job's quality timeline), and the shape of a role's beat (kept in
+//! a run file, see `run_files`).
 
 use super::{
     Doing, Journal, Result, col, col_opt_u64, col_u64, parse_col, to_sql_opt_u64, to_sql_u64,
 };
 use crate::core::timeline::TimelineEvent;
-use rusqlite::{OptionalExtension, params};
+use rusqlite::params;
 
 /// A role's last heartbeat, as `edgerec status` shows it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -99,51 +99,5 @@ impl Journal {
             ));
         }
         Ok(out)
-    }
-
-    /// Writes (or overwrites) a role's heartbeat.
-    pub fn write_beat(
-        &self,
-        role: &str,
-        pid: u32,
-        boot_id: &str,
-        started_at_ms: i64,
-        now_ms: i64,
-        progress: &str,
-    ) -> Result<()> {
-        self.conn
-            .prepare_cached(
-                "INSERT INTO beats (role, pid, boot_id, started_at_ms, last_beat_ms, progress) \
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6) \
-                 ON CONFLICT (role) DO UPDATE SET pid = excluded.pid, boot_id = excluded.boot_id, \
-                 started_at_ms = excluded.started_at_ms, last_beat_ms = excluded.last_beat_ms, \
-                 progress = excluded.progress",
-            )
-            .and_then(|mut s| {
-                s.execute(params![role, pid, boot_id, started_at_ms, now_ms, progress])
-            })
-            .doing("writing a beat")?;
-        Ok(())
-    }
-
-    pub fn beat(&self, role: &str) -> Result<Option<BeatRow>> {
-        self.conn
-            .query_row(
-                "SELECT role, pid, boot_id, started_at_ms, last_beat_ms, progress FROM beats \
-                 WHERE role = ?1",
-                [role],
-                |r| {
-                    Ok(BeatRow {
-                        role: r.get(0)?,
-                        pid: r.get(1)?,
-                        boot_id: r.get(2)?,
-                        started_at_ms: r.get(3)?,
-                        last_beat_ms: r.get(4)?,
-                        progress: r.get(5)?,
-                    })
-                },
-            )
-            .optional()
-            .doing("reading a beat")
     }
 }

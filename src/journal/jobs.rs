@@ -150,6 +150,7 @@ fn query_jobs(
     while let Some(r) = rows.next().doing(doing)? {
         let mut job = job_from_row(r)?;
         job.dir = resolve_dir(journal_dir, &job.dir);
+        super::run_files::overlay_progress(journal_dir, &mut job);
         out.push(job);
     }
     Ok(out)
@@ -338,6 +339,7 @@ impl Journal {
             Some(r) => {
                 let mut job = job_from_row(r)?;
                 job.dir = resolve_dir(&self.dir, &job.dir);
+                super::run_files::overlay_progress(&self.dir, &mut job);
                 Ok(Some(job))
             }
             None => Ok(None),
@@ -355,6 +357,7 @@ impl Journal {
             Some(r) => {
                 let mut job = job_from_row(r)?;
                 job.dir = resolve_dir(&self.dir, &job.dir);
+                super::run_files::overlay_progress(&self.dir, &mut job);
                 Ok(Some(job))
             }
             None => Ok(None),

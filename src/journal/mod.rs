@@ -5,6 +5,7 @@ mod events;
 mod jobs;
 mod machines;
 mod outbox;
+pub mod run_files;
 mod schema;
 mod segments;
 mod totals;
@@ -60,6 +61,11 @@ pub enum JournalError {
     },
     #[error("journal: no job {0:?}")]
     NoSuchJob(String),
+    #[error("run file {what}: {source}")]
+    RunFile {
+        what: String,
+        source: std::io::Error,
+    },
     #[error("journal: no segment {0}")]
     NoSuchSegment(i64),
     #[error("journal: segment {0}: closing it as \"open\" makes no sense")]

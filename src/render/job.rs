@@ -8,7 +8,9 @@ use serde::{Deserialize, Serialize};
 
 use super::channel_map::{self, ChannelMode, MapError, Mix};
 use super::codec::{self, Codec, Facts};
+use super::delivery::{StitchedBody, StitchedView};
 use super::pipeline::{RenderReport, RenderRequest};
+use crate::controller::client::{FileBody, UploadBody};
 use crate::controller::protocol::{ChannelMap, ChannelMapEntry, JobCommand};
 use crate::core::format::StreamSpec;
 use crate::core::timeline::Piece;
@@ -172,6 +174,9 @@ pub struct RenderSidecar {
     pub report: Option<RenderReport>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
+    /// A WAV delivered from the segments (no `file`): the view to stream.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stream: Option<StitchedView>,
 }
 
 impl RenderSidecar {
@@ -181,6 +186,7 @@ impl RenderSidecar {
             file_name: String::new(),
             report: None,
             error: Some(reason.to_string()),
+            stream: None,
         }
     }
 
@@ -193,10 +199,36 @@ impl RenderSidecar {
 /// What the upload sends: the file, its name, its type and the audio actually in it.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Deliverable {
+    /// The rendered file, or the job directory when the WAV streams from its segments.
     pub path: PathBuf,
     pub file_name: String,
     pub content_type: String,
     pub duration_seconds: f64,
+    /// The stitched view and its SHA-256, for a WAV delivered from the segments.
+    pub stream: Option<(StitchedView, String)>,
+}
+
+impl Deliverable {
+    /// The bytes to upload.
+    pub fn body(&self) -> Box<dyn UploadBody> {
+        match &self.stream {
+            Some((view, sha256)) => Box::new(StitchedBody {
+                dir: self.path.clone(),
+                view: view.clone(),
+                sha256: sha256.clone(),
+            }),
+            None => Box::new(FileBody(self.path.clone())),
+        }
+    }
+
+    /// SHA-256 and length of what [`Deliverable::body`] sends: a file is hashed, a
+    /// stream's are the ones taken at finalize.
+    pub fn hash(&self) -> std::io::Result<(String, u64)> {
+        match &self.stream {
+            Some((view, sha256)) => Ok((sha256.clone(), view.len())),
+            None => super::pipeline::hash_file(&self.path),
+        }
+    }
 }
 
 /// What a job directory's render left.
@@ -231,12 +263,22 @@ pub fn deliverable(job_dir: &Path) -> Option<Deliverable> {
         .and_then(|b| serde_json::from_slice::<RenderSidecar>(&b).ok())
     {
         let report = side.report?;
+        if let Some(view) = side.stream {
+            return Some(Deliverable {
+                path: job_dir.to_path_buf(),
+                file_name: side.file_name,
+                content_type: report.content_type,
+                duration_seconds: report.duration_seconds,
+                stream: Some((view, report.sha256)),
+            });
+        }
         let path = job_dir.join(&side.file);
         return path.exists().then_some(Deliverable {
             path,
             file_name: side.file_name,
             content_type: report.content_type,
             duration_seconds: report.duration_seconds,
+            stream: None,
         });
     }
     let path = job_dir.join(format!("{RECORDING_STEM}.wav"));
@@ -248,6 +290,7 @@ pub fn deliverable(job_dir: &Path) -> Option<Deliverable> {
         file_name: format!("{RECORDING_STEM}.wav"),
         content_type: "audio/wav".into(),
         duration_seconds,
+        stream: None,
     })
 }
 

@@ -3,6 +3,7 @@
 pub mod channel_map;
 pub mod codec;
 pub mod convert;
+pub mod delivery;
 pub mod job;
 pub mod peaks;
 pub mod pipeline;

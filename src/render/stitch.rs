@@ -196,7 +196,13 @@ fn piece_frames(p: &Piece<PathBuf>) -> u64 {
 
 /// Copies the `select`ed samples of each frame of `input` (frames of `in_bpf` bytes,
 /// samples of `sample` bytes) into `out`, in selection order.
-fn select_channels(input: &[u8], in_bpf: usize, sample: usize, select: &[usize], out: &mut [u8]) {
+pub(crate) fn select_channels(
+    input: &[u8],
+    in_bpf: usize,
+    sample: usize,
+    select: &[usize],
+    out: &mut [u8],
+) {
     let mut at = 0;
     for frame in input.chunks_exact(in_bpf) {
         for &ch in select {
@@ -208,21 +214,21 @@ fn select_channels(input: &[u8], in_bpf: usize, sample: usize, select: &[usize],
 
 /// How segment samples become output samples.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Packing {
+pub(crate) enum Packing {
     Copy(SampleFormat),
     /// S24_LE words to S24_3LE: keep the low three bytes of each word.
     S24WordsTo3,
 }
 
 impl Packing {
-    fn for_input(f: SampleFormat) -> Packing {
+    pub(crate) fn for_input(f: SampleFormat) -> Packing {
         match f {
             SampleFormat::S24Le => Packing::S24WordsTo3,
             other => Packing::Copy(other),
         }
     }
 
-    fn output_format(self) -> SampleFormat {
+    pub(crate) fn output_format(self) -> SampleFormat {
         match self {
             Packing::Copy(f) => f,
             Packing::S24WordsTo3 => SampleFormat::S24Le3,
@@ -390,7 +396,7 @@ pub(crate) fn open_segment(
 
 /// Packs low-justified 24-bit samples in 4-byte words into 3-byte samples. Exact: the
 /// dropped top byte only repeats the sign.
-fn pack_s24_words(words: &[u8], packed: &mut [u8]) {
+pub(crate) fn pack_s24_words(words: &[u8], packed: &mut [u8]) {
     for (w, p) in words.chunks_exact(4).zip(packed.chunks_exact_mut(3)) {
         p.copy_from_slice(&w[..3]);
     }

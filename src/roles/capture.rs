@@ -109,9 +109,9 @@ enum JobThreadEnd {
     Failed(String, bool),
 }
 
-/// How often the capture role's beat is journaled. The sync role heartbeats jobs only
-/// while this beat is younger than its `capture_beat_max_age` (5 s): every write costs the
-/// SD card a page and an fsync, so no more often than liveness needs.
+/// How often the capture role's beat is published (a run file, off the journal). The sync
+/// role heartbeats jobs only while this beat is younger than its `capture_beat_max_age`
+/// (5 s).
 pub const BEAT_EVERY: Duration = Duration::from_secs(2);
 
 fn due(last: Option<Instant>, every: Duration) -> bool {
@@ -134,6 +134,7 @@ pub fn run(
         path: settings.state_dir.clone(),
         source,
     })?;
+    crate::journal::run_files::prepare_run_dir_logged(&settings.state_dir);
     let journal = Journal::open(&settings.run.journal_path)?;
     // Listed, never deleted: `edgerec repair --rebuild` puts them back on their jobs.
     repair::unknown_segments_logged(&journal, &settings.state_dir);
@@ -158,14 +159,17 @@ pub fn run(
             last_beat = Some(Instant::now());
             let progress =
                 serde_json::json!({ "jobs": running.keys().collect::<Vec<_>>() }).to_string();
-            journal.write_beat(
+            // A run file: a beat that cannot be written is said, never the role's end.
+            if let Err(e) = journal.write_beat(
                 "capture",
                 std::process::id(),
                 &boot,
                 started_ms,
                 now_ms(),
                 &progress,
-            )?;
+            ) {
+                log::warn!("capture: {e}");
+            }
         }
         let runnable = start_runnable_jobs(
             &journal,
@@ -505,6 +509,7 @@ fn run_one(
         ended_at_ms: result.ended_at_ms,
         total_frames: result.total_frames,
         capture_failed: result.outcome.is_failure(),
+        no_stitch: false,
     };
     finish(&mut journal, &job.id, &how, settings)
 }

@@ -9,8 +9,9 @@ use crate::core::job::JobState;
 use crate::core::timeline::{self, EventKind, GapFill, PlacedSegment, TimelineEvent};
 use crate::journal::{JobRow, JobSource, Journal, SegmentRow, SegmentState};
 use crate::render::codec::CodecError;
+use crate::render::delivery::StitchedView;
 use crate::render::job::{OutputOptions, PEAKS_FILE, RECORDING_STEM, RenderSidecar};
-use crate::render::pipeline::{self, RenderError};
+use crate::render::pipeline::{self, RenderError, RenderReport, RenderRequest};
 use crate::render::timeline_file::{TimelineFile, TimelineSegment};
 use crate::segment::repair::{repair_segment, segment_frames};
 use crate::segment::writer::now_ms;
@@ -84,6 +85,9 @@ pub struct JobEnd {
     /// Capture failed (device mismatch, device failure): the job ends `failed`, and the
     /// audio recorded before the failure is still rendered and kept.
     pub capture_failed: bool,
+    /// A local job's WAV is left as its segments (`record --no-stitch`): delivered from
+    /// them like a controller job's, never copied into `recording.wav`.
+    pub no_stitch: bool,
 }
 
 impl JobEnd {
@@ -137,13 +141,22 @@ pub fn finalize_from(
     // that knows the window was captured to its end (`total_frames`) pads to it.
     let audio_end = timeline::timeline_end(&placed, &[]).max(how.total_frames.unwrap_or(0));
     start_rendering(journal, job, how, end, &mut events)?;
+    // A WAV the agent uploads (or `--no-stitch`) streams from the segments: the audio is
+    // written once. Only a person's `record` gets the stitched file.
+    let stream = job.source == JobSource::Controller || how.no_stitch;
     let (recording, frames, render_failure) =
-        render_recording(job, source, &options, &placed, audio_end, fill)?;
+        render_recording(job, source, &options, &placed, audio_end, fill, stream)?;
     let timeline_path = job.dir.join(TIMELINE_FILE);
-    let rec_name = recording
-        .as_ref()
-        .and_then(|p| p.file_name())
-        .map_or(String::new(), |n| n.to_string_lossy().into_owned());
+    // A streamed WAV has no file here: the timeline names what the upload delivers.
+    let rec_name = match &recording {
+        Some(p) if p == &job.dir => {
+            crate::render::job::deliverable(&job.dir).map_or(String::new(), |d| d.file_name)
+        }
+        Some(p) => p
+            .file_name()
+            .map_or(String::new(), |n| n.to_string_lossy().into_owned()),
+        None => String::new(),
+    };
     TimelineFile::new(
         &job.id,
         &rec_name,
@@ -174,6 +187,7 @@ pub fn finalize_from(
         format!("no audio captured ({end_cause})")
     };
     journal.set_job_state(&job.id, state, Some(&cause), now_ms())?;
+    journal.clear_progress(&job.id);
     Ok(Finalized {
         job_id: job.id.clone(),
         state,
@@ -230,6 +244,7 @@ fn render_recording(
     placed: &[PlacedSegment<PathBuf>],
     audio_end: u64,
     fill: GapFill,
+    stream: bool,
 ) -> Result<(Option<PathBuf>, u64, Option<String>), FinalizeError> {
     let audio_frames: u64 = placed.iter().map(|s| s.frames).sum();
     if audio_frames == 0 {
@@ -237,7 +252,7 @@ fn render_recording(
     }
     let plan = timeline::stitch_plan(placed, Some(audio_end), fill);
     let frames = timeline::plan_frames(&plan);
-    Ok(match render_job(job, source, options, plan)? {
+    Ok(match render_job(job, source, options, plan, stream)? {
         Ok(path) => (Some(path), frames, None),
         Err(reason) => (None, frames, Some(reason)),
     })
@@ -311,6 +326,7 @@ fn render_job(
     source: &JobRow,
     options: &OutputOptions,
     plan: Vec<crate::core::timeline::Piece<PathBuf>>,
+    stream: bool,
 ) -> Result<Result<PathBuf, String>, FinalizeError> {
     let facts = crate::render::job::job_facts(job, source.started_at_ms);
     let refuse = |reason: String| -> Result<Result<PathBuf, String>, FinalizeError> {
@@ -326,6 +342,9 @@ fn render_job(
         Ok(r) => r,
         Err(e) => return refuse(e.to_string()),
     };
+    if stream && let Some(channels) = streamable(&request) {
+        return stream_job(job, options, &request, channels.as_deref()).map(Ok);
+    }
     let file = format!("{RECORDING_STEM}.{}", request.codec.extension);
     let out = job.dir.join(&file);
     let peaks = job.dir.join(PEAKS_FILE);
@@ -352,6 +371,7 @@ fn render_job(
         file_name: options.delivered_name(request.codec),
         report: Some(report),
         error: None,
+        stream: None,
     };
     sidecar
         .write(&job.dir)
@@ -360,6 +380,70 @@ fn render_job(
             source,
         })?;
     Ok(Ok(out))
+}
+
+/// The channels to keep when `req` is a WAV of the segments' own samples (no mix, rate
+/// or width change): `Some(None)` all of them. Anything else goes through the pipeline.
+fn streamable(req: &RenderRequest) -> Option<Option<Vec<u16>>> {
+    let layout = (req.codec.layout)(req.bits, req.float, req.spec.format).ok()?;
+    let packed = crate::render::stitch::Packing::for_input(req.spec.format).output_format();
+    let same = req.codec.name == "wav"
+        && req.mix.is_selection()
+        && req.rate.is_none_or(|r| r == req.spec.rate)
+        && layout == (packed.valid_bits(), packed.is_float());
+    if !same {
+        return None;
+    }
+    if req.mix.is_identity() {
+        return Some(None);
+    }
+    let sel = req.mix.outputs.iter().map(|o| u16::try_from(o[0].0).ok());
+    Some(Some(sel.collect::<Option<Vec<_>>>()?))
+}
+
+/// Saves the job's WAV as a view of its segments, hashed in one read pass, in place of
+/// writing it: `render.json` carries the view, its length and its SHA-256.
+fn stream_job(
+    job: &JobRow,
+    options: &OutputOptions,
+    req: &RenderRequest,
+    channels: Option<&[u16]>,
+) -> Result<PathBuf, FinalizeError> {
+    let io_err = |source| FinalizeError::Io {
+        path: job.dir.clone(),
+        source,
+    };
+    let view = StitchedView::new(&req.plan, &job.dir, req.spec, channels, &req.facts)
+        .map_err(|e| io_err(std::io::Error::other(e)))?;
+    let (sha256, bytes) = view.hash(&job.dir).map_err(io_err)?;
+    let out = view.out_spec();
+    let frames = view.frames();
+    let report = RenderReport {
+        codec: req.codec.name.to_string(),
+        content_type: req.codec.content_type.to_string(),
+        rate: out.rate,
+        channels: out.channels,
+        bits: out.format.valid_bits(),
+        frames,
+        duration_seconds: frames as f64 / f64::from(out.rate),
+        bytes,
+        sha256,
+        clipped: 0,
+    };
+    let sidecar = RenderSidecar {
+        file: String::new(),
+        file_name: options.delivered_name(req.codec),
+        report: Some(report),
+        error: None,
+        stream: Some(view),
+    };
+    sidecar
+        .write(&job.dir)
+        .map_err(|source| FinalizeError::Io {
+            path: job.dir.join(crate::render::job::RENDER_FILE),
+            source,
+        })?;
+    Ok(job.dir.clone())
 }
 
 #[cfg(test)]
@@ -377,6 +461,10 @@ mod tests {
 
     /// A captured local job of three closed 100-frame segments of non-zero audio.
     fn captured_job(out: &Path) -> (Journal, JobRow) {
+        captured_job_from(out, JobSource::Local)
+    }
+
+    fn captured_job_from(out: &Path, source: JobSource) -> (Journal, JobRow) {
         std::fs::create_dir_all(out).unwrap();
         let journal = Journal::open(&journal_path(out)).unwrap();
         let dir = out.join("job_a");
@@ -384,7 +472,7 @@ mod tests {
         journal
             .create_job(&NewJob {
                 id: "job_a".into(),
-                source: JobSource::Local,
+                source,
                 controller_job_id: None,
                 recording_id: None,
                 command_json: "{}".into(),
@@ -493,5 +581,71 @@ mod tests {
         };
         let done = finalize(&mut journal, &job, &how, GapFill::Silence).unwrap();
         assert_eq!(done.frames, 400);
+    }
+
+    #[test]
+    fn an_uploaded_wav_is_streamed_from_the_segments_and_never_copied() {
+        let out = tempfile::tempdir().unwrap();
+        let (mut journal, job) = captured_job_from(out.path(), JobSource::Controller);
+        let done = finalize(
+            &mut journal,
+            &job,
+            &JobEnd::new("duration_reached"),
+            GapFill::Silence,
+        )
+        .unwrap();
+        assert_eq!(done.state, JobState::Cached);
+        assert_eq!(done.recording.as_deref(), Some(job.dir.as_path()));
+        assert!(!job.dir.join(RECORDING_FILE).exists(), "no second copy");
+        let d = crate::render::job::deliverable(&job.dir).unwrap();
+        assert_eq!(d.file_name, "recording.wav");
+        let (sha, len) = d.hash().unwrap();
+        // The bytes the upload sends are the ones hashed, and a WAV of the 300 frames.
+        let mut bytes = Vec::new();
+        std::io::Read::read_to_end(&mut d.body().open_at(0).unwrap(), &mut bytes).unwrap();
+        assert_eq!(bytes.len() as u64, len);
+        let digest =
+            sha2::Digest::finalize(<sha2::Sha256 as sha2::Digest>::new_with_prefix(&bytes));
+        assert_eq!(
+            sha,
+            digest
+                .iter()
+                .map(|b| format!("{b:02x}"))
+                .collect::<String>()
+        );
+        let r = hound::WavReader::new(std::io::Cursor::new(&bytes)).unwrap();
+        assert_eq!(r.duration(), 300);
+        // The timeline names what is delivered.
+        let tl: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&done.timeline).unwrap()).unwrap();
+        assert_eq!(tl["recording"], "recording.wav");
+        // Finalizing again (a crash mid-upload, a restart) gives the same bytes.
+        let again = finalize(&mut journal, &job, &JobEnd::new("x"), GapFill::Silence);
+        assert!(again.is_ok());
+        let d2 = crate::render::job::deliverable(&job.dir).unwrap();
+        assert_eq!(d2.hash().unwrap(), (sha, len));
+    }
+
+    #[test]
+    fn no_stitch_leaves_a_local_job_as_its_segments() {
+        let out = tempfile::tempdir().unwrap();
+        let (mut journal, job) = captured_job(out.path());
+        let how = JobEnd {
+            no_stitch: true,
+            ..JobEnd::new("duration_reached")
+        };
+        let done = finalize(&mut journal, &job, &how, GapFill::Silence).unwrap();
+        assert_eq!(done.state, JobState::Delivered);
+        assert!(!job.dir.join(RECORDING_FILE).exists());
+        assert!(
+            crate::render::job::deliverable(&job.dir)
+                .unwrap()
+                .stream
+                .is_some()
+        );
+        // `record` without it keeps the person's file.
+        let (mut journal, job) = captured_job(&out.path().join("b"));
+        finalize(&mut journal, &job, &JobEnd::new("d"), GapFill::Silence).unwrap();
+        assert_eq!(samples(&job.dir.join(RECORDING_FILE)).len(), 300);
     }
 }

@@ -124,6 +124,7 @@ pub fn record_with(
         // Start-up is when crashes are found.
         finalize_earlier_crashes(settings)?;
     }
+    crate::journal::run_files::prepare_run_dir_logged(&settings.out);
     let mut journal = Journal::open(&journal_path)?;
     let job_id = new_job_id();
     let job_dir = settings.out.join(&job_id);
@@ -172,6 +173,7 @@ pub fn record_with(
         ended_at_ms: result.ended_at_ms,
         total_frames: result.total_frames,
         capture_failed: result.outcome.is_failure(),
+        no_stitch: settings.no_stitch,
     };
     finalize_when_there_is_room(&mut journal, &job_id, &how, settings.gap_fill)
 }

@@ -29,10 +29,8 @@ mod outbox;
 mod timeline_health;
 
 use std::collections::{HashMap, HashSet};
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::{Duration, Instant};
-
-use sha2::{Digest, Sha256};
 
 use crate::capture::StopFlag;
 use crate::controller::client::{CallError, Client, ClientConfig, ClientError};
@@ -182,6 +180,7 @@ pub fn run(settings: SyncSettings, shutdown: &StopFlag) -> Result<(), SyncError>
         path: settings.state_dir.clone(),
         source,
     })?;
+    crate::journal::run_files::prepare_run_dir_logged(&settings.state_dir);
     let journal = Journal::open(&finalize::journal_path(&settings.state_dir))?;
     let client = Client::new(settings.client.clone())?;
     let started = now_ms();
@@ -215,8 +214,13 @@ pub fn run(settings: SyncSettings, shutdown: &StopFlag) -> Result<(), SyncError>
         // The sync beat only tells `edgerec status` when the controller was last tried.
         if due(last_beat, Duration::from_secs(5)) {
             last_beat = Some(Instant::now());
-            sync.journal
-                .write_beat("sync", std::process::id(), &boot, started, now_ms(), "")?;
+            let pid = std::process::id();
+            if let Err(e) = sync
+                .journal
+                .write_beat("sync", pid, &boot, started, now_ms(), "")
+            {
+                log::warn!("sync: {e}"); // a run file: said, never the role's end
+            }
         }
         if let Err(e) = sync.tick(shutdown) {
             // A journal error is local trouble: say it, and try again next tick.
@@ -506,15 +510,6 @@ fn output_file_name(job: &JobRow) -> String {
         .and_then(|v| v["command"]["outputFileName"].as_str().map(str::to_string))
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| RECORDING_FILE.to_string())
-}
-
-/// SHA-256 and size of a file, streamed.
-pub fn hash_file(path: &Path) -> std::io::Result<(String, u64)> {
-    let mut file = std::fs::File::open(path)?;
-    let mut hasher = Sha256::new();
-    let bytes = std::io::copy(&mut file, &mut hasher)?;
-    let digest = hasher.finalize();
-    Ok((digest.iter().map(|b| format!("{b:02x}")).collect(), bytes))
 }
 
 #[cfg(test)]

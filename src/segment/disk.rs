@@ -13,7 +13,7 @@ use crate::journal::{JobSource, Journal, JournalError};
 use crate::segment::file::sync_parent_dir;
 use std::collections::HashMap;
 use std::ffi::CString;
-use std::fs::{self, OpenOptions};
+use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write};
 use std::mem::MaybeUninit;
 use std::os::unix::ffi::OsStrExt;
@@ -191,12 +191,14 @@ impl JournalReserve {
             .create(true)
             .truncate(true)
             .open(&self.tmp_path)?;
-        let zeros = vec![0u8; 64 * 1024];
-        let mut left = self.bytes;
-        while left > 0 {
-            let n = left.min(zeros.len() as u64) as usize;
-            file.write_all(&zeros[..n])?;
-            left -= n as u64;
+        if !allocate(&file, self.bytes)? {
+            let zeros = vec![0u8; 64 * 1024];
+            let mut left = self.bytes;
+            while left > 0 {
+                let n = left.min(zeros.len() as u64) as usize;
+                file.write_all(&zeros[..n])?;
+                left -= n as u64;
+            }
         }
         // Fsync so the blocks are really allocated (not merely promised by delayed
         // allocation) and the file survives a power cut.
@@ -204,6 +206,23 @@ impl JournalReserve {
         drop(file);
         fs::rename(&self.tmp_path, &self.path)?;
         sync_parent_dir(&self.path)
+    }
+}
+
+/// Allocates `len` bytes of real blocks without writing them (`fallocate`: the flash is
+/// not programmed for a reserve that is only ever deleted). `Ok(false)` where the
+/// filesystem cannot (the caller writes zeros instead).
+fn allocate(file: &File, len: u64) -> io::Result<bool> {
+    use std::os::fd::AsRawFd;
+    let len = libc::off_t::try_from(len).map_err(io::Error::other)?;
+    // SAFETY: a plain syscall on an open descriptor we own.
+    if unsafe { libc::fallocate(file.as_raw_fd(), 0, 0, len) } == 0 {
+        return Ok(true);
+    }
+    let e = io::Error::last_os_error();
+    match e.raw_os_error() {
+        Some(libc::EOPNOTSUPP | libc::ENOSYS) => Ok(false),
+        _ => Err(e),
     }
 }
 

@@ -107,6 +107,19 @@ pub fn wav_frames(path: &Path) -> u64 {
     r.duration() as u64
 }
 
+/// The WAV a job delivers, as a file: its `recording.wav`, or on the agent path (no
+/// second copy is written there) the stitched view of its segments, re-created into a
+/// scratch file exactly as the upload streams it.
+pub fn delivered_wav(job: &Path) -> tempfile::TempPath {
+    let d = edgerec::render::job::deliverable(job)
+        .unwrap_or_else(|| panic!("{}: nothing rendered", job.display()));
+    // `.wav`: sox and ffprobe go by the name.
+    let mut f = tempfile::Builder::new().suffix(".wav").tempfile().unwrap();
+    let body = d.body();
+    std::io::copy(&mut body.open_at(0).unwrap(), &mut f).unwrap();
+    f.into_temp_path()
+}
+
 /// Wall clock, ms since the epoch.
 pub fn now_ms() -> i64 {
     std::time::SystemTime::now()

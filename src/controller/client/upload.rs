@@ -25,13 +25,50 @@ impl Rendition {
     }
 }
 
+/// The bytes of an upload: a file, or a view made on the fly (the stitched WAV of
+/// `render::delivery`). Re-opening must give the same bytes, so a retried or resumed
+/// upload (`open_at` an offset, for chunks) sends exactly what was hashed.
+pub trait UploadBody: std::fmt::Debug + Send + Sync {
+    /// Total bytes.
+    fn size(&self) -> io::Result<u64>;
+    /// The bytes from `offset` on.
+    fn open_at(&self, offset: u64) -> io::Result<Box<dyn Read + Send + '_>>;
+    /// What the body is, for errors and logs (a path).
+    fn path(&self) -> &Path;
+    /// The SHA-256 (lower-case hex) the bytes must have, when known before sending.
+    fn sha256(&self) -> Option<&str> {
+        None
+    }
+}
+
+/// A file on disk, streamed.
+#[derive(Clone, Debug)]
+pub struct FileBody(pub std::path::PathBuf);
+
+impl UploadBody for FileBody {
+    fn size(&self) -> io::Result<u64> {
+        Ok(std::fs::metadata(&self.0)?.len())
+    }
+
+    fn open_at(&self, offset: u64) -> io::Result<Box<dyn Read + Send + '_>> {
+        use std::io::{Seek, SeekFrom};
+        let mut f = std::fs::File::open(&self.0)?;
+        f.seek(SeekFrom::Start(offset))?;
+        Ok(Box::new(f))
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
 /// One `PUT /recordings/{recordingId}/cache-file`. A primary upload (no rendition, or
 /// `Enhanced`) completes the job — for a chunked recording, only the final chunk, which
 /// is the one carrying `chunk_total`.
 #[derive(Clone, Debug)]
 pub struct UploadRequest<'a> {
-    /// The rendered file; streamed from disk, never loaded whole.
-    pub path: &'a Path,
+    /// The rendered bytes; streamed, never loaded whole.
+    pub body: &'a dyn UploadBody,
     pub job_id: &'a str,
     /// Sent as `x-rakkr-file-name` (non-ASCII is percent-encoded).
     pub file_name: &'a str,
@@ -156,9 +193,12 @@ impl<R: Read> Read for HashingReader<R> {
 mod tests {
     use super::*;
 
+    static BODY: std::sync::LazyLock<FileBody> =
+        std::sync::LazyLock::new(|| FileBody("/tmp/x.flac".into()));
+
     fn req() -> UploadRequest<'static> {
         UploadRequest {
-            path: Path::new("/tmp/x.flac"),
+            body: &*BODY,
             job_id: "job_1",
             file_name: "x.flac",
             mime_type: "audio/flac",

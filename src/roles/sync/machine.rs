@@ -3,7 +3,7 @@
 //! journal-write actions, and maps the machine's own terms onto the wire (health events,
 //! report bodies).
 
-use super::{Sync, SyncError, hash_file};
+use super::{Sync, SyncError};
 use crate::controller::protocol::{HealthEvent, Job, JobStatus, Severity};
 use crate::core::job::JobState;
 use crate::core::job_machine::{self, Action, Event, JobKind, MachineState, RenderedFile, Report};
@@ -235,7 +235,7 @@ fn render_events(outcome: &RenderOutcome) -> Vec<Event> {
                 detail: detail.clone(),
             },
         ],
-        RenderOutcome::Ready(d) => match hash_file(&d.path) {
+        RenderOutcome::Ready(d) => match d.hash() {
             Ok((sha256, bytes)) => vec![
                 Event::RenderStarted,
                 Event::Rendered(RenderedFile {

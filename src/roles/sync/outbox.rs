@@ -3,13 +3,13 @@
 //! when it comes back (the journal stays the truth: a row is delivered only once the
 //! controller said so, an upload acknowledged only with the controller's checksum).
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use super::lanes::Lane;
 use super::{Done, Sync, SyncError, controller_event, jitter, output_file_name};
 use crate::capture::StopFlag;
-use crate::controller::client::{CallError, Client, UploadRequest};
+use crate::controller::client::{CallError, Client, FileBody, UploadBody, UploadRequest};
 use crate::controller::protocol::{CachedFile, HealthEvent, Job};
 use crate::core::backoff::Backoff;
 use crate::core::job_machine::{self, Event, RenderedFile, Report};
@@ -226,10 +226,14 @@ impl Sync {
         let duration_seconds = delivered.as_ref().map_or(0.0, |d| d.duration_seconds);
         let id = row.id;
         let job_id = job.id.clone();
-        let path: PathBuf = file.path.clone();
+        // The render's bytes: its file, or the WAV streamed from the segments.
+        let body = delivered.as_ref().map_or_else(
+            || Box::new(FileBody(file.path.clone())) as Box<dyn UploadBody>,
+            crate::render::job::Deliverable::body,
+        );
         let task = Box::new(move |c: &Client| {
             let request = UploadRequest {
-                path: &path,
+                body: &*body,
                 job_id: &controller_id,
                 file_name: &file_name,
                 mime_type: &mime_type,
@@ -270,12 +274,17 @@ impl Sync {
                     cached.size,
                     untrusted(&cached.checksum)
                 );
-                // Recorded relative to the job's directory, like segment paths.
-                let name = up
-                    .file
-                    .path
-                    .file_name()
-                    .map_or(up.file.path.as_path(), Path::new);
+                // Recorded relative to the job's directory, like segment paths; a WAV
+                // streamed from the segments as the view it was made from (never the
+                // controller's file name: controller data is not a path).
+                let name = match up.file.path.is_dir() {
+                    true => Path::new(crate::render::job::RENDER_FILE),
+                    false => up
+                        .file
+                        .path
+                        .file_name()
+                        .map_or(up.file.path.as_path(), Path::new),
+                };
                 self.journal
                     .record_upload(job_id, 0, name, up.file.bytes, &up.file.sha256)?;
                 self.journal.acknowledge_upload(job_id, 0, now_ms())?;
