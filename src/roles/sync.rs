@@ -100,7 +100,7 @@ enum Done {
         inventory: Option<Result<(), CallError>>,
     },
     Config(Result<NodeConfig, CallError>),
-    Claim(Result<Vec<Job>, CallError>),
+    Claim(Result<claim::Claimed, CallError>),
     /// A job's heartbeat or poll: the controller's view, when it was learned.
     Job {
         local_id: String,
@@ -268,7 +268,7 @@ impl Sync {
             && self.free_capacity()? > 0
             && self.lanes.submit(
                 Lane::Claim,
-                Box::new(|c: &Client| Done::Claim(c.claim_next_group())),
+                Box::new(|c: &Client| Done::Claim(claim::claim_with_maps(c))),
             )
         {
             self.last_claim = Some(Instant::now());
@@ -298,7 +298,7 @@ impl Sync {
                 self.capacity = config.recording_capacity.max_concurrent_recordings.max(1)
             }
             Done::Config(Err(e)) => self.trouble("node config", &e),
-            Done::Claim(Ok(jobs)) => self.take_claimed_group(jobs)?,
+            Done::Claim(Ok(claimed)) => self.take_claimed_group(claimed)?,
             Done::Claim(Err(e)) => self.trouble("claim", &e),
             Done::Job {
                 local_id,

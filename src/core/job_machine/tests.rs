@@ -598,8 +598,8 @@ fn rows() -> Vec<Row> {
                 ..World::default()
             },
             state: Failed,
-            cause: reason::RENDER_FAILED,
-            report: failed(reason::RENDER_FAILED),
+            cause: "render_failed: stitch: bad segment",
+            report: failed("render_failed: stitch: bad segment"),
             health: &["agent.render.failed", KEPT],
             flag: Some(reason::RENDER_FAILED),
             uploads: 0,
@@ -763,7 +763,7 @@ fn rows() -> Vec<Row> {
                 ..World::default()
             },
             state: Failed,
-            cause: reason::RENDER_FAILED,
+            cause: "render_failed: stitch: bad segment",
             report: Report::Local,
             health: &[],
             flag: Some(reason::RENDER_FAILED),
