@@ -8,6 +8,7 @@ use std::path::{Path, PathBuf};
 use crate::core::job::JobState;
 use crate::core::timeline::{self, EventKind, GapFill, PlacedSegment, TimelineEvent};
 use crate::journal::{JobRow, JobSource, Journal, SegmentRow, SegmentState};
+use crate::render::chunks;
 use crate::render::codec::CodecError;
 use crate::render::job::{OutputOptions, PEAKS_FILE, RECORDING_STEM, RenderSidecar};
 use crate::render::pipeline::{self, RenderError};
@@ -347,9 +348,18 @@ fn render_job(
             report.clipped
         );
     }
+    let delivered_name = options.delivered_name(request.codec);
+    if let Some(seconds) = options.chunk_seconds {
+        chunks::render_chunks(&request, seconds, &delivered_name, &job.dir).map_err(|source| {
+            FinalizeError::Render {
+                path: job.dir.join(chunks::CHUNK_DIR),
+                source,
+            }
+        })?;
+    }
     let sidecar = RenderSidecar {
         file,
-        file_name: options.delivered_name(request.codec),
+        file_name: delivered_name,
         report: Some(report),
         error: None,
     };

@@ -24,6 +24,7 @@ mod machine;
 mod meter;
 pub(crate) mod node;
 mod outbox;
+mod sending;
 mod timeline_health;
 
 use std::collections::{HashMap, HashSet};

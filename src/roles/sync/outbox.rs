@@ -3,16 +3,18 @@
 //! when it comes back (the journal stays the truth: a row is delivered only once the
 //! controller said so, an upload acknowledged only with the controller's checksum).
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::time::Duration;
 
 use super::lanes::Lane;
-use super::{Done, Sync, SyncError, controller_event, jitter, output_file_name};
+use super::sending::{Sending, next_sending, relative};
+use super::{Done, Sync, SyncError, controller_event, jitter};
 use crate::capture::StopFlag;
 use crate::controller::client::{CallError, Client, UploadRequest};
-use crate::controller::protocol::{CachedFile, HealthEvent, Job};
+use crate::controller::protocol::{CachedFile, HealthEvent, Job, Severity};
 use crate::core::backoff::Backoff;
 use crate::core::job_machine::{self, Event, RenderedFile, Report};
+use crate::journal::NewOutboxItem;
 use crate::journal::{JobRow, OutboxKind, OutboxRow};
 use crate::logging::untrusted;
 use crate::segment::writer::now_ms;
@@ -31,10 +33,10 @@ pub(super) struct Sent {
 pub(super) struct Uploaded {
     row: OutboxRow,
     job_id: String,
-    file_name: String,
+    job_dir: PathBuf,
+    sending: Sending,
     result: Result<CachedFile, CallError>,
     verdict: Option<Job>,
-    file: RenderedFile,
 }
 
 enum Delivery {
@@ -215,28 +217,27 @@ impl Sync {
             return self.settle(&row, Delivery::Retry(e.to_string()));
         }
         let recording_id = job.recording_id.clone().unwrap_or_default();
-        // Name, type and duration from the render, so they agree with the bytes.
-        let delivered = crate::render::job::deliverable(&job.dir);
-        let file_name = delivered
-            .as_ref()
-            .map_or_else(|| output_file_name(&job), |d| d.file_name.clone());
-        let mime_type = delivered
-            .as_ref()
-            .map_or_else(|| "audio/wav".to_string(), |d| d.content_type.clone());
-        let duration_seconds = delivered.as_ref().map_or(0.0, |d| d.duration_seconds);
+        let acked = self
+            .journal
+            .uploads(&job.id)?
+            .into_iter()
+            .filter(|u| u.acknowledged_at_ms.is_some())
+            .map(|u| u.chunk)
+            .collect();
+        let sending = next_sending(&job, &file, &acked);
         let id = row.id;
         let job_id = job.id.clone();
-        let path: PathBuf = file.path.clone();
+        let job_dir = job.dir.clone();
         let task = Box::new(move |c: &Client| {
             let request = UploadRequest {
-                path: &path,
+                path: &sending.path,
                 job_id: &controller_id,
-                file_name: &file_name,
-                mime_type: &mime_type,
-                duration_seconds,
+                file_name: &sending.file_name,
+                mime_type: &sending.mime_type,
+                duration_seconds: sending.duration_seconds,
                 rendition: None,
-                chunk: None,
-                chunk_total: None,
+                chunk: sending.chunk.map(|(i, _)| i),
+                chunk_total: sending.chunk_total(),
             };
             let result = c.put_cache_file(&recording_id, &request);
             // 409: learn why from the job itself; the verdict decides, not the 409.
@@ -247,10 +248,10 @@ impl Sync {
             Done::Upload(Box::new(Uploaded {
                 row,
                 job_id,
-                file_name,
+                job_dir,
+                sending,
                 result,
                 verdict,
-                file,
             }))
         });
         self.hand_over(Lane::Upload, task, &[id]);
@@ -266,19 +267,26 @@ impl Sync {
             Ok(cached) => {
                 log::info!(
                     "{job_id}: uploaded {} ({} bytes, {})",
-                    untrusted(&up.file_name),
+                    untrusted(&up.sending.file_name),
                     cached.size,
                     untrusted(&cached.checksum)
                 );
-                // Recorded relative to the job's directory, like segment paths.
-                let name = up
-                    .file
-                    .path
-                    .file_name()
-                    .map_or(up.file.path.as_path(), Path::new);
-                self.journal
-                    .record_upload(job_id, 0, name, up.file.bytes, &up.file.sha256)?;
-                self.journal.acknowledge_upload(job_id, 0, now_ms())?;
+                // The client checked the controller's checksum against the bytes it sent.
+                let sha = cached.sha256_hex().unwrap_or_default();
+                let name = relative(&up.job_dir, &up.sending.path);
+                let chunk = up.sending.chunk_index();
+                self.journal.atomically(|j| {
+                    j.record_upload(job_id, chunk, name, cached.size, &sha)?;
+                    j.acknowledge_upload(job_id, chunk, now_ms())?;
+                    Ok(())
+                })?;
+                if up.sending.chunk.is_some() {
+                    self.chunk_uploaded(job_id, &up.sending, &cached)?;
+                }
+                if up.sending.is_partial() {
+                    // More chunks to go: the row stays due, the next tick sends the next.
+                    return Ok(());
+                }
                 (
                     Event::UploadAccepted {
                         checksum_matches: true,
@@ -332,5 +340,31 @@ impl Sync {
             log::error!("{job_id}: {e}");
         }
         self.settle(&up.row, delivery)
+    }
+
+    /// Rakkr's `chunk_uploaded` health event, once per chunk (keyed by job and index).
+    fn chunk_uploaded(
+        &mut self,
+        job_id: &str,
+        sending: &Sending,
+        cached: &CachedFile,
+    ) -> Result<(), SyncError> {
+        let Some(job) = self.journal.job(job_id)? else {
+            return Ok(());
+        };
+        let mut event = HealthEvent::new("agent.recording_job.chunk_uploaded", Severity::Info);
+        let key = format!("{job_id}-chunk-{}-uploaded", sending.chunk_index());
+        event.id = Some(key.clone());
+        event.recording_id = job.recording_id.clone();
+        let details = &mut event.details;
+        details.insert("chunk".into(), sending.chunk_index().into());
+        details.insert("checksum".into(), cached.checksum.clone().into());
+        details.insert("durationSeconds".into(), sending.duration_seconds.into());
+        details.insert("fileName".into(), sending.file_name.clone().into());
+        let body = serde_json::to_string(&event).unwrap_or_default();
+        // Not ordered behind the job's upload row: it goes out as the chunk lands.
+        self.journal
+            .enqueue(&NewOutboxItem::health_event(None, &key, body, now_ms()))?;
+        Ok(())
     }
 }
