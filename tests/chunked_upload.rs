@@ -168,3 +168,91 @@ fn chunks_resume_after_a_cut_and_a_restart_without_resending() {
     assert!(uploads.iter().all(|u| u.acknowledged_at_ms.is_some()));
     sigterm(&mut agent, Duration::from_secs(10));
 }
+
+fn puts_of(proxy: &Proxy, matching: &str) -> usize {
+    proxy
+        .lines()
+        .iter()
+        .filter(|l| l.starts_with("PUT ") && l.contains(matching))
+        .count()
+}
+
+/// Waits (boundedly) for a health event of `kind` on the controller.
+fn wait_event(ctl: &Ctl, kind: &str) -> serde_json::Value {
+    let until = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(e) = ctl.health_events().into_iter().find(|e| e["type"] == kind) {
+            return e;
+        }
+        assert!(
+            Instant::now() < until,
+            "no {kind}: {:?}",
+            ctl.health_events()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// A body corrupted in transit: the controller's checksum is not ours. Once: the upload is
+/// sent again and the controller ends with our bytes. Always, on a chunk before the last:
+/// three tries, then the job is reported failed (`checksum_mismatch`) and the audio kept.
+#[test]
+fn a_checksum_mismatch_is_sent_again_then_fails_the_job() {
+    let _rt = realtime();
+    let ctl = Ctl::start(Duration::from_secs(30));
+    let state = tempfile::tempdir().unwrap();
+    let once = Fault::Corrupt {
+        matching: "cache-file".into(),
+        times: 1,
+    };
+    let proxy = Proxy::start(ctl.addr, Some(once));
+    let job = ctl.add_job_with("sine:440", 1.0, &["--codec", "flac"]);
+    let mut agent = ctl
+        .role_at("agent", state.path(), &proxy.url())
+        .spawn()
+        .unwrap();
+    // The corrupted PUT already completed the job on the controller; the second one
+    // replaces its bytes with ours.
+    ctl.wait_status(&job.id, Some("completed"), Duration::from_secs(60));
+    let local = agent_job_dir(state.path(), &job.id).join("recording.flac");
+    let until = Instant::now() + Duration::from_secs(30);
+    while ctl.recording(&job.id).checksum != Some(sha256_file(&local)) {
+        assert!(
+            Instant::now() < until,
+            "stored {:?}",
+            ctl.recording(&job.id)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(puts_of(&proxy, "cache-file"), 2, "{:?}", proxy.lines());
+    let event = wait_event(&ctl, "agent.upload.checksum_mismatch");
+    assert!(event["recordingId"].is_string(), "{event}");
+    sigterm(&mut agent, Duration::from_secs(10));
+
+    // Every try of chunk 0 corrupted: the job cannot complete.
+    let ctl = Ctl::start(Duration::from_secs(30));
+    let state = tempfile::tempdir().unwrap();
+    let always = Fault::Corrupt {
+        matching: "chunk=0".into(),
+        times: 99,
+    };
+    let proxy = Proxy::start(ctl.addr, Some(always));
+    let fields = serde_json::json!({"chunkSeconds": 1}).to_string();
+    let job = ctl.add_job_with(
+        "sine:440",
+        2.0,
+        &["--codec", "wav", "--command-json", &fields],
+    );
+    let mut agent = ctl
+        .role_at("agent", state.path(), &proxy.url())
+        .spawn()
+        .unwrap();
+    let done = ctl.wait_status(&job.id, Some("failed"), Duration::from_secs(90));
+    assert_eq!(done.failure_reason.as_deref(), Some("checksum_mismatch"));
+    assert_eq!(puts_of(&proxy, "chunk=0"), 3, "{:?}", proxy.lines());
+    assert_eq!(puts_of(&proxy, "chunk=1"), 0, "{:?}", proxy.lines());
+    let dir = agent_job_dir(state.path(), &job.id);
+    assert!(dir.join("chunks/chunk-0000.wav").exists());
+    assert!(!segment_files(&dir).is_empty(), "the audio is kept");
+    sigterm(&mut agent, Duration::from_secs(10));
+}

@@ -327,6 +327,16 @@ pub fn transition(m: &MachineState, event: &Event) -> Result<(MachineState, Vec<
                 checksum_matches: false,
             },
         ) => Next::upload_again(&m.mismatched()).health(checksum_event(m)),
+        (Cached | Uploading, E::ChunkChecksumMismatch)
+            if m.checksum_mismatches + 1 >= MAX_CHECKSUM_MISMATCHES =>
+        {
+            Next::end(m, Failed, reason::CHECKSUM_MISMATCH)
+                .health(checksum_event(m))
+                .kept(reason::CHECKSUM_MISMATCH)
+        }
+        (Cached | Uploading, E::ChunkChecksumMismatch) => {
+            Next::upload_again(&m.mismatched()).health(checksum_event(m))
+        }
         (Cached | Uploading, E::UploadRefused409) => Next::end(m, Failed, reason::UPLOAD_REFUSED)
             .report(Report::ControllerDecided)
             .kept(reason::UPLOAD_REFUSED),

@@ -296,15 +296,19 @@ impl Sync {
             }
             Err(CallError::ChecksumMismatch { sent, stored }) => {
                 log::error!(
-                    "{job_id}: controller stored {}, we sent {sent}",
-                    untrusted(&stored)
+                    "{job_id}: controller stored {} for {}, we sent {sent}; sending it again",
+                    untrusted(&stored),
+                    untrusted(&up.sending.file_name)
                 );
-                (
+                // A chunk before the last did not complete the job; the last one did.
+                let event = if up.sending.is_partial() {
+                    Event::ChunkChecksumMismatch
+                } else {
                     Event::UploadAccepted {
                         checksum_matches: false,
-                    },
-                    Delivery::Done,
-                )
+                    }
+                };
+                (event, Delivery::Done)
             }
             Err(CallError::Conflict(body)) => {
                 let verdict = up.verdict.as_ref().and_then(controller_event);
