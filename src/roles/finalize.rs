@@ -13,6 +13,7 @@ use crate::render::codec::CodecError;
 use crate::render::job::{OutputOptions, PEAKS_FILE, RECORDING_STEM, RenderSidecar};
 use crate::render::pipeline::{self, RenderError};
 use crate::render::timeline_file::{TimelineFile, TimelineSegment};
+use crate::roles::group_end::own_end_frame;
 use crate::segment::repair::{repair_segment, segment_frames};
 use crate::segment::writer::now_ms;
 
@@ -119,9 +120,14 @@ pub fn finalize_from(
     mark_unreadable_segments(journal, source, &segments)?;
     let segments = journal.segments(&source.id)?;
     let mut events = journal.events(&source.id)?;
-    if source.id != job.id {
-        events.extend(journal.events(&job.id)?);
-    }
+    let own_end = if source.id == job.id {
+        own_end_frame(&events)
+    } else {
+        let own = journal.events(&job.id)?;
+        let end = own_end_frame(&own);
+        events.extend(own);
+        end
+    };
     let placed = placed_segments(source, &segments);
     let options = OutputOptions::from_command_json(&job.command_json);
     let out_channels = options
@@ -137,6 +143,11 @@ pub fn finalize_from(
     // ends at its last captured frame; its trailing gap event says why. Only a caller
     // that knows the window was captured to its end (`total_frames`) pads to it.
     let audio_end = timeline::timeline_end(&placed, &[]).max(how.total_frames.unwrap_or(0));
+    // A capture-group job that ended before the shared capture did ends at its own frame.
+    let (end, audio_end) = match own_end {
+        Some(own) => (end.min(own), audio_end.min(own)),
+        None => (end, audio_end),
+    };
     start_rendering(journal, job, how, end, &mut events)?;
     let (recording, frames, render_failure) =
         render_recording(job, source, &options, &placed, audio_end, fill)?;
@@ -236,7 +247,11 @@ fn render_recording(
     if audio_frames == 0 {
         return Ok((None, 0, None));
     }
-    let plan = timeline::stitch_plan(placed, Some(audio_end), fill);
+    let mut plan = timeline::stitch_plan(placed, Some(audio_end), fill);
+    if timeline::plan_frames(&plan) > audio_end {
+        // A group job that ended before the shared capture: only its part.
+        plan = chunks::slice_plan(&plan, 0, audio_end);
+    }
     let frames = timeline::plan_frames(&plan);
     Ok(match render_job(job, source, options, plan)? {
         Ok(path) => (Some(path), frames, None),

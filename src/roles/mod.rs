@@ -15,6 +15,7 @@ pub mod demo;
 pub mod device_loss;
 pub mod enroll;
 pub mod finalize;
+pub mod group_end;
 pub mod notify;
 pub mod owner;
 pub mod rebuild;
