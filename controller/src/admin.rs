@@ -146,6 +146,35 @@ impl Admin {
         Ok(())
     }
 
+    /// Sets the node config's `recorderCachePolicies` (a JSON list of
+    /// `{policyId, deleteAfterUpload, maxAgeDays, maxBytes, minFreeDiskPercent}`).
+    pub fn set_cache_policies(
+        &self,
+        node: &str,
+        policies: &serde_json::Value,
+    ) -> Result<(), AdminError> {
+        let ok = policies
+            .as_array()
+            .is_some_and(|ps| ps.iter().all(|p| p["policyId"].is_string()));
+        if !ok {
+            return Err(AdminError::Invalid(
+                "cache policies: a list of objects, each with a policyId".into(),
+            ));
+        }
+        let json = policies.to_string();
+        let changed = self.store.tx(|tx| {
+            tx.execute(
+                "UPDATE nodes SET cache_policies_json = ?2 WHERE id = ?1",
+                params![node, json],
+            )
+            .doing("setting a node's cache policies")
+        })?;
+        if changed == 0 {
+            return Err(AdminError::NoSuchNode(node.into()));
+        }
+        Ok(())
+    }
+
     /// Assigns a channel-map template (`{id?, name?, channelMode, entries}`) to the node
     /// (`target_type` `node`, target the node's id) or to one of its interfaces
     /// (`interface`, target the interface id the jobs name); returns the assignment id.

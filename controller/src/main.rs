@@ -125,6 +125,13 @@ enum NodeCommand {
         #[arg(long)]
         template_json: String,
     },
+    /// Set the node config's recorderCachePolicies (a JSON list).
+    SetCachePolicies {
+        #[arg(long)]
+        db: PathBuf,
+        node: String,
+        policies_json: String,
+    },
     /// How many jobs the node may record at once.
     SetCapacity {
         #[arg(long)]
@@ -312,6 +319,17 @@ fn run(command: ControllerCommand) -> Result<(), Failure> {
                     .map_err(admin_failure)?;
                 println!("{id}");
                 Ok(())
+            }
+            NodeCommand::SetCachePolicies {
+                db,
+                node,
+                policies_json,
+            } => {
+                let policies = serde_json::from_str(&policies_json)
+                    .map_err(|e| (exit::BAD_CONFIG, format!("policies: {e}")))?;
+                admin(&db)?
+                    .set_cache_policies(&node, &policies)
+                    .map_err(admin_failure)
             }
             NodeCommand::SetCapacity { db, node, capacity } => admin(&db)?
                 .set_max_concurrent_recordings(&node, capacity)

@@ -151,6 +151,8 @@ CREATE TABLE channel_map_assignments (
     assigned_at_ms INTEGER NOT NULL
 ) STRICT;
 CREATE INDEX channel_map_assignments_node ON channel_map_assignments (node_id);
+-- The node config's recorderCachePolicies, as the operator set them.
+ALTER TABLE nodes ADD COLUMN cache_policies_json TEXT NOT NULL DEFAULT '[]';
 "#,
 ];
 

@@ -6,4 +6,5 @@ pub use edgerec_protocol::format;
 pub mod job;
 pub mod job_machine;
 pub mod meter;
+pub mod retention;
 pub mod timeline;

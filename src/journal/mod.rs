@@ -5,6 +5,7 @@ mod events;
 mod jobs;
 mod machines;
 mod outbox;
+mod pruned;
 mod schema;
 mod segments;
 
@@ -20,6 +21,7 @@ use std::time::Duration;
 pub use events::BeatRow;
 pub use jobs::{JobRow, JobSource, NewJob};
 pub use outbox::{Enqueued, NewOutboxItem, OutboxKind, OutboxRow, UploadRow};
+pub use pruned::PrunedRow;
 pub use segments::{NewSegment, SegmentRow, SegmentState};
 
 /// How long a connection waits for the other role's write lock before giving up.

@@ -24,6 +24,7 @@ mod machine;
 mod meter;
 pub(crate) mod node;
 mod outbox;
+mod retention;
 mod sending;
 mod timeline_health;
 
@@ -159,6 +160,7 @@ struct Sync {
     in_flight: HashSet<i64>,
     trouble_log: FailureLog,
     skipped: claim::Skipped,
+    retention: retention::Retention,
     last_meter: Option<Instant>,
     timelines: timeline_health::TimelineFollower,
     /// Per job, the last meter condition change queued as a health event.
@@ -187,6 +189,7 @@ pub fn run(settings: SyncSettings, shutdown: &StopFlag) -> Result<(), SyncError>
         in_flight: HashSet::new(),
         trouble_log: FailureLog::default(),
         skipped: claim::Skipped::default(),
+        retention: retention::Retention::default(),
         last_meter: None,
         timelines: Default::default(),
         meter_seq: HashMap::new(),
@@ -276,6 +279,7 @@ impl Sync {
         }
         self.advance_finished_captures()?;
         self.deliver_outbox(shutdown)?;
+        self.sweep_retention()?;
         Ok(())
     }
 
@@ -296,7 +300,8 @@ impl Sync {
                 }
             }
             Done::Config(Ok(config)) => {
-                self.capacity = config.recording_capacity.max_concurrent_recordings.max(1)
+                self.capacity = config.recording_capacity.max_concurrent_recordings.max(1);
+                self.retention.policies = config.recorder_cache_policies;
             }
             Done::Config(Err(e)) => self.trouble("node config", &e),
             Done::Claim(Ok(claimed)) => self.take_claimed_group(claimed)?,

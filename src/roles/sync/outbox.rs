@@ -287,6 +287,7 @@ impl Sync {
                     // More chunks to go: the row stays due, the next tick sends the next.
                     return Ok(());
                 }
+                self.retention.soon = true;
                 (
                     Event::UploadAccepted {
                         checksum_matches: true,
