@@ -156,8 +156,9 @@ impl Sync {
         );
         let body = serde_json::to_string(&event).unwrap_or_default();
         let key = event.id.clone().unwrap_or_default();
+        // Not ordered with the job's rows: a warning must never hold up its delivery.
         self.journal.enqueue(&NewOutboxItem::health_event(
-            Some(local_id),
+            None,
             &key,
             body,
             now_ms(),
