@@ -70,16 +70,26 @@ fn chunks_resume_after_a_cut_and_a_restart_without_resending() {
     let _rt = realtime();
     let ctl = Ctl::start(Duration::from_secs(30));
     let state = tempfile::tempdir().unwrap();
-    // 8 s in 2 s chunks: 4 chunks; the link is cut 4 KiB into chunk 3's body.
+    // 8 s in 2 s chunks (CHUNKED_TEST="60,10" for the full size): the link is
+    // cut 4 KiB into chunk 3's body.
+    let (seconds, chunk) = std::env::var("CHUNKED_TEST")
+        .ok()
+        .and_then(|v| {
+            let (a, b) = v.split_once(',')?;
+            Some((a.trim().parse::<u32>().ok()?, b.trim().parse::<u32>().ok()?))
+        })
+        .unwrap_or((8, 2));
+    let n = seconds / chunk;
+    assert!(n >= 4, "chunk 3 must not be the only one cut");
     let fault = Fault::CutThenRefuse {
         matching: "chunk=3".into(),
         after: 4096,
     };
     let proxy = Proxy::start(ctl.addr, Some(fault));
-    let fields = serde_json::json!({"chunkSeconds": 2}).to_string();
+    let fields = serde_json::json!({ "chunkSeconds": chunk }).to_string();
     let job = ctl.add_job_with(
         "sine:440",
-        8.0,
+        f64::from(seconds),
         &[
             "--codec",
             "flac",
@@ -93,7 +103,7 @@ fn chunks_resume_after_a_cut_and_a_restart_without_resending() {
         .role_at("agent", state.path(), &proxy.url())
         .spawn()
         .unwrap();
-    let until = Instant::now() + Duration::from_secs(60);
+    let until = Instant::now() + Duration::from_secs(u64::from(seconds) + 60);
     while !proxy.was_cut() {
         assert!(
             Instant::now() < until,
@@ -112,27 +122,34 @@ fn chunks_resume_after_a_cut_and_a_restart_without_resending() {
         .spawn()
         .unwrap();
     ctl.wait_status(&job.id, Some("completed"), Duration::from_secs(60));
-    // Chunks 0-2 were acknowledged before the cut: only chunk 3 went again.
-    assert_eq!(chunk_puts(&proxy), vec![0, 1, 2, 3, 3]);
+    // Chunks 0-2 were acknowledged before the cut: only chunk 3 went again, then the rest.
+    let mut want = vec![0, 1, 2, 3];
+    want.extend(3..n);
+    assert_eq!(chunk_puts(&proxy), want);
     let final_put = proxy
         .lines()
         .into_iter()
-        .rfind(|l| l.contains("chunk=3"))
+        .rfind(|l| l.contains(&format!("chunk={}", n - 1)))
         .unwrap();
-    assert!(final_put.contains("chunkTotal=4"), "{final_put}");
+    assert!(
+        final_put.contains(&format!("chunkTotal={n}")),
+        "{final_put}"
+    );
     let with_total: Vec<String> = proxy
         .lines()
         .into_iter()
         .filter(|l| l.contains("chunkTotal"))
         .collect();
     assert!(
-        with_total.iter().all(|l| l.contains("chunk=3&")),
+        with_total
+            .iter()
+            .all(|l| l.contains(&format!("chunk={}&", n - 1))),
         "chunkTotal only on the final chunk: {with_total:?}"
     );
 
     let rec_id = recording_id(&ctl, &job.id);
     let chunks = stored_chunks(&ctl, &rec_id);
-    assert_eq!(chunks.len(), 4, "{chunks:?}");
+    assert_eq!(chunks.len(), n as usize, "{chunks:?}");
     let local = agent_job_dir(state.path(), &job.id);
     let mut total = 0.0;
     for (i, (index, path, checksum, duration)) in chunks.iter().enumerate() {
@@ -145,7 +162,8 @@ fn chunks_resume_after_a_cut_and_a_restart_without_resending() {
             .unwrap();
         assert!(t.success(), "flac -t {}", stored.display());
         let probed = ffprobe_duration(&stored);
-        assert!((probed - 2.0).abs() < 0.01, "chunk {i}: ffprobe {probed}");
+        let want = f64::from(chunk);
+        assert!((probed - want).abs() < 0.01, "chunk {i}: ffprobe {probed}");
         assert!(
             (duration - probed).abs() < 0.01,
             "chunk {i}: header {duration}"
@@ -154,17 +172,22 @@ fn chunks_resume_after_a_cut_and_a_restart_without_resending() {
         assert_eq!(*checksum, sha256_file(&own), "chunk {i}");
         total += duration;
     }
-    assert!((total - 8.0).abs() < 0.02, "{total}");
+    let whole = f64::from(seconds);
+    assert!((total - whole).abs() < 0.02, "{total}");
+    eprintln!(
+        "{n} chunks of {chunk} s, {total} s in all; PUTs by chunk {:?}",
+        chunk_puts(&proxy)
+    );
     let rec = ctl.recording(&job.id);
     assert!(rec.cached);
-    assert!((rec.duration_seconds.unwrap() - 8.0).abs() < 0.05);
+    assert!((rec.duration_seconds.unwrap() - whole).abs() < 0.05);
     // The journal says every chunk was acknowledged.
     let journal =
         edgerec::journal::Journal::open_read_only(&state.path().join("edgerec.db")).unwrap();
     let uploads = journal
         .uploads(&agent_job(state.path(), &job.id).id)
         .unwrap();
-    assert_eq!(uploads.len(), 4);
+    assert_eq!(uploads.len(), n as usize);
     assert!(uploads.iter().all(|u| u.acknowledged_at_ms.is_some()));
     sigterm(&mut agent, Duration::from_secs(10));
 }

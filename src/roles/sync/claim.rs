@@ -157,12 +157,8 @@ impl Sync {
         let body = serde_json::to_string(&event).unwrap_or_default();
         let key = event.id.clone().unwrap_or_default();
         // Not ordered with the job's rows: a warning must never hold up its delivery.
-        self.journal.enqueue(&NewOutboxItem::health_event(
-            None,
-            &key,
-            body,
-            now_ms(),
-        ))?;
+        self.journal
+            .enqueue(&NewOutboxItem::health_event(None, &key, body, now_ms()))?;
         Ok(())
     }
 
