@@ -377,12 +377,12 @@ impl Sync {
         let jobs = self.controller_jobs()?;
         let live: HashSet<&str> = jobs
             .iter()
-            .filter(|j| is_live(j.state))
+            .filter(|j| is_leased(j.state))
             .map(|j| j.id.as_str())
             .collect();
         self.watches.retain(|id, _| live.contains(id.as_str()));
         self.lanes.retire_jobs_except(&|id| live.contains(id));
-        for job in jobs.iter().filter(|j| is_live(j.state)) {
+        for job in jobs.iter().filter(|j| is_leased(j.state)) {
             if shutdown.is_stopped() {
                 break;
             }
@@ -417,7 +417,13 @@ impl Sync {
             } else {
                 Duration::from_secs(5)
             };
-            let heartbeat = capture_alive && watch.advanced_at.elapsed() <= grace;
+            let heartbeat = match job.state {
+                // Rendered by the capture role: alive while it beats.
+                JobState::Captured | JobState::Rendering => capture_alive,
+                // Delivered by this role, whose upload retries are bounded.
+                JobState::Cached | JobState::Uploading => true,
+                _ => capture_alive && watch.advanced_at.elapsed() <= grace,
+            };
             let controller_id = job
                 .controller_job_id
                 .clone()
@@ -464,6 +470,12 @@ fn job_call(c: &Client, local_id: String, controller_id: &str, heartbeat: bool) 
             failed: Some(("job heartbeat", e)),
         },
     }
+}
+
+/// The controller's lease must be kept from the claim until the upload is answered: a
+/// long render or a chunked upload outlasts the 30 s lease.
+fn is_leased(state: JobState) -> bool {
+    !state.is_terminal()
 }
 
 fn is_live(state: JobState) -> bool {

@@ -22,6 +22,11 @@ use crate::segment::writer::now_ms;
 /// Due rows looked at per tick.
 const DUE_ROWS_PER_TICK: u32 = 32;
 
+/// Failed tries of one upload (of one chunk: an acknowledged chunk starts the count again)
+/// before the job ends `failed` with its audio kept: with the 1 s .. 60 s backoff, about
+/// a quarter of an hour of a controller that answers but will not take the file.
+const MAX_UPLOAD_ATTEMPTS: u32 = 20;
+
 /// A terminal report or health event, answered.
 pub(super) struct Sent {
     row: OutboxRow,
@@ -285,6 +290,7 @@ impl Sync {
                 }
                 if up.sending.is_partial() {
                     // More chunks to go: the row stays due, the next tick sends the next.
+                    self.journal.reset_attempts(up.row.id)?;
                     return Ok(());
                 }
                 self.retention.soon = true;
@@ -323,9 +329,13 @@ impl Sync {
                 )
             }
             Err(e) => {
-                let retryable = e.is_retryable();
+                let retryable = e.is_retryable() && up.row.attempts + 1 < MAX_UPLOAD_ATTEMPTS;
                 if retryable {
                     self.trouble("upload", &e);
+                } else if e.is_retryable() {
+                    log::error!(
+                        "{job_id}: giving up the upload after {MAX_UPLOAD_ATTEMPTS} tries: {e}"
+                    );
                 }
                 let delivery = if retryable {
                     Delivery::Retry(e.to_string())
