@@ -418,3 +418,65 @@ fn kill_9_mid_upload_then_restart_delivers_the_same_bytes() {
     sigterm(&mut sync, Duration::from_secs(5));
     sigterm(&mut capture, Duration::from_secs(5));
 }
+
+/// A capture group whose members stop at different times: the stopped one ends at its own
+/// frame (its upload holds only its part) while the shared capture goes on for the other,
+/// whether the stopped one is a member or the group's leader (the first claimed).
+#[test]
+fn a_group_member_stopped_early_ends_at_its_own_frame() {
+    let _rt = realtime();
+    for stopped in [1, 0] {
+        let ctl = Ctl::start(LEASE);
+        let state = tempfile::tempdir().unwrap();
+        let mut jobs = Vec::new();
+        for selection in ["1,2", "3,4"] {
+            let args = [
+                "--channels",
+                "4",
+                "--select",
+                selection,
+                "--group",
+                "room-b",
+            ];
+            jobs.push(ctl.add_job_with("sine:440", 6.0, &args));
+        }
+        let mut agent = ctl.spawn_agent(state.path());
+        ctl.wait_status(&jobs[stopped].id, Some("running"), Duration::from_secs(30));
+        std::thread::sleep(Duration::from_secs(2));
+        ctl.stop_job(&jobs[stopped].id);
+        let other = &jobs[1 - stopped];
+        let whole = ctl.wait_status(&other.id, Some("completed"), Duration::from_secs(30));
+        let part = ctl.wait_status(
+            &jobs[stopped].id,
+            Some("completed"),
+            Duration::from_secs(30),
+        );
+        let whole_s = ctl.recording(&whole.id).duration_seconds.unwrap();
+        let part_s = ctl.recording(&part.id).duration_seconds.unwrap();
+        eprintln!("stopped job {stopped}: {part_s} s; the other: {whole_s} s");
+        assert!(
+            (whole_s - 6.0).abs() < 0.05,
+            "the capture went on: {whole_s}"
+        );
+        // Stopped 2 s in; the agent sees a stop within its 2 s poll.
+        assert!((1.5..5.0).contains(&part_s), "stopped job: {part_s} s");
+        let dir = agent_job_dir(state.path(), &part.id);
+        let frames = wav_frames(&dir.join("recording.wav"));
+        assert_eq!(
+            frames as f64 / 48_000.0,
+            part_s,
+            "the file is the header's length"
+        );
+        let tl = timeline(&dir);
+        let ends = events_of(&tl, "stop_requested");
+        assert!(
+            ends.iter().any(|e| e["frame"].as_u64() == Some(frames)
+                && e["detail"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("capture group member ended")),
+            "{ends:?}"
+        );
+        sigterm(&mut agent, Duration::from_secs(5));
+    }
+}

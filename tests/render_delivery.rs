@@ -123,9 +123,11 @@ fn a_map_naming_a_missing_channel_fails_the_job_with_that_channel() {
     );
     let mut agent = ctl.spawn_agent(state.path());
     let done = ctl.wait_status(&job.id, Some("failed"), Duration::from_secs(60));
-    assert_eq!(done.failure_reason.as_deref(), Some("render_failed"));
-    // The job machine's reason is the kind; the health event says which channel. The
-    // event is sent after the report: wait for it, boundedly.
+    // The reason the controller shows names the kind and the channel.
+    let reason = done.failure_reason.clone().unwrap_or_default();
+    assert!(reason.starts_with("render_failed: "), "{reason}");
+    assert!(reason.contains("channel 7"), "{reason}");
+    // The health event says it too. It is sent after the report: wait for it, boundedly.
     let until = std::time::Instant::now() + Duration::from_secs(20);
     let detail = loop {
         let found = ctl.health_events().into_iter().find_map(|e| {
@@ -146,5 +148,92 @@ fn a_map_naming_a_missing_channel_fails_the_job_with_that_channel() {
     assert!(detail.contains("capture has only 2 channel"), "{detail}");
     // The audio is kept for a render with a better map.
     assert!(!segment_files(&agent_job_dir(state.path(), &job.id)).is_empty());
+    sigterm(&mut agent, Duration::from_secs(10));
+}
+
+/// The phase (radians) of a `freq` Hz tone in `x` at `rate`, by least squares.
+fn phase_of(x: &[f64], freq: f64, rate: f64) -> f64 {
+    let w = std::f64::consts::TAU * freq / rate;
+    let (mut a, mut b) = (0.0, 0.0);
+    for (n, v) in x.iter().enumerate() {
+        a += v * (w * n as f64).sin();
+        b += v * (w * n as f64).cos();
+    }
+    b.atan2(a)
+}
+
+/// Left minus right phase of a stereo 16-bit WAV of a `freq` Hz tone, wrapped to -pi..pi.
+fn stereo_phase_lead(path: &std::path::Path, freq: f64) -> f64 {
+    let mut r = hound::WavReader::open(path).unwrap();
+    assert_eq!(r.spec().channels, 2, "{}", path.display());
+    let rate = f64::from(r.spec().sample_rate);
+    let s: Vec<f64> = r.samples::<i16>().map(|v| f64::from(v.unwrap())).collect();
+    let left: Vec<f64> = s.iter().step_by(2).copied().collect();
+    let right: Vec<f64> = s.iter().skip(1).step_by(2).copied().collect();
+    let d = phase_of(&left, freq, rate) - phase_of(&right, freq, rate);
+    (d + std::f64::consts::PI).rem_euclid(std::f64::consts::TAU) - std::f64::consts::PI
+}
+
+/// Jobs that pin no map take the node's channel-map assignments: the one for their
+/// interface (here matched by device, as Rakkr's agent does), else the node's; one that
+/// names a channel the capture lacks fails the job with that channel in the reason.
+#[test]
+fn jobs_without_a_map_take_the_assigned_one() {
+    let _rt = realtime();
+    let ctl = Ctl::start(Duration::from_secs(30));
+    let state = tempfile::tempdir().unwrap();
+    let assign = |kind: &str, target: &str, out_of: [(u16, u16); 2]| {
+        let entries: Vec<_> = out_of
+            .iter()
+            .map(|&(source, output)| {
+                serde_json::json!({"sourceChannelIndex": source, "outputChannelIndex": output,
+                    "included": true, "label": format!("in {source}")})
+            })
+            .collect();
+        let template = serde_json::json!({"name": format!("{kind} map"),
+            "channelMode": "stereo", "entries": entries})
+        .to_string();
+        let args = [
+            "node",
+            "assign-map",
+            &ctl.node,
+            "--target-type",
+            kind,
+            "--target-id",
+            target,
+            "--template-json",
+            &template,
+        ];
+        ctl.admin.run(&args).unwrap();
+    };
+    // The synth gives channel c (0-based) the phase 0.25·c: a swap is visible.
+    assign("interface", "sine:440", [(3, 1), (1, 2)]);
+    let node = ctl.node.clone();
+    assign("node", &node, [(4, 1), (1, 2)]);
+    let four = ["--channels", "4", "--codec", "wav"];
+    let by_interface = ctl.add_job_with("sine:440", 2.0, &four);
+    let by_node = ctl.add_job_with("sine:441", 2.0, &four);
+    let too_few = ctl.add_job_with("sine:440", 1.0, &["--channels", "2", "--codec", "wav"]);
+    let mut agent = ctl.spawn_agent(state.path());
+    for (job, freq, lead) in [(&by_interface, 440.0, 0.5), (&by_node, 441.0, 0.75)] {
+        ctl.wait_status(&job.id, Some("completed"), Duration::from_secs(60));
+        let rec = ctl.recording(&job.id);
+        let stored = ctl.store.join(rec.cache_path.as_deref().unwrap());
+        let got = stereo_phase_lead(&stored, freq);
+        assert!(
+            (got - lead).abs() < 0.02,
+            "job {}: lead {got}, want {lead}",
+            job.id
+        );
+    }
+    let failed = ctl.wait_status(&too_few.id, Some("failed"), Duration::from_secs(60));
+    let reason = failed.failure_reason.unwrap_or_default();
+    assert!(
+        reason.starts_with("render_failed: ") && reason.contains("channel 3"),
+        "{reason}"
+    );
+    // The journaled command says which assignment the render used.
+    let cmd = agent_job(state.path(), &by_interface.id).command_json;
+    assert!(cmd.contains("\"targetType\":\"interface\""), "{cmd}");
     sigterm(&mut agent, Duration::from_secs(10));
 }

@@ -146,6 +146,81 @@ impl Admin {
         Ok(())
     }
 
+    /// Sets the node config's `recorderCachePolicies` (a JSON list of
+    /// `{policyId, deleteAfterUpload, maxAgeDays, maxBytes, minFreeDiskPercent}`).
+    pub fn set_cache_policies(
+        &self,
+        node: &str,
+        policies: &serde_json::Value,
+    ) -> Result<(), AdminError> {
+        let ok = policies
+            .as_array()
+            .is_some_and(|ps| ps.iter().all(|p| p["policyId"].is_string()));
+        if !ok {
+            return Err(AdminError::Invalid(
+                "cache policies: a list of objects, each with a policyId".into(),
+            ));
+        }
+        let json = policies.to_string();
+        let changed = self.store.tx(|tx| {
+            tx.execute(
+                "UPDATE nodes SET cache_policies_json = ?2 WHERE id = ?1",
+                params![node, json],
+            )
+            .doing("setting a node's cache policies")
+        })?;
+        if changed == 0 {
+            return Err(AdminError::NoSuchNode(node.into()));
+        }
+        Ok(())
+    }
+
+    /// Assigns a channel-map template (`{id?, name?, channelMode, entries}`) to the node
+    /// (`target_type` `node`, target the node's id) or to one of its interfaces
+    /// (`interface`, target the interface id the jobs name); returns the assignment id.
+    pub fn assign_channel_map(
+        &self,
+        node: &str,
+        target_type: &str,
+        target_id: &str,
+        template: &serde_json::Value,
+    ) -> Result<String, AdminError> {
+        if !matches!(target_type, "interface" | "node") || target_id.is_empty() {
+            return Err(AdminError::Invalid(format!(
+                "target {target_type:?} {target_id:?}: expected interface|node and an id"
+            )));
+        }
+        if !template["channelMode"].is_string() || !template["entries"].is_array() {
+            return Err(AdminError::Invalid(
+                "template needs channelMode (text) and entries (a list)".into(),
+            ));
+        }
+        let id = format!("cma_{}", uuid::Uuid::new_v4().simple());
+        let mut template = template.clone();
+        if template["id"].is_null() {
+            template["id"] = format!("cmt_{}", uuid::Uuid::new_v4().simple()).into();
+        }
+        let json = template.to_string();
+        let node = node.to_string();
+        let (target_type, target_id) = (target_type.to_string(), target_id.to_string());
+        let assigned = self.store.tx(|tx| -> Result<bool, StoreError> {
+            if !store::node_exists(tx, &node)? {
+                return Ok(false);
+            }
+            tx.execute(
+                "INSERT INTO channel_map_assignments (id, node_id, target_type, target_id, \
+                 template_json, assigned_at_ms) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![id, node, target_type, target_id, json, time::now_ms()],
+            )
+            .doing("assigning a channel map")?;
+            Ok(true)
+        })?;
+        if !assigned {
+            return Err(AdminError::NoSuchNode(node));
+        }
+        Ok(id)
+    }
+
     pub fn list_nodes(&self) -> Result<Vec<NodeSummary>, AdminError> {
         Ok(self.store.read(|tx| {
             let mut stmt = tx

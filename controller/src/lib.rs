@@ -26,9 +26,11 @@
 //! Differences from the Rakkr server, all deliberate:
 //! - plain HTTP, one request per connection (no keep-alive); put a TLS proxy in front
 //!   for anything but loopback or a trusted LAN;
-//! - only what the recorder-node API needs: no schedules, channel-map templates
-//!   (`channel-map-assignments` is always `[]`), retention policies
-//!   (`recorderCachePolicies` is `[]`), upload queue, waveforms or audit log;
+//! - only what the recorder-node API needs: no schedules, template library, policy
+//!   library (`recorderCachePolicies` is what `node set-cache-policies` stored), upload
+//!   queue, waveforms or audit log;
+//!   `channel-map-assignments` serves what `node assign-map` stored for the node (Rakkr
+//!   filters interface assignments by the node's inventory instead);
 //! - a little stricter on uploads: an unknown `rendition`, a malformed `chunkTotal` or one
 //!   not above `chunk` is a 400 (Rakkr ignores them), and the recording and job are
 //!   checked again when the body has arrived (a job that ended while the body streamed is

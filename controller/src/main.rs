@@ -122,6 +122,30 @@ enum NodeCommand {
         #[arg(long, default_value = "1h", value_parser = humantime::parse_duration)]
         ttl: std::time::Duration,
     },
+    /// Assign a channel-map template to the node or one of its interfaces; prints the
+    /// assignment id.
+    AssignMap {
+        #[arg(long)]
+        db: PathBuf,
+        node: String,
+        /// `interface` or `node`.
+        #[arg(long)]
+        target_type: String,
+        /// The interface id jobs name (`captureInterfaceId`, or the device); the node's
+        /// id for `node`.
+        #[arg(long)]
+        target_id: String,
+        /// The template: `{"name", "channelMode", "entries": [...]}`.
+        #[arg(long)]
+        template_json: String,
+    },
+    /// Set the node config's recorderCachePolicies (a JSON list).
+    SetCachePolicies {
+        #[arg(long)]
+        db: PathBuf,
+        node: String,
+        policies_json: String,
+    },
     /// How many jobs the node may record at once.
     SetCapacity {
         #[arg(long)]
@@ -299,6 +323,32 @@ fn run(command: ControllerCommand) -> Result<(), Failure> {
                     .map_err(admin_failure)?;
                 println!("{token}");
                 Ok(())
+            }
+            NodeCommand::AssignMap {
+                db,
+                node,
+                target_type,
+                target_id,
+                template_json,
+            } => {
+                let template = serde_json::from_str(&template_json)
+                    .map_err(|e| (exit::BAD_CONFIG, format!("--template-json: {e}")))?;
+                let id = admin(&db)?
+                    .assign_channel_map(&node, &target_type, &target_id, &template)
+                    .map_err(admin_failure)?;
+                println!("{id}");
+                Ok(())
+            }
+            NodeCommand::SetCachePolicies {
+                db,
+                node,
+                policies_json,
+            } => {
+                let policies = serde_json::from_str(&policies_json)
+                    .map_err(|e| (exit::BAD_CONFIG, format!("policies: {e}")))?;
+                admin(&db)?
+                    .set_cache_policies(&node, &policies)
+                    .map_err(admin_failure)
             }
             NodeCommand::SetCapacity { db, node, capacity } => admin(&db)?
                 .set_max_concurrent_recordings(&node, capacity)

@@ -232,18 +232,19 @@ pub(crate) fn inventory(
 
 /// `GET /nodes/{id}/config`; `None` if there is no such node.
 pub(crate) fn config(tx: &Connection, node: &str) -> Result<Option<Value>, StoreError> {
-    let capacity: Option<i64> = tx
+    let found: Option<(i64, String)> = tx
         .query_row(
-            "SELECT max_concurrent_recordings FROM nodes WHERE id = ?1",
+            "SELECT max_concurrent_recordings, cache_policies_json FROM nodes WHERE id = ?1",
             params![node],
-            |r| r.get(0),
+            |r| Ok((r.get(0)?, r.get(1)?)),
         )
         .optional()
         .doing("reading a node's config")?;
-    Ok(capacity.map(|n| {
+    Ok(found.map(|(n, policies)| {
+        let policies: Value = serde_json::from_str(&policies).unwrap_or_else(|_| json!([]));
         json!({
             "recordingCapacity": {"maxConcurrentRecordings": n},
-            "recorderCachePolicies": [],
+            "recorderCachePolicies": policies,
         })
     }))
 }

@@ -305,11 +305,18 @@ async fn channel_maps(app: &Arc<App>, req: &Req, n: &str) -> Routed {
     let node = node_call(app, req, n).await?;
     let found = app
         .stores
-        .run(move |s| s.read(|tx| store::node_exists(tx, &node)))
+        .run(move |s| {
+            s.read(|tx| {
+                Ok(match store::node_exists(tx, &node)? {
+                    true => Some(store::channel_map_bundles(tx, &node)?),
+                    false => None,
+                })
+            })
+        })
         .await?;
     Ok(match found {
-        Ok(true) => Response::data(200, json!([])),
-        Ok(false) => Response::error(404, "Node not found"),
+        Ok(Some(bundles)) => Response::data(200, json!(bundles)),
+        Ok(None) => Response::error(404, "Node not found"),
         Err(e) => store_error(e),
     })
 }

@@ -9,6 +9,7 @@
 use crate::model::{JobStatus, JobSummary, RecordingStatus, RecordingSummary, Timestamp};
 use edgerec_sqlite::{OpenError, Synchronous};
 use rusqlite::{Connection, OptionalExtension, Row, Transaction, TransactionBehavior, params};
+use serde_json::Value;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -137,6 +138,21 @@ CREATE TABLE node_ssh_keys (
     username     TEXT,
     stored_at_ms INTEGER NOT NULL
 ) STRICT;
+"#,
+    r#"
+-- Channel-map templates assigned to a node or to one of its interfaces, as Rakkr's
+-- settings store keeps them; GET /nodes/{id}/channel-map-assignments serves them.
+CREATE TABLE channel_map_assignments (
+    id             TEXT PRIMARY KEY,
+    node_id        TEXT NOT NULL REFERENCES nodes (id),
+    target_type    TEXT NOT NULL CHECK (target_type IN ('interface', 'node')),
+    target_id      TEXT NOT NULL,
+    template_json  TEXT NOT NULL,
+    assigned_at_ms INTEGER NOT NULL
+) STRICT;
+CREATE INDEX channel_map_assignments_node ON channel_map_assignments (node_id);
+-- The node config's recorderCachePolicies, as the operator set them.
+ALTER TABLE nodes ADD COLUMN cache_policies_json TEXT NOT NULL DEFAULT '[]';
 "#,
     r#"
 -- Live-listen chunks (POST /nodes/{id}/listen/chunk): the newest few per node.
@@ -443,6 +459,27 @@ pub(crate) fn node_for_token(
     )
     .optional()
     .doing("authenticating a node")
+}
+
+/// The node's channel-map bundles, `{assignment, template}`, oldest assignment first.
+pub(crate) fn channel_map_bundles(tx: &Connection, node: &str) -> Result<Vec<Value>, StoreError> {
+    const DOING: &str = "reading channel-map assignments";
+    let bundle = |r: &Row<'_>| -> rusqlite::Result<Value> {
+        let template: String = r.get(3)?;
+        let template: Value = serde_json::from_str(&template).unwrap_or_default();
+        let assignment = serde_json::json!({
+            "id": r.get::<_, String>(0)?, "targetType": r.get::<_, String>(1)?,
+            "targetId": r.get::<_, String>(2)?, "templateId": template["id"],
+            "assignedAt": crate::time::iso_ms(r.get(4)?),
+        });
+        Ok(serde_json::json!({"assignment": assignment, "template": template}))
+    };
+    tx.prepare_cached(
+        "SELECT id, target_type, target_id, template_json, assigned_at_ms \
+         FROM channel_map_assignments WHERE node_id = ?1 ORDER BY assigned_at_ms, id",
+    )
+    .and_then(|mut stmt| stmt.query_map(params![node], bundle)?.collect())
+    .doing(DOING)
 }
 
 pub(crate) fn node_exists(tx: &Connection, id: &str) -> Result<bool, StoreError> {

@@ -1294,7 +1294,8 @@ fn listen_chunks_are_checked_as_rakkr_checks_them_and_the_newest_kept() {
     };
     let good = headers("audio/wav", "2026-12-01T10:00:00.000Z", "5000");
     // (what, headers, body, status)
-    let cases: Vec<(&str, Vec<(&str, String)>, Vec<u8>, u16)> = vec![
+    type Case<'a> = (&'a str, Vec<(&'a str, String)>, Vec<u8>, u16);
+    let cases: Vec<Case> = vec![
         ("no token", good[1..].to_vec(), wav.clone(), 401),
         (
             "json, not audio",

@@ -183,6 +183,19 @@ pub struct ChannelMapEntry {
 }
 
 impl Job {
+    /// Gives a job that pins no `channelMap` the one the node's assignments resolved to:
+    /// in the typed command and in the JSON the journal stores, so a restart renders the
+    /// same map. A command that is not an object is left as it is.
+    pub fn assign_channel_map(&mut self, map: ChannelMap) {
+        if let Some(command) = self.raw.get_mut("command").and_then(Value::as_object_mut) {
+            command.insert(
+                "channelMap".into(),
+                serde_json::to_value(&map).unwrap_or_default(),
+            );
+            self.command.channel_map = Some(map);
+        }
+    }
+
     /// Reads a job from any JSON value; never fails. A non-object reads as a job with
     /// every field `None`.
     pub fn from_value(raw: Value) -> Job {

@@ -56,6 +56,7 @@ pub use state::{JobKind, MachineState, RenderedFile, Verdict};
 use crate::core::job::JobState;
 use pieces::{
     Next, checksum_event, crash_loop_event, failed_because, failure_event, local_stop_cause,
+    render_failed_because,
 };
 
 /// How many times the janitor may restart one job after its owner died (crash, power loss,
@@ -283,7 +284,7 @@ pub fn transition(m: &MachineState, event: &Event) -> Result<(MachineState, Vec<
                 .health(failure_event("render.failed", detail))
         }
         (Captured | Rendering, E::RenderFailed { detail }) => {
-            Next::end(m, Failed, reason::RENDER_FAILED)
+            Next::end(m, Failed, &render_failed_because(detail))
                 .health(failure_event("render.failed", detail))
                 .kept(reason::RENDER_FAILED)
         }
@@ -326,6 +327,16 @@ pub fn transition(m: &MachineState, event: &Event) -> Result<(MachineState, Vec<
                 checksum_matches: false,
             },
         ) => Next::upload_again(&m.mismatched()).health(checksum_event(m)),
+        (Cached | Uploading, E::ChunkChecksumMismatch)
+            if m.checksum_mismatches + 1 >= MAX_CHECKSUM_MISMATCHES =>
+        {
+            Next::end(m, Failed, reason::CHECKSUM_MISMATCH)
+                .health(checksum_event(m))
+                .kept(reason::CHECKSUM_MISMATCH)
+        }
+        (Cached | Uploading, E::ChunkChecksumMismatch) => {
+            Next::upload_again(&m.mismatched()).health(checksum_event(m))
+        }
         (Cached | Uploading, E::UploadRefused409) => Next::end(m, Failed, reason::UPLOAD_REFUSED)
             .report(Report::ControllerDecided)
             .kept(reason::UPLOAD_REFUSED),

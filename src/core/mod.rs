@@ -8,4 +8,5 @@ pub mod job_machine;
 pub mod listen;
 pub mod meter;
 pub mod node_health;
+pub mod retention;
 pub mod timeline;

@@ -6,6 +6,7 @@ mod jobs;
 mod machines;
 mod outbox;
 pub mod run_files;
+mod pruned;
 mod schema;
 mod segments;
 mod totals;
@@ -22,6 +23,7 @@ use std::time::Duration;
 pub use events::BeatRow;
 pub use jobs::{JobRow, JobSource, NewJob};
 pub use outbox::{Enqueued, NewOutboxItem, OutboxKind, OutboxRow, UploadRow};
+pub use pruned::PrunedRow;
 pub use segments::{NewSegment, SegmentRow, SegmentState};
 pub use totals::Totals;
 

@@ -402,6 +402,19 @@ impl Journal {
         Ok(changed == 1)
     }
 
+    /// Row `id` made progress (a chunk of its upload was acknowledged): its failures so
+    /// far no longer count towards giving up.
+    pub fn reset_attempts(&self, id: i64) -> Result<bool> {
+        let changed = self
+            .conn
+            .prepare_cached(&format!(
+                "UPDATE outbox AS o SET attempts = 0 WHERE o.id = ?1 AND {PENDING}"
+            ))
+            .and_then(|mut s| s.execute([id]))
+            .doing("resetting an outbox row's attempts")?;
+        Ok(changed == 1)
+    }
+
     /// Gives up on row `id` (the controller refused it for good, or it is moot), keeping
     /// it with `why`. Returns false if the row was not pending.
     pub fn mark_abandoned(&self, id: i64, why: &str, now_ms: i64) -> Result<bool> {

@@ -135,6 +135,18 @@ CREATE TABLE capture_groups (
 ) STRICT;
 CREATE INDEX capture_groups_leader ON capture_groups (leader_id);
 "#,
+    // v5: retention by the controller's cache policies (roles/sync/retention.rs): which
+    // delivered recordings' files were pruned, by which policy and rule.
+    r#"
+CREATE TABLE pruned (
+    job_id    TEXT PRIMARY KEY REFERENCES jobs(id) ON DELETE CASCADE,
+    policy_id TEXT NOT NULL,
+    reason    TEXT NOT NULL,
+    bytes     INTEGER NOT NULL,
+    at_ms     INTEGER NOT NULL
+) STRICT;
+CREATE INDEX pruned_at ON pruned (at_ms);
+"#,
 ];
 
 /// The schema version this binary writes and understands.

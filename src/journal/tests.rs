@@ -70,6 +70,7 @@ fn migrates_from_empty() {
             "jobs",
             "machines",
             "outbox",
+            "pruned",
             "segments",
             "uploads"
         ]

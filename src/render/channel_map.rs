@@ -188,11 +188,12 @@ fn multichannel(included: &[&ChannelMapEntry], sources: &[usize]) -> Vec<Vec<(us
 }
 
 /// The map for a job that pins none, from the node's channel-map assignments: one whose
-/// target is the job's interface (`captureInterfaceId`, else its device) first, then the
-/// node's own. `None` when neither is assigned.
+/// target is the job's interface (`captureInterfaceId`, or its device, as Rakkr's agent
+/// matches) first, then the node's own. `None` when neither is assigned.
 pub fn pick_assignment(
     bundles: &[ChannelMapBundle],
-    interface: &str,
+    interface_id: Option<&str>,
+    device: &str,
     node_id: &str,
 ) -> Option<ChannelMap> {
     let is = |b: &&ChannelMapBundle, kind: &str, id: &str| {
@@ -200,7 +201,7 @@ pub fn pick_assignment(
     };
     let found = bundles
         .iter()
-        .find(|b| is(b, "interface", interface))
+        .find(|b| interface_id.is_some_and(|i| is(b, "interface", i)) || is(b, "interface", device))
         .or_else(|| bundles.iter().find(|b| is(b, "node", node_id)))?;
     Some(ChannelMap {
         assignment_id: found.assignment.id.clone(),
@@ -403,14 +404,22 @@ mod tests {
             bundle("interface", "if-2", "mono"),
             bundle("interface", "if-1", "multichannel"),
         ];
-        let pick =
-            |iface: &str, node: &str| pick_assignment(&all, iface, node).map(|m| m.channel_mode);
-        assert_eq!(pick("if-1", "n1").as_deref(), Some("multichannel"));
-        assert_eq!(pick("if-9", "n1").as_deref(), Some("stereo"));
-        assert_eq!(pick("if-9", "n2"), None);
-        assert_eq!(pick("", ""), None);
+        let pick = |iface: Option<&str>, device: &str, node: &str| {
+            pick_assignment(&all, iface, device, node).map(|m| m.channel_mode)
+        };
         assert_eq!(
-            pick_assignment(&all, "if-2", "n1").unwrap().assignment_id,
+            pick(Some("if-1"), "hw:9", "n1").as_deref(),
+            Some("multichannel")
+        );
+        // The device names the interface when the job gives no interface id.
+        assert_eq!(pick(None, "if-2", "n1").as_deref(), Some("mono"));
+        assert_eq!(pick(Some("if-9"), "hw:9", "n1").as_deref(), Some("stereo"));
+        assert_eq!(pick(Some("if-9"), "hw:9", "n2"), None);
+        assert_eq!(pick(None, "", ""), None);
+        assert_eq!(
+            pick_assignment(&all, Some("if-2"), "hw:0", "n1")
+                .unwrap()
+                .assignment_id,
             "a-if-2"
         );
     }

@@ -41,6 +41,9 @@ pub struct OutputOptions {
     pub capture_channel_selection: Option<Vec<u16>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub channel_map: Option<ChannelMap>,
+    /// Render (and upload) in chunks of this many seconds of capture.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub chunk_seconds: Option<u64>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +71,7 @@ impl OutputOptions {
             output_file_name: cmd.output_file_name.filter(|n| !n.is_empty()),
             capture_channel_selection: cmd.capture_channel_selection.filter(|s| !s.is_empty()),
             channel_map: cmd.channel_map,
+            chunk_seconds: cmd.chunk_seconds.filter(|&n| n > 0),
         }
     }
 

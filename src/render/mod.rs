@@ -1,6 +1,7 @@
 //! Rendering a job's segments into deliverables.
 
 pub mod channel_map;
+pub mod chunks;
 pub mod codec;
 pub mod convert;
 pub mod delivery;

@@ -17,6 +17,7 @@ use crate::core::job::JobState;
 use crate::core::timeline::{EventKind, GapFill, TimelineEvent};
 use crate::journal::{JobRow, JobSource, Journal, JournalError};
 use crate::roles::finalize::{self, Finalized, JobEnd};
+use crate::roles::group_end::GroupEnds;
 use crate::roles::owner::{self, JobLock};
 use crate::roles::repair::{self, RepairSummary};
 use crate::roles::runner::{self, CaptureOutcome, RunSettings, StopSource};
@@ -68,6 +69,8 @@ struct JobStop {
     job_id: String,
     last_check: std::cell::Cell<Instant>,
     stopping: std::cell::Cell<bool>,
+    /// A group's capture stops only when its last job has ended.
+    group: GroupEnds,
 }
 
 /// The reason a job stops because its process is shutting down (not a job end).
@@ -81,12 +84,16 @@ impl StopSource for JobStop {
         // The journal is read at most every 250 ms: stops are operator-paced.
         if self.last_check.get().elapsed() >= Duration::from_millis(250) {
             self.last_check.set(Instant::now());
-            if let Ok(Some(job)) = self.journal.job(&self.job_id) {
-                self.stopping
-                    .set(job.state == JobState::Stopping || job.state.is_terminal());
+            match self.group.all_ended(&self.journal, &self.job_id) {
+                Ok(ended) => self.stopping.set(ended),
+                Err(e) => log::warn!("{}: reading the job's stop: {e}", self.job_id),
             }
         }
         self.stopping.get().then(|| "stop requested".to_string())
+    }
+
+    fn note_frames(&self, timeline_frames: u64) {
+        self.group.note_frames(timeline_frames);
     }
 }
 
@@ -494,6 +501,7 @@ fn run_one(
         job_id: job.id.clone(),
         last_check: std::cell::Cell::new(Instant::now()),
         stopping: std::cell::Cell::new(false),
+        group: GroupEnds::default(),
     };
     let result = runner::run_job(&mut journal, &job, &settings.run, &stop, resume)?;
     if result.outcome == CaptureOutcome::Stopped(SHUTDOWN.into()) {

@@ -8,11 +8,13 @@ use std::path::{Path, PathBuf};
 use crate::core::job::JobState;
 use crate::core::timeline::{self, EventKind, GapFill, PlacedSegment, TimelineEvent};
 use crate::journal::{JobRow, JobSource, Journal, SegmentRow, SegmentState};
+use crate::render::chunks;
 use crate::render::codec::CodecError;
 use crate::render::delivery::StitchedView;
 use crate::render::job::{OutputOptions, PEAKS_FILE, RECORDING_STEM, RenderSidecar};
 use crate::render::pipeline::{self, RenderError, RenderReport, RenderRequest};
 use crate::render::timeline_file::{TimelineFile, TimelineSegment};
+use crate::roles::group_end::own_end_frame;
 use crate::segment::repair::{repair_segment, segment_frames};
 use crate::segment::writer::now_ms;
 
@@ -122,9 +124,14 @@ pub fn finalize_from(
     mark_unreadable_segments(journal, source, &segments)?;
     let segments = journal.segments(&source.id)?;
     let mut events = journal.events(&source.id)?;
-    if source.id != job.id {
-        events.extend(journal.events(&job.id)?);
-    }
+    let own_end = if source.id == job.id {
+        own_end_frame(&events)
+    } else {
+        let own = journal.events(&job.id)?;
+        let end = own_end_frame(&own);
+        events.extend(own);
+        end
+    };
     let placed = placed_segments(source, &segments);
     let options = OutputOptions::from_command_json(&job.command_json);
     let out_channels = options
@@ -140,6 +147,11 @@ pub fn finalize_from(
     // ends at its last captured frame; its trailing gap event says why. Only a caller
     // that knows the window was captured to its end (`total_frames`) pads to it.
     let audio_end = timeline::timeline_end(&placed, &[]).max(how.total_frames.unwrap_or(0));
+    // A capture-group job that ended before the shared capture did ends at its own frame.
+    let (end, audio_end) = match own_end {
+        Some(own) => (end.min(own), audio_end.min(own)),
+        None => (end, audio_end),
+    };
     start_rendering(journal, job, how, end, &mut events)?;
     // A WAV the agent uploads (or `--no-stitch`) streams from the segments: the audio is
     // written once. Only a person's `record` gets the stitched file.
@@ -250,7 +262,11 @@ fn render_recording(
     if audio_frames == 0 {
         return Ok((None, 0, None));
     }
-    let plan = timeline::stitch_plan(placed, Some(audio_end), fill);
+    let mut plan = timeline::stitch_plan(placed, Some(audio_end), fill);
+    if timeline::plan_frames(&plan) > audio_end {
+        // A group job that ended before the shared capture: only its part.
+        plan = chunks::slice_plan(&plan, 0, audio_end);
+    }
     let frames = timeline::plan_frames(&plan);
     Ok(match render_job(job, source, options, plan, stream)? {
         Ok(path) => (Some(path), frames, None),
@@ -366,9 +382,18 @@ fn render_job(
             report.clipped
         );
     }
+    let delivered_name = options.delivered_name(request.codec);
+    if let Some(seconds) = options.chunk_seconds {
+        chunks::render_chunks(&request, seconds, &delivered_name, &job.dir).map_err(|source| {
+            FinalizeError::Render {
+                path: job.dir.join(chunks::CHUNK_DIR),
+                source,
+            }
+        })?;
+    }
     let sidecar = RenderSidecar {
         file,
-        file_name: options.delivered_name(request.codec),
+        file_name: delivered_name,
         report: Some(report),
         error: None,
         stream: None,

@@ -17,6 +17,7 @@ pub mod doctor;
 pub mod enroll;
 pub mod finalize;
 pub mod metrics;
+pub mod group_end;
 pub mod notify;
 pub mod owner;
 pub mod rebuild;

@@ -174,5 +174,7 @@ fn merge(base: OutputOptions, over: &OutputOptions) -> OutputOptions {
             .capture_channel_selection
             .or(base.capture_channel_selection),
         channel_map: o.channel_map.or(base.channel_map),
+        // `edgerec render` writes one file, whatever the job's chunking.
+        chunk_seconds: None,
     }
 }

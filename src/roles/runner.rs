@@ -165,6 +165,8 @@ pub enum RunError {
 pub trait StopSource {
     /// `Some(reason)` once the job should stop.
     fn stop_reason(&self) -> Option<String>;
+    /// Where the capture is, for a source that dates its stops (a capture group's).
+    fn note_frames(&self, _timeline_frames: u64) {}
 }
 
 impl StopSource for StopFlag {

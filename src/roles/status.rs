@@ -50,6 +50,9 @@ const WATCHED_EVENTS: [EventKind; 5] = [
     EventKind::DiskResume,
 ];
 
+/// Pruned recordings shown.
+pub const RECENT_PRUNED: u32 = 3;
+
 /// End causes under which the job machine keeps the audio locally and flags it
 /// (`Next::kept` in core/job_machine.rs), plus the lease runner's verdict.
 const KEPT_CAUSES: [&str; 6] = [
@@ -251,6 +254,8 @@ pub struct Status {
     pub ended_total: usize,
     /// Newest first.
     pub kept_locally: Vec<KeptRecording>,
+    /// Delivered recordings retention deleted, newest first (at most [`RECENT_PRUNED`]).
+    pub pruned: Vec<crate::journal::PrunedRow>,
     /// The latest [`RECENT_EVENTS`] watched events of running jobs, oldest first.
     pub events: Vec<EventLine>,
     /// Live levels of the jobs that are capturing now (the writer's snapshot).
@@ -378,6 +383,7 @@ pub fn gather_from(
         recent_ended,
         ended_total,
         kept_locally,
+        pruned: journal.recently_pruned(RECENT_PRUNED)?,
         events,
         levels,
         disk: None,

@@ -26,6 +26,8 @@ mod meter;
 pub(crate) mod node;
 pub(crate) mod node_health;
 mod outbox;
+mod retention;
+mod sending;
 mod timeline_health;
 
 use std::collections::{HashMap, HashSet};
@@ -107,7 +109,7 @@ enum Done {
         inventory: Option<Result<(), CallError>>,
     },
     Config(Result<NodeConfig, CallError>),
-    Claim(Result<Vec<Job>, CallError>),
+    Claim(Result<claim::Claimed, CallError>),
     /// A job's heartbeat or poll: the controller's view, when it was learned.
     Job {
         local_id: String,
@@ -165,6 +167,7 @@ struct Sync {
     in_flight: HashSet<i64>,
     trouble_log: FailureLog,
     skipped: claim::Skipped,
+    retention: retention::Retention,
     last_meter: Option<Instant>,
     timelines: timeline_health::TimelineFollower,
     /// Per job, the last meter condition change queued as a health event.
@@ -200,6 +203,7 @@ pub fn run(settings: SyncSettings, shutdown: &StopFlag) -> Result<(), SyncError>
         in_flight: HashSet::new(),
         trouble_log: FailureLog::default(),
         skipped: claim::Skipped::default(),
+        retention: retention::Retention::default(),
         last_meter: None,
         timelines: Default::default(),
         meter_seq: HashMap::new(),
@@ -298,13 +302,14 @@ impl Sync {
             && self.free_capacity()? > 0
             && self.lanes.submit(
                 Lane::Claim,
-                Box::new(|c: &Client| Done::Claim(c.claim_next_group())),
+                Box::new(|c: &Client| Done::Claim(claim::claim_with_maps(c))),
             )
         {
             self.last_claim = Some(Instant::now());
         }
         self.advance_finished_captures()?;
         self.deliver_outbox(shutdown)?;
+        self.sweep_retention()?;
         Ok(())
     }
 
@@ -331,10 +336,11 @@ impl Sync {
                 }
             }
             Done::Config(Ok(config)) => {
-                self.capacity = config.recording_capacity.max_concurrent_recordings.max(1)
+                self.capacity = config.recording_capacity.max_concurrent_recordings.max(1);
+                self.retention.policies = config.recorder_cache_policies;
             }
             Done::Config(Err(e)) => self.trouble("node config", &e),
-            Done::Claim(Ok(jobs)) => self.take_claimed_group(jobs)?,
+            Done::Claim(Ok(claimed)) => self.take_claimed_group(claimed)?,
             Done::Claim(Err(e)) => self.trouble("claim", &e),
             Done::Job {
                 local_id,
@@ -407,12 +413,12 @@ impl Sync {
         let jobs = self.controller_jobs()?;
         let live: HashSet<&str> = jobs
             .iter()
-            .filter(|j| is_live(j.state))
+            .filter(|j| is_leased(j.state))
             .map(|j| j.id.as_str())
             .collect();
         self.watches.retain(|id, _| live.contains(id.as_str()));
         self.lanes.retire_jobs_except(&|id| live.contains(id));
-        for job in jobs.iter().filter(|j| is_live(j.state)) {
+        for job in jobs.iter().filter(|j| is_leased(j.state)) {
             if shutdown.is_stopped() {
                 break;
             }
@@ -447,7 +453,13 @@ impl Sync {
             } else {
                 Duration::from_secs(5)
             };
-            let heartbeat = capture_alive && watch.advanced_at.elapsed() <= grace;
+            let heartbeat = match job.state {
+                // Rendered by the capture role: alive while it beats.
+                JobState::Captured | JobState::Rendering => capture_alive,
+                // Delivered by this role, whose upload retries are bounded.
+                JobState::Cached | JobState::Uploading => true,
+                _ => capture_alive && watch.advanced_at.elapsed() <= grace,
+            };
             let controller_id = job
                 .controller_job_id
                 .clone()
@@ -494,6 +506,12 @@ fn job_call(c: &Client, local_id: String, controller_id: &str, heartbeat: bool) 
             failed: Some(("job heartbeat", e)),
         },
     }
+}
+
+/// The controller's lease must be kept from the claim until the upload is answered: a
+/// long render or a chunked upload outlasts the 30 s lease.
+fn is_leased(state: JobState) -> bool {
+    !state.is_terminal()
 }
 
 fn is_live(state: JobState) -> bool {

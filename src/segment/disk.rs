@@ -395,7 +395,7 @@ fn reclaim_candidates(
 
 /// The job's directory, resolved, if it exists and lies strictly inside `spool_dir`
 /// (already resolved). A corrupt row must never delete anything outside the spool.
-fn job_dir_in_spool(dir: &Path, spool_dir: &Path) -> Result<Option<PathBuf>, String> {
+pub(crate) fn job_dir_in_spool(dir: &Path, spool_dir: &Path) -> Result<Option<PathBuf>, String> {
     let resolved = match dir.canonicalize() {
         Ok(d) => d,
         Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(None),
@@ -429,7 +429,7 @@ pub fn dir_bytes(path: &Path) -> io::Result<u64> {
 
 /// Deletes the directory's files, then the directory (links are removed, not followed),
 /// then makes the removal durable.
-fn delete_job_dir(dir: &Path) -> io::Result<()> {
+pub(crate) fn delete_job_dir(dir: &Path) -> io::Result<()> {
     fs::remove_dir_all(dir)?;
     sync_parent_dir(dir)
 }

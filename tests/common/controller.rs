@@ -167,17 +167,16 @@ impl Ctl {
 
     /// The agent's command line for this controller (`role` = agent, sync).
     pub fn role(&self, role: &str, state_dir: &Path) -> Command {
+        self.role_at(role, state_dir, &self.url())
+    }
+
+    /// The same, talking to the controller at `url` (a proxy in front of it).
+    pub fn role_at(&self, role: &str, state_dir: &Path, url: &str) -> Command {
         let mut cmd = super::edgerec();
         cmd.arg(role)
             .arg("--state-dir")
             .arg(state_dir)
-            .args([
-                "--controller",
-                &self.url(),
-                "--node-id",
-                &self.node,
-                "--token-file",
-            ])
+            .args(["--controller", url, "--node-id", &self.node, "--token-file"])
             .arg(&self.token_file)
             .args(["--backend-override", "synth"])
             .stdout(Stdio::null());

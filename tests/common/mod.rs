@@ -8,6 +8,7 @@ use std::sync::{Mutex, MutexGuard};
 
 pub mod controller;
 pub mod fakemic;
+pub mod proxy;
 pub mod smallfs;
 
 pub fn edgerec() -> Command {

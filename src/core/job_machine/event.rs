@@ -51,6 +51,9 @@ pub enum Event {
     UploadAccepted {
         checksum_matches: bool,
     },
+    /// A chunk before the last answered 201 with a checksum that is not ours: that PUT
+    /// did not complete the job, so the controller can still be told `failed`.
+    ChunkChecksumMismatch,
     /// The PUT answered 409 and a GET could not say why (else feed the verdict instead).
     UploadRefused409,
     /// The PUT failed: retryable (timeout, 5xx) or not (400, 413).
@@ -85,6 +88,7 @@ impl Event {
             Event::RenderFailed { .. } => "render_failed",
             Event::UploadStarted => "upload_started",
             Event::UploadAccepted { .. } => "upload_accepted",
+            Event::ChunkChecksumMismatch => "chunk_checksum_mismatch",
             Event::UploadRefused409 => "upload_refused_409",
             Event::UploadFailed { .. } => "upload_failed",
             Event::Crashed { .. } => "crashed",
@@ -118,6 +122,7 @@ impl Event {
                 | Event::LeaseLost
                 | Event::UploadStarted
                 | Event::UploadAccepted { .. }
+                | Event::ChunkChecksumMismatch
                 | Event::UploadRefused409
                 | Event::UploadFailed { .. }
         )

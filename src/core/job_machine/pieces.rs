@@ -222,6 +222,12 @@ pub(super) fn failed_because(detail: &str) -> String {
     format!("{}: {detail}", reason::CAPTURE_FAILED)
 }
 
+/// A render failure's reason for the controller: the kind, then what the render said
+/// (which channel a map names that the capture lacks, which segment is unreadable).
+pub(super) fn render_failed_because(detail: &str) -> String {
+    format!("{}: {detail}", reason::RENDER_FAILED)
+}
+
 pub(super) fn failure_event(what: &str, detail: &str) -> Alert {
     let mut event = Alert::new(format!("agent.{what}"), AlertLevel::Critical);
     event.details.insert("detail".into(), Value::from(detail));

@@ -16,6 +16,8 @@ use std::path::PathBuf;
 enum Put {
     Accept,
     Mismatch,
+    /// A chunk before the last came back with another checksum.
+    ChunkMismatch,
     Refuse409,
     Retry5xx,
     Reject400,
@@ -242,6 +244,7 @@ fn put_answer(put: Put, attempt: u32, queue: &mut VecDeque<Item>) -> Event {
         Put::Mismatch => E::UploadAccepted {
             checksum_matches: false,
         },
+        Put::ChunkMismatch => E::ChunkChecksumMismatch,
         Put::Refuse409 => E::UploadRefused409,
         Put::Retry5xx => {
             queue.push_front(Item::PutAnswer(attempt));
@@ -262,6 +265,7 @@ fn is_final_put_answer(event: &Event) -> bool {
     matches!(
         event,
         E::UploadAccepted { .. }
+            | E::ChunkChecksumMismatch
             | E::UploadRefused409
             | E::UploadFailed {
                 retryable: false,
@@ -590,6 +594,26 @@ fn rows() -> Vec<Row> {
             uploads: 3,
         },
         Row {
+            name: "a chunk's checksum never matches: failed posted (the job is not complete)",
+            kind: Controller,
+            world: World {
+                script: script(&[E::Start, E::DurationReached]),
+                puts: vec![Put::ChunkMismatch; 5],
+                ..World::default()
+            },
+            state: Failed,
+            cause: reason::CHECKSUM_MISMATCH,
+            report: failed(reason::CHECKSUM_MISMATCH),
+            health: &[
+                "agent.upload.checksum_mismatch",
+                "agent.upload.checksum_mismatch",
+                "agent.upload.checksum_mismatch",
+                KEPT,
+            ],
+            flag: Some(reason::CHECKSUM_MISMATCH),
+            uploads: 3,
+        },
+        Row {
             name: "render failure: failed report, audio kept",
             kind: Controller,
             world: World {
@@ -598,8 +622,8 @@ fn rows() -> Vec<Row> {
                 ..World::default()
             },
             state: Failed,
-            cause: reason::RENDER_FAILED,
-            report: failed(reason::RENDER_FAILED),
+            cause: "render_failed: stitch: bad segment",
+            report: failed("render_failed: stitch: bad segment"),
             health: &["agent.render.failed", KEPT],
             flag: Some(reason::RENDER_FAILED),
             uploads: 0,
@@ -763,7 +787,7 @@ fn rows() -> Vec<Row> {
                 ..World::default()
             },
             state: Failed,
-            cause: reason::RENDER_FAILED,
+            cause: "render_failed: stitch: bad segment",
             report: Report::Local,
             health: &[],
             flag: Some(reason::RENDER_FAILED),

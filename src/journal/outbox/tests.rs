@@ -262,7 +262,14 @@ fn next_due_respects_the_backoff_schedule() {
     let row = j.next_due(now).unwrap().unwrap();
     assert_eq!(row.attempts, 8);
     assert_eq!(row.last_error.as_deref(), Some("connect timeout"));
+    // An acknowledged chunk starts the count again; the row stays due.
+    assert!(j.reset_attempts(id).unwrap());
+    assert_eq!(j.next_due(now).unwrap().unwrap().attempts, 0);
     assert!(j.mark_delivered(id, now).unwrap());
+    assert!(
+        !j.reset_attempts(id).unwrap(),
+        "a delivered row is left alone"
+    );
     assert_eq!(due(&j, i64::MAX), None);
 }
 

@@ -188,6 +188,8 @@ impl JobCapture<'_> {
                     loss.restored(self.journal);
                 }
             }
+            self.stop
+                .note_frames(progress.timeline_frames.load(Ordering::Acquire));
             if let Some(reason) = self.stop.stop_reason() {
                 let at = progress.timeline_frames.load(Ordering::Acquire);
                 let ev = TimelineEvent::new(EventKind::StopRequested, at, writer::now_ms())

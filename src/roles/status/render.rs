@@ -181,6 +181,17 @@ pub fn render(s: &Status, now_ms: i64) -> String {
         ));
     }
 
+    for p in &s.pruned {
+        lines.push(format!(
+            "PRUNED:  {} ({:.1} MB, policy {}, {}, {} ago)",
+            p.job_id,
+            p.bytes as f64 / 1e6,
+            crate::logging::untrusted(&p.policy_id),
+            p.reason,
+            ago(now_ms, p.at_ms)
+        ));
+    }
+
     event_lines(s, now_ms, &mut lines);
     lines.push(disk_line(s));
     lines.push(outbox_line(s, now_ms));

@@ -61,6 +61,7 @@ fn sample() -> Status {
             path: "/var/lib/edgerec/3f9c2a1b/recording.wav".into(),
             reason: "lease_expired".into(),
         }],
+        pruned: Vec::new(),
         levels: vec![JobLevels {
             job_id: "20250101T000000Z_12345".into(),
             channels: vec![LevelLine {

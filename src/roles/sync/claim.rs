@@ -7,11 +7,13 @@ use std::path::Path;
 
 use super::{Sync, SyncError, capture_backend, report_body};
 use crate::capture::hotplug::{self, HotplugEvent};
-use crate::controller::protocol::{Job, JobRejection};
+use crate::controller::client::{CallError, Client};
+use crate::controller::protocol::{ChannelMapBundle, HealthEvent, Job, JobRejection, Severity};
 use crate::core::job::JobState;
 use crate::core::job_machine::{JobKind, MachineState, Report};
 use crate::journal::{JobSource, NewJob, NewOutboxItem};
 use crate::logging::untrusted;
+use crate::render::channel_map::pick_assignment;
 use crate::segment::writer::now_ms;
 
 /// Most jobs taken from one claim reply; a controller that leases more gets the rest back
@@ -38,6 +40,46 @@ impl Skipped {
     }
 }
 
+/// A claim's answer: the jobs, and the node's channel-map assignments when a job pins no
+/// `channelMap` (fetched on the claim lane, right after the claim, so the journaled
+/// command already says which map the render uses).
+pub(super) struct Claimed {
+    jobs: Vec<Job>,
+    maps: Option<Result<Vec<ChannelMapBundle>, CallError>>,
+}
+
+/// The claim lane's call: claim, then fetch the assignments if a job needs them.
+pub(super) fn claim_with_maps(c: &Client) -> Result<Claimed, CallError> {
+    let jobs = c.claim_next_group()?;
+    let needs_map = jobs.iter().any(|j| j.command.channel_map.is_none());
+    let maps = needs_map.then(|| c.channel_map_assignments());
+    Ok(Claimed { jobs, maps })
+}
+
+/// Gives each job that pins no map the one assigned to its interface, else its node's.
+/// Returns the ids of the jobs whose lookup failed (they render every channel).
+fn assign_maps(claimed: &mut Claimed, node_id: &str) -> Vec<String> {
+    let mut failed = Vec::new();
+    for job in claimed
+        .jobs
+        .iter_mut()
+        .filter(|j| j.command.channel_map.is_none())
+    {
+        match &claimed.maps {
+            Some(Ok(bundles)) => {
+                let device = job.command.capture_device.as_deref().unwrap_or("");
+                let iface = job.command.capture_interface_id.as_deref();
+                if let Some(map) = pick_assignment(bundles, iface, device, node_id) {
+                    job.assign_channel_map(map);
+                }
+            }
+            Some(Err(_)) => failed.extend(job.id.clone()),
+            None => {}
+        }
+    }
+    failed
+}
+
 /// A directory name for a claimed job, made here: never anything the controller sent.
 fn new_local_id() -> String {
     format!("ctl-{}", &uuid::Uuid::new_v4().simple().to_string()[..16])
@@ -45,7 +87,13 @@ fn new_local_id() -> String {
 
 impl Sync {
     /// Puts a claimed group into the journal; the capture role picks the jobs up.
-    pub(super) fn take_claimed_group(&mut self, mut jobs: Vec<Job>) -> Result<(), SyncError> {
+    pub(super) fn take_claimed_group(&mut self, mut claimed: Claimed) -> Result<(), SyncError> {
+        let lookup_failed = assign_maps(&mut claimed, self.lanes.node_id());
+        if let Some(Err(e)) = &claimed.maps {
+            self.trouble("channel-map assignments", e);
+        }
+        let lookup_error = claimed_error(claimed.maps.as_ref());
+        let mut jobs = claimed.jobs;
         if jobs.len() > MAX_JOBS_PER_CLAIM {
             log::error!(
                 "controller leased {} jobs in one claim; taking the first {MAX_JOBS_PER_CLAIM}",
@@ -59,6 +107,7 @@ impl Sync {
         let mut leaders: HashMap<String, String> = HashMap::new();
         let mut claimed = Vec::new();
         for job in jobs {
+            let controller_id = job.id.clone().unwrap_or_default();
             let group = job.command.capture_group_id.clone();
             let channels = if group.is_some() { span } else { None };
             // The group's first valid job leads; membership is written with the job, in one
@@ -69,6 +118,9 @@ impl Sync {
             };
             if let Some(group) = group {
                 leaders.entry(group).or_insert_with(|| id.clone());
+            }
+            if lookup_failed.contains(&controller_id) {
+                self.map_lookup_failed(&id, lookup_error.clone())?;
             }
             claimed.push(id);
         }
@@ -83,6 +135,30 @@ impl Sync {
                 log::debug!("waking the capture role: {e}");
             }
         }
+        Ok(())
+    }
+
+    /// Rakkr's agent says so when it cannot learn a job's map: a warning on the recording.
+    fn map_lookup_failed(&mut self, local_id: &str, error: String) -> Result<(), SyncError> {
+        let Some(job) = self.journal.job(local_id)? else {
+            return Ok(());
+        };
+        let mut event = HealthEvent::new(
+            "agent.recording_job.channel_map_lookup_failed",
+            Severity::Warning,
+        );
+        event.id = Some(format!("{local_id}-channel-map-lookup"));
+        event.recording_id = job.recording_id.clone();
+        event.details.insert("error".into(), error.into());
+        event.details.insert(
+            "recordingJobId".into(),
+            job.controller_job_id.clone().unwrap_or_default().into(),
+        );
+        let body = serde_json::to_string(&event).unwrap_or_default();
+        let key = event.id.clone().unwrap_or_default();
+        // Not ordered with the job's rows: a warning must never hold up its delivery.
+        self.journal
+            .enqueue(&NewOutboxItem::health_event(None, &key, body, now_ms()))?;
         Ok(())
     }
 
@@ -221,6 +297,13 @@ impl Sync {
             Ok(())
         })?;
         Ok(())
+    }
+}
+
+fn claimed_error(maps: Option<&Result<Vec<ChannelMapBundle>, CallError>>) -> String {
+    match maps {
+        Some(Err(e)) => e.to_string(),
+        _ => String::new(),
     }
 }
 

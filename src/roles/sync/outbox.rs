@@ -3,22 +3,30 @@
 //! when it comes back (the journal stays the truth: a row is delivered only once the
 //! controller said so, an upload acknowledged only with the controller's checksum).
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::lanes::Lane;
-use super::{Done, Sync, SyncError, controller_event, jitter, output_file_name};
+use super::sending::{Sending, next_sending, relative};
+use super::{Done, Sync, SyncError, controller_event, jitter};
 use crate::capture::StopFlag;
 use crate::controller::client::{CallError, Client, FileBody, UploadBody, UploadRequest};
-use crate::controller::protocol::{CachedFile, HealthEvent, Job};
+use crate::controller::protocol::{CachedFile, HealthEvent, Job, Severity};
+use crate::render::job::deliverable;
 use crate::core::backoff::Backoff;
 use crate::core::job_machine::{self, Event, RenderedFile, Report};
+use crate::journal::NewOutboxItem;
 use crate::journal::{JobRow, OutboxKind, OutboxRow};
 use crate::logging::untrusted;
 use crate::segment::writer::now_ms;
 
 /// Due rows looked at per tick.
 const DUE_ROWS_PER_TICK: u32 = 32;
+
+/// Failed tries of one upload (of one chunk: an acknowledged chunk starts the count again)
+/// before the job ends `failed` with its audio kept: with the 1 s .. 60 s backoff, about
+/// a quarter of an hour of a controller that answers but will not take the file.
+const MAX_UPLOAD_ATTEMPTS: u32 = 20;
 
 /// A terminal report or health event, answered.
 pub(super) struct Sent {
@@ -31,10 +39,10 @@ pub(super) struct Sent {
 pub(super) struct Uploaded {
     row: OutboxRow,
     job_id: String,
-    file_name: String,
+    job_dir: PathBuf,
+    sending: Sending,
     result: Result<CachedFile, CallError>,
     verdict: Option<Job>,
-    file: RenderedFile,
 }
 
 enum Delivery {
@@ -215,32 +223,33 @@ impl Sync {
             return self.settle(&row, Delivery::Retry(e.to_string()));
         }
         let recording_id = job.recording_id.clone().unwrap_or_default();
-        // Name, type and duration from the render, so they agree with the bytes.
-        let delivered = crate::render::job::deliverable(&job.dir);
-        let file_name = delivered
-            .as_ref()
-            .map_or_else(|| output_file_name(&job), |d| d.file_name.clone());
-        let mime_type = delivered
-            .as_ref()
-            .map_or_else(|| "audio/wav".to_string(), |d| d.content_type.clone());
-        let duration_seconds = delivered.as_ref().map_or(0.0, |d| d.duration_seconds);
+        let acked = self
+            .journal
+            .uploads(&job.id)?
+            .into_iter()
+            .filter(|u| u.acknowledged_at_ms.is_some())
+            .map(|u| u.chunk)
+            .collect();
+        let sending = next_sending(&job, &file, &acked);
         let id = row.id;
         let job_id = job.id.clone();
-        // The render's bytes: its file, or the WAV streamed from the segments.
-        let body = delivered.as_ref().map_or_else(
-            || Box::new(FileBody(file.path.clone())) as Box<dyn UploadBody>,
-            crate::render::job::Deliverable::body,
-        );
+        // The bytes: a chunk's file, or the whole render (its file, or the WAV streamed
+        // from the segments, hashed at finalize).
+        let body: Box<dyn UploadBody> = match (&sending.chunk, deliverable(&job.dir)) {
+            (None, Some(d)) => d.body(),
+            _ => Box::new(FileBody(sending.path.clone())),
+        };
+        let job_dir = job.dir.clone();
         let task = Box::new(move |c: &Client| {
             let request = UploadRequest {
                 body: &*body,
                 job_id: &controller_id,
-                file_name: &file_name,
-                mime_type: &mime_type,
-                duration_seconds,
+                file_name: &sending.file_name,
+                mime_type: &sending.mime_type,
+                duration_seconds: sending.duration_seconds,
                 rendition: None,
-                chunk: None,
-                chunk_total: None,
+                chunk: sending.chunk.map(|(i, _)| i),
+                chunk_total: sending.chunk_total(),
             };
             let result = c.put_cache_file(&recording_id, &request);
             // 409: learn why from the job itself; the verdict decides, not the 409.
@@ -251,10 +260,10 @@ impl Sync {
             Done::Upload(Box::new(Uploaded {
                 row,
                 job_id,
-                file_name,
+                job_dir,
+                sending,
                 result,
                 verdict,
-                file,
             }))
         });
         self.hand_over(Lane::Upload, task, &[id]);
@@ -270,24 +279,34 @@ impl Sync {
             Ok(cached) => {
                 log::info!(
                     "{job_id}: uploaded {} ({} bytes, {})",
-                    untrusted(&up.file_name),
+                    untrusted(&up.sending.file_name),
                     cached.size,
                     untrusted(&cached.checksum)
                 );
-                // Recorded relative to the job's directory, like segment paths; a WAV
-                // streamed from the segments as the view it was made from (never the
-                // controller's file name: controller data is not a path).
-                let name = match up.file.path.is_dir() {
+                // The client checked the controller's checksum against the bytes it sent.
+                let sha = cached.sha256_hex().unwrap_or_default();
+                // Relative to the job's directory, like segment paths; a WAV streamed from
+                // the segments as the view it was made from (never the controller's file
+                // name: controller data is not a path).
+                let name = match up.sending.path.is_dir() {
                     true => Path::new(crate::render::job::RENDER_FILE),
-                    false => up
-                        .file
-                        .path
-                        .file_name()
-                        .map_or(up.file.path.as_path(), Path::new),
+                    false => relative(&up.job_dir, &up.sending.path),
                 };
-                self.journal
-                    .record_upload(job_id, 0, name, up.file.bytes, &up.file.sha256)?;
-                self.journal.acknowledge_upload(job_id, 0, now_ms())?;
+                let chunk = up.sending.chunk_index();
+                self.journal.atomically(|j| {
+                    j.record_upload(job_id, chunk, name, cached.size, &sha)?;
+                    j.acknowledge_upload(job_id, chunk, now_ms())?;
+                    Ok(())
+                })?;
+                if up.sending.chunk.is_some() {
+                    self.chunk_uploaded(job_id, &up.sending, &cached)?;
+                }
+                if up.sending.is_partial() {
+                    // More chunks to go: the row stays due, the next tick sends the next.
+                    self.journal.reset_attempts(up.row.id)?;
+                    return Ok(());
+                }
+                self.retention.soon = true;
                 (
                     Event::UploadAccepted {
                         checksum_matches: true,
@@ -297,15 +316,19 @@ impl Sync {
             }
             Err(CallError::ChecksumMismatch { sent, stored }) => {
                 log::error!(
-                    "{job_id}: controller stored {}, we sent {sent}",
-                    untrusted(&stored)
+                    "{job_id}: controller stored {} for {}, we sent {sent}; sending it again",
+                    untrusted(&stored),
+                    untrusted(&up.sending.file_name)
                 );
-                (
+                // A chunk before the last did not complete the job; the last one did.
+                let event = if up.sending.is_partial() {
+                    Event::ChunkChecksumMismatch
+                } else {
                     Event::UploadAccepted {
                         checksum_matches: false,
-                    },
-                    Delivery::Done,
-                )
+                    }
+                };
+                (event, Delivery::Done)
             }
             Err(CallError::Conflict(body)) => {
                 let verdict = up.verdict.as_ref().and_then(controller_event);
@@ -319,9 +342,13 @@ impl Sync {
                 )
             }
             Err(e) => {
-                let retryable = e.is_retryable();
+                let retryable = e.is_retryable() && up.row.attempts + 1 < MAX_UPLOAD_ATTEMPTS;
                 if retryable {
                     self.trouble("upload", &e);
+                } else if e.is_retryable() {
+                    log::error!(
+                        "{job_id}: giving up the upload after {MAX_UPLOAD_ATTEMPTS} tries: {e}"
+                    );
                 }
                 let delivery = if retryable {
                     Delivery::Retry(e.to_string())
@@ -341,5 +368,31 @@ impl Sync {
             log::error!("{job_id}: {e}");
         }
         self.settle(&up.row, delivery)
+    }
+
+    /// Rakkr's `chunk_uploaded` health event, once per chunk (keyed by job and index).
+    fn chunk_uploaded(
+        &mut self,
+        job_id: &str,
+        sending: &Sending,
+        cached: &CachedFile,
+    ) -> Result<(), SyncError> {
+        let Some(job) = self.journal.job(job_id)? else {
+            return Ok(());
+        };
+        let mut event = HealthEvent::new("agent.recording_job.chunk_uploaded", Severity::Info);
+        let key = format!("{job_id}-chunk-{}-uploaded", sending.chunk_index());
+        event.id = Some(key.clone());
+        event.recording_id = job.recording_id.clone();
+        let details = &mut event.details;
+        details.insert("chunk".into(), sending.chunk_index().into());
+        details.insert("checksum".into(), cached.checksum.clone().into());
+        details.insert("durationSeconds".into(), sending.duration_seconds.into());
+        details.insert("fileName".into(), sending.file_name.clone().into());
+        let body = serde_json::to_string(&event).unwrap_or_default();
+        // Not ordered behind the job's upload row: it goes out as the chunk lands.
+        self.journal
+            .enqueue(&NewOutboxItem::health_event(None, &key, body, now_ms()))?;
+        Ok(())
     }
 }

@@ -1,0 +1,196 @@
+//! Chunked recordings (`chunkSeconds`): the recording's plan cut into fixed-length spans,
+//! each rendered into a file of its own (a playable file of the job's codec, its own
+//! duration), and `chunks.json` listing them for the upload. The upload sends them in
+//! order, one PUT each, and the journal's `uploads` table says which the controller
+//! acknowledged, so a restart resumes at the first chunk not acknowledged.
+
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use super::pipeline::{self, RenderError, RenderRequest};
+use crate::core::timeline::Piece;
+
+/// The sidecar listing a job directory's chunks.
+pub const CHUNKS_FILE: &str = "chunks.json";
+/// Where the chunk files go in the job directory.
+pub const CHUNK_DIR: &str = "chunks";
+
+/// One rendered chunk.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct ChunkFile {
+    /// Relative to the job directory.
+    pub file: String,
+    /// The name the upload carries: the delivered name with the chunk's index.
+    pub file_name: String,
+    /// The audio in this chunk (its own duration header).
+    pub duration_seconds: f64,
+}
+
+/// `chunks.json`: the chunks, in order (index = position), and their one content type.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Chunks {
+    pub content_type: String,
+    pub chunks: Vec<ChunkFile>,
+}
+
+impl Chunks {
+    /// The chunks a job directory's render left, if it was chunked. An unreadable sidecar
+    /// reads as none (the whole recording is then the delivery).
+    pub fn read(job_dir: &Path) -> Option<Chunks> {
+        let bytes = std::fs::read(job_dir.join(CHUNKS_FILE)).ok()?;
+        serde_json::from_slice::<Chunks>(&bytes)
+            .ok()
+            .filter(|c| !c.chunks.is_empty())
+    }
+
+    pub fn write(&self, job_dir: &Path) -> std::io::Result<()> {
+        let json = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
+        super::write_atomically(&job_dir.join(CHUNKS_FILE), &json)
+    }
+}
+
+/// Frame spans `[start, end)` of `chunk_frames` each covering `total` frames; the last
+/// is shorter when `total` is not a multiple. Empty for an empty recording.
+pub fn spans(total: u64, chunk_frames: u64) -> Vec<(u64, u64)> {
+    let step = chunk_frames.max(1);
+    (0..total.div_ceil(step))
+        .map(|k| (k * step, ((k + 1) * step).min(total)))
+        .collect()
+}
+
+/// The part of `plan` that covers output frames `[from, to)`: pieces cut at the span's
+/// edges, segments keeping their file with the skip moved on.
+pub fn slice_plan<P: Clone>(plan: &[Piece<P>], from: u64, to: u64) -> Vec<Piece<P>> {
+    let mut out = Vec::new();
+    let mut at = 0u64;
+    for piece in plan {
+        let len = match piece {
+            Piece::Segment { frames, .. } | Piece::Silence { frames } => *frames,
+        };
+        let (start, end) = (at.max(from), (at + len).min(to));
+        if start < end {
+            let frames = end - start;
+            out.push(match piece {
+                Piece::Segment { file, skip, .. } => Piece::Segment {
+                    file: file.clone(),
+                    skip: skip + (start - at),
+                    frames,
+                },
+                Piece::Silence { .. } => Piece::Silence { frames },
+            });
+        }
+        at += len;
+        if at >= to {
+            break;
+        }
+    }
+    out
+}
+
+/// `room.mp3`, chunk 3 -> `room-003.mp3`.
+pub fn chunk_name(delivered: &str, index: usize) -> String {
+    match delivered.rsplit_once('.') {
+        Some((stem, ext)) => format!("{stem}-{index:03}.{ext}"),
+        None => format!("{delivered}-{index:03}"),
+    }
+}
+
+/// Renders `request`'s plan in chunks of `chunk_seconds` of capture into
+/// `job_dir/chunks/`, and writes `chunks.json`. Each chunk's broadcast facts start at its
+/// own first frame.
+pub fn render_chunks(
+    request: &RenderRequest,
+    chunk_seconds: u64,
+    delivered_name: &str,
+    job_dir: &Path,
+) -> Result<Chunks, RenderError> {
+    let dir = job_dir.join(CHUNK_DIR);
+    std::fs::create_dir_all(&dir).map_err(|source| RenderError::Output {
+        path: dir.clone(),
+        source,
+    })?;
+    let rate = u64::from(request.spec.rate);
+    let total = crate::core::timeline::plan_frames(&request.plan);
+    let mut chunks = Vec::new();
+    let mut content_type = String::new();
+    for (index, (from, to)) in spans(total, chunk_seconds * rate).into_iter().enumerate() {
+        let mut part = request.clone();
+        part.plan = slice_plan(&request.plan, from, to);
+        part.facts.started_at_ms = request
+            .facts
+            .started_at_ms
+            .map(|t| t + (from * 1000 / rate.max(1)) as i64);
+        let file = format!("{CHUNK_DIR}/chunk-{index:04}.{}", request.codec.extension);
+        let report = pipeline::render(&part, &job_dir.join(&file), None, &mut |_, _| {})?;
+        content_type = report.content_type;
+        chunks.push(ChunkFile {
+            file,
+            file_name: chunk_name(delivered_name, index),
+            duration_seconds: report.duration_seconds,
+        });
+    }
+    let chunks = Chunks {
+        content_type,
+        chunks,
+    };
+    chunks
+        .write(job_dir)
+        .map_err(|source| RenderError::Output {
+            path: job_dir.join(CHUNKS_FILE),
+            source,
+        })?;
+    Ok(chunks)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seg(file: &str, skip: u64, frames: u64) -> Piece<String> {
+        Piece::Segment {
+            file: file.into(),
+            skip,
+            frames,
+        }
+    }
+
+    #[test]
+    fn spans_cover_the_recording_once() {
+        assert_eq!(spans(25, 10), vec![(0, 10), (10, 20), (20, 25)]);
+        assert_eq!(spans(20, 10), vec![(0, 10), (10, 20)]);
+        assert_eq!(spans(0, 10), Vec::<(u64, u64)>::new());
+        assert_eq!(spans(3, 0), vec![(0, 1), (1, 2), (2, 3)]);
+    }
+
+    #[test]
+    fn slices_cut_pieces_at_the_span_edges() {
+        // a: 0..6, silence 6..10, b: 10..20
+        let plan = vec![
+            seg("a", 2, 6),
+            Piece::Silence { frames: 4 },
+            seg("b", 0, 10),
+        ];
+        assert_eq!(slice_plan(&plan, 0, 5), vec![seg("a", 2, 5)]);
+        assert_eq!(
+            slice_plan(&plan, 5, 12),
+            vec![seg("a", 7, 1), Piece::Silence { frames: 4 }, seg("b", 0, 2)]
+        );
+        assert_eq!(slice_plan(&plan, 12, 30), vec![seg("b", 2, 8)]);
+        // The slices of every span add back up to the plan's frames, in order.
+        let total: u64 = spans(20, 7)
+            .into_iter()
+            .map(|(f, t)| crate::core::timeline::plan_frames(&slice_plan(&plan, f, t)))
+            .sum();
+        assert_eq!(total, 20);
+    }
+
+    #[test]
+    fn chunk_names_keep_the_extension() {
+        assert_eq!(chunk_name("room.mp3", 3), "room-003.mp3");
+        assert_eq!(chunk_name("a.b.flac", 12), "a.b-012.flac");
+        assert_eq!(chunk_name("rec", 0), "rec-000");
+    }
+}

@@ -1,0 +1,86 @@
+//! What one cache-file PUT sends: the whole rendered recording, or, for a chunked job, the
+//! first chunk the controller has not acknowledged (the journal's `uploads` table), so a
+//! restart resumes at chunk granularity. Name, type and duration come from the render's
+//! sidecars, so they agree with the bytes.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use super::output_file_name;
+use crate::core::job_machine::RenderedFile;
+use crate::journal::JobRow;
+use crate::render::chunks::Chunks;
+
+/// One PUT's body and headers.
+#[derive(Clone, Debug, PartialEq)]
+pub(super) struct Sending {
+    /// The bytes: a file of known length.
+    pub path: PathBuf,
+    pub file_name: String,
+    pub mime_type: String,
+    pub duration_seconds: f64,
+    /// `(index, total)` for a chunk; the final one carries `chunkTotal`.
+    pub chunk: Option<(u32, u32)>,
+}
+
+impl Sending {
+    /// The `uploads` row this PUT acknowledges (0 for a whole recording).
+    pub fn chunk_index(&self) -> u32 {
+        self.chunk.map_or(0, |(i, _)| i)
+    }
+
+    /// A chunk before the last: its acknowledgement does not complete the job.
+    pub fn is_partial(&self) -> bool {
+        self.chunk.is_some_and(|(i, total)| i + 1 < total)
+    }
+
+    pub fn chunk_total(&self) -> Option<u32> {
+        self.chunk
+            .and_then(|(i, total)| (i + 1 == total).then_some(total))
+    }
+}
+
+/// What to send next for `job`, whose render is `file`; `acked` are the chunks the
+/// controller acknowledged. When every chunk is, the last is sent again (a repeated PUT is
+/// idempotent) so the job machine hears the final answer.
+pub(super) fn next_sending(job: &JobRow, file: &RenderedFile, acked: &HashSet<u32>) -> Sending {
+    if let Some(chunks) = Chunks::read(&job.dir) {
+        let total = chunks.chunks.len();
+        let index = (0..total)
+            .find(|&i| !acked.contains(&(i as u32)))
+            .unwrap_or(total - 1);
+        let part = &chunks.chunks[index];
+        return Sending {
+            path: job.dir.join(&part.file),
+            file_name: part.file_name.clone(),
+            mime_type: chunks.content_type.clone(),
+            duration_seconds: part.duration_seconds,
+            chunk: Some((index as u32, total as u32)),
+        };
+    }
+    whole(job, file)
+}
+
+/// The whole rendered recording, as the render's sidecar describes it.
+fn whole(job: &JobRow, file: &RenderedFile) -> Sending {
+    let delivered = crate::render::job::deliverable(&job.dir);
+    Sending {
+        path: file.path.clone(),
+        file_name: delivered
+            .as_ref()
+            .map_or_else(|| output_file_name(job), |d| d.file_name.clone()),
+        mime_type: delivered
+            .as_ref()
+            .map_or_else(|| "audio/wav".to_string(), |d| d.content_type.clone()),
+        duration_seconds: delivered.as_ref().map_or(0.0, |d| d.duration_seconds),
+        chunk: None,
+    }
+}
+
+/// `path` as the `uploads` table records it: relative to the job's directory.
+pub(super) fn relative<'a>(job_dir: &Path, path: &'a Path) -> &'a Path {
+    path.strip_prefix(job_dir)
+        .ok()
+        .or_else(|| path.file_name().map(Path::new))
+        .unwrap_or(path)
+}
