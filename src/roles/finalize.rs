@@ -358,7 +358,11 @@ fn render_job(
         Ok(r) => r,
         Err(e) => return refuse(e.to_string()),
     };
-    if stream && let Some(channels) = streamable(&request) {
+    // A chunked job uploads its chunk files, rendered below; only a whole WAV streams.
+    if stream
+        && options.chunk_seconds.is_none()
+        && let Some(channels) = streamable(&request)
+    {
         return stream_job(job, options, &request, channels.as_deref()).map(Ok);
     }
     let file = format!("{RECORDING_STEM}.{}", request.codec.extension);

@@ -12,12 +12,12 @@ use super::{Done, Sync, SyncError, controller_event, jitter};
 use crate::capture::StopFlag;
 use crate::controller::client::{CallError, Client, FileBody, UploadBody, UploadRequest};
 use crate::controller::protocol::{CachedFile, HealthEvent, Job, Severity};
-use crate::render::job::deliverable;
 use crate::core::backoff::Backoff;
 use crate::core::job_machine::{self, Event, RenderedFile, Report};
 use crate::journal::NewOutboxItem;
 use crate::journal::{JobRow, OutboxKind, OutboxRow};
 use crate::logging::untrusted;
+use crate::render::job::deliverable;
 use crate::segment::writer::now_ms;
 
 /// Due rows looked at per tick.
