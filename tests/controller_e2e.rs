@@ -461,7 +461,7 @@ fn a_group_member_stopped_early_ends_at_its_own_frame() {
         // Stopped 2 s in; the agent sees a stop within its 2 s poll.
         assert!((1.5..5.0).contains(&part_s), "stopped job: {part_s} s");
         let dir = agent_job_dir(state.path(), &part.id);
-        let frames = wav_frames(&dir.join("recording.wav"));
+        let frames = wav_frames(&delivered_wav(&dir));
         assert_eq!(
             frames as f64 / 48_000.0,
             part_s,

@@ -30,8 +30,9 @@ fn delivered_and_confirmed_recordings_are_pruned_by_policy() {
     let _rt = realtime();
     let ctl = Ctl::start(Duration::from_secs(30));
     let state = tempfile::tempdir().unwrap();
-    // One delivered job directory here is ~0.4 MB (segments, the WAV, peaks): room for one.
-    let policies = r#"[{"policyId": "bytes", "deleteAfterUpload": false, "maxBytes": 600000}]"#;
+    // One delivered job directory here is ~0.2 MB (segments and sidecars; the WAV streams
+    // from them): room for one.
+    let policies = r#"[{"policyId": "bytes", "deleteAfterUpload": false, "maxBytes": 300000}]"#;
     ctl.admin
         .run(&["node", "set-cache-policies", &ctl.node, policies])
         .unwrap();
@@ -68,7 +69,7 @@ fn delivered_and_confirmed_recordings_are_pruned_by_policy() {
         || !dir(&older).exists(),
     );
     assert!(
-        dir(&newer).join("recording.wav").exists(),
+        dir(&newer).join("render.json").exists() && !segment_files(&dir(&newer)).is_empty(),
         "within maxBytes: kept"
     );
     // The checksum never matched: the job fails and its audio stays, policy or not.
@@ -82,7 +83,7 @@ fn delivered_and_confirmed_recordings_are_pruned_by_policy() {
         !segment_files(&dir(&never_confirmed)).is_empty(),
         "{local:?}"
     );
-    assert!(dir(&never_confirmed).join("recording.wav").exists());
+    assert!(dir(&never_confirmed).join("render.json").exists(), "its delivery is kept");
 
     let journal =
         edgerec::journal::Journal::open_read_only(&state.path().join("edgerec.db")).unwrap();
