@@ -65,7 +65,7 @@ fn allocations_in_steady_state(start: StartFn, device: &str, spec: StreamSpec, s
     set_steady_state_probe(probe);
     let before_entered = STEADY_ENTERED.load(Ordering::Relaxed);
     let before = ALLOCATIONS.load(Ordering::Relaxed);
-    let (sink, mut source) = capture::ring(spec, 2.0);
+    let (sink, mut source) = capture::ring(spec, 2.0, usize::MAX);
     let handle = start(&CaptureRequest::new(device, spec), sink).expect("backend starts");
     let mut buf = Vec::with_capacity(1 << 20);
     let until = Instant::now() + Duration::from_secs_f64(secs);

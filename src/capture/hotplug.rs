@@ -62,6 +62,22 @@ impl HotplugListener {
     }
 }
 
+impl HotplugListener {
+    /// Something another thread can call to wake this listener (a datagram to itself).
+    pub fn waker(&self) -> std::io::Result<impl Fn() + Send + Sync + 'static> {
+        let socket = self.socket.try_clone()?;
+        let path = self.path.clone();
+        let wake = HotplugEvent {
+            action: "wake".into(),
+            devpath: String::new(),
+        }
+        .encode();
+        Ok(move || {
+            let _ = socket.send_to(wake.as_bytes(), &path);
+        })
+    }
+}
+
 impl Drop for HotplugListener {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);

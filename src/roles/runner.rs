@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::capture::hotplug::HotplugListener;
-use crate::capture::{self, CaptureRequest, OpenError, StopFlag};
+use crate::capture::{self, CaptureRequest, OpenError, StopFlag, StopHook};
 use crate::core::backoff::Backoff;
 use crate::core::timeline::{self, EventKind, PlacedSegment, TimelineEvent};
 use crate::journal::{JobRow, Journal, JournalError};
@@ -35,6 +35,8 @@ pub struct RunSettings {
     pub state_dir: PathBuf,
     pub period: Duration,
     pub ring_seconds: f64,
+    /// The ring's byte budget: `ring_seconds` is cut to fit it.
+    pub ring_max_bytes: usize,
     pub segment_seconds: u64,
     pub flush_interval: Duration,
     pub sync_interval: Duration,
@@ -57,8 +59,9 @@ impl RunSettings {
         RunSettings {
             journal_path,
             state_dir: state_dir.clone(),
-            period: Duration::from_millis(20),
+            period: crate::config::DEFAULT_PERIOD,
             ring_seconds: 10.0,
+            ring_max_bytes: crate::config::DEFAULT_RING_MAX_MIB as usize * 1024 * 1024,
             segment_seconds: 300,
             flush_interval: Duration::from_secs(1),
             sync_interval: Duration::from_secs(1),
@@ -162,11 +165,20 @@ pub enum RunError {
 pub trait StopSource {
     /// `Some(reason)` once the job should stop.
     fn stop_reason(&self) -> Option<String>;
+    /// Runs `wake` when a stop is asked, while the guard lives (sources that can say so).
+    fn on_stop(&self, wake: Box<dyn Fn() + Send + Sync>) -> Option<StopHook>;
+    /// How often `stop_reason` must be asked again (`None`: `on_stop` always says so).
+    fn recheck_every(&self) -> Option<Duration> {
+        None
+    }
 }
 
 impl StopSource for StopFlag {
     fn stop_reason(&self) -> Option<String> {
         self.is_stopped().then(|| "signal".to_string())
+    }
+    fn on_stop(&self, wake: Box<dyn Fn() + Send + Sync>) -> Option<StopHook> {
+        Some(StopFlag::on_stop(self, wake))
     }
 }
 
@@ -231,10 +243,10 @@ pub fn run_job(
             break outcome;
         }
         let spec = job.spec;
-        let (sink, source) = capture::ring(spec, settings.ring_seconds);
+        let (sink, source) = capture::ring(spec, settings.ring_seconds, settings.ring_max_bytes);
         let mut request = CaptureRequest::new(job.device.clone(), spec);
         request.period_frames = spec.frames_in(settings.period).max(16) as u32;
-        request.buffer_frames = request.period_frames * 50;
+        request.buffer_frames = capture::buffer_frames(spec, request.period_frames);
         let handle = match start(&request, sink) {
             Ok(handle) => handle,
             Err(e) => match cap.open_failed(e)? {

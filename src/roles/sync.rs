@@ -88,8 +88,10 @@ pub enum SyncError {
     },
 }
 
-/// How often the loop looks at the journal when no call outcome wakes it.
-const TICK: Duration = Duration::from_millis(200);
+/// How often the loop looks at the journal when no call outcome wakes it: what the
+/// capture role journals (a finished capture, an outbox row) waits at most this long,
+/// and an idle agent wakes about once a second for it.
+const TICK: Duration = Duration::from_secs(1);
 /// Repeats of one kind of failure (call and error kind) within this window are folded.
 const FOLD_WINDOW: Duration = Duration::from_secs(60);
 

@@ -84,6 +84,11 @@ impl MeterPublisher {
         self.meter.feed_bytes(self.spec.format, bytes);
     }
 
+    /// How long until the next publication is due.
+    pub fn due_in(&self) -> Duration {
+        METER_EVERY.saturating_sub(self.window_start.elapsed())
+    }
+
     pub fn due(&self) -> bool {
         self.window_start.elapsed() >= METER_EVERY
     }

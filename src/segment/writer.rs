@@ -14,10 +14,12 @@
 //!   their journal writes).
 //! - `disk_pause`: pausing and resuming writing on the spool's free space.
 //! - `stream_clock`: dating the run's first frame and the timeline's end.
+//! - `wake`: when the thread wakes (deadlines and capture events, never a poll).
 
 mod disk_pause;
 mod journaled;
 mod stream_clock;
+mod wake;
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -26,7 +28,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::capture::{CaptureEnd, CaptureEvent, FrameSource, GapCause, StopFlag};
+use crate::capture::{CaptureEnd, CaptureEvent, Doorbell, FrameSource, GapCause, StopFlag};
 use crate::core::disk_budget::DiskAction;
 use crate::core::format::StreamSpec;
 use crate::core::timeline::{EventKind, TimelineEvent};
@@ -89,6 +91,8 @@ pub struct WriterProgress {
     /// Wall time (ms since epoch) of the timeline's end, set when the writer stops.
     pub end_wall_ms: AtomicU64,
     pub finished: AtomicBool,
+    /// Rung when the writer finishes; the supervisor parks on it (stops ring it too).
+    pub wake: Doorbell,
 }
 
 /// Why the writer stopped.
@@ -160,13 +164,11 @@ struct Writer {
     meter: MeterPublisher,
 }
 
-/// Most frames moved per write call: ~100 ms at 48 kHz keeps write calls few but short.
-const MAX_BATCH_FRAMES: usize = 4800;
+/// Most bytes moved per write call: the writer wakes about once a second and writes what
+/// the ring holds in a few large calls (a second of stereo is one call).
+const MAX_BATCH_BYTES: usize = 1 << 20;
 /// How often an open segment's journal row learns its length (closing it always does).
 const SEGMENT_ROW_EVERY: Duration = Duration::from_secs(30);
-/// Sleep when the ring is empty: a few periods of latency (the ring holds seconds), and
-/// few wake-ups: this is most of the writer thread's CPU.
-const IDLE_SLEEP: Duration = Duration::from_millis(40);
 
 /// The writer thread; joining it gives its report.
 pub type WriterThread = JoinHandle<Result<WriterReport, WriterError>>;
@@ -190,7 +192,7 @@ pub fn spawn(
         current: None,
         ring_pos: 0,
         pending: VecDeque::new(),
-        buf: Vec::with_capacity(MAX_BATCH_FRAMES * 64),
+        buf: Vec::with_capacity(MAX_BATCH_BYTES),
         origin_known: false,
         clock: StreamClock::default(),
         spool: None,
@@ -217,6 +219,7 @@ pub fn spawn(
         .spawn(move || {
             let result = writer.run(&drain);
             writer.progress.finished.store(true, Ordering::Release);
+            writer.progress.wake.ring();
             result
         })
         .map_err(|source| WriterError::Segment {
@@ -282,7 +285,7 @@ impl Writer {
             if draining && self.source.frames_available() == 0 && self.source.events.is_empty() {
                 return Ok(Some(WriterEnd::Drained));
             }
-            std::thread::sleep(IDLE_SLEEP);
+            self.park();
         }
         Ok(None)
     }
@@ -311,7 +314,8 @@ impl Writer {
     fn write_available(&mut self) -> Result<u64, WriterError> {
         let mut total = 0;
         loop {
-            let mut want = self.writable_limit().min(MAX_BATCH_FRAMES as u64);
+            let batch = (MAX_BATCH_BYTES / self.cfg.spec.bytes_per_frame()).max(1);
+            let mut want = self.writable_limit().min(batch as u64);
             if want == 0 {
                 break;
             }
