@@ -334,7 +334,9 @@ pub(crate) fn shutdown_flag() -> StopFlag {
                     }
                 });
         }
-        Err(e) => log::warn!("signal thread unavailable ({e}): stops are seen at the next deadline"),
+        Err(e) => {
+            log::warn!("signal thread unavailable ({e}): stops are seen at the next deadline")
+        }
     }
     let watched = shutdown.clone();
     let _ = std::thread::Builder::new().name("edgerec-watchdog".into()).spawn(move || {

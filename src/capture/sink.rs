@@ -359,7 +359,10 @@ mod tests {
             let frames = ring_frames(wide, 10.0, 64 * mib);
             let bytes = frames * wide.bytes_per_frame();
             assert!(bytes <= 64 * mib, "{channels} ch: {bytes} B");
-            assert!(bytes > 64 * mib - wide.bytes_per_frame(), "{channels} ch: {bytes} B");
+            assert!(
+                bytes > 64 * mib - wide.bytes_per_frame(),
+                "{channels} ch: {bytes} B"
+            );
         }
         let wide = spec(SampleFormat::S32Le, 96_000, 128);
         let seconds = ring_frames(wide, 10.0, 64 * mib) as f64 / 96_000.0;

@@ -202,7 +202,9 @@ impl JobCapture<'_> {
             let wait = self
                 .next_look(stats, flowing)
                 .min(PROGRESS_EVERY.saturating_sub(last_progress.elapsed()));
-            progress.wake.wait_timeout(wait.max(Duration::from_millis(1)));
+            progress
+                .wake
+                .wait_timeout(wait.max(Duration::from_millis(1)));
         }
         Ok(None)
     }

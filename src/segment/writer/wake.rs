@@ -1,6 +1,7 @@
 //! When the writer thread wakes. It never polls: it parks on the capture events channel
 //! (a gap or the stream's end wakes it at once) until its next deadline, the earliest of
-//! - the header flush and data sync of the open segment (about once a second),
+//! - the header flush and data sync of the open segment (about once a second), and half
+//!   a sync interval at most (what a kill -9 can lose is what is not written yet),
 //! - the ring reaching its fill mark at the stream's rate (so a short ring never fills),
 //! - the job's last frame arriving (the job ends on its frame, not a second late),
 //! - the meter's and the disk check's next turn.
@@ -45,12 +46,17 @@ impl WakePlan {
         let frames_to = |frames: u64| Duration::from_secs_f64(frames as f64 / rate);
         let mark = (self.capacity as f64 * FILL_MARK) as u64;
         let fill = frames_to(mark.saturating_sub(self.occupied));
-        let stop = self
-            .until_stop
-            .map_or(Duration::MAX, |s| frames_to(s.saturating_sub(self.occupied)));
-        [self.maintenance.unwrap_or(Duration::MAX), fill, stop, self.other]
-            .into_iter()
-            .fold(self.longest, Duration::min)
+        let stop = self.until_stop.map_or(Duration::MAX, |s| {
+            frames_to(s.saturating_sub(self.occupied))
+        });
+        [
+            self.maintenance.unwrap_or(Duration::MAX),
+            fill,
+            stop,
+            self.other,
+        ]
+        .into_iter()
+        .fold(self.longest, Duration::min)
     }
 }
 
@@ -91,8 +97,10 @@ impl Writer {
                 .map(|s| s.saturating_sub(self.timeline_pos)),
             rate: self.cfg.spec.rate,
             other: self.meter.due_in().min(disk),
-            // Unwritten audio is what a kill -9 loses: never more than a sync interval.
-            longest: self.cfg.flush_interval.min(self.cfg.sync_interval),
+            // Unwritten audio is what a kill -9 loses (written audio survives it in the
+            // page cache): half a sync interval, plus the device's periods in flight,
+            // keeps that under the sync interval.
+            longest: self.cfg.flush_interval.min(self.cfg.sync_interval) / 2,
         }
         .timeout()
     }
@@ -122,6 +130,11 @@ mod tests {
             ..plan()
         };
         assert_eq!(no_segment.timeout(), Duration::from_secs(1));
+        let half_sync = WakePlan {
+            longest: Duration::from_millis(500),
+            ..plan()
+        };
+        assert_eq!(half_sync.timeout(), Duration::from_millis(500));
     }
 
     #[test]
