@@ -328,6 +328,9 @@ impl Writer {
                     continue; // the gap may have moved the timeline or reached the end
                 }
                 self.open_segment()?;
+                if self.current.is_none() {
+                    break; // no room for it: paused, the frames become the pause's gap
+                }
             }
             let seg = self.current.as_ref().expect("opened above");
             want = want.min(self.cfg.segment_frames - seg.file.frames());
@@ -468,12 +471,19 @@ impl Writer {
             first_frame: self.timeline_pos,
             opened_at_ms: now_ms(),
         };
-        let file = SegmentFile::create_identified(&path, self.cfg.spec, Some(&identity)).map_err(
-            |source| WriterError::Segment {
-                path: path.clone(),
-                source,
-            },
-        )?;
+        let file = match SegmentFile::create_identified(&path, self.cfg.spec, Some(&identity)) {
+            Ok(file) => file,
+            // No room for a new file is a full disk like a failed write: pause.
+            Err(source) if disk::is_disk_full(&source) && self.spool.is_some() => {
+                let _ = std::fs::remove_file(&path);
+                let action = self.spool.as_mut().expect("checked above").write_failed();
+                if action == DiskAction::Pause {
+                    self.pause_writing("creating a segment failed: disk full (ENOSPC/EDQUOT)")?;
+                }
+                return Ok(());
+            }
+            Err(source) => return Err(WriterError::Segment { path, source }),
+        };
         // The file and its directory entry are durable: now the journal may name it.
         let row = NewSegment {
             job_id: self.cfg.job_id.clone(),
