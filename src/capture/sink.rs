@@ -67,6 +67,9 @@ pub struct CaptureStats {
     push_seq: AtomicU64,
     /// Set once the capture thread has left its loop.
     pub ended: AtomicBool,
+    /// The consumer's thread, unparked when the stream ends (never for frames: the
+    /// consumer wakes on its own deadlines, so the steady state makes no syscall).
+    consumer: std::sync::OnceLock<std::thread::Thread>,
 }
 
 impl CaptureStats {
@@ -80,6 +83,15 @@ impl CaptureStats {
             last_frames_ns: AtomicU64::new(0),
             push_seq: AtomicU64::new(0),
             ended: AtomicBool::new(false),
+            consumer: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Marks the stream ended and wakes the consumer if it is parked.
+    fn mark_ended(&self) {
+        self.ended.store(true, Ordering::Release);
+        if let Some(t) = self.consumer.get() {
+            t.unpark();
         }
     }
 
@@ -131,6 +143,11 @@ pub struct FrameSource {
 }
 
 impl FrameSource {
+    /// Makes the calling thread the one the stream's end unparks (`std::thread::park`).
+    pub fn wake_me_at_the_end(&self) {
+        let _ = self.stats.consumer.set(std::thread::current());
+    }
+
     /// Whole frames waiting in the ring.
     pub fn frames_available(&self) -> usize {
         self.cons.occupied_len() / self.spec.bytes_per_frame()
@@ -271,7 +288,7 @@ impl FrameSink {
             CaptureEvent::Ended { at: self.pos, end },
             std::time::Duration::from_secs(1),
         );
-        self.stats.ended.store(true, Ordering::Release);
+        self.stats.mark_ended();
     }
 }
 
@@ -298,7 +315,7 @@ impl EndNotifier {
             CaptureEvent::Ended { at, end },
             std::time::Duration::from_secs(1),
         );
-        self.stats.ended.store(true, Ordering::Release);
+        self.stats.mark_ended();
     }
 }
 

@@ -138,3 +138,52 @@ impl StopFlag {
         self.is_stopped()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::AtomicUsize;
+
+    #[test]
+    fn a_ring_is_remembered_until_taken() {
+        let bell = Doorbell::default();
+        assert!(!bell.wait_timeout(Duration::ZERO));
+        bell.ring();
+        assert!(bell.wait_timeout(Duration::from_secs(10)));
+        assert!(!bell.wait_timeout(Duration::from_millis(1)));
+    }
+
+    #[test]
+    fn stop_runs_each_live_hook_once_and_late_hooks_at_once() {
+        let flag = StopFlag::new();
+        let runs = Arc::new(AtomicUsize::new(0));
+        let counted = |runs: &Arc<AtomicUsize>| {
+            let runs = runs.clone();
+            move || {
+                runs.fetch_add(1, Ordering::SeqCst);
+            }
+        };
+        let kept = flag.on_stop(counted(&runs));
+        drop(flag.on_stop(counted(&runs))); // removed before the stop: never runs
+        flag.stop();
+        flag.stop();
+        assert_eq!(runs.load(Ordering::SeqCst), 1);
+        let _late = flag.on_stop(counted(&runs));
+        assert_eq!(runs.load(Ordering::SeqCst), 2);
+        drop(kept);
+    }
+
+    #[test]
+    fn a_signal_handler_store_wakes_waiters_once_stop_is_called() {
+        let flag = StopFlag::new();
+        let waiter = {
+            let flag = flag.clone();
+            std::thread::spawn(move || flag.wait_timeout(Duration::from_secs(30)))
+        };
+        // What the signal handler does (one store), then the signal thread's stop().
+        flag.as_atomic().store(true, Ordering::Release);
+        assert!(flag.is_stopped());
+        flag.stop();
+        assert!(waiter.join().unwrap());
+    }
+}

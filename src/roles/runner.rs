@@ -244,6 +244,7 @@ pub fn run_job(
         }
         let spec = job.spec;
         let (sink, source) = capture::ring(spec, settings.ring_seconds, settings.ring_max_bytes);
+        log_ring(&job.id, &source);
         let mut request = CaptureRequest::new(job.device.clone(), spec);
         request.period_frames = spec.frames_in(settings.period).max(16) as u32;
         request.buffer_frames = capture::buffer_frames(spec, request.period_frames);
@@ -488,6 +489,15 @@ fn wait_for_device(hotplug: Option<&HotplugListener>, delay: Duration, stop: &dy
             None => std::thread::sleep(slice),
         }
     }
+}
+
+/// Says what the ring holds (the byte budget may have cut its seconds).
+fn log_ring(job: &str, source: &capture::FrameSource) {
+    use ringbuf::traits::Observer as _;
+    let bytes = source.cons.capacity().get();
+    let seconds = (bytes / source.spec.bytes_per_frame()) as f64 / f64::from(source.spec.rate);
+    let mib = bytes as f64 / (1024.0 * 1024.0);
+    log::debug!("{job}: ring {seconds:.2} s, {mib:.1} MiB");
 }
 
 /// A jitter value in 0..1 without a RNG dependency: the clock's low bits.

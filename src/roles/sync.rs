@@ -88,10 +88,12 @@ pub enum SyncError {
     },
 }
 
-/// How often the loop looks at the journal when no call outcome wakes it: what the
-/// capture role journals (a finished capture, an outbox row) waits at most this long,
-/// and an idle agent wakes about once a second for it.
+/// How often the loop looks at the journal while a job is live or the outbox holds rows:
+/// what the capture role journals (a finished capture, an outbox row) waits at most this
+/// long. With neither, the loop sleeps until its next scheduled call (a call's outcome
+/// and a shutdown wake it earlier), at most [`IDLE_TICK`].
 const TICK: Duration = Duration::from_secs(1);
+const IDLE_TICK: Duration = Duration::from_secs(5);
 /// Repeats of one kind of failure (call and error kind) within this window are folded.
 const FOLD_WINDOW: Duration = Duration::from_secs(60);
 
@@ -193,6 +195,7 @@ pub fn run(settings: SyncSettings, shutdown: &StopFlag) -> Result<(), SyncError>
         meter_seq: HashMap::new(),
     };
     let mut last_beat: Option<Instant> = None;
+    let _wake_on_stop = shutdown.on_stop(sync.lanes.waker());
     crate::roles::notify::ready("sync");
     while !shutdown.is_stopped() {
         crate::roles::notify::alive("sync");
@@ -208,7 +211,11 @@ pub fn run(settings: SyncSettings, shutdown: &StopFlag) -> Result<(), SyncError>
         }
         // Sleep until a call comes back or the next tick; lanes still busy at shutdown
         // end on their own timeouts (the process does not wait for them).
-        if let Some((lane, done)) = sync.lanes.next_outcome(TICK)
+        let wait = match sync.idle() {
+            Ok(true) => sync.until_next_call(last_beat),
+            _ => TICK,
+        };
+        if let Some((lane, done)) = sync.lanes.next_outcome(wait)
             && let Err(e) = sync.handle(lane, done)
         {
             log::error!("sync: {e}");
@@ -230,6 +237,31 @@ fn jitter() -> f64 {
 }
 
 impl Sync {
+    /// Nothing to follow: no job that is not over, no outbox row waiting, no call out.
+    fn idle(&self) -> Result<bool, SyncError> {
+        Ok(self.in_flight.is_empty()
+            && self.watches.is_empty()
+            && self.journal.non_terminal_jobs()?.is_empty()
+            && self.journal.pending_count()? == 0)
+    }
+
+    /// Until the next node heartbeat, claim, config fetch or beat is due.
+    fn until_next_call(&self, last_beat: Option<Instant>) -> Duration {
+        let s = &self.settings;
+        let left = |last: Option<Instant>, every: Duration| {
+            last.map_or(Duration::ZERO, |t| every.saturating_sub(t.elapsed()))
+        };
+        [
+            left(self.last_node_heartbeat, s.node_heartbeat_every),
+            left(self.last_claim, s.claim_every),
+            left(self.last_config, s.config_every),
+            left(last_beat, Duration::from_secs(5)),
+        ]
+        .into_iter()
+        .fold(IDLE_TICK, Duration::min)
+        .max(Duration::from_millis(10))
+    }
+
     /// Schedules what is due; every call goes to its lane, nothing here waits on the
     /// network.
     fn tick(&mut self, shutdown: &StopFlag) -> Result<(), SyncError> {

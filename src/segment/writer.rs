@@ -217,6 +217,7 @@ pub fn spawn(
     let handle = std::thread::Builder::new()
         .name("edgerec-writer".into())
         .spawn(move || {
+            writer.source.wake_me_at_the_end();
             let result = writer.run(&drain);
             writer.progress.finished.store(true, Ordering::Release);
             writer.progress.wake.ring();
@@ -543,7 +544,8 @@ impl Writer {
             source,
         };
         let mut row_update = None;
-        if seg.last_flush.elapsed() >= self.cfg.flush_interval {
+        let due = |last: Instant, every: Duration| last.elapsed() + wake::COALESCE >= every;
+        if due(seg.last_flush, self.cfg.flush_interval) {
             seg.file.flush_header().map_err(|e| io_err(seg, e))?;
             seg.last_flush = Instant::now();
             // The file is the truth for frame counts (repair reads it); the row is only a
@@ -553,7 +555,7 @@ impl Writer {
                 row_update = Some((seg.id, seg.file.frames()));
             }
         }
-        if seg.last_sync.elapsed() >= self.cfg.sync_interval {
+        if due(seg.last_sync, self.cfg.sync_interval) {
             seg.file.sync_data().map_err(|e| io_err(seg, e))?;
             seg.last_sync = Instant::now();
         }

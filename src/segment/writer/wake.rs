@@ -4,23 +4,26 @@
 //!   a sync interval at most (what a kill -9 can lose is what is not written yet),
 //! - the ring reaching its fill mark at the stream's rate (so a short ring never fills),
 //! - the job's last frame arriving (the job ends on its frame, not a second late),
-//! - the meter's and the disk check's next turn.
+//! - the meter's and the disk check's next turn,
 //!
-//! The capture thread never notifies for frames: it stays a ring push and atomics, with
-//! no syscall but the device's. The writer works out from the stream's rate when frames
-//! will be there instead. During the stream's first second it looks more often, so the
+//! or when the stream ends (the capture thread unparks it once, leaving its loop).
+//! For frames the capture thread never notifies: it stays a ring push and atomics, with
+//! no syscall but the device's; the writer works out from the stream's rate when frames
+//! will be there instead. Deadlines due within [`COALESCE`] are served together, so the
+//! flush, the sync and the drain share one wake-up. During the stream's first second it looks more often, so the
 //! first frame is dated and journaled promptly.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use crossbeam_channel::RecvTimeoutError;
 use ringbuf::traits::Observer as _;
 
 use super::Writer;
 
 /// The ring is drained once it is this full (the rest absorbs a slow write).
 const FILL_MARK: f64 = 0.5;
+/// Work due this soon is done now rather than after another wake-up.
+pub(super) const COALESCE: Duration = Duration::from_millis(100);
 /// How often the writer looks while the stream's first second arrives.
 const EARLY_LOOK: Duration = Duration::from_millis(50);
 
@@ -61,15 +64,15 @@ impl WakePlan {
 }
 
 impl Writer {
-    /// Parks until the next deadline or a capture event (taken into `pending`).
+    /// Parks until the next deadline, or until the stream's end unparks it. A gap
+    /// event waits for the next deadline: it is applied in stream order anyway.
     pub(super) fn park(&mut self) {
-        let timeout = self.next_wake().max(Duration::from_millis(1));
-        match self.source.events.recv_timeout(timeout) {
-            Ok(ev) => self.pending.push_back(ev),
-            Err(RecvTimeoutError::Timeout) => {}
-            // The capture end is gone without a word (it never is, normally): keep time.
-            Err(RecvTimeoutError::Disconnected) => std::thread::sleep(timeout),
+        if !self.source.events.is_empty() {
+            return;
         }
+        // Spurious wake-ups only cost a look; the park token makes an end that comes
+        // between the check above and here return at once.
+        std::thread::park_timeout(self.next_wake().max(Duration::from_millis(1)));
     }
 
     fn next_wake(&self) -> Duration {
