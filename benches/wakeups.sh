@@ -11,7 +11,9 @@
 # Usage: benches/wakeups.sh                  (30 s windows, 3 runs)
 #        WINDOW=10 RUNS=1 benches/wakeups.sh
 #
-# A thread born inside the window counts from 0; one that ends inside it is not counted
+# Thread names are the kernel's 15 characters: the capture role's thread
+# (edgerec-capture-role) and a capture thread (edgerec-capture-alsa/-synth) both show as
+# edgerec-capture. A thread born inside the window counts from 0; one that ends inside it is not counted
 # (the report says how many threads each snapshot saw). Uses the release binaries (built
 # here with `cargo build --release` when missing or older than the sources).
 set -euo pipefail
@@ -106,4 +108,5 @@ done
 echo
 echo "== summary ($(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg))"
 for l in arecord record idle_agent busy_agent; do stats "$l"; done
-paste "$T/record.totals" "$T/arecord.totals" | awk '{r[NR]=$1/$2} END{n=asort(r); printf "record/arecord wake-up ratio: min %.2f  median %.2f  max %.2f\n", r[1], r[int((n+1)/2)], r[n]}'
+paste "$T/record.totals" "$T/arecord.totals" | awk '{print $1/$2}' | sort -g |
+  awk '{r[NR]=$1} END{printf "record/arecord wake-up ratio: min %.2f  median %.2f  max %.2f\n", r[1], r[int((NR+1)/2)], r[NR]}'

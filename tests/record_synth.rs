@@ -327,3 +327,37 @@ fn the_file_backend_replays_a_wav_sample_for_sample_and_ends_with_it() {
         .arg(&out));
     assert_eq!(wrong.status.code(), Some(6));
 }
+
+/// 256 channels (the controller inventory's limit) go through the whole path: config,
+/// synth capture, a ring cut to its byte budget, segments, stitch; 257 are refused.
+#[test]
+fn two_hundred_fifty_six_channels_record_end_to_end_and_257_are_refused() {
+    let _rt = realtime();
+    let out = tempfile::tempdir().unwrap();
+    let record = |channels: &str| {
+        run(edgerec()
+            .env("EDGEREC_LOG", "debug")
+            .args(["record", "--backend", "synth", "--device", "sine:997"])
+            .args(["--format", "S32_LE", "--rate", "96000", "--channels", channels])
+            .args(["--duration", "2s", "--out"])
+            .arg(out.path()))
+    };
+    let result = record("256");
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(result.status.success(), "{stderr}");
+    // 256 x 4 B x 96 kHz is 98 MB/s: the 64 MiB budget leaves 0.68 s of ring.
+    assert!(stderr.contains("ring 0.68 s, 64.0 MiB"), "{stderr}");
+    let job = only_job(out.path());
+    let tl = timeline(&job);
+    assert_eq!(tl["channels"], 256);
+    assert_eq!(tl["frames"], 192_000);
+    assert!(events_of(&tl, "overrun").is_empty(), "{tl:#}");
+    let reader = hound::WavReader::open(job.join("recording.wav")).unwrap();
+    assert_eq!(reader.spec().channels, 256);
+    assert_eq!(reader.duration(), 192_000);
+
+    let refused = record("257");
+    assert_eq!(refused.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("capture.channels"), "{stderr}");
+}
