@@ -338,7 +338,14 @@ fn two_hundred_fifty_six_channels_record_end_to_end_and_257_are_refused() {
         run(edgerec()
             .env("EDGEREC_LOG", "debug")
             .args(["record", "--backend", "synth", "--device", "sine:997"])
-            .args(["--format", "S32_LE", "--rate", "96000", "--channels", channels])
+            .args([
+                "--format",
+                "S32_LE",
+                "--rate",
+                "96000",
+                "--channels",
+                channels,
+            ])
             .args(["--duration", "2s", "--out"])
             .arg(out.path()))
     };

@@ -63,12 +63,15 @@ impl HotplugListener {
 }
 
 impl HotplugListener {
+    /// The action of a wake-up from [`HotplugListener::waker`] (not a device).
+    pub const WAKE: &'static str = "wake";
+
     /// Something another thread can call to wake this listener (a datagram to itself).
     pub fn waker(&self) -> std::io::Result<impl Fn() + Send + Sync + 'static> {
         let socket = self.socket.try_clone()?;
         let path = self.path.clone();
         let wake = HotplugEvent {
-            action: "wake".into(),
+            action: Self::WAKE.into(),
             devpath: String::new(),
         }
         .encode();

@@ -474,19 +474,32 @@ pub fn window_end(job: &JobRow) -> Option<i64> {
     Some(job.created_at_ms + (frames as u128 * 1000 / rate) as i64)
 }
 
-/// Sleeps `delay` or until a hotplug datagram or a stop arrives.
+/// Sleeps `delay` or until a hotplug datagram or a stop arrives (the stop wakes the
+/// wait; a stop source that must be asked is asked at its own cadence).
 fn wait_for_device(hotplug: Option<&HotplugListener>, delay: Duration, stop: &dyn StopSource) {
     let until = Instant::now() + delay;
+    let cadence = stop.recheck_every().unwrap_or(delay);
+    let bell = std::sync::Arc::new(capture::Doorbell::default());
+    let _hook = match hotplug.and_then(|l| l.waker().ok()) {
+        Some(wake) => stop.on_stop(Box::new(wake)),
+        None => {
+            let bell = bell.clone();
+            stop.on_stop(Box::new(move || bell.ring()))
+        }
+    };
     while Instant::now() < until && stop.stop_reason().is_none() {
-        let slice = (until - Instant::now()).min(Duration::from_millis(100));
+        let slice = until.saturating_duration_since(Instant::now()).min(cadence);
         match hotplug {
-            Some(listener) => {
-                if let Some(ev) = listener.wait(slice) {
+            Some(listener) => match listener.wait(slice) {
+                Some(ev) if ev.action != HotplugListener::WAKE => {
                     log::info!("hotplug {} {}: reopening now", ev.action, ev.devpath);
                     return;
                 }
+                _ => {}
+            },
+            None => {
+                bell.wait_timeout(slice);
             }
-            None => std::thread::sleep(slice),
         }
     }
 }
