@@ -211,9 +211,10 @@ pub fn run(settings: SyncSettings, shutdown: &StopFlag) -> Result<(), SyncError>
         }
         // Sleep until a call comes back or the next tick; lanes still busy at shutdown
         // end on their own timeouts (the process does not wait for them).
+        let next_call = sync.until_next_call(last_beat);
         let wait = match sync.idle() {
-            Ok(true) => sync.until_next_call(last_beat),
-            _ => TICK,
+            Ok(true) => next_call,
+            _ => next_call.min(TICK),
         };
         if let Some((lane, done)) = sync.lanes.next_outcome(wait)
             && let Err(e) = sync.handle(lane, done)
@@ -245,21 +246,37 @@ impl Sync {
             && self.journal.pending_count()? == 0)
     }
 
-    /// Until the next node heartbeat, claim, config fetch or beat is due.
+    /// Until the next node heartbeat, claim, config fetch, job poll or beat is due.
     fn until_next_call(&self, last_beat: Option<Instant>) -> Duration {
         let s = &self.settings;
-        let left = |last: Option<Instant>, every: Duration| {
-            last.map_or(Duration::ZERO, |t| every.saturating_sub(t.elapsed()))
+        // A lane with a call out is woken by its outcome, not by its schedule.
+        let left = |lane: Option<Lane>, last: Option<Instant>, every: Duration| match lane {
+            Some(lane) if self.lanes.is_busy(&lane) => IDLE_TICK,
+            _ => last.map_or(Duration::ZERO, |t| every.saturating_sub(t.elapsed())),
+        };
+        // A claim waits for free capacity, which a job's end brings (its outcome or a tick).
+        let claim = match self.free_capacity() {
+            Ok(free) if free > 0 => left(Some(Lane::Claim), self.last_claim, s.claim_every),
+            _ => IDLE_TICK,
         };
         [
-            left(self.last_node_heartbeat, s.node_heartbeat_every),
-            left(self.last_claim, s.claim_every),
-            left(self.last_config, s.config_every),
-            left(last_beat, Duration::from_secs(5)),
+            left(
+                Some(Lane::Node),
+                self.last_node_heartbeat,
+                s.node_heartbeat_every,
+            ),
+            claim,
+            left(Some(Lane::Config), self.last_config, s.config_every),
+            left(None, last_beat, Duration::from_secs(5)),
         ]
         .into_iter()
+        .chain(
+            self.watches
+                .iter()
+                .map(|(id, w)| left(Some(Lane::Job(id.clone())), w.polled_at, s.job_poll_every)),
+        )
         .fold(IDLE_TICK, Duration::min)
-        .max(Duration::from_millis(10))
+        .max(Duration::from_millis(50))
     }
 
     /// Schedules what is due; every call goes to its lane, nothing here waits on the
