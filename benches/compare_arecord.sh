@@ -1,11 +1,11 @@
 #!/usr/bin/env bash
 # Compares `edgerec record` with `arecord` capturing the same stream from the same device,
 # one right after the other in the same run: user and sys CPU time, wall time and peak RSS
-# of each (from /usr/bin/time), the CPU ratio edgerec/arecord, and the size of the stripped
-# release binary.
+# of each (from /usr/bin/time), the CPU ratio edgerec/arecord of each of RUNS runs and
+# their min/median/max, and the size of the stripped release binary.
 #
-# Usage: benches/compare_arecord.sh            (60 s each)
-#        SECONDS_TO_CAPTURE=10 benches/compare_arecord.sh
+# Usage: benches/compare_arecord.sh            (60 s each, 3 runs: min/median/max ratio)
+#        SECONDS_TO_CAPTURE=10 RUNS=1 benches/compare_arecord.sh
 #
 # The device is a fakemic ALSA test device (tests/fakemic/setup.sh): a real alsa-lib PCM
 # paced by a timerfd, 48 kHz stereo S16_LE, no sound card needed. Both tools read it through
@@ -21,6 +21,8 @@
 set -euo pipefail
 
 SECS=${SECONDS_TO_CAPTURE:-60}
+RUNS=${RUNS:-3}
+[[ $RUNS =~ ^[1-9][0-9]*$ ]] || { echo "RUNS must be a whole number" >&2; exit 2; }
 [[ $SECS =~ ^[1-9][0-9]*$ ]] || { echo "SECONDS_TO_CAPTURE must be a whole number of seconds" >&2; exit 2; }
 RATE=48000
 CHANNELS=2
@@ -77,59 +79,53 @@ run() {
 }
 
 echo "== $(date -u +%FT%TZ)  $(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg)" >&2
-echo "== arecord, ${SECS} s" >&2
-run arecord arecord -q -D "$DEVICE" -f "$FORMAT" -c "$CHANNELS" -r "$RATE" -d "$SECS" \
-  -t wav "$WORK/arecord.wav"
-echo "== edgerec record, ${SECS} s" >&2
-mkdir -p "$WORK/edgerec-out"
-run edgerec "$EDGEREC" record --backend alsa --device "$DEVICE" --format "$FORMAT" \
-  --rate "$RATE" --channels "$CHANNELS" --duration "${SECS}s" --out "$WORK/edgerec-out"
-load_after=$(cut -d' ' -f1-3 /proc/loadavg)
-
-# ---- Report ----
 expected=$((SECS * RATE))
-frames_arecord=0
-if [ -f "$WORK/arecord.wav" ]; then
-  frames_arecord=$(( ($(stat -c %s "$WORK/arecord.wav") - 44) / (CHANNELS * 2) ))
-fi
-frames_edgerec=$(sed -n 's/^recording: .*, \([0-9][0-9]*\) frames)$/\1/p' "$WORK/edgerec.out" | head -n 1)
-frames_edgerec=${frames_edgerec:-0}
-
-echo
-echo "Same device ($DEVICE: ${RATE} Hz, ${CHANNELS} ch, $FORMAT), ${SECS} s each, one after the other"
-echo "$(nproc) cores; load average after: $load_after"
-printf '%-9s %8s %8s %9s %12s %10s %12s %s\n' tool user_s sys_s wall_s max_rss_KiB cpu_ms frames exit
 status=0
-for t in arecord edgerec; do
-  read -r u s e m <"$WORK/$t.time" 2>/dev/null || { u=? s=? e=? m=?; }
-  # /usr/bin/time writes "Command exited with non-zero status N" first on failure.
-  if [ "$(wc -l <"$WORK/$t.time")" -gt 1 ]; then read -r u s e m < <(tail -n 1 "$WORK/$t.time"); fi
-  read -r ru rs <"$WORK/$t.rusage"
-  cpu_ms=$(awk -v a="$ru" -v b="$rs" 'BEGIN { printf "%.0f", (a + b) * 1000 }')
-  eval "cpu_$t=$cpu_ms"
-  frames_var=frames_$t
-  printf '%-9s %8s %8s %9s %12s %10s %12s %s\n' "$t" "$u" "$s" "$e" "$m" "$cpu_ms" \
-    "${!frames_var}" "$(cat "$WORK/$t.rc")"
-done
-echo "expected frames: $expected"
-
-for t in arecord edgerec; do
-  if [ "$(cat "$WORK/$t.rc")" != 0 ]; then
-    status=1
-    echo "$t FAILED (exit $(cat "$WORK/$t.rc")); its stderr ends:"
-    tail -n 15 "$WORK/$t.err" | sed 's/^/  /'
+: >"$WORK/ratios"
+echo
+echo "Same device ($DEVICE: ${RATE} Hz, ${CHANNELS} ch, $FORMAT), ${SECS} s each, one after the other, ${RUNS} runs"
+echo "edgerec at its default config (period, ring, flush and sync as shipped)"
+printf '%-4s %-9s %8s %8s %9s %12s %10s %12s %s\n' run tool user_s sys_s wall_s max_rss_KiB cpu_ms frames exit
+for r in $(seq "$RUNS"); do
+  echo "== run $r/$RUNS: arecord, ${SECS} s" >&2
+  rm -f "$WORK/arecord.wav"
+  run arecord arecord -q -D "$DEVICE" -f "$FORMAT" -c "$CHANNELS" -r "$RATE" -d "$SECS" \
+    -t wav "$WORK/arecord.wav"
+  echo "== run $r/$RUNS: edgerec record, ${SECS} s" >&2
+  rm -rf "$WORK/edgerec-out"; mkdir -p "$WORK/edgerec-out"
+  run edgerec "$EDGEREC" record --backend alsa --device "$DEVICE" --format "$FORMAT" \
+    --rate "$RATE" --channels "$CHANNELS" --duration "${SECS}s" --out "$WORK/edgerec-out"
+  frames_arecord=0
+  if [ -f "$WORK/arecord.wav" ]; then
+    frames_arecord=$(( ($(stat -c %s "$WORK/arecord.wav") - 44) / (CHANNELS * 2) ))
+  fi
+  frames_edgerec=$(sed -n 's/^recording: .*, \([0-9][0-9]*\) frames)$/\1/p' "$WORK/edgerec.out" | head -n 1)
+  frames_edgerec=${frames_edgerec:-0}
+  for t in arecord edgerec; do
+    read -r u s e m <"$WORK/$t.time" 2>/dev/null || { u=? s=? e=? m=?; }
+    # /usr/bin/time writes "Command exited with non-zero status N" first on failure.
+    if [ "$(wc -l <"$WORK/$t.time")" -gt 1 ]; then read -r u s e m < <(tail -n 1 "$WORK/$t.time"); fi
+    read -r ru rs <"$WORK/$t.rusage"
+    cpu_ms=$(awk -v a="$ru" -v b="$rs" 'BEGIN { printf "%.0f", (a + b) * 1000 }')
+    eval "cpu_$t=$cpu_ms"
+    frames_var=frames_$t
+    printf '%-4s %-9s %8s %8s %9s %12s %10s %12s %s\n' "$r" "$t" "$u" "$s" "$e" "$m" "$cpu_ms" \
+      "${!frames_var}" "$(cat "$WORK/$t.rc")"
+    if [ "$(cat "$WORK/$t.rc")" != 0 ]; then
+      status=1
+      echo "$t FAILED (exit $(cat "$WORK/$t.rc")); its stderr ends:"
+      tail -n 15 "$WORK/$t.err" | sed 's/^/  /'
+    fi
+  done
+  if [ "$(cat "$WORK/arecord.rc")" = 0 ] && [ "$(cat "$WORK/edgerec.rc")" = 0 ] && [ "${cpu_arecord:-0}" -gt 0 ]; then
+    awk -v e="$cpu_edgerec" -v a="$cpu_arecord" 'BEGIN { printf "%.3f\n", e / a }' >>"$WORK/ratios"
   fi
 done
-
-if [ "$(cat "$WORK/arecord.rc")" = 0 ] && [ "$(cat "$WORK/edgerec.rc")" = 0 ]; then
-  if [ "${cpu_arecord:-0}" -gt 0 ]; then
-    awk -v e="$cpu_edgerec" -v a="$cpu_arecord" \
-      'BEGIN { printf "CPU ratio edgerec/arecord (user+sys): %.2f  (%d ms / %d ms)\n", e / a, e, a }'
-  else
-    echo "CPU ratio edgerec/arecord: n/a (arecord used under 1 ms of CPU)"
-  fi
-  echo "edgerec output:"
-  sed 's/^/  /' "$WORK/edgerec.out"
+echo "expected frames: $expected; load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
+if [ -s "$WORK/ratios" ]; then
+  sort -g "$WORK/ratios" | awk '{v[NR]=$1} END { printf "CPU ratio edgerec/arecord (user+sys) over %d runs: min %.2f  median %.2f  max %.2f\n", NR, v[1], v[int((NR+1)/2)], v[NR] }'
+else
+  echo "CPU ratio edgerec/arecord: n/a (a tool failed, or arecord used under 1 ms of CPU)"
 fi
 
 # ---- Binary size ----

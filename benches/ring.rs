@@ -86,7 +86,7 @@ struct Measured {
 }
 
 fn push_pop_1thread(g: &mut BenchmarkGroup<'_, WallTime>, spec: StreamSpec) -> Measured {
-    let (mut sink, mut source) = ring(spec, RING_SECONDS);
+    let (mut sink, mut source) = ring(spec, RING_SECONDS, usize::MAX);
     let period = test_period(&spec);
     let frames = period_frames(&spec);
     let mut buf = Vec::with_capacity(period.len());
@@ -173,7 +173,7 @@ fn backoff(spins: &mut u32) {
 }
 
 fn spsc_2threads(g: &mut BenchmarkGroup<'_, WallTime>, spec: StreamSpec) -> Measured {
-    let (sink, mut source): (FrameSink, FrameSource) = ring(spec, RING_SECONDS);
+    let (sink, mut source): (FrameSink, FrameSource) = ring(spec, RING_SECONDS, usize::MAX);
     let capacity = source.cons.capacity().get() as u64;
     let popped = Arc::new(AtomicU64::new(0));
     let producer = Producer::spawn(sink, popped.clone(), capacity, spec);
@@ -237,8 +237,8 @@ fn memcpy_hot(g: &mut BenchmarkGroup<'_, WallTime>, spec: StreamSpec) -> Measure
 fn memcpy_ring_sized(g: &mut BenchmarkGroup<'_, WallTime>, spec: StreamSpec) -> Measured {
     let src = test_period(&spec);
     let len = src.len();
-    // Same capacity as `ring(spec, RING_SECONDS)` allocates.
-    let (_, probe) = ring(spec, RING_SECONDS);
+    // Same capacity as `ring(spec, RING_SECONDS, usize::MAX)` allocates.
+    let (_, probe) = ring(spec, RING_SECONDS, usize::MAX);
     let mut mid = vec![0u8; probe.cons.capacity().get()];
     drop(probe);
     let mut dst = vec![0u8; len];

@@ -1,5 +1,5 @@
 //! Throughput of `SegmentFile::write_frames` on a real disk, written the way the segment
-//! writer thread writes: 100 ms batches, the header rewritten and the data `fdatasync`ed
+//! writer thread writes: 500 ms batches, the header rewritten and the data `fdatasync`ed
 //! after every 1 s of audio.
 //!
 //! One iteration writes 10 s of audio into a fresh segment in a temp dir under /tmp and
@@ -18,8 +18,9 @@ use edgerec::segment::file::SegmentFile;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant, SystemTime};
 
-/// The writer thread's batch (`MAX_BATCH_FRAMES` in `segment::writer`): 100 ms at 48 kHz.
-const BATCH_MS: u64 = 100;
+/// The writer thread's batch: it wakes every half sync interval and writes what the ring
+/// holds (up to `MAX_BATCH_BYTES`, 1 MiB, per call in `segment::writer`).
+const BATCH_MS: u64 = 500;
 /// Header flush and `sync_data` interval, in audio time.
 const SYNC_EVERY_MS: u64 = 1000;
 /// Audio per measured iteration: bounds the file (15 MB for 8 ch S32) and the time.
@@ -48,7 +49,7 @@ fn bytes_in(spec: &StreamSpec, ms: u64) -> usize {
     (spec.rate as u64 * ms / 1000) as usize * spec.bytes_per_frame()
 }
 
-/// One 100 ms batch of non-silent audio.
+/// One batch of non-silent audio.
 fn test_batch(spec: &StreamSpec) -> Vec<u8> {
     (0..bytes_in(spec, BATCH_MS))
         .map(|i| (i as u8).wrapping_mul(31).wrapping_add(7))

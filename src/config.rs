@@ -65,10 +65,13 @@ pub struct RawCapture {
     pub format: Option<String>,
     pub rate: Option<u32>,
     pub channels: Option<u16>,
-    /// Device period, e.g. "20ms".
+    /// Device period, e.g. "100ms".
     pub period: Option<String>,
     /// Seconds of audio the ring between capture and writer holds.
     pub ring_seconds: Option<f64>,
+    /// The ring's byte budget in MiB: `ring_seconds` is cut to fit it, so memory stays
+    /// flat as channels grow.
+    pub ring_max_mib: Option<u32>,
     /// Stall guard ("5s"): no frames this long means the device is gone.
     pub stall_guard: Option<String>,
     /// Longest backoff between reopen attempts ("2s").
@@ -121,6 +124,15 @@ impl RawConfig {
     }
 }
 
+/// Most channels a capture takes (MADI/Dante interfaces bring 64-128; the controller's
+/// inventory allows 256).
+pub const MAX_CHANNELS: u16 = 256;
+/// The device period: about what arecord negotiates, so a capture wakes ~10 times a
+/// second; lower it (down to 1 ms) for low-latency uses.
+pub const DEFAULT_PERIOD: Duration = Duration::from_millis(100);
+/// The ring's default byte budget: 10 s of stereo, 1.4 s of 128 ch x 96 kHz x S32.
+pub const DEFAULT_RING_MAX_MIB: u32 = 64;
+
 /// Everything `record` needs, validated.
 #[derive(Clone, Debug, PartialEq)]
 pub struct RecordSettings {
@@ -129,6 +141,8 @@ pub struct RecordSettings {
     pub spec: StreamSpec,
     pub period: Duration,
     pub ring_seconds: f64,
+    /// The ring's byte budget (caps `ring_seconds`).
+    pub ring_max_bytes: usize,
     pub segment_seconds: u64,
     pub flush_interval: Duration,
     pub sync_interval: Duration,
@@ -226,16 +240,16 @@ impl RecordSettings {
             ));
         }
         let channels = cli.channels.or(raw.capture.channels).unwrap_or(2);
-        if !(1..=64).contains(&channels) {
+        if !(1..=MAX_CHANNELS).contains(&channels) {
             return Err(invalid(
                 "capture.channels",
-                format!("{channels} is outside 1..=64"),
+                format!("{channels} is outside 1..={MAX_CHANNELS}"),
             ));
         }
         let period = duration_setting(
             "capture.period",
             raw.capture.period.as_deref(),
-            Duration::from_millis(20),
+            DEFAULT_PERIOD,
         )?;
         if period < Duration::from_millis(1) || period > Duration::from_millis(500) {
             return Err(invalid("capture.period", "must be between 1ms and 500ms"));
@@ -245,6 +259,13 @@ impl RecordSettings {
             return Err(invalid(
                 "capture.ring_seconds",
                 format!("{ring_seconds} is outside 0.5..=120"),
+            ));
+        }
+        let ring_max_mib = raw.capture.ring_max_mib.unwrap_or(DEFAULT_RING_MAX_MIB);
+        if !(1..=4096).contains(&ring_max_mib) {
+            return Err(invalid(
+                "capture.ring_max_mib",
+                format!("{ring_max_mib} is outside 1..=4096"),
             ));
         }
         let segment_seconds = cli
@@ -341,6 +362,7 @@ impl RecordSettings {
             },
             period,
             ring_seconds,
+            ring_max_bytes: ring_max_mib as usize * 1024 * 1024,
             segment_seconds,
             flush_interval,
             sync_interval,

@@ -154,7 +154,7 @@ fn capture(
     spec: StreamSpec,
     secs: f64,
 ) -> (Vec<u8>, Vec<CaptureEvent>, Duration) {
-    let (sink, mut src) = ring(spec, 10.0);
+    let (sink, mut src) = ring(spec, 10.0, usize::MAX);
     let handle =
         start(&request(device, spec), sink).unwrap_or_else(|e| panic!("start {device}: {e}"));
     let t0 = Instant::now();
@@ -235,7 +235,7 @@ fn captures_a_second_bit_exact_in_each_format() {
 fn unplug_mid_stream_ends_with_device_gone() {
     let (kit, _serial) = setup();
     let spec = stereo48k(SampleFormat::S16Le);
-    let (sink, mut src) = ring(spec, 10.0);
+    let (sink, mut src) = ring(spec, 10.0, usize::MAX);
     let handle = alsa_start()(&request("unplugmic", spec), sink).unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let t = Instant::now();
@@ -268,7 +268,7 @@ fn opening_an_unplugged_device_is_no_such_device() {
     let spec = stereo48k(SampleFormat::S16Le);
     // Gone from the configuration (the USB device and its card are gone): ENOENT.
     mic(kit, "unplug", "gonemic");
-    let (sink, _src) = ring(spec, 1.0);
+    let (sink, _src) = ring(spec, 1.0, usize::MAX);
     match alsa_start()(&request("gonemic", spec), sink) {
         Err(OpenError::NoSuchDevice { detail, .. }) => {
             assert!(detail.contains("ENOENT"), "{detail}")
@@ -279,7 +279,7 @@ fn opening_an_unplugged_device_is_no_such_device() {
     mic(kit, "replug", "gonemic");
     // Configured but absent (the driver says ENODEV).
     std::fs::remove_file(kit.dir.join("gonemic.present")).unwrap();
-    let (sink, _src) = ring(spec, 1.0);
+    let (sink, _src) = ring(spec, 1.0, usize::MAX);
     match alsa_start()(&request("gonemic", spec), sink) {
         Err(OpenError::NoSuchDevice { detail, .. }) => {
             assert!(detail.contains("ENODEV"), "{detail}")
@@ -289,11 +289,11 @@ fn opening_an_unplugged_device_is_no_such_device() {
     }
     mic(kit, "replug", "gonemic");
     // And back.
-    let (sink, _src) = ring(spec, 1.0);
+    let (sink, _src) = ring(spec, 1.0, usize::MAX);
     let h = alsa_start()(&request("gonemic", spec), sink).expect("opens after replug");
     stop_within(h, Duration::from_millis(500));
     // A name nobody configured.
-    let (sink, _src) = ring(spec, 1.0);
+    let (sink, _src) = ring(spec, 1.0, usize::MAX);
     assert!(matches!(
         alsa_start()(&request("no_such_mic", spec), sink),
         Err(OpenError::NoSuchDevice { .. })
@@ -307,7 +307,7 @@ fn a_rate_or_format_the_device_lacks_is_unsupported_and_says_what_it_offers() {
         rate: 44_100,
         ..stereo48k(SampleFormat::S16Le)
     };
-    let (sink, _src) = ring(wrong_rate, 1.0);
+    let (sink, _src) = ring(wrong_rate, 1.0, usize::MAX);
     match alsa_start()(&request("filemic", wrong_rate), sink) {
         Err(OpenError::Unsupported { wanted, detail, .. }) => {
             assert_eq!(wanted, "S16_LE 44100 Hz 2 ch");
@@ -321,7 +321,7 @@ fn a_rate_or_format_the_device_lacks_is_unsupported_and_says_what_it_offers() {
         Ok(_) => panic!("opened at 44100 Hz"),
     }
     let s24 = stereo48k(SampleFormat::S24Le);
-    let (sink, _src) = ring(s24, 1.0);
+    let (sink, _src) = ring(s24, 1.0, usize::MAX);
     match alsa_start()(&request("filemic", s24), sink) {
         Err(e @ OpenError::Unsupported { .. }) => {
             let msg = e.to_string();
@@ -335,7 +335,7 @@ fn a_rate_or_format_the_device_lacks_is_unsupported_and_says_what_it_offers() {
         channels: 1,
         ..stereo48k(SampleFormat::S16Le)
     };
-    let (sink, _src) = ring(mono, 1.0);
+    let (sink, _src) = ring(mono, 1.0, usize::MAX);
     assert!(matches!(
         alsa_start()(&request("filemic", mono), sink),
         Err(OpenError::Unsupported { detail, .. }) if detail.contains("1 channels")
@@ -346,7 +346,7 @@ fn a_rate_or_format_the_device_lacks_is_unsupported_and_says_what_it_offers() {
 fn a_stall_reads_idle_and_stop_still_returns() {
     let (kit, _serial) = setup();
     let spec = stereo48k(SampleFormat::S16Le);
-    let (sink, mut src) = ring(spec, 10.0);
+    let (sink, mut src) = ring(spec, 10.0, usize::MAX);
     let stats = src.stats.clone();
     let handle = alsa_start()(&request("stallmic", spec), sink).unwrap();
     std::thread::sleep(Duration::from_millis(300));
@@ -485,7 +485,7 @@ fn cpal_captures_a_second_bit_exact() {
 fn cpal_unplug_ends_with_device_gone_and_open_errors_are_typed() {
     let (kit, _serial) = setup();
     let spec = stereo48k(SampleFormat::S16Le);
-    let (sink, src) = ring(spec, 10.0);
+    let (sink, src) = ring(spec, 10.0, usize::MAX);
     let handle = cpal_start()(&request("cpalgone", spec), sink).unwrap();
     std::thread::sleep(Duration::from_millis(300));
     let t = Instant::now();
@@ -506,7 +506,7 @@ fn cpal_unplug_ends_with_device_gone_and_open_errors_are_typed() {
         "{end:?}"
     );
     stop_within(handle, Duration::from_millis(500));
-    let (sink, _src) = ring(spec, 1.0);
+    let (sink, _src) = ring(spec, 1.0, usize::MAX);
     assert!(
         matches!(
             cpal_start()(&request("cpalgone", spec), sink),
@@ -520,14 +520,14 @@ fn cpal_unplug_ends_with_device_gone_and_open_errors_are_typed() {
         rate: 44_100,
         ..spec
     };
-    let (sink, _src) = ring(wrong_rate, 1.0);
+    let (sink, _src) = ring(wrong_rate, 1.0, usize::MAX);
     match cpal_start()(&request("cpalgone", wrong_rate), sink) {
         Err(OpenError::Unsupported { detail, .. }) => eprintln!("cpal 44100: {detail}"),
         Err(e) => panic!("expected Unsupported, got {e}"),
         Ok(_) => panic!("cpal opened 44100 Hz"),
     }
     let packed = stereo48k(SampleFormat::S24Le3);
-    let (sink, _src) = ring(packed, 1.0);
+    let (sink, _src) = ring(packed, 1.0, usize::MAX);
     assert!(matches!(
         cpal_start()(&request("cpalgone", packed), sink),
         Err(OpenError::Unsupported { .. })
@@ -538,7 +538,7 @@ fn cpal_unplug_ends_with_device_gone_and_open_errors_are_typed() {
 fn cpal_stop_returns_during_a_stall() {
     let (kit, _serial) = setup();
     let spec = stereo48k(SampleFormat::S16Le);
-    let (sink, src) = ring(spec, 10.0);
+    let (sink, src) = ring(spec, 10.0, usize::MAX);
     let handle = cpal_start()(&request("cpalstall", spec), sink).unwrap();
     std::thread::sleep(Duration::from_millis(200));
     mic(kit, "stall", "cpalstall");

@@ -55,6 +55,9 @@ fn table() -> Vec<(&'static str, &'static str, Check)> {
         ("capture.ring_seconds", "4.0", |(r, _)| {
             r.ring_seconds == 4.0
         }),
+        ("capture.ring_max_mib", "16", |(r, _)| {
+            r.ring_max_bytes == 16 * 1024 * 1024
+        }),
         ("capture.stall_guard", "\"3s\"", |(r, _)| {
             r.stall_guard == Duration::from_secs(3)
         }),
@@ -220,7 +223,7 @@ fn example_parses_states_the_defaults_and_every_key_is_tested() {
     assert!(b.controller.is_some() && b.disk.reserve_below.is_some());
     let tested: BTreeSet<String> = table().iter().map(|(k, _, _)| k.to_string()).collect();
     let shipped = example_keys(&text);
-    assert_eq!(shipped.len(), 35, "{shipped:?}");
+    assert_eq!(shipped.len(), 36, "{shipped:?}");
     assert_eq!(
         shipped, tested,
         "every shipped key has a row in the table, and only those"

@@ -18,6 +18,7 @@ const KEYS: &[(&str, &str)] = &[
     ("capture", "channels"),
     ("capture", "period"),
     ("capture", "ring_seconds"),
+    ("capture", "ring_max_mib"),
     ("capture", "stall_guard"),
     ("capture", "reopen_cap"),
     ("segments", "segment_seconds"),
@@ -113,7 +114,7 @@ proptest! {
             Ok(s) => {
                 // Whatever was accepted is within the documented bounds.
                 prop_assert!((8_000..=384_000).contains(&s.spec.rate));
-                prop_assert!((1..=64).contains(&s.spec.channels));
+                prop_assert!((1..=256).contains(&s.spec.channels));
                 prop_assert!((0.5..=120.0).contains(&s.ring_seconds));
                 prop_assert!((1..=86_400).contains(&s.segment_seconds));
                 prop_assert!(s.period.as_millis() >= 1 && s.period.as_millis() <= 500);

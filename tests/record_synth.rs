@@ -327,3 +327,45 @@ fn the_file_backend_replays_a_wav_sample_for_sample_and_ends_with_it() {
         .arg(&out));
     assert_eq!(wrong.status.code(), Some(6));
 }
+
+/// 256 channels (the controller inventory's limit) go through the whole path: config,
+/// synth capture, a ring cut to its byte budget, segments, stitch; 257 are refused.
+/// Overruns at full rate are the release build's business (benches/channel_sweep.sh:
+/// none at 256 ch x 96 kHz x S32); a debug build only has to keep the booking.
+#[test]
+fn two_hundred_fifty_six_channels_record_end_to_end_and_257_are_refused() {
+    let _rt = realtime();
+    let out = tempfile::tempdir().unwrap();
+    let record = |channels: &str| {
+        run(edgerec()
+            .env("EDGEREC_LOG", "debug")
+            .args(["record", "--backend", "synth", "--device", "sine:997"])
+            .args([
+                "--format",
+                "S16_LE",
+                "--rate",
+                "48000",
+                "--channels",
+                channels,
+            ])
+            .args(["--duration", "2s", "--out"])
+            .arg(out.path()))
+    };
+    let result = record("256");
+    let stderr = String::from_utf8_lossy(&result.stderr);
+    assert!(result.status.success(), "{stderr}");
+    // 256 x 2 B x 48 kHz is 24.6 MB/s: the 64 MiB budget leaves 2.73 s of the 10 s asked.
+    assert!(stderr.contains("ring 2.73 s, 64.0 MiB"), "{stderr}");
+    let job = only_job(out.path());
+    let tl = timeline(&job);
+    assert_eq!(tl["channels"], 256);
+    assert_eq!(tl["frames"], 96_000);
+    let reader = hound::WavReader::open(job.join("recording.wav")).unwrap();
+    assert_eq!(reader.spec().channels, 256);
+    assert_eq!(reader.duration(), 96_000);
+
+    let refused = record("257");
+    assert_eq!(refused.status.code(), Some(3));
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(stderr.contains("capture.channels"), "{stderr}");
+}

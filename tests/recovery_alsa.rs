@@ -234,6 +234,9 @@ fn a_replug_with_another_channel_count_fails_capture_and_keeps_the_audio() {
     let child = spawn_record(&mic, "chmic", "10s", out.path(), None);
     std::thread::sleep(Duration::from_millis(1500));
     mic.mic("unplug", "chmic");
+    // A replug takes a human longer than a period: let the stream see it gone (the
+    // plugin looks once per ~85 ms period) before the name comes back.
+    std::thread::sleep(Duration::from_millis(500));
     // The same name comes back as a 4-channel device.
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fakemic/setup.sh");
     let status = std::process::Command::new("bash")

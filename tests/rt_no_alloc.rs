@@ -65,7 +65,7 @@ fn allocations_in_steady_state(start: StartFn, device: &str, spec: StreamSpec, s
     set_steady_state_probe(probe);
     let before_entered = STEADY_ENTERED.load(Ordering::Relaxed);
     let before = ALLOCATIONS.load(Ordering::Relaxed);
-    let (sink, mut source) = capture::ring(spec, 2.0);
+    let (sink, mut source) = capture::ring(spec, 2.0, usize::MAX);
     let handle = start(&CaptureRequest::new(device, spec), sink).expect("backend starts");
     let mut buf = Vec::with_capacity(1 << 20);
     let until = Instant::now() + Duration::from_secs_f64(secs);
@@ -90,9 +90,10 @@ fn capture_loops_never_allocate_in_steady_state() {
         rate: 48_000,
         channels: 2,
     };
-    let synth = allocations_in_steady_state(capture::synth::start, "sine:440", spec, 1.0);
+    // Long enough for the warm-up at the default ~100 ms period, and some steady periods.
+    let synth = allocations_in_steady_state(capture::synth::start, "sine:440", spec, 1.5);
     assert_eq!(synth, 0, "synth capture loop allocated {synth} times");
-    let noise = allocations_in_steady_state(capture::synth::start, "noise", spec, 0.5);
+    let noise = allocations_in_steady_state(capture::synth::start, "noise", spec, 1.5);
     assert_eq!(noise, 0, "synth noise loop allocated {noise} times");
 
     let mic = common::fakemic::setup(&[("nallocmic", &[])]);
@@ -104,7 +105,7 @@ fn capture_loops_never_allocate_in_steady_state() {
         SampleFormat::FloatLe,
     ] {
         let spec = StreamSpec { format, ..spec };
-        let alsa = allocations_in_steady_state(capture::alsa::start, "nallocmic", spec, 1.0);
+        let alsa = allocations_in_steady_state(capture::alsa::start, "nallocmic", spec, 1.5);
         assert_eq!(
             alsa, 0,
             "alsa capture loop ({format}) allocated {alsa} times"

@@ -323,12 +323,17 @@ fn set_hw_params(pcm: &PCM, req: &CaptureRequest) -> Result<(u32, u32), OpenErro
         .map_err(|e| unsupported(format!("{} channels", spec.channels), e))?;
     hwp.set_rate(spec.rate, ValueOr::Nearest)
         .map_err(|e| unsupported(format!("rate {} Hz", spec.rate), e))?;
-    let period = req.period_frames.max(1) as ::alsa::pcm::Frames;
+    // The buffer first, then a period of at most a quarter of what the device gave (as
+    // arecord does): a device with a small buffer still leaves room for a late read.
+    let buffer = req.buffer_frames.max(req.period_frames * 2) as ::alsa::pcm::Frames;
+    let buffer = hwp
+        .set_buffer_size_near(buffer)
+        .map_err(|e| unsupported(format!("a buffer near {buffer} frames"), e))?;
+    let period = (req.period_frames as ::alsa::pcm::Frames)
+        .min(buffer / 4)
+        .max(1);
     hwp.set_period_size_near(period, ValueOr::Nearest)
         .map_err(|e| unsupported(format!("a period near {period} frames"), e))?;
-    let buffer = req.buffer_frames.max(req.period_frames * 2) as ::alsa::pcm::Frames;
-    hwp.set_buffer_size_near(buffer)
-        .map_err(|e| unsupported(format!("a buffer near {buffer} frames"), e))?;
     pcm.hw_params(&hwp)
         .map_err(|e| unsupported(spec.to_string(), e))?;
     drop(hwp);

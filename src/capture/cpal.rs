@@ -29,8 +29,8 @@ pub const THREAD_NAME: &str = "edgerec-capture-cpal";
 const OPEN_TIMEOUT: Duration = Duration::from_secs(5);
 /// Passed to cpal as the stream's timeout (its ALSA host uses it as the poll timeout).
 const STREAM_TIMEOUT: Duration = Duration::from_millis(250);
-/// How often the owner thread looks at the stop flag and the gone verdict.
-const OWNER_POLL: Duration = Duration::from_millis(10);
+/// Longest the owner thread parks between looks (a stop and a verdict wake it at once).
+const OWNER_LOOK: Duration = Duration::from_secs(1);
 /// More errors than this within [`STORM_WINDOW`] mean the device is gone.
 pub const STORM_ERRORS: u32 = 50;
 const STORM_WINDOW: Duration = Duration::from_secs(1);
@@ -89,10 +89,12 @@ impl Gone {
     }
 }
 
-/// State the callbacks and the owner thread share: atomics only.
+/// State the callbacks and the owner thread share: atomics, and the owner's doorbell
+/// (rung by the error callback, never by the data callback).
 #[derive(Default)]
 struct Shared {
     gone: AtomicU8,
+    wake: super::Doorbell,
     /// Errors reported by cpal since the start (every kind).
     errors: AtomicU64,
     /// Set by the error callback on an xrun; the data callback reports the gap.
@@ -170,6 +172,9 @@ fn owner(
         notifier.end(CaptureEnd::Stopped);
         return;
     }
+    // Parked until a stop or the error callback's verdict rings it.
+    let bell = shared.clone();
+    let _hook = stop.on_stop(move || bell.wake.ring());
     let gone = loop {
         if stop.is_stopped() {
             break Gone::No;
@@ -178,7 +183,7 @@ fn owner(
         if g != Gone::No {
             break g;
         }
-        std::thread::sleep(OWNER_POLL);
+        shared.wake.wait_timeout(OWNER_LOOK);
     };
     // Dropping the stream joins cpal's worker thread, and with it the callback and the sink.
     drop(stream);
@@ -290,6 +295,7 @@ fn callbacks(sink: FrameSink, rate: u32, shared: Arc<Shared>) -> (DataFn, ErrFn,
                 Ordering::AcqRel,
                 Ordering::Acquire,
             );
+            shared.wake.ring();
         }
     });
     (data, err, back)

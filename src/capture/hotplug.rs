@@ -76,6 +76,23 @@ impl HotplugListener {
         let _ = self.socket.set_nonblocking(false);
         events
     }
+
+    /// The action of a wake-up from [`HotplugListener::waker`] (not a device).
+    pub const WAKE: &'static str = "wake";
+
+    /// Something another thread can call to wake this listener (a datagram to itself).
+    pub fn waker(&self) -> std::io::Result<impl Fn() + Send + Sync + 'static> {
+        let socket = self.socket.try_clone()?;
+        let path = self.path.clone();
+        let wake = HotplugEvent {
+            action: Self::WAKE.into(),
+            devpath: String::new(),
+        }
+        .encode();
+        Ok(move || {
+            let _ = socket.send_to(wake.as_bytes(), &path);
+        })
+    }
 }
 
 impl Drop for HotplugListener {

@@ -14,15 +14,16 @@ pub mod pacer;
 pub mod pull;
 pub mod rt;
 pub mod sink;
+pub mod stop;
 pub mod synth;
 
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 pub use sink::{
-    CaptureEnd, CaptureEvent, CaptureStats, EndNotifier, FrameSink, FrameSource, GapCause,
-    StopFlag, ring,
+    CaptureEnd, CaptureEvent, CaptureStats, EndNotifier, FrameSink, FrameSource, GapCause, ring,
 };
+pub use stop::{Doorbell, StopFlag, StopHook};
 
 use crate::core::format::StreamSpec;
 
@@ -40,15 +41,21 @@ pub struct CaptureRequest {
 
 impl CaptureRequest {
     pub fn new(device: impl Into<String>, spec: StreamSpec) -> Self {
-        // ~20 ms periods, ~1 s device buffer: wide margin against scheduling hiccups.
-        let period_frames = (spec.rate / 50).max(32);
+        // ~100 ms periods (about what arecord negotiates: ~10 wake-ups a second).
+        let period_frames = (spec.rate / 10).max(32);
         CaptureRequest {
             device: device.into(),
             spec,
             period_frames,
-            buffer_frames: period_frames * 50,
+            buffer_frames: buffer_frames(spec, period_frames),
         }
     }
+}
+
+/// A device buffer of at least a second and four periods: wide margin against
+/// scheduling hiccups at any period.
+pub fn buffer_frames(spec: StreamSpec, period_frames: u32) -> u32 {
+    period_frames.saturating_mul(4).max(spec.rate)
 }
 
 /// Why a stream could not start. Each variant says what the caller should do.

@@ -67,6 +67,9 @@ pub struct CaptureStats {
     push_seq: AtomicU64,
     /// Set once the capture thread has left its loop.
     pub ended: AtomicBool,
+    /// The consumer's thread, unparked when the stream ends (never for frames: the
+    /// consumer wakes on its own deadlines, so the steady state makes no syscall).
+    consumer: std::sync::OnceLock<std::thread::Thread>,
 }
 
 impl CaptureStats {
@@ -80,6 +83,15 @@ impl CaptureStats {
             last_frames_ns: AtomicU64::new(0),
             push_seq: AtomicU64::new(0),
             ended: AtomicBool::new(false),
+            consumer: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// Marks the stream ended and wakes the consumer if it is parked.
+    fn mark_ended(&self) {
+        self.ended.store(true, Ordering::Release);
+        if let Some(t) = self.consumer.get() {
+            t.unpark();
         }
     }
 
@@ -107,26 +119,6 @@ impl CaptureStats {
     }
 }
 
-/// Signals a capture thread to leave its loop. Cheap to clone; checked once per period.
-#[derive(Clone, Debug, Default)]
-pub struct StopFlag(Arc<AtomicBool>);
-
-impl StopFlag {
-    pub fn new() -> Self {
-        Self::default()
-    }
-    pub fn stop(&self) {
-        self.0.store(true, Ordering::Release);
-    }
-    pub fn is_stopped(&self) -> bool {
-        self.0.load(Ordering::Acquire)
-    }
-    /// The flag itself, for signal handlers that set it (async-signal-safe: one store).
-    pub fn as_atomic(&self) -> Arc<AtomicBool> {
-        self.0.clone()
-    }
-}
-
 /// Capacity of the event channel; a gap that does not fit is merged into the next one.
 const EVENT_CAPACITY: usize = 256;
 
@@ -151,6 +143,11 @@ pub struct FrameSource {
 }
 
 impl FrameSource {
+    /// Makes the calling thread the one the stream's end unparks (`std::thread::park`).
+    pub fn wake_me_at_the_end(&self) {
+        let _ = self.stats.consumer.set(std::thread::current());
+    }
+
     /// Whole frames waiting in the ring.
     pub fn frames_available(&self) -> usize {
         self.cons.occupied_len() / self.spec.bytes_per_frame()
@@ -167,10 +164,22 @@ impl FrameSource {
     }
 }
 
-/// A ring sized to hold `seconds` of `spec`, split into the capture and writer ends.
-pub fn ring(spec: StreamSpec, seconds: f64) -> (FrameSink, FrameSource) {
+/// Fewest frames a ring holds, whatever the budget.
+const MIN_RING_FRAMES: usize = 1024;
+
+/// Frames of ring for `seconds` of `spec`, cut to fit `max_bytes` (pure): memory stays
+/// flat as channels grow, and the ring's seconds shrink instead (the writer wakes on the
+/// ring's fill mark, so a shorter ring only means earlier wake-ups).
+pub fn ring_frames(spec: StreamSpec, seconds: f64, max_bytes: usize) -> usize {
+    let bpf = spec.bytes_per_frame().max(1);
+    let wanted = (f64::from(spec.rate) * seconds).ceil() as usize;
+    wanted.min(max_bytes / bpf).max(MIN_RING_FRAMES)
+}
+
+/// A ring sized by [`ring_frames`], split into the capture and writer ends.
+pub fn ring(spec: StreamSpec, seconds: f64, max_bytes: usize) -> (FrameSink, FrameSource) {
     let bpf = spec.bytes_per_frame();
-    let frames = ((spec.rate as f64 * seconds).ceil() as usize).max(1024);
+    let frames = ring_frames(spec, seconds, max_bytes);
     let (prod, cons) = HeapRb::<u8>::new(frames * bpf).split();
     let (tx, rx) = crossbeam_channel::bounded(EVENT_CAPACITY);
     let stats = Arc::new(CaptureStats::new());
@@ -279,7 +288,7 @@ impl FrameSink {
             CaptureEvent::Ended { at: self.pos, end },
             std::time::Duration::from_secs(1),
         );
-        self.stats.ended.store(true, Ordering::Release);
+        self.stats.mark_ended();
     }
 }
 
@@ -306,7 +315,7 @@ impl EndNotifier {
             CaptureEvent::Ended { at, end },
             std::time::Duration::from_secs(1),
         );
-        self.stats.ended.store(true, Ordering::Release);
+        self.stats.mark_ended();
     }
 }
 
@@ -325,7 +334,7 @@ mod tests {
 
     #[test]
     fn pushes_whole_frames_and_reports_ring_full_as_a_gap() {
-        let (mut sink, mut src) = ring(spec(), 1.0); // 1024 frames minimum
+        let (mut sink, mut src) = ring(spec(), 1.0, usize::MAX); // 1024 frames minimum
         let period = vec![7u8; 4 * 1000];
         sink.push(&period);
         sink.push(&period); // only 24 frames fit
@@ -351,8 +360,37 @@ mod tests {
     }
 
     #[test]
+    fn the_ring_is_cut_to_its_byte_budget() {
+        let mib = 1024 * 1024;
+        let spec = |format, rate, channels| StreamSpec {
+            format,
+            rate,
+            channels,
+        };
+        // Stereo S16 at 48 kHz: 10 s is 1.9 MB, well under the budget.
+        let stereo = spec(SampleFormat::S16Le, 48_000, 2);
+        assert_eq!(ring_frames(stereo, 10.0, 64 * mib), 480_000);
+        // 128 ch x 96 kHz x S32 is 49 MB/s: the budget holds 1.37 s, never more bytes.
+        for channels in [64, 128, 256] {
+            let wide = spec(SampleFormat::S32Le, 96_000, channels);
+            let frames = ring_frames(wide, 10.0, 64 * mib);
+            let bytes = frames * wide.bytes_per_frame();
+            assert!(bytes <= 64 * mib, "{channels} ch: {bytes} B");
+            assert!(
+                bytes > 64 * mib - wide.bytes_per_frame(),
+                "{channels} ch: {bytes} B"
+            );
+        }
+        let wide = spec(SampleFormat::S32Le, 96_000, 128);
+        let seconds = ring_frames(wide, 10.0, 64 * mib) as f64 / 96_000.0;
+        assert!((seconds - 1.365).abs() < 0.001, "{seconds}");
+        // A budget below the floor still leaves a working ring.
+        assert_eq!(ring_frames(wide, 10.0, 1), 1024);
+    }
+
+    #[test]
     fn partial_trailing_frame_is_ignored() {
-        let (mut sink, src) = ring(spec(), 1.0);
+        let (mut sink, src) = ring(spec(), 1.0, usize::MAX);
         sink.push(&[1, 2, 3, 4, 5, 6]);
         assert_eq!(sink.position(), 1);
         assert_eq!(src.frames_available(), 1);

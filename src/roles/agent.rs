@@ -26,24 +26,36 @@ pub fn run(
 ) -> Result<(), AgentError> {
     crate::roles::notify::expect_roles(2);
     let deadline = capture.shutdown_deadline;
-    let capture_stop = shutdown.clone();
+    // Each role says when it is done; one role ending on its own (an error) ends the
+    // agent too (a supervisor restarts it), so it sets the shutdown flag as it leaves.
+    let (done_tx, done_rx) = crossbeam_channel::bounded::<()>(2);
+    let (capture_stop, capture_done) = (shutdown.clone(), done_tx.clone());
     let capture_thread = std::thread::Builder::new()
         .name("edgerec-capture-role".into())
-        .spawn(move || capture::run(&capture, &capture_stop))
+        .spawn(move || {
+            let r = capture::run(&capture, &capture_stop);
+            capture_stop.stop();
+            let _ = capture_done.send(());
+            r
+        })
         .map_err(AgentError::Spawn)?;
-    let sync_stop = shutdown.clone();
+    let (sync_stop, sync_done) = (shutdown.clone(), done_tx);
     let sync_thread = std::thread::Builder::new()
         .name("edgerec-sync-role".into())
-        .spawn(move || sync::run(sync, &sync_stop))
+        .spawn(move || {
+            let r = sync::run(sync, &sync_stop);
+            sync_stop.stop();
+            let _ = sync_done.send(());
+            r
+        })
         .map_err(AgentError::Spawn)?;
-    while !shutdown.is_stopped() && !capture_thread.is_finished() && !sync_thread.is_finished() {
-        std::thread::sleep(Duration::from_millis(100));
-    }
-    // One role ending on its own (an error) ends the agent: a supervisor restarts it.
-    shutdown.stop();
+    // Parked until a signal or a role's end: no wake-ups meanwhile.
+    while !shutdown.wait_timeout(Duration::from_secs(3600)) {}
     let until = Instant::now() + deadline;
-    while !(capture_thread.is_finished() && sync_thread.is_finished()) && Instant::now() < until {
-        std::thread::sleep(Duration::from_millis(20));
+    for _ in 0..2 {
+        if done_rx.recv_deadline(until).is_err() {
+            break;
+        }
     }
     if !sync_thread.is_finished() {
         log::error!(

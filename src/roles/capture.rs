@@ -9,6 +9,7 @@
 
 use std::collections::HashMap;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -45,7 +46,9 @@ impl CaptureRoleSettings {
             run,
             gap_fill: GapFill::Silence,
             exit_when_idle: false,
-            poll: Duration::from_millis(250),
+            // The sync role's datagram starts a claimed job at once; the scan only
+            // catches what no datagram announced, at the beat's cadence.
+            poll: BEAT_EVERY,
             shutdown_deadline: Duration::from_secs(4),
         }
     }
@@ -73,6 +76,9 @@ struct JobStop {
     group: GroupEnds,
 }
 
+/// How often a running job looks for the sync role's stop in the journal.
+const JOURNAL_STOP_EVERY: Duration = Duration::from_secs(1);
+
 /// The reason a job stops because its process is shutting down (not a job end).
 const SHUTDOWN: &str = "shutdown";
 
@@ -81,8 +87,8 @@ impl StopSource for JobStop {
         if self.shutdown.is_stopped() {
             return Some(SHUTDOWN.into());
         }
-        // The journal is read at most every 250 ms: stops are operator-paced.
-        if self.last_check.get().elapsed() >= Duration::from_millis(250) {
+        // The journal is read at most once a second: stops are operator-paced.
+        if self.last_check.get().elapsed() >= JOURNAL_STOP_EVERY {
             self.last_check.set(Instant::now());
             match self.group.all_ended(&self.journal, &self.job_id) {
                 Ok(ended) => self.stopping.set(ended),
@@ -95,7 +101,18 @@ impl StopSource for JobStop {
     fn note_frames(&self, timeline_frames: u64) {
         self.group.note_frames(timeline_frames);
     }
+
+    fn on_stop(&self, wake: Box<dyn Fn() + Send + Sync>) -> Option<crate::capture::StopHook> {
+        Some(self.shutdown.on_stop(wake))
+    }
+    /// The sync role's stop is a journal state: looked at once a second.
+    fn recheck_every(&self) -> Option<Duration> {
+        Some(JOURNAL_STOP_EVERY)
+    }
 }
+
+/// Wakes the role loop from another thread.
+type Waker = Arc<dyn Fn() + Send + Sync>;
 
 /// What one role run did (for tests and the log).
 #[derive(Debug, Default)]
@@ -154,6 +171,12 @@ pub fn run(
     let wake = crate::capture::hotplug::HotplugListener::bind(&settings.state_dir)
         .map_err(|e| log::warn!("wake-up socket unavailable ({e}); polling the journal only"))
         .ok();
+    // A shutdown wakes the loop at once (a datagram to its own socket).
+    let waker: Option<Waker> = wake
+        .as_ref()
+        .and_then(|l| l.waker().ok())
+        .map(|w| Arc::new(w) as Waker);
+    let _wake_on_stop = waker.clone().map(|w| shutdown.on_stop(move || w()));
     crate::roles::notify::ready("capture");
     loop {
         crate::roles::notify::alive("capture");
@@ -181,7 +204,7 @@ pub fn run(
         let runnable = start_runnable_jobs(
             &journal,
             settings,
-            shutdown,
+            (shutdown, waker.as_ref()),
             &mut running,
             &mut failures,
             &mut summary,
@@ -211,7 +234,7 @@ pub fn run(
 fn start_runnable_jobs(
     journal: &Journal,
     settings: &CaptureRoleSettings,
-    shutdown: &StopFlag,
+    (shutdown, waker): (&StopFlag, Option<&Waker>),
     running: &mut HashMap<String, JobThread>,
     failures: &mut Failures,
     summary: &mut CaptureSummary,
@@ -246,7 +269,13 @@ fn start_runnable_jobs(
         if job.state != JobState::Claimed {
             summary.resumed.push(job.id.clone());
         }
-        let handle = spawn_job(settings.clone(), job.clone(), lock, shutdown.clone());
+        let handle = spawn_job(
+            settings.clone(),
+            job.clone(),
+            lock,
+            shutdown.clone(),
+            waker.cloned(),
+        );
         running.insert(job.id.clone(), JobThread { handle });
     }
     Ok(runnable)
@@ -409,6 +438,7 @@ fn spawn_job(
     job: JobRow,
     lock: JobLock,
     shutdown: StopFlag,
+    waker: Option<Waker>,
 ) -> JoinHandle<JobThreadEnd> {
     std::thread::Builder::new()
         .name(format!(
@@ -417,10 +447,15 @@ fn spawn_job(
         ))
         .spawn(move || {
             let _lock = lock; // held until the thread ends
-            match run_one(&settings, &job, &shutdown) {
+            let end = match run_one(&settings, &job, &shutdown) {
                 Ok(end) => end,
                 Err(e) => JobThreadEnd::Failed(e.to_string(), e.is_disk_full()),
+            };
+            // The role loop reaps it now rather than at its next scan.
+            if let Some(wake) = waker {
+                wake();
             }
+            end
         })
         .expect("spawn job thread")
 }

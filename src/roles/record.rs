@@ -97,6 +97,7 @@ pub fn run_settings(settings: &RecordSettings) -> RunSettings {
     let mut run = RunSettings::new(finalize::journal_path(&settings.out), settings.out.clone());
     run.period = settings.period;
     run.ring_seconds = settings.ring_seconds;
+    run.ring_max_bytes = settings.ring_max_bytes;
     run.segment_seconds = settings.segment_seconds;
     run.flush_interval = settings.flush_interval;
     run.sync_interval = settings.sync_interval;

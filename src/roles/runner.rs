@@ -15,7 +15,7 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::capture::hotplug::HotplugListener;
-use crate::capture::{self, CaptureRequest, OpenError, StopFlag};
+use crate::capture::{self, CaptureRequest, OpenError, StopFlag, StopHook};
 use crate::core::backoff::Backoff;
 use crate::core::timeline::{self, EventKind, PlacedSegment, TimelineEvent};
 use crate::journal::{JobRow, Journal, JournalError};
@@ -35,6 +35,8 @@ pub struct RunSettings {
     pub state_dir: PathBuf,
     pub period: Duration,
     pub ring_seconds: f64,
+    /// The ring's byte budget: `ring_seconds` is cut to fit it.
+    pub ring_max_bytes: usize,
     pub segment_seconds: u64,
     pub flush_interval: Duration,
     pub sync_interval: Duration,
@@ -59,8 +61,9 @@ impl RunSettings {
         RunSettings {
             journal_path,
             state_dir: state_dir.clone(),
-            period: Duration::from_millis(20),
+            period: crate::config::DEFAULT_PERIOD,
             ring_seconds: 10.0,
+            ring_max_bytes: crate::config::DEFAULT_RING_MAX_MIB as usize * 1024 * 1024,
             segment_seconds: 300,
             flush_interval: Duration::from_secs(1),
             sync_interval: Duration::from_secs(1),
@@ -167,11 +170,20 @@ pub trait StopSource {
     fn stop_reason(&self) -> Option<String>;
     /// Where the capture is, for a source that dates its stops (a capture group's).
     fn note_frames(&self, _timeline_frames: u64) {}
+    /// Runs `wake` when a stop is asked, while the guard lives (sources that can say so).
+    fn on_stop(&self, wake: Box<dyn Fn() + Send + Sync>) -> Option<StopHook>;
+    /// How often `stop_reason` must be asked again (`None`: `on_stop` always says so).
+    fn recheck_every(&self) -> Option<Duration> {
+        None
+    }
 }
 
 impl StopSource for StopFlag {
     fn stop_reason(&self) -> Option<String> {
         self.is_stopped().then(|| "signal".to_string())
+    }
+    fn on_stop(&self, wake: Box<dyn Fn() + Send + Sync>) -> Option<StopHook> {
+        Some(StopFlag::on_stop(self, wake))
     }
 }
 
@@ -236,10 +248,11 @@ pub fn run_job(
             break outcome;
         }
         let spec = job.spec;
-        let (sink, source) = capture::ring(spec, settings.ring_seconds);
+        let (sink, source) = capture::ring(spec, settings.ring_seconds, settings.ring_max_bytes);
+        log_ring(&job.id, &source);
         let mut request = CaptureRequest::new(job.device.clone(), spec);
         request.period_frames = spec.frames_in(settings.period).max(16) as u32;
-        request.buffer_frames = request.period_frames * 50;
+        request.buffer_frames = capture::buffer_frames(spec, request.period_frames);
         let handle = match start(&request, sink) {
             Ok(handle) => handle,
             Err(e) => match cap.open_failed(e)? {
@@ -469,21 +482,43 @@ pub fn window_end(job: &JobRow) -> Option<i64> {
     Some(job.created_at_ms + (frames as u128 * 1000 / rate) as i64)
 }
 
-/// Sleeps `delay` or until a hotplug datagram or a stop arrives.
+/// Sleeps `delay` or until a hotplug datagram or a stop arrives (the stop wakes the
+/// wait; a stop source that must be asked is asked at its own cadence).
 fn wait_for_device(hotplug: Option<&HotplugListener>, delay: Duration, stop: &dyn StopSource) {
     let until = Instant::now() + delay;
+    let cadence = stop.recheck_every().unwrap_or(delay);
+    let bell = std::sync::Arc::new(capture::Doorbell::default());
+    let _hook = match hotplug.and_then(|l| l.waker().ok()) {
+        Some(wake) => stop.on_stop(Box::new(wake)),
+        None => {
+            let bell = bell.clone();
+            stop.on_stop(Box::new(move || bell.ring()))
+        }
+    };
     while Instant::now() < until && stop.stop_reason().is_none() {
-        let slice = (until - Instant::now()).min(Duration::from_millis(100));
+        let slice = until.saturating_duration_since(Instant::now()).min(cadence);
         match hotplug {
-            Some(listener) => {
-                if let Some(ev) = listener.wait(slice) {
+            Some(listener) => match listener.wait(slice) {
+                Some(ev) if ev.action != HotplugListener::WAKE => {
                     log::debug!("hotplug {} {}: reopening now", ev.action, ev.devpath);
                     return;
                 }
+                _ => {}
+            },
+            None => {
+                bell.wait_timeout(slice);
             }
-            None => std::thread::sleep(slice),
         }
     }
+}
+
+/// Says what the ring holds (the byte budget may have cut its seconds).
+fn log_ring(job: &str, source: &capture::FrameSource) {
+    use ringbuf::traits::Observer as _;
+    let bytes = source.cons.capacity().get();
+    let seconds = (bytes / source.spec.bytes_per_frame()) as f64 / f64::from(source.spec.rate);
+    let mib = bytes as f64 / (1024.0 * 1024.0);
+    log::debug!("{job}: ring {seconds:.2} s, {mib:.1} MiB");
 }
 
 /// A jitter value in 0..1 without a RNG dependency: the clock's low bits.

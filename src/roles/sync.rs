@@ -97,8 +97,12 @@ pub enum SyncError {
     },
 }
 
-/// How often the loop looks at the journal when no call outcome wakes it.
-const TICK: Duration = Duration::from_millis(200);
+/// How often the loop looks at the journal while a job is live or the outbox holds rows:
+/// what the capture role journals (a finished capture, an outbox row) waits at most this
+/// long. With neither, the loop sleeps until its next scheduled call (a call's outcome
+/// and a shutdown wake it earlier), at most [`IDLE_TICK`].
+const TICK: Duration = Duration::from_secs(1);
+const IDLE_TICK: Duration = Duration::from_secs(5);
 /// Repeats of one kind of failure (call and error kind) within this window are folded.
 const FOLD_WINDOW: Duration = Duration::from_secs(60);
 
@@ -189,11 +193,12 @@ pub fn run(settings: SyncSettings, shutdown: &StopFlag) -> Result<(), SyncError>
     let started = now_ms();
     let boot = crate::roles::capture::boot_id();
     let node = node_health::NodeWatch::start(&settings.state_dir, settings.disk, &journal, started);
-    let devices = node::InventoryWatch::new(&settings.state_dir);
+    let lanes = Lanes::new(client);
+    let devices = node::InventoryWatch::new(&settings.state_dir, lanes.waker());
     let mut sync = Sync {
         settings,
         journal,
-        lanes: Lanes::new(client),
+        lanes,
         capacity: 1,
         last_node_heartbeat: None,
         last_config: None,
@@ -212,6 +217,7 @@ pub fn run(settings: SyncSettings, shutdown: &StopFlag) -> Result<(), SyncError>
         devices,
     };
     let mut last_beat: Option<Instant> = None;
+    let _wake_on_stop = shutdown.on_stop(sync.lanes.waker());
     crate::roles::notify::ready("sync");
     while !shutdown.is_stopped() {
         crate::roles::notify::alive("sync");
@@ -232,7 +238,12 @@ pub fn run(settings: SyncSettings, shutdown: &StopFlag) -> Result<(), SyncError>
         }
         // Sleep until a call comes back or the next tick; lanes still busy at shutdown
         // end on their own timeouts (the process does not wait for them).
-        if let Some((lane, done)) = sync.lanes.next_outcome(TICK)
+        let next_call = sync.until_next_call(last_beat);
+        let wait = match sync.idle() {
+            Ok(true) => next_call,
+            _ => next_call.min(TICK),
+        };
+        if let Some((lane, done)) = sync.lanes.next_outcome(wait)
             && let Err(e) = sync.handle(lane, done)
         {
             log::error!("sync: {e}");
@@ -254,6 +265,47 @@ fn jitter() -> f64 {
 }
 
 impl Sync {
+    /// Nothing to follow: no job that is not over, no outbox row waiting, no call out.
+    fn idle(&self) -> Result<bool, SyncError> {
+        Ok(self.in_flight.is_empty()
+            && self.watches.is_empty()
+            && self.journal.non_terminal_jobs()?.is_empty()
+            && self.journal.pending_count()? == 0)
+    }
+
+    /// Until the next node heartbeat, claim, config fetch, job poll or beat is due.
+    fn until_next_call(&self, last_beat: Option<Instant>) -> Duration {
+        let s = &self.settings;
+        // A lane with a call out is woken by its outcome, not by its schedule.
+        let left = |lane: Option<Lane>, last: Option<Instant>, every: Duration| match lane {
+            Some(lane) if self.lanes.is_busy(&lane) => IDLE_TICK,
+            _ => last.map_or(Duration::ZERO, |t| every.saturating_sub(t.elapsed())),
+        };
+        // A claim waits for free capacity, which a job's end brings (its outcome or a tick).
+        let claim = match self.free_capacity() {
+            Ok(free) if free > 0 => left(Some(Lane::Claim), self.last_claim, s.claim_every),
+            _ => IDLE_TICK,
+        };
+        [
+            left(
+                Some(Lane::Node),
+                self.last_node_heartbeat,
+                s.node_heartbeat_every,
+            ),
+            claim,
+            left(Some(Lane::Config), self.last_config, s.config_every),
+            left(None, last_beat, Duration::from_secs(5)),
+        ]
+        .into_iter()
+        .chain(
+            self.watches
+                .iter()
+                .map(|(id, w)| left(Some(Lane::Job(id.clone())), w.polled_at, s.job_poll_every)),
+        )
+        .fold(IDLE_TICK, Duration::min)
+        .max(Duration::from_millis(50))
+    }
+
     /// Schedules what is due; every call goes to its lane, nothing here waits on the
     /// network.
     fn tick(&mut self, shutdown: &StopFlag) -> Result<(), SyncError> {

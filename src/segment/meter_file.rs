@@ -95,6 +95,11 @@ impl MeterPublisher {
         self.listen.feed_bytes(bytes);
     }
 
+    /// How long until the next publication is due.
+    pub fn due_in(&self) -> Duration {
+        METER_EVERY.saturating_sub(self.window_start.elapsed())
+    }
+
     pub fn due(&self) -> bool {
         self.window_start.elapsed() >= METER_EVERY
     }

@@ -72,6 +72,12 @@ impl SpoolGuard {
         self.state == DiskState::Paused
     }
 
+    /// How long until the next look at the free space (the writer parks no longer).
+    pub fn next_check_in(&self) -> Duration {
+        self.last_check
+            .map_or(Duration::ZERO, |t| CHECK_EVERY.saturating_sub(t.elapsed()))
+    }
+
     /// Looks at the free space if a second has passed; reclaims when the budget says so.
     /// Returns what the writer must do: Write, Pause, StayPaused or Resume.
     pub fn check(&mut self, journal: &Journal) -> DiskAction {

@@ -14,10 +14,12 @@
 //!   their journal writes).
 //! - `disk_pause`: pausing and resuming writing on the spool's free space.
 //! - `stream_clock`: dating the run's first frame and the timeline's end.
+//! - `wake`: when the thread wakes (deadlines and capture events, never a poll).
 
 mod disk_pause;
 mod journaled;
 mod stream_clock;
+mod wake;
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
@@ -26,7 +28,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::capture::{CaptureEnd, CaptureEvent, FrameSource, GapCause, StopFlag};
+use crate::capture::{CaptureEnd, CaptureEvent, Doorbell, FrameSource, GapCause, StopFlag};
 use crate::core::disk_budget::DiskAction;
 use crate::core::format::StreamSpec;
 use crate::core::timeline::{EventKind, TimelineEvent};
@@ -91,6 +93,8 @@ pub struct WriterProgress {
     /// Wall time (ms since epoch) of the timeline's end, set when the writer stops.
     pub end_wall_ms: AtomicU64,
     pub finished: AtomicBool,
+    /// Rung when the writer finishes; the supervisor parks on it (stops ring it too).
+    pub wake: Doorbell,
 }
 
 /// Why the writer stopped.
@@ -162,13 +166,11 @@ struct Writer {
     meter: MeterPublisher,
 }
 
-/// Most frames moved per write call: ~100 ms at 48 kHz keeps write calls few but short.
-const MAX_BATCH_FRAMES: usize = 4800;
+/// Most bytes moved per write call: the writer wakes about once a second and writes what
+/// the ring holds in a few large calls (a second of stereo is one call).
+const MAX_BATCH_BYTES: usize = 1 << 20;
 /// How often an open segment's journal row learns its length (closing it always does).
 const SEGMENT_ROW_EVERY: Duration = Duration::from_secs(30);
-/// Sleep when the ring is empty: a few periods of latency (the ring holds seconds), and
-/// few wake-ups: this is most of the writer thread's CPU.
-const IDLE_SLEEP: Duration = Duration::from_millis(40);
 
 /// The writer thread; joining it gives its report.
 pub type WriterThread = JoinHandle<Result<WriterReport, WriterError>>;
@@ -192,7 +194,7 @@ pub fn spawn(
         current: None,
         ring_pos: 0,
         pending: VecDeque::new(),
-        buf: Vec::with_capacity(MAX_BATCH_FRAMES * 64),
+        buf: Vec::with_capacity(MAX_BATCH_BYTES),
         origin_known: false,
         clock: StreamClock::default(),
         spool: None,
@@ -218,8 +220,10 @@ pub fn spawn(
     let handle = std::thread::Builder::new()
         .name("edgerec-writer".into())
         .spawn(move || {
+            writer.source.wake_me_at_the_end();
             let result = writer.run(&drain);
             writer.progress.finished.store(true, Ordering::Release);
+            writer.progress.wake.ring();
             result
         })
         .map_err(|source| WriterError::Segment {
@@ -285,7 +289,7 @@ impl Writer {
             if draining && self.source.frames_available() == 0 && self.source.events.is_empty() {
                 return Ok(Some(WriterEnd::Drained));
             }
-            std::thread::sleep(IDLE_SLEEP);
+            self.park();
         }
         Ok(None)
     }
@@ -314,7 +318,8 @@ impl Writer {
     fn write_available(&mut self) -> Result<u64, WriterError> {
         let mut total = 0;
         loop {
-            let mut want = self.writable_limit().min(MAX_BATCH_FRAMES as u64);
+            let batch = (MAX_BATCH_BYTES / self.cfg.spec.bytes_per_frame()).max(1);
+            let mut want = self.writable_limit().min(batch as u64);
             if want == 0 {
                 break;
             }
@@ -327,6 +332,9 @@ impl Writer {
                     continue; // the gap may have moved the timeline or reached the end
                 }
                 self.open_segment()?;
+                if self.current.is_none() {
+                    break; // no room for it: paused, the frames become the pause's gap
+                }
             }
             let seg = self.current.as_ref().expect("opened above");
             want = want.min(self.cfg.segment_frames - seg.file.frames());
@@ -467,12 +475,19 @@ impl Writer {
             first_frame: self.timeline_pos,
             opened_at_ms: now_ms(),
         };
-        let file = SegmentFile::create_identified(&path, self.cfg.spec, Some(&identity)).map_err(
-            |source| WriterError::Segment {
-                path: path.clone(),
-                source,
-            },
-        )?;
+        let file = match SegmentFile::create_identified(&path, self.cfg.spec, Some(&identity)) {
+            Ok(file) => file,
+            // No room for a new file is a full disk like a failed write: pause.
+            Err(source) if disk::is_disk_full(&source) && self.spool.is_some() => {
+                let _ = std::fs::remove_file(&path);
+                let action = self.spool.as_mut().expect("checked above").write_failed();
+                if action == DiskAction::Pause {
+                    self.pause_writing("creating a segment failed: disk full (ENOSPC/EDQUOT)")?;
+                }
+                return Ok(());
+            }
+            Err(source) => return Err(WriterError::Segment { path, source }),
+        };
         // The file and its directory entry are durable: now the journal may name it.
         let row = NewSegment {
             job_id: self.cfg.job_id.clone(),
@@ -532,7 +547,8 @@ impl Writer {
             source,
         };
         let mut row_update = None;
-        if seg.last_flush.elapsed() >= self.cfg.flush_interval {
+        let due = |last: Instant, every: Duration| last.elapsed() + wake::COALESCE >= every;
+        if due(seg.last_flush, self.cfg.flush_interval) {
             seg.file.flush_header().map_err(|e| io_err(seg, e))?;
             seg.last_flush = Instant::now();
             // The file is the truth for frame counts (repair reads it); the row is only a
@@ -542,7 +558,7 @@ impl Writer {
                 row_update = Some((seg.id, seg.file.frames()));
             }
         }
-        if seg.last_sync.elapsed() >= self.cfg.sync_interval {
+        if due(seg.last_sync, self.cfg.sync_interval) {
             seg.file.sync_data().map_err(|e| io_err(seg, e))?;
             seg.last_sync = Instant::now();
         }

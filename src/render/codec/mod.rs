@@ -76,7 +76,7 @@ pub struct Codec {
 
 #[rustfmt::skip]
 pub static CODECS: &[Codec] = &[
-    Codec { name: "wav", extension: "wav", content_type: "audio/wav", max_rate: 768_000, max_channels: 64, layout: wav::layout, open: wav::open },
+    Codec { name: "wav", extension: "wav", content_type: "audio/wav", max_rate: 768_000, max_channels: 256, layout: wav::layout, open: wav::open },
     Codec { name: "flac", extension: "flac", content_type: "audio/flac", max_rate: 655_350, max_channels: 8, layout: flac::layout, open: flac::open },
     Codec { name: "mp3", extension: "mp3", content_type: "audio/mpeg", max_rate: 48_000, max_channels: 2, layout: mp3::layout, open: mp3::open },
 ];

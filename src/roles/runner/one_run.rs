@@ -176,9 +176,12 @@ impl JobCapture<'_> {
     }
 
     /// Watches one run: ends it on stop, stall, or the job's window closing. `None`
-    /// means "the writer finished by itself: read its report".
+    /// means "the writer finished by itself: read its report". Parked between looks
+    /// until the earliest deadline; the writer's end and a stop ring it awake.
     fn supervise(&mut self, run: &WatchedRun) -> Result<Option<RunEnd>, RunError> {
         let (progress, stats) = (run.progress, run.stats);
+        let bell = progress.clone();
+        let _hook = self.stop.on_stop(Box::new(move || bell.wake.ring()));
         let mut last_progress = Instant::now();
         while !progress.finished.load(Ordering::Acquire) {
             let flowing = progress.origin_wall_ms.load(Ordering::Acquire) != 0;
@@ -188,40 +191,16 @@ impl JobCapture<'_> {
                     loss.restored(self.journal);
                 }
             }
+            // Where the capture is, for a stop source that dates its stops (a group's).
             self.stop
                 .note_frames(progress.timeline_frames.load(Ordering::Acquire));
-            if let Some(reason) = self.stop.stop_reason() {
-                let at = progress.timeline_frames.load(Ordering::Acquire);
-                let ev = TimelineEvent::new(EventKind::StopRequested, at, writer::now_ms())
-                    .with_detail(&reason);
-                self.write(|j, id| j.add_event(id, &ev))?;
-                return Ok(Some(RunEnd::Job(CaptureOutcome::Stopped(reason))));
-            }
-            let silent_for = stats.last_frames_at().elapsed();
-            if silent_for >= self.settings.stall_guard && !stats.ended.load(Ordering::Acquire) {
-                let detail = format!(
-                    "no frames for {:.1} s while the stream claimed to run",
-                    silent_for.as_secs_f64()
-                );
-                log::warn!("{}: stall: {detail}", self.job.id);
-                return Ok(Some(RunEnd::Lost {
-                    since: stats.last_frames_at(),
-                    kind: EventKind::Stall,
-                    detail,
-                }));
-            }
-            // Frames flowing: the writer stops at the job's frame count, and the slack
-            // only bounds a device slower than its rate. No frames: the window is all.
-            let slack = if flowing { SLOW_DEVICE_SLACK_MS } else { 0 };
-            if let Some(deadline) = self.next_deadline_ms()
-                && writer::now_ms() >= deadline + slack
-            {
-                return Ok(Some(RunEnd::Job(CaptureOutcome::DurationReached)));
+            if let Some(end) = self.look(run, flowing)? {
+                return Ok(Some(end));
             }
             // Progress is the sync role's proof that capture advances (it looks every 2 s
             // and allows 5 s): a run file, never the journal (the count is journaled at
             // the run's end; repair reads frames from the segment files).
-            if last_progress.elapsed() >= Duration::from_secs(2) {
+            if last_progress.elapsed() >= PROGRESS_EVERY {
                 let frames = progress.timeline_frames.load(Ordering::Acquire);
                 if let Err(e) =
                     self.journal
@@ -231,15 +210,77 @@ impl JobCapture<'_> {
                 }
                 last_progress = Instant::now();
             }
-            std::thread::sleep(Duration::from_millis(50));
+            let wait = self
+                .next_look(stats, flowing)
+                .min(PROGRESS_EVERY.saturating_sub(last_progress.elapsed()));
+            progress
+                .wake
+                .wait_timeout(wait.max(Duration::from_millis(1)));
         }
         Ok(None)
     }
+
+    /// One look: a stop asked, a stall, or the window closed ends the run.
+    fn look(&mut self, run: &WatchedRun, flowing: bool) -> Result<Option<RunEnd>, RunError> {
+        let (progress, stats) = (run.progress, run.stats);
+        if let Some(reason) = self.stop.stop_reason() {
+            let at = progress.timeline_frames.load(Ordering::Acquire);
+            let ev = TimelineEvent::new(EventKind::StopRequested, at, writer::now_ms())
+                .with_detail(&reason);
+            self.write(|j, id| j.add_event(id, &ev))?;
+            return Ok(Some(RunEnd::Job(CaptureOutcome::Stopped(reason))));
+        }
+        let silent_for = stats.last_frames_at().elapsed();
+        if silent_for >= self.settings.stall_guard && !stats.ended.load(Ordering::Acquire) {
+            let detail = format!(
+                "no frames for {:.1} s while the stream claimed to run",
+                silent_for.as_secs_f64()
+            );
+            log::warn!("{}: stall: {detail}", self.job.id);
+            return Ok(Some(RunEnd::Lost {
+                since: stats.last_frames_at(),
+                kind: EventKind::Stall,
+                detail,
+            }));
+        }
+        // Frames flowing: the writer stops at the job's frame count, and the slack
+        // only bounds a device slower than its rate. No frames: the window is all.
+        if let Some(deadline) = self.window_deadline_ms(flowing)
+            && writer::now_ms() >= deadline
+        {
+            return Ok(Some(RunEnd::Job(CaptureOutcome::DurationReached)));
+        }
+        Ok(None)
+    }
+
+    fn window_deadline_ms(&self, flowing: bool) -> Option<i64> {
+        let slack = if flowing { SLOW_DEVICE_SLACK_MS } else { 0 };
+        self.next_deadline_ms().map(|d| d + slack)
+    }
+
+    /// Until the next look is due: the stall guard's end (measured from the last
+    /// frames), the window's end, or the stop source's own cadence.
+    fn next_look(&self, stats: &capture::CaptureStats, flowing: bool) -> Duration {
+        let stall = if stats.ended.load(Ordering::Acquire) {
+            Duration::from_secs(1) // no stall to watch: the writer's end rings the bell
+        } else {
+            (stats.last_frames_at() + self.settings.stall_guard)
+                .saturating_duration_since(Instant::now())
+        };
+        let window = self.window_deadline_ms(flowing).map_or(Duration::MAX, |d| {
+            Duration::from_millis((d - writer::now_ms()).max(0) as u64)
+        });
+        let recheck = self.stop.recheck_every().unwrap_or(Duration::MAX);
+        stall.min(window).min(recheck)
+    }
 }
+
+/// How often the job's progress is journaled for the sync role.
+const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 
 /// What the supervisor watches during one run.
 struct WatchedRun<'a> {
-    progress: &'a WriterProgress,
+    progress: &'a std::sync::Arc<WriterProgress>,
     stats: &'a capture::CaptureStats,
     /// When this run closes the job's leading gap: the window's opening.
     leading_gap: Option<GapSince>,

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use crossbeam_channel::{Receiver, RecvTimeoutError, Sender};
+use crossbeam_channel::{Receiver, Sender};
 
 use crate::controller::client::Client;
 
@@ -41,20 +41,33 @@ pub(super) struct Lanes<T: Send + 'static> {
     workers: HashMap<Lane, Worker<T>>,
     done_tx: Sender<(Lane, T)>,
     done_rx: Receiver<(Lane, T)>,
+    /// Wakes `next_outcome` early (a shutdown): one pending wake-up is enough.
+    wake_tx: Sender<()>,
+    wake_rx: Receiver<()>,
 }
 
 impl<T: Send + 'static> Lanes<T> {
     pub fn new(client: Client) -> Self {
         let (done_tx, done_rx) = crossbeam_channel::unbounded();
+        let (wake_tx, wake_rx) = crossbeam_channel::bounded(1);
         Lanes {
             client: Arc::new(client),
             workers: HashMap::new(),
             done_tx,
             done_rx,
+            wake_tx,
+            wake_rx,
         }
     }
 
-    /// Whether `lane` has a call in flight.
+    /// Something another thread calls to end the current `next_outcome` wait.
+    pub fn waker(&self) -> impl Fn() + Send + Sync + 'static {
+        let tx = self.wake_tx.clone();
+        move || {
+            let _ = tx.try_send(());
+        }
+    }
+
     /// The controller's clock minus ours, as its replies' `Date` headers say.
     pub fn clock_skew(&self) -> Option<crate::controller::client::ClockSkew> {
         self.client.clock_skew()
@@ -65,6 +78,7 @@ impl<T: Send + 'static> Lanes<T> {
         self.client.node_id()
     }
 
+    /// Whether `lane` has a call in flight.
     pub fn is_busy(&self, lane: &Lane) -> bool {
         self.workers.get(lane).is_some_and(|w| w.busy)
     }
@@ -122,9 +136,10 @@ impl<T: Send + 'static> Lanes<T> {
 
     /// Waits up to `timeout` for the next outcome; `None` when none came.
     pub fn next_outcome(&mut self, timeout: Duration) -> Option<(Lane, T)> {
-        let got = match self.done_rx.recv_timeout(timeout) {
-            Ok(got) => got,
-            Err(RecvTimeoutError::Timeout | RecvTimeoutError::Disconnected) => return None,
+        let got = crossbeam_channel::select! {
+            recv(self.done_rx) -> got => got.ok()?,
+            recv(self.wake_rx) -> _ => return None,
+            default(timeout) => return None,
         };
         if let Some(w) = self.workers.get_mut(&got.0) {
             w.busy = false;

@@ -78,34 +78,54 @@ pub(crate) fn interfaces() -> Vec<Interface> {
 }
 
 /// Tells the sync role when the box's capture hardware may have changed, so the
-/// inventory follows it: a udev wake-up (`edgerec hotplug`) at once, and a change in the
-/// kernel's card list (`/proc/asound/cards`, read without opening any device) at each
-/// node heartbeat for boxes without the udev rule.
+/// inventory follows it: a udev hotplug (`edgerec hotplug`) at once — a thread waits on
+/// the role's own hotplug socket and wakes the loop — and a change in the kernel's card
+/// list (`/proc/asound/cards`, read without opening any device) at each node heartbeat,
+/// for boxes without the udev rule.
 pub(crate) struct InventoryWatch {
-    hotplug: Option<crate::capture::hotplug::HotplugListener>,
+    hotplugged: std::sync::Arc<std::sync::atomic::AtomicBool>,
     cards: String,
 }
 
 impl InventoryWatch {
-    pub fn new(state_dir: &std::path::Path) -> InventoryWatch {
-        let hotplug = crate::capture::hotplug::HotplugListener::bind(state_dir)
-            .inspect_err(|e| {
-                log::warn!("sync: no hotplug socket ({e}); inventory follows at heartbeats")
-            })
-            .ok();
+    pub fn new(
+        state_dir: &std::path::Path,
+        wake: impl Fn() + Send + Sync + 'static,
+    ) -> InventoryWatch {
+        use std::sync::atomic::{AtomicBool, Ordering};
+        let hotplugged = std::sync::Arc::new(AtomicBool::new(false));
+        let flag = hotplugged.clone();
+        let listen = crate::capture::hotplug::HotplugListener::bind(state_dir).and_then(|l| {
+            std::thread::Builder::new()
+                .name("edgerec-sync-hotplug".into())
+                .spawn(move || {
+                    // Lives with the process; the long wait costs one wake-up an hour.
+                    loop {
+                        let Some(ev) = l.wait(std::time::Duration::from_secs(3600)) else {
+                            continue;
+                        };
+                        // The sync role's own post-claim wake-ups are not hardware.
+                        if matches!(ev.action.as_str(), "add" | "remove" | "change") {
+                            flag.store(true, Ordering::Release);
+                            wake();
+                        }
+                    }
+                })
+                .map(drop)
+        });
+        if let Err(e) = listen {
+            log::warn!("sync: no hotplug socket ({e}); the inventory follows at heartbeats");
+        }
         InventoryWatch {
-            hotplug,
+            hotplugged,
             cards: cards(),
         }
     }
 
-    /// udev reported a device coming or going since the last look (the sync role's own
-    /// wake-ups of the capture role after a claim do not count).
+    /// udev reported a device coming or going since the last look.
     pub fn hotplugged(&self) -> bool {
-        let events = self.hotplug.as_ref().map(|h| h.drain()).unwrap_or_default();
-        events
-            .iter()
-            .any(|e| matches!(e.action.as_str(), "add" | "remove" | "change"))
+        self.hotplugged
+            .swap(false, std::sync::atomic::Ordering::AcqRel)
     }
 
     /// The card list differs from the last look.

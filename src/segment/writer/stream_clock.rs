@@ -47,6 +47,8 @@ impl Writer {
         self.progress
             .origin_wall_ms
             .store(origin_wall.max(1) as u64, Ordering::Release);
+        // The supervisor journals the start now: no audio is written before it is.
+        self.progress.wake.ring();
         Ok(())
     }
 

@@ -1,0 +1,190 @@
+//! When the writer thread wakes. It never polls: it parks on the capture events channel
+//! (a gap or the stream's end wakes it at once) until its next deadline, the earliest of
+//! - the header flush and data sync of the open segment (about once a second), and half
+//!   a sync interval at most (what a kill -9 can lose is what is not written yet),
+//! - the ring reaching its fill mark at the stream's rate (so a short ring never fills),
+//! - the job's last frame arriving (the job ends on its frame, not a second late),
+//! - the meter's and the disk check's next turn,
+//!
+//! or when the stream ends (the capture thread unparks it once, leaving its loop).
+//! For frames the capture thread never notifies: it stays a ring push and atomics, with
+//! no syscall but the device's; the writer works out from the stream's rate when frames
+//! will be there instead. Deadlines due within [`COALESCE`] are served together, so the
+//! flush, the sync and the drain share one wake-up. During the stream's first second it looks more often, so the
+//! first frame is dated and journaled promptly.
+
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+
+use ringbuf::traits::Observer as _;
+
+use super::Writer;
+
+/// The ring is drained once it is this full (the rest absorbs a slow write).
+const FILL_MARK: f64 = 0.5;
+/// Work due this soon is done now rather than after another wake-up.
+pub(super) const COALESCE: Duration = Duration::from_millis(100);
+/// How often the writer looks while the stream's first second arrives.
+const EARLY_LOOK: Duration = Duration::from_millis(50);
+
+/// Pure: the earliest of the deadlines, from what the writer knows now.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct WakePlan {
+    /// Until the open segment's flush or sync is due (`None`: no segment is open).
+    pub maintenance: Option<Duration>,
+    /// Frames waiting in the ring, and its capacity in frames.
+    pub occupied: u64,
+    pub capacity: u64,
+    /// Frames until the job's end, if it has one.
+    pub until_stop: Option<u64>,
+    pub rate: u32,
+    /// The other turns (meter, disk check) and the longest park allowed.
+    pub other: Duration,
+    pub longest: Duration,
+}
+
+impl WakePlan {
+    pub(super) fn timeout(&self) -> Duration {
+        let rate = f64::from(self.rate.max(1));
+        let frames_to = |frames: u64| Duration::from_secs_f64(frames as f64 / rate);
+        let mark = (self.capacity as f64 * FILL_MARK) as u64;
+        let fill = frames_to(mark.saturating_sub(self.occupied));
+        let stop = self.until_stop.map_or(Duration::MAX, |s| {
+            frames_to(s.saturating_sub(self.occupied))
+        });
+        [
+            self.maintenance.unwrap_or(Duration::MAX),
+            fill,
+            stop,
+            self.other,
+        ]
+        .into_iter()
+        .fold(self.longest, Duration::min)
+    }
+}
+
+impl Writer {
+    /// Parks until the next deadline, or until the stream's end unparks it. A gap
+    /// event waits for the next deadline: it is applied in stream order anyway.
+    pub(super) fn park(&mut self) {
+        if !self.source.events.is_empty() {
+            return;
+        }
+        // Spurious wake-ups only cost a look; the park token makes an end that comes
+        // between the check above and here return at once.
+        std::thread::park_timeout(self.next_wake().max(Duration::from_millis(1)));
+    }
+
+    fn next_wake(&self) -> Duration {
+        let pushed = self.source.stats.frames_pushed.load(Ordering::Acquire);
+        if !self.origin_known || pushed <= u64::from(self.cfg.spec.rate) {
+            return EARLY_LOOK;
+        }
+        let bpf = self.cfg.spec.bytes_per_frame() as u64;
+        let due = |last: Instant, every: Duration| every.saturating_sub(last.elapsed());
+        let maintenance = self.current.as_ref().map(|seg| {
+            due(seg.last_flush, self.cfg.flush_interval)
+                .min(due(seg.last_sync, self.cfg.sync_interval))
+        });
+        let disk = self
+            .spool
+            .as_ref()
+            .map_or(Duration::MAX, |s| s.next_check_in());
+        WakePlan {
+            maintenance,
+            occupied: self.source.frames_available() as u64,
+            capacity: self.source.cons.capacity().get() as u64 / bpf,
+            until_stop: self
+                .cfg
+                .stop_at
+                .map(|s| s.saturating_sub(self.timeline_pos)),
+            rate: self.cfg.spec.rate,
+            other: self.meter.due_in().min(disk),
+            // Unwritten audio is what a kill -9 loses (written audio survives it in the
+            // page cache): half a sync interval, plus the device's periods in flight,
+            // keeps that under the sync interval.
+            longest: self.cfg.flush_interval.min(self.cfg.sync_interval) / 2,
+        }
+        .timeout()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn plan() -> WakePlan {
+        WakePlan {
+            maintenance: Some(Duration::from_millis(900)),
+            occupied: 0,
+            capacity: 480_000, // 10 s at 48 kHz
+            until_stop: None,
+            rate: 48_000,
+            other: Duration::from_secs(5),
+            longest: Duration::from_secs(1),
+        }
+    }
+
+    #[test]
+    fn a_long_ring_wakes_on_the_flush_deadline() {
+        assert_eq!(plan().timeout(), Duration::from_millis(900));
+        let no_segment = WakePlan {
+            maintenance: None,
+            ..plan()
+        };
+        assert_eq!(no_segment.timeout(), Duration::from_secs(1));
+        let half_sync = WakePlan {
+            longest: Duration::from_millis(500),
+            ..plan()
+        };
+        assert_eq!(half_sync.timeout(), Duration::from_millis(500));
+    }
+
+    #[test]
+    fn a_short_ring_wakes_before_it_is_half_full() {
+        // 1.36 s of ring (128 ch x 96 kHz S32 in 64 MiB), 0.2 s already waiting.
+        let p = WakePlan {
+            capacity: 130_000,
+            occupied: 19_200,
+            rate: 96_000,
+            ..plan()
+        };
+        let t = p.timeout().as_secs_f64();
+        assert!((t - (65_000.0 - 19_200.0) / 96_000.0).abs() < 1e-6, "{t}");
+        let past_mark = WakePlan {
+            occupied: 100_000,
+            ..p
+        };
+        assert_eq!(past_mark.timeout(), Duration::ZERO);
+    }
+
+    #[test]
+    fn the_jobs_last_frame_is_awaited_to_the_frame() {
+        let p = WakePlan {
+            until_stop: Some(12_000),
+            occupied: 2_400,
+            ..plan()
+        };
+        assert_eq!(p.timeout(), Duration::from_millis(200));
+        let arrived = WakePlan {
+            occupied: 12_000,
+            ..p
+        };
+        assert_eq!(arrived.timeout(), Duration::ZERO);
+    }
+
+    #[test]
+    fn the_meter_and_disk_turns_and_the_cap_bound_the_park() {
+        let p = WakePlan {
+            maintenance: Some(Duration::from_secs(3)),
+            other: Duration::from_millis(300),
+            ..plan()
+        };
+        assert_eq!(p.timeout(), Duration::from_millis(300));
+        let capped = WakePlan {
+            maintenance: Some(Duration::from_secs(3)),
+            ..plan()
+        };
+        assert_eq!(capped.timeout(), Duration::from_secs(1));
+    }
+}
