@@ -363,9 +363,9 @@ fn happy_path_of_the_node_calls() {
                "details": {"device": "hw:CARD=USB"}, "id": "local_7"})
     );
 
-    // Only a 201 means the event was accepted.
-    let err = client.health_event(&ev).unwrap_err();
-    assert!(matches!(err, CallError::Malformed(_)), "{err:?}");
+    // Any success means the event is stored (Rakkr answers 201): resending after a 200
+    // would duplicate it on a server that keeps no idempotency.
+    client.health_event(&ev).unwrap();
     rx.recv().unwrap();
 
     let bundles = client.channel_map_assignments().unwrap();

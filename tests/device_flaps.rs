@@ -77,6 +77,7 @@ fn each_flap_is_one_event_pair_at_its_moment_and_the_log_stays_short() {
     );
     for (i, (ev, at)) in lost.iter().zip(&unplugged_at).enumerate() {
         let first = ms(&ev["details"]["firstObservedAt"]);
+        eprintln!("episode {i}: firstObservedAt - unplug = {} ms", first - at);
         assert!(
             (first - at).abs() <= 100,
             "episode {i}: firstObservedAt {first} vs unplug {at}"

@@ -15,6 +15,19 @@ use crate::segment::writer::now_ms;
 pub const DEVICE_LOST_EVENT: &str = "agent.recording_job.capture_device_lost";
 pub const DEVICE_RECOVERED_EVENT: &str = "agent.recording_job.capture_device_recovered";
 
+/// How long ago the device went away, given how long ago it delivered its last frame
+/// (now is when the failing read saw it gone). It went between the two: a loss seen
+/// within a second is put at the midpoint (off by at most half a read period, where
+/// either end alone is off by up to a whole one); a longer silence (a stall) began at
+/// its last frame.
+fn went_away(since_last_frame: Duration) -> Duration {
+    if since_last_frame < Duration::from_secs(1) {
+        since_last_frame / 2
+    } else {
+        since_last_frame
+    }
+}
+
 /// Episodes of a job logged in full before the rest are folded.
 const LOGGED_IN_FULL: u64 = 3;
 /// A flapping device's folded episodes are summed up at most this often.
@@ -86,7 +99,7 @@ impl DeviceLoss {
         detail: &str,
         flaps: &mut FlapLog,
     ) -> DeviceLoss {
-        let since_ms = now_ms() - since.elapsed().as_millis() as i64;
+        let since_ms = now_ms() - went_away(since.elapsed()).as_millis() as i64;
         let (in_full, summary) = flaps.begin_episode(&job.id, Instant::now());
         if let Some(line) = summary {
             log::warn!("{line}");
