@@ -83,7 +83,10 @@ fn delivered_and_confirmed_recordings_are_pruned_by_policy() {
         !segment_files(&dir(&never_confirmed)).is_empty(),
         "{local:?}"
     );
-    assert!(dir(&never_confirmed).join("render.json").exists(), "its delivery is kept");
+    assert!(
+        dir(&never_confirmed).join("render.json").exists(),
+        "its delivery is kept"
+    );
 
     let journal =
         edgerec::journal::Journal::open_read_only(&state.path().join("edgerec.db")).unwrap();

@@ -172,7 +172,8 @@ struct Sync {
     trouble_log: FailureLog,
     skipped: claim::Skipped,
     retention: retention::Retention,
-    last_meter: Option<Instant>,
+    /// Per job, the newest meter snapshot handed to the meter lane.
+    meter_sent: HashMap<String, i64>,
     timelines: timeline_health::TimelineFollower,
     /// Per job, the last meter condition change queued as a health event.
     meter_seq: HashMap<String, u64>,
@@ -209,7 +210,7 @@ pub fn run(settings: SyncSettings, shutdown: &StopFlag) -> Result<(), SyncError>
         trouble_log: FailureLog::default(),
         skipped: claim::Skipped::default(),
         retention: retention::Retention::default(),
-        last_meter: None,
+        meter_sent: HashMap::new(),
         timelines: Default::default(),
         meter_seq: HashMap::new(),
         listen_sent: HashMap::new(),

@@ -6,7 +6,7 @@
 //! lane carries each job's newest live-listen chunk (the writer's `run/listen/<job>/`).
 
 use crate::render::timeline_file::format_ms as iso;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -16,23 +16,21 @@ use crate::controller::client::Client;
 use crate::controller::protocol::{HealthEvent, MeterFrame, MeterLevel, Severity};
 use crate::core::job::JobState;
 use crate::journal::{JobRow, NewOutboxItem};
-use crate::segment::meter_file::{self, ChangeRecord, METER_EVERY, MeterSnapshot};
+use crate::segment::meter_file::{self, ChangeRecord, MeterSnapshot};
 use crate::segment::writer::now_ms;
 
 /// A snapshot older than this is a capture that stopped publishing: not sent.
 const FRESH_FOR: Duration = Duration::from_secs(12);
 
 impl Sync {
-    /// Sends the capturing jobs' newest levels and queues their condition changes.
+    /// Sends each capturing job's levels and listen chunk the writer published since the
+    /// last look (it publishes every 5 s; the loop looks every second while a job is
+    /// live, so none is skipped by the two cadences drifting), and queues their
+    /// condition changes.
     pub(super) fn meter(&mut self) -> Result<(), SyncError> {
-        if self
-            .last_meter
-            .is_some_and(|t: Instant| t.elapsed() < METER_EVERY)
-            || self.lanes.is_busy(&Lane::Meter)
-        {
+        if self.lanes.is_busy(&Lane::Meter) {
             return Ok(());
         }
-        self.last_meter = Some(Instant::now());
         let mut frames = Vec::new();
         let mut chunks = Vec::new();
         for job in self.controller_jobs()? {
@@ -42,9 +40,14 @@ impl Sync {
             let Some(snap) = meter_file::read(&self.settings.state_dir, &job.id) else {
                 continue;
             };
-            if now_ms() - snap.at_ms > FRESH_FOR.as_millis() as i64 {
+            let sent = self
+                .meter_sent
+                .get(&job.id)
+                .is_some_and(|at| *at >= snap.at_ms);
+            if sent || now_ms() - snap.at_ms > FRESH_FOR.as_millis() as i64 {
                 continue;
             }
+            self.meter_sent.insert(job.id.clone(), snap.at_ms);
             self.queue_changes(&job, &snap)?;
             frames.push(meter_frame(&job, &snap, self.lanes.node_id()));
             chunks.extend(self.new_listen_chunk(&job));
