@@ -242,7 +242,7 @@ pub fn run(settings: SyncSettings, shutdown: &StopFlag) -> Result<(), SyncError>
         let next_call = sync.until_next_call(last_beat);
         let wait = match sync.idle() {
             Ok(true) => next_call,
-            _ => next_call.min(TICK),
+            _ => (next_call.min(TICK)).min(sync.until_next_meter().unwrap_or(TICK)),
         };
         if let Some((lane, done)) = sync.lanes.next_outcome(wait)
             && let Err(e) = sync.handle(lane, done)

@@ -6,6 +6,7 @@
 //! lane carries each job's newest live-listen chunk (the writer's `run/listen/<job>/`).
 
 use crate::render::timeline_file::format_ms as iso;
+use std::collections::HashSet;
 use std::time::Duration;
 
 use serde_json::Value;
@@ -16,7 +17,7 @@ use crate::controller::client::Client;
 use crate::controller::protocol::{HealthEvent, MeterFrame, MeterLevel, Severity};
 use crate::core::job::JobState;
 use crate::journal::{JobRow, NewOutboxItem};
-use crate::segment::meter_file::{self, ChangeRecord, MeterSnapshot};
+use crate::segment::meter_file::{self, ChangeRecord, METER_EVERY, MeterSnapshot};
 use crate::segment::writer::now_ms;
 
 /// A snapshot older than this is a capture that stopped publishing: not sent.
@@ -33,10 +34,15 @@ impl Sync {
         }
         let mut frames = Vec::new();
         let mut chunks = Vec::new();
+        let mut live = HashSet::new();
         for job in self.controller_jobs()? {
             if !matches!(job.state, JobState::Capturing | JobState::Stopping) {
                 continue;
             }
+            live.insert(job.id.clone());
+            // The chunk is looked for on its own: the writer replaces the two files one
+            // after the other, and a look may fall between them.
+            chunks.extend(self.new_listen_chunk(&job));
             let Some(snap) = meter_file::read(&self.settings.state_dir, &job.id) else {
                 continue;
             };
@@ -50,8 +56,8 @@ impl Sync {
             self.meter_sent.insert(job.id.clone(), snap.at_ms);
             self.queue_changes(&job, &snap)?;
             frames.push(meter_frame(&job, &snap, self.lanes.node_id()));
-            chunks.extend(self.new_listen_chunk(&job));
         }
+        self.meter_sent.retain(|id, _| live.contains(id));
         if !frames.is_empty() || !chunks.is_empty() {
             self.lanes.submit(
                 Lane::Meter,
@@ -64,6 +70,17 @@ impl Sync {
             );
         }
         Ok(())
+    }
+
+    /// Until the writers' next publications are due (their 5 s after the last ones sent,
+    /// plus a little): the loop wakes then, so a frame goes out as soon as it is written.
+    pub(super) fn until_next_meter(&self) -> Option<Duration> {
+        let now = now_ms();
+        (self.meter_sent.values())
+            .map(|at| at + METER_EVERY.as_millis() as i64 + 100 - now)
+            .filter(|left| *left > 0)
+            .min()
+            .map(|left| Duration::from_millis(left as u64))
     }
 
     /// The job's listen chunk the writer published since the last one sent, if fresh:
