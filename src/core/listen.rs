@@ -43,20 +43,25 @@ impl ListenTap {
     /// Interleaved frames in the stream's native format.
     pub fn feed_bytes(&mut self, bytes: &[u8]) {
         let width = self.format.bytes_per_sample();
-        let per_frame = 1.0 / (self.channels as f64 * f64::from(self.factor));
         for frame in bytes.chunks_exact(width * self.channels) {
             let sum: f64 = frame
                 .chunks_exact(width)
                 .map(|s| crate::core::meter::normalized(self.format, s).0)
                 .sum();
-            self.acc += sum * per_frame;
-            self.in_acc += 1;
-            if self.in_acc == self.factor {
-                let x = (self.acc * f64::from(i16::MAX)).round();
-                self.samples
-                    .push(x.clamp(f64::from(i16::MIN), f64::from(i16::MAX)) as i16);
-                (self.acc, self.in_acc) = (0.0, 0);
-            }
+            self.push_frame_sum(sum);
+        }
+    }
+
+    /// One frame, as the sum of its channels at full scale = 1 (what the level meter
+    /// decodes already: see `LevelMeter::feed_bytes_tapped`).
+    pub fn push_frame_sum(&mut self, sum: f64) {
+        self.acc += sum / (self.channels as f64 * f64::from(self.factor));
+        self.in_acc += 1;
+        if self.in_acc == self.factor {
+            let x = (self.acc * f64::from(i16::MAX)).round();
+            self.samples
+                .push(x.clamp(f64::from(i16::MIN), f64::from(i16::MAX)) as i16);
+            (self.acc, self.in_acc) = (0.0, 0);
         }
     }
 

@@ -57,13 +57,27 @@ impl LevelMeter {
 
     /// Feeds interleaved frames in the device's native format (as the segments hold them).
     pub fn feed_bytes(&mut self, format: SampleFormat, bytes: &[u8]) {
+        self.feed_bytes_tapped(format, bytes, |_| {});
+    }
+
+    /// [`LevelMeter::feed_bytes`], handing each frame's sum of channels (full scale = 1)
+    /// to `tap`: the listen tap reads the samples this decodes, not decoding them again.
+    pub fn feed_bytes_tapped(
+        &mut self,
+        format: SampleFormat,
+        bytes: &[u8],
+        mut tap: impl FnMut(f64),
+    ) {
         let width = format.bytes_per_sample();
         let frame_bytes = width * self.channels;
         for frame in bytes.chunks_exact(frame_bytes) {
+            let mut sum = 0.0;
             for (ch, sample) in frame.chunks_exact(width).enumerate() {
                 let (x, at_rail) = normalized(format, sample);
                 self.add(ch, x, at_rail);
+                sum += x;
             }
+            tap(sum);
             for pair in 0..self.cross.len() {
                 let (a, _) = normalized(format, &frame[2 * pair * width..][..width]);
                 let (b, _) = normalized(format, &frame[(2 * pair + 1) * width..][..width]);

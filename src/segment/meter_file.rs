@@ -91,8 +91,8 @@ impl MeterPublisher {
 
     /// Interleaved frames in the stream's native format.
     pub fn feed(&mut self, bytes: &[u8]) {
-        self.meter.feed_bytes(self.spec.format, bytes);
-        self.listen.feed_bytes(bytes);
+        let listen = &mut self.listen;
+        (self.meter).feed_bytes_tapped(self.spec.format, bytes, |sum| listen.push_frame_sum(sum));
     }
 
     /// How long until the next publication is due.
