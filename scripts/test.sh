@@ -13,11 +13,10 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 # Each criterion bench once, as a smoke test (the measurements are run by hand: benches/).
 cargo test --locked --bench ring --bench segment_writer 2>&1 | tee -a "$log"
-# Unit, integration and doc tests of every crate (agent, protocol, sqlite, controller);
-# real-time tests serialize themselves on a lock.
-# --no-fail-fast: every test binary runs, so one failure does not hide the others.
+# Unit, integration and doc tests of every crate (agent, protocol, sqlite, controller),
+# two test binaries at a time; every binary runs, so one failure does not hide the others.
 status=0
-cargo test --workspace --locked --no-fail-fast -- --test-threads=2 2>&1 | tee -a "$log" || status=$?
+scripts/run-tests.sh --test-threads=2 2>&1 | tee -a "$log" || status=$?
 # The appliance: systemd units, the Yocto layer's lint, the .deb and its install check,
 # the aarch64 cross-build (scripts/appliance.sh; each step prints its time).
 scripts/appliance.sh all 2>&1 | tee -a "$log" || status=$?

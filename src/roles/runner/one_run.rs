@@ -64,7 +64,7 @@ impl JobCapture<'_> {
             );
         }
         drain.stop();
-        let report = join_bounded(writer_thread, Duration::from_secs(5));
+        let report = join_writer(writer_thread, &progress, WRITER_STALL, WRITER_DRAIN_CAP);
         if let ms @ 1.. = progress.end_wall_ms.load(Ordering::Acquire) {
             self.ended_at_ms = Some(ms as i64);
         }
@@ -277,6 +277,10 @@ impl JobCapture<'_> {
 
 /// How often the job's progress is journaled for the sync role.
 const PROGRESS_EVERY: Duration = Duration::from_secs(2);
+/// A draining writer that writes nothing for this long is wedged (a dead disk).
+const WRITER_STALL: Duration = Duration::from_secs(5);
+/// The longest a writer may take to drain what the ring held at the stop.
+const WRITER_DRAIN_CAP: Duration = Duration::from_secs(60);
 
 /// What the supervisor watches during one run.
 struct WatchedRun<'a> {
@@ -286,13 +290,100 @@ struct WatchedRun<'a> {
     leading_gap: Option<GapSince>,
 }
 
-fn join_bounded<T>(thread: std::thread::JoinHandle<T>, deadline: Duration) -> Option<T> {
-    let until = Instant::now() + deadline;
-    while !thread.is_finished() {
-        if Instant::now() >= until {
+/// Joins the writer while it drains the ring. A writer that is still writing is slow, not
+/// wedged (a debug build draining 256 channels, a busy box): leaving it behind would lose
+/// the audio it holds. It is wedged when it writes nothing for `stall`; `cap` bounds the
+/// whole wait (the ring holds at most a few seconds of audio).
+fn join_writer<T>(
+    thread: std::thread::JoinHandle<T>,
+    progress: &WriterProgress,
+    stall: Duration,
+    cap: Duration,
+) -> Option<T> {
+    let until = Instant::now() + cap;
+    let mut written = progress.written_frames.load(Ordering::Acquire);
+    let mut last_progress = Instant::now();
+    while !progress.finished.load(Ordering::Acquire) {
+        let now = Instant::now();
+        if now >= until || now.duration_since(last_progress) >= stall {
             return None;
         }
-        std::thread::sleep(Duration::from_millis(10));
+        // Rung when the writer finishes; woken each second to look at its progress.
+        progress.wake.wait_timeout(Duration::from_secs(1));
+        let now_written = progress.written_frames.load(Ordering::Acquire);
+        if now_written != written {
+            written = now_written;
+            last_progress = Instant::now();
+        }
     }
+    // `finished` is the thread's last step: the join returns at once.
     thread.join().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::Arc;
+
+    fn writer_like(
+        progress: Arc<WriterProgress>,
+        steps: u32,
+        step: Duration,
+    ) -> std::thread::JoinHandle<u32> {
+        std::thread::spawn(move || {
+            for _ in 0..steps {
+                std::thread::sleep(step);
+                progress.written_frames.fetch_add(1, Ordering::AcqRel);
+            }
+            progress.finished.store(true, Ordering::Release);
+            progress.wake.ring();
+            steps
+        })
+    }
+
+    #[test]
+    fn a_slow_writer_that_keeps_writing_is_joined_past_the_stall_bound() {
+        let progress = Arc::new(WriterProgress::default());
+        // 2.4 s in all, never 1 s without a write.
+        let thread = writer_like(progress.clone(), 8, Duration::from_millis(300));
+        let joined = join_writer(
+            thread,
+            &progress,
+            Duration::from_secs(1),
+            Duration::from_secs(30),
+        );
+        assert_eq!(joined, Some(8));
+    }
+
+    #[test]
+    fn a_writer_that_writes_nothing_is_left_behind_after_the_stall_bound() {
+        let progress = Arc::new(WriterProgress::default());
+        let thread = writer_like(progress.clone(), 1, Duration::from_secs(4));
+        let started = Instant::now();
+        let joined = join_writer(
+            thread,
+            &progress,
+            Duration::from_secs(1),
+            Duration::from_secs(30),
+        );
+        assert_eq!(joined, None);
+        let waited = started.elapsed();
+        assert!(
+            waited >= Duration::from_secs(1) && waited < Duration::from_secs(3),
+            "{waited:?}"
+        );
+    }
+
+    #[test]
+    fn the_drain_cap_bounds_a_writer_that_writes_forever() {
+        let progress = Arc::new(WriterProgress::default());
+        let thread = writer_like(progress.clone(), 40, Duration::from_millis(100));
+        let joined = join_writer(
+            thread,
+            &progress,
+            Duration::from_secs(1),
+            Duration::from_secs(2),
+        );
+        assert_eq!(joined, None);
+    }
 }

@@ -1,0 +1,61 @@
+#!/usr/bin/env bash
+# Runs every test binary of the workspace, LANES at a time (default 2), slowest first.
+# Most of the suite's time is real-time waiting (a job records for its window, a device
+# stays unplugged for seconds), not CPU: two binaries side by side halve the wall time
+# on two cores. Each binary's output is printed whole when it ends, with its duration,
+# so the log reads as if the binaries had run one after another.
+# Usage: scripts/run-tests.sh [extra args for each test binary, e.g. --test-threads=2]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+lanes=${LANES:-2}
+work=$(mktemp -d)
+trap 'rm -rf "$work"' EXIT
+
+# Test executables and the package directory each runs in (cargo runs tests there).
+cargo test --workspace --locked --no-run --message-format=json 2>/dev/null |
+  python3 -c '
+import json, os, sys
+for line in sys.stdin:
+    try:
+        m = json.loads(line)
+    except ValueError:
+        continue
+    if m.get("reason") == "compiler-artifact" and m.get("profile", {}).get("test") and m.get("executable"):
+        print(os.path.dirname(m["manifest_path"]) + "\t" + m["executable"])
+' >"$work/all"
+
+# The slowest binaries first (measured with this script; "took N s" lines), so the two
+# lanes end together. Any binary not named here runs after them.
+slow_first="controller_e2e hostile_controller chunked_upload device_flaps recovery_alsa
+  retention crash_resume job_end_paths controller_faults metering slow_clients
+  disk_full crash_repair render_delivery properties inventory"
+: >"$work/ordered"
+for name in $slow_first; do
+  grep -E "/${name}-[0-9a-f]+$" "$work/all" >>"$work/ordered" || true
+done
+grep -v -F -x -f "$work/ordered" "$work/all" >>"$work/ordered" || true
+
+run_one() { # "dir<TAB>exe" extra-args...
+  local line=$1
+  shift
+  local dir=${line%%$'\t'*} exe=${line#*$'\t'}
+  local name out start status=0
+  name=$(basename "$exe")
+  out=$(mktemp "$WORK/out.XXXXXX")
+  start=$(date +%s)
+  (cd "$dir" && CARGO_MANIFEST_DIR=$dir "$exe" "$@") >"$out" 2>&1 || status=$?
+  {
+    flock 9
+    echo "     Running ${name%-*} ($dir)"
+    cat "$out"
+    echo "     ${name%-*}: took $(($(date +%s) - start)) s, exit $status"
+  } 9>>"$WORK/print.lock"
+  [ "$status" -eq 0 ] || touch "$WORK/failed"
+  return 0
+}
+export -f run_one
+export WORK=$work
+tr '\n' '\0' <"$work/ordered" | xargs -0 -P "$lanes" -I{} bash -c 'run_one "$@"' _ {} "$@"
+# Doc tests are not test executables: cargo runs them.
+cargo test --workspace --locked --doc 2>&1
+[ ! -e "$work/failed" ]
