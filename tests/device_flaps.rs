@@ -18,18 +18,17 @@ fn ms(v: &Value) -> i64 {
     t.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
 }
 
-#[test]
-fn each_flap_is_one_event_pair_at_its_moment_and_the_log_stays_short() {
-    let _rt = common::realtime();
-    let mic = fakemic::setup(&[("flapdev", &[])]);
-    let ctl = Ctl::start(Duration::from_secs(30));
-    let state = tempfile::tempdir().unwrap();
-    let log_path = state.path().join("agent.log");
-    let job = ctl.add_job("flapdev", 42.0);
-    let mut agent = common::edgerec()
+/// The agent on `ctl` with the fakemic devices of `mic`, its log in `log_path`.
+fn spawn_agent(
+    ctl: &Ctl,
+    state: &std::path::Path,
+    mic: &fakemic::Fakemic,
+    log_path: &std::path::Path,
+) -> std::process::Child {
+    common::edgerec()
         .arg("agent")
         .arg("--state-dir")
-        .arg(state.path().join("s"))
+        .arg(state.join("s"))
         .args([
             "--controller",
             &ctl.url(),
@@ -41,9 +40,20 @@ fn each_flap_is_one_event_pair_at_its_moment_and_the_log_stays_short() {
         .env("ALSA_CONFIG_PATH", &mic.config_path)
         .env("EDGEREC_LOG", "info")
         .stdout(Stdio::null())
-        .stderr(std::fs::File::create(&log_path).unwrap())
+        .stderr(std::fs::File::create(log_path).unwrap())
         .spawn()
-        .unwrap();
+        .unwrap()
+}
+
+#[test]
+fn each_flap_is_one_event_pair_at_its_moment_and_the_log_stays_short() {
+    let _rt = common::realtime();
+    let mic = fakemic::setup(&[("flapdev", &[])]);
+    let ctl = Ctl::start(Duration::from_secs(30));
+    let state = tempfile::tempdir().unwrap();
+    let log_path = state.path().join("agent.log");
+    let job = ctl.add_job("flapdev", 42.0);
+    let mut agent = spawn_agent(&ctl, state.path(), &mic, &log_path);
     ctl.wait_status(&job.id, Some("running"), Duration::from_secs(15));
     std::thread::sleep(Duration::from_secs(3));
     let mut unplugged_at = Vec::new();
@@ -93,4 +103,49 @@ fn each_flap_is_one_event_pair_at_its_moment_and_the_log_stays_short() {
     let lines = log.lines().filter(|l| !l.starts_with("ALSA lib")).count();
     eprintln!("{n} flaps, {lines} log lines:\n{log}");
     assert!(lines < 40, "{lines} lines for {n} flaps");
+}
+
+/// A device that is not there when the job's window opens: one `capture_device_unavailable`
+/// at frame 0 while the agent keeps trying, one `capture_device_recovered` when it comes,
+/// no `capture_device_lost` (nothing was lost), and the job completes.
+#[test]
+fn a_device_absent_at_the_start_is_unavailable_once_then_recovered_once() {
+    let _rt = common::realtime();
+    let mic = fakemic::setup(&[("latedev", &[])]);
+    mic.mic("unplug", "latedev");
+    let ctl = Ctl::start(Duration::from_secs(30));
+    let state = tempfile::tempdir().unwrap();
+    let log_path = state.path().join("agent.log");
+    let job = ctl.add_job("latedev", 6.0);
+    let mut agent = spawn_agent(&ctl, state.path(), &mic, &log_path);
+    ctl.wait_status(&job.id, Some("running"), Duration::from_secs(15));
+    std::thread::sleep(Duration::from_secs(2));
+    let replugged_at = common::now_ms();
+    mic.mic("replug", "latedev");
+    ctl.wait_status(&job.id, Some("completed"), Duration::from_secs(30));
+    std::thread::sleep(Duration::from_secs(3));
+    sigterm(&mut agent, Duration::from_secs(10));
+    let recording = ctl.job(&job.id).recording_id;
+    let events = ctl.health_events();
+    let count = |kind: &str| -> Vec<&Value> {
+        (events.iter())
+            .filter(|e| e["type"] == kind && e["recordingId"] == recording.as_str())
+            .collect()
+    };
+    let unavailable = count("agent.recording_job.capture_device_unavailable");
+    let recovered = count("agent.recording_job.capture_device_recovered");
+    assert_eq!(unavailable.len(), 1, "{events:#?}");
+    assert_eq!(recovered.len(), 1, "{events:#?}");
+    assert!(
+        count("agent.recording_job.capture_device_lost").is_empty(),
+        "{events:#?}"
+    );
+    assert_eq!(unavailable[0]["details"]["frame"], 0);
+    assert!(ms(&unavailable[0]["details"]["firstObservedAt"]) < replugged_at);
+    let back = ms(&recovered[0]["details"]["lastObservedAt"]) - replugged_at;
+    eprintln!("recovered {back} ms after the replug");
+    assert!(
+        (0..=2_500).contains(&back),
+        "recovered {back} ms after the replug"
+    );
 }

@@ -232,15 +232,26 @@ fn a_controller_job_that_never_gets_a_frame_fails_with_its_reason_and_the_next_i
     let done = ctl.wait_status(&next.id, Some("completed"), Duration::from_secs(20));
     assert_eq!(done.status.to_string(), "completed");
     let health = ctl.health_events();
-    let lost: Vec<_> = health
+    let absent: Vec<_> = health
         .iter()
-        .filter(|e| e["type"] == "agent.recording_job.capture_device_lost")
+        .filter(|e| e["type"] == "agent.recording_job.capture_device_unavailable")
         .collect();
     assert_eq!(
-        lost.len(),
+        absent.len(),
         1,
         "one event for the absent device: {health:#?}"
     );
+    assert_eq!(
+        absent[0]["recordingId"],
+        dead.recording_id.as_str(),
+        "{health:#?}"
+    );
+    assert_eq!(absent[0]["details"]["frame"], 0, "{health:#?}");
+    let lost = health
+        .iter()
+        .filter(|e| e["type"] == "agent.recording_job.capture_device_lost")
+        .count();
+    assert_eq!(lost, 0, "a device never opened was not lost: {health:#?}");
     sigterm(&mut agent, Duration::from_secs(5));
 }
 

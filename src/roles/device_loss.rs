@@ -14,6 +14,9 @@ use crate::segment::writer::now_ms;
 /// Rakkr's names for a capture device that went away and came back.
 pub const DEVICE_LOST_EVENT: &str = "agent.recording_job.capture_device_lost";
 pub const DEVICE_RECOVERED_EVENT: &str = "agent.recording_job.capture_device_recovered";
+/// Rakkr's name for a job's device that cannot be opened when its window opens (it has
+/// delivered nothing yet); it closes with the same recovery event.
+pub const DEVICE_UNAVAILABLE_EVENT: &str = "agent.recording_job.capture_device_unavailable";
 
 /// How long ago the device went away, given how long ago it delivered its last frame
 /// (now is when the failing read saw it gone). It went between the two: a loss seen
@@ -129,7 +132,12 @@ impl DeviceLoss {
         } else {
             log::warn!("{}: device lost ({detail}); reopening", loss.job);
         }
-        loss.send(journal, DEVICE_LOST_EVENT, Severity::Critical, None);
+        let (kind, severity) = if frame == 0 {
+            (DEVICE_UNAVAILABLE_EVENT, Severity::Warning)
+        } else {
+            (DEVICE_LOST_EVENT, Severity::Critical)
+        };
+        loss.send(journal, kind, severity, None);
         loss
     }
 
