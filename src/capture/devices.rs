@@ -267,14 +267,20 @@ fn card_id(index: i32) -> Option<String> {
 
 /// The most stable identity the system offers for a card: its `/dev/snd/by-id` name (USB
 /// vendor, product and serial), else its `/dev/snd/by-path` name (the port), else its id.
+/// Never the card index: a replug or another plugging order renumbers cards.
 fn card_identity(index: i32, card_id: &str) -> String {
+    card_identity_under(Path::new("/"), index, card_id)
+}
+
+/// [`card_identity`] with `/dev` and `/sys` under `root` (a test's own tree).
+fn card_identity_under(root: &Path, index: i32, card_id: &str) -> String {
     let control = format!("controlC{index}");
-    for (dir, prefix) in [("/dev/snd/by-id", "usb:"), ("/dev/snd/by-path", "path:")] {
-        if let Some(link) = link_to(Path::new(dir), &control) {
+    for (dir, prefix) in [("dev/snd/by-id", "usb:"), ("dev/snd/by-path", "path:")] {
+        if let Some(link) = link_to(&root.join(dir), &control) {
             return format!("{prefix}{link}");
         }
     }
-    if let Some(serial) = usb_serial(index) {
+    if let Some(serial) = usb_serial(root, index) {
         return format!("usb-serial:{serial}");
     }
     format!("CARD={card_id}")
@@ -292,8 +298,9 @@ fn link_to(dir: &Path, target: &str) -> Option<String> {
 }
 
 /// The USB serial of the device behind card `index`, when it has one.
-fn usb_serial(index: i32) -> Option<String> {
-    let dev = std::fs::canonicalize(format!("/sys/class/sound/card{index}/device")).ok()?;
+fn usb_serial(root: &Path, index: i32) -> Option<String> {
+    let link = root.join(format!("sys/class/sound/card{index}/device"));
+    let dev = std::fs::canonicalize(link).ok()?;
     // The card's device is a USB interface; the serial lives on its parent, the USB device.
     for dir in [dev.as_path(), dev.parent()?] {
         if let Ok(s) = std::fs::read_to_string(dir.join("serial")) {
@@ -343,5 +350,56 @@ mod tests {
         assert!(!skipped("usbmic") && !skipped("dsnoop:CARD=x,DEV=0"));
         assert!(!worth_probing("default") && !worth_probing("pulse"));
         assert!(worth_probing("usbmic") && worth_probing("plughw:CARD=USBMic,DEV=0"));
+    }
+
+    /// Card `index` as udev lays it out under `root`: by-id and by-path links (when given)
+    /// and the sysfs device with its USB serial on the parent.
+    fn plug_card(root: &Path, index: i32, by_id: Option<&str>, by_path: Option<&str>) {
+        use std::os::unix::fs::symlink;
+        let snd = root.join("dev/snd");
+        for (dir, name) in [("by-id", by_id), ("by-path", by_path)] {
+            let dir = snd.join(dir);
+            std::fs::create_dir_all(&dir).unwrap();
+            for e in std::fs::read_dir(&dir).unwrap() {
+                std::fs::remove_file(e.unwrap().path()).unwrap(); // udev drops the old links
+            }
+            if let Some(name) = name {
+                symlink(format!("../controlC{index}"), dir.join(name)).unwrap();
+            }
+        }
+        let usb = root.join("sys/devices/pci0000:00/usb1/1-1");
+        let iface = usb.join("1-1:1.0");
+        std::fs::create_dir_all(&iface).unwrap();
+        std::fs::write(usb.join("serial"), "SN-0042\n").unwrap();
+        let class = root.join(format!("sys/class/sound/card{index}"));
+        std::fs::create_dir_all(&class).unwrap();
+        let _ = std::fs::remove_file(class.join("device"));
+        symlink(&iface, class.join("device")).unwrap();
+    }
+
+    #[test]
+    fn a_renumbered_card_keeps_its_identity() {
+        let root = tempfile::tempdir().unwrap();
+        let r = root.path();
+        let by_id = "usb-Acme_Field_Mic_SN-0042-00";
+        let by_path = "pci-0000:00:14.0-usb-0:1:1.0";
+        // Each layout udev may give, seen as card 1, then as card 3 after a replug.
+        let layouts = [
+            (Some(by_id), Some(by_path), format!("usb:{by_id}")),
+            (None, Some(by_path), format!("path:{by_path}")),
+            (None, None, "usb-serial:SN-0042".to_string()),
+        ];
+        for (id_link, path_link, expected) in layouts {
+            plug_card(r, 1, id_link, path_link);
+            let first = card_identity_under(r, 1, "Mic");
+            std::fs::remove_dir_all(r.join("sys/class/sound/card1")).unwrap();
+            plug_card(r, 3, id_link, path_link);
+            let renumbered = card_identity_under(r, 3, "Mic");
+            assert_eq!(first, expected);
+            assert_eq!(renumbered, expected, "card 1 became card 3");
+            std::fs::remove_dir_all(r.join("sys/class/sound/card3")).unwrap();
+        }
+        // Nothing but the card's id string: still not its index.
+        assert_eq!(card_identity_under(r, 7, "Mic"), "CARD=Mic");
     }
 }
