@@ -249,18 +249,7 @@ fn a_capture_group_is_captured_once_and_each_job_keeps_its_channels() {
     let _rt = realtime();
     let ctl = Ctl::start(LEASE);
     let state = tempfile::tempdir().unwrap();
-    let mut jobs = Vec::new();
-    for selection in ["1,2", "3,4"] {
-        let group = [
-            "--channels",
-            "4",
-            "--select",
-            selection,
-            "--group",
-            "room-a",
-        ];
-        jobs.push(ctl.add_job_with("noise", 3.0, &group));
-    }
+    let jobs = ctl.add_group("noise", 3.0, "room-a");
     let mut agent = ctl.spawn_agent(state.path());
     for job in &jobs {
         let done = ctl.wait_status(&job.id, Some("completed"), Duration::from_secs(30));
@@ -428,18 +417,7 @@ fn a_group_member_stopped_early_ends_at_its_own_frame() {
     for stopped in [1, 0] {
         let ctl = Ctl::start(LEASE);
         let state = tempfile::tempdir().unwrap();
-        let mut jobs = Vec::new();
-        for selection in ["1,2", "3,4"] {
-            let args = [
-                "--channels",
-                "4",
-                "--select",
-                selection,
-                "--group",
-                "room-b",
-            ];
-            jobs.push(ctl.add_job_with("sine:440", 6.0, &args));
-        }
+        let jobs = ctl.add_group("sine:440", 6.0, "room-b");
         let mut agent = ctl.spawn_agent(state.path());
         ctl.wait_status(&jobs[stopped].id, Some("running"), Duration::from_secs(30));
         std::thread::sleep(Duration::from_secs(2));

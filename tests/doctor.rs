@@ -150,30 +150,10 @@ fn a_missing_device_a_busy_one_and_a_wrong_token_fail_with_what_to_do() {
     assert_eq!(code, 2);
 
     // A device another program holds is a warning (doctor never takes it from anyone).
-    let holder = std::process::Command::new("arecord")
-        .env("ALSA_CONFIG_PATH", &mic().config_path)
-        .args([
-            "-D",
-            "docbusy",
-            "-f",
-            "S16_LE",
-            "-r",
-            "48000",
-            "-c",
-            "2",
-            "-d",
-            "20",
-            "/dev/null",
-        ])
-        .stderr(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    std::thread::sleep(Duration::from_millis(700));
+    let holder = mic().hold("docbusy", 20);
     let busy = BoxUnderTest::new(None, "docbusy", None);
     let (_, out, json) = busy.doctor();
-    let mut holder = holder;
-    let _ = holder.kill();
-    let _ = holder.wait();
+    drop(holder);
     assert_eq!(verdict(&json, "device"), "WARN", "{out}");
     assert!(out.contains("is busy"), "{out}");
     assert_eq!(verdict(&json, "controller"), "SKIP", "{out}");

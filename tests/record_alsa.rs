@@ -251,27 +251,7 @@ fn a_device_held_by_another_process_exits_5() {
     let kit = kit();
     let out = tempfile::tempdir().unwrap();
     // A real peer holds the device, as another recorder would hold a hw: PCM.
-    let mut holder = std::process::Command::new("arecord")
-        .env("ALSA_CONFIG_PATH", &kit.mic.config_path)
-        .args([
-            "-q",
-            "-D",
-            "busymic",
-            "-f",
-            "S16_LE",
-            "-r",
-            "48000",
-            "-c",
-            "2",
-            "-d",
-            "5",
-            "-t",
-            "raw",
-            "/dev/null",
-        ])
-        .spawn()
-        .expect("arecord (alsa-utils) is installed by scripts/deps.sh");
-    std::thread::sleep(std::time::Duration::from_millis(500));
+    let _holder = kit.mic.hold("busymic", 5);
     assert_fails(
         record_cmd(kit)
             .args(["--device", "busymic", "--duration", "1s", "--out"])
@@ -279,6 +259,4 @@ fn a_device_held_by_another_process_exits_5() {
         5,
         "busy",
     );
-    holder.kill().unwrap();
-    holder.wait().unwrap();
 }

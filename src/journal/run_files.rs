@@ -84,12 +84,16 @@ fn path(dir: &Path, kind: &str, name: &str) -> Option<PathBuf> {
     Some(run_dir(dir).join(kind).join(file_name(name)?))
 }
 
-/// Replaces `path` with `bytes` (temp file and rename; no fsync: volatile).
-fn replace(path: &Path, bytes: &[u8]) -> io::Result<()> {
+/// Replaces `path` with `bytes`: a temp file beside it (`<name>.tmp`, which no reader
+/// matches) and a rename, so a reader sees the old contents or the new, never half.
+/// No fsync: volatile state (beats, progress, levels, listen audio), lost on a power
+/// cut by design.
+pub(crate) fn replace_volatile(path: &Path, bytes: &[u8]) -> io::Result<()> {
     if let Some(dir) = path.parent() {
         std::fs::create_dir_all(dir)?;
     }
-    let tmp = path.with_extension("json.tmp");
+    let mut tmp = path.as_os_str().to_owned();
+    tmp.push(".tmp");
     std::fs::write(&tmp, bytes)?;
     std::fs::rename(&tmp, path)
 }
@@ -187,7 +191,7 @@ impl Journal {
             return Err(io_err(e));
         };
         let bytes = serde_json::to_vec(value).map_err(|e| io_err(io::Error::other(e)))?;
-        replace(&p, &bytes).map_err(io_err)
+        replace_volatile(&p, &bytes).map_err(io_err)
     }
 }
 

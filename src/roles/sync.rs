@@ -23,6 +23,7 @@ mod follow;
 mod lanes;
 mod machine;
 mod meter;
+mod meter_watch;
 pub(crate) mod node;
 pub(crate) mod node_health;
 mod outbox;
@@ -196,6 +197,7 @@ pub fn run(settings: SyncSettings, shutdown: &StopFlag) -> Result<(), SyncError>
     let node = node_health::NodeWatch::start(&settings.state_dir, settings.disk, &journal, started);
     let lanes = Lanes::new(client);
     let devices = node::InventoryWatch::new(&settings.state_dir, lanes.waker());
+    meter_watch::start(&settings.state_dir, lanes.waker());
     let mut sync = Sync {
         settings,
         journal,
@@ -242,7 +244,7 @@ pub fn run(settings: SyncSettings, shutdown: &StopFlag) -> Result<(), SyncError>
         let next_call = sync.until_next_call(last_beat);
         let wait = match sync.idle() {
             Ok(true) => next_call,
-            _ => (next_call.min(TICK)).min(sync.until_next_meter().unwrap_or(TICK)),
+            _ => next_call.min(TICK),
         };
         if let Some((lane, done)) = sync.lanes.next_outcome(wait)
             && let Err(e) = sync.handle(lane, done)

@@ -108,7 +108,16 @@ impl MeterPublisher {
     /// changes (the writer logs them).
     pub fn publish(&mut self, now_ms: i64) -> io::Result<Vec<Change>> {
         let window_ms = self.window_start.elapsed().as_millis() as u64;
-        self.window_start = Instant::now();
+        // The cadence is anchored: a late publication does not push the next ones back
+        // (after a long stall the next window starts now).
+        let next = self.window_start + METER_EVERY;
+        let now = Instant::now();
+        self.window_start = if now.duration_since(next) < METER_EVERY {
+            next
+        } else {
+            now
+        };
+        log::debug!("{}: meter window of {window_ms} ms published", self.job);
         let levels = self.meter.take();
         if levels.frames == 0 {
             return Ok(Vec::new()); // nothing captured this window: no level to claim
@@ -127,9 +136,10 @@ impl MeterPublisher {
                 self.changes.pop_front();
             }
         }
-        let snapshot = self.snapshot(&levels, now_ms, window_ms);
-        write_volatile(&self.path, &serde_json::to_vec(&snapshot)?)?;
+        // The listen chunk first: a reader that sees the new levels finds its chunk too.
         self.publish_listen(now_ms)?;
+        let snapshot = self.snapshot(&levels, now_ms, window_ms);
+        crate::journal::run_files::replace_volatile(&self.path, &serde_json::to_vec(&snapshot)?)?;
         Ok(changes)
     }
 
@@ -143,7 +153,10 @@ impl MeterPublisher {
         }
         let name = format!("{}-{duration_ms}.wav", now_ms - duration_ms as i64);
         let path = self.listen_dir.join(&name);
-        write_volatile(&path, &crate::core::listen::wav_bytes(&samples, rate))?;
+        crate::journal::run_files::replace_volatile(
+            &path,
+            &crate::core::listen::wav_bytes(&samples, rate),
+        )?;
         for old in std::fs::read_dir(&self.listen_dir)?.flatten() {
             if old.file_name() != name.as_str() {
                 let _ = std::fs::remove_file(old.path());
@@ -211,15 +224,4 @@ pub fn newest_listen_chunk(state_dir: &Path, job: &str) -> Option<(i64, u64, Pat
 pub fn read(state_dir: &Path, job: &str) -> Option<MeterSnapshot> {
     let bytes = std::fs::read(path(state_dir, job)).ok()?;
     serde_json::from_slice(&bytes).ok()
-}
-
-/// Temp file then rename: a reader sees the old snapshot or the new, never half of one.
-/// No fsync: this is volatile state, lost on a power cut by design.
-pub(crate) fn write_volatile(path: &Path, bytes: &[u8]) -> io::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let tmp = path.with_extension("json.tmp");
-    std::fs::write(&tmp, bytes)?;
-    std::fs::rename(&tmp, path)
 }

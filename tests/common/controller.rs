@@ -117,6 +117,16 @@ impl Ctl {
         self.job(&id)
     }
 
+    /// A capture group `name` of two jobs on one 4-channel `device`: channels 1,2 and 3,4.
+    pub fn add_group(&self, device: &str, seconds: f64, name: &str) -> Vec<JobView> {
+        (["1,2", "3,4"].iter())
+            .map(|selection| {
+                let args = ["--channels", "4", "--select", selection, "--group", name];
+                self.add_job_with(device, seconds, &args)
+            })
+            .collect()
+    }
+
     pub fn job(&self, id: &str) -> JobView {
         self.admin.show(id).unwrap().0
     }

@@ -60,6 +60,32 @@ impl Fakemic {
     }
 }
 
+/// A real peer holding device `name` open (`arecord` to /dev/null for `seconds`), as
+/// another recorder would hold a hw: PCM. Killed when dropped.
+pub struct Holder(std::process::Child);
+
+impl Fakemic {
+    pub fn hold(&self, name: &str, seconds: u32) -> Holder {
+        let child = Command::new("arecord")
+            .env("ALSA_CONFIG_PATH", &self.config_path)
+            .args(["-q", "-D", name, "-f", "S16_LE", "-r", "48000", "-c", "2"])
+            .args(["-d", &seconds.to_string(), "-t", "raw", "/dev/null"])
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("arecord (alsa-utils) is installed by scripts/deps.sh");
+        // arecord opens the PCM within a few ms; leave it ample time on a loaded box.
+        std::thread::sleep(std::time::Duration::from_millis(600));
+        Holder(child)
+    }
+}
+
+impl Drop for Holder {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
 /// A deterministic S16 pattern (not periodic at any short lag) to feed fakemic.
 pub fn pattern(samples: usize) -> Vec<i16> {
     let mut x: u32 = 0x1234_5678;

@@ -17,7 +17,7 @@ use crate::controller::client::Client;
 use crate::controller::protocol::{HealthEvent, MeterFrame, MeterLevel, Severity};
 use crate::core::job::JobState;
 use crate::journal::{JobRow, NewOutboxItem};
-use crate::segment::meter_file::{self, ChangeRecord, METER_EVERY, MeterSnapshot};
+use crate::segment::meter_file::{self, ChangeRecord, MeterSnapshot};
 use crate::segment::writer::now_ms;
 
 /// A snapshot older than this is a capture that stopped publishing: not sent.
@@ -25,9 +25,9 @@ const FRESH_FOR: Duration = Duration::from_secs(12);
 
 impl Sync {
     /// Sends each capturing job's levels and listen chunk the writer published since the
-    /// last look (it publishes every 5 s; the loop looks every second while a job is
-    /// live, so none is skipped by the two cadences drifting), and queues their
-    /// condition changes.
+    /// last look (it publishes every 5 s and the loop wakes on each publication:
+    /// `meter_watch`; without it the loop's 1 s ticks while a job is live skip none),
+    /// and queues their condition changes.
     pub(super) fn meter(&mut self) -> Result<(), SyncError> {
         if self.lanes.is_busy(&Lane::Meter) {
             return Ok(());
@@ -54,6 +54,11 @@ impl Sync {
                 continue;
             }
             self.meter_sent.insert(job.id.clone(), snap.at_ms);
+            log::debug!(
+                "{}: meter frame {} ms after it was published",
+                job.id,
+                now_ms() - snap.at_ms
+            );
             self.queue_changes(&job, &snap)?;
             frames.push(meter_frame(&job, &snap, self.lanes.node_id()));
         }
@@ -70,17 +75,6 @@ impl Sync {
             );
         }
         Ok(())
-    }
-
-    /// Until the writers' next publications are due (their 5 s after the last ones sent,
-    /// plus a little): the loop wakes then, so a frame goes out as soon as it is written.
-    pub(super) fn until_next_meter(&self) -> Option<Duration> {
-        let now = now_ms();
-        (self.meter_sent.values())
-            .map(|at| at + METER_EVERY.as_millis() as i64 + 100 - now)
-            .filter(|left| *left > 0)
-            .min()
-            .map(|left| Duration::from_millis(left as u64))
     }
 
     /// The job's listen chunk the writer published since the last one sent, if fresh:

@@ -150,7 +150,7 @@ impl NodeWatch {
         let path = facts_path(&self.state_dir);
         let written = serde_json::to_vec(&self.facts)
             .map_err(std::io::Error::other)
-            .and_then(|b| crate::segment::meter_file::write_volatile(&path, &b));
+            .and_then(|b| crate::journal::run_files::replace_volatile(&path, &b));
         if let Err(e) = written {
             log::debug!("sync: writing {}: {e}", path.display());
         }
