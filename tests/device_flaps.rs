@@ -3,7 +3,8 @@
 //! of health events on the job's recording, sent once, the first ones placed within
 //! 100 ms of the real unplug (the controller's quality timeline draws them from there),
 //! and the agent's log stays short (episodes after the third are summed up a minute at a
-//! time: `device_loss::tests` shows 16 lines for 10 minutes of this).
+//! time: `device_loss::tests` shows 16 lines for 10 minutes of this; the real 10-minute
+//! run is `FLAP_SECONDS=600 cargo test --test device_flaps each_flap -- --nocapture`).
 
 mod common;
 
@@ -52,12 +53,17 @@ fn each_flap_is_one_event_pair_at_its_moment_and_the_log_stays_short() {
     let ctl = Ctl::start(Duration::from_secs(30));
     let state = tempfile::tempdir().unwrap();
     let log_path = state.path().join("agent.log");
-    let job = ctl.add_job("flapdev", 42.0);
+    // FLAP_SECONDS=600 is the 10-minute run (by hand: it takes 10 minutes).
+    let flap_seconds: u64 = std::env::var("FLAP_SECONDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(30);
+    let job = ctl.add_job("flapdev", flap_seconds as f64 + 12.0);
     let mut agent = spawn_agent(&ctl, state.path(), &mic, &log_path);
     ctl.wait_status(&job.id, Some("running"), Duration::from_secs(15));
     std::thread::sleep(Duration::from_secs(3));
     let mut unplugged_at = Vec::new();
-    let until = Instant::now() + Duration::from_secs(30);
+    let until = Instant::now() + Duration::from_secs(flap_seconds);
     while Instant::now() < until {
         unplugged_at.push(common::now_ms());
         mic.mic("unplug", "flapdev");
@@ -85,24 +91,36 @@ fn each_flap_is_one_event_pair_at_its_moment_and_the_log_stays_short() {
         (n, n),
         "one pair per flap, once: {events:#?}"
     );
-    for (i, (ev, at)) in lost.iter().zip(&unplugged_at).enumerate() {
-        let first = ms(&ev["details"]["firstObservedAt"]);
-        eprintln!("episode {i}: firstObservedAt - unplug = {} ms", first - at);
-        assert!(
-            (first - at).abs() <= 100,
-            "episode {i}: firstObservedAt {first} vs unplug {at}"
-        );
-        let back = ms(&recovered[i]["details"]["lastObservedAt"]);
-        assert!(
-            (1_400..=3_500).contains(&(back - at)),
-            "episode {i}: back after {} ms",
-            back - at
-        );
-    }
+    // Every figure first (a long run reports them all), then the bounds.
     let log = std::fs::read_to_string(&log_path).unwrap();
     let lines = log.lines().filter(|l| !l.starts_with("ALSA lib")).count();
     eprintln!("{n} flaps, {lines} log lines:\n{log}");
+    let mut offsets: Vec<(usize, i64, i64)> = Vec::new();
+    for (i, (ev, at)) in lost.iter().zip(&unplugged_at).enumerate() {
+        let first = ms(&ev["details"]["firstObservedAt"]) - at;
+        let back = ms(&recovered[i]["details"]["lastObservedAt"]) - at;
+        eprintln!("episode {i}: firstObservedAt - unplug = {first} ms, back after {back} ms");
+        offsets.push((i, first, back));
+    }
+    let mut sorted: Vec<i64> = offsets.iter().map(|o| o.1).collect();
+    sorted.sort();
+    eprintln!(
+        "firstObservedAt - unplug over {n} episodes: min {} / median {} / max {} ms",
+        sorted[0],
+        sorted[n / 2],
+        sorted[n - 1]
+    );
     assert!(lines < 40, "{lines} lines for {n} flaps");
+    for (i, first, back) in offsets {
+        assert!(
+            first.abs() <= 100,
+            "episode {i}: firstObservedAt {first} ms from the unplug"
+        );
+        assert!(
+            (1_400..=3_500).contains(&back),
+            "episode {i}: back after {back} ms"
+        );
+    }
 }
 
 /// A device that is not there when the job's window opens: one `capture_device_unavailable`
