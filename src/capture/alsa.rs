@@ -272,9 +272,17 @@ fn open_pcm(device: &str) -> Result<PCM, OpenError> {
             detail: "the name contains a NUL byte".into(),
         });
     };
+    // alsa-lib prints its own reason for a refused open ("Unknown PCM x") to stderr, once
+    // per attempt: a reopen loop would flood the serial console. Caught for this thread
+    // and put into the error instead.
+    let lib_says = ::alsa::Output::local_error_handler().ok();
     PCM::open(&name, Direction::Capture, true).map_err(|e| {
         let (errno, device) = (e.errno(), device.to_string());
-        let detail = format!("open: {}", errno_name(errno));
+        let mut detail = format!("open: {}", errno_name(errno));
+        let said = lib_says.map(|o| o.borrow().to_string()).unwrap_or_default();
+        if let Some(line) = said.lines().rev().find(|l| !l.trim().is_empty()) {
+            detail.push_str(&format!(" (alsa-lib: {})", line.trim()));
+        }
         match errno {
             libc::ENOENT | libc::ENODEV | libc::ENXIO => OpenError::NoSuchDevice { device, detail },
             libc::EBUSY | libc::EAGAIN => OpenError::Busy { device, detail },
