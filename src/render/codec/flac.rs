@@ -56,7 +56,9 @@ pub fn open(file: File, p: &EncoderParams) -> Result<Box<dyn Encoder>, CodecErro
     let verify = |e: flacenc::error::VerifyError| CodecError::Encode(e.to_string());
     let info =
         StreamInfo::new(p.rate as usize, p.channels as usize, p.bits as usize).map_err(verify)?;
-    let cfg = encoder_config().into_verified().map_err(|(_, e)| verify(e))?;
+    let cfg = encoder_config()
+        .into_verified()
+        .map_err(|(_, e)| verify(e))?;
     let mut out = BufWriter::with_capacity(256 * 1024, file);
     out.write_all(b"fLaC")?;
     out.write_all(&[0x00, 0, 0, 34])?; // STREAMINFO, not last
@@ -208,14 +210,7 @@ impl Encoder for FlacEncoder {
 /// MD5 of the samples as little-endian bytes of the output width (the FLAC rule).
 fn md5_update(md5: &mut Md5, scratch: &mut Vec<u8>, s: &[i32], bits: u16) {
     scratch.clear();
-    if bits == 16 {
-        scratch.extend(s.iter().flat_map(|&v| (v as i16).to_le_bytes()));
-    } else {
-        let width = usize::from(bits / 8);
-        for v in s {
-            scratch.extend_from_slice(&v.to_le_bytes()[..width]);
-        }
-    }
+    crate::render::convert::encode_le(s, usize::from(bits / 8), scratch);
     md5.update(scratch.as_slice());
 }
 

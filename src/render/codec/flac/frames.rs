@@ -117,7 +117,11 @@ impl Pool {
             bytes,
         };
         let gone = || CodecError::Encode("FLAC workers stopped".into());
-        self.jobs.as_ref().ok_or_else(gone)?.send(job).map_err(|_| gone())?;
+        self.jobs
+            .as_ref()
+            .ok_or_else(gone)?
+            .send(job)
+            .map_err(|_| gone())?;
         self.sent += 1;
         while self.sent - self.next > 2 * self.workers.len() as u64 {
             self.write_next(f)?;
