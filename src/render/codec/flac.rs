@@ -1,6 +1,6 @@
 //! FLAC with flacenc, frame by frame: `fLaC`, a STREAMINFO placeholder and the Vorbis
-//! comments first; frames as they are encoded (in parallel batches on two threads); the
-//! STREAMINFO (sizes, sample count, MD5) patched in place at the end.
+//! comments first; frames as they are encoded (batches on a pool of workers, one a core,
+//! written in order); the STREAMINFO (sizes, sample count, MD5) patched in place at the end.
 
 use std::fs::File;
 use std::io::{BufWriter, Seek, SeekFrom, Write};
@@ -43,9 +43,9 @@ pub fn layout(
 }
 
 /// The encoder's settings: flac -5's size at the least work flacenc can do for it.
-fn encoder_config() -> config::Encoder {
+fn encoder_config(block: usize) -> config::Encoder {
     let mut cfg = config::Encoder::default();
-    cfg.block_size = BLOCK;
+    cfg.block_size = block;
     cfg.multithread = false; // our own pool, over whole batches
     cfg.subframe_coding.use_fixed = false;
     cfg.subframe_coding.qlpc.lpc_order = LPC_ORDER;
@@ -56,7 +56,7 @@ pub fn open(file: File, p: &EncoderParams) -> Result<Box<dyn Encoder>, CodecErro
     let verify = |e: flacenc::error::VerifyError| CodecError::Encode(e.to_string());
     let info =
         StreamInfo::new(p.rate as usize, p.channels as usize, p.bits as usize).map_err(verify)?;
-    let cfg = encoder_config()
+    let cfg = encoder_config(BLOCK)
         .into_verified()
         .map_err(|(_, e)| verify(e))?;
     let mut out = BufWriter::with_capacity(256 * 1024, file);
