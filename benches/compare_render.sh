@@ -8,6 +8,10 @@
 # with taskset where the row says "1 core".
 # Usage: benches/compare_render.sh [MINUTES=30] [--rss HOURS]   (needs espeak-ng sox flac lame)
 #   --rss HOURS: also the peak RSS of rendering an HOURS-long stereo input to each codec.
+# On x86_64 the FLAC and rate rows are also run with an x86-64-v3 build (target/bench-v3,
+# built once): baseline x86-64 has no FMA, so flacenc's LPC and rubato's FFT pay a libm
+# call per multiply-add there, which the box (aarch64: FMA and NEON in the base ISA) does
+# not. flac and sox pick their SIMD at run time. V3=0 skips those rows.
 set -euo pipefail
 minutes=${1:-30}
 rss_hours=""
@@ -15,6 +19,12 @@ rss_hours=""
 here=$(cd "$(dirname "$0")/.." && pwd)
 bin=${EDGEREC:-$here/target/release/edgerec}
 [ -x "$bin" ] || (cd "$here" && cargo build --release -q)
+bin_v3=""
+if [ "$(uname -m)" = x86_64 ] && [ "${V3:-1}" != 0 ]; then
+  bin_v3=$here/target/bench-v3/release/edgerec
+  (cd "$here" && RUSTFLAGS="-C target-cpu=x86-64-v3" cargo build --release -q \
+    --target-dir target/bench-v3 --bin edgerec)
+fi
 for t in espeak-ng sox flac lame taskset; do
   command -v "$t" >/dev/null || { echo "compare_render: $t missing (scripts/deps.sh test)" >&2; exit 1; }
 done
@@ -61,6 +71,10 @@ run ours_mp3_1 taskset -c 0 "$bin" render "$in" --codec mp3 --vbr --bitrate 190 
 run ref_mp3_1 taskset -c 0 lame --quiet -V2 "$in" "$work/ref1.mp3"
 run ours_mp3_2 "$bin" render "$in" --codec mp3 --vbr --bitrate 190 --out "$work/ours2.mp3"
 run ours_rate "$bin" render "$in" --codec wav --rate 44100 --out "$work/ours44.wav"
+if [ -n "$bin_v3" ]; then
+  run v3_flac "$bin_v3" render "$in" --codec flac --out "$work/v3.flac"
+  run v3_rate "$bin_v3" render "$in" --codec wav --rate 44100 --out "$work/v3_44.wav"
+fi
 run ref_rate sox "$in" -r 44100 "$work/ref44.wav"
 
 row() { # label ours ref ours_file ref_file
@@ -74,7 +88,13 @@ row "FLAC vs flac -5" ours_flac ref_flac "$work/ours.flac" "$work/ref.flac"
 row "MP3 V2 vs lame, 1 core" ours_mp3_1 ref_mp3_1 "$work/ours1.mp3" "$work/ref1.mp3"
 row "MP3 V2 2 cores vs lame" ours_mp3_2 ref_mp3_1 "$work/ours2.mp3" "$work/ref1.mp3"
 row "44.1 kHz vs sox rate" ours_rate ref_rate "$work/ours44.wav" "$work/ref44.wav"
-flac -t -s "$work/ours.flac" && echo "flac -t: ours.flac ok"
+if [ -n "$bin_v3" ]; then
+  row "FLAC (v3) vs flac -5" v3_flac ref_flac "$work/v3.flac" "$work/ref.flac"
+  row "44.1 kHz (v3) vs sox" v3_rate ref_rate "$work/v3_44.wav" "$work/ref44.wav"
+fi
+for f in "$work"/ours.flac ${bin_v3:+"$work"/v3.flac}; do
+  flac -t -s "$f" && echo "flac -t: $(basename "$f") ok"
+done
 rm -f "$work"/*.flac "$work"/*.mp3 "$work"/*44.wav
 
 if [ -n "$rss_hours" ]; then

@@ -37,13 +37,43 @@ pub fn decode(format: SampleFormat, bytes: &[u8], out: &mut Vec<f32>) {
     }
 }
 
-/// `f32` to `bits`-wide integers. Deterministic (a fixed-seed generator), so a render
+/// Appends `samples` as little-endian integers `width` bytes wide (their low bytes).
+/// Written in place into a resized buffer: `extend` over `flat_map` pushes byte by byte.
+pub fn encode_le(samples: &[i32], width: usize, out: &mut Vec<u8>) {
+    let start = out.len();
+    out.resize(start + samples.len() * width, 0);
+    let dest = &mut out[start..];
+    match width {
+        2 => put(dest, samples, |v| (v as i16).to_le_bytes()),
+        3 => put(dest, samples, |v| {
+            let b = v.to_le_bytes();
+            [b[0], b[1], b[2]]
+        }),
+        _ => put(dest, samples, i32::to_le_bytes),
+    }
+}
+
+/// Appends `samples` as little-endian IEEE floats.
+pub fn encode_f32_le(samples: &[f32], out: &mut Vec<u8>) {
+    let start = out.len();
+    out.resize(start + samples.len() * 4, 0);
+    put(&mut out[start..], samples, f32::to_le_bytes);
+}
+
+fn put<T: Copy, const W: usize>(dest: &mut [u8], samples: &[T], f: impl Fn(T) -> [u8; W]) {
+    for (d, &v) in dest.chunks_exact_mut(W).zip(samples) {
+        d.copy_from_slice(&f(v));
+    }
+}
+
+/// `f32` to `bits`-wide integers. Deterministic (the dither is a hash of the sample index), so a render
 /// is reproducible.
 #[derive(Clone, Debug)]
 pub struct Quantizer {
     bits: u32,
     dither: bool,
-    rng: u64,
+    /// Samples dithered so far: the dither hash's input.
+    counter: u64,
     /// Samples past full scale, clamped.
     pub clipped: u64,
 }
@@ -55,40 +85,50 @@ impl Quantizer {
         Quantizer {
             bits: u32::from(bits.clamp(8, 32)),
             dither,
-            rng: 0x9E37_79B9_7F4A_7C15,
+            counter: 0,
             clipped: 0,
         }
     }
 
-    /// Uniform in [0, 1): xorshift64*, top 24 bits.
-    fn uniform(&mut self) -> f32 {
-        let mut x = self.rng;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.rng = x;
-        (x.wrapping_mul(0x2545_F491_4F6C_DD1D) >> 40) as f32 / 16_777_216.0
+    /// TPDF dither for sample `n` of the stream, in LSBs (-1..1, triangular): the
+    /// difference of the two 16-bit halves of a 32-bit integer hash of `n`. Each value
+    /// stands alone (no generator state to carry), so the loop over a buffer vectorizes.
+    fn tpdf(n: u32) -> f32 {
+        let mut x = n;
+        x ^= x >> 16;
+        x = x.wrapping_mul(0x7FEB_352D);
+        x ^= x >> 15;
+        x = x.wrapping_mul(0x846C_A68B);
+        x ^= x >> 16;
+        ((x & 0xFFFF) as f32 - (x >> 16) as f32) * (1.0 / 65_536.0)
     }
 
     /// Quantizes `input` into `out` (cleared first).
     pub fn run(&mut self, input: &[f32], out: &mut Vec<i32>) {
         out.clear();
         let scale = (1u64 << (self.bits - 1)) as f64;
-        let (min, max) = (-(scale as i64), scale as i64 - 1);
-        for &x in input {
-            if !(-1.0..=1.0).contains(&x) {
-                self.clipped += 1;
+        let (min, max) = (-scale, scale - 1.0);
+        // Counted without a branch, so the loops below stay straight-line.
+        self.clipped += input
+            .iter()
+            .map(|x| u64::from(!(-1.0..=1.0).contains(x)))
+            .sum::<u64>();
+        // f64: a 32-bit grid is finer than f32 can carry. Round half away from zero with
+        // a truncating cast (`round` is a library call on baseline x86-64); clamping
+        // before the cast keeps it in range, and NaN casts to 0.
+        let q = move |v: f64| (v + 0.5f64.copysign(v)).clamp(min, max) as i32;
+        out.resize(input.len(), 0);
+        if self.dither {
+            let first = self.counter as u32;
+            self.counter = self.counter.wrapping_add(input.len() as u64);
+            for (i, (o, &x)) in out.iter_mut().zip(input).enumerate() {
+                let d = Self::tpdf(first.wrapping_add(i as u32));
+                *o = q(f64::from(x) * scale + f64::from(d));
             }
-            // f64: a 32-bit grid is finer than f32 can carry.
-            let mut v = f64::from(x) * scale;
-            if self.dither {
-                // TPDF: two uniforms, ±1 LSB triangular.
-                v += f64::from(self.uniform() - self.uniform());
+        } else {
+            for (o, &x) in out.iter_mut().zip(input) {
+                *o = q(f64::from(x) * scale);
             }
-            // Round half away from zero with a truncating cast (one instruction; `round`
-            // is a library call on baseline x86-64). NaN casts to 0.
-            let q = (v + 0.5f64.copysign(v)) as i64;
-            out.push(q.clamp(min, max) as i32);
         }
     }
 }
@@ -168,6 +208,23 @@ mod tests {
         let mut q = Quantizer::new(24, false);
         q.run(&f, &mut out);
         assert_eq!(out, values24);
+    }
+
+    #[test]
+    fn little_endian_encoding_by_width() {
+        let s = [0x0102_0304, -2];
+        let mut out = vec![9];
+        encode_le(&s, 2, &mut out);
+        assert_eq!(out, [9, 0x04, 0x03, 0xFE, 0xFF]);
+        out.clear();
+        encode_le(&s, 3, &mut out);
+        assert_eq!(out, [0x04, 0x03, 0x02, 0xFE, 0xFF, 0xFF]);
+        out.clear();
+        encode_le(&s, 4, &mut out);
+        assert_eq!(out, [0x04, 0x03, 0x02, 0x01, 0xFE, 0xFF, 0xFF, 0xFF]);
+        out.clear();
+        encode_f32_le(&[1.0], &mut out);
+        assert_eq!(out, 1.0f32.to_le_bytes());
     }
 
     #[test]

@@ -18,6 +18,29 @@ pub struct Peaks {
     data: Vec<i8>,
 }
 
+/// Min and max of each of `N` interleaved channels over `run`, into `current`.
+fn fold<const N: usize>(current: &mut [(f32, f32)], run: &[f32]) {
+    let mut lo = [f32::MAX; N];
+    let mut hi = [f32::MIN; N];
+    for frame in run.chunks_exact(N) {
+        for c in 0..N {
+            lo[c] = lo[c].min(frame[c]);
+            hi[c] = hi[c].max(frame[c]);
+        }
+    }
+    for (c, cur) in current.iter_mut().enumerate().take(N) {
+        *cur = (cur.0.min(lo[c]), cur.1.max(hi[c]));
+    }
+}
+
+fn fold_any(current: &mut [(f32, f32)], run: &[f32]) {
+    for frame in run.chunks_exact(current.len()) {
+        for (c, &x) in current.iter_mut().zip(frame) {
+            *c = (c.0.min(x), c.1.max(x));
+        }
+    }
+}
+
 #[derive(Serialize)]
 struct PeaksJson<'a> {
     version: u32,
@@ -45,16 +68,21 @@ impl Peaks {
         }
     }
 
-    pub fn push(&mut self, interleaved: &[f32]) {
-        for frame in interleaved.chunks_exact(self.channels) {
-            for (c, &x) in self.current.iter_mut().zip(frame) {
-                c.0 = c.0.min(x);
-                c.1 = c.1.max(x);
+    pub fn push(&mut self, mut interleaved: &[f32]) {
+        while !interleaved.is_empty() {
+            // The rest of this pixel, at most: one tight min/max run per channel count.
+            let room = (self.samples_per_pixel - self.in_pixel) as usize * self.channels;
+            let (run, rest) = interleaved.split_at(room.min(interleaved.len()));
+            match self.channels {
+                1 => fold::<1>(&mut self.current, run),
+                2 => fold::<2>(&mut self.current, run),
+                _ => fold_any(&mut self.current, run),
             }
-            self.in_pixel += 1;
+            self.in_pixel += (run.len() / self.channels) as u64;
             if self.in_pixel == self.samples_per_pixel {
                 self.close_pixel();
             }
+            interleaved = rest;
         }
     }
 

@@ -7,6 +7,7 @@ use std::path::Path;
 
 use super::{CodecError, Encoder, EncoderParams, Facts, SampleKind, Samples};
 use crate::core::format::{SampleFormat, StreamSpec};
+use crate::render::convert;
 use crate::render::stitch::wav_header;
 use crate::segment::wav::put_u32;
 
@@ -80,16 +81,11 @@ impl Encoder for WavEncoder {
         self.bytes.clear();
         match (samples, self.spec.format) {
             (Samples::Float(s), SampleFormat::FloatLe) => {
-                self.bytes.extend(s.iter().flat_map(|v| v.to_le_bytes()))
+                convert::encode_f32_le(s, &mut self.bytes)
             }
-            (Samples::Int(s), SampleFormat::S16Le) => self
-                .bytes
-                .extend(s.iter().flat_map(|&v| (v as i16).to_le_bytes())),
-            (Samples::Int(s), SampleFormat::S24Le3) => self.bytes.extend(s.iter().flat_map(|v| {
-                let b = v.to_le_bytes();
-                [b[0], b[1], b[2]]
-            })),
-            (Samples::Int(s), _) => self.bytes.extend(s.iter().flat_map(|v| v.to_le_bytes())),
+            (Samples::Int(s), SampleFormat::S16Le) => convert::encode_le(s, 2, &mut self.bytes),
+            (Samples::Int(s), SampleFormat::S24Le3) => convert::encode_le(s, 3, &mut self.bytes),
+            (Samples::Int(s), _) => convert::encode_le(s, 4, &mut self.bytes),
             (Samples::Float(_), _) => {
                 return Err(CodecError::Encode(
                     "float samples for an integer WAV".into(),
