@@ -9,6 +9,7 @@
 //! agent, so either denoise engine runs RNNoise.
 
 pub mod dsp;
+pub mod job;
 mod options;
 
 use std::fs::{self, File};

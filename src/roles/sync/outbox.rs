@@ -10,7 +10,9 @@ use super::lanes::Lane;
 use super::sending::{Sending, next_sending, relative};
 use super::{Done, Sync, SyncError, controller_event, jitter};
 use crate::capture::StopFlag;
-use crate::controller::client::{CallError, Client, FileBody, UploadBody, UploadRequest};
+use crate::controller::client::{
+    CallError, Client, FileBody, Rendition, UploadBody, UploadRequest,
+};
 use crate::controller::protocol::{CachedFile, HealthEvent, Job, Severity};
 use crate::core::backoff::Backoff;
 use crate::core::job_machine::{self, Event, RenderedFile, Report};
@@ -236,7 +238,7 @@ impl Sync {
         // The bytes: a chunk's file, or the whole render (its file, or the WAV streamed
         // from the segments, hashed at finalize).
         let body: Box<dyn UploadBody> = match (&sending.chunk, deliverable(&job.dir)) {
-            (None, Some(d)) => d.body(),
+            (None, Some(d)) if sending.rendition != Some(Rendition::Enhanced) => d.body(),
             _ => Box::new(FileBody(sending.path.clone())),
         };
         let job_dir = job.dir.clone();
@@ -247,7 +249,7 @@ impl Sync {
                 file_name: &sending.file_name,
                 mime_type: &sending.mime_type,
                 duration_seconds: sending.duration_seconds,
-                rendition: None,
+                rendition: sending.rendition,
                 chunk: sending.chunk.map(|(i, _)| i),
                 chunk_total: sending.chunk_total(),
             };
@@ -278,8 +280,11 @@ impl Sync {
         let (event, delivery) = match up.result {
             Ok(cached) => {
                 log::info!(
-                    "{job_id}: uploaded {} ({} bytes, {})",
+                    "{job_id}: uploaded {}{} ({} bytes, {})",
                     untrusted(&up.sending.file_name),
+                    up.sending
+                        .rendition
+                        .map_or(String::new(), |r| format!(" ({})", r.as_str())),
                     cached.size,
                     untrusted(&cached.checksum)
                 );
@@ -292,7 +297,7 @@ impl Sync {
                     true => Path::new(crate::render::job::RENDER_FILE),
                     false => relative(&up.job_dir, &up.sending.path),
                 };
-                let chunk = up.sending.chunk_index();
+                let chunk = up.sending.upload_row();
                 self.journal.atomically(|j| {
                     j.record_upload(job_id, chunk, name, cached.size, &sha)?;
                     j.acknowledge_upload(job_id, chunk, now_ms())?;
