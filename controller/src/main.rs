@@ -170,6 +170,8 @@ enum NodeCommand {
     },
 }
 
+// Parsed once per run: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum JobCommand {
     /// Queue a recording job for a node.

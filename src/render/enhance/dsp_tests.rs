@@ -35,7 +35,8 @@ fn gain_db(f: &mut Biquad, hz: f64) -> f64 {
 #[test]
 fn high_and_low_pass_keep_the_band_and_cut_outside_it() {
     // (filter, frequency, lowest gain dB, highest gain dB): 2nd order is 12 dB/octave.
-    let cases: [(&str, fn() -> Biquad, f64, f64, f64); 6] = [
+    type Case = (&'static str, fn() -> Biquad, f64, f64, f64);
+    let cases: [Case; 6] = [
         (
             "hp80 @1k",
             || Biquad::highpass(RATE, 80.0),
@@ -120,7 +121,7 @@ fn the_gate_opens_on_signal_closes_after_hold_and_does_not_chatter() {
     let wobble: Vec<f32> = tone(-40.0)
         .iter()
         .enumerate()
-        .map(|(i, s)| s * db_to_gain((i as f32 * 4.0 / RATE as f32 * 6.283).sin()))
+        .map(|(i, s)| s * db_to_gain((i as f32 * 4.0 / RATE as f32 * std::f32::consts::TAU).sin()))
         .collect();
     let cases = [
         ("burst then silence", burst, -40.0, 2, false),
@@ -179,7 +180,10 @@ fn run_chain(chain: &mut Chain, x: &[f32]) -> Vec<f32> {
     let mut out = Vec::new();
     for block in x.chunks(1000) {
         chain
-            .push::<()>(block, &mut |s| Ok(out.extend_from_slice(s)))
+            .push::<()>(block, &mut |s| {
+                out.extend_from_slice(s);
+                Ok(())
+            })
             .unwrap();
     }
     out
