@@ -195,3 +195,70 @@ fn enhanced_and_raw_renditions_are_stored_apart_and_the_enhanced_one_is_cleaner(
         "{rows:?}"
     );
 }
+
+/// While the node config's `monitorEnhancement` asks, each live-listen chunk is posted
+/// twice: raw, and denoised with `?rendition=enhanced`, same rate and length, decodable,
+/// with the noise floor lower in a band the tone leaves alone.
+#[test]
+fn enhanced_listen_chunks_are_posted_beside_the_raw_ones() {
+    let _rt = realtime();
+    let source = tempfile::NamedTempFile::new().unwrap();
+    fakemic::write_raw(source.path(), &tone_in_noise(4));
+    let file = source.path().to_str().unwrap();
+    let mic = fakemic::setup(&[("noisylive", &["--file", file])]);
+    let ctl = Ctl::start(Duration::from_secs(30));
+    ctl.admin
+        .run(&[
+            "node",
+            "set-monitor-enhancement",
+            &ctl.node,
+            "--engine",
+            "deepfilternet3",
+        ])
+        .unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let job = ctl.add_job_with("noisylive", 17.0, &["--codec", "flac"]);
+    let mut agent = alsa_agent(&ctl, state.path(), &mic.config_path);
+    ctl.wait_status(&job.id, Some("completed"), Duration::from_secs(90));
+    sigterm(&mut agent, Duration::from_secs(10));
+    let out = tempfile::tempdir().unwrap();
+    let listed = ctl
+        .admin
+        .run(&["listen", &ctl.node, "--out", out.path().to_str().unwrap()])
+        .unwrap();
+    let chunks: Vec<serde_json::Value> = serde_json::from_str(&listed).unwrap();
+    let of = |r: &str| -> Vec<&serde_json::Value> {
+        chunks.iter().filter(|c| c["rendition"] == r).collect()
+    };
+    let (raw, enhanced) = (of("raw"), of("enhanced"));
+    assert!(enhanced.len() >= 2, "{chunks:#?}");
+    assert_eq!(raw.len(), enhanced.len(), "{chunks:#?}");
+    for e in &enhanced {
+        let twin = raw
+            .iter()
+            .find(|r| r["capturedAt"] == e["capturedAt"])
+            .unwrap_or_else(|| panic!("no raw chunk beside {e}"));
+        assert_eq!(twin["durationMs"], e["durationMs"]);
+        let (ep, rp) = (
+            Path::new(e["path"].as_str().unwrap()),
+            Path::new(twin["path"].as_str().unwrap()),
+        );
+        let (pe, pr) = (probe(ep), probe(rp));
+        assert_eq!(
+            (pe.0.as_str(), pe.1, pe.2),
+            ("pcm_s16le", pr.1, 1),
+            "{pe:?} {pr:?}"
+        );
+        assert!((pe.3 - pr.3).abs() < 0.001, "{pe:?} {pr:?}");
+        let floor = |f: &Path| band_rms_db(f, "4000-8000");
+        let (before, after) = (floor(rp), floor(ep));
+        eprintln!(
+            "listen chunk {}: 4-8 kHz floor raw {before:.1} dB, enhanced {after:.1} dB",
+            e["capturedAt"]
+        );
+        assert!(
+            after < before - 10.0,
+            "raw {before:.1} dB, enhanced {after:.1} dB"
+        );
+    }
+}

@@ -10,6 +10,7 @@
 
 pub mod dsp;
 pub mod job;
+pub mod listen;
 mod options;
 
 use std::fs::{self, File};
