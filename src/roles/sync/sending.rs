@@ -126,3 +126,92 @@ pub(super) fn relative<'a>(job_dir: &Path, path: &'a Path) -> &'a Path {
         .or_else(|| path.file_name().map(Path::new))
         .unwrap_or(path)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::format::{SampleFormat, StreamSpec};
+    use crate::core::job::JobState;
+    use crate::journal::JobSource;
+
+    fn job(dir: &Path) -> JobRow {
+        JobRow {
+            id: "a".into(),
+            source: JobSource::Controller,
+            controller_job_id: Some("job_1".into()),
+            recording_id: Some("rec_1".into()),
+            command_json: "{}".into(),
+            backend: "alsa".into(),
+            device: "d".into(),
+            spec: StreamSpec {
+                format: SampleFormat::S16Le,
+                rate: 48_000,
+                channels: 2,
+            },
+            duration_frames: None,
+            dir: dir.to_path_buf(),
+            state: JobState::Uploading,
+            end_cause: None,
+            created_at_ms: 0,
+            started_at_ms: None,
+            ended_at_ms: None,
+            updated_at_ms: 0,
+            captured_frames: 0,
+        }
+    }
+
+    fn sidecar(file: &str, extra: &str) -> String {
+        format!(
+            r#"{{"file": "{file}", "fileName": "talk.flac", {extra} "report": {{"codec": "flac",
+            "contentType": "audio/flac", "rate": 48000, "channels": 2, "bits": 16, "frames": 96000,
+            "durationSeconds": 2.0, "bytes": 4, "sha256": "00", "clipped": 0}}}}"#
+        )
+    }
+
+    #[test]
+    fn the_raw_rendition_goes_first_then_the_enhanced_primary() {
+        let raw = (Some(Rendition::Raw), "recording.flac", true, RAW_ROW);
+        let primary = (Some(Rendition::Enhanced), "enhanced.flac", false, 0);
+        let plain = (None, "recording.flac", false, 0);
+        // (enhanced.json, acknowledged rows, expected (rendition, file, partial, row))
+        let enhanced = |keep: bool| sidecar("enhanced.flac", &format!(r#""keepRaw": {keep},"#));
+        let failed = r#"{"file": "", "fileName": "", "error": "bad", "keepRaw": true}"#;
+        let cases = [
+            (Some(enhanced(true)), vec![], raw),
+            (Some(enhanced(true)), vec![RAW_ROW], primary),
+            (Some(enhanced(false)), vec![], primary),
+            (Some(failed.to_string()), vec![], plain),
+            (None, vec![], plain),
+        ];
+        for (side, acked, (rendition, file, partial, row)) in cases {
+            let dir = tempfile::tempdir().unwrap();
+            for f in ["recording.flac", "enhanced.flac"] {
+                std::fs::write(dir.path().join(f), b"fLaC").unwrap();
+            }
+            std::fs::write(
+                dir.path().join("render.json"),
+                sidecar("recording.flac", ""),
+            )
+            .unwrap();
+            if let Some(s) = &side {
+                std::fs::write(dir.path().join("enhanced.json"), s).unwrap();
+            }
+            let rendered = RenderedFile {
+                path: dir.path().join("recording.flac"),
+                sha256: "00".into(),
+                bytes: 4,
+            };
+            let acked: HashSet<u32> = acked.into_iter().collect();
+            let s = next_sending(&job(dir.path()), &rendered, &acked);
+            let what = format!("{side:?} {acked:?}");
+            assert_eq!(s.rendition, rendition, "{what}");
+            assert_eq!(s.path, dir.path().join(file), "{what}");
+            assert_eq!((s.is_partial(), s.upload_row()), (partial, row), "{what}");
+            assert_eq!(
+                (s.file_name.as_str(), s.mime_type.as_str()),
+                ("talk.flac", "audio/flac")
+            );
+            assert_eq!(s.chunk_total(), None);
+        }
+    }
+}
