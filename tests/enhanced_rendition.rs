@@ -262,3 +262,48 @@ fn enhanced_listen_chunks_are_posted_beside_the_raw_ones() {
         );
     }
 }
+
+/// An enhancement the agent cannot make (a value out of Rakkr's range) loses nothing: the
+/// raw render is delivered as the primary, and one `enhancement_failed` warning says why.
+#[test]
+fn a_bad_enhancement_delivers_the_raw_render_and_says_why() {
+    let ctl = Ctl::start(Duration::from_secs(30));
+    let state = tempfile::tempdir().unwrap();
+    let job = ctl.add_job_with(
+        "sine:440",
+        2.0,
+        &[
+            "--codec",
+            "mp3",
+            "--enhancement",
+            r#"{"highpass": {"hz": 5}}"#,
+        ],
+    );
+    let mut agent = ctl.spawn_agent(state.path());
+    ctl.wait_status(&job.id, Some("completed"), Duration::from_secs(60));
+    std::thread::sleep(Duration::from_secs(2)); // the warning follows the upload
+    sigterm(&mut agent, Duration::from_secs(10));
+    let rec = ctl.recording(&job.id);
+    assert_eq!(
+        (
+            rec.enhanced_cache_path.as_deref(),
+            rec.raw_cache_path.as_deref()
+        ),
+        (None, None)
+    );
+    let stored = ctl.store.join(rec.cache_path.as_deref().unwrap());
+    assert_eq!(probe(&stored).0, "mp3");
+    let dir = agent_job_dir(state.path(), &job.id);
+    assert_eq!(
+        sha256_file(&stored),
+        sha256_file(&dir.join("recording.mp3"))
+    );
+    let warned: Vec<_> = ctl
+        .health_events()
+        .into_iter()
+        .filter(|e| e["type"] == "agent.recording_job.enhancement_failed")
+        .collect();
+    assert_eq!(warned.len(), 1, "{warned:#?}");
+    let reason = warned[0]["details"]["reason"].as_str().unwrap();
+    assert!(reason.contains("highpass.hz"), "{reason}");
+}

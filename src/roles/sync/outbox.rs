@@ -19,6 +19,7 @@ use crate::core::job_machine::{self, Event, RenderedFile, Report};
 use crate::journal::NewOutboxItem;
 use crate::journal::{JobRow, OutboxKind, OutboxRow};
 use crate::logging::untrusted;
+use crate::render::enhance::job::enhancement_failure;
 use crate::render::job::deliverable;
 use crate::segment::writer::now_ms;
 
@@ -233,6 +234,9 @@ impl Sync {
             .map(|u| u.chunk)
             .collect();
         let sending = next_sending(&job, &file, &acked);
+        if let Some(why) = enhancement_failure(&job.dir) {
+            self.enhancement_failed(&job, &why)?;
+        }
         let id = row.id;
         let job_id = job.id.clone();
         // The bytes: a chunk's file, or the whole render (its file, or the WAV streamed
@@ -373,6 +377,21 @@ impl Sync {
             log::error!("{job_id}: {e}");
         }
         self.settle(&up.row, delivery)
+    }
+
+    /// Rakkr's `enhancement_failed` warning: the job asked for an enhanced rendition that
+    /// could not be made, so the raw render is its primary. Once per job (its key).
+    fn enhancement_failed(&mut self, job: &JobRow, why: &str) -> Result<(), SyncError> {
+        let mut event =
+            HealthEvent::new("agent.recording_job.enhancement_failed", Severity::Warning);
+        let key = format!("{}-enhancement-failed", job.id);
+        event.id = Some(key.clone());
+        event.recording_id = job.recording_id.clone();
+        event.details.insert("reason".into(), why.into());
+        let body = serde_json::to_string(&event).unwrap_or_default();
+        self.journal
+            .enqueue(&NewOutboxItem::health_event(None, &key, body, now_ms()))?;
+        Ok(())
     }
 
     /// Rakkr's `chunk_uploaded` health event, once per chunk (keyed by job and index).
