@@ -85,6 +85,15 @@ fn probe(file: &Path) -> (String, u32, u16, f64) {
     )
 }
 
+/// A fakemic PCM `name` looping `seconds` of [`tone_in_noise`] (keep the file while used).
+fn noisy_mic(name: &str, seconds: usize) -> (tempfile::NamedTempFile, fakemic::Fakemic) {
+    let source = tempfile::NamedTempFile::new().unwrap();
+    fakemic::write_raw(source.path(), &tone_in_noise(seconds));
+    let file = source.path().to_str().unwrap().to_string();
+    let mic = fakemic::setup(&[(name, &["--file", &file])]);
+    (source, mic)
+}
+
 /// `edgerec agent` on the fakemic devices (no synth override).
 fn alsa_agent(ctl: &Ctl, state: &Path, alsa_config: &str) -> std::process::Child {
     edgerec()
@@ -108,10 +117,7 @@ fn alsa_agent(ctl: &Ctl, state: &Path, alsa_config: &str) -> std::process::Child
 #[test]
 fn enhanced_and_raw_renditions_are_stored_apart_and_the_enhanced_one_is_cleaner() {
     let _rt = realtime();
-    let source = tempfile::NamedTempFile::new().unwrap();
-    fakemic::write_raw(source.path(), &tone_in_noise(6));
-    let file = source.path().to_str().unwrap();
-    let mic = fakemic::setup(&[("noisy", &["--file", file])]);
+    let (_source, mic) = noisy_mic("noisy", 6);
     let ctl = Ctl::start(Duration::from_secs(30));
     let state = tempfile::tempdir().unwrap();
     let job = ctl.add_job_with(
@@ -202,10 +208,7 @@ fn enhanced_and_raw_renditions_are_stored_apart_and_the_enhanced_one_is_cleaner(
 #[test]
 fn enhanced_listen_chunks_are_posted_beside_the_raw_ones() {
     let _rt = realtime();
-    let source = tempfile::NamedTempFile::new().unwrap();
-    fakemic::write_raw(source.path(), &tone_in_noise(4));
-    let file = source.path().to_str().unwrap();
-    let mic = fakemic::setup(&[("noisylive", &["--file", file])]);
+    let (_source, mic) = noisy_mic("noisylive", 4);
     let ctl = Ctl::start(Duration::from_secs(30));
     ctl.admin
         .run(&[
