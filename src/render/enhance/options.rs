@@ -41,7 +41,8 @@ impl Enhancement {
         let v: Value = serde_json::from_str(json).unwrap_or_default();
         let c = v.get("command").unwrap_or(&v);
         match c.get("enhancement") {
-            None | Some(Value::Null) => Ok(None),
+            None | Some(Value::Null | Value::Bool(false)) => Ok(None),
+            Some(Value::Bool(true)) => Enhancement::from_value(&Value::Object(Default::default())),
             Some(e) => Enhancement::from_value(e),
         }
     }
@@ -207,6 +208,12 @@ mod tests {
             Ok(None)
         );
         assert_eq!(Enhancement::from_command_json("garbage"), Ok(None));
+        assert_eq!(
+            Enhancement::from_command_json(r#"{"enhancement": false}"#),
+            Ok(None)
+        );
+        let on = Enhancement::from_command_json(r#"{"enhancement": true}"#).unwrap();
+        assert_eq!(on, Enhancement::from_value(&json!({})).unwrap());
         // (value, field named in the error)
         let cases = [
             (json!({"highpass": {"hz": 5}}), "highpass.hz"),
