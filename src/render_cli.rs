@@ -4,6 +4,7 @@ use std::io::IsTerminal;
 use std::path::PathBuf;
 
 use edgerec::core::timeline::GapFill;
+use edgerec::render::enhance::Enhancement;
 use edgerec::render::job::OutputOptions;
 use edgerec::roles::render::{self, RenderCmdError};
 
@@ -72,8 +73,29 @@ pub struct RenderArgs {
     /// Join segments back to back instead of filling gaps with silence.
     #[arg(long)]
     pub splice: bool,
+    /// Render the enhanced rendition instead (Rakkr's default chain: RNNoise, 80 Hz
+    /// high-pass, -16 LUFS).
+    #[arg(long)]
+    pub enhance: bool,
+    /// The enhancement object as a job carries it (implies --enhance), e.g.
+    /// '{"gate": {"enabled": true, "thresholdDb": -45}}'.
+    #[arg(long)]
+    pub enhancement: Option<String>,
     #[command(flatten)]
     pub output: OutputArgs,
+}
+
+impl RenderArgs {
+    fn enhancement(&self) -> Result<Option<Enhancement>, Failure> {
+        let text = match (&self.enhancement, self.enhance) {
+            (Some(t), _) => t.as_str(),
+            (None, true) => "{}",
+            (None, false) => return Ok(None),
+        };
+        let bad = |e: String| (exit::BAD_CONFIG, format!("--enhancement: {e}"));
+        let v: serde_json::Value = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+        Enhancement::from_value(&v).map_err(|e| bad(e.to_string()))
+    }
 }
 
 pub fn run(args: RenderArgs) -> Result<(), Failure> {
@@ -81,6 +103,7 @@ pub fn run(args: RenderArgs) -> Result<(), Failure> {
     output.channel_mode = args.channels.clone().or(output.channel_mode);
     output.output_rate = args.rate.or(output.output_rate);
     let options = output.options()?;
+    let enhancement = args.enhancement()?;
     let mut progress = Progress::new();
     let mut update = |done, total| progress.update(done, total);
     let (out, report) = if args.dir.is_file() {
@@ -92,7 +115,8 @@ pub fn run(args: RenderArgs) -> Result<(), Failure> {
                 .with_extension(format!("render.{}", codec.extension))
         });
         let report =
-            render::render_wav_file(&args.dir, &options, &out, &mut update).map_err(failure)?;
+            render::render_wav_file(&args.dir, &options, enhancement.as_ref(), &out, &mut update)
+                .map_err(failure)?;
         (out, report)
     } else {
         let (journal, job) = render::locate(&args.dir, args.job.as_deref()).map_err(failure)?;
@@ -105,6 +129,7 @@ pub fn run(args: RenderArgs) -> Result<(), Failure> {
             &journal,
             &job,
             &options,
+            enhancement.as_ref(),
             args.out.as_deref(),
             fill,
             &mut update,

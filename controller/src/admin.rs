@@ -146,6 +146,27 @@ impl Admin {
         Ok(())
     }
 
+    /// Sets the node config's `monitorEnhancement` (`{engine, requested}`, as Rakkr sends
+    /// it while a listener asks for enhanced live audio); `None` leaves it out.
+    pub fn set_monitor_enhancement(
+        &self,
+        node: &str,
+        monitor: Option<&serde_json::Value>,
+    ) -> Result<(), AdminError> {
+        let json = monitor.map(serde_json::Value::to_string);
+        let changed = self.store.tx(|tx| {
+            tx.execute(
+                "UPDATE nodes SET monitor_enhancement_json = ?2 WHERE id = ?1",
+                params![node, json],
+            )
+            .doing("setting a node's monitor enhancement")
+        })?;
+        if changed == 0 {
+            return Err(AdminError::NoSuchNode(node.into()));
+        }
+        Ok(())
+    }
+
     /// Sets the node config's `recorderCachePolicies` (a JSON list of
     /// `{policyId, deleteAfterUpload, maxAgeDays, maxBytes, minFreeDiskPercent}`).
     pub fn set_cache_policies(

@@ -139,6 +139,21 @@ enum NodeCommand {
         #[arg(long)]
         template_json: String,
     },
+    /// Set the node config's monitorEnhancement: enhanced live-listen chunks requested
+    /// (`--off` leaves it out of the config).
+    SetMonitorEnhancement {
+        #[arg(long)]
+        db: PathBuf,
+        node: String,
+        /// rnnoise or deepfilternet3 (Rakkr's names; the agent denoises with RNNoise).
+        #[arg(long, default_value = "rnnoise")]
+        engine: String,
+        /// Send `requested: false` instead of true.
+        #[arg(long)]
+        not_requested: bool,
+        #[arg(long)]
+        off: bool,
+    },
     /// Set the node config's recorderCachePolicies (a JSON list).
     SetCachePolicies {
         #[arg(long)]
@@ -155,6 +170,8 @@ enum NodeCommand {
     },
 }
 
+// Parsed once per run: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Subcommand)]
 enum JobCommand {
     /// Queue a recording job for a node.
@@ -193,6 +210,18 @@ enum JobCommand {
         /// More command fields as a JSON object (`channelMap`, `chunkSeconds`, ...).
         #[arg(long)]
         command_json: Option<String>,
+        /// Ask for the enhanced rendition with Rakkr's default chain (RNNoise, 80 Hz
+        /// high-pass, -16 LUFS), uploaded as rendition=enhanced.
+        #[arg(long)]
+        enhance: bool,
+        /// The enhancement object as Rakkr's recording profile holds it, e.g.
+        /// '{"highpass": {"hz": 120}, "gate": {"enabled": true, "thresholdDb": -45}}'
+        /// (implies --enhance; absent fields take Rakkr's defaults).
+        #[arg(long)]
+        enhancement: Option<String>,
+        /// keepRaw false: upload the enhanced rendition only (default: the raw one too).
+        #[arg(long)]
+        no_keep_raw: bool,
     },
     /// Ask the node to stop a job (it uploads what it captured).
     Stop {
@@ -339,6 +368,18 @@ fn run(command: ControllerCommand) -> Result<(), Failure> {
                 println!("{id}");
                 Ok(())
             }
+            NodeCommand::SetMonitorEnhancement {
+                db,
+                node,
+                engine,
+                not_requested,
+                off,
+            } => {
+                let monitor = serde_json::json!({"engine": engine, "requested": !not_requested});
+                admin(&db)?
+                    .set_monitor_enhancement(&node, (!off).then_some(&monitor))
+                    .map_err(admin_failure)
+            }
             NodeCommand::SetCachePolicies {
                 db,
                 node,
@@ -370,6 +411,9 @@ fn run(command: ControllerCommand) -> Result<(), Failure> {
                 bitrate,
                 vbr,
                 command_json,
+                enhance,
+                enhancement,
+                no_keep_raw,
             } => {
                 let mut spec = NewJobSpec::new(&node, &device, duration.as_secs_f64());
                 spec.capture_format = format;
@@ -396,6 +440,9 @@ fn run(command: ControllerCommand) -> Result<(), Failure> {
                             ));
                         }
                     }
+                }
+                if let Some(e) = enhancement_object(enhance, enhancement.as_deref(), no_keep_raw)? {
+                    spec.extra_command.insert("enhancement".into(), e);
                 }
                 let job = admin(&db)?.add_job(&spec).map_err(admin_failure)?;
                 println!("{}", job.id);
@@ -431,6 +478,32 @@ fn run(command: ControllerCommand) -> Result<(), Failure> {
         }
         ControllerCommand::Listen { db, node, out } => write_listen_chunks(&db, &node, &out),
     }
+}
+
+/// The job's `enhancement` from `job add`'s flags; `None` when none asks for one.
+fn enhancement_object(
+    enhance: bool,
+    object: Option<&str>,
+    no_keep_raw: bool,
+) -> Result<Option<serde_json::Value>, (u8, String)> {
+    let mut e = match object {
+        None if !enhance => return Ok(None),
+        None => serde_json::Map::new(),
+        Some(text) => match serde_json::from_str::<serde_json::Value>(text) {
+            Ok(serde_json::Value::Object(fields)) => fields,
+            _ => {
+                return Err((
+                    exit::BAD_CONFIG,
+                    format!("--enhancement {text:?} is not a JSON object"),
+                ));
+            }
+        },
+    };
+    if no_keep_raw {
+        e.insert("keepRaw".into(), false.into());
+    }
+    e.entry("keepRaw").or_insert(true.into());
+    Ok(Some(serde_json::Value::Object(e)))
 }
 
 fn write_listen_chunks(

@@ -232,20 +232,25 @@ pub(crate) fn inventory(
 
 /// `GET /nodes/{id}/config`; `None` if there is no such node.
 pub(crate) fn config(tx: &Connection, node: &str) -> Result<Option<Value>, StoreError> {
-    let found: Option<(i64, String)> = tx
+    let found: Option<(i64, String, Option<String>)> = tx
         .query_row(
-            "SELECT max_concurrent_recordings, cache_policies_json FROM nodes WHERE id = ?1",
+            "SELECT max_concurrent_recordings, cache_policies_json, monitor_enhancement_json \
+             FROM nodes WHERE id = ?1",
             params![node],
-            |r| Ok((r.get(0)?, r.get(1)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
         )
         .optional()
         .doing("reading a node's config")?;
-    Ok(found.map(|(n, policies)| {
+    Ok(found.map(|(n, policies, monitor)| {
         let policies: Value = serde_json::from_str(&policies).unwrap_or_else(|_| json!([]));
-        json!({
+        let mut config = json!({
             "recordingCapacity": {"maxConcurrentRecordings": n},
             "recorderCachePolicies": policies,
-        })
+        });
+        if let Some(m) = monitor.and_then(|m| serde_json::from_str::<Value>(&m).ok()) {
+            config["monitorEnhancement"] = m;
+        }
+        config
     }))
 }
 

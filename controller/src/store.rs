@@ -167,6 +167,11 @@ CREATE TABLE listen_chunks (
 ) STRICT;
 CREATE INDEX listen_chunks_node ON listen_chunks (node_id, seq);
 "#,
+    r#"
+-- The node config's monitorEnhancement ({engine, requested}); Rakkr derives it from the
+-- listeners asking for enhanced live audio, here the operator sets it. NULL: not sent.
+ALTER TABLE nodes ADD COLUMN monitor_enhancement_json TEXT;
+"#,
 ];
 
 const CURRENT: i64 = MIGRATIONS.len() as i64;

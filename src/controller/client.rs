@@ -266,6 +266,7 @@ impl Client {
         wav: &[u8],
         captured_at: &str,
         duration_ms: u64,
+        rendition: Option<Rendition>,
     ) -> Result<(), CallError> {
         if !(44..=512 * 1024).contains(&wav.len()) || !(1..=10_000).contains(&duration_ms) {
             return Err(CallError::Invalid(format!(
@@ -273,7 +274,10 @@ impl Client {
                 wav.len()
             )));
         }
-        let url = self.node_url("listen/chunk");
+        let mut url = self.node_url("listen/chunk");
+        if let Some(r) = rendition {
+            url = format!("{url}?rendition={}", r.as_str());
+        }
         let result = self
             .prepare(self.agent.post(&url), Budget::Call)
             .header("content-type", "audio/wav")

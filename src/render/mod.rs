@@ -5,6 +5,7 @@ pub mod chunks;
 pub mod codec;
 pub mod convert;
 pub mod delivery;
+pub mod enhance;
 pub mod job;
 pub mod peaks;
 pub mod pipeline;

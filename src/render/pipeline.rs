@@ -129,7 +129,7 @@ pub fn render(
 /// Lowers the calling thread's priority by [`RENDER_NICE`] (threads it starts inherit
 /// it): relative, so a render is always below the thread that asked for it. Best effort:
 /// a render at normal priority is still a correct render.
-fn lower_priority() {
+pub(super) fn lower_priority() {
     // SAFETY: plain syscalls on the calling thread's own id.
     unsafe {
         let tid = libc::syscall(libc::SYS_gettid) as libc::id_t;
@@ -237,7 +237,7 @@ fn render_here(
 }
 
 /// Streams the plan's frames, decoded and mixed, to `emit`.
-fn read_plan(
+pub(super) fn read_plan(
     req: &RenderRequest,
     total: u64,
     progress: &mut (dyn FnMut(u64, u64) + Send),
@@ -288,7 +288,7 @@ fn read_plan(
 }
 
 /// The end of the pipeline: peaks, then the encoder's sample kind.
-struct Sink {
+pub(super) struct Sink {
     encoder: Box<dyn Encoder>,
     quantizer: Quantizer,
     peaks: Peaks,
@@ -298,7 +298,12 @@ struct Sink {
 }
 
 impl Sink {
-    fn new(encoder: Box<dyn Encoder>, quantizer: Quantizer, peaks: Peaks, channels: u16) -> Sink {
+    pub(super) fn new(
+        encoder: Box<dyn Encoder>,
+        quantizer: Quantizer,
+        peaks: Peaks,
+        channels: u16,
+    ) -> Sink {
         Sink {
             encoder,
             quantizer,
@@ -309,7 +314,7 @@ impl Sink {
         }
     }
 
-    fn write(&mut self, s: &[f32]) -> Result<(), RenderError> {
+    pub(super) fn write(&mut self, s: &[f32]) -> Result<(), RenderError> {
         self.peaks.push(s);
         self.frames += (s.len() / self.channels) as u64;
         match self.encoder.input() {
@@ -327,7 +332,7 @@ impl Sink {
     }
 
     /// (frames written, clipped samples, peaks JSON)
-    fn finish(self) -> Result<(u64, u64, Vec<u8>), CodecError> {
+    pub(super) fn finish(self) -> Result<(u64, u64, Vec<u8>), CodecError> {
         self.encoder.finish()?;
         Ok((self.frames, self.quantizer.clipped, self.peaks.finish()))
     }

@@ -363,6 +363,7 @@ fn render_job(
         && options.chunk_seconds.is_none()
         && let Some(channels) = streamable(&request)
     {
+        enhance(job, options, &request)?;
         return stream_job(job, options, &request, channels.as_deref()).map(Ok);
     }
     let file = format!("{RECORDING_STEM}.{}", request.codec.extension);
@@ -395,6 +396,7 @@ fn render_job(
             }
         })?;
     }
+    enhance(job, options, &request)?;
     let sidecar = RenderSidecar {
         file,
         file_name: delivered_name,
@@ -409,6 +411,27 @@ fn render_job(
             source,
         })?;
     Ok(Ok(out))
+}
+
+/// The enhanced rendition, when the job asks for one (before `render.json`, which says the
+/// render is done). One that cannot be made leaves the raw render as the primary.
+fn enhance(
+    job: &JobRow,
+    options: &OutputOptions,
+    request: &RenderRequest,
+) -> Result<(), FinalizeError> {
+    use crate::render::enhance::job::{ENHANCED_FILE, render_for_job};
+    match render_for_job(&job.dir, &job.command_json, options, request) {
+        Ok(None) => Ok(()),
+        Ok(Some(why)) => {
+            log::warn!("{}: {why}; the raw render is the primary", job.id);
+            Ok(())
+        }
+        Err(source) => Err(FinalizeError::Io {
+            path: job.dir.join(ENHANCED_FILE),
+            source,
+        }),
+    }
 }
 
 /// The channels to keep when `req` is a WAV of the segments' own samples (no mix, rate

@@ -78,6 +78,12 @@ pub struct RecordingView {
     pub cached: bool,
     #[serde(default)]
     pub cache_path: Option<String>,
+    /// The supplementary raw rendition, when one was stored.
+    #[serde(default)]
+    pub raw_cache_path: Option<String>,
+    /// The enhanced rendition, when the primary was one.
+    #[serde(default)]
+    pub enhanced_cache_path: Option<String>,
     #[serde(default)]
     pub checksum: Option<String>,
     #[serde(default)]

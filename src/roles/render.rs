@@ -7,8 +7,9 @@ use std::path::{Path, PathBuf};
 use crate::core::timeline::{self, GapFill, Piece, PlacedSegment};
 use crate::journal::{JobRow, Journal, JournalError};
 use crate::render::codec::Facts;
+use crate::render::enhance::Enhancement;
 use crate::render::job::{JobRenderError, OutputOptions};
-use crate::render::pipeline::{self, RenderError, RenderReport};
+use crate::render::pipeline::{self, RenderError, RenderReport, RenderRequest};
 use crate::render::stitch::StitchError;
 use crate::roles::finalize::journal_path;
 use crate::segment::wav::parse_header;
@@ -69,6 +70,7 @@ pub fn render_job_dir(
     journal: &Journal,
     job: &JobRow,
     overrides: &OutputOptions,
+    enhancement: Option<&Enhancement>,
     out: Option<&Path>,
     fill: GapFill,
     progress: &mut (dyn FnMut(u64, u64) + Send),
@@ -101,8 +103,7 @@ pub fn render_job_dir(
         },
         Path::to_path_buf,
     );
-    let peaks = peaks_path(&out);
-    let report = pipeline::render(&request, &out, Some(&peaks), progress)?;
+    let report = run_render(&request, enhancement, &out, progress)?;
     Ok((out, report))
 }
 
@@ -111,6 +112,7 @@ pub fn render_job_dir(
 pub fn render_wav_file(
     input: &Path,
     options: &OutputOptions,
+    enhancement: Option<&Enhancement>,
     out: &Path,
     progress: &mut (dyn FnMut(u64, u64) + Send),
 ) -> Result<RenderReport, RenderCmdError> {
@@ -145,12 +147,20 @@ pub fn render_wav_file(
         ..Default::default()
     };
     let request = options.request(plan, info.spec, facts)?;
-    Ok(pipeline::render(
-        &request,
-        out,
-        Some(&peaks_path(out)),
-        progress,
-    )?)
+    Ok(run_render(&request, enhancement, out, progress)?)
+}
+
+/// The plain render with its peaks, or the enhanced rendition (no progress: two passes).
+fn run_render(
+    request: &RenderRequest,
+    enhancement: Option<&Enhancement>,
+    out: &Path,
+    progress: &mut (dyn FnMut(u64, u64) + Send),
+) -> Result<RenderReport, RenderError> {
+    match enhancement {
+        Some(e) => crate::render::enhance::render(request, e, out),
+        None => pipeline::render(request, out, Some(&peaks_path(out)), progress),
+    }
 }
 
 /// `<out>.peaks.json`.

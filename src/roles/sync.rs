@@ -180,6 +180,8 @@ struct Sync {
     meter_seq: HashMap<String, u64>,
     /// Per job, the capture time of the last listen chunk handed to the meter lane.
     listen_sent: HashMap<String, i64>,
+    /// The node config asks for enhanced live-listen chunks (`monitorEnhancement`).
+    monitor_enhanced: bool,
     node: node_health::NodeWatch,
     devices: node::InventoryWatch,
 }
@@ -216,6 +218,7 @@ pub fn run(settings: SyncSettings, shutdown: &StopFlag) -> Result<(), SyncError>
         timelines: Default::default(),
         meter_seq: HashMap::new(),
         listen_sent: HashMap::new(),
+        monitor_enhanced: false,
         node,
         devices,
     };
@@ -393,6 +396,16 @@ impl Sync {
             Done::Config(Ok(config)) => {
                 self.capacity = config.recording_capacity.max_concurrent_recordings.max(1);
                 self.retention.policies = config.recorder_cache_policies;
+                let wants = crate::render::enhance::listen::monitor_wants_enhanced(
+                    config.monitor_enhancement.as_ref(),
+                );
+                if wants != self.monitor_enhanced {
+                    log::info!(
+                        "live listen: enhanced rendition {}",
+                        if wants { "on" } else { "off" }
+                    );
+                }
+                self.monitor_enhanced = wants;
             }
             Done::Config(Err(e)) => self.trouble("node config", &e),
             Done::Claim(Ok(claimed)) => self.take_claimed_group(claimed)?,

@@ -13,15 +13,23 @@ use serde_json::Value;
 
 use super::lanes::Lane;
 use super::{Done, Sync, SyncError};
-use crate::controller::client::Client;
+use crate::controller::client::{CallError, Client, Rendition};
 use crate::controller::protocol::{HealthEvent, MeterFrame, MeterLevel, Severity};
 use crate::core::job::JobState;
 use crate::journal::{JobRow, NewOutboxItem};
+use crate::render::enhance::listen::enhance_listen_wav;
 use crate::segment::meter_file::{self, ChangeRecord, MeterSnapshot};
 use crate::segment::writer::now_ms;
 
 /// A snapshot older than this is a capture that stopped publishing: not sent.
 const FRESH_FOR: Duration = Duration::from_secs(12);
+
+/// The denoised rendition of a listen chunk, posted with `?rendition=enhanced` alongside
+/// the raw one (as Rakkr's agent does), on the meter lane's thread.
+fn send_enhanced(c: &Client, wav: &[u8], at: i64, ms: u64) -> Result<(), CallError> {
+    let clean = enhance_listen_wav(wav).map_err(|e| CallError::Invalid(e.to_string()))?;
+    c.listen_chunk(&clean, &iso(at), ms, Some(Rendition::Enhanced))
+}
 
 impl Sync {
     /// Sends each capturing job's levels and listen chunk the writer published since the
@@ -63,14 +71,19 @@ impl Sync {
             frames.push(meter_frame(&job, &snap, self.lanes.node_id()));
         }
         self.meter_sent.retain(|id, _| live.contains(id));
+        let enhanced = self.monitor_enhanced;
         if !frames.is_empty() || !chunks.is_empty() {
             self.lanes.submit(
                 Lane::Meter,
                 Box::new(move |c: &Client| {
-                    let sent_frames = frames.iter().map(|f| c.meter_frame(f));
-                    let sent_chunks =
-                        (chunks.iter()).map(|(wav, at, ms)| c.listen_chunk(wav, &iso(*at), *ms));
-                    Done::Meter(sent_frames.chain(sent_chunks).collect())
+                    let mut sent: Vec<_> = frames.iter().map(|f| c.meter_frame(f)).collect();
+                    for (wav, at, ms) in &chunks {
+                        sent.push(c.listen_chunk(wav, &iso(*at), *ms, None));
+                        if enhanced {
+                            sent.push(send_enhanced(c, wav, *at, *ms));
+                        }
+                    }
+                    Done::Meter(sent)
                 }),
             );
         }

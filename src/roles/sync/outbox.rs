@@ -10,13 +10,16 @@ use super::lanes::Lane;
 use super::sending::{Sending, next_sending, relative};
 use super::{Done, Sync, SyncError, controller_event, jitter};
 use crate::capture::StopFlag;
-use crate::controller::client::{CallError, Client, FileBody, UploadBody, UploadRequest};
+use crate::controller::client::{
+    CallError, Client, FileBody, Rendition, UploadBody, UploadRequest,
+};
 use crate::controller::protocol::{CachedFile, HealthEvent, Job, Severity};
 use crate::core::backoff::Backoff;
 use crate::core::job_machine::{self, Event, RenderedFile, Report};
 use crate::journal::NewOutboxItem;
 use crate::journal::{JobRow, OutboxKind, OutboxRow};
 use crate::logging::untrusted;
+use crate::render::enhance::job::enhancement_failure;
 use crate::render::job::deliverable;
 use crate::segment::writer::now_ms;
 
@@ -231,12 +234,15 @@ impl Sync {
             .map(|u| u.chunk)
             .collect();
         let sending = next_sending(&job, &file, &acked);
+        if let Some(why) = enhancement_failure(&job.dir) {
+            self.enhancement_failed(&job, &why)?;
+        }
         let id = row.id;
         let job_id = job.id.clone();
         // The bytes: a chunk's file, or the whole render (its file, or the WAV streamed
         // from the segments, hashed at finalize).
         let body: Box<dyn UploadBody> = match (&sending.chunk, deliverable(&job.dir)) {
-            (None, Some(d)) => d.body(),
+            (None, Some(d)) if sending.rendition != Some(Rendition::Enhanced) => d.body(),
             _ => Box::new(FileBody(sending.path.clone())),
         };
         let job_dir = job.dir.clone();
@@ -247,7 +253,7 @@ impl Sync {
                 file_name: &sending.file_name,
                 mime_type: &sending.mime_type,
                 duration_seconds: sending.duration_seconds,
-                rendition: None,
+                rendition: sending.rendition,
                 chunk: sending.chunk.map(|(i, _)| i),
                 chunk_total: sending.chunk_total(),
             };
@@ -278,8 +284,11 @@ impl Sync {
         let (event, delivery) = match up.result {
             Ok(cached) => {
                 log::info!(
-                    "{job_id}: uploaded {} ({} bytes, {})",
+                    "{job_id}: uploaded {}{} ({} bytes, {})",
                     untrusted(&up.sending.file_name),
+                    up.sending
+                        .rendition
+                        .map_or(String::new(), |r| format!(" ({})", r.as_str())),
                     cached.size,
                     untrusted(&cached.checksum)
                 );
@@ -292,7 +301,7 @@ impl Sync {
                     true => Path::new(crate::render::job::RENDER_FILE),
                     false => relative(&up.job_dir, &up.sending.path),
                 };
-                let chunk = up.sending.chunk_index();
+                let chunk = up.sending.upload_row();
                 self.journal.atomically(|j| {
                     j.record_upload(job_id, chunk, name, cached.size, &sha)?;
                     j.acknowledge_upload(job_id, chunk, now_ms())?;
@@ -368,6 +377,21 @@ impl Sync {
             log::error!("{job_id}: {e}");
         }
         self.settle(&up.row, delivery)
+    }
+
+    /// Rakkr's `enhancement_failed` warning: the job asked for an enhanced rendition that
+    /// could not be made, so the raw render is its primary. Once per job (its key).
+    fn enhancement_failed(&mut self, job: &JobRow, why: &str) -> Result<(), SyncError> {
+        let mut event =
+            HealthEvent::new("agent.recording_job.enhancement_failed", Severity::Warning);
+        let key = format!("{}-enhancement-failed", job.id);
+        event.id = Some(key.clone());
+        event.recording_id = job.recording_id.clone();
+        event.details.insert("reason".into(), why.into());
+        let body = serde_json::to_string(&event).unwrap_or_default();
+        self.journal
+            .enqueue(&NewOutboxItem::health_event(None, &key, body, now_ms()))?;
+        Ok(())
     }
 
     /// Rakkr's `chunk_uploaded` health event, once per chunk (keyed by job and index).

@@ -2,14 +2,21 @@
 //! first chunk the controller has not acknowledged (the journal's `uploads` table), so a
 //! restart resumes at chunk granularity. Name, type and duration come from the render's
 //! sidecars, so they agree with the bytes.
+//!
+//! A job with an enhanced rendition sends the raw render first (`rendition=raw`, when
+//! `keepRaw`), then the enhanced one (`rendition=enhanced`), the primary that completes the
+//! job: after it the controller has decided, so nothing is left to send. (Rakkr also takes
+//! a raw PUT for a completed job, but a failed or cancelled one refuses it.)
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use super::output_file_name;
+use crate::controller::client::Rendition;
 use crate::core::job_machine::RenderedFile;
 use crate::journal::JobRow;
 use crate::render::chunks::Chunks;
+use crate::render::enhance::job::enhanced_deliverable;
 
 /// One PUT's body and headers.
 #[derive(Clone, Debug, PartialEq)]
@@ -21,20 +28,37 @@ pub(super) struct Sending {
     pub duration_seconds: f64,
     /// `(index, total)` for a chunk; the final one carries `chunkTotal`.
     pub chunk: Option<(u32, u32)>,
+    pub rendition: Option<Rendition>,
 }
 
+/// The `uploads` row of the raw rendition: past any chunk index, so the table (keyed by
+/// job and chunk) holds both renditions without a new column.
+pub(super) const RAW_ROW: u32 = 1 << 30;
+
 impl Sending {
-    /// The `uploads` row this PUT acknowledges (0 for a whole recording).
+    /// The chunk index (0 for a whole recording).
     pub fn chunk_index(&self) -> u32 {
         self.chunk.map_or(0, |(i, _)| i)
     }
 
-    /// A chunk before the last: its acknowledgement does not complete the job.
+    /// The `uploads` row this PUT acknowledges.
+    pub fn upload_row(&self) -> u32 {
+        match self.rendition {
+            Some(Rendition::Raw) => RAW_ROW + self.chunk_index(),
+            _ => self.chunk_index(),
+        }
+    }
+
+    /// A chunk before the last, or the supplementary raw rendition: its acknowledgement
+    /// does not complete the job.
     pub fn is_partial(&self) -> bool {
-        self.chunk.is_some_and(|(i, total)| i + 1 < total)
+        self.rendition == Some(Rendition::Raw) || self.chunk.is_some_and(|(i, total)| i + 1 < total)
     }
 
     pub fn chunk_total(&self) -> Option<u32> {
+        if self.rendition == Some(Rendition::Raw) {
+            return None;
+        }
         self.chunk
             .and_then(|(i, total)| (i + 1 == total).then_some(total))
     }
@@ -56,9 +80,26 @@ pub(super) fn next_sending(job: &JobRow, file: &RenderedFile, acked: &HashSet<u3
             mime_type: chunks.content_type.clone(),
             duration_seconds: part.duration_seconds,
             chunk: Some((index as u32, total as u32)),
+            rendition: None,
         };
     }
-    whole(job, file)
+    let Some((enhanced, keep_raw)) = enhanced_deliverable(&job.dir) else {
+        return whole(job, file);
+    };
+    if keep_raw && !acked.contains(&RAW_ROW) {
+        return Sending {
+            rendition: Some(Rendition::Raw),
+            ..whole(job, file)
+        };
+    }
+    Sending {
+        path: enhanced.path,
+        file_name: enhanced.file_name,
+        mime_type: enhanced.content_type,
+        duration_seconds: enhanced.duration_seconds,
+        chunk: None,
+        rendition: Some(Rendition::Enhanced),
+    }
 }
 
 /// The whole rendered recording, as the render's sidecar describes it.
@@ -74,6 +115,7 @@ fn whole(job: &JobRow, file: &RenderedFile) -> Sending {
             .map_or_else(|| "audio/wav".to_string(), |d| d.content_type.clone()),
         duration_seconds: delivered.as_ref().map_or(0.0, |d| d.duration_seconds),
         chunk: None,
+        rendition: None,
     }
 }
 
@@ -83,4 +125,93 @@ pub(super) fn relative<'a>(job_dir: &Path, path: &'a Path) -> &'a Path {
         .ok()
         .or_else(|| path.file_name().map(Path::new))
         .unwrap_or(path)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::format::{SampleFormat, StreamSpec};
+    use crate::core::job::JobState;
+    use crate::journal::JobSource;
+
+    fn job(dir: &Path) -> JobRow {
+        JobRow {
+            id: "a".into(),
+            source: JobSource::Controller,
+            controller_job_id: Some("job_1".into()),
+            recording_id: Some("rec_1".into()),
+            command_json: "{}".into(),
+            backend: "alsa".into(),
+            device: "d".into(),
+            spec: StreamSpec {
+                format: SampleFormat::S16Le,
+                rate: 48_000,
+                channels: 2,
+            },
+            duration_frames: None,
+            dir: dir.to_path_buf(),
+            state: JobState::Uploading,
+            end_cause: None,
+            created_at_ms: 0,
+            started_at_ms: None,
+            ended_at_ms: None,
+            updated_at_ms: 0,
+            captured_frames: 0,
+        }
+    }
+
+    fn sidecar(file: &str, extra: &str) -> String {
+        format!(
+            r#"{{"file": "{file}", "fileName": "talk.flac", {extra} "report": {{"codec": "flac",
+            "contentType": "audio/flac", "rate": 48000, "channels": 2, "bits": 16, "frames": 96000,
+            "durationSeconds": 2.0, "bytes": 4, "sha256": "00", "clipped": 0}}}}"#
+        )
+    }
+
+    #[test]
+    fn the_raw_rendition_goes_first_then_the_enhanced_primary() {
+        let raw = (Some(Rendition::Raw), "recording.flac", true, RAW_ROW);
+        let primary = (Some(Rendition::Enhanced), "enhanced.flac", false, 0);
+        let plain = (None, "recording.flac", false, 0);
+        // (enhanced.json, acknowledged rows, expected (rendition, file, partial, row))
+        let enhanced = |keep: bool| sidecar("enhanced.flac", &format!(r#""keepRaw": {keep},"#));
+        let failed = r#"{"file": "", "fileName": "", "error": "bad", "keepRaw": true}"#;
+        let cases = [
+            (Some(enhanced(true)), vec![], raw),
+            (Some(enhanced(true)), vec![RAW_ROW], primary),
+            (Some(enhanced(false)), vec![], primary),
+            (Some(failed.to_string()), vec![], plain),
+            (None, vec![], plain),
+        ];
+        for (side, acked, (rendition, file, partial, row)) in cases {
+            let dir = tempfile::tempdir().unwrap();
+            for f in ["recording.flac", "enhanced.flac"] {
+                std::fs::write(dir.path().join(f), b"fLaC").unwrap();
+            }
+            std::fs::write(
+                dir.path().join("render.json"),
+                sidecar("recording.flac", ""),
+            )
+            .unwrap();
+            if let Some(s) = &side {
+                std::fs::write(dir.path().join("enhanced.json"), s).unwrap();
+            }
+            let rendered = RenderedFile {
+                path: dir.path().join("recording.flac"),
+                sha256: "00".into(),
+                bytes: 4,
+            };
+            let acked: HashSet<u32> = acked.into_iter().collect();
+            let s = next_sending(&job(dir.path()), &rendered, &acked);
+            let what = format!("{side:?} {acked:?}");
+            assert_eq!(s.rendition, rendition, "{what}");
+            assert_eq!(s.path, dir.path().join(file), "{what}");
+            assert_eq!((s.is_partial(), s.upload_row()), (partial, row), "{what}");
+            assert_eq!(
+                (s.file_name.as_str(), s.mime_type.as_str()),
+                ("talk.flac", "audio/flac")
+            );
+            assert_eq!(s.chunk_total(), None);
+        }
+    }
 }

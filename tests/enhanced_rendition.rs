@@ -1,0 +1,312 @@
+//! The enhanced rendition against the reference controller (real HTTP on 127.0.0.1, real
+//! `edgerec` processes, a real ALSA PCM playing a 1 kHz tone in white noise): the raw render
+//! goes first as `rendition=raw`, byte for byte the plain render; the enhanced one is the
+//! primary, in the same codec, rate, channels and length (ffprobe), with the noise floor
+//! far lower in a band the tone leaves alone (sox).
+
+mod common;
+
+use common::controller::*;
+use common::*;
+use std::path::Path;
+use std::process::Command;
+use std::time::Duration;
+
+const RATE: usize = 48_000;
+
+/// `seconds` of stereo S16: a 1 kHz tone at 0.3 from 1 s on, white noise at 0.02 throughout.
+fn tone_in_noise(seconds: usize) -> Vec<i16> {
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    let mut out = Vec::with_capacity(seconds * RATE * 2);
+    for i in 0..seconds * RATE {
+        x ^= x << 13;
+        x ^= x >> 7;
+        x ^= x << 17;
+        let noise = 0.02 * ((x >> 11) as f64 / (1u64 << 53) as f64 * 2.0 - 1.0);
+        let t = i as f64 / RATE as f64;
+        let tone = if t >= 1.0 {
+            0.3 * (std::f64::consts::TAU * 1000.0 * t).sin()
+        } else {
+            0.0
+        };
+        let s = ((noise + tone) * 32767.0).round() as i16;
+        out.extend([s, s]);
+    }
+    out
+}
+
+/// sox's RMS amplitude (dB) of `file` past 1.5 s, band-passed to `band`. ffmpeg cuts
+/// (decoding from the start: libFLAC cannot seek in these files, see the note).
+fn band_rms_db(file: &Path, band: &str) -> f64 {
+    let cut = tempfile::Builder::new().suffix(".wav").tempfile().unwrap();
+    let ok = Command::new("ffmpeg")
+        .args(["-v", "error", "-y", "-i"])
+        .arg(file)
+        .args(["-ss", "1.5"])
+        .arg(cut.path())
+        .status()
+        .unwrap();
+    assert!(ok.success(), "ffmpeg {}", file.display());
+    let out = Command::new("sox")
+        .arg(cut.path())
+        .args(["-n", "sinc", band, "stat"])
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stderr).into_owned();
+    let line = text
+        .lines()
+        .find(|l| l.starts_with("RMS     amplitude:"))
+        .unwrap_or_else(|| panic!("sox stat: {text}"));
+    let rms: f64 = line.rsplit(' ').next().unwrap().trim().parse().unwrap();
+    20.0 * rms.max(1e-9).log10()
+}
+
+/// ffprobe's `codec,rate,channels,duration` of a stored file.
+fn probe(file: &Path) -> (String, u32, u16, f64) {
+    let out = Command::new("ffprobe")
+        .args([
+            "-v",
+            "error",
+            "-show_entries",
+            "stream=codec_name,sample_rate,channels:format=duration",
+        ])
+        .args(["-of", "default=nw=1:nk=1"])
+        .arg(file)
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let v: Vec<&str> = text.lines().collect();
+    assert_eq!(v.len(), 4, "ffprobe {}: {text}", file.display());
+    (
+        v[0].into(),
+        v[1].parse().unwrap(),
+        v[2].parse().unwrap(),
+        v[3].parse().unwrap(),
+    )
+}
+
+/// A fakemic PCM `name` looping `seconds` of [`tone_in_noise`] (keep the file while used).
+fn noisy_mic(name: &str, seconds: usize) -> (tempfile::NamedTempFile, fakemic::Fakemic) {
+    let source = tempfile::NamedTempFile::new().unwrap();
+    fakemic::write_raw(source.path(), &tone_in_noise(seconds));
+    let file = source.path().to_str().unwrap().to_string();
+    let mic = fakemic::setup(&[(name, &["--file", &file])]);
+    (source, mic)
+}
+
+/// `edgerec agent` on the fakemic devices (no synth override).
+fn alsa_agent(ctl: &Ctl, state: &Path, alsa_config: &str) -> std::process::Child {
+    edgerec()
+        .arg("agent")
+        .arg("--state-dir")
+        .arg(state)
+        .args([
+            "--controller",
+            &ctl.url(),
+            "--node-id",
+            &ctl.node,
+            "--token-file",
+        ])
+        .arg(&ctl.token_file)
+        .env("ALSA_CONFIG_PATH", alsa_config)
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn enhanced_and_raw_renditions_are_stored_apart_and_the_enhanced_one_is_cleaner() {
+    let _rt = realtime();
+    let (_source, mic) = noisy_mic("noisy", 6);
+    let ctl = Ctl::start(Duration::from_secs(30));
+    let state = tempfile::tempdir().unwrap();
+    let job = ctl.add_job_with(
+        "noisy",
+        6.0,
+        &[
+            "--codec",
+            "flac",
+            "--file-name",
+            "talk.flac",
+            "--enhancement",
+            r#"{"highpass": {"hz": 100}, "loudnorm": {"targetI": -20}}"#,
+        ],
+    );
+    let mut agent = alsa_agent(&ctl, state.path(), &mic.config_path);
+    ctl.wait_status(&job.id, Some("completed"), Duration::from_secs(90));
+    sigterm(&mut agent, Duration::from_secs(10));
+    let rec = ctl.recording(&job.id);
+    let enhanced = ctl.store.join(
+        rec.enhanced_cache_path
+            .as_deref()
+            .expect("an enhanced rendition"),
+    );
+    let raw = ctl
+        .store
+        .join(rec.raw_cache_path.as_deref().expect("a raw rendition"));
+    assert_eq!(
+        rec.cache_path, rec.enhanced_cache_path,
+        "the enhanced one is the primary"
+    );
+    assert_ne!(enhanced, raw);
+    assert_eq!(rec.mime_type.as_deref(), Some("audio/flac"));
+    assert_eq!(rec.file_name.as_deref(), Some("talk.flac"));
+    for f in [&enhanced, &raw] {
+        assert_eq!(f.extension().unwrap(), "flac", "{}", f.display());
+        assert_eq!(&std::fs::read(f).unwrap()[..4], b"fLaC", "{}", f.display());
+        assert!(
+            Command::new("flac")
+                .args(["-t", "-s"])
+                .arg(f)
+                .status()
+                .unwrap()
+                .success()
+        );
+    }
+    let (pe, pr) = (probe(&enhanced), probe(&raw));
+    assert_eq!((pe.0.as_str(), pe.1, pe.2), ("flac", 48_000, 2), "{pe:?}");
+    assert_eq!((&pe.0, pe.1, pe.2), (&pr.0, pr.1, pr.2));
+    assert!(
+        (pe.3 - pr.3).abs() < 0.001 && (pe.3 - 6.0).abs() < 0.05,
+        "{pe:?} {pr:?}"
+    );
+    // The raw one is the plain render, byte for byte.
+    let dir = agent_job_dir(state.path(), &job.id);
+    assert_eq!(sha256_file(&raw), sha256_file(&dir.join("recording.flac")));
+    assert_eq!(rec.checksum.clone().unwrap(), sha256_file(&enhanced));
+    // The tone's level against the noise floor in 4–8 kHz, where there is no tone.
+    let snr = |f: &Path| {
+        let (tone, floor) = (band_rms_db(f, "500-2000"), band_rms_db(f, "4000-8000"));
+        eprintln!(
+            "{}: tone {tone:.1} dB, 4-8 kHz floor {floor:.1} dB",
+            f.display()
+        );
+        tone - floor
+    };
+    let (before, after) = (snr(&raw), snr(&enhanced));
+    eprintln!("tone over the 4-8 kHz noise floor: raw {before:.1} dB, enhanced {after:.1} dB");
+    assert!(
+        after - before > 10.0,
+        "raw {before:.1} dB, enhanced {after:.1} dB"
+    );
+    // The raw one went first: the primary completed the job.
+    let journal =
+        edgerec::journal::Journal::open_read_only(&state.path().join("edgerec.db")).unwrap();
+    let agent_id = agent_job(state.path(), &job.id).id;
+    let rows = journal.uploads(&agent_id).unwrap();
+    assert_eq!(rows.len(), 2, "{rows:?}");
+    let acked = |r: &edgerec::journal::UploadRow| r.acknowledged_at_ms.unwrap();
+    assert!(
+        rows[1].chunk > rows[0].chunk && acked(&rows[1]) <= acked(&rows[0]),
+        "{rows:?}"
+    );
+}
+
+/// While the node config's `monitorEnhancement` asks, each live-listen chunk is posted
+/// twice: raw, and denoised with `?rendition=enhanced`, same rate and length, decodable,
+/// with the noise floor lower in a band the tone leaves alone.
+#[test]
+fn enhanced_listen_chunks_are_posted_beside_the_raw_ones() {
+    let _rt = realtime();
+    let (_source, mic) = noisy_mic("noisylive", 4);
+    let ctl = Ctl::start(Duration::from_secs(30));
+    ctl.admin
+        .run(&[
+            "node",
+            "set-monitor-enhancement",
+            &ctl.node,
+            "--engine",
+            "deepfilternet3",
+        ])
+        .unwrap();
+    let state = tempfile::tempdir().unwrap();
+    let job = ctl.add_job_with("noisylive", 17.0, &["--codec", "flac"]);
+    let mut agent = alsa_agent(&ctl, state.path(), &mic.config_path);
+    ctl.wait_status(&job.id, Some("completed"), Duration::from_secs(90));
+    sigterm(&mut agent, Duration::from_secs(10));
+    let out = tempfile::tempdir().unwrap();
+    let listed = ctl
+        .admin
+        .run(&["listen", &ctl.node, "--out", out.path().to_str().unwrap()])
+        .unwrap();
+    let chunks: Vec<serde_json::Value> = serde_json::from_str(&listed).unwrap();
+    let of = |r: &str| -> Vec<&serde_json::Value> {
+        chunks.iter().filter(|c| c["rendition"] == r).collect()
+    };
+    let (raw, enhanced) = (of("raw"), of("enhanced"));
+    assert!(enhanced.len() >= 2, "{chunks:#?}");
+    assert_eq!(raw.len(), enhanced.len(), "{chunks:#?}");
+    for e in &enhanced {
+        let twin = raw
+            .iter()
+            .find(|r| r["capturedAt"] == e["capturedAt"])
+            .unwrap_or_else(|| panic!("no raw chunk beside {e}"));
+        assert_eq!(twin["durationMs"], e["durationMs"]);
+        let (ep, rp) = (
+            Path::new(e["path"].as_str().unwrap()),
+            Path::new(twin["path"].as_str().unwrap()),
+        );
+        let (pe, pr) = (probe(ep), probe(rp));
+        assert_eq!(
+            (pe.0.as_str(), pe.1, pe.2),
+            ("pcm_s16le", pr.1, 1),
+            "{pe:?} {pr:?}"
+        );
+        assert!((pe.3 - pr.3).abs() < 0.001, "{pe:?} {pr:?}");
+        let floor = |f: &Path| band_rms_db(f, "4000-8000");
+        let (before, after) = (floor(rp), floor(ep));
+        eprintln!(
+            "listen chunk {}: 4-8 kHz floor raw {before:.1} dB, enhanced {after:.1} dB",
+            e["capturedAt"]
+        );
+        assert!(
+            after < before - 10.0,
+            "raw {before:.1} dB, enhanced {after:.1} dB"
+        );
+    }
+}
+
+/// An enhancement the agent cannot make (a value out of Rakkr's range) loses nothing: the
+/// raw render is delivered as the primary, and one `enhancement_failed` warning says why.
+#[test]
+fn a_bad_enhancement_delivers_the_raw_render_and_says_why() {
+    let ctl = Ctl::start(Duration::from_secs(30));
+    let state = tempfile::tempdir().unwrap();
+    let job = ctl.add_job_with(
+        "sine:440",
+        2.0,
+        &[
+            "--codec",
+            "mp3",
+            "--enhancement",
+            r#"{"highpass": {"hz": 5}}"#,
+        ],
+    );
+    let mut agent = ctl.spawn_agent(state.path());
+    ctl.wait_status(&job.id, Some("completed"), Duration::from_secs(60));
+    std::thread::sleep(Duration::from_secs(2)); // the warning follows the upload
+    sigterm(&mut agent, Duration::from_secs(10));
+    let rec = ctl.recording(&job.id);
+    assert_eq!(
+        (
+            rec.enhanced_cache_path.as_deref(),
+            rec.raw_cache_path.as_deref()
+        ),
+        (None, None)
+    );
+    let stored = ctl.store.join(rec.cache_path.as_deref().unwrap());
+    assert_eq!(probe(&stored).0, "mp3");
+    let dir = agent_job_dir(state.path(), &job.id);
+    assert_eq!(
+        sha256_file(&stored),
+        sha256_file(&dir.join("recording.mp3"))
+    );
+    let warned: Vec<_> = ctl
+        .health_events()
+        .into_iter()
+        .filter(|e| e["type"] == "agent.recording_job.enhancement_failed")
+        .collect();
+    assert_eq!(warned.len(), 1, "{warned:#?}");
+    let reason = warned[0]["details"]["reason"].as_str().unwrap();
+    assert!(reason.contains("highpass.hz"), "{reason}");
+}
