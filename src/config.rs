@@ -281,7 +281,7 @@ impl RecordSettings {
         let flush_interval = duration_setting(
             "segments.flush_interval",
             raw.segments.flush_interval.as_deref(),
-            Duration::from_secs(1),
+            Duration::from_secs(30),
         )?;
         let sync_interval = match cli.sync_interval {
             Some(d) => d,
