@@ -567,13 +567,18 @@ impl Writer {
             source,
         };
         let mut row_update = None;
+        // The job's last frame is in: the close, next, journals the length anyway.
+        let closing = self
+            .cfg
+            .stop_at
+            .is_some_and(|stop| self.timeline_pos >= stop);
         let due = |last: Instant, every: Duration| last.elapsed() + wake::COALESCE >= every;
         if due(seg.last_flush, self.cfg.flush_interval) {
             seg.file.flush_header().map_err(|e| io_err(seg, e))?;
             seg.last_flush = Instant::now();
             // The file is the truth for frame counts (repair reads it); the row is only a
             // progress hint between rotations, so it need not cost a journal write a second.
-            if due(seg.last_row_update, SEGMENT_ROW_EVERY) {
+            if due(seg.last_row_update, SEGMENT_ROW_EVERY) && !closing {
                 seg.last_row_update = Instant::now();
                 row_update = Some((seg.id, seg.file.frames()));
             }
