@@ -140,6 +140,9 @@ impl SegmentFile {
         debug_assert_eq!(bytes.len() % bpf, 0, "write_frames takes whole frames");
         let start = self.disk_end();
         let held = self.tail.len();
+        // A segment's first audio goes out whole: once its start is journaled, a kill -9
+        // finds audio in it, not just a header (one page is rewritten per segment for it).
+        let hold = hold && start > self.data_offset;
         let upto = write_end(start, (held + bytes.len()) as u64, hold);
         // `start + held` never reaches a boundary while holding, so `upto` covers the tail.
         let from_new = (upto - start) as usize - held.min((upto - start) as usize);
@@ -450,19 +453,22 @@ mod tests {
             held_write(&mut seg, &b, &mut written);
             all.extend_from_slice(&b);
             let len = std::fs::metadata(&path).unwrap().len();
-            assert!(len == SEGMENT_HEADER_LEN || len % PAGE == 0, "{len}");
+            // The first frame went out whole; from then on only whole pages do.
+            assert!(len == SEGMENT_HEADER_LEN + 6 || len % PAGE == 0, "{len}");
             assert!(seg.held_bytes() < PAGE as usize);
             assert_eq!(
                 len + seg.held_bytes() as u64,
                 SEGMENT_HEADER_LEN + all.len() as u64
             );
         }
-        // Every byte went out once, in order, and every write ended on a page boundary.
+        // Every byte went out once, in order, and every write after the first ended on a
+        // page boundary.
         for pair in written.windows(2) {
             assert_eq!(pair[0].1, pair[1].0, "{written:?}");
         }
+        assert_eq!(written[0], (SEGMENT_HEADER_LEN, SEGMENT_HEADER_LEN + 6));
         assert!(
-            written.iter().all(|&(_, end)| end % PAGE == 0),
+            written[1..].iter().all(|&(_, end)| end % PAGE == 0),
             "{written:?}"
         );
         assert_eq!(seg.close().unwrap(), all.len() as u64 / 6);
@@ -475,6 +481,13 @@ mod tests {
     #[test]
     fn a_held_page_lost_to_a_crash_is_less_than_a_page_and_repairs() {
         let (_dir, path, mut seg) = holding_segment(S16_STEREO);
+        let first = frames_bytes(&S16_STEREO, 1, 0);
+        seg.write_frames(&first).unwrap();
+        assert_eq!(
+            seg.held_bytes(),
+            0,
+            "a segment's first audio goes out whole"
+        );
         let a = frames_bytes(&S16_STEREO, 3000, 1); // 12000 B: two pages and a bit
         seg.write_frames(&a).unwrap();
         seg.flush_header().unwrap();
@@ -483,35 +496,38 @@ mod tests {
         assert!(held > 0 && held < PAGE as usize);
         drop(seg); // kill -9: the held bytes are gone, the rest is on disk
         let r = crate::segment::repair::repair_segment(&path, Some(S16_STEREO)).unwrap();
-        let on_disk = (a.len() - held) as u64 / 4;
+        let all = [first, a].concat();
+        let on_disk = (all.len() - held) as u64 / 4;
         assert_eq!(r.frames, on_disk);
-        assert_eq!(hound_samples(&path), as_i16(&a[..on_disk as usize * 4]));
+        assert_eq!(hound_samples(&path), as_i16(&all[..on_disk as usize * 4]));
     }
 
     #[test]
     fn write_held_flushes_the_tail_before_a_sync_that_needs_it() {
         let (_dir, path, mut seg) = holding_segment(S16_STEREO);
+        seg.write_frames(&frames_bytes(&S16_STEREO, 1, 0)).unwrap();
         seg.write_frames(&frames_bytes(&S16_STEREO, 10, 1)).unwrap();
         assert_eq!(seg.held_bytes(), 40);
         seg.write_held().unwrap();
         assert_eq!(seg.held_bytes(), 0);
         assert_eq!(
             std::fs::metadata(&path).unwrap().len(),
-            SEGMENT_HEADER_LEN + 40
+            SEGMENT_HEADER_LEN + 44
         );
         // Holding goes on from an unaligned end: the next write stops at a boundary.
         seg.write_frames(&frames_bytes(&S16_STEREO, 1200, 2))
             .unwrap();
         assert_eq!(std::fs::metadata(&path).unwrap().len() % PAGE, 0);
-        assert_eq!(seg.close().unwrap(), 1210);
+        assert_eq!(seg.close().unwrap(), 1211);
     }
 
     #[test]
     fn a_failed_page_write_gives_back_the_held_frames() {
         let (_dir, path, mut seg) = holding_segment(S16_STEREO);
+        seg.write_frames(&frames_bytes(&S16_STEREO, 1, 0)).unwrap();
         seg.write_frames(&frames_bytes(&S16_STEREO, 100, 1))
             .unwrap();
-        assert_eq!((seg.frames(), seg.held_bytes()), (100, 400));
+        assert_eq!((seg.frames(), seg.held_bytes()), (101, 400));
         // The disk takes 6 bytes of the tail, then is full.
         let mut budget = 6;
         let err = seg
@@ -529,13 +545,13 @@ mod tests {
             )
             .unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::ENOSPC));
-        assert_eq!((seg.frames(), seg.held_bytes()), (1, 0));
+        assert_eq!((seg.frames(), seg.held_bytes()), (2, 0));
         assert_eq!(
             std::fs::metadata(&path).unwrap().len(),
-            SEGMENT_HEADER_LEN + 4
+            SEGMENT_HEADER_LEN + 8
         );
-        assert_eq!(seg.close().unwrap(), 1);
-        assert_eq!(hound_samples(&path).len(), 2);
+        assert_eq!(seg.close().unwrap(), 2);
+        assert_eq!(hound_samples(&path).len(), 4);
     }
 
     #[test]
