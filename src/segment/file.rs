@@ -140,10 +140,12 @@ impl SegmentFile {
         debug_assert_eq!(bytes.len() % bpf, 0, "write_frames takes whole frames");
         let start = self.disk_end();
         let held = self.tail.len();
-        // A segment's first audio goes out whole: once its start is journaled, a kill -9
-        // finds audio in it, not just a header (one page is rewritten per segment for it).
-        let hold = hold && start > self.data_offset;
-        let upto = write_end(start, (held + bytes.len()) as u64, hold);
+        let mut upto = write_end(start, (held + bytes.len()) as u64, hold);
+        if upto == start && start == self.data_offset {
+            // A segment's first audio never waits: once its start is journaled, a kill -9
+            // finds audio in it, not just a header (less than a page: one page rewritten).
+            upto = start + (held + bytes.len()) as u64;
+        }
         // `start + held` never reaches a boundary while holding, so `upto` covers the tail.
         let from_new = (upto - start) as usize - held.min((upto - start) as usize);
         if upto > start {
