@@ -85,7 +85,8 @@ pub struct RawCapture {
 #[serde(deny_unknown_fields)]
 pub struct RawSegments {
     pub segment_seconds: Option<u64>,
-    /// How often each segment's header is rewritten ("1s").
+    /// How often an open segment's header is rewritten ("30s"; repair trusts the file
+    /// length, so this only says how stale the header of an open segment may be).
     pub flush_interval: Option<String>,
     /// How often segment data is fdatasync'ed ("1s").
     pub sync_interval: Option<String>,
@@ -281,7 +282,7 @@ impl RecordSettings {
         let flush_interval = duration_setting(
             "segments.flush_interval",
             raw.segments.flush_interval.as_deref(),
-            Duration::from_secs(1),
+            Duration::from_secs(30),
         )?;
         let sync_interval = match cli.sync_interval {
             Some(d) => d,

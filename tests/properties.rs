@@ -382,3 +382,61 @@ proptest! {
         }
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// The writer's page policy: a segment that appends whole pages and holds the partial
+    /// last one, killed after any write (or closed), repairs to exactly what it took
+    /// minus the held bytes (less than a page), and hound reads those frames.
+    #[test]
+    fn a_segment_holding_its_last_page_repairs_to_all_it_wrote(
+        spec_i in 0..SPECS.len(),
+        identified in any::<bool>(),
+        batches in prop::collection::vec((1usize..3000, any::<bool>()), 1..8),
+        closed in any::<bool>(),
+    ) {
+        use edgerec::segment::file::PAGE;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("000001.wav");
+        let spec = SPECS[spec_i];
+        let bpf = spec.bytes_per_frame();
+        let identity = identified.then(|| SegmentIdentity {
+            job: "job_prop".into(),
+            seq: 1,
+            first_frame: 0,
+            opened_at_ms: 1_764_547_200_000,
+        });
+        let mut seg = SegmentFile::create_identified(&path, spec, identity.as_ref()).unwrap();
+        seg.hold_partial_page(true);
+        let header = std::fs::metadata(&path).unwrap().len();
+        let mut audio = Vec::new();
+        let first = header + (batches[0].0 * bpf) as u64; // the first audio goes out whole
+        for (frames, sync) in &batches {
+            let start = audio.len();
+            audio.extend((0..frames * bpf).map(|k| ((start + k) * 31 % 251) as u8));
+            seg.write_frames(&audio[start..]).unwrap();
+            if *sync {
+                seg.sync_data().unwrap();
+            }
+            let len = std::fs::metadata(&path).unwrap().len();
+            prop_assert!(seg.held_bytes() < PAGE as usize);
+            prop_assert!(len == first || len % PAGE == 0, "{len}");
+            prop_assert_eq!(len + seg.held_bytes() as u64, header + audio.len() as u64);
+        }
+        let kept = if closed {
+            prop_assert_eq!(seg.close().unwrap() as usize, audio.len() / bpf);
+            audio.len()
+        } else {
+            let held = seg.held_bytes();
+            drop(seg); // kill -9
+            (audio.len() - held) / bpf * bpf
+        };
+        let r = repair_segment(&path, Some(spec)).unwrap();
+        prop_assert_eq!(r.frames as usize, kept / bpf);
+        let bytes = std::fs::read(&path).unwrap();
+        prop_assert_eq!(&bytes[bytes.len() - kept..], &audio[..kept]);
+        let reader = hound::WavReader::open(&path).unwrap();
+        prop_assert_eq!(reader.duration() as usize, kept / bpf);
+    }
+}

@@ -1,6 +1,7 @@
 //! The SQLite journal: jobs, segments, timeline events, beats (and the sync role's outbox
 //! and uploads). One `Journal` per thread or process; all share one file in WAL mode.
 
+mod batch;
 mod events;
 mod jobs;
 mod machines;
@@ -176,6 +177,8 @@ fn col_opt_u64(r: &rusqlite::Row<'_>, i: usize, doing: &'static str) -> Result<O
 /// One connection to the journal.
 pub struct Journal {
     conn: Connection,
+    /// Whether writes join a batch (`batch`), and how deep in a unit.
+    batch: batch::BatchState,
     /// The journal file's directory: job directories are stored relative to it.
     dir: PathBuf,
 }
@@ -260,6 +263,7 @@ impl Journal {
         migrate(&mut conn)?;
         let journal = Journal {
             conn,
+            batch: Default::default(),
             dir: dir_of(path),
         };
         match journal.relativize_job_dirs() {
@@ -299,6 +303,7 @@ impl Journal {
         }
         Ok(Journal {
             conn,
+            batch: Default::default(),
             dir: dir_of(path),
         })
     }
@@ -312,19 +317,6 @@ impl Journal {
     /// The schema version of the open journal.
     pub fn schema_version(&self) -> Result<i64> {
         user_version(&self.conn)
-    }
-
-    /// Runs `f` in one write transaction: everything it writes commits together or not at
-    /// all. Journal methods called on the `&Journal` inside join the transaction.
-    pub fn atomically<T>(&mut self, f: impl FnOnce(&Journal) -> Result<T>) -> Result<T> {
-        // `&mut self` rules out nesting; the transaction rolls back if dropped uncommitted.
-        let tx = self
-            .conn
-            .unchecked_transaction()
-            .doing("beginning a transaction")?;
-        let out = f(self)?;
-        tx.commit().doing("committing a transaction")?;
-        Ok(out)
     }
 
     /// Moves a job to `state` and records `event` on its timeline in one transaction. The
@@ -344,21 +336,6 @@ impl Journal {
             }
             Ok(())
         })
-    }
-
-    /// Runs `f` inside a write transaction: its own if none is open, else the caller's
-    /// (from `atomically`), so read-check-write methods stay atomic either way.
-    fn write_tx<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
-        if !self.conn.is_autocommit() {
-            return f(&self.conn);
-        }
-        let tx = self
-            .conn
-            .unchecked_transaction()
-            .doing("beginning a transaction")?;
-        let out = f(&tx)?;
-        tx.commit().doing("committing a transaction")?;
-        Ok(out)
     }
 }
 

@@ -65,7 +65,7 @@ impl RunSettings {
             ring_seconds: 10.0,
             ring_max_bytes: crate::config::DEFAULT_RING_MAX_MIB as usize * 1024 * 1024,
             segment_seconds: 300,
-            flush_interval: Duration::from_secs(1),
+            flush_interval: Duration::from_secs(30),
             sync_interval: Duration::from_secs(1),
             stall_guard: Duration::from_secs(5),
             reopen_base: Duration::from_millis(50),

@@ -184,6 +184,8 @@ struct Sync {
     monitor_enhanced: bool,
     node: node_health::NodeWatch,
     devices: node::InventoryWatch,
+    /// Calls handed over inside a batch, submitted once it commits.
+    held_back: Vec<(Lane, lanes::Task<Done>, Vec<i64>)>,
 }
 
 pub fn run(settings: SyncSettings, shutdown: &StopFlag) -> Result<(), SyncError> {
@@ -221,6 +223,7 @@ pub fn run(settings: SyncSettings, shutdown: &StopFlag) -> Result<(), SyncError>
         monitor_enhanced: false,
         node,
         devices,
+        held_back: Vec::new(),
     };
     let mut last_beat: Option<Instant> = None;
     let _wake_on_stop = shutdown.on_stop(sync.lanes.waker());
@@ -351,9 +354,7 @@ impl Sync {
             self.last_config = Some(Instant::now());
         }
         self.poll_jobs(shutdown)?;
-        self.follow_captures()?;
-        self.meter()?;
-        self.follow_timelines()?;
+        self.journaled_pass(shutdown)?;
         if !shutdown.is_stopped()
             && due(self.last_claim, self.settings.claim_every)
             && !self.lanes.is_busy(&Lane::Claim)
@@ -365,10 +366,41 @@ impl Sync {
         {
             self.last_claim = Some(Instant::now());
         }
-        self.advance_finished_captures()?;
-        self.deliver_outbox(shutdown)?;
         self.sweep_retention()?;
         Ok(())
+    }
+
+    /// The pass's journal writes (machine steps, catch-up health events, outbox rows, an
+    /// upload's start) in one commit; the outbox's calls are handed to their lanes after
+    /// it, so nothing is sent before it is durable. Nothing in here waits on the network.
+    fn journaled_pass(&mut self, shutdown: &StopFlag) -> Result<(), SyncError> {
+        self.batched(|s| {
+            s.follow_captures()?;
+            s.meter()?;
+            s.follow_timelines()?;
+            s.advance_finished_captures()?;
+            s.deliver_outbox(shutdown)
+        })
+    }
+
+    /// Runs `f` with its journal writes in one commit (a unit that failed is rolled back
+    /// alone and its error returned).
+    fn batched(
+        &mut self,
+        f: impl FnOnce(&mut Self) -> Result<(), SyncError>,
+    ) -> Result<(), SyncError> {
+        self.journal.begin_batch();
+        let pass = f(self);
+        if let Err(e) = self.journal.end_batch() {
+            // Rolled back: what the followers think they queued was not, so they look again
+            // (queueing is idempotent by key), and the calls it would have led to wait.
+            self.timelines = Default::default();
+            self.meter_seq.clear();
+            self.held_back.clear();
+            return Err(e.into());
+        }
+        self.release_held_back();
+        pass
     }
 
     /// Journals one call's outcome.
@@ -422,13 +454,14 @@ impl Sync {
                     self.apply(&local_id, event)?;
                 }
             }
-            Done::Outbox(sent) => self.sent(*sent)?,
+            // An answer's writes (acknowledgement, machine step, row settled) commit once.
+            Done::Outbox(sent) => self.batched(|s| s.sent(*sent))?,
             Done::Meter(results) => {
                 for e in results.into_iter().filter_map(Result::err) {
                     self.trouble("meter frame or listen chunk", &e);
                 }
             }
-            Done::Upload(uploaded) => self.uploaded(*uploaded)?,
+            Done::Upload(uploaded) => self.batched(|s| s.uploaded(*uploaded))?,
         }
         log::trace!("sync: {lane:?} answered");
         Ok(())

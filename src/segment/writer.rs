@@ -1,7 +1,10 @@
 //! The segment writer thread: drains the ring into WAV segments.
 //!
-//! - A segment's header is rewritten every `flush_interval`, so it is a valid WAV up to its
-//!   last flush; its data is `fdatasync`ed every `sync_interval`.
+//! - A segment's data is `fdatasync`ed every `sync_interval`, in whole pages where the
+//!   stream allows (`file::page_hold_sync`: the partial last page waits in memory, and the
+//!   sync comes a page's worth earlier), so no page is rewritten at every sync.
+//! - Its header is rewritten every `flush_interval` (30 s by default, with the journal
+//!   row) and on close: repair trusts the file length, not the header.
 //! - Segments rotate every `segment_frames` on an exact frame boundary.
 //! - A gap in the stream (device overrun, full ring, drop-out) closes the segment: the
 //!   next one starts after the gap on the job's timeline, so every segment is one
@@ -164,6 +167,10 @@ struct Writer {
     journal_full_logged: bool,
     /// Live levels of what is captured (written or not), published every few seconds.
     meter: MeterPublisher,
+    /// Segments hold their partial last page between syncs (`file::page_hold_sync`).
+    hold_pages: bool,
+    /// How often the open segment is synced: the sync interval, less a page when holding.
+    sync_every: Duration,
 }
 
 /// Most bytes moved per write call: the writer wakes about once a second and writes what
@@ -182,6 +189,7 @@ pub fn spawn(
 ) -> Result<(WriterThread, Arc<WriterProgress>), WriterError> {
     let journal = Journal::open(&cfg.journal_path)?;
     let progress = Arc::new(WriterProgress::default());
+    let hold_sync = crate::segment::file::page_hold_sync(&cfg.spec, cfg.sync_interval);
     progress
         .timeline_frames
         .store(cfg.timeline_origin, Ordering::Release);
@@ -209,6 +217,8 @@ pub fn spawn(
             cfg.spec,
             cfg.meter,
         ),
+        hold_pages: hold_sync.is_some(),
+        sync_every: hold_sync.unwrap_or(cfg.sync_interval),
         cfg,
     };
     if let Some(settings) = writer.cfg.spool.clone() {
@@ -352,18 +362,25 @@ impl Writer {
                         source,
                     });
                 }
-                // The segment keeps its whole frames; the rest of the batch starts the gap.
-                let kept = seg.file.frames() - before;
+                // The segment keeps its whole frames on disk; the rest of the batch, and
+                // the held partial page of earlier ones if it was lost, start the gap.
+                let after = seg.file.frames();
+                let kept = after.saturating_sub(before);
+                let lost = before.saturating_sub(after);
                 self.advance(kept);
+                self.timeline_pos -= lost;
+                self.progress
+                    .written_frames
+                    .fetch_sub(lost, Ordering::AcqRel);
                 self.ring_pos += got - kept;
                 let action = self.spool.as_mut().expect("checked above").write_failed();
                 if action == DiskAction::Pause {
                     self.pause_writing("write failed: disk full (ENOSPC/EDQUOT)")?;
                 }
                 if let Some(pause) = self.disk_pause.as_mut() {
-                    pause.1 += got - kept;
+                    pause.1 += got - kept + lost;
                 }
-                self.timeline_pos += got - kept;
+                self.timeline_pos += got - kept + lost;
                 return Ok(total + got);
             }
             self.ring_pos += got;
@@ -476,7 +493,10 @@ impl Writer {
             opened_at_ms: now_ms(),
         };
         let file = match SegmentFile::create_identified(&path, self.cfg.spec, Some(&identity)) {
-            Ok(file) => file,
+            Ok(mut file) => {
+                file.hold_partial_page(self.hold_pages);
+                file
+            }
             // No room for a new file is a full disk like a failed write: pause.
             Err(source) if disk::is_disk_full(&source) && self.spool.is_some() => {
                 let _ = std::fs::remove_file(&path);
@@ -547,18 +567,23 @@ impl Writer {
             source,
         };
         let mut row_update = None;
+        // The job's last frame is in: the close, next, journals the length anyway.
+        let closing = self
+            .cfg
+            .stop_at
+            .is_some_and(|stop| self.timeline_pos >= stop);
         let due = |last: Instant, every: Duration| last.elapsed() + wake::COALESCE >= every;
         if due(seg.last_flush, self.cfg.flush_interval) {
             seg.file.flush_header().map_err(|e| io_err(seg, e))?;
             seg.last_flush = Instant::now();
             // The file is the truth for frame counts (repair reads it); the row is only a
             // progress hint between rotations, so it need not cost a journal write a second.
-            if seg.last_row_update.elapsed() >= SEGMENT_ROW_EVERY {
+            if due(seg.last_row_update, SEGMENT_ROW_EVERY) && !closing {
                 seg.last_row_update = Instant::now();
                 row_update = Some((seg.id, seg.file.frames()));
             }
         }
-        if due(seg.last_sync, self.cfg.sync_interval) {
+        if due(seg.last_sync, self.sync_every) {
             seg.file.sync_data().map_err(|e| io_err(seg, e))?;
             seg.last_sync = Instant::now();
         }

@@ -78,16 +78,26 @@ impl JobCapture<'_> {
         };
         let started_here = self.started_at_ms.is_none();
         self.note_start(&progress, watched.leading_gap)?;
-        if started_here && watched.leading_gap.is_none() {
-            // The writer refined the start over the run's first second: keep the refined one.
-            let refined = progress.origin_wall_ms.load(Ordering::Acquire) as i64;
-            if refined > 0 && self.started_at_ms != Some(refined) {
-                self.write(|j, id| j.set_job_started(id, refined))?;
-                self.started_at_ms = Some(refined);
-            }
-        }
+        // The writer refined the start over the run's first second: keep the refined one,
+        // in the same commit as the run's frame count.
+        let refined = progress.origin_wall_ms.load(Ordering::Acquire) as i64;
+        let refined = (started_here
+            && watched.leading_gap.is_none()
+            && refined > 0
+            && self.started_at_ms != Some(refined))
+        .then_some(refined);
         let frames = report.timeline_frames;
-        self.write(|j, id| j.set_job_progress(id, frames, writer::now_ms()))?;
+        self.write(|j, id| {
+            j.atomically(|j| {
+                if let Some(start) = refined {
+                    j.set_job_started(id, start)?;
+                }
+                j.set_job_progress(id, frames, writer::now_ms())
+            })
+        })?;
+        if refined.is_some() {
+            self.started_at_ms = refined;
+        }
         let end = end.unwrap_or_else(|| self.writer_end(&report));
         self.after_run(end, &report, inherited_gap)
     }

@@ -57,7 +57,7 @@ enum Delivery {
 impl Sync {
     /// Hands due outbox rows to their lanes, oldest first, skipping rows in flight.
     pub(super) fn deliver_outbox(&mut self, shutdown: &StopFlag) -> Result<(), SyncError> {
-        if self.lanes.is_busy(&Lane::Outbox) && self.lanes.is_busy(&Lane::Upload) {
+        if self.lane_taken(&Lane::Outbox) && self.lane_taken(&Lane::Upload) {
             return Ok(());
         }
         for row in self.journal.due_rows(now_ms(), DUE_ROWS_PER_TICK)? {
@@ -72,11 +72,11 @@ impl Sync {
                     // Heartbeats are sent live, never queued.
                     self.journal.mark_delivered(row.id, now_ms())?;
                 }
-                OutboxKind::Upload if !self.lanes.is_busy(&Lane::Upload) => {
+                OutboxKind::Upload if !self.lane_taken(&Lane::Upload) => {
                     self.start_upload(row)?;
                 }
                 OutboxKind::TerminalReport | OutboxKind::HealthEvent
-                    if !self.lanes.is_busy(&Lane::Outbox) =>
+                    if !self.lane_taken(&Lane::Outbox) =>
                 {
                     self.start_delivery(row)?;
                 }
@@ -142,15 +142,31 @@ impl Sync {
         Ok(())
     }
 
+    /// Submits `task`; inside a batch it waits for the commit (`Sync::batched`), so
+    /// nothing is sent before what led to it is durable.
     fn hand_over(
         &mut self,
         lane: Lane,
         task: Box<dyn FnOnce(&Client) -> Done + Send>,
         ids: &[i64],
     ) {
-        if self.lanes.submit(lane, task) {
+        if self.journal.in_batch() {
+            self.held_back.push((lane, task, ids.to_vec()));
+        } else if self.lanes.submit(lane, task) {
             self.in_flight.extend(ids);
         }
+    }
+
+    /// Submits the handovers held back for the batch that just committed.
+    pub(super) fn release_held_back(&mut self) {
+        for (lane, task, ids) in std::mem::take(&mut self.held_back) {
+            self.hand_over(lane, task, &ids);
+        }
+    }
+
+    /// Whether `lane` has a call out, or one waiting for the batch's commit.
+    fn lane_taken(&self, lane: &Lane) -> bool {
+        self.lanes.is_busy(lane) || self.held_back.iter().any(|(l, ..)| l == lane)
     }
 
     /// A terminal report's or health event's answer.

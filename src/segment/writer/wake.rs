@@ -83,8 +83,7 @@ impl Writer {
         let bpf = self.cfg.spec.bytes_per_frame() as u64;
         let due = |last: Instant, every: Duration| every.saturating_sub(last.elapsed());
         let maintenance = self.current.as_ref().map(|seg| {
-            due(seg.last_flush, self.cfg.flush_interval)
-                .min(due(seg.last_sync, self.cfg.sync_interval))
+            due(seg.last_flush, self.cfg.flush_interval).min(due(seg.last_sync, self.sync_every))
         });
         let disk = self
             .spool

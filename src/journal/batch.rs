@@ -1,0 +1,166 @@
+//! Write transactions, and batches of them: a role loop that makes several journal writes
+//! in one pass (catch-up events, outbox rows, machine steps) commits them once, so the
+//! flash sees one WAL commit and one fsync instead of one per write.
+//!
+//! A batch begins lazily, at its first write (a pass with nothing to write commits
+//! nothing), and each unit inside it (an `atomically` block, a read-check-write method)
+//! is a savepoint: a unit that fails is rolled back alone, as its own transaction would
+//! have been, and the batch commits the units that succeeded.
+
+use super::{Doing, Journal, Result};
+use rusqlite::Connection;
+
+/// Where a connection stands: in a batch or not, and how deep in units.
+#[derive(Debug, Default)]
+pub(super) struct BatchState {
+    batching: std::cell::Cell<bool>,
+    depth: std::cell::Cell<u32>,
+}
+
+impl Journal {
+    /// Starts a batch: the writes that follow, up to [`Self::end_batch`], commit together.
+    /// Nothing is begun until the first write. A no-op inside a batch.
+    pub fn begin_batch(&self) {
+        self.batch.batching.set(true);
+    }
+
+    /// Whether writes are being batched (what acts on them waits for the commit).
+    pub fn in_batch(&self) -> bool {
+        self.batch.batching.get()
+    }
+
+    /// Commits the batch's writes, if it made any. On error they are rolled back (the
+    /// caller's in-memory view of what it journaled must be refreshed).
+    pub fn end_batch(&self) -> Result<()> {
+        self.batch.batching.set(false);
+        if self.conn.is_autocommit() || self.batch.depth.get() > 0 {
+            return Ok(());
+        }
+        let committed = self
+            .conn
+            .execute_batch("COMMIT")
+            .doing("committing a batch");
+        if committed.is_err() && !self.conn.is_autocommit() {
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+        committed
+    }
+
+    /// Runs `f` in one write transaction: everything it writes commits together or not at
+    /// all. Journal methods called on the `&Journal` inside join the transaction.
+    pub fn atomically<T>(&mut self, f: impl FnOnce(&Journal) -> Result<T>) -> Result<T> {
+        let this = &*self;
+        this.unit(|| f(this))
+    }
+
+    /// Runs `f` inside a write transaction: its own if none is open, else the caller's
+    /// (from `atomically`), so read-check-write methods stay atomic either way.
+    pub(super) fn write_tx<T>(&self, f: impl FnOnce(&Connection) -> Result<T>) -> Result<T> {
+        self.unit(|| f(&self.conn))
+    }
+
+    fn unit<T>(&self, f: impl FnOnce() -> Result<T>) -> Result<T> {
+        let depth = &self.batch.depth;
+        // Inside a unit (or a transaction someone else opened): join it.
+        if depth.get() > 0 || (!self.batch.batching.get() && !self.conn.is_autocommit()) {
+            return f();
+        }
+        if !self.batch.batching.get() {
+            let tx = self
+                .conn
+                .unchecked_transaction()
+                .doing("beginning a transaction")?;
+            depth.set(1);
+            let out = f();
+            depth.set(0);
+            let out = out?;
+            tx.commit().doing("committing a transaction")?;
+            return Ok(out);
+        }
+        if self.conn.is_autocommit() {
+            // The batch's first write takes the write lock, as a transaction of its own would.
+            self.conn
+                .execute_batch("BEGIN IMMEDIATE")
+                .doing("beginning a batch")?;
+        }
+        self.conn
+            .execute_batch("SAVEPOINT unit")
+            .doing("beginning a unit of a batch")?;
+        depth.set(1);
+        let out = f();
+        depth.set(0);
+        let end = if out.is_ok() {
+            "RELEASE unit"
+        } else {
+            "ROLLBACK TO unit; RELEASE unit"
+        };
+        self.conn
+            .execute_batch(end)
+            .doing("ending a unit of a batch")?;
+        out
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{JournalError, NewOutboxItem};
+    use super::*;
+
+    fn event(key: &str) -> NewOutboxItem {
+        NewOutboxItem::health_event(None, key, "{}".into(), 1)
+    }
+
+    fn wal_len(path: &std::path::Path) -> u64 {
+        std::fs::metadata(path.with_extension("db-wal")).map_or(0, |m| m.len())
+    }
+
+    #[test]
+    fn a_batch_commits_once_and_others_see_it_only_then() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.db");
+        let mut j = Journal::open(&path).unwrap();
+        let other = Journal::open(&path).unwrap();
+        let before = wal_len(&path);
+        for key in ["a", "b", "c"] {
+            j.enqueue(&event(key)).unwrap();
+        }
+        let one_by_one = wal_len(&path) - before;
+        let before = wal_len(&path);
+        j.begin_batch();
+        for key in ["d", "e", "f"] {
+            j.enqueue(&event(key)).unwrap();
+        }
+        j.atomically(|j| j.enqueue(&event("g")).map(drop)).unwrap();
+        assert_eq!(other.pending_count().unwrap(), 3, "not committed yet");
+        j.end_batch().unwrap();
+        assert_eq!(other.pending_count().unwrap(), 7);
+        let batched = wal_len(&path) - before;
+        // One commit writes each page it changed once; three write the same pages thrice.
+        assert!(
+            batched * 2 < one_by_one,
+            "{batched} B batched vs {one_by_one} B"
+        );
+    }
+
+    #[test]
+    fn a_failed_unit_rolls_back_alone_and_an_empty_batch_begins_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.db");
+        let mut j = Journal::open(&path).unwrap();
+        j.begin_batch();
+        assert!(j.conn.is_autocommit(), "no write yet: no transaction");
+        j.enqueue(&event("kept")).unwrap();
+        let failed: Result<()> = j.atomically(|j| {
+            j.enqueue(&event("rolled back"))?;
+            Err(JournalError::NoSuchJob("x".into()))
+        });
+        assert!(failed.is_err());
+        j.enqueue(&event("kept too")).unwrap();
+        j.end_batch().unwrap();
+        assert!(j.conn.is_autocommit());
+        assert_eq!(j.pending_count().unwrap(), 2);
+        j.begin_batch();
+        j.end_batch().unwrap();
+        assert!(j.conn.is_autocommit());
+    }
+}
