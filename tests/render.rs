@@ -191,6 +191,16 @@ fn flac_passes_flac_t_and_decodes_to_exactly_the_source_with_gaps() {
         let report = render(&request(plan, s, "flac"), &out);
         assert_eq!((report.frames, report.bits), (total as u64, bits as u16));
         tool(Command::new("flac").args(["-t", "-s"]).arg(&out));
+        // libFLAC seeks it (a short last block must not make the stream look variable).
+        let tail = dir.path().join(format!("tail{bits}.wav"));
+        tool(
+            Command::new("flac")
+                .args(["-d", "-s", "-f", "--skip=48000", "-o"])
+                .arg(&tail)
+                .arg(&out),
+        );
+        let tail_frames = hound::WavReader::open(&tail).unwrap().duration() as usize;
+        assert_eq!(tail_frames, total - 48_000, "frames after a seek to 1 s");
         let p = ffprobe(&out);
         assert_eq!((p.codec.as_str(), p.rate, p.channels), ("flac", 48_000, 2));
         assert!(

@@ -112,12 +112,16 @@ impl Summary {
     fn add(&mut self, first: bool, size: u32, frames: u16) {
         if first {
             (self.min_frame, self.max_frame) = (size, size);
+            // A one-block stream's block sizes are that block's.
             (self.min_block, self.max_block) = (frames, frames);
+        } else {
+            // Every block but the last is BLOCK long, and the last does not count (the
+            // FLAC spec): a smaller minimum would declare a variable block size, and
+            // libFLAC could not seek the file.
+            (self.min_block, self.max_block) = (BLOCK as u16, BLOCK as u16);
         }
         self.min_frame = self.min_frame.min(size);
         self.max_frame = self.max_frame.max(size);
-        self.min_block = self.min_block.min(frames);
-        self.max_block = self.max_block.max(frames);
         self.samples += u64::from(frames);
     }
 }
