@@ -31,9 +31,6 @@ impl SpoolSettings {
 }
 
 const CHECK_EVERY: Duration = Duration::from_secs(1);
-/// A writer awake anyway looks this early (a `statvfs` costs nothing next to a wake-up),
-/// so the check rides the writer's other turns instead of a wake-up of its own.
-const CHECK_SLACK: Duration = Duration::from_millis(500);
 
 pub struct SpoolGuard {
     settings: SpoolSettings,
@@ -81,14 +78,10 @@ impl SpoolGuard {
             .map_or(Duration::ZERO, |t| CHECK_EVERY.saturating_sub(t.elapsed()))
     }
 
-    /// Looks at the free space if a second has passed (or half of one, see
-    /// [`CHECK_SLACK`]); reclaims when the budget says so.
+    /// Looks at the free space if a second has passed; reclaims when the budget says so.
     /// Returns what the writer must do: Write, Pause, StayPaused or Resume.
     pub fn check(&mut self, journal: &Journal) -> DiskAction {
-        if self
-            .last_check
-            .is_some_and(|t| t.elapsed() + CHECK_SLACK < CHECK_EVERY)
-        {
+        if self.last_check.is_some_and(|t| t.elapsed() < CHECK_EVERY) {
             return if self.is_paused() {
                 DiskAction::StayPaused
             } else {
