@@ -19,6 +19,7 @@ pub struct LevelMeter {
     /// Σ x·y for each adjacent pair (1-2, 3-4, …).
     cross: Vec<f64>,
     frames: u64,
+    scratch: feed::Scratch,
 }
 
 /// One window's levels.
@@ -52,6 +53,7 @@ impl LevelMeter {
             clipped: vec![0; n],
             cross: vec![0.0; n / 2],
             frames: 0,
+            scratch: feed::Scratch::default(),
         }
     }
 
@@ -68,23 +70,7 @@ impl LevelMeter {
         bytes: &[u8],
         mut tap: impl FnMut(f64),
     ) {
-        let width = format.bytes_per_sample();
-        let frame_bytes = width * self.channels;
-        for frame in bytes.chunks_exact(frame_bytes) {
-            let mut sum = 0.0;
-            for (ch, sample) in frame.chunks_exact(width).enumerate() {
-                let (x, at_rail) = normalized(format, sample);
-                self.add(ch, x, at_rail);
-                sum += x;
-            }
-            tap(sum);
-            for pair in 0..self.cross.len() {
-                let (a, _) = normalized(format, &frame[2 * pair * width..][..width]);
-                let (b, _) = normalized(format, &frame[(2 * pair + 1) * width..][..width]);
-                self.cross[pair] += a * b;
-            }
-            self.frames += 1;
-        }
+        self.feed_native(format, bytes, &mut tap);
     }
 
     /// Feeds interleaved frames already normalized to full scale = 1.
@@ -346,6 +332,9 @@ impl Detectors {
         now
     }
 }
+
+#[path = "meter_feed.rs"]
+mod feed;
 
 #[cfg(test)]
 #[path = "meter_tests.rs"]

@@ -200,3 +200,75 @@ fn native_formats_meter_alike() {
     m.feed_bytes(SampleFormat::S16Le, &i16::MIN.to_le_bytes());
     assert_eq!(m.take().channels[0].clipped, 1);
 }
+
+#[test]
+fn the_native_pass_matches_decoding_each_sample() {
+    // 3 channels (one pair and a lone channel), past one integer block, rails included:
+    // every format's pass gives what decoding sample by sample gives.
+    let (channels, frames) = (3usize, 9_000usize);
+    let raw = |i: usize, ch: usize| -> i64 {
+        match (i % 1000, ch) {
+            (7, 0) => i64::MAX, // the positive rail
+            (8, 1) => i64::MIN, // the negative rail
+            _ => ((i * 7919 + ch * 104_729) % 65_536) as i64 - 32_768,
+        }
+    };
+    for format in SampleFormat::ALL {
+        let width = format.bytes_per_sample();
+        let bytes: Vec<u8> = (0..frames * channels)
+            .flat_map(|k| native_sample(format, raw(k / channels, k % channels)))
+            .collect();
+        let mut taps = Vec::new();
+        let mut fast = LevelMeter::new(channels as u16);
+        fast.feed_bytes_tapped(format, &bytes, |s| taps.push(s));
+        let (mut peak, mut sq, mut sum, mut clip) =
+            ([0.0f64; 3], [0.0f64; 3], [0.0f64; 3], [0u64; 3]);
+        let mut cross = 0.0;
+        for (i, frame) in bytes.chunks_exact(width * channels).enumerate() {
+            let x: Vec<(f64, bool)> = frame
+                .chunks_exact(width)
+                .map(|s| normalized(format, s))
+                .collect();
+            for (ch, &(v, rail)) in x.iter().enumerate() {
+                peak[ch] = peak[ch].max(v.abs());
+                sq[ch] += v * v;
+                sum[ch] += v;
+                clip[ch] += rail as u64;
+            }
+            cross += x[0].0 * x[1].0;
+            let frame_sum: f64 = x.iter().map(|p| p.0).sum();
+            assert!((taps[i] - frame_sum).abs() < 1e-12, "{format:?} tap {i}");
+        }
+        assert_eq!(taps.len(), frames, "{format:?}");
+        let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * b.abs().max(1.0);
+        for ch in 0..channels {
+            assert_eq!(fast.clipped[ch], clip[ch], "{format:?} ch {ch}");
+            assert!(close(fast.peak[ch], peak[ch]), "{format:?} peak {ch}");
+            assert!(close(fast.sum_sq[ch], sq[ch]), "{format:?} sum_sq {ch}");
+            assert!(close(fast.sum[ch], sum[ch]), "{format:?} sum {ch}");
+        }
+        assert!(close(fast.cross[0], cross), "{format:?} cross");
+        assert_eq!(fast.take().frames, frames as u64);
+    }
+}
+
+/// `v` (clamped to the format's range; i64::MAX/MIN mean the rails) in native bytes.
+fn native_sample(format: SampleFormat, v: i64) -> Vec<u8> {
+    let fit = |bits: u32| v.clamp(-(1i64 << bits), (1i64 << bits) - 1) as i32;
+    match format {
+        SampleFormat::S16Le => (fit(15) as i16).to_le_bytes().to_vec(),
+        SampleFormat::S24Le3 => fit(23).to_le_bytes()[..3].to_vec(),
+        SampleFormat::S24Le => (fit(23) & 0x00ff_ffff).to_le_bytes().to_vec(),
+        SampleFormat::S32Le => fit(31).to_le_bytes().to_vec(),
+        SampleFormat::FloatLe => {
+            let x = if v == i64::MAX {
+                1.0
+            } else if v == i64::MIN {
+                -1.0
+            } else {
+                v as f32 / 32768.0
+            };
+            x.to_le_bytes().to_vec()
+        }
+    }
+}

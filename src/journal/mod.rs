@@ -344,8 +344,9 @@ fn user_version(conn: &Connection) -> Result<i64> {
         .doing("reading user_version")
 }
 
-/// Applies the missing migrations, each in its own transaction with its version bump, so a
-/// crash mid-way leaves a journal at some whole version.
+/// Applies the missing migrations with their version bumps in one transaction (one
+/// commit, one fsync, for a new journal's five), so a crash leaves the journal at the
+/// version it had or at the current one.
 fn migrate(conn: &mut Connection) -> Result<()> {
     let known = schema::CURRENT;
     loop {
@@ -367,11 +368,15 @@ fn migrate(conn: &mut Connection) -> Result<()> {
         if user_version(&tx)? != found {
             continue;
         }
-        tx.execute_batch(schema::MIGRATIONS[found as usize])
-            .doing("applying a migration")?;
-        tx.pragma_update(None, "user_version", found + 1)
+        for version in found..known {
+            tx.execute_batch(schema::MIGRATIONS[version as usize])
+                .doing("applying a migration")?;
+        }
+        tx.pragma_update(None, "user_version", known)
             .doing("bumping user_version")?;
         tx.commit().doing("committing a migration")?;
-        log::info!("migrated schema to v{}", found + 1);
+        for version in found..known {
+            log::info!("migrated schema to v{}", version + 1);
+        }
     }
 }

@@ -12,6 +12,7 @@ pub mod pipeline;
 pub mod resample;
 pub mod stitch;
 pub mod timeline_file;
+pub mod view_file;
 
 use std::io::Write;
 use std::path::Path;

@@ -12,8 +12,9 @@ use crate::render::chunks;
 use crate::render::codec::CodecError;
 use crate::render::delivery::StitchedView;
 use crate::render::job::{OutputOptions, PEAKS_FILE, RECORDING_STEM, RenderSidecar};
-use crate::render::pipeline::{self, RenderError, RenderReport, RenderRequest};
+use crate::render::pipeline::{self, RenderError, RenderRequest};
 use crate::render::timeline_file::{TimelineFile, TimelineSegment};
+use crate::render::view_file;
 use crate::roles::group_end::own_end_frame;
 use crate::segment::repair::{repair_segment, segment_frames};
 use crate::segment::writer::now_ms;
@@ -358,13 +359,13 @@ fn render_job(
         Ok(r) => r,
         Err(e) => return refuse(e.to_string()),
     };
-    // A chunked job uploads its chunk files, rendered below; only a whole WAV streams.
-    if stream
-        && options.chunk_seconds.is_none()
+    // A chunked job uploads its chunk files, rendered below; only a whole WAV streams,
+    // or (a person's `record`) is written as its view: the segments' bytes copied once.
+    if options.chunk_seconds.is_none()
         && let Some(channels) = streamable(&request)
     {
         enhance(job, options, &request)?;
-        return stream_job(job, options, &request, channels.as_deref()).map(Ok);
+        return stream_job(job, options, &request, channels.as_deref(), stream).map(Ok);
     }
     let file = format!("{RECORDING_STEM}.{}", request.codec.extension);
     let out = job.dir.join(&file);
@@ -454,12 +455,14 @@ fn streamable(req: &RenderRequest) -> Option<Option<Vec<u16>>> {
 }
 
 /// Saves the job's WAV as a view of its segments, hashed in one read pass, in place of
-/// writing it: `render.json` carries the view, its length and its SHA-256.
+/// writing it (`stream`): `render.json` carries the view, its length and its SHA-256.
+/// Otherwise writes the view as `recording.wav` with its peaks, in the same one pass.
 fn stream_job(
     job: &JobRow,
     options: &OutputOptions,
     req: &RenderRequest,
     channels: Option<&[u16]>,
+    stream: bool,
 ) -> Result<PathBuf, FinalizeError> {
     let io_err = |source| FinalizeError::Io {
         path: job.dir.clone(),
@@ -467,27 +470,26 @@ fn stream_job(
     };
     let view = StitchedView::new(&req.plan, &job.dir, req.spec, channels, &req.facts)
         .map_err(|e| io_err(std::io::Error::other(e)))?;
-    let (sha256, bytes) = view.hash(&job.dir).map_err(io_err)?;
-    let out = view.out_spec();
-    let frames = view.frames();
-    let report = RenderReport {
-        codec: req.codec.name.to_string(),
-        content_type: req.codec.content_type.to_string(),
-        rate: out.rate,
-        channels: out.channels,
-        bits: out.format.valid_bits(),
-        frames,
-        duration_seconds: frames as f64 / f64::from(out.rate),
-        bytes,
-        sha256,
-        clipped: 0,
+    let (file, report, out) = if stream {
+        let (sha256, bytes) = view.hash(&job.dir).map_err(io_err)?;
+        let report = view_file::report(&view, req.codec, sha256, bytes);
+        (String::new(), report, job.dir.clone())
+    } else {
+        let file = format!("{RECORDING_STEM}.{}", req.codec.extension);
+        let out = job.dir.join(&file);
+        let report = view_file::write(&view, req.codec, &job.dir, &out, &job.dir.join(PEAKS_FILE))
+            .map_err(|source| FinalizeError::Render {
+                path: out.clone(),
+                source,
+            })?;
+        (file, report, out)
     };
     let sidecar = RenderSidecar {
-        file: String::new(),
+        file,
         file_name: options.delivered_name(req.codec),
         report: Some(report),
         error: None,
-        stream: Some(view),
+        stream: stream.then_some(view),
     };
     sidecar
         .write(&job.dir)
@@ -495,7 +497,7 @@ fn stream_job(
             path: job.dir.join(crate::render::job::RENDER_FILE),
             source,
         })?;
-    Ok(job.dir.clone())
+    Ok(out)
 }
 
 #[cfg(test)]

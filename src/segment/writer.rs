@@ -572,10 +572,14 @@ impl Writer {
             .cfg
             .stop_at
             .is_some_and(|stop| self.timeline_pos >= stop);
-        let due = |last: Instant, every: Duration| last.elapsed() + wake::COALESCE >= every;
+        // One instant for both turns: served together they stay in phase, where each
+        // dated after its own I/O drifts apart by the sync's length every time until
+        // they no longer coalesce and cost a wake-up each.
+        let now = Instant::now();
+        let due = |last: Instant, every: Duration| now - last + wake::COALESCE >= every;
         if due(seg.last_flush, self.cfg.flush_interval) {
             seg.file.flush_header().map_err(|e| io_err(seg, e))?;
-            seg.last_flush = Instant::now();
+            seg.last_flush = now;
             // The file is the truth for frame counts (repair reads it); the row is only a
             // progress hint between rotations, so it need not cost a journal write a second.
             if due(seg.last_row_update, SEGMENT_ROW_EVERY) && !closing {
@@ -585,7 +589,7 @@ impl Writer {
         }
         if due(seg.last_sync, self.sync_every) {
             seg.file.sync_data().map_err(|e| io_err(seg, e))?;
-            seg.last_sync = Instant::now();
+            seg.last_sync = now;
         }
         if let Some((id, frames)) = row_update {
             // A progress hint: skipped when the disk is full.

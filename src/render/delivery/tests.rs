@@ -4,7 +4,7 @@ use super::*;
 use crate::core::format::SampleFormat;
 use crate::render::channel_map::Mix;
 use crate::render::codec;
-use crate::render::pipeline::{self, RenderRequest};
+use crate::render::pipeline::{self, RenderReport, RenderRequest};
 use crate::segment::file::SegmentFile;
 
 fn spec(format: SampleFormat, channels: u16) -> StreamSpec {
@@ -67,8 +67,18 @@ fn two_segments(dir: &Path, s: StreamSpec, frames_b: u64) -> (PathBuf, Vec<Piece
     (job, plan)
 }
 
-fn pipeline_wav(plan: &[Piece<PathBuf>], s: StreamSpec, mix: Mix, out: &Path) -> Vec<u8> {
-    let req = RenderRequest {
+/// The pipeline's WAV request for `plan`, keeping the (0-based) `select`ed channels.
+fn wav_request(plan: &[Piece<PathBuf>], s: StreamSpec, select: Option<&[u16]>) -> RenderRequest {
+    let mix = match select {
+        None => Mix::identity(s.channels),
+        Some(sel) => crate::render::job::OutputOptions {
+            capture_channel_selection: Some(sel.iter().map(|c| c + 1).collect()),
+            ..Default::default()
+        }
+        .mix(s.channels)
+        .unwrap(),
+    };
+    RenderRequest {
         plan: plan.to_vec(),
         spec: s,
         mix,
@@ -79,8 +89,16 @@ fn pipeline_wav(plan: &[Piece<PathBuf>], s: StreamSpec, mix: Mix, out: &Path) ->
         bitrate_kbps: None,
         vbr: false,
         facts: facts(),
-    };
-    pipeline::render(&req, out, None, &mut |_, _| {}).unwrap();
+    }
+}
+
+fn pipeline_wav(
+    plan: &[Piece<PathBuf>],
+    s: StreamSpec,
+    select: Option<&[u16]>,
+    out: &Path,
+) -> Vec<u8> {
+    pipeline::render(&wav_request(plan, s, select), out, None, &mut |_, _| {}).unwrap();
     std::fs::read(out).unwrap()
 }
 
@@ -104,16 +122,7 @@ fn the_view_is_the_pipelines_wav_byte_for_byte() {
         let dir = tempfile::tempdir().unwrap();
         let s = spec(format, channels);
         let (job, plan) = two_segments(dir.path(), s, 179);
-        let mix = match &select {
-            None => Mix::identity(channels),
-            Some(sel) => crate::render::job::OutputOptions {
-                capture_channel_selection: Some(sel.iter().map(|c| c + 1).collect()),
-                ..Default::default()
-            }
-            .mix(channels)
-            .unwrap(),
-        };
-        let want = pipeline_wav(&plan, s, mix, &dir.path().join("p.wav"));
+        let want = pipeline_wav(&plan, s, select.as_deref(), &dir.path().join("p.wav"));
         let view = StitchedView::new(&plan, &job, s, select.as_deref(), &facts()).unwrap();
         let got = read_view(&view, &job, 0);
         assert_eq!(got.len() as u64, view.len(), "{format:?} {select:?}");
@@ -215,4 +224,49 @@ fn a_segment_that_changed_is_an_error_not_other_bytes() {
         .read_to_end(&mut sink)
         .unwrap_err();
     assert!(e.to_string().contains("000002.wav"), "{e}");
+}
+
+#[test]
+fn a_written_view_is_the_pipelines_file_peaks_and_report() {
+    // `record`'s WAV written from the view: same bytes, peaks and report as the pipeline.
+    for (format, channels, select) in [
+        (SampleFormat::S16Le, 2, None),
+        (SampleFormat::S24Le, 3, Some(vec![2u16, 0])),
+        (SampleFormat::S32Le, 1, None),
+    ] {
+        let dir = tempfile::tempdir().unwrap();
+        let s = spec(format, channels);
+        let (job, plan) = two_segments(dir.path(), s, 101);
+        let req = wav_request(&plan, s, select.as_deref());
+        let wav = req.codec;
+        let (p_wav, p_peaks) = (dir.path().join("p.wav"), dir.path().join("p.json"));
+        let want = pipeline::render(&req, &p_wav, Some(&p_peaks), &mut |_, _| {}).unwrap();
+        let view = StitchedView::new(&plan, &job, s, select.as_deref(), &facts()).unwrap();
+        let (v_wav, v_peaks) = (job.join("recording.wav"), job.join("peaks.json"));
+        let got = crate::render::view_file::write(&view, wav, &job, &v_wav, &v_peaks).unwrap();
+        let case = format!("{format:?} {channels} {select:?}");
+        let written = std::fs::read(&v_wav).unwrap();
+        assert!(written == read_view(&view, &job, 0), "{case}");
+        assert_eq!(
+            std::fs::read(&v_peaks).unwrap(),
+            std::fs::read(&p_peaks).unwrap(),
+            "{case}"
+        );
+        if format == SampleFormat::S32Le {
+            // The pipeline passes S32 through f32 (24 bits); the view copies it exactly.
+            let exact = pipeline::hash_file(&v_wav).unwrap().0;
+            assert_eq!(
+                got,
+                RenderReport {
+                    sha256: exact,
+                    ..want
+                },
+                "{case}"
+            );
+        } else {
+            assert!(written == std::fs::read(&p_wav).unwrap(), "{case}");
+            assert_eq!(got, want, "{case}");
+        }
+        assert!(!job.join(".recording.wav.partial").exists(), "{case}");
+    }
 }
