@@ -197,7 +197,11 @@ fn a_stall_is_detected_within_the_guard_and_recovered() {
     let mic = fakemic::setup(&[("stallmic", &[])]);
     let dir = tempfile::tempdir().unwrap();
     let config = dir.path().join("edgerec.toml");
-    std::fs::write(&config, "[capture]\nstall_guard = \"1s\"\n").unwrap();
+    // A 20 ms period: the stall is dated at the last frame delivered, which at the
+    // default 100 ms period may come a whole period before the stall began; this test is
+    // about the dating, not about the period's grain.
+    let settings = "[capture]\nstall_guard = \"1s\"\nperiod = \"20ms\"\n";
+    std::fs::write(&config, settings).unwrap();
     let out = dir.path().join("out");
     let child = spawn_record(&mic, "stallmic", "8s", &out, Some(&config));
     std::thread::sleep(Duration::from_millis(2000));
