@@ -1,6 +1,6 @@
 //! Live levels reach the controller: meter frames every 5 s while a job captures, with
-//! the levels of the known tone the synth plays (a 0.5 full-scale sine: peak -6.02 dBFS,
-//! RMS -9.03 dBFS), live-listen chunks that sox hears as the same tone, and the writer's
+//! the levels of the known tone the synth plays (a -20 dBFS sine: peak -20.0 dBFS,
+//! RMS -23.01 dBFS), live-listen chunks that sox hears as the same tone, and the writer's
 //! snapshot files go when the capture does.
 
 mod common;
@@ -29,7 +29,7 @@ fn meter_frames_arrive_every_5_s_with_the_tone_s_levels() {
     let _rt = realtime();
     let ctl = Ctl::start(Duration::from_secs(30));
     let state = tempfile::tempdir().unwrap();
-    let job = ctl.add_job("sine:440", 22.0);
+    let job = ctl.add_job("sine:440,level=-20", 22.0);
     let mut agent = ctl.spawn_agent(state.path());
     ctl.wait_status(&job.id, Some("running"), Duration::from_secs(10));
     // Each new frame, as the controller stored it.
@@ -65,20 +65,20 @@ fn meter_frames_arrive_every_5_s_with_the_tone_s_levels() {
         assert!((4_000..=6_000).contains(g), "every 5 s ± 1 s: {gaps:?}");
     }
     for (_, f) in &frames {
-        assert_eq!(f["interfaceId"], "sine:440", "{f}");
+        assert_eq!(f["interfaceId"], "sine:440,level=-20", "{f}");
         let levels = f["levels"].as_array().unwrap();
         assert_eq!(levels.len(), 2);
         for l in levels {
             let rms = l["rmsDbfs"].as_f64().unwrap();
             let peak = l["peakDbfs"].as_f64().unwrap();
-            assert!((rms + 9.03).abs() < 0.5, "rms {rms}");
-            assert!((peak + 6.02).abs() < 0.5, "peak {peak}");
+            assert!((rms + 23.01).abs() < 0.5, "rms {rms}");
+            assert!((peak + 20.0).abs() < 0.5, "peak {peak}");
             assert_eq!(l["clipping"], false);
         }
     }
     eprintln!("status mid-capture:\n{status_screen}");
     assert!(
-        status_screen.contains("levels of") && status_screen.contains("-9.0 rms"),
+        status_screen.contains("levels of") && status_screen.contains("-23.0 rms"),
         "{status_screen}"
     );
     for dir in ["run/meter", "run/listen"] {
@@ -94,7 +94,8 @@ fn meter_frames_arrive_every_5_s_with_the_tone_s_levels() {
 }
 
 /// The controller kept the job's listen chunks: about 5 s each, every 5 s, mono 24 kHz
-/// WAVs in which sox finds the 440 Hz tone at its level (0.5 full scale).
+/// WAVs in which sox finds the 440 Hz tone at its level (0.1 full scale; the two channels
+/// are 0.25 rad apart, so their average peaks at 0.1 x cos 0.125 = 0.0992).
 fn assert_listen_chunks_are_the_tone(ctl: &Ctl) {
     let out = tempfile::tempdir().unwrap();
     let listed = ctl
@@ -141,6 +142,6 @@ fn assert_listen_chunks_are_the_tone(ctl: &Ctl) {
         let max = field("Maximum amplitude:");
         eprintln!("listen chunk {ms} ms: sox hears {freq} Hz, max amplitude {max}");
         assert!((freq - 440.0).abs() < 22.0, "sox hears {freq} Hz:\n{text}");
-        assert!((max - 0.5).abs() < 0.03, "amplitude {max}:\n{text}");
+        assert!((max - 0.0992).abs() < 0.005, "amplitude {max}:\n{text}");
     }
 }

@@ -2,8 +2,9 @@
 //! faults, for tests, demos and burn-in. Its device name is a script:
 //!
 //! ```text
-//! sine[:FREQ] | noise   then any of   ,dropout=AT+LEN  ,stall=AT+LEN  ,disconnect=AT
-//! e.g.  sine:440,dropout=3s+500ms,disconnect=8s
+//! sine[:FREQ] | noise   then any of   ,level=DBFS  ,dropout=AT+LEN  ,stall=AT+LEN  ,disconnect=AT
+//! e.g.  sine:440,level=-20,dropout=3s+500ms,disconnect=8s   (level: the sine's peak in
+//! dBFS, -6.02 by default: half full scale)
 //! ```
 //! Times are device time since the stream started (`250ms`, `3s`, `1m`).
 //! - dropout: no audio for LEN, then the source reports the missing frames (a gap).
@@ -41,6 +42,8 @@ impl Fault {
 #[derive(Clone, Debug, PartialEq)]
 pub struct Script {
     pub signal: Signal,
+    /// The signal's peak, as a fraction of full scale.
+    pub amplitude: f64,
     /// Faults in time order.
     pub faults: Vec<Fault>,
 }
@@ -66,11 +69,21 @@ pub fn parse_script(s: &str) -> Result<Script, String> {
         }
     };
     let mut faults = Vec::new();
+    let mut amplitude = 0.5;
     for part in parts {
         let (key, value) = part
             .split_once('=')
             .ok_or_else(|| format!("expected KEY=VALUE, got {part:?}"))?;
         let fault = match key {
+            "level" => {
+                let db: f64 = (value.trim_end_matches("dBFS").parse())
+                    .map_err(|_| format!("bad level {value:?} (dBFS, e.g. -20)"))?;
+                if !(-120.0..=0.0).contains(&db) {
+                    return Err(format!("level {db} dBFS out of range (-120..0)"));
+                }
+                amplitude = 10f64.powf(db / 20.0);
+                continue;
+            }
             "dropout" | "stall" => {
                 let (at, len) = value
                     .split_once('+')
@@ -94,7 +107,11 @@ pub fn parse_script(s: &str) -> Result<Script, String> {
         faults.push(fault);
     }
     faults.sort_by_key(Fault::at);
-    Ok(Script { signal, faults })
+    Ok(Script {
+        signal,
+        amplitude,
+        faults,
+    })
 }
 
 fn parse_time(s: &str) -> Result<Duration, String> {
@@ -105,6 +122,7 @@ fn parse_time(s: &str) -> Result<Duration, String> {
 struct Synth {
     spec: StreamSpec,
     signal: Signal,
+    amplitude: f64,
     faults: Vec<(u64, Fault)>,
     next_fault: usize,
     pacer: Pacer,
@@ -120,7 +138,7 @@ impl Synth {
             Signal::Sine { freq } => {
                 let t = self.generated as f64 / self.spec.rate as f64;
                 // Channels get slightly different phases so a channel mix-up is visible.
-                0.5 * (std::f64::consts::TAU * freq * t + channel as f64 * 0.25).sin()
+                self.amplitude * (std::f64::consts::TAU * freq * t + channel as f64 * 0.25).sin()
             }
             Signal::Noise => {
                 // xorshift64*: cheap, allocation-free, deterministic.
@@ -220,6 +238,7 @@ pub fn start(req: &CaptureRequest, sink: FrameSink) -> Result<CaptureHandle, Ope
     let synth = Synth {
         spec: req.spec,
         signal: script.signal,
+        amplitude: script.amplitude,
         faults,
         next_fault: 0,
         pacer: Pacer::new(req.spec.rate),
@@ -247,6 +266,7 @@ mod tests {
                 "sine",
                 Ok(Script {
                     signal: Signal::Sine { freq: 440.0 },
+                    amplitude: 0.5,
                     faults: vec![],
                 }),
             ),
@@ -254,6 +274,7 @@ mod tests {
                 "sine:1000",
                 Ok(Script {
                     signal: Signal::Sine { freq: 1000.0 },
+                    amplitude: 0.5,
                     faults: vec![],
                 }),
             ),
@@ -261,6 +282,7 @@ mod tests {
                 "noise",
                 Ok(Script {
                     signal: Signal::Noise,
+                    amplitude: 0.5,
                     faults: vec![],
                 }),
             ),
@@ -268,6 +290,7 @@ mod tests {
                 "sine,disconnect=8s,dropout=3s+500ms",
                 Ok(Script {
                     signal: Signal::Sine { freq: 440.0 },
+                    amplitude: 0.5,
                     faults: vec![
                         Fault::DropOut {
                             at: ms(3000),
@@ -281,12 +304,23 @@ mod tests {
                 "sine,stall=1s+2s",
                 Ok(Script {
                     signal: Signal::Sine { freq: 440.0 },
+                    amplitude: 0.5,
                     faults: vec![Fault::Stall {
                         at: ms(1000),
                         len: ms(2000),
                     }],
                 }),
             ),
+            (
+                "sine:997,level=-20",
+                Ok(Script {
+                    signal: Signal::Sine { freq: 997.0 },
+                    amplitude: 0.1,
+                    faults: vec![],
+                }),
+            ),
+            ("sine,level=+3", Err(())),
+            ("sine,level=loud", Err(())),
             ("square", Err(())),
             ("sine:-3", Err(())),
             ("sine,dropout=3s", Err(())),
