@@ -28,7 +28,7 @@ for line in sys.stdin:
 # lanes end together. Any binary not named here runs after them.
 slow_first="controller_e2e recovery_alsa controller_faults hostile_controller journal_faults
   record_synth job_end_paths device_flaps render crash_resume crash_repair record_alsa
-  slow_clients render_delivery chunked_upload disk_fill_moments metering metrics_textfile
+  enhanced_rendition slow_clients render_delivery chunked_upload disk_fill_moments metering metrics_textfile
   retention properties"
 : >"$work/ordered"
 for name in $slow_first; do
