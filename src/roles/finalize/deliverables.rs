@@ -1,0 +1,173 @@
+//! Rendering a finalized job's deliverables: a WAV that streams is only described (or,
+//! for a person's `record`, written from the stitched view); anything else goes through
+//! the render pipeline, with chunks and the enhanced rendition beside it.
+
+use std::path::PathBuf;
+
+use super::*;
+
+/// Renders `job` as its options say into `recording.<ext>` with `render.json` and the
+/// peaks beside it. `Ok(Err(reason))`: the job's own options cannot be rendered (a map
+/// naming a channel the capture lacks, a codec that cannot carry the output): the job
+/// fails with that reason, and the segments stay for a render with other options.
+pub(super) fn render_job(
+    job: &JobRow,
+    source: &JobRow,
+    options: &OutputOptions,
+    plan: Vec<crate::core::timeline::Piece<PathBuf>>,
+    stream: bool,
+) -> Result<Result<PathBuf, String>, FinalizeError> {
+    let facts = crate::render::job::job_facts(job, source.started_at_ms);
+    let refuse = |reason: String| -> Result<Result<PathBuf, String>, FinalizeError> {
+        RenderSidecar::failed(&reason)
+            .write(&job.dir)
+            .map_err(|source| FinalizeError::Io {
+                path: job.dir.join(crate::render::job::RENDER_FILE),
+                source,
+            })?;
+        Ok(Err(reason))
+    };
+    let request = match options.request(plan, source.spec, facts) {
+        Ok(r) => r,
+        Err(e) => return refuse(e.to_string()),
+    };
+    // A chunked job uploads its chunk files, rendered below; only a whole WAV streams,
+    // or (a person's `record`) is written as its view: the segments' bytes copied once.
+    if options.chunk_seconds.is_none()
+        && let Some(channels) = streamable(&request)
+    {
+        enhance(job, options, &request)?;
+        return stream_job(job, options, &request, channels.as_deref(), stream).map(Ok);
+    }
+    let file = format!("{RECORDING_STEM}.{}", request.codec.extension);
+    let out = job.dir.join(&file);
+    let peaks = job.dir.join(PEAKS_FILE);
+    let report = match pipeline::render(&request, &out, Some(&peaks), &mut |_, _| {}) {
+        Ok(r) => r,
+        Err(
+            e @ (RenderError::Unsupported(_)
+            | RenderError::Codec {
+                source: CodecError::Unsupported(_),
+                ..
+            }),
+        ) => return refuse(e.to_string()),
+        Err(source) => return Err(FinalizeError::Render { path: out, source }),
+    };
+    if report.clipped > 0 {
+        log::warn!(
+            "{}: {} samples clipped in the render",
+            job.id,
+            report.clipped
+        );
+    }
+    let delivered_name = options.delivered_name(request.codec);
+    if let Some(seconds) = options.chunk_seconds {
+        chunks::render_chunks(&request, seconds, &delivered_name, &job.dir).map_err(|source| {
+            FinalizeError::Render {
+                path: job.dir.join(chunks::CHUNK_DIR),
+                source,
+            }
+        })?;
+    }
+    enhance(job, options, &request)?;
+    let sidecar = RenderSidecar {
+        file,
+        file_name: delivered_name,
+        report: Some(report),
+        error: None,
+        stream: None,
+    };
+    sidecar
+        .write(&job.dir)
+        .map_err(|source| FinalizeError::Io {
+            path: job.dir.join(crate::render::job::RENDER_FILE),
+            source,
+        })?;
+    Ok(Ok(out))
+}
+
+/// The enhanced rendition, when the job asks for one (before `render.json`, which says the
+/// render is done). One that cannot be made leaves the raw render as the primary.
+fn enhance(
+    job: &JobRow,
+    options: &OutputOptions,
+    request: &RenderRequest,
+) -> Result<(), FinalizeError> {
+    use crate::render::enhance::job::{ENHANCED_FILE, render_for_job};
+    match render_for_job(&job.dir, &job.command_json, options, request) {
+        Ok(None) => Ok(()),
+        Ok(Some(why)) => {
+            log::warn!("{}: {why}; the raw render is the primary", job.id);
+            Ok(())
+        }
+        Err(source) => Err(FinalizeError::Io {
+            path: job.dir.join(ENHANCED_FILE),
+            source,
+        }),
+    }
+}
+
+/// The channels to keep when `req` is a WAV of the segments' own samples (no mix, rate
+/// or width change): `Some(None)` all of them. Anything else goes through the pipeline.
+fn streamable(req: &RenderRequest) -> Option<Option<Vec<u16>>> {
+    let layout = (req.codec.layout)(req.bits, req.float, req.spec.format).ok()?;
+    let packed = crate::render::stitch::Packing::for_input(req.spec.format).output_format();
+    let same = req.codec.name == "wav"
+        && req.mix.is_selection()
+        && req.rate.is_none_or(|r| r == req.spec.rate)
+        && layout == (packed.valid_bits(), packed.is_float());
+    if !same {
+        return None;
+    }
+    if req.mix.is_identity() {
+        return Some(None);
+    }
+    let sel = req.mix.outputs.iter().map(|o| u16::try_from(o[0].0).ok());
+    Some(Some(sel.collect::<Option<Vec<_>>>()?))
+}
+
+/// Saves the job's WAV as a view of its segments, hashed in one read pass, in place of
+/// writing it (`stream`): `render.json` carries the view, its length and its SHA-256.
+/// Otherwise writes the view as `recording.wav` with its peaks, in the same one pass.
+fn stream_job(
+    job: &JobRow,
+    options: &OutputOptions,
+    req: &RenderRequest,
+    channels: Option<&[u16]>,
+    stream: bool,
+) -> Result<PathBuf, FinalizeError> {
+    let io_err = |source| FinalizeError::Io {
+        path: job.dir.clone(),
+        source,
+    };
+    let view = StitchedView::new(&req.plan, &job.dir, req.spec, channels, &req.facts)
+        .map_err(|e| io_err(std::io::Error::other(e)))?;
+    let (file, report, out) = if stream {
+        let (sha256, bytes) = view.hash(&job.dir).map_err(io_err)?;
+        let report = view_file::report(&view, req.codec, sha256, bytes);
+        (String::new(), report, job.dir.clone())
+    } else {
+        let file = format!("{RECORDING_STEM}.{}", req.codec.extension);
+        let out = job.dir.join(&file);
+        let report = view_file::write(&view, req.codec, &job.dir, &out, &job.dir.join(PEAKS_FILE))
+            .map_err(|source| FinalizeError::Render {
+                path: out.clone(),
+                source,
+            })?;
+        (file, report, out)
+    };
+    let sidecar = RenderSidecar {
+        file,
+        file_name: options.delivered_name(req.codec),
+        report: Some(report),
+        error: None,
+        stream: stream.then_some(view),
+    };
+    sidecar
+        .write(&job.dir)
+        .map_err(|source| FinalizeError::Io {
+            path: job.dir.join(crate::render::job::RENDER_FILE),
+            source,
+        })?;
+    Ok(out)
+}
