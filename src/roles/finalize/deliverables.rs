@@ -19,12 +19,7 @@ pub(super) fn render_job(
 ) -> Result<Result<PathBuf, String>, FinalizeError> {
     let facts = crate::render::job::job_facts(job, source.started_at_ms);
     let refuse = |reason: String| -> Result<Result<PathBuf, String>, FinalizeError> {
-        RenderSidecar::failed(&reason)
-            .write(&job.dir)
-            .map_err(|source| FinalizeError::Io {
-                path: job.dir.join(crate::render::job::RENDER_FILE),
-                source,
-            })?;
+        write_sidecar(&RenderSidecar::failed(&reason), &job.dir)?;
         Ok(Err(reason))
     };
     let request = match options.request(plan, source.spec, facts) {
@@ -77,12 +72,7 @@ pub(super) fn render_job(
         error: None,
         stream: None,
     };
-    sidecar
-        .write(&job.dir)
-        .map_err(|source| FinalizeError::Io {
-            path: job.dir.join(crate::render::job::RENDER_FILE),
-            source,
-        })?;
+    write_sidecar(&sidecar, &job.dir)?;
     Ok(Ok(out))
 }
 
@@ -163,11 +153,14 @@ fn stream_job(
         error: None,
         stream: stream.then_some(view),
     };
-    sidecar
-        .write(&job.dir)
-        .map_err(|source| FinalizeError::Io {
-            path: job.dir.join(crate::render::job::RENDER_FILE),
-            source,
-        })?;
+    write_sidecar(&sidecar, &job.dir)?;
     Ok(out)
+}
+
+/// `render.json`: what was rendered (or why not), for the sync role and `status`.
+fn write_sidecar(sidecar: &RenderSidecar, dir: &std::path::Path) -> Result<(), FinalizeError> {
+    sidecar.write(dir).map_err(|source| FinalizeError::Io {
+        path: dir.join(crate::render::job::RENDER_FILE),
+        source,
+    })
 }
