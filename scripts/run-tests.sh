@@ -12,7 +12,8 @@ work=$(mktemp -d)
 trap 'rm -rf "$work"' EXIT
 
 # Test executables and the package directory each runs in (cargo runs tests there).
-cargo test --workspace --locked --no-run --message-format=json 2>/dev/null |
+# A build failure stops here (pipefail), with cargo's errors on stderr.
+cargo test --workspace --locked --no-run --message-format=json |
   python3 -c '
 import json, os, sys
 for line in sys.stdin:
@@ -23,6 +24,7 @@ for line in sys.stdin:
     if m.get("reason") == "compiler-artifact" and m.get("profile", {}).get("test") and m.get("executable"):
         print(os.path.dirname(m["manifest_path"]) + "\t" + m["executable"])
 ' >"$work/all"
+[ -s "$work/all" ] || { echo "run-tests: cargo listed no test executables" >&2; exit 1; }
 
 # The slowest binaries first (measured with this script; "took N s" lines), so the two
 # lanes end together. Any binary not named here runs after them.
