@@ -86,6 +86,32 @@ impl From<CodecError> for RenderError {
     }
 }
 
+/// What the encoder is told: the output's rate, channels, sample layout, bitrate and
+/// length (frames after resampling), and the job's facts for its metadata.
+pub(super) fn encoder_params(
+    req: &RenderRequest,
+    channels: u16,
+) -> Result<EncoderParams, RenderError> {
+    let rate = output_rate(req)?;
+    let (bits, float) =
+        (req.codec.layout)(req.bits, req.float, req.spec.format).map_err(|source| {
+            RenderError::Codec {
+                codec: req.codec.name,
+                source,
+            }
+        })?;
+    Ok(EncoderParams {
+        rate,
+        channels,
+        bits,
+        float,
+        bitrate_kbps: req.bitrate_kbps,
+        vbr: req.vbr,
+        frames: resample::output_frames(plan_frames(&req.plan), req.spec.rate, rate),
+        facts: req.facts.clone(),
+    })
+}
+
 /// The output rate for a request: asked, else the capture's; a codec that cannot carry
 /// the capture's rate gets its highest (asking for more than it carries is an error).
 pub fn output_rate(req: &RenderRequest) -> Result<u32, RenderError> {
@@ -159,21 +185,9 @@ fn render_here(
             req.codec.name, req.codec.max_channels
         )));
     }
-    let rate = output_rate(req)?;
-    let (bits, float) =
-        (req.codec.layout)(req.bits, req.float, req.spec.format).map_err(codec_err)?;
+    let params = encoder_params(req, channels)?;
+    let (rate, bits, frames) = (params.rate, params.bits, params.frames);
     let in_frames = plan_frames(&req.plan);
-    let frames = resample::output_frames(in_frames, req.spec.rate, rate);
-    let params = EncoderParams {
-        rate,
-        channels,
-        bits,
-        float,
-        bitrate_kbps: req.bitrate_kbps,
-        vbr: req.vbr,
-        frames,
-        facts: req.facts.clone(),
-    };
     let partial = stitch::partial_path(out)?;
     let result = (|| {
         let file = File::create(&partial).map_err(out_err)?;

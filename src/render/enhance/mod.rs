@@ -18,11 +18,10 @@ use std::path::Path;
 
 use self::dsp::{Chain, ChainSpec, RATE};
 pub use self::options::{Enhancement, EnhancementError};
-use super::codec::EncoderParams;
 use super::convert::Quantizer;
 use super::peaks::Peaks;
 use super::pipeline::{self, RenderError, RenderReport, RenderRequest, Sink};
-use super::resample::{self, Resampler};
+use super::resample::Resampler;
 use super::stitch;
 use crate::core::timeline::plan_frames;
 use crate::segment::file::sync_parent_dir;
@@ -77,20 +76,8 @@ fn render_here(
         source,
     };
     let channels = req.mix.out_channels();
-    let rate = pipeline::output_rate(req)?;
-    let (bits, float) =
-        (req.codec.layout)(req.bits, req.float, req.spec.format).map_err(codec_err)?;
-    let frames = resample::output_frames(plan_frames(&req.plan), req.spec.rate, rate);
-    let params = EncoderParams {
-        rate,
-        channels,
-        bits,
-        float,
-        bitrate_kbps: req.bitrate_kbps,
-        vbr: req.vbr,
-        frames,
-        facts: req.facts.clone(),
-    };
+    let params = pipeline::encoder_params(req, channels)?;
+    let (rate, bits, frames) = (params.rate, params.bits, params.frames);
     let partial = stitch::partial_path(out)?;
     let result = (|| {
         let file = File::create(&partial).map_err(out_err)?;
