@@ -69,7 +69,8 @@ fn each_flap_is_one_event_pair_at_its_moment_and_the_log_stays_short() {
         mic.mic("unplug", "flapdev");
         std::thread::sleep(Duration::from_millis(1500));
         mic.mic("replug", "flapdev");
-        std::thread::sleep(Duration::from_millis(3500));
+        // Plugged long enough for a backoff-only recovery on a loaded box (see the bound).
+        std::thread::sleep(Duration::from_millis(4500));
     }
     ctl.wait_status(&job.id, Some("completed"), Duration::from_secs(40));
     // The last events go out through the outbox after the upload.
@@ -117,8 +118,12 @@ fn each_flap_is_one_event_pair_at_its_moment_and_the_log_stays_short() {
             first.abs() <= 100,
             "episode {i}: firstObservedAt {first} ms from the unplug"
         );
+        // No udev here, so recovery rides the reopen backoff alone: the replug at 1.5 s
+        // is seen at the next attempt, at most one capped step (2 s) later, plus the
+        // open and first period; a loaded 2-core CI box added ~1.2 s once (4688 ms).
+        // Under 6 s, the next unplug, or two episodes would merge.
         assert!(
-            (1_400..=3_500).contains(&back),
+            (1_400..=5_500).contains(&back),
             "episode {i}: back after {back} ms"
         );
     }
