@@ -11,7 +11,6 @@ mod common;
 use common::controller::*;
 use common::fakemic;
 use serde_json::Value;
-use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 fn ms(v: &Value) -> i64 {
@@ -26,21 +25,8 @@ fn spawn_agent(
     mic: &fakemic::Fakemic,
     log_path: &std::path::Path,
 ) -> std::process::Child {
-    common::edgerec()
-        .arg("agent")
-        .arg("--state-dir")
-        .arg(state.join("s"))
-        .args([
-            "--controller",
-            &ctl.url(),
-            "--node-id",
-            &ctl.node,
-            "--token-file",
-        ])
-        .arg(&ctl.token_file)
-        .env("ALSA_CONFIG_PATH", &mic.config_path)
+    ctl.alsa_role("agent", &state.join("s"), &mic.config_path)
         .env("EDGEREC_LOG", "info")
-        .stdout(Stdio::null())
         .stderr(std::fs::File::create(log_path).unwrap())
         .spawn()
         .unwrap()

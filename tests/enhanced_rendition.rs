@@ -47,17 +47,7 @@ fn band_rms_db(file: &Path, band: &str) -> f64 {
         .status()
         .unwrap();
     assert!(ok.success(), "ffmpeg {}", file.display());
-    let out = Command::new("sox")
-        .arg(cut.path())
-        .args(["-n", "sinc", band, "stat"])
-        .output()
-        .unwrap();
-    let text = String::from_utf8_lossy(&out.stderr).into_owned();
-    let line = text
-        .lines()
-        .find(|l| l.starts_with("RMS     amplitude:"))
-        .unwrap_or_else(|| panic!("sox stat: {text}"));
-    let rms: f64 = line.rsplit(' ').next().unwrap().trim().parse().unwrap();
+    let rms = sox_stat(cut.path(), &["sinc", band]).field("RMS     amplitude:");
     20.0 * rms.max(1e-9).log10()
 }
 
@@ -94,26 +84,6 @@ fn noisy_mic(name: &str, seconds: usize) -> (tempfile::NamedTempFile, fakemic::F
     (source, mic)
 }
 
-/// `edgerec agent` on the fakemic devices (no synth override).
-fn alsa_agent(ctl: &Ctl, state: &Path, alsa_config: &str) -> std::process::Child {
-    edgerec()
-        .arg("agent")
-        .arg("--state-dir")
-        .arg(state)
-        .args([
-            "--controller",
-            &ctl.url(),
-            "--node-id",
-            &ctl.node,
-            "--token-file",
-        ])
-        .arg(&ctl.token_file)
-        .env("ALSA_CONFIG_PATH", alsa_config)
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap()
-}
-
 #[test]
 fn enhanced_and_raw_renditions_are_stored_apart_and_the_enhanced_one_is_cleaner() {
     let _rt = realtime();
@@ -132,7 +102,10 @@ fn enhanced_and_raw_renditions_are_stored_apart_and_the_enhanced_one_is_cleaner(
             r#"{"highpass": {"hz": 100}, "loudnorm": {"targetI": -20}}"#,
         ],
     );
-    let mut agent = alsa_agent(&ctl, state.path(), &mic.config_path);
+    let mut agent = ctl
+        .alsa_role("agent", state.path(), &mic.config_path)
+        .spawn()
+        .unwrap();
     ctl.wait_status(&job.id, Some("completed"), Duration::from_secs(90));
     sigterm(&mut agent, Duration::from_secs(10));
     let rec = ctl.recording(&job.id);
@@ -221,7 +194,10 @@ fn enhanced_listen_chunks_are_posted_beside_the_raw_ones() {
         .unwrap();
     let state = tempfile::tempdir().unwrap();
     let job = ctl.add_job_with("noisylive", 17.0, &["--codec", "flac"]);
-    let mut agent = alsa_agent(&ctl, state.path(), &mic.config_path);
+    let mut agent = ctl
+        .alsa_role("agent", state.path(), &mic.config_path)
+        .spawn()
+        .unwrap();
     ctl.wait_status(&job.id, Some("completed"), Duration::from_secs(90));
     sigterm(&mut agent, Duration::from_secs(10));
     let out = tempfile::tempdir().unwrap();

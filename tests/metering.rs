@@ -126,22 +126,16 @@ fn assert_listen_chunks_are_the_tone(ctl: &Ctl) {
             (reader.spec().channels, reader.spec().sample_rate),
             (1, 24_000)
         );
-        let stat = std::process::Command::new("sox")
-            .args([path, "-n", "stat"])
-            .output()
-            .unwrap();
-        let text = String::from_utf8_lossy(&stat.stderr).into_owned();
-        let field = |name: &str| -> f64 {
-            let line = text
-                .lines()
-                .find(|l| l.starts_with(name))
-                .unwrap_or_else(|| panic!("{name} in {text}"));
-            line.rsplit(' ').next().unwrap().trim().parse().unwrap()
-        };
+        let stat = sox_stat(std::path::Path::new(path), &[]);
+        let field = |name: &str| stat.field(name);
         let freq = field("Rough   frequency:");
         let max = field("Maximum amplitude:");
         eprintln!("listen chunk {ms} ms: sox hears {freq} Hz, max amplitude {max}");
-        assert!((freq - 440.0).abs() < 22.0, "sox hears {freq} Hz:\n{text}");
-        assert!((max - 0.0992).abs() < 0.005, "amplitude {max}:\n{text}");
+        assert!(
+            (freq - 440.0).abs() < 22.0,
+            "sox hears {freq} Hz:\n{}",
+            stat.0
+        );
+        assert!((max - 0.0992).abs() < 0.005, "amplitude {max}:\n{}", stat.0);
     }
 }

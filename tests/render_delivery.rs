@@ -70,11 +70,11 @@ fn each_codec_is_delivered_as_itself() {
         );
         let dir = agent_job_dir(state.path(), &job.id);
         // Every byte written once: a WAV streams from the segments, an encoded job
-        // writes only its encoded file.
+        // writes only its encoded file (no peaks: the controller draws its own).
         let rendered: Vec<_> = std::fs::read_dir(&dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-            .filter(|n| n.starts_with("recording."))
+            .filter(|n| n.starts_with("recording.") || n.contains("peaks"))
             .collect();
         let want: Vec<String> = match *codec {
             "wav" => vec![],

@@ -182,13 +182,26 @@ impl Ctl {
 
     /// The same, talking to the controller at `url` (a proxy in front of it).
     pub fn role_at(&self, role: &str, state_dir: &Path, url: &str) -> Command {
+        let mut cmd = self.real_device_role(role, state_dir, url);
+        cmd.args(["--backend-override", "synth"]);
+        cmd
+    }
+
+    /// The role capturing from the real ALSA PCMs that `alsa_config` (a fakemic
+    /// `ALSA_CONFIG_PATH`) defines, as the job names them: no synth override.
+    pub fn alsa_role(&self, role: &str, state_dir: &Path, alsa_config: &str) -> Command {
+        let mut cmd = self.real_device_role(role, state_dir, &self.url());
+        cmd.env("ALSA_CONFIG_PATH", alsa_config);
+        cmd
+    }
+
+    fn real_device_role(&self, role: &str, state_dir: &Path, url: &str) -> Command {
         let mut cmd = super::edgerec();
         cmd.arg(role)
             .arg("--state-dir")
             .arg(state_dir)
             .args(["--controller", url, "--node-id", &self.node, "--token-file"])
             .arg(&self.token_file)
-            .args(["--backend-override", "synth"])
             .stdout(Stdio::null());
         cmd
     }

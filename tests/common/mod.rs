@@ -134,3 +134,28 @@ pub fn at_ms(v: &serde_json::Value) -> i64 {
     let t = humantime::parse_rfc3339(v.as_str().expect("an RFC 3339 string")).unwrap();
     t.duration_since(std::time::UNIX_EPOCH).unwrap().as_millis() as i64
 }
+
+/// What `sox FILE -n EFFECTS... stat` prints (on stderr), read by field.
+pub struct SoxStat(pub String);
+
+/// Runs sox's `stat` on `file` after `effects` (e.g. `["sinc", "3k-6k"]`).
+pub fn sox_stat(file: &Path, effects: &[&str]) -> SoxStat {
+    let out = Command::new("sox")
+        .arg(file)
+        .arg("-n")
+        .args(effects)
+        .arg("stat")
+        .output()
+        .unwrap();
+    SoxStat(String::from_utf8_lossy(&out.stderr).into_owned())
+}
+
+impl SoxStat {
+    /// The number on the line that starts with `name` (sox pads names: `"RMS     amplitude:"`).
+    pub fn field(&self, name: &str) -> f64 {
+        let line = (self.0.lines())
+            .find(|l| l.starts_with(name))
+            .unwrap_or_else(|| panic!("no {name} in sox stat: {}", self.0));
+        (line.rsplit(' ').next().unwrap().trim().parse()).unwrap_or_else(|e| panic!("{line}: {e}"))
+    }
+}

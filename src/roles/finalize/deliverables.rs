@@ -6,8 +6,10 @@ use std::path::PathBuf;
 
 use super::*;
 
-/// Renders `job` as its options say into `recording.<ext>` with `render.json` and the
-/// peaks beside it. `Ok(Err(reason))`: the job's own options cannot be rendered (a map
+/// Renders `job` as its options say into `recording.<ext>` with `render.json` beside it,
+/// and the waveform peaks for a person's job (the controller computes its own preview, so
+/// on the agent path they would be 160 KB a minute of stereo written to the flash for
+/// nobody: a tenth of a voice MP3). `Ok(Err(reason))`: the job's own options cannot be rendered (a map
 /// naming a channel the capture lacks, a codec that cannot carry the output): the job
 /// fails with that reason, and the segments stay for a render with other options.
 pub(super) fn render_job(
@@ -36,8 +38,8 @@ pub(super) fn render_job(
     }
     let file = format!("{RECORDING_STEM}.{}", request.codec.extension);
     let out = job.dir.join(&file);
-    let peaks = job.dir.join(PEAKS_FILE);
-    let report = match pipeline::render(&request, &out, Some(&peaks), &mut |_, _| {}) {
+    let peaks = (job.source != JobSource::Controller).then(|| job.dir.join(PEAKS_FILE));
+    let report = match pipeline::render(&request, &out, peaks.as_deref(), &mut |_, _| {}) {
         Ok(r) => r,
         Err(
             e @ (RenderError::Unsupported(_)
