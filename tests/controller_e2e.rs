@@ -160,10 +160,13 @@ fn kill_9_of_the_sync_role_loses_no_frames_and_reports_once() {
 }
 
 /// Health events keep coming (a drop-out every 2 s) while the sync role is killed with
-/// SIGKILL three times: every event reaches the controller, none twice (the server keeps
-/// no idempotency; the outbox marks a row delivered in the same step that learns it was).
+/// SIGKILL three times: every event reaches the controller. The server keeps no
+/// idempotency and offers no read-back (Rakkr's too), so a kill between its 201 and our
+/// commit of it (the outbox commits an answer as soon as it arrives: milliseconds) resends
+/// that one event: at most one duplicate per kill, never a loss (seen once, in a CI-like
+/// run with four other builds on the two cores).
 #[test]
-fn kill_9_of_the_sync_role_never_sends_a_health_event_twice() {
+fn kill_9_of_the_sync_role_loses_no_health_event_and_resends_at_most_one_per_kill() {
     let _rt = realtime();
     let ctl = Ctl::start(LEASE);
     let state = tempfile::tempdir().unwrap();
@@ -198,16 +201,16 @@ fn kill_9_of_the_sync_role_never_sends_a_health_event_twice() {
     let mut unique = ids.clone();
     unique.sort();
     unique.dedup();
-    assert_eq!(
-        ids.len(),
-        unique.len(),
-        "an event arrived twice: {events:#?}"
-    );
-    let drop_outs = events
+    let kills = 3;
+    let twice = ids.len() - unique.len();
+    eprintln!("{} events, {twice} sent again after a kill", ids.len());
+    assert!(twice <= kills, "more resends than kills: {events:#?}");
+    let drop_outs: std::collections::BTreeSet<&str> = events
         .iter()
         .filter(|e| e["type"] == "agent.recording_job.drop_out")
-        .count();
-    assert_eq!(drop_outs, 7, "every drop-out arrived: {events:#?}");
+        .filter_map(|e| e["details"]["localEventId"].as_str())
+        .collect();
+    assert_eq!(drop_outs.len(), 7, "every drop-out arrived: {events:#?}");
 }
 
 /// The capture role is killed mid-job: the janitor of the next one resumes it.
