@@ -57,7 +57,9 @@ fn record_on_a_device_stalled_from_the_start_ends_with_its_window() {
         .unwrap();
     let (status, stderr, took) = finish(child, started, Duration::from_secs(20));
     assert_eq!(status.code(), Some(NO_AUDIO), "{stderr}");
-    assert!(took < Duration::from_secs(5), "ended {took:?} after start");
+    // The 4 s window plus the start and the end; a CI-like box with four other builds on
+    // its two cores took 8.3 s once (never ending is what this guards against).
+    assert!(took < Duration::from_secs(10), "ended {took:?} after start");
     assert!(stderr.contains("no audio captured") && stderr.contains("stalled"));
     let job = only_job(out.path());
     let tl = timeline(&job);

@@ -11,7 +11,7 @@ use common::*;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 const RATE: u64 = 48_000;
 /// Exit code of a damaged journal (src/main.rs `exit::JOURNAL_DAMAGED`).
@@ -26,14 +26,23 @@ fn synth_record(out: &Path, duration: &str) -> Command {
     cmd
 }
 
-/// Starts [`synth_record`], SIGKILLs it after `kill_after`; returns the wall time the
-/// recording started (the spawn) in ms.
+/// Starts [`synth_record`], SIGKILLs it `kill_after` after its job started; returns that
+/// start's wall time in ms.
 fn record_and_kill(out: &Path, duration: &str, kill_after: Duration) -> i64 {
-    let started = now_ms();
     let mut child = synth_record(out, duration)
         .stdout(Stdio::null())
         .spawn()
         .unwrap();
+    // Timed from the job's start (its directory appears then), not from the spawn: on a
+    // loaded CI box the process took over 1.5 s to get there, and a kill before it left
+    // no job at all.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while job_dirs(out).is_empty() {
+        assert!(Instant::now() < deadline, "no job started in 30 s");
+        assert!(child.try_wait().unwrap().is_none(), "record ended early");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    let started = now_ms();
     std::thread::sleep(kill_after);
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
