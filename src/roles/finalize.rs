@@ -160,8 +160,9 @@ pub fn finalize_from(
     // A WAV the agent uploads (or `--no-stitch`) streams from the segments: the audio is
     // written once. Only a person's `record` gets the stitched file.
     let stream = job.source == JobSource::Controller || how.no_stitch;
-    let (recording, frames, render_failure) =
-        render_recording(job, source, &options, &placed, audio_end, fill, stream)?;
+    let (recording, frames, render_failure) = render_recording(
+        journal, job, source, &options, &placed, audio_end, fill, stream,
+    )?;
     let timeline_path = job.dir.join(TIMELINE_FILE);
     // A streamed WAV has no file here: the timeline names what the upload delivers.
     let rec_name = match &recording {
@@ -253,7 +254,12 @@ fn start_rendering(
 /// Renders the job's recording as its options say, up to `audio_end`; no file when no
 /// audio was captured. Returns the file, its frame count and, when the job's own options
 /// cannot be rendered, why.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the steps of finalize_from, passed down"
+)]
 fn render_recording(
+    journal: &Journal,
     job: &JobRow,
     source: &JobRow,
     options: &OutputOptions,
@@ -272,10 +278,12 @@ fn render_recording(
         plan = chunks::slice_plan(&plan, 0, audio_end);
     }
     let frames = timeline::plan_frames(&plan);
-    Ok(match render_job(job, source, options, plan, stream)? {
-        Ok(path) => (Some(path), frames, None),
-        Err(reason) => (None, frames, Some(reason)),
-    })
+    Ok(
+        match render_job(journal, job, source, options, plan, stream)? {
+            Ok(path) => (Some(path), frames, None),
+            Err(reason) => (None, frames, Some(reason)),
+        },
+    )
 }
 
 /// The timeline file's segment list, every segment whatever its state.

@@ -5,12 +5,14 @@
 use std::path::PathBuf;
 
 use super::*;
+use crate::roles::live_chunks;
 
 /// Renders `job` as its options say into `recording.<ext>` with `render.json` and the
 /// peaks beside it. `Ok(Err(reason))`: the job's own options cannot be rendered (a map
 /// naming a channel the capture lacks, a codec that cannot carry the output): the job
 /// fails with that reason, and the segments stay for a render with other options.
 pub(super) fn render_job(
+    journal: &Journal,
     job: &JobRow,
     source: &JobRow,
     options: &OutputOptions,
@@ -57,11 +59,23 @@ pub(super) fn render_job(
     }
     let delivered_name = options.delivered_name(request.codec);
     if let Some(seconds) = options.chunk_seconds {
-        chunks::render_chunks(&request, seconds, &delivered_name, &job.dir).map_err(|source| {
-            FinalizeError::Render {
-                path: job.dir.join(chunks::CHUNK_DIR),
-                source,
-            }
+        // Only the chunks not rendered while the job captured (normally the last).
+        let done = live_chunks::rendered_so_far(journal, job);
+        let mut journaled = |index: usize, chunk: &_, report: &_| {
+            live_chunks::journal_chunk(journal, &job.id, index, chunk, report)
+                .map_err(std::io::Error::other)
+        };
+        chunks::render_chunks(
+            &request,
+            seconds,
+            &delivered_name,
+            &job.dir,
+            &done,
+            &mut journaled,
+        )
+        .map_err(|source| FinalizeError::Render {
+            path: job.dir.join(chunks::CHUNK_DIR),
+            source,
         })?;
     }
     enhance(job, options, &request)?;

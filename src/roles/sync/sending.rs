@@ -26,8 +26,9 @@ pub(super) struct Sending {
     pub file_name: String,
     pub mime_type: String,
     pub duration_seconds: f64,
-    /// `(index, total)` for a chunk; the final one carries `chunkTotal`.
-    pub chunk: Option<(u32, u32)>,
+    /// `(index, total)` for a chunk; the final one carries `chunkTotal`. The total is
+    /// unknown (`None`) for a chunk sent while the job captures: never the final one.
+    pub chunk: Option<(u32, Option<u32>)>,
     pub rendition: Option<Rendition>,
 }
 
@@ -52,7 +53,15 @@ impl Sending {
     /// A chunk before the last, or the supplementary raw rendition: its acknowledgement
     /// does not complete the job.
     pub fn is_partial(&self) -> bool {
-        self.rendition == Some(Rendition::Raw) || self.chunk.is_some_and(|(i, total)| i + 1 < total)
+        self.rendition == Some(Rendition::Raw)
+            || self
+                .chunk
+                .is_some_and(|(i, total)| total.is_none_or(|t| i + 1 < t))
+    }
+
+    /// A chunk sent while the job captures: its own outbox row, done once acknowledged.
+    pub fn is_live(&self) -> bool {
+        self.chunk.is_some_and(|(_, total)| total.is_none())
     }
 
     pub fn chunk_total(&self) -> Option<u32> {
@@ -60,7 +69,38 @@ impl Sending {
             return None;
         }
         self.chunk
-            .and_then(|(i, total)| (i + 1 == total).then_some(total))
+            .and_then(|(i, total)| total.filter(|&t| i + 1 == t))
+    }
+}
+
+/// An upload row's body for one chunk rendered while the job captures (the job's own
+/// upload row holds its [`RenderedFile`]).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub(super) struct LiveChunk {
+    pub chunk: u32,
+}
+
+impl LiveChunk {
+    pub fn body(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    pub fn parse(body: &str) -> Option<LiveChunk> {
+        serde_json::from_str(body).ok()
+    }
+
+    /// What its PUT sends: the chunk as `chunks.json` lists it so far, no `chunkTotal`.
+    pub fn sending(&self, job: &JobRow) -> Option<Sending> {
+        let listed = Chunks::read_so_far(&job.dir)?;
+        let part = listed.chunks.get(self.chunk as usize)?;
+        Some(Sending {
+            path: job.dir.join(&part.file),
+            file_name: part.file_name.clone(),
+            mime_type: listed.content_type.clone(),
+            duration_seconds: part.duration_seconds,
+            chunk: Some((self.chunk, None)),
+            rendition: None,
+        })
     }
 }
 
@@ -79,7 +119,7 @@ pub(super) fn next_sending(job: &JobRow, file: &RenderedFile, acked: &HashSet<u3
             file_name: part.file_name.clone(),
             mime_type: chunks.content_type.clone(),
             duration_seconds: part.duration_seconds,
-            chunk: Some((index as u32, total as u32)),
+            chunk: Some((index as u32, Some(total as u32))),
             rendition: None,
         };
     }
