@@ -279,3 +279,133 @@ fn a_checksum_mismatch_is_sent_again_then_fails_the_job() {
     assert!(!segment_files(&dir).is_empty(), "the audio is kept");
     sigterm(&mut agent, Duration::from_secs(10));
 }
+
+/// Decodes `path` with ffmpeg into interleaved 32-bit samples (lossless for 16/24-bit).
+fn decoded(path: &std::path::Path) -> Vec<u8> {
+    let out = Command::new("ffmpeg")
+        .args(["-v", "error", "-i"])
+        .arg(path)
+        .args(["-f", "s32le", "-"])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "ffmpeg {}", path.display());
+    out.stdout
+}
+
+/// A 40 s job in 10 s chunks: chunks 0 and 1 are stored while the job is still
+/// `running`, each chunk is a playable FLAC with its own length, and together they hold
+/// exactly the audio of the capture, each chunk sent once.
+#[test]
+fn chunks_go_up_while_the_job_still_captures() {
+    let _rt = realtime();
+    let ctl = Ctl::start(Duration::from_secs(30));
+    let state = tempfile::tempdir().unwrap();
+    let proxy = Proxy::start(ctl.addr, None);
+    let (seconds, chunk) = (40u32, 10u32);
+    let n = (seconds / chunk) as usize;
+    let fields = serde_json::json!({ "chunkSeconds": chunk }).to_string();
+    let job = ctl.add_job_with(
+        "sine:440",
+        f64::from(seconds),
+        &[
+            "--codec",
+            "flac",
+            "--file-name",
+            "hall.flac",
+            "--command-json",
+            &fields,
+        ],
+    );
+    let mut agent = ctl
+        .role_at("agent", state.path(), &proxy.url())
+        .spawn()
+        .unwrap();
+    let rec_id = recording_id(&ctl, &job.id);
+    // The controller's status when each of chunks 0 and 1 had been stored.
+    let mut seen_while: Vec<String> = Vec::new();
+    let until = Instant::now() + Duration::from_secs(u64::from(seconds) + 60);
+    while seen_while.len() < 2 {
+        assert!(
+            Instant::now() < until,
+            "stored {:?}",
+            stored_chunks(&ctl, &rec_id)
+        );
+        let stored = stored_chunks(&ctl, &rec_id).len();
+        if stored > seen_while.len() {
+            let status = ctl.job(&job.id).status;
+            seen_while.extend(std::iter::repeat_n(status, stored - seen_while.len()));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert_eq!(seen_while[..2], ["running", "running"], "{seen_while:?}");
+    ctl.wait_status(&job.id, Some("completed"), Duration::from_secs(60));
+
+    // Each chunk once, in order; `chunkTotal` only on the last.
+    assert_eq!(chunk_puts(&proxy), (0..n as u32).collect::<Vec<_>>());
+    let with_total: Vec<String> = (proxy.lines().into_iter())
+        .filter(|l| l.contains("chunkTotal"))
+        .collect();
+    assert_eq!(with_total.len(), 1, "{with_total:?}");
+    assert!(
+        with_total[0].contains(&format!("chunk={}&chunkTotal={n}", n - 1)),
+        "{with_total:?}"
+    );
+
+    let chunks = stored_chunks(&ctl, &rec_id);
+    assert_eq!(chunks.len(), n, "{chunks:?}");
+    let local = agent_job_dir(state.path(), &job.id);
+    let rate = 48_000.0;
+    let mut joined = Vec::new();
+    for (i, (index, path, checksum, duration)) in chunks.iter().enumerate() {
+        assert_eq!(*index as usize, i);
+        let stored = ctl.store.join(path);
+        let t = Command::new("flac")
+            .args(["-t", "-s"])
+            .arg(&stored)
+            .status()
+            .unwrap();
+        assert!(t.success(), "flac -t {}", stored.display());
+        // Its own duration header: 10 s, within a frame.
+        let probed = ffprobe_duration(&stored);
+        assert!(
+            (probed - f64::from(chunk)).abs() <= 1.0 / rate,
+            "chunk {i}: ffprobe {probed}"
+        );
+        assert!(
+            (duration - probed).abs() < 0.01,
+            "chunk {i}: header {duration}"
+        );
+        let own = local.join(format!("chunks/chunk-{i:04}.flac"));
+        assert_eq!(*checksum, sha256_file(&own), "chunk {i}");
+        joined.extend(decoded(&stored));
+    }
+    // The chunks hold the capture's audio exactly: the segments, decoded and joined.
+    let mut capture = Vec::new();
+    for seg in segment_files(&local) {
+        capture.extend(decoded(&seg));
+    }
+    assert_eq!(
+        joined.len(),
+        capture.len(),
+        "samples in the chunks and in the capture"
+    );
+    assert!(
+        joined == capture,
+        "the chunks' audio differs from the capture's"
+    );
+
+    // One `chunk_uploaded` per chunk, and the journal says each was acknowledged.
+    let uploaded: Vec<_> = (ctl.health_events().into_iter())
+        .filter(|e| e["type"] == "agent.recording_job.chunk_uploaded")
+        .collect();
+    assert_eq!(uploaded.len(), n, "{uploaded:?}");
+    let journal =
+        edgerec::journal::Journal::open_read_only(&state.path().join("edgerec.db")).unwrap();
+    let uploads = journal
+        .uploads(&agent_job(state.path(), &job.id).id)
+        .unwrap();
+    assert_eq!(uploads.len(), n);
+    assert!(uploads.iter().all(|u| u.acknowledged_at_ms.is_some()));
+    eprintln!("{n} chunks; statuses when chunks 0 and 1 were stored: {seen_while:?}");
+    sigterm(&mut agent, Duration::from_secs(10));
+}
