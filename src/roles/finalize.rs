@@ -164,9 +164,10 @@ pub fn finalize_from(
         journal, job, source, &options, &placed, audio_end, fill, stream,
     )?;
     let timeline_path = job.dir.join(TIMELINE_FILE);
-    // A streamed WAV has no file here: the timeline names what the upload delivers.
+    // A streamed WAV has no file here, a chunked job's file lists its chunks: the
+    // timeline names what the upload delivers.
     let rec_name = match &recording {
-        Some(p) if p == &job.dir => {
+        Some(p) if p == &job.dir || p.ends_with(chunks::CHUNKS_FILE) => {
             crate::render::job::deliverable(&job.dir).map_or(String::new(), |d| d.file_name)
         }
         Some(p) => p
