@@ -294,10 +294,12 @@ fn decoded(path: &std::path::Path) -> Vec<u8> {
 
 /// A 40 s job in 10 s chunks: chunks 0 and 1 are stored while the job is still
 /// `running`, each chunk is a playable FLAC with its own length, and together they hold
-/// exactly the audio of the capture, each chunk sent once.
+/// exactly the audio of the capture (real ALSA, fakemic), each chunk sent once, and the
+/// capture had no overrun.
 #[test]
 fn chunks_go_up_while_the_job_still_captures() {
     let _rt = realtime();
+    let mic = common::fakemic::setup(&[("chunkmic", &[])]);
     let ctl = Ctl::start(Duration::from_secs(30));
     let state = tempfile::tempdir().unwrap();
     let proxy = Proxy::start(ctl.addr, None);
@@ -305,7 +307,7 @@ fn chunks_go_up_while_the_job_still_captures() {
     let n = (seconds / chunk) as usize;
     let fields = serde_json::json!({ "chunkSeconds": chunk }).to_string();
     let job = ctl.add_job_with(
-        "sine:440",
+        "chunkmic",
         f64::from(seconds),
         &[
             "--codec",
@@ -316,8 +318,21 @@ fn chunks_go_up_while_the_job_still_captures() {
             &fields,
         ],
     );
-    let mut agent = ctl
-        .role_at("agent", state.path(), &proxy.url())
+    // A real ALSA capture (no synth override): the chunks render beside it.
+    let mut agent = edgerec()
+        .arg("agent")
+        .arg("--state-dir")
+        .arg(state.path())
+        .args([
+            "--controller",
+            &proxy.url(),
+            "--node-id",
+            &ctl.node,
+            "--token-file",
+        ])
+        .arg(&ctl.token_file)
+        .env("ALSA_CONFIG_PATH", &mic.config_path)
+        .stdout(std::process::Stdio::null())
         .spawn()
         .unwrap();
     let rec_id = recording_id(&ctl, &job.id);
@@ -393,6 +408,11 @@ fn chunks_go_up_while_the_job_still_captures() {
         joined == capture,
         "the chunks' audio differs from the capture's"
     );
+    // Rendering beside the capture cost it nothing: no overrun, no gap.
+    let timeline = timeline(&local);
+    for kind in ["overrun", "stall", "device_lost"] {
+        assert!(events_of(&timeline, kind).is_empty(), "{kind}: {timeline}");
+    }
 
     // One `chunk_uploaded` per chunk, and the journal says each was acknowledged.
     let uploaded: Vec<_> = (ctl.health_events().into_iter())
