@@ -280,6 +280,20 @@ fn a_checksum_mismatch_is_sent_again_then_fails_the_job() {
     sigterm(&mut agent, Duration::from_secs(10));
 }
 
+/// Chunks whose acknowledgement the agent's journal holds.
+fn acknowledged(state: &std::path::Path) -> usize {
+    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
+    let Ok(db) = rusqlite::Connection::open_with_flags(state.join("edgerec.db"), flags) else {
+        return 0;
+    };
+    db.query_row(
+        "SELECT COUNT(*) FROM uploads WHERE acknowledged_at_ms IS NOT NULL",
+        [],
+        |r| r.get::<_, i64>(0),
+    )
+    .map_or(0, |n| n as usize)
+}
+
 /// Decodes `path` with ffmpeg into interleaved 32-bit samples (lossless for 16/24-bit).
 fn decoded(path: &std::path::Path) -> Vec<u8> {
     let out = Command::new("ffmpeg")
@@ -294,8 +308,8 @@ fn decoded(path: &std::path::Path) -> Vec<u8> {
 
 /// A 40 s job in 10 s chunks: chunks 0 and 1 are stored while the job is still
 /// `running`, each chunk is a playable FLAC with its own length, and together they hold
-/// exactly the audio of the capture (real ALSA, fakemic), each chunk sent once, and the
-/// capture had no overrun.
+/// exactly the audio of the capture (real ALSA, fakemic), each chunk sent once though the
+/// agent is killed and restarted after chunk 0, and the capture had no overrun.
 #[test]
 fn chunks_go_up_while_the_job_still_captures() {
     let _rt = realtime();
@@ -319,25 +333,31 @@ fn chunks_go_up_while_the_job_still_captures() {
         ],
     );
     // A real ALSA capture (no synth override): the chunks render beside it.
-    let mut agent = edgerec()
-        .arg("agent")
-        .arg("--state-dir")
-        .arg(state.path())
-        .args([
-            "--controller",
-            &proxy.url(),
-            "--node-id",
-            &ctl.node,
-            "--token-file",
-        ])
-        .arg(&ctl.token_file)
-        .env("ALSA_CONFIG_PATH", &mic.config_path)
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let spawn = || {
+        edgerec()
+            .arg("agent")
+            .arg("--state-dir")
+            .arg(state.path())
+            .args([
+                "--controller",
+                &proxy.url(),
+                "--node-id",
+                &ctl.node,
+                "--token-file",
+            ])
+            .arg(&ctl.token_file)
+            .env("ALSA_CONFIG_PATH", &mic.config_path)
+            .stdout(std::process::Stdio::null())
+            .spawn()
+            .unwrap()
+    };
+    let mut agent = spawn();
     let rec_id = recording_id(&ctl, &job.id);
-    // The controller's status when each of chunks 0 and 1 had been stored.
+    // The controller's status when each of chunks 0 and 1 had been stored. Once chunk 0
+    // is acknowledged in the journal the agent is killed (-9) and started again: the job
+    // resumes, and chunk 0 is not sent again.
     let mut seen_while: Vec<String> = Vec::new();
+    let mut killed = false;
     let until = Instant::now() + Duration::from_secs(u64::from(seconds) + 60);
     while seen_while.len() < 2 {
         assert!(
@@ -349,6 +369,12 @@ fn chunks_go_up_while_the_job_still_captures() {
         if stored > seen_while.len() {
             let status = ctl.job(&job.id).status;
             seen_while.extend(std::iter::repeat_n(status, stored - seen_while.len()));
+        }
+        if !killed && acknowledged(state.path()) >= 1 {
+            agent.kill().unwrap();
+            agent.wait().unwrap();
+            agent = spawn();
+            killed = true;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
@@ -394,22 +420,32 @@ fn chunks_go_up_while_the_job_still_captures() {
         assert_eq!(*checksum, sha256_file(&own), "chunk {i}");
         joined.extend(decoded(&stored));
     }
-    // The chunks hold the capture's audio exactly: the segments, decoded and joined.
+    // The chunks hold the capture's audio exactly: the segments, decoded and placed on
+    // the timeline, the restart's gap silent.
+    let timeline = timeline(&local);
+    let frame = 4 * timeline["channels"].as_u64().unwrap() as usize;
     let mut capture = Vec::new();
-    for seg in segment_files(&local) {
-        capture.extend(decoded(&seg));
+    for seg in timeline["segments"].as_array().unwrap() {
+        let first = seg["first_frame"].as_u64().unwrap() as usize * frame;
+        assert!(capture.len() <= first, "segments overlap: {timeline}");
+        capture.resize(first, 0);
+        let audio = decoded(&local.join(seg["file"].as_str().unwrap()));
+        let frames = seg["frames"].as_u64().unwrap() as usize * frame;
+        capture.extend_from_slice(&audio[..frames.min(audio.len())]);
     }
+    // The window was captured to its end: silence pads it past the last frame.
+    assert!(joined.len() >= capture.len() && joined[capture.len()..].iter().all(|&b| b == 0));
+    capture.resize(joined.len(), 0);
     assert_eq!(
-        joined.len(),
-        capture.len(),
-        "samples in the chunks and in the capture"
+        events_of(&timeline, "crash_recovered").len(),
+        1,
+        "{timeline}"
     );
     assert!(
         joined == capture,
         "the chunks' audio differs from the capture's"
     );
-    // Rendering beside the capture cost it nothing: no overrun, no gap.
-    let timeline = timeline(&local);
+    // Rendering beside the capture cost it nothing: no overrun, no device gap.
     for kind in ["overrun", "stall", "device_lost"] {
         assert!(events_of(&timeline, kind).is_empty(), "{kind}: {timeline}");
     }
