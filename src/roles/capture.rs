@@ -539,12 +539,7 @@ fn run_one(
         stopping: std::cell::Cell::new(false),
         group: GroupEnds::default(),
     };
-    let chunker = LiveChunks::start(
-        &journal,
-        &job,
-        &settings.run.journal_path,
-        settings.gap_fill,
-    );
+    let chunker = LiveChunks::start(&journal, &job, &settings.run, settings.gap_fill);
     let result = runner::run_job(&mut journal, &job, &settings.run, &stop, resume);
     let shutting_down =
         matches!(&result, Ok(r) if r.outcome == CaptureOutcome::Stopped(SHUTDOWN.into()));

@@ -19,18 +19,24 @@ use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use crate::core::disk_budget::{BudgetMarks, DiskBudget};
 use crate::core::job::JobState;
 use crate::core::timeline::{self, GapFill, PlacedSegment};
 use crate::journal::{JobRow, JobSource, Journal, JournalError, SegmentState};
 use crate::render::chunks::{self, ChunkFile, Chunks};
+use crate::render::codec::CodecError;
 use crate::render::job::{OutputOptions, job_facts};
-use crate::render::pipeline::RenderReport;
+use crate::render::pipeline::{RenderError, RenderReport};
+use crate::roles::runner::RunSettings;
+use crate::segment::disk;
 
 /// How long after a span's last frame was captured it is looked for: the writer writes
 /// about once a second.
 const SETTLE: Duration = Duration::from_millis(1500);
 /// Looking again for a span that was not durable yet (a device gap, a late start).
 const RETRY: Duration = Duration::from_secs(2);
+/// Looking again while the disk is too low for a chunk beside the capture.
+const LOW_DISK_WAIT: Duration = Duration::from_secs(30);
 
 /// The chunk renderer of one capturing job.
 pub(crate) struct LiveChunks {
@@ -44,7 +50,7 @@ impl LiveChunks {
     pub fn start(
         journal: &Journal,
         job: &JobRow,
-        journal_path: &Path,
+        run: &RunSettings,
         fill: GapFill,
     ) -> Option<Self> {
         let options = OutputOptions::from_command_json(&job.command_json);
@@ -54,7 +60,7 @@ impl LiveChunks {
         if job.source != JobSource::Controller || grouped {
             return None;
         }
-        let journal = Journal::open(journal_path)
+        let journal = Journal::open(&run.journal_path)
             .map_err(|e| log::warn!("{}: chunks wait for the job's end: {e}", job.id))
             .ok()?;
         let stop = Arc::new((Mutex::new(false), Condvar::new()));
@@ -64,6 +70,7 @@ impl LiveChunks {
             options,
             chunk_frames: seconds * u64::from(job.spec.rate),
             fill,
+            marks: run.spool.as_ref().map(|s| s.marks),
             stop: stop.clone(),
         };
         let handle = std::thread::Builder::new()
@@ -93,6 +100,8 @@ struct Renderer {
     options: OutputOptions,
     chunk_frames: u64,
     fill: GapFill,
+    /// The spool's marks, when it has a budget.
+    marks: Option<BudgetMarks>,
     stop: Arc<(Mutex<bool>, Condvar)>,
 }
 
@@ -152,15 +161,27 @@ impl Renderer {
             let left = (due_ms - crate::segment::writer::now_ms()).max(0) as u64;
             return Ok(Step::NotYet(Duration::from_millis(left).max(RETRY)));
         }
+        if !self.room_for(&job) {
+            return Ok(Step::NotYet(LOW_DISK_WAIT));
+        }
         let facts = job_facts(&job, job.started_at_ms);
-        let request = self
-            .options
-            .request(plan, job.spec, facts)
-            .map_err(|e| e.to_string())?;
+        let Ok(request) = self.options.request(plan, job.spec, facts) else {
+            return Ok(Step::Done); // the job's end fails it with the reason
+        };
         let index = k as usize;
         let name = self.options.delivered_name(request.codec);
-        let (chunk, report) = chunks::render_chunk(&request, index, (from, to), &name, &job.dir)
-            .map_err(|e| e.to_string())?;
+        let (chunk, report) =
+            match chunks::render_chunk(&request, index, (from, to), &name, &job.dir) {
+                Ok(done) => done,
+                Err(
+                    RenderError::Unsupported(_)
+                    | RenderError::Codec {
+                        source: CodecError::Unsupported(_),
+                        ..
+                    },
+                ) => return Ok(Step::Done),
+                Err(e) => return Err(e.to_string()),
+            };
         let mut listed = Chunks::read_so_far(&job.dir).map_or_else(Vec::new, |c| c.chunks);
         listed.truncate(index);
         if listed.len() != index {
@@ -183,6 +204,29 @@ impl Renderer {
             chunk.duration_seconds
         );
         Ok(Step::Rendered)
+    }
+}
+
+impl Renderer {
+    /// Whether a chunk may take disk now: the spool keeps room above its resume mark for
+    /// the capture even if the chunk were as large as its PCM. Below it, the segments come
+    /// first and the job's end renders the chunk.
+    fn room_for(&self, job: &JobRow) -> bool {
+        let Some(marks) = self.marks else {
+            return true;
+        };
+        let Ok(space) = disk::disk_space(&job.dir) else {
+            return true; // the render's own write errors say what is wrong
+        };
+        let Ok(budget) = DiskBudget::resolve(space.total_bytes, marks) else {
+            return true;
+        };
+        let pcm = self.chunk_frames * job.spec.bytes_per_frame() as u64;
+        let room = space.free_bytes > budget.resume_above().saturating_add(pcm);
+        if !room {
+            log::info!("{}: chunks wait for the job's end: the disk is low", job.id);
+        }
+        room
     }
 }
 
@@ -265,144 +309,4 @@ pub(crate) fn journal_chunk(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::core::format::{SampleFormat, StreamSpec};
-    use crate::journal::{NewJob, NewSegment};
-    use crate::roles::finalize::{self, JobEnd};
-    use crate::segment::file::SegmentFile;
-    use std::os::unix::fs::MetadataExt;
-
-    const SPEC: StreamSpec = StreamSpec {
-        format: SampleFormat::S16Le,
-        rate: 8_000,
-        channels: 1,
-    };
-
-    /// Frames `[from, to)` of a ramp, so each chunk's samples are its own.
-    fn ramp(from: u64, to: u64) -> Vec<u8> {
-        (from..to)
-            .flat_map(|i| ((i % 30_000) as i16).to_le_bytes())
-            .collect()
-    }
-
-    fn renderer(journal_path: &Path) -> Renderer {
-        let command = r#"{"command": {"chunkSeconds": 1, "outputCodec": "wav"}}"#;
-        Renderer {
-            journal: Journal::open(journal_path).unwrap(),
-            job_id: "job_a".into(),
-            options: OutputOptions::from_command_json(command),
-            chunk_frames: 8_000,
-            fill: GapFill::Silence,
-            stop: Arc::new((Mutex::new(false), Condvar::new())),
-        }
-    }
-
-    #[test]
-    fn chunks_render_as_their_span_is_durable_and_the_end_renders_only_the_rest() {
-        let out = tempfile::tempdir().unwrap();
-        let db = finalize::journal_path(out.path());
-        let mut journal = Journal::open(&db).unwrap();
-        let dir = out.path().join("job_a");
-        std::fs::create_dir_all(&dir).unwrap();
-        journal
-            .create_job(&NewJob {
-                id: "job_a".into(),
-                source: JobSource::Controller,
-                controller_job_id: Some("job_1".into()),
-                recording_id: Some("rec_1".into()),
-                command_json: r#"{"command": {"chunkSeconds": 1, "outputCodec": "wav"}}"#.into(),
-                backend: "synth".into(),
-                device: "ramp".into(),
-                spec: SPEC,
-                duration_frames: Some(20_000), // 2.5 s: chunks of 1, 1 and 0.5 s
-                dir: dir.clone(),
-                state: JobState::Capturing,
-                created_at_ms: 1,
-            })
-            .unwrap();
-        journal.set_job_started("job_a", 1_000).unwrap();
-        let mut seg = SegmentFile::create(&dir.join("000001.wav"), SPEC).unwrap();
-        let id = journal
-            .insert_segment(&NewSegment {
-                job_id: "job_a".into(),
-                seq: 1,
-                path: "000001.wav".into(),
-                first_frame: 0,
-                spec: SPEC,
-                opened_at_ms: 1,
-            })
-            .unwrap();
-        seg.write_frames(&ramp(0, 12_000)).unwrap();
-        seg.sync_data().unwrap();
-        let r = renderer(&db);
-        // Chunk 0's span is on the disk (the segment's row still says 0 frames).
-        assert!(matches!(r.step(0), Ok(Step::Rendered)));
-        assert!(matches!(r.step(1), Ok(Step::NotYet(_))));
-        let first = dir.join("chunks/chunk-0000.wav");
-        let rows = journal.uploads("job_a").unwrap();
-        assert_eq!(rows.len(), 1);
-        assert_eq!(rows[0].acknowledged_at_ms, None);
-        assert_eq!(
-            rows[0].sha256,
-            crate::render::pipeline::hash_file(&first).unwrap().0
-        );
-        let job = journal.job("job_a").unwrap().unwrap();
-        assert_eq!(rendered_so_far(&journal, &job).len(), 1);
-
-        // A chunk half-written at a kill: listed, but never journaled. It does not count,
-        // and it is rendered again.
-        let mut listed = Chunks::read_so_far(&dir).unwrap();
-        let mut half = listed.chunks[0].clone();
-        half.file = chunks::chunk_file(1, "wav");
-        std::fs::write(dir.join(&half.file), b"RIFF\0\0").unwrap();
-        listed.chunks.push(half);
-        listed.write(&dir).unwrap();
-        assert_eq!(rendered_so_far(&journal, &job).len(), 1);
-        seg.write_frames(&ramp(12_000, 20_000)).unwrap();
-        seg.sync_data().unwrap();
-        assert!(matches!(r.step(1), Ok(Step::Rendered)));
-        let second = dir.join(chunks::chunk_file(1, "wav"));
-        let samples = |p: &Path| -> Vec<i16> {
-            let mut w = hound::WavReader::open(p).unwrap();
-            w.samples::<i16>().map(Result::unwrap).collect()
-        };
-        assert_eq!(samples(&second).len(), 8_000);
-        assert_eq!(samples(&second)[0], 8_000);
-        // The window's last chunk is left to the job's end (it carries `chunkTotal`).
-        assert!(matches!(r.step(2), Ok(Step::Done)));
-
-        // The end renders only chunk 2, and no whole-recording file.
-        let inodes = |p: &Path| std::fs::metadata(p).unwrap().ino();
-        let before = (inodes(&first), inodes(&second));
-        let frames = seg.close().unwrap();
-        journal
-            .close_segment(id, frames, SegmentState::Closed, 2)
-            .unwrap();
-        journal
-            .set_job_state("job_a", JobState::Captured, None, 3)
-            .unwrap();
-        let job = journal.job("job_a").unwrap().unwrap();
-        finalize::finalize(
-            &mut journal,
-            &job,
-            &JobEnd::new("duration"),
-            GapFill::Silence,
-        )
-        .unwrap();
-        assert_eq!(
-            (inodes(&first), inodes(&second)),
-            before,
-            "not rendered again"
-        );
-        let all = Chunks::read(&dir).expect("complete");
-        assert_eq!(all.chunks.len(), 3);
-        let last = samples(&dir.join(&all.chunks[2].file));
-        assert_eq!((last.len(), last[0]), (4_000, 16_000));
-        assert_eq!(journal.uploads("job_a").unwrap().len(), 3);
-        assert!(!dir.join("recording.wav").exists());
-        let d = crate::render::job::deliverable(&dir).unwrap();
-        assert_eq!(d.path, dir.join(chunks::CHUNKS_FILE));
-        assert!((d.duration_seconds - 2.5).abs() < 1e-9);
-    }
-}
+mod tests;

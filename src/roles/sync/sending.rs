@@ -168,13 +168,13 @@ pub(super) fn relative<'a>(job_dir: &Path, path: &'a Path) -> &'a Path {
 }
 
 #[cfg(test)]
-mod tests {
+mod tests_support {
     use super::*;
     use crate::core::format::{SampleFormat, StreamSpec};
     use crate::core::job::JobState;
     use crate::journal::JobSource;
 
-    fn job(dir: &Path) -> JobRow {
+    pub(super) fn job(dir: &Path) -> JobRow {
         JobRow {
             id: "a".into(),
             source: JobSource::Controller,
@@ -199,6 +199,12 @@ mod tests {
             captured_frames: 0,
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tests_support::job;
+    use super::*;
 
     fn sidecar(file: &str, extra: &str) -> String {
         format!(
@@ -253,5 +259,65 @@ mod tests {
             );
             assert_eq!(s.chunk_total(), None);
         }
+    }
+}
+
+#[cfg(test)]
+mod chunk_tests {
+    use super::tests_support::job;
+    use super::*;
+    use crate::render::chunks::{ChunkFile, Chunks};
+
+    #[test]
+    fn a_chunk_sent_while_capturing_never_carries_the_total() {
+        let dir = tempfile::tempdir().unwrap();
+        let listed = Chunks {
+            content_type: "audio/flac".into(),
+            chunks: (0..2)
+                .map(|i| ChunkFile {
+                    file: crate::render::chunks::chunk_file(i, "flac"),
+                    file_name: crate::render::chunks::chunk_name("hall.flac", i),
+                    duration_seconds: 10.0,
+                })
+                .collect(),
+            complete: false,
+        };
+        listed.write(dir.path()).unwrap();
+        let job = job(dir.path());
+        // The job's own upload row waits for the complete list.
+        assert_eq!(Chunks::read(dir.path()), None);
+        let body = LiveChunk { chunk: 1 }.body();
+        let live = LiveChunk::parse(&body).unwrap().sending(&job).unwrap();
+        assert_eq!(live.path, dir.path().join("chunks/chunk-0001.flac"));
+        assert_eq!(
+            (live.file_name.as_str(), live.mime_type.as_str()),
+            ("hall-001.flac", "audio/flac")
+        );
+        assert_eq!(
+            (live.is_live(), live.is_partial(), live.chunk_total()),
+            (true, true, None)
+        );
+        assert_eq!(live.upload_row(), 1);
+        assert!(
+            LiveChunk { chunk: 2 }.sending(&job).is_none(),
+            "not listed yet"
+        );
+        // The job's own row holds a rendered file, never a chunk number.
+        let file = r#"{"path": "/x/chunks.json", "sha256": "00", "bytes": 4}"#;
+        assert!(LiveChunk::parse(file).is_none());
+        // At the end: the final chunk carries the total, the others do not.
+        let end = |i, t| Sending {
+            chunk: Some((i, Some(t))),
+            ..live.clone()
+        };
+        assert_eq!(
+            (end(2, 3).is_partial(), end(2, 3).chunk_total()),
+            (false, Some(3))
+        );
+        assert_eq!(
+            (end(1, 3).is_partial(), end(1, 3).chunk_total()),
+            (true, None)
+        );
+        assert!(!end(2, 3).is_live());
     }
 }
