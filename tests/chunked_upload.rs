@@ -280,18 +280,20 @@ fn a_checksum_mismatch_is_sent_again_then_fails_the_job() {
     sigterm(&mut agent, Duration::from_secs(10));
 }
 
-/// Chunks whose acknowledgement the agent's journal holds.
-fn acknowledged(state: &std::path::Path) -> usize {
+/// The chunks whose acknowledgement the agent's journal holds.
+fn acknowledged(state: &std::path::Path) -> Vec<u32> {
     let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
     let Ok(db) = rusqlite::Connection::open_with_flags(state.join("edgerec.db"), flags) else {
-        return 0;
+        return Vec::new();
     };
-    db.query_row(
-        "SELECT COUNT(*) FROM uploads WHERE acknowledged_at_ms IS NOT NULL",
-        [],
-        |r| r.get::<_, i64>(0),
-    )
-    .map_or(0, |n| n as usize)
+    let Ok(mut stmt) =
+        db.prepare("SELECT chunk FROM uploads WHERE acknowledged_at_ms IS NOT NULL ORDER BY chunk")
+    else {
+        return Vec::new(); // not migrated yet
+    };
+    stmt.query_map([], |r| r.get(0))
+        .map(|rows| rows.filter_map(Result::ok).collect())
+        .unwrap_or_default()
 }
 
 /// Decodes `path` with ffmpeg into interleaved 32-bit samples (lossless for 16/24-bit).
@@ -309,14 +311,22 @@ fn decoded(path: &std::path::Path) -> Vec<u8> {
 /// A 40 s job in 10 s chunks: chunks 0 and 1 are stored while the job is still
 /// `running`, each chunk is a playable FLAC with its own length, and together they hold
 /// exactly the audio of the capture (real ALSA, fakemic), each chunk sent once though the
-/// agent is killed and restarted after chunk 0, and the capture had no overrun.
+/// agent is killed and restarted after chunk 0, chunk 0's PUT is refused thrice without
+/// holding up the job's heartbeats, and the capture had no overrun.
 #[test]
 fn chunks_go_up_while_the_job_still_captures() {
     let _rt = realtime();
     let mic = common::fakemic::setup(&[("chunkmic", &[])]);
     let ctl = Ctl::start(Duration::from_secs(30));
     let state = tempfile::tempdir().unwrap();
-    let proxy = Proxy::start(ctl.addr, None);
+    // Chunk 0's first three PUTs meet a 503: retried with backoff (at least 0.5 + 1 + 2 s
+    // in all, against a 2 s job heartbeat), and the heartbeats go on meanwhile.
+    let refused = Fault::Answer {
+        matching: "chunk=0".into(),
+        status: 503,
+        times: 3,
+    };
+    let proxy = Proxy::start(ctl.addr, Some(refused));
     let (seconds, chunk) = (40u32, 10u32);
     let n = (seconds / chunk) as usize;
     let fields = serde_json::json!({ "chunkSeconds": chunk }).to_string();
@@ -357,7 +367,8 @@ fn chunks_go_up_while_the_job_still_captures() {
     // is acknowledged in the journal the agent is killed (-9) and started again: the job
     // resumes, and chunk 0 is not sent again.
     let mut seen_while: Vec<String> = Vec::new();
-    let mut killed = false;
+    // The chunks acknowledged, and the PUTs seen, when the agent was killed.
+    let mut killed: Option<(Vec<u32>, usize)> = None;
     let until = Instant::now() + Duration::from_secs(u64::from(seconds) + 60);
     while seen_while.len() < 2 {
         assert!(
@@ -370,19 +381,50 @@ fn chunks_go_up_while_the_job_still_captures() {
             let status = ctl.job(&job.id).status;
             seen_while.extend(std::iter::repeat_n(status, stored - seen_while.len()));
         }
-        if !killed && acknowledged(state.path()) >= 1 {
+        if killed.is_none() && !acknowledged(state.path()).is_empty() {
             agent.kill().unwrap();
             agent.wait().unwrap();
+            killed = Some((acknowledged(state.path()), chunk_puts(&proxy).len()));
             agent = spawn();
-            killed = true;
         }
         std::thread::sleep(Duration::from_millis(100));
     }
     assert_eq!(seen_while[..2], ["running", "running"], "{seen_while:?}");
     ctl.wait_status(&job.id, Some("completed"), Duration::from_secs(60));
 
-    // Each chunk once, in order; `chunkTotal` only on the last.
-    assert_eq!(chunk_puts(&proxy), (0..n as u32).collect::<Vec<_>>());
+    // Each chunk in order, once (chunk 0 after its three 503s; a chunk whose PUT the kill
+    // cut short may go again), and none acknowledged before the kill went again;
+    // `chunkTotal` only on the last.
+    let puts = chunk_puts(&proxy);
+    let (acked_at_kill, puts_at_kill) = killed.expect("killed once chunk 0 was acknowledged");
+    assert!(acked_at_kill.contains(&0), "{acked_at_kill:?}");
+    let again: Vec<_> = (puts[puts_at_kill..].iter())
+        .filter(|c| acked_at_kill.contains(c))
+        .collect();
+    assert!(
+        again.is_empty(),
+        "sent again after the restart: {again:?} of {puts:?}"
+    );
+    let mut order = puts.clone();
+    order.dedup();
+    assert_eq!(order, [0, 1, 2, 3], "{puts:?}");
+    assert_eq!(puts.iter().filter(|&&c| c == 0).count(), 4, "{puts:?}");
+    assert!(
+        (1..n as u32).all(|c| (1..=2).contains(&puts.iter().filter(|&&p| p == c).count())),
+        "{puts:?}"
+    );
+    let lines = proxy.lines();
+    let puts_of_0: Vec<usize> = (0..lines.len())
+        .filter(|&i| lines[i].starts_with("PUT ") && lines[i].contains("chunk=0"))
+        .collect();
+    let beats = lines[puts_of_0[0]..puts_of_0[3]]
+        .iter()
+        .filter(|l| l.contains("/heartbeat") && l.contains("recording-jobs"))
+        .count();
+    assert!(
+        beats >= 1,
+        "no job heartbeat while chunk 0 was retried: {lines:?}"
+    );
     let with_total: Vec<String> = (proxy.lines().into_iter())
         .filter(|l| l.contains("chunkTotal"))
         .collect();
@@ -462,6 +504,10 @@ fn chunks_go_up_while_the_job_still_captures() {
         .unwrap();
     assert_eq!(uploads.len(), n);
     assert!(uploads.iter().all(|u| u.acknowledged_at_ms.is_some()));
-    eprintln!("{n} chunks; statuses when chunks 0 and 1 were stored: {seen_while:?}");
+    eprintln!(
+        "{n} chunks; statuses when chunks 0 and 1 were stored: {seen_while:?}; PUTs by \
+         chunk {:?}, killed with {acked_at_kill:?} acknowledged",
+        chunk_puts(&proxy)
+    );
     sigterm(&mut agent, Duration::from_secs(10));
 }
