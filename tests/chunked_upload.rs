@@ -280,20 +280,31 @@ fn a_checksum_mismatch_is_sent_again_then_fails_the_job() {
     sigterm(&mut agent, Duration::from_secs(10));
 }
 
-/// The chunks whose acknowledgement the agent's journal holds.
-fn acknowledged(state: &std::path::Path) -> Vec<u32> {
+/// The chunks whose acknowledgement the agent's journal holds, and whether chunk 0's
+/// `chunk_uploaded` event was journaled delivered.
+fn acknowledged(state: &std::path::Path) -> (Vec<u32>, bool) {
     let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
     let Ok(db) = rusqlite::Connection::open_with_flags(state.join("edgerec.db"), flags) else {
-        return Vec::new();
+        return (Vec::new(), false);
     };
     let Ok(mut stmt) =
         db.prepare("SELECT chunk FROM uploads WHERE acknowledged_at_ms IS NOT NULL ORDER BY chunk")
     else {
-        return Vec::new(); // not migrated yet
+        return (Vec::new(), false); // not migrated yet
     };
-    stmt.query_map([], |r| r.get(0))
+    let acked = stmt
+        .query_map([], |r| r.get(0))
         .map(|rows| rows.filter_map(Result::ok).collect())
-        .unwrap_or_default()
+        .unwrap_or_default();
+    let told = db
+        .query_row(
+            "SELECT COUNT(*) FROM outbox WHERE idempotency_key LIKE '%-chunk-0-uploaded' \
+             AND delivered_at_ms IS NOT NULL",
+            [],
+            |r| r.get::<_, i64>(0),
+        )
+        .is_ok_and(|n| n > 0);
+    (acked, told)
 }
 
 /// Decodes `path` with ffmpeg into interleaved 32-bit samples (lossless for 16/24-bit).
@@ -381,10 +392,13 @@ fn chunks_go_up_while_the_job_still_captures() {
             let status = ctl.job(&job.id).status;
             seen_while.extend(std::iter::repeat_n(status, stored - seen_while.len()));
         }
-        if killed.is_none() && !acknowledged(state.path()).is_empty() {
+        // Killed once chunk 0's acknowledgement and its event are journaled: a kill
+        // between the controller's 201 and that commit would send either again (the
+        // outbox delivers at least once; the health event endpoint keeps duplicates).
+        if killed.is_none() && matches!(acknowledged(state.path()), (a, true) if !a.is_empty()) {
             agent.kill().unwrap();
             agent.wait().unwrap();
-            killed = Some((acknowledged(state.path()), chunk_puts(&proxy).len()));
+            killed = Some((acknowledged(state.path()).0, chunk_puts(&proxy).len()));
             agent = spawn();
         }
         std::thread::sleep(Duration::from_millis(100));
