@@ -511,6 +511,18 @@ fn chunks_go_up_while_the_job_still_captures() {
         .filter(|e| e["type"] == "agent.recording_job.chunk_uploaded")
         .collect();
     assert_eq!(uploaded.len(), n, "{uploaded:?}");
+    // How long after its span's last frame each chunk's acknowledgement was told (chunk
+    // 0 includes its three 503s; the last includes the job's end).
+    let started = at_ms(&timeline["started_at"]);
+    let mut after_span: Vec<(i64, f64)> = uploaded
+        .iter()
+        .map(|e| {
+            let k = e["details"]["chunk"].as_i64().unwrap();
+            let span_end = started + (k + 1) * i64::from(chunk) * 1000;
+            (k, (at_ms(&e["receivedAt"]) - span_end) as f64 / 1000.0)
+        })
+        .collect();
+    after_span.sort_by_key(|&(k, _)| k);
     let journal =
         edgerec::journal::Journal::open_read_only(&state.path().join("edgerec.db")).unwrap();
     let uploads = journal
@@ -520,7 +532,8 @@ fn chunks_go_up_while_the_job_still_captures() {
     assert!(uploads.iter().all(|u| u.acknowledged_at_ms.is_some()));
     eprintln!(
         "{n} chunks; statuses when chunks 0 and 1 were stored: {seen_while:?}; PUTs by \
-         chunk {:?}, killed with {acked_at_kill:?} acknowledged",
+         chunk {:?}, killed with {acked_at_kill:?} acknowledged; told {after_span:?} s \
+         after the spans ended",
         chunk_puts(&proxy)
     );
     sigterm(&mut agent, Duration::from_secs(10));
