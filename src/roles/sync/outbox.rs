@@ -16,6 +16,7 @@ use crate::controller::client::{
 };
 use crate::controller::protocol::{CachedFile, HealthEvent, Job, Severity};
 use crate::core::backoff::Backoff;
+use crate::core::job::JobState;
 use crate::core::job_machine::{self, Event, RenderedFile, Report};
 use crate::journal::NewOutboxItem;
 use crate::journal::{JobRow, OutboxKind, OutboxRow};
@@ -375,9 +376,18 @@ impl Sync {
                         checksum_matches: false,
                     }
                 };
-                // A chunk sent while capturing is retried on its own row; the job's own
-                // row is re-issued by the machine.
-                let delivery = match up.sending.is_live() {
+                // A chunk sent while capturing is retried on its own row; once the job
+                // is rendered, the machine re-issues the job's own row, which sends it.
+                let capturing = self.journal.job(job_id)?.is_some_and(|j| {
+                    matches!(
+                        j.state,
+                        JobState::Capturing
+                            | JobState::Stopping
+                            | JobState::Captured
+                            | JobState::Rendering
+                    )
+                });
+                let delivery = match up.sending.is_live() && capturing {
                     true => Delivery::Retry(format!("checksum {stored} is not ours")),
                     false => Delivery::Done,
                 };
