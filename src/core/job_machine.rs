@@ -181,13 +181,15 @@ pub fn transition(m: &MachineState, event: &Event) -> Result<(MachineState, Vec<
             .cause(reason::CONTROLLER_STOP_REQUESTED)
             .act(Action::StopCapture),
         (Capturing, E::Shutdown) => Next::stay(m).parked().act(Action::StopCapture),
-        (Capturing, E::LeaseLost) => Next::stay(&m.with_verdict(event)),
+        (Capturing, E::LeaseLost) => Next::stay(m).verdict(event),
         (
             Capturing,
             E::CancelledByController { .. }
             | E::FailedOnController { .. }
             | E::CompletedOnController,
-        ) => Next::to(&m.with_verdict(event), Stopping).act(Action::StopCapture),
+        ) => Next::to(m, Stopping)
+            .verdict(event)
+            .act(Action::StopCapture),
         (Capturing, E::DeviceGoneForGood { detail }) => Next::to(m, Stopping)
             .cause(reason::DEVICE_GONE)
             .act(Action::StopCapture)
@@ -259,7 +261,31 @@ pub fn transition(m: &MachineState, event: &Event) -> Result<(MachineState, Vec<
             | E::FailedOnController { .. }
             | E::CompletedOnController
             | E::LeaseLost,
-        ) => Next::stay(&m.with_verdict(event)),
+        ) => Next::stay(m).verdict(event),
+
+        // ── Chunks rendered while capture goes on go up one by one; the job's end (at
+        //    Cached) sends what is left, the final chunk with `chunkTotal` ──────────────
+        (Capturing | Stopping | Captured | Rendering, E::ChunkRendered { index })
+            if m.verdict.is_none() && m.checksum_mismatches < MAX_CHECKSUM_MISMATCHES =>
+        {
+            Next::stay(m).act(Action::UploadChunk { index: *index })
+        }
+        (
+            Capturing | Stopping | Captured | Rendering | Cached | Uploading,
+            E::ChunkRendered { .. },
+        ) => Next::stay(m),
+        // Counted like the end's mismatches; at the limit no more chunks go up while
+        // capturing, and the render's end fails the job (`Rendered` below).
+        (Capturing | Stopping | Captured | Rendering, E::ChunkChecksumMismatch)
+            if m.checksum_mismatches + 1 >= MAX_CHECKSUM_MISMATCHES =>
+        {
+            Next::stay(&m.mismatched())
+                .health(checksum_event(m))
+                .act(Action::DropUpload)
+        }
+        (Capturing | Stopping | Captured | Rendering, E::ChunkChecksumMismatch) => {
+            Next::stay(&m.mismatched()).health(checksum_event(m))
+        }
 
         // ── Captured / Rendering: segments -> one recording ─────────────────────────────
         (Captured, E::RenderStarted) => Next::to(m, Rendering),
@@ -272,6 +298,12 @@ pub fn transition(m: &MachineState, event: &Event) -> Result<(MachineState, Vec<
         (Captured | Rendering, E::Rendered(file)) if m.verdict.is_some() => {
             let m = m.with_recording(file);
             Next::decided(m.clone(), Some(m.verdict_reason()))
+        }
+        (Captured | Rendering, E::Rendered(file))
+            if m.checksum_mismatches >= MAX_CHECKSUM_MISMATCHES =>
+        {
+            Next::end(&m.with_recording(file), Failed, reason::CHECKSUM_MISMATCH)
+                .kept(reason::CHECKSUM_MISMATCH)
         }
         (Captured | Rendering, E::Rendered(file)) => {
             Next::to(&m.with_recording(file), Cached).act(Action::Upload {

@@ -122,6 +122,13 @@ impl NewOutboxItem {
         NewOutboxItem::new(Some(job_id), OutboxKind::Upload, body, key, now_ms)
     }
 
+    /// The PUT of chunk `index`, rendered while the job still captures: one row per
+    /// chunk, so a re-issue after a crash is a no-op.
+    pub fn chunk_upload(job_id: &str, index: u32, body: String, now_ms: i64) -> NewOutboxItem {
+        let key = format!("upload:{job_id}:chunk:{index}");
+        NewOutboxItem::new(Some(job_id), OutboxKind::Upload, body, key, now_ms)
+    }
+
     fn new(
         job_id: Option<&str>,
         kind: OutboxKind,

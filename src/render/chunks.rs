@@ -8,7 +8,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use super::pipeline::{self, RenderError, RenderRequest};
+use super::pipeline::{self, RenderError, RenderReport, RenderRequest};
 use crate::core::timeline::Piece;
 
 /// The sidecar listing a job directory's chunks.
@@ -34,12 +34,27 @@ pub struct ChunkFile {
 pub struct Chunks {
     pub content_type: String,
     pub chunks: Vec<ChunkFile>,
+    /// Every chunk of the recording is listed (the job's end wrote it); while the job
+    /// captures, only the chunks rendered so far are.
+    #[serde(default = "listed_at_the_end")]
+    pub complete: bool,
+}
+
+/// A sidecar from before chunks were rendered during capture was written at the end.
+fn listed_at_the_end() -> bool {
+    true
 }
 
 impl Chunks {
-    /// The chunks a job directory's render left, if it was chunked. An unreadable sidecar
-    /// reads as none (the whole recording is then the delivery).
+    /// The chunks a job directory's render left, if it was chunked and the job's end
+    /// listed them all. An unreadable sidecar reads as none (the whole recording is then
+    /// the delivery).
     pub fn read(job_dir: &Path) -> Option<Chunks> {
+        Chunks::read_so_far(job_dir).filter(|c| c.complete)
+    }
+
+    /// The chunks rendered so far, complete or not.
+    pub fn read_so_far(job_dir: &Path) -> Option<Chunks> {
         let bytes = std::fs::read(job_dir.join(CHUNKS_FILE)).ok()?;
         serde_json::from_slice::<Chunks>(&bytes)
             .ok()
@@ -98,43 +113,74 @@ pub fn chunk_name(delivered: &str, index: usize) -> String {
     }
 }
 
-/// Renders `request`'s plan in chunks of `chunk_seconds` of capture into
-/// `job_dir/chunks/`, and writes `chunks.json`. Each chunk's broadcast facts start at its
-/// own first frame.
-pub fn render_chunks(
+/// The file of chunk `index` in the job directory, relative to it.
+pub fn chunk_file(index: usize, extension: &str) -> String {
+    format!("{CHUNK_DIR}/chunk-{index:04}.{extension}")
+}
+
+/// Renders output frames `[from, to)` of `request`'s plan as chunk `index` (built under a
+/// temporary name and renamed when complete), its broadcast facts starting at its own
+/// first frame.
+pub fn render_chunk(
     request: &RenderRequest,
-    chunk_seconds: u64,
+    index: usize,
+    (from, to): (u64, u64),
     delivered_name: &str,
     job_dir: &Path,
-) -> Result<Chunks, RenderError> {
+) -> Result<(ChunkFile, RenderReport), RenderError> {
     let dir = job_dir.join(CHUNK_DIR);
     std::fs::create_dir_all(&dir).map_err(|source| RenderError::Output {
         path: dir.clone(),
         source,
     })?;
+    let rate = u64::from(request.spec.rate).max(1);
+    let mut part = request.clone();
+    part.plan = slice_plan(&request.plan, from, to);
+    part.facts.started_at_ms = request
+        .facts
+        .started_at_ms
+        .map(|t| t + (from * 1000 / rate) as i64);
+    let file = chunk_file(index, request.codec.extension);
+    let report = pipeline::render(&part, &job_dir.join(&file), None, &mut |_, _| {})?;
+    let chunk = ChunkFile {
+        file,
+        file_name: chunk_name(delivered_name, index),
+        duration_seconds: report.duration_seconds,
+    };
+    Ok((chunk, report))
+}
+
+/// Renders `request`'s plan in chunks of `chunk_seconds` of capture into
+/// `job_dir/chunks/`, and writes the complete `chunks.json`. `done` are the chunks
+/// already rendered while the job captured (index = position), kept as they are;
+/// `rendered` hears of each chunk rendered here.
+pub fn render_chunks(
+    request: &RenderRequest,
+    chunk_seconds: u64,
+    delivered_name: &str,
+    job_dir: &Path,
+    done: &[ChunkFile],
+    rendered: &mut dyn FnMut(usize, &ChunkFile, &RenderReport) -> std::io::Result<()>,
+) -> Result<Chunks, RenderError> {
     let rate = u64::from(request.spec.rate);
     let total = crate::core::timeline::plan_frames(&request.plan);
     let mut chunks = Vec::new();
-    let mut content_type = String::new();
-    for (index, (from, to)) in spans(total, chunk_seconds * rate).into_iter().enumerate() {
-        let mut part = request.clone();
-        part.plan = slice_plan(&request.plan, from, to);
-        part.facts.started_at_ms = request
-            .facts
-            .started_at_ms
-            .map(|t| t + (from * 1000 / rate.max(1)) as i64);
-        let file = format!("{CHUNK_DIR}/chunk-{index:04}.{}", request.codec.extension);
-        let report = pipeline::render(&part, &job_dir.join(&file), None, &mut |_, _| {})?;
-        content_type = report.content_type;
-        chunks.push(ChunkFile {
-            file,
-            file_name: chunk_name(delivered_name, index),
-            duration_seconds: report.duration_seconds,
-        });
+    for (index, span) in spans(total, chunk_seconds * rate).into_iter().enumerate() {
+        if let Some(kept) = done.get(index) {
+            chunks.push(kept.clone());
+            continue;
+        }
+        let (chunk, report) = render_chunk(request, index, span, delivered_name, job_dir)?;
+        rendered(index, &chunk, &report).map_err(|source| RenderError::Output {
+            path: job_dir.join(&chunk.file),
+            source,
+        })?;
+        chunks.push(chunk);
     }
     let chunks = Chunks {
-        content_type,
+        content_type: request.codec.content_type.to_string(),
         chunks,
+        complete: true,
     };
     chunks
         .write(job_dir)

@@ -19,6 +19,7 @@ use crate::core::timeline::{EventKind, GapFill, TimelineEvent};
 use crate::journal::{JobRow, JobSource, Journal, JournalError};
 use crate::roles::finalize::{self, Finalized, JobEnd};
 use crate::roles::group_end::GroupEnds;
+use crate::roles::live_chunks::LiveChunks;
 use crate::roles::owner::{self, JobLock};
 use crate::roles::repair::{self, RepairSummary};
 use crate::roles::runner::{self, CaptureOutcome, RunSettings, StopSource};
@@ -538,8 +539,15 @@ fn run_one(
         stopping: std::cell::Cell::new(false),
         group: GroupEnds::default(),
     };
-    let result = runner::run_job(&mut journal, &job, &settings.run, &stop, resume)?;
-    if result.outcome == CaptureOutcome::Stopped(SHUTDOWN.into()) {
+    let chunker = LiveChunks::start(&journal, &job, &settings.run, settings.gap_fill);
+    let result = runner::run_job(&mut journal, &job, &settings.run, &stop, resume);
+    let shutting_down =
+        matches!(&result, Ok(r) if r.outcome == CaptureOutcome::Stopped(SHUTDOWN.into()));
+    if let Some(chunker) = chunker {
+        chunker.stop(!shutting_down);
+    }
+    let result = result?;
+    if shutting_down {
         log::info!(
             "{}: segments closed for shutdown; the next start resumes the job",
             job.id

@@ -160,12 +160,14 @@ pub fn finalize_from(
     // A WAV the agent uploads (or `--no-stitch`) streams from the segments: the audio is
     // written once. Only a person's `record` gets the stitched file.
     let stream = job.source == JobSource::Controller || how.no_stitch;
-    let (recording, frames, render_failure) =
-        render_recording(job, source, &options, &placed, audio_end, fill, stream)?;
+    let (recording, frames, render_failure) = render_recording(
+        journal, job, source, &options, &placed, audio_end, fill, stream,
+    )?;
     let timeline_path = job.dir.join(TIMELINE_FILE);
-    // A streamed WAV has no file here: the timeline names what the upload delivers.
+    // A streamed WAV has no file here, a chunked job's file lists its chunks: the
+    // timeline names what the upload delivers.
     let rec_name = match &recording {
-        Some(p) if p == &job.dir => {
+        Some(p) if p == &job.dir || p.ends_with(chunks::CHUNKS_FILE) => {
             crate::render::job::deliverable(&job.dir).map_or(String::new(), |d| d.file_name)
         }
         Some(p) => p
@@ -253,7 +255,12 @@ fn start_rendering(
 /// Renders the job's recording as its options say, up to `audio_end`; no file when no
 /// audio was captured. Returns the file, its frame count and, when the job's own options
 /// cannot be rendered, why.
+#[allow(
+    clippy::too_many_arguments,
+    reason = "the steps of finalize_from, passed down"
+)]
 fn render_recording(
+    journal: &Journal,
     job: &JobRow,
     source: &JobRow,
     options: &OutputOptions,
@@ -272,10 +279,12 @@ fn render_recording(
         plan = chunks::slice_plan(&plan, 0, audio_end);
     }
     let frames = timeline::plan_frames(&plan);
-    Ok(match render_job(job, source, options, plan, stream)? {
-        Ok(path) => (Some(path), frames, None),
-        Err(reason) => (None, frames, Some(reason)),
-    })
+    Ok(
+        match render_job(journal, job, source, options, plan, stream)? {
+            Ok(path) => (Some(path), frames, None),
+            Err(reason) => (None, frames, Some(reason)),
+        },
+    )
 }
 
 /// The timeline file's segment list, every segment whatever its state.

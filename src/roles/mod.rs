@@ -7,7 +7,8 @@
 //!   (with [`reference_controller`], which runs `edgerec-controller` as a process).
 //! - Shared steps: [`runner`] (one job's capture to its end, across device losses),
 //!   [`device_loss`] (a lost device's health events), [`finalize`] (segments to one
-//!   recording and its timeline), [`owner`] (the lock that says a job is live).
+//!   recording and its timeline), [`owner`] (the lock that says a job is live),
+//!   `live_chunks` (a chunked job's chunks, rendered while it captures).
 
 pub mod agent;
 pub mod capture;
@@ -17,6 +18,7 @@ pub mod doctor;
 pub mod enroll;
 pub mod finalize;
 pub mod group_end;
+mod live_chunks;
 pub mod metrics;
 pub mod notify;
 pub mod owner;

@@ -186,6 +186,8 @@ struct Sync {
     devices: node::InventoryWatch,
     /// Calls handed over inside a batch, submitted once it commits.
     held_back: Vec<(Lane, lanes::Task<Done>, Vec<i64>)>,
+    /// Chunks rendered while capturing that the machine has heard of (job, chunk).
+    chunks_fed: HashSet<(String, u32)>,
 }
 
 pub fn run(settings: SyncSettings, shutdown: &StopFlag) -> Result<(), SyncError> {
@@ -224,6 +226,7 @@ pub fn run(settings: SyncSettings, shutdown: &StopFlag) -> Result<(), SyncError>
         node,
         devices,
         held_back: Vec::new(),
+        chunks_fed: HashSet::new(),
     };
     let mut last_beat: Option<Instant> = None;
     let _wake_on_stop = shutdown.on_stop(sync.lanes.waker());
@@ -376,6 +379,7 @@ impl Sync {
     fn journaled_pass(&mut self, shutdown: &StopFlag) -> Result<(), SyncError> {
         self.batched(|s| {
             s.follow_captures()?;
+            s.follow_chunks()?;
             s.meter()?;
             s.follow_timelines()?;
             s.advance_finished_captures()?;
@@ -397,6 +401,7 @@ impl Sync {
             self.timelines = Default::default();
             self.meter_seq.clear();
             self.held_back.clear();
+            self.chunks_fed.clear();
             return Err(e.into());
         }
         self.release_held_back();

@@ -18,6 +18,13 @@ pub enum Fault {
     CutThenRefuse { matching: String, after: usize },
     /// Flip one body byte of the next `times` matching requests.
     Corrupt { matching: String, times: usize },
+    /// Answer the next `times` matching requests with `status` (body read, nothing
+    /// forwarded).
+    Answer {
+        matching: String,
+        status: u16,
+        times: usize,
+    },
 }
 
 #[derive(Default)]
@@ -133,6 +140,22 @@ fn relay(
                     times: 1,
                 })
             }
+            Some(Fault::Answer {
+                matching,
+                status,
+                times,
+            }) if line.contains(&matching) && times > 0 => {
+                st.fault = Some(Fault::Answer {
+                    matching,
+                    status,
+                    times: times - 1,
+                });
+                Some(Fault::Answer {
+                    matching: String::new(),
+                    status,
+                    times: 1,
+                })
+            }
             Some(f @ Fault::CutThenRefuse { .. }) if matches_line(&f, &line) => {
                 st.fault = None;
                 Some(f)
@@ -140,6 +163,10 @@ fn relay(
             _ => None,
         }
     };
+    if let Some(Fault::Answer { status, .. }) = fault {
+        answer(&mut client, &head, body.len(), status);
+        return;
+    }
     let Ok(mut server) = TcpStream::connect(upstream) else {
         return;
     };
@@ -177,7 +204,8 @@ fn relay(
             }
             body[0] ^= 0xFF;
         }
-        None => {}
+        // An `Answer` was answered above, without the server.
+        Some(Fault::Answer { .. }) | None => {}
     }
     let _ = server.write_all(&body);
     let (Ok(mut c2), Ok(mut s2)) = (client.try_clone(), server.try_clone()) else {
@@ -194,8 +222,32 @@ fn relay(
 
 fn matches_line(f: &Fault, line: &str) -> bool {
     match f {
-        Fault::CutThenRefuse { matching, .. } | Fault::Corrupt { matching, .. } => {
-            line.contains(matching.as_str())
+        Fault::CutThenRefuse { matching, .. }
+        | Fault::Corrupt { matching, .. }
+        | Fault::Answer { matching, .. } => line.contains(matching.as_str()),
+    }
+}
+
+/// Reads the rest of the request's body (by its `Content-Length`) and answers `status`.
+fn answer(client: &mut TcpStream, head: &[u8], read: usize, status: u16) {
+    let length = String::from_utf8_lossy(head)
+        .lines()
+        .find_map(|l| {
+            let (k, v) = l.split_once(':')?;
+            k.eq_ignore_ascii_case("content-length")
+                .then(|| v.trim().parse::<usize>().ok())?
+        })
+        .unwrap_or(0);
+    let mut left = length.saturating_sub(read);
+    let mut chunk = [0u8; 4096];
+    while left > 0 {
+        match client.read(&mut chunk) {
+            Ok(0) | Err(_) => break,
+            Ok(n) => left = left.saturating_sub(n),
         }
     }
+    let reply =
+        format!("HTTP/1.1 {status} Injected\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    let _ = client.write_all(reply.as_bytes());
+    let _ = client.shutdown(Shutdown::Both);
 }

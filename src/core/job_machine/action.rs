@@ -80,6 +80,10 @@ pub enum Action {
     /// checksum mismatch: the outbox key is per attempt, so a re-issued `Upload` after a
     /// crash is a no-op and a deliberate re-upload is not.
     Upload { file: RenderedFile, attempt: u32 },
+    /// Enqueue the PUT of one chunk rendered while the job still captures (no
+    /// `chunkTotal`: the job's end decides the total). Keyed by job and chunk, so a
+    /// re-issue after a crash is a no-op.
+    UploadChunk { index: u32 },
     /// Abandon the job's undelivered upload rows: the controller ended the job.
     DropUpload,
     /// The terminal report; exactly one per job.
@@ -123,6 +127,7 @@ impl Action {
     pub const fn is_journal_write(&self) -> bool {
         match self {
             Action::Upload { .. }
+            | Action::UploadChunk { .. }
             | Action::DropUpload
             | Action::EnqueueReport(_)
             | Action::EnqueueHealthEvent(_)

@@ -54,6 +54,11 @@ pub enum Event {
     /// A chunk before the last answered 201 with a checksum that is not ours: that PUT
     /// did not complete the job, so the controller can still be told `failed`.
     ChunkChecksumMismatch,
+    /// While the job captures (or finishes its render), the capture role rendered chunk
+    /// `index` of a chunked job and journaled it complete: it may go up at once.
+    ChunkRendered {
+        index: u32,
+    },
     /// The PUT answered 409 and a GET could not say why (else feed the verdict instead).
     UploadRefused409,
     /// The PUT failed: retryable (timeout, 5xx) or not (400, 413).
@@ -89,6 +94,7 @@ impl Event {
             Event::UploadStarted => "upload_started",
             Event::UploadAccepted { .. } => "upload_accepted",
             Event::ChunkChecksumMismatch => "chunk_checksum_mismatch",
+            Event::ChunkRendered { .. } => "chunk_rendered",
             Event::UploadRefused409 => "upload_refused_409",
             Event::UploadFailed { .. } => "upload_failed",
             Event::Crashed { .. } => "crashed",
@@ -123,6 +129,7 @@ impl Event {
                 | Event::UploadStarted
                 | Event::UploadAccepted { .. }
                 | Event::ChunkChecksumMismatch
+                | Event::ChunkRendered { .. }
                 | Event::UploadRefused409
                 | Event::UploadFailed { .. }
         )

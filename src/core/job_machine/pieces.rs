@@ -109,6 +109,17 @@ impl Next {
         }
     }
 
+    /// Notes the controller's verdict (the first one stands); a new verdict drops the
+    /// job's chunk uploads still queued: the controller would refuse them.
+    pub(super) fn verdict(mut self, event: &Event) -> Next {
+        let first = self.m.verdict.is_none();
+        self.m = self.m.with_verdict(event);
+        if first && self.m.verdict.is_some() {
+            self.actions.push(Action::DropUpload);
+        }
+        self
+    }
+
     pub(super) fn act(mut self, action: Action) -> Next {
         self.actions.push(action);
         self

@@ -5,14 +5,17 @@
 use std::path::PathBuf;
 
 use super::*;
+use crate::roles::live_chunks;
 
-/// Renders `job` as its options say into `recording.<ext>` with `render.json` beside it,
-/// and the waveform peaks for a person's job (the controller computes its own preview, so
-/// on the agent path they would be 160 KB a minute of stereo written to the flash for
-/// nobody: a tenth of a voice MP3). `Ok(Err(reason))`: the job's own options cannot be rendered (a map
-/// naming a channel the capture lacks, a codec that cannot carry the output): the job
-/// fails with that reason, and the segments stay for a render with other options.
+/// Renders `job` as its options say into `recording.<ext>` (or its chunks) with
+/// `render.json` beside it, and the waveform peaks for a person's job (the controller
+/// draws its own preview, so on the agent path they would be 160 KB a minute of stereo
+/// written to the flash for nobody). `Ok(Err(reason))`: the job's own options cannot be
+/// rendered (a map naming a channel the capture lacks, a codec that cannot carry the
+/// output): the job fails with that reason, and the segments stay for a render with
+/// other options.
 pub(super) fn render_job(
+    journal: &Journal,
     job: &JobRow,
     source: &JobRow,
     options: &OutputOptions,
@@ -36,10 +39,23 @@ pub(super) fn render_job(
         enhance(job, options, &request)?;
         return stream_job(job, options, &request, channels.as_deref(), stream).map(Ok);
     }
-    let file = format!("{RECORDING_STEM}.{}", request.codec.extension);
-    let out = job.dir.join(&file);
-    let peaks = (job.source != JobSource::Controller).then(|| job.dir.join(PEAKS_FILE));
-    let report = match pipeline::render(&request, &out, peaks.as_deref(), &mut |_, _| {}) {
+    let delivered_name = options.delivered_name(request.codec);
+    // A chunked job delivers its chunks: no whole-recording file is written.
+    let rendered = match options.chunk_seconds {
+        Some(seconds) => render_chunked(journal, job, &request, seconds, &delivered_name),
+        None => {
+            let file = format!("{RECORDING_STEM}.{}", request.codec.extension);
+            let peaks = (job.source != JobSource::Controller).then(|| job.dir.join(PEAKS_FILE));
+            pipeline::render(
+                &request,
+                &job.dir.join(&file),
+                peaks.as_deref(),
+                &mut |_, _| {},
+            )
+            .map(|report| (file, report))
+        }
+    };
+    let (file, report) = match rendered {
         Ok(r) => r,
         Err(
             e @ (RenderError::Unsupported(_)
@@ -48,23 +64,18 @@ pub(super) fn render_job(
                 ..
             }),
         ) => return refuse(e.to_string()),
-        Err(source) => return Err(FinalizeError::Render { path: out, source }),
+        Err(source) => {
+            let path = job.dir.join(RECORDING_STEM);
+            return Err(FinalizeError::Render { path, source });
+        }
     };
+    let out = job.dir.join(&file);
     if report.clipped > 0 {
         log::warn!(
             "{}: {} samples clipped in the render",
             job.id,
             report.clipped
         );
-    }
-    let delivered_name = options.delivered_name(request.codec);
-    if let Some(seconds) = options.chunk_seconds {
-        chunks::render_chunks(&request, seconds, &delivered_name, &job.dir).map_err(|source| {
-            FinalizeError::Render {
-                path: job.dir.join(chunks::CHUNK_DIR),
-                source,
-            }
-        })?;
     }
     enhance(job, options, &request)?;
     let sidecar = RenderSidecar {
@@ -165,4 +176,58 @@ fn write_sidecar(sidecar: &RenderSidecar, dir: &std::path::Path) -> Result<(), F
         path: dir.join(crate::render::job::RENDER_FILE),
         source,
     })
+}
+
+/// A chunked job's render: only the chunks not rendered while it captured (normally the
+/// last), then the complete `chunks.json`, which `render.json` names as the deliverable.
+/// Its report sums the chunks (`sha256` is the list's: each chunk's own is journaled).
+fn render_chunked(
+    journal: &Journal,
+    job: &JobRow,
+    request: &RenderRequest,
+    seconds: u64,
+    delivered_name: &str,
+) -> Result<(String, pipeline::RenderReport), RenderError> {
+    let done = live_chunks::rendered_so_far(journal, job);
+    let mut clipped = 0;
+    let mut journaled = |index: usize, chunk: &_, report: &pipeline::RenderReport| {
+        clipped += report.clipped;
+        live_chunks::journal_chunk(journal, &job.id, index, chunk, report)
+            .map_err(std::io::Error::other)
+    };
+    let listed = chunks::render_chunks(
+        request,
+        seconds,
+        delivered_name,
+        &job.dir,
+        &done,
+        &mut journaled,
+    )?;
+    let out_err = |source| RenderError::Output {
+        path: job.dir.join(chunks::CHUNKS_FILE),
+        source,
+    };
+    let (sha256, _) = pipeline::hash_file(&job.dir.join(chunks::CHUNKS_FILE)).map_err(out_err)?;
+    let rate = pipeline::output_rate(request)?;
+    let (bits, _) = (request.codec.layout)(request.bits, request.float, request.spec.format)?;
+    let mut bytes = 0;
+    for c in &listed.chunks {
+        bytes += std::fs::metadata(job.dir.join(&c.file))
+            .map_err(out_err)?
+            .len();
+    }
+    let duration_seconds: f64 = listed.chunks.iter().map(|c| c.duration_seconds).sum();
+    let report = pipeline::RenderReport {
+        codec: request.codec.name.to_string(),
+        content_type: listed.content_type.clone(),
+        rate,
+        channels: request.mix.out_channels(),
+        bits,
+        frames: (duration_seconds * f64::from(rate)).round() as u64,
+        duration_seconds,
+        bytes,
+        sha256,
+        clipped,
+    };
+    Ok((chunks::CHUNKS_FILE.to_string(), report))
 }

@@ -1,10 +1,15 @@
 //! The job machine follows the capture role's facts as they happen, so the log and
 //! `edgerec status` tell the story while it happens: `claimed -> capturing` when the
 //! first frame is journaled, not in the same millisecond as the render at the end.
+//! It also hears of each chunk the capture role rendered while the job captures (an
+//! unacknowledged `uploads` row), so the chunk goes up while capture goes on.
 
 use super::{Sync, SyncError};
 use crate::core::job::JobState;
 use crate::core::job_machine::{Event, JobKind, MachineState};
+
+/// The `uploads` rows at and past this are renditions, not chunks (`sending::RAW_ROW`).
+const FIRST_NON_CHUNK_ROW: u32 = super::sending::RAW_ROW;
 
 impl Sync {
     /// Catches each capturing job's saved machine up with its capture: a job whose first
@@ -41,5 +46,32 @@ impl Sync {
                 .is_some_and(|l| l.started_at_ms.is_some()),
             _ => false,
         })
+    }
+
+    /// Feeds the machine each chunk rendered while its job captures, once per chunk
+    /// (the outbox row's key makes a re-feed after a restart a no-op). Chunks rendered
+    /// at the job's end go with its own upload row.
+    pub(super) fn follow_chunks(&mut self) -> Result<(), SyncError> {
+        let jobs: Vec<_> = self
+            .controller_jobs()?
+            .into_iter()
+            .filter(|j| matches!(j.state, JobState::Capturing | JobState::Stopping))
+            .collect();
+        self.chunks_fed
+            .retain(|(id, _)| jobs.iter().any(|j| &j.id == id));
+        for job in jobs {
+            for row in self.journal.uploads(&job.id)? {
+                let key = (job.id.clone(), row.chunk);
+                if row.chunk >= FIRST_NON_CHUNK_ROW
+                    || row.acknowledged_at_ms.is_some()
+                    || self.chunks_fed.contains(&key)
+                {
+                    continue;
+                }
+                self.apply(&job.id, Event::ChunkRendered { index: row.chunk })?;
+                self.chunks_fed.insert(key);
+            }
+        }
+        Ok(())
     }
 }

@@ -181,6 +181,10 @@ fn journal_action(
             let body = serde_json::to_string(file).unwrap_or_default();
             j.enqueue(&NewOutboxItem::upload(job_id, *attempt, body, now))?;
         }
+        Action::UploadChunk { index } => {
+            let body = super::sending::LiveChunk { chunk: *index }.body();
+            j.enqueue(&NewOutboxItem::chunk_upload(job_id, *index, body, now))?;
+        }
         Action::DropUpload => {
             j.abandon_pending(
                 job_id,

@@ -3,11 +3,12 @@
 //! when it comes back (the journal stays the truth: a row is delivered only once the
 //! controller said so, an upload acknowledged only with the controller's checksum).
 
+use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use super::lanes::Lane;
-use super::sending::{Sending, next_sending, relative};
+use super::sending::{LiveChunk, Sending, next_sending, relative};
 use super::{Done, Sync, SyncError, controller_event, jitter};
 use crate::capture::StopFlag;
 use crate::controller::client::{
@@ -15,6 +16,7 @@ use crate::controller::client::{
 };
 use crate::controller::protocol::{CachedFile, HealthEvent, Job, Severity};
 use crate::core::backoff::Backoff;
+use crate::core::job::JobState;
 use crate::core::job_machine::{self, Event, RenderedFile, Report};
 use crate::journal::NewOutboxItem;
 use crate::journal::{JobRow, OutboxKind, OutboxRow};
@@ -235,24 +237,42 @@ impl Sync {
                 Delivery::GiveUp("job no longer in the journal".into()),
             );
         };
-        let Ok(file) = serde_json::from_str::<RenderedFile>(&row.body) else {
-            return self.settle(&row, Delivery::GiveUp("unreadable upload row".into()));
-        };
-        if let Err(e) = self.apply(&job.id, Event::UploadStarted) {
-            return self.settle(&row, Delivery::Retry(e.to_string()));
+        if job.state.is_terminal() {
+            return self.settle(&row, Delivery::GiveUp("the job has ended".into()));
         }
-        let recording_id = job.recording_id.clone().unwrap_or_default();
-        let acked = self
+        let acked: HashSet<u32> = self
             .journal
             .uploads(&job.id)?
             .into_iter()
             .filter(|u| u.acknowledged_at_ms.is_some())
             .map(|u| u.chunk)
             .collect();
-        let sending = next_sending(&job, &file, &acked);
-        if let Some(why) = enhancement_failure(&job.dir) {
-            self.enhancement_failed(&job, &why)?;
-        }
+        let sending = match LiveChunk::parse(&row.body) {
+            // A chunk rendered while the job captures: its own row.
+            Some(live) if acked.contains(&live.chunk) => {
+                return self.settle(&row, Delivery::Done);
+            }
+            Some(live) => match live.sending(&job) {
+                Some(sending) => sending,
+                None => {
+                    let why = format!("chunk {} is not in chunks.json", live.chunk);
+                    return self.settle(&row, Delivery::GiveUp(why));
+                }
+            },
+            None => {
+                let Ok(file) = serde_json::from_str::<RenderedFile>(&row.body) else {
+                    return self.settle(&row, Delivery::GiveUp("unreadable upload row".into()));
+                };
+                if let Err(e) = self.apply(&job.id, Event::UploadStarted) {
+                    return self.settle(&row, Delivery::Retry(e.to_string()));
+                }
+                if let Some(why) = enhancement_failure(&job.dir) {
+                    self.enhancement_failed(&job, &why)?;
+                }
+                next_sending(&job, &file, &acked)
+            }
+        };
+        let recording_id = job.recording_id.clone().unwrap_or_default();
         let id = row.id;
         let job_id = job.id.clone();
         // The bytes: a chunk's file, or the whole render (its file, or the WAV streamed
@@ -326,6 +346,9 @@ impl Sync {
                 if up.sending.chunk.is_some() {
                     self.chunk_uploaded(job_id, &up.sending, &cached)?;
                 }
+                if up.sending.is_live() {
+                    return self.settle(&up.row, Delivery::Done);
+                }
                 if up.sending.is_partial() {
                     // More chunks to go: the row stays due, the next tick sends the next.
                     self.journal.reset_attempts(up.row.id)?;
@@ -353,7 +376,22 @@ impl Sync {
                         checksum_matches: false,
                     }
                 };
-                (event, Delivery::Done)
+                // A chunk sent while capturing is retried on its own row; once the job
+                // is rendered, the machine re-issues the job's own row, which sends it.
+                let capturing = self.journal.job(job_id)?.is_some_and(|j| {
+                    matches!(
+                        j.state,
+                        JobState::Capturing
+                            | JobState::Stopping
+                            | JobState::Captured
+                            | JobState::Rendering
+                    )
+                });
+                let delivery = match up.sending.is_live() && capturing {
+                    true => Delivery::Retry(format!("checksum {stored} is not ours")),
+                    false => Delivery::Done,
+                };
+                (event, delivery)
             }
             Err(CallError::Conflict(body)) => {
                 let verdict = up.verdict.as_ref().and_then(controller_event);

@@ -26,8 +26,9 @@ pub(super) struct Sending {
     pub file_name: String,
     pub mime_type: String,
     pub duration_seconds: f64,
-    /// `(index, total)` for a chunk; the final one carries `chunkTotal`.
-    pub chunk: Option<(u32, u32)>,
+    /// `(index, total)` for a chunk; the final one carries `chunkTotal`. The total is
+    /// unknown (`None`) for a chunk sent while the job captures: never the final one.
+    pub chunk: Option<(u32, Option<u32>)>,
     pub rendition: Option<Rendition>,
 }
 
@@ -52,7 +53,15 @@ impl Sending {
     /// A chunk before the last, or the supplementary raw rendition: its acknowledgement
     /// does not complete the job.
     pub fn is_partial(&self) -> bool {
-        self.rendition == Some(Rendition::Raw) || self.chunk.is_some_and(|(i, total)| i + 1 < total)
+        self.rendition == Some(Rendition::Raw)
+            || self
+                .chunk
+                .is_some_and(|(i, total)| total.is_none_or(|t| i + 1 < t))
+    }
+
+    /// A chunk sent while the job captures: its own outbox row, done once acknowledged.
+    pub fn is_live(&self) -> bool {
+        self.chunk.is_some_and(|(_, total)| total.is_none())
     }
 
     pub fn chunk_total(&self) -> Option<u32> {
@@ -60,7 +69,38 @@ impl Sending {
             return None;
         }
         self.chunk
-            .and_then(|(i, total)| (i + 1 == total).then_some(total))
+            .and_then(|(i, total)| total.filter(|&t| i + 1 == t))
+    }
+}
+
+/// An upload row's body for one chunk rendered while the job captures (the job's own
+/// upload row holds its [`RenderedFile`]).
+#[derive(Debug, serde::Serialize, serde::Deserialize)]
+pub(super) struct LiveChunk {
+    pub chunk: u32,
+}
+
+impl LiveChunk {
+    pub fn body(&self) -> String {
+        serde_json::to_string(self).unwrap_or_default()
+    }
+
+    pub fn parse(body: &str) -> Option<LiveChunk> {
+        serde_json::from_str(body).ok()
+    }
+
+    /// What its PUT sends: the chunk as `chunks.json` lists it so far, no `chunkTotal`.
+    pub fn sending(&self, job: &JobRow) -> Option<Sending> {
+        let listed = Chunks::read_so_far(&job.dir)?;
+        let part = listed.chunks.get(self.chunk as usize)?;
+        Some(Sending {
+            path: job.dir.join(&part.file),
+            file_name: part.file_name.clone(),
+            mime_type: listed.content_type.clone(),
+            duration_seconds: part.duration_seconds,
+            chunk: Some((self.chunk, None)),
+            rendition: None,
+        })
     }
 }
 
@@ -79,7 +119,7 @@ pub(super) fn next_sending(job: &JobRow, file: &RenderedFile, acked: &HashSet<u3
             file_name: part.file_name.clone(),
             mime_type: chunks.content_type.clone(),
             duration_seconds: part.duration_seconds,
-            chunk: Some((index as u32, total as u32)),
+            chunk: Some((index as u32, Some(total as u32))),
             rendition: None,
         };
     }
@@ -128,13 +168,13 @@ pub(super) fn relative<'a>(job_dir: &Path, path: &'a Path) -> &'a Path {
 }
 
 #[cfg(test)]
-mod tests {
+mod tests_support {
     use super::*;
     use crate::core::format::{SampleFormat, StreamSpec};
     use crate::core::job::JobState;
     use crate::journal::JobSource;
 
-    fn job(dir: &Path) -> JobRow {
+    pub(super) fn job(dir: &Path) -> JobRow {
         JobRow {
             id: "a".into(),
             source: JobSource::Controller,
@@ -159,6 +199,12 @@ mod tests {
             captured_frames: 0,
         }
     }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::tests_support::job;
+    use super::*;
 
     fn sidecar(file: &str, extra: &str) -> String {
         format!(
@@ -213,5 +259,65 @@ mod tests {
             );
             assert_eq!(s.chunk_total(), None);
         }
+    }
+}
+
+#[cfg(test)]
+mod chunk_tests {
+    use super::tests_support::job;
+    use super::*;
+    use crate::render::chunks::{ChunkFile, Chunks};
+
+    #[test]
+    fn a_chunk_sent_while_capturing_never_carries_the_total() {
+        let dir = tempfile::tempdir().unwrap();
+        let listed = Chunks {
+            content_type: "audio/flac".into(),
+            chunks: (0..2)
+                .map(|i| ChunkFile {
+                    file: crate::render::chunks::chunk_file(i, "flac"),
+                    file_name: crate::render::chunks::chunk_name("hall.flac", i),
+                    duration_seconds: 10.0,
+                })
+                .collect(),
+            complete: false,
+        };
+        listed.write(dir.path()).unwrap();
+        let job = job(dir.path());
+        // The job's own upload row waits for the complete list.
+        assert_eq!(Chunks::read(dir.path()), None);
+        let body = LiveChunk { chunk: 1 }.body();
+        let live = LiveChunk::parse(&body).unwrap().sending(&job).unwrap();
+        assert_eq!(live.path, dir.path().join("chunks/chunk-0001.flac"));
+        assert_eq!(
+            (live.file_name.as_str(), live.mime_type.as_str()),
+            ("hall-001.flac", "audio/flac")
+        );
+        assert_eq!(
+            (live.is_live(), live.is_partial(), live.chunk_total()),
+            (true, true, None)
+        );
+        assert_eq!(live.upload_row(), 1);
+        assert!(
+            LiveChunk { chunk: 2 }.sending(&job).is_none(),
+            "not listed yet"
+        );
+        // The job's own row holds a rendered file, never a chunk number.
+        let file = r#"{"path": "/x/chunks.json", "sha256": "00", "bytes": 4}"#;
+        assert!(LiveChunk::parse(file).is_none());
+        // At the end: the final chunk carries the total, the others do not.
+        let end = |i, t| Sending {
+            chunk: Some((i, Some(t))),
+            ..live.clone()
+        };
+        assert_eq!(
+            (end(2, 3).is_partial(), end(2, 3).chunk_total()),
+            (false, Some(3))
+        );
+        assert_eq!(
+            (end(1, 3).is_partial(), end(1, 3).chunk_total()),
+            (true, None)
+        );
+        assert!(!end(2, 3).is_live());
     }
 }
