@@ -28,10 +28,10 @@ for line in sys.stdin:
 
 # The slowest binaries first (measured with this script; "took N s" lines), so the two
 # lanes end together. Any binary not named here runs after them.
-slow_first="controller_e2e recovery_alsa controller_faults hostile_controller journal_faults
-  record_synth job_end_paths device_flaps render crash_resume crash_repair record_alsa
-  enhanced_rendition slow_clients render_delivery chunked_upload disk_fill_moments metering metrics_textfile
-  retention properties"
+slow_first="controller_e2e recovery_alsa chunked_upload controller_faults hostile_controller
+  journal_faults record_synth job_end_paths device_flaps render crash_resume crash_repair
+  record_alsa enhanced_rendition slow_clients render_delivery disk_fill_moments metering
+  metrics_textfile retention properties"
 : >"$work/ordered"
 for name in $slow_first; do
   grep -E "/${name}-[0-9a-f]+$" "$work/all" >>"$work/ordered" || true
