@@ -320,9 +320,7 @@ pub fn gather_from(
 ) -> Result<Status, StatusError> {
     let capture = journal.beat("capture")?;
     let capture_stale_after = capture.as_ref().map_or(CAPTURE_STALE_AFTER_MS, |b| {
-        crate::roles::capture::beat_every_ms(&b.progress).map_or(CAPTURE_STALE_AFTER_MS, |every| {
-            CAPTURE_STALE_AFTER_MS.max(every.saturating_mul(3))
-        })
+        capture_stale_after_ms(&b.progress)
     });
     let sync = journal.beat("sync")?;
     let controller_contact_ms = sync.as_ref().map(|b| b.last_beat_ms);
@@ -397,6 +395,14 @@ pub fn gather_from(
         outbox: outbox_status(journal.pending_count()?, &outbox_rows),
         controller_contact_ms,
         node: crate::roles::sync::node_health::read_facts(state_dir),
+    })
+}
+
+/// How old the capture role's beat may be: [`CAPTURE_STALE_AFTER_MS`], or three beats of
+/// the slower cadence it says it keeps.
+fn capture_stale_after_ms(progress: &str) -> i64 {
+    crate::roles::capture::beat_every_ms(progress).map_or(CAPTURE_STALE_AFTER_MS, |every| {
+        CAPTURE_STALE_AFTER_MS.max(every.saturating_mul(3))
     })
 }
 
