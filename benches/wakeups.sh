@@ -15,7 +15,9 @@
 # The agent keeps run/ (beats, node facts, meters) on a tmpfs under /dev/shm, as the
 # systemd units do (EDGEREC_RUN_DIR=/run/edgerec); RUN_TMPFS=0 leaves it in the state
 # directory under /tmp, where each run file's replacement on an ext4 mounted with
-# `discard` waits for the disk (one more wake-up each).
+# `discard` waits for the disk (one more wake-up each). The reference controller keeps
+# connections alive, as HTTP/1.1 servers do by default (`serve --keep-alive`);
+# KEEP_ALIVE=0 serves one request per connection, as the tests run it.
 #
 # Thread names are the kernel's 15 characters: the capture role's thread
 # (edgerec-capture-role) and a capture thread (edgerec-capture-alsa/-synth) both show as
@@ -90,7 +92,8 @@ done
 
 # ---- 2 and 3. the agent, idle and with a job capturing ----
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-EDGEREC_LOG=warn "$CTL" serve --listen "127.0.0.1:$PORT" --db "$T/ctl.db" --store "$T/store" >"$T/serve.out" 2>&1 &
+ka=(); [ "${KEEP_ALIVE:-1}" = 1 ] && ka=(--keep-alive)
+EDGEREC_LOG=warn "$CTL" serve "${ka[@]}" --listen "127.0.0.1:$PORT" --db "$T/ctl.db" --store "$T/store" >"$T/serve.out" 2>&1 &
 pids+=($!)
 for _ in $(seq 50); do grep -q serving "$T/serve.out" 2>/dev/null && break; sleep 0.1; done
 out=$("$CTL" node add --db "$T/ctl.db" wakeups-box)

@@ -260,9 +260,8 @@ pub fn run(
         // job (or a job thread that it ended).
         let every = cadence(settings, running.is_empty());
         let beat_in = last_beat.map_or(Duration::ZERO, |t| every.saturating_sub(t.elapsed()));
-        let retry_in = failures
-            .next_retry()
-            .map(|t| t.saturating_duration_since(Instant::now()));
+        let now = Instant::now();
+        let retry_in = failures.next_retry(now).map(|t| t - now);
         let sleep = retry_in.map_or(beat_in, |r| r.min(beat_in));
         match &wake {
             Some(listener) => {
@@ -446,10 +445,11 @@ impl Failures {
         f.retry_at = now + Duration::from_secs(1 << (f.count - 1).min(6));
     }
 
-    /// The next instant a failed job may be retried.
-    fn next_retry(&self) -> Option<Instant> {
+    /// The next instant a failed job may be retried, if one is still ahead (an entry
+    /// whose retry has come stays until the job fails again or is given up on).
+    fn next_retry(&self, now: Instant) -> Option<Instant> {
         (self.jobs.values())
-            .filter(|f| f.count < MAX_ATTEMPTS)
+            .filter(|f| f.count < MAX_ATTEMPTS && f.retry_at > now)
             .map(|f| f.retry_at)
             .min()
     }
@@ -703,4 +703,27 @@ fn finish(
         format!("{job_id} is already {}", job.state),
         false,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_retry_still_ahead_sets_the_wake_up() {
+        let now = Instant::now();
+        let mut failures = Failures::default();
+        assert_eq!(failures.next_retry(now), None);
+        failures.failed("a", "boom".into(), false); // retried in 1 s
+        let ahead = failures.next_retry(now).expect("a retry ahead");
+        assert!(ahead > now && ahead <= now + Duration::from_secs(2));
+        // Its time has come (the job runs again): no wake-up for it any more, or the
+        // loop would spin on a deadline in the past.
+        assert_eq!(failures.next_retry(now + Duration::from_secs(3)), None);
+        // Given up: none either.
+        for _ in 0..MAX_ATTEMPTS {
+            failures.failed("b", "boom".into(), false);
+        }
+        assert_eq!(failures.next_retry(now + Duration::from_secs(3)), None);
+    }
 }
