@@ -119,6 +119,8 @@ enum Done {
         heartbeat: Option<Result<(), CallError>>,
         inventory: Option<Result<(), CallError>>,
         claim: idle_round::ClaimOutcome,
+        /// When the heartbeat was answered (wall ms): the loop may hear it later.
+        answered_ms: i64,
     },
     Config(Result<NodeConfig, CallError>),
     Claim(Result<claim::Claimed, CallError>),
@@ -131,6 +133,22 @@ enum Done {
     Outbox(Box<outbox::Sent>),
     Upload(Box<outbox::Uploaded>),
     Meter(Vec<Result<(), CallError>>),
+}
+
+impl Done {
+    /// An idle round that found no job and had no trouble: nothing to journal before the
+    /// next round.
+    fn is_quiet(&self) -> bool {
+        matches!(
+            self,
+            Done::Node {
+                heartbeat: Some(Ok(())),
+                inventory: None | Some(Ok(())),
+                claim: None | Some(Ok(_)),
+                ..
+            }
+        )
+    }
 }
 
 /// A job's progress as the sync role last saw it: heartbeats only while it advances.
@@ -208,7 +226,8 @@ pub fn run(settings: SyncSettings, shutdown: &StopFlag) -> Result<(), SyncError>
     let started = now_ms();
     let boot = crate::roles::capture::boot_id();
     let node = node_health::NodeWatch::start(&settings.state_dir, settings.disk, &journal, started);
-    let lanes = Lanes::new(client);
+    // A quiet idle round waits for the loop's next round instead of waking it.
+    let lanes = Lanes::new(client).quiet_when(Done::is_quiet);
     let devices = node::InventoryWatch::new(&settings.state_dir, lanes.waker());
     meter_watch::start(&settings.state_dir, lanes.waker());
     let mut sync = Sync {
@@ -388,12 +407,13 @@ impl Sync {
                 heartbeat,
                 inventory,
                 claim,
+                answered_ms,
             } => {
                 if let Some(claim) = claim {
                     self.claimed(claim)?;
                 }
                 if let Some(heartbeat) = heartbeat {
-                    self.heartbeat_answered(heartbeat);
+                    self.heartbeat_answered(heartbeat, answered_ms);
                 }
                 match inventory {
                     Some(Ok(())) => self.inventory_sent = true,

@@ -21,6 +21,7 @@ use super::{Done, Lane, Sync, SyncError};
 use crate::capture::StopFlag;
 use crate::controller::client::{CallError, Client};
 use crate::controller::protocol::{Inventory, NodeHeartbeat};
+use crate::segment::writer::now_ms;
 
 /// A call's schedule: when it last went out and how often it goes; `None` when it cannot
 /// go now (its lane is busy, or no capacity is free for a claim).
@@ -80,17 +81,16 @@ pub(super) fn task(node: Option<NodeCall>, claim: bool) -> Staged<Done> {
                 }
                 other => Some(other),
             });
-        let (heartbeat, inventory) = match node {
-            Some(n) => (
-                Some(c.node_heartbeat(&n.heartbeat)),
-                n.inventory.map(|inv| c.inventory(&inv)),
-            ),
-            None => (None, None),
+        let (heartbeat, answered_ms) = match &node {
+            Some(n) => (Some(c.node_heartbeat(&n.heartbeat)), now_ms()),
+            None => (None, now_ms()),
         };
+        let inventory = node.and_then(|n| n.inventory.map(|inv| c.inventory(&inv)));
         Done::Node {
             heartbeat,
             inventory,
             claim,
+            answered_ms,
         }
     })
 }
@@ -179,10 +179,10 @@ impl Sync {
         }
     }
 
-    pub(super) fn heartbeat_answered(&mut self, heartbeat: Result<(), CallError>) {
+    pub(super) fn heartbeat_answered(&mut self, heartbeat: Result<(), CallError>, at_ms: i64) {
         let skew = self.lanes.clock_skew().map(|s| s.as_millis());
         self.node
-            .after_heartbeat(&self.journal, heartbeat.is_ok(), skew);
+            .after_heartbeat(&self.journal, heartbeat.is_ok(), skew, at_ms);
         if let Some(path) = &self.settings.metrics_textfile {
             self.node.publish_metrics(&self.journal, path);
         }

@@ -121,11 +121,15 @@ impl<T> Outcomes<T> {
         queue.pop_front()
     }
 
-    fn push(&self, outcome: Outcome<T>) {
+    /// Queues `outcome`; `ring` wakes the loop for it, else it waits for the loop's next
+    /// wake-up.
+    fn push(&self, outcome: Outcome<T>, ring: bool) {
         let mut queue = self.queue.lock().unwrap_or_else(|p| p.into_inner());
         queue.push_back(outcome);
         drop(queue);
-        self.bell.ring();
+        if ring {
+            self.bell.ring();
+        }
     }
 
     /// The next outcome within `timeout`; `None` at the timeout or a wake-up (or a ring
@@ -144,6 +148,8 @@ pub(super) struct Lanes<T: Send + 'static> {
     workers: HashMap<Lane, Worker<T>>,
     /// The outcomes, and the flag that wakes `next_outcome` early (a shutdown).
     done: Arc<Outcomes<T>>,
+    /// Outcomes that need nothing done before the loop's next scheduled wake-up.
+    quiet: fn(&T) -> bool,
 }
 
 impl<T: Send + 'static> Lanes<T> {
@@ -155,7 +161,15 @@ impl<T: Send + 'static> Lanes<T> {
                 queue: Mutex::new(VecDeque::new()),
                 bell: Doorbell::default(),
             }),
+            quiet: |_| false,
         }
+    }
+
+    /// Outcomes for which `quiet` holds do not wake the loop: they are taken at its next
+    /// wake-up (their lane stays busy until then).
+    pub fn quiet_when(mut self, quiet: fn(&T) -> bool) -> Self {
+        self.quiet = quiet;
+        self
     }
 
     /// Something another thread calls to end the current `next_outcome` wait.
@@ -223,12 +237,14 @@ impl<T: Send + 'static> Lanes<T> {
             other => format!("edgerec-sync-{other:?}").to_lowercase(),
         };
         let me = lane.clone();
+        let quiet = self.quiet;
         std::thread::Builder::new().name(name).spawn(move || {
             // Ends when the loop drops the lane (or the whole sync role stops).
             while let Some(task) = closing.0.take() {
-                let early = |t: T| done.push((me.clone(), t, false));
+                let early = |t: T| done.push((me.clone(), t, false), true);
                 let last = task(&client, &early);
-                done.push((me.clone(), last, true));
+                let ring = !quiet(&last);
+                done.push((me.clone(), last, true), ring);
             }
         })?;
         Ok(Worker { inbox, busy: false })
@@ -320,6 +336,29 @@ mod tests {
         let started = Instant::now();
         assert_eq!(lanes.next_outcome(Duration::from_millis(200)), None);
         assert!(started.elapsed() >= Duration::from_millis(200));
+    }
+
+    #[test]
+    fn a_quiet_outcome_waits_for_the_loops_own_wake_up() {
+        let (lanes, _dir) = lanes();
+        let mut lanes = lanes.quiet_when(|v| *v == 0);
+        assert!(lanes.submit(Lane::Node, Box::new(|_| 0)));
+        let started = Instant::now();
+        // Not woken by it: the wait runs to its end, then takes it.
+        assert_eq!(
+            lanes.next_outcome(Duration::from_millis(300)),
+            Some((Lane::Node, 0))
+        );
+        assert!(started.elapsed() >= Duration::from_millis(300));
+        assert!(!lanes.is_busy(&Lane::Node));
+        // Any other outcome still wakes it at once.
+        assert!(lanes.submit(Lane::Node, Box::new(|_| 7)));
+        let started = Instant::now();
+        assert_eq!(
+            lanes.next_outcome(Duration::from_secs(10)),
+            Some((Lane::Node, 7))
+        );
+        assert!(started.elapsed() < Duration::from_secs(5));
     }
 
     #[test]
