@@ -10,6 +10,14 @@
 #
 # Usage: benches/wakeups.sh                  (30 s windows, 3 runs)
 #        WINDOW=10 RUNS=1 benches/wakeups.sh
+#        ONLY=agent benches/wakeups.sh     (the agent's windows only)
+#
+# The agent keeps run/ (beats, node facts, meters) on a tmpfs under /dev/shm, as the
+# systemd units do (EDGEREC_RUN_DIR=/run/edgerec); RUN_TMPFS=0 leaves it in the state
+# directory under /tmp, where each run file's replacement on an ext4 mounted with
+# `discard` waits for the disk (one more wake-up each). The reference controller keeps
+# connections alive, as HTTP/1.1 servers do by default (`serve --keep-alive`);
+# KEEP_ALIVE=0 serves one request per connection, as the tests run it.
 #
 # Thread names are the kernel's 15 characters: the capture role's thread
 # (edgerec-capture-role) and a capture thread (edgerec-capture-alsa/-synth) both show as
@@ -27,8 +35,10 @@ BIN=$TARGET/release/edgerec
 CTL=$TARGET/release/edgerec-controller
 command -v arecord >/dev/null || { echo "wakeups: needs arecord (alsa-utils)" >&2; exit 1; }
 T=$(mktemp -d /tmp/edgerec-wakeups.XXXXXX)
+RUNDIR=
+[ "${RUN_TMPFS:-1}" = 1 ] && RUNDIR=$(mktemp -d /dev/shm/edgerec-run.XXXXXX)
 pids=()
-cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$T"; }
+cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$T"; [ -n "$RUNDIR" ] && rm -rf "$RUNDIR"; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
@@ -68,7 +78,7 @@ DEVICE=fakemic_wakeups
 line=$("$ROOT/tests/fakemic/setup.sh" "$T/fakemic" "$DEVICE" --rate 48000 --channels 2 | tail -n 1)
 case $line in "export ALSA_CONFIG_PATH="*) eval "$line" ;; *) echo "wakeups: setup.sh said: $line" >&2; exit 1 ;; esac
 LEN=$((WARMUP + WINDOW + 2))
-for run in $(seq "$RUNS"); do
+[ "${ONLY:-}" = agent ] || for run in $(seq "$RUNS"); do
   echo "== run $run/$RUNS: record and arecord, 2 ch 48 kHz S16_LE, ${WINDOW} s windows"
   arecord -q -D "$DEVICE" -f S16_LE -c 2 -r 48000 -d "$LEN" -t wav "$T/arecord.wav" &
   ar=$!; pids+=($ar)
@@ -82,12 +92,14 @@ done
 
 # ---- 2 and 3. the agent, idle and with a job capturing ----
 PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-EDGEREC_LOG=warn "$CTL" serve --listen "127.0.0.1:$PORT" --db "$T/ctl.db" --store "$T/store" >"$T/serve.out" 2>&1 &
+ka=(); [ "${KEEP_ALIVE:-1}" = 1 ] && ka=(--keep-alive)
+EDGEREC_LOG=warn "$CTL" serve "${ka[@]}" --listen "127.0.0.1:$PORT" --db "$T/ctl.db" --store "$T/store" >"$T/serve.out" 2>&1 &
 pids+=($!)
 for _ in $(seq 50); do grep -q serving "$T/serve.out" 2>/dev/null && break; sleep 0.1; done
 out=$("$CTL" node add --db "$T/ctl.db" wakeups-box)
 NODE=$(awk '/^node:/{print $2}' <<<"$out"); TOKEN=$(awk '/^token:/{print $2}' <<<"$out")
 install -m 600 /dev/null "$T/token"; printf %s "$TOKEN" >"$T/token"
+[ -n "$RUNDIR" ] && export EDGEREC_RUN_DIR=$RUNDIR/agent
 EDGEREC_LOG=warn "$BIN" agent --state-dir "$T/agent" --controller "http://127.0.0.1:$PORT/api/v1" \
   --node-id "$NODE" --token-file "$T/token" --backend-override synth 2>"$T/agent.log" &
 AGENT=$!; pids+=($AGENT)
@@ -107,6 +119,10 @@ done
 
 echo
 echo "== summary ($(nproc) cores, load $(cut -d' ' -f1-3 /proc/loadavg))"
-for l in arecord record idle_agent busy_agent; do stats "$l"; done
-paste "$T/record.totals" "$T/arecord.totals" | awk '{print $1/$2}' | sort -g |
-  awk '{r[NR]=$1} END{printf "record/arecord wake-up ratio: min %.2f  median %.2f  max %.2f\n", r[1], r[int((NR+1)/2)], r[NR]}'
+for l in arecord record idle_agent busy_agent; do
+  if [ -s "$T/$l.totals" ]; then stats "$l"; fi
+done
+if [ -s "$T/record.totals" ]; then
+  paste "$T/record.totals" "$T/arecord.totals" | awk '{print $1/$2}' | sort -g |
+    awk '{r[NR]=$1} END{printf "record/arecord wake-up ratio: min %.2f  median %.2f  max %.2f\n", r[1], r[int((NR+1)/2)], r[NR]}'
+fi

@@ -785,3 +785,46 @@ fn upload_streams_the_file_and_checks_the_checksum() {
         .unwrap_err();
     assert!(matches!(e, CallError::Invalid(_)), "{e:?}");
 }
+
+/// A controller that keeps connections alive (as HTTP/1.1 servers do by default) gets one
+/// connection for a run of calls: no connect, no resolver thread, no handshake per call.
+#[test]
+fn calls_reuse_a_kept_alive_connection() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let base = format!("http://{}/api/v1", listener.local_addr().unwrap());
+    let (tx, rx) = mpsc::channel();
+    thread::spawn(move || {
+        for (n, stream) in listener.incoming().enumerate() {
+            let mut stream = stream.unwrap();
+            let tx = tx.clone();
+            thread::spawn(move || {
+                // Each request on this connection, answered 202 and kept open.
+                loop {
+                    let mut peek = [0u8; 1];
+                    if stream.peek(&mut peek).map_or(true, |got| got == 0) {
+                        return;
+                    }
+                    let rec = read_request(&mut stream);
+                    let _ = tx.send((n, rec.request_line));
+                    let reply = "HTTP/1.1 202 Accepted\r\ncontent-type: application/json\r\n\
+                                 content-length: 2\r\n\r\n{}";
+                    if stream.write_all(reply.as_bytes()).is_err() {
+                        return;
+                    }
+                }
+            });
+        }
+    });
+    let (client, _dir) = client(&base);
+    for _ in 0..3 {
+        client.node_heartbeat(&heartbeat()).unwrap();
+    }
+    let seen: Vec<(usize, String)> = (0..3)
+        .map(|_| rx.recv_timeout(Duration::from_secs(5)).unwrap())
+        .collect();
+    assert!(
+        seen.iter()
+            .all(|(conn, line)| *conn == 0 && line.contains("/heartbeat")),
+        "{seen:?}"
+    );
+}

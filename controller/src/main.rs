@@ -297,12 +297,17 @@ struct ServeArgs {
     /// How often leases are expired (besides before each job call).
     #[arg(long, default_value = "10s", value_parser = humantime::parse_duration)]
     lease_runner_interval: Duration,
+    /// Keep connections alive between requests (HTTP/1.1's default, as most servers do);
+    /// without it each connection carries one request (what the test proxy expects).
+    #[arg(long)]
+    keep_alive: bool,
 }
 
 fn serve(args: ServeArgs) -> Result<(), Failure> {
     let mut cfg = ServerConfig::new(args.listen, args.db, args.store);
     cfg.lease = args.lease;
     cfg.lease_runner_interval = args.lease_runner_interval;
+    cfg.keep_alive = args.keep_alive;
     cfg.stopped_upload = match args.stopped_upload.as_str() {
         "completes" => StoppedUpload::Completes,
         "keeps-stop-requested" => StoppedUpload::KeepsStopRequested,

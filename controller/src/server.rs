@@ -55,6 +55,9 @@ pub struct ServerConfig {
     pub upload_timeout: Duration,
     /// What a primary upload does to a `stop_requested` job.
     pub stopped_upload: StoppedUpload,
+    /// Serve more than one request per connection. An idle connection is closed after
+    /// `io_timeout` (the head timeout covers the wait for the next request).
+    pub keep_alive: bool,
 }
 
 impl ServerConfig {
@@ -70,6 +73,7 @@ impl ServerConfig {
             io_timeout: Duration::from_secs(30),
             upload_timeout: Duration::from_secs(3600),
             stopped_upload: StoppedUpload::default(),
+            keep_alive: false,
         }
     }
 }
@@ -136,7 +140,12 @@ impl Server {
             max_uploads: cfg.workers - 2,
         });
         runtime.spawn(leases::run(stores, cfg.lease, cfg.lease_runner_interval));
-        runtime.spawn(accept(listener, service(app, &cfg), cfg.io_timeout));
+        runtime.spawn(accept(
+            listener,
+            service(app, &cfg),
+            cfg.io_timeout,
+            cfg.keep_alive,
+        ));
         let server = Server {
             addr,
             runtime: Some(runtime),
@@ -212,9 +221,13 @@ fn service(
 }
 
 /// The accept loop: one task per connection. hyper closes a connection whose head does
-/// not arrive within `head_timeout`; no keep-alive, so a connection is one request.
-async fn accept<S>(listener: tokio::net::TcpListener, service: S, head_timeout: Duration)
-where
+/// not arrive within `head_timeout`; without keep-alive a connection is one request.
+async fn accept<S>(
+    listener: tokio::net::TcpListener,
+    service: S,
+    head_timeout: Duration,
+    keep_alive: bool,
+) where
     S: Service<axum::extract::Request, Response = Response, Error = Infallible, Future: Send>
         + Clone
         + Send
@@ -224,7 +237,7 @@ where
     builder
         .timer(TokioTimer::new())
         .header_read_timeout(head_timeout)
-        .keep_alive(false);
+        .keep_alive(keep_alive);
     loop {
         let stream = match listener.accept().await {
             Ok((stream, _)) => stream,

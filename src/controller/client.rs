@@ -17,6 +17,7 @@
 
 mod clock;
 mod error;
+mod resolve;
 mod trust;
 mod upload;
 
@@ -181,8 +182,14 @@ impl Client {
             .timeout_recv_response(Some(cfg.read_timeout))
             .timeout_global(Some(cfg.call_timeout))
             .build();
+        // Connections are kept alive between calls (ureq's pool) when the controller allows.
+        let agent = Agent::with_parts(
+            config,
+            ureq::unversioned::transport::DefaultConnector::default(),
+            resolve::LiteralFirst::default(),
+        );
         Ok(Client {
-            agent: config.into(),
+            agent,
             base,
             https,
             node_id: cfg.node_id.clone(),

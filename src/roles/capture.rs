@@ -33,8 +33,11 @@ pub struct CaptureRoleSettings {
     pub gap_fill: GapFill,
     /// Return once no job is running or runnable (tests, one-shot recovery).
     pub exit_when_idle: bool,
-    /// How often the journal is scanned for new jobs.
+    /// How often the journal is scanned for new jobs while jobs run (and the beat's cadence).
     pub poll: Duration,
+    /// The same with no job running: the sync role's datagram starts a claimed job, so
+    /// the scan only catches what no datagram announced.
+    pub idle_poll: Duration,
     /// How long SIGTERM may take before the role gives up on a job thread.
     pub shutdown_deadline: Duration,
 }
@@ -50,6 +53,7 @@ impl CaptureRoleSettings {
             // The sync role's datagram starts a claimed job at once; the scan only
             // catches what no datagram announced, at the beat's cadence.
             poll: BEAT_EVERY,
+            idle_poll: IDLE_BEAT_EVERY,
             shutdown_deadline: Duration::from_secs(4),
         }
     }
@@ -138,9 +142,42 @@ enum JobThreadEnd {
 /// role heartbeats jobs only while this beat is younger than its `capture_beat_max_age`
 /// (5 s).
 pub const BEAT_EVERY: Duration = Duration::from_secs(2);
+/// The beat with no job running: liveness is the pid and boot id (`status` checks them
+/// against `/proc`), so the beat only has to show a loop that still turns.
+pub const IDLE_BEAT_EVERY: Duration = Duration::from_secs(10);
+/// A beat is late once this much past the cadence it says it keeps.
+const BEAT_SLACK_MS: i64 = 3_000;
+
+/// The cadence a capture beat says it keeps (`every_ms` in its progress), if it says.
+pub fn beat_every_ms(progress: &str) -> Option<i64> {
+    serde_json::from_str::<serde_json::Value>(progress)
+        .ok()?
+        .get("every_ms")?
+        .as_i64()
+        .filter(|ms| *ms > 0)
+}
+
+/// How old a capture beat may be and still count as fresh: `busy_max_ms`, or its own
+/// cadence plus a slack when it says it beats more slowly (an idle role).
+pub fn beat_max_age_ms(progress: &str, busy_max_ms: i64) -> i64 {
+    beat_every_ms(progress).map_or(busy_max_ms, |every| {
+        busy_max_ms.max(every.saturating_add(BEAT_SLACK_MS))
+    })
+}
 
 fn due(last: Option<Instant>, every: Duration) -> bool {
     last.is_none_or(|t| t.elapsed() >= every)
+}
+
+/// The loop's cadence: its poll while jobs run, its idle poll otherwise, and never
+/// longer than the systemd watchdog allows between two of its pings.
+fn cadence(settings: &CaptureRoleSettings, idle: bool) -> Duration {
+    let every = if idle {
+        settings.idle_poll
+    } else {
+        settings.poll
+    };
+    crate::roles::notify::quiet_at_most().map_or(every, |q| every.min(q))
 }
 
 /// This boot's identity: beats from before a reboot are recognisably stale.
@@ -169,6 +206,7 @@ pub fn run(
     let mut failures = Failures::default();
     let mut summary = CaptureSummary::default();
     let mut last_beat: Option<Instant> = None;
+    let mut beat_jobs: Vec<String> = Vec::new();
     let wake = crate::capture::hotplug::HotplugListener::bind(&settings.state_dir)
         .map_err(|e| log::warn!("wake-up socket unavailable ({e}); polling the journal only"))
         .ok();
@@ -186,10 +224,15 @@ pub fn run(
         if shutdown.is_stopped() {
             break;
         }
-        if due(last_beat, BEAT_EVERY) {
+        let every = cadence(settings, running.is_empty());
+        let mut jobs: Vec<String> = running.keys().cloned().collect();
+        jobs.sort();
+        // A job started or ended is said at once: the sync role reads the cadence.
+        if due(last_beat, every) || jobs != beat_jobs {
             last_beat = Some(Instant::now());
             let progress =
-                serde_json::json!({ "jobs": running.keys().collect::<Vec<_>>() }).to_string();
+                serde_json::json!({ "jobs": jobs, "every_ms": every.as_millis() as u64 })
+                    .to_string();
             // A run file: a beat that cannot be written is said, never the role's end.
             if let Err(e) = journal.write_beat(
                 "capture",
@@ -201,6 +244,7 @@ pub fn run(
             ) {
                 log::warn!("capture: {e}");
             }
+            beat_jobs = jobs;
         }
         let runnable = start_runnable_jobs(
             &journal,
@@ -213,12 +257,18 @@ pub fn run(
         if settings.exit_when_idle && running.is_empty() && runnable == 0 {
             break;
         }
-        // Sleep until the next poll, or until the sync role says it claimed a job.
+        // Sleep until the next beat or retry, or until the sync role says it claimed a
+        // job (or a job thread that it ended).
+        let every = cadence(settings, running.is_empty());
+        let beat_in = last_beat.map_or(Duration::ZERO, |t| every.saturating_sub(t.elapsed()));
+        let now = Instant::now();
+        let retry_in = failures.next_retry(now).map(|t| t - now);
+        let sleep = retry_in.map_or(beat_in, |r| r.min(beat_in));
         match &wake {
             Some(listener) => {
-                listener.wait(settings.poll);
+                listener.wait(sleep);
             }
-            None => std::thread::sleep(settings.poll),
+            None => std::thread::sleep(sleep.max(Duration::from_millis(1))),
         }
     }
     stop_job_threads(
@@ -394,6 +444,15 @@ impl Failures {
         }
         f.count += 1;
         f.retry_at = now + Duration::from_secs(1 << (f.count - 1).min(6));
+    }
+
+    /// The next instant a failed job may be retried, if one is still ahead (an entry
+    /// whose retry has come stays until the job fails again or is given up on).
+    fn next_retry(&self, now: Instant) -> Option<Instant> {
+        (self.jobs.values())
+            .filter(|f| f.count < MAX_ATTEMPTS && f.retry_at > now)
+            .map(|f| f.retry_at)
+            .min()
     }
 
     fn waiting(&self, id: &str) -> bool {
@@ -652,4 +711,27 @@ fn finish(
         format!("{job_id} is already {}", job.state),
         false,
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_a_retry_still_ahead_sets_the_wake_up() {
+        let now = Instant::now();
+        let mut failures = Failures::default();
+        assert_eq!(failures.next_retry(now), None);
+        failures.failed("a", "boom".into(), false); // retried in 1 s
+        let ahead = failures.next_retry(now).expect("a retry ahead");
+        assert!(ahead > now && ahead <= now + Duration::from_secs(2));
+        // Its time has come (the job runs again): no wake-up for it any more, or the
+        // loop would spin on a deadline in the past.
+        assert_eq!(failures.next_retry(now + Duration::from_secs(3)), None);
+        // Given up: none either.
+        for _ in 0..MAX_ATTEMPTS {
+            failures.failed("b", "boom".into(), false);
+        }
+        assert_eq!(failures.next_retry(now + Duration::from_secs(3)), None);
+    }
 }

@@ -72,6 +72,12 @@ pub fn alive(role: &'static str) {
     }
 }
 
+/// The longest a role's loop may go without saying [`alive`]: a quarter of the watchdog
+/// timeout, so that a ping is never late; `None` without a watchdog.
+pub fn quiet_at_most() -> Option<Duration> {
+    sd_notify::watchdog_enabled().map(|t| (t / 4).max(Duration::from_millis(10)))
+}
+
 /// A role with nothing to do stays up (systemd keeps it, no restart loop) and says so.
 pub fn status(text: &str) {
     send_state(&[NotifyState::Status(text)]);

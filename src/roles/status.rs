@@ -23,8 +23,9 @@ use crate::journal::{JobRow, JobSource, Journal, JournalError, OutboxRow};
 use crate::roles::finalize::{RECORDING_FILE, journal_path};
 use crate::segment::disk::disk_space;
 
-/// The capture role beats every poll (250 ms): a beat older than this means it is not
-/// running (or is wedged).
+/// The capture role beats every 2 s while jobs run: a beat older than this (or than three
+/// of the slower cadence its beat says it keeps when idle) means it is wedged. A role
+/// that is not running is told by its pid at once.
 pub const CAPTURE_STALE_AFTER_MS: i64 = 10_000;
 /// The sync role beats once per tick, and a tick may wait on the controller (calls time out
 /// after 10 s, uploads later): allow more.
@@ -318,10 +319,13 @@ pub fn gather_from(
     now_ms: i64,
 ) -> Result<Status, StatusError> {
     let capture = journal.beat("capture")?;
+    let capture_stale_after = capture.as_ref().map_or(CAPTURE_STALE_AFTER_MS, |b| {
+        capture_stale_after_ms(&b.progress)
+    });
     let sync = journal.beat("sync")?;
     let controller_contact_ms = sync.as_ref().map(|b| b.last_beat_ms);
     let roles = vec![
-        role_status("capture", capture, host, now_ms, CAPTURE_STALE_AFTER_MS),
+        role_status("capture", capture, host, now_ms, capture_stale_after),
         role_status("sync", sync, host, now_ms, SYNC_STALE_AFTER_MS),
     ];
 
@@ -391,6 +395,14 @@ pub fn gather_from(
         outbox: outbox_status(journal.pending_count()?, &outbox_rows),
         controller_contact_ms,
         node: crate::roles::sync::node_health::read_facts(state_dir),
+    })
+}
+
+/// How old the capture role's beat may be: [`CAPTURE_STALE_AFTER_MS`], or three beats of
+/// the slower cadence it says it keeps.
+fn capture_stale_after_ms(progress: &str) -> i64 {
+    crate::roles::capture::beat_every_ms(progress).map_or(CAPTURE_STALE_AFTER_MS, |every| {
+        CAPTURE_STALE_AFTER_MS.max(every.saturating_mul(3))
     })
 }
 

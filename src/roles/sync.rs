@@ -20,6 +20,7 @@
 mod capture_backend;
 mod claim;
 mod follow;
+mod idle_round;
 mod lanes;
 mod machine;
 mod meter;
@@ -44,9 +45,9 @@ use crate::journal::{JobRow, JobSource, Journal, JournalError};
 use crate::logging::untrusted;
 use crate::roles::finalize::{self, RECORDING_FILE};
 use crate::segment::writer::now_ms;
+use idle_round::{due, half_due};
 use lanes::{Lane, Lanes};
 use machine::{controller_event, report_body};
-use node::{interfaces, node_heartbeat};
 
 /// The sync role's settings.
 #[derive(Clone, Debug)]
@@ -60,7 +61,8 @@ pub struct SyncSettings {
     pub job_poll_every: Duration,
     pub claim_every: Duration,
     pub config_every: Duration,
-    /// The capture role's beat must be younger than this for jobs to be heartbeated.
+    /// The capture role's beat must be younger than this for jobs to be heartbeated (or
+    /// than its own cadence and a slack, when it says it beats more slowly).
     pub capture_beat_max_age: Duration,
     /// The spool's marks, for the node's disk-pressure events.
     pub disk: BudgetMarks,
@@ -104,14 +106,21 @@ pub enum SyncError {
 /// and a shutdown wake it earlier), at most [`IDLE_TICK`].
 const TICK: Duration = Duration::from_secs(1);
 const IDLE_TICK: Duration = Duration::from_secs(5);
+/// The sync role's beat (a run file `edgerec status` reads).
+const SYNC_BEAT_EVERY: Duration = Duration::from_secs(5);
 /// Repeats of one kind of failure (call and error kind) within this window are folded.
 const FOLD_WINDOW: Duration = Duration::from_secs(60);
 
 /// What a lane's call came back with.
 enum Done {
+    /// An idle round ([`idle_round`]): each call that went, and the claim when it found
+    /// no job or failed (jobs come back at once, as a `Claim`).
     Node {
-        heartbeat: Result<(), CallError>,
+        heartbeat: Option<Result<(), CallError>>,
         inventory: Option<Result<(), CallError>>,
+        claim: idle_round::ClaimOutcome,
+        /// When the heartbeat was answered (wall ms): the loop may hear it later.
+        answered_ms: i64,
     },
     Config(Result<NodeConfig, CallError>),
     Claim(Result<claim::Claimed, CallError>),
@@ -124,6 +133,22 @@ enum Done {
     Outbox(Box<outbox::Sent>),
     Upload(Box<outbox::Uploaded>),
     Meter(Vec<Result<(), CallError>>),
+}
+
+impl Done {
+    /// An idle round that found no job and had no trouble: nothing to journal before the
+    /// next round.
+    fn is_quiet(&self) -> bool {
+        matches!(
+            self,
+            Done::Node {
+                heartbeat: Some(Ok(())),
+                inventory: None | Some(Ok(())),
+                claim: None | Some(Ok(_)),
+                ..
+            }
+        )
+    }
 }
 
 /// A job's progress as the sync role last saw it: heartbeats only while it advances.
@@ -166,6 +191,8 @@ struct Sync {
     last_node_heartbeat: Option<Instant>,
     last_config: Option<Instant>,
     last_claim: Option<Instant>,
+    /// A claim is out (on the node lane or its own) and has not been answered.
+    claim_out: bool,
     inventory_sent: bool,
     watches: HashMap<String, Watch>,
     /// Outbox rows handed to a lane and not yet answered.
@@ -201,7 +228,8 @@ pub fn run(settings: SyncSettings, shutdown: &StopFlag) -> Result<(), SyncError>
     let started = now_ms();
     let boot = crate::roles::capture::boot_id();
     let node = node_health::NodeWatch::start(&settings.state_dir, settings.disk, &journal, started);
-    let lanes = Lanes::new(client);
+    // A quiet idle round waits for the loop's next round instead of waking it.
+    let lanes = Lanes::new(client).quiet_when(Done::is_quiet);
     let devices = node::InventoryWatch::new(&settings.state_dir, lanes.waker());
     meter_watch::start(&settings.state_dir, lanes.waker());
     let mut sync = Sync {
@@ -212,6 +240,7 @@ pub fn run(settings: SyncSettings, shutdown: &StopFlag) -> Result<(), SyncError>
         last_node_heartbeat: None,
         last_config: None,
         last_claim: None,
+        claim_out: false,
         inventory_sent: false,
         watches: HashMap::new(),
         in_flight: HashSet::new(),
@@ -233,9 +262,18 @@ pub fn run(settings: SyncSettings, shutdown: &StopFlag) -> Result<(), SyncError>
     crate::roles::notify::ready("sync");
     while !shutdown.is_stopped() {
         crate::roles::notify::alive("sync");
-        // The sync beat only tells `edgerec status` when the controller was last tried.
-        if due(last_beat, Duration::from_secs(5)) {
-            last_beat = Some(Instant::now());
+        // The sync beat only tells `edgerec status` when the controller was last tried;
+        // it rides along with the round's node heartbeat.
+        let now = Instant::now();
+        let heartbeat_due = due(
+            now,
+            sync.last_node_heartbeat,
+            sync.settings.node_heartbeat_every,
+        );
+        if due(now, last_beat, SYNC_BEAT_EVERY)
+            || (heartbeat_due && half_due(now, last_beat, SYNC_BEAT_EVERY))
+        {
+            last_beat = Some(now);
             let pid = std::process::id();
             if let Err(e) = sync
                 .journal
@@ -244,7 +282,7 @@ pub fn run(settings: SyncSettings, shutdown: &StopFlag) -> Result<(), SyncError>
                 log::warn!("sync: {e}"); // a run file: said, never the role's end
             }
         }
-        if let Err(e) = sync.tick(shutdown) {
+        if let Err(e) = sync.tick(shutdown, now) {
             // A journal error is local trouble: say it, and try again next tick.
             log::error!("sync: {e}");
         }
@@ -255,6 +293,7 @@ pub fn run(settings: SyncSettings, shutdown: &StopFlag) -> Result<(), SyncError>
             Ok(true) => next_call,
             _ => next_call.min(TICK),
         };
+        let wait = crate::roles::notify::quiet_at_most().map_or(wait, |q| wait.min(q));
         if let Some((lane, done)) = sync.lanes.next_outcome(wait)
             && let Err(e) = sync.handle(lane, done)
         {
@@ -263,10 +302,6 @@ pub fn run(settings: SyncSettings, shutdown: &StopFlag) -> Result<(), SyncError>
     }
     log::info!("sync: stopped");
     Ok(())
-}
-
-fn due(last: Option<Instant>, every: Duration) -> bool {
-    last.is_none_or(|t| t.elapsed() >= every)
 }
 
 fn jitter() -> f64 {
@@ -293,9 +328,10 @@ impl Sync {
             Some(lane) if self.lanes.is_busy(&lane) => IDLE_TICK,
             _ => last.map_or(Duration::ZERO, |t| every.saturating_sub(t.elapsed())),
         };
-        // A claim waits for free capacity, which a job's end brings (its outcome or a tick).
+        // A claim waits for free capacity, which a job's end brings (its outcome or a tick),
+        // and for the answer to the one out.
         let claim = match self.free_capacity() {
-            Ok(free) if free > 0 => left(Some(Lane::Claim), self.last_claim, s.claim_every),
+            Ok(free) if free > 0 && !self.claim_out => left(None, self.last_claim, s.claim_every),
             _ => IDLE_TICK,
         };
         [
@@ -306,7 +342,7 @@ impl Sync {
             ),
             claim,
             left(Some(Lane::Config), self.last_config, s.config_every),
-            left(None, last_beat, Duration::from_secs(5)),
+            left(None, last_beat, SYNC_BEAT_EVERY),
         ]
         .into_iter()
         .chain(
@@ -320,55 +356,16 @@ impl Sync {
 
     /// Schedules what is due; every call goes to its lane, nothing here waits on the
     /// network.
-    fn tick(&mut self, shutdown: &StopFlag) -> Result<(), SyncError> {
+    /// `now` dates the round's calls as the loop dated the beat: same instant, one wake-up.
+    fn tick(&mut self, shutdown: &StopFlag, now: Instant) -> Result<(), SyncError> {
         if self.devices.hotplugged() {
             // The inventory goes now, with a heartbeat, not at the next one.
             self.inventory_sent = false;
             self.last_node_heartbeat = None;
         }
-        if due(self.last_node_heartbeat, self.settings.node_heartbeat_every)
-            && !self.lanes.is_busy(&Lane::Node)
-        {
-            if self.devices.cards_changed() {
-                self.inventory_sent = false;
-            }
-            let hb = node_heartbeat();
-            let inventory =
-                (!self.inventory_sent).then(|| crate::controller::protocol::Inventory {
-                    interfaces: interfaces(),
-                });
-            let submitted = self.lanes.submit(
-                Lane::Node,
-                Box::new(move |c: &Client| Done::Node {
-                    heartbeat: c.node_heartbeat(&hb),
-                    inventory: inventory.map(|inv| c.inventory(&inv)),
-                }),
-            );
-            if submitted {
-                self.last_node_heartbeat = Some(Instant::now());
-            }
-        }
-        if due(self.last_config, self.settings.config_every)
-            && self.lanes.submit(
-                Lane::Config,
-                Box::new(|c: &Client| Done::Config(c.node_config())),
-            )
-        {
-            self.last_config = Some(Instant::now());
-        }
         self.poll_jobs(shutdown)?;
         self.journaled_pass(shutdown)?;
-        if !shutdown.is_stopped()
-            && due(self.last_claim, self.settings.claim_every)
-            && !self.lanes.is_busy(&Lane::Claim)
-            && self.free_capacity()? > 0
-            && self.lanes.submit(
-                Lane::Claim,
-                Box::new(|c: &Client| Done::Claim(claim::claim_with_maps(c))),
-            )
-        {
-            self.last_claim = Some(Instant::now());
-        }
+        self.idle_round(shutdown, now)?;
         self.sweep_retention()?;
         Ok(())
     }
@@ -414,15 +411,14 @@ impl Sync {
             Done::Node {
                 heartbeat,
                 inventory,
+                claim,
+                answered_ms,
             } => {
-                let skew = self.lanes.clock_skew().map(|s| s.as_millis());
-                self.node
-                    .after_heartbeat(&self.journal, heartbeat.is_ok(), skew);
-                if let Some(path) = &self.settings.metrics_textfile {
-                    self.node.publish_metrics(&self.journal, path);
+                if let Some(claim) = claim {
+                    self.claimed(claim)?;
                 }
-                if let Err(e) = heartbeat {
-                    self.trouble("node heartbeat", &e);
+                if let Some(heartbeat) = heartbeat {
+                    self.heartbeat_answered(heartbeat, answered_ms);
                 }
                 match inventory {
                     Some(Ok(())) => self.inventory_sent = true,
@@ -445,8 +441,7 @@ impl Sync {
                 self.monitor_enhanced = wants;
             }
             Done::Config(Err(e)) => self.trouble("node config", &e),
-            Done::Claim(Ok(claimed)) => self.take_claimed_group(claimed)?,
-            Done::Claim(Err(e)) => self.trouble("claim", &e),
+            Done::Claim(claim) => self.claimed(claim)?,
             Done::Job {
                 local_id,
                 seen,
@@ -513,8 +508,10 @@ impl Sync {
 
     /// Hands due heartbeats (and polls) of running jobs to their lanes.
     fn poll_jobs(&mut self, shutdown: &StopFlag) -> Result<(), SyncError> {
+        let busy_max = self.settings.capture_beat_max_age.as_millis() as i64;
         let capture_alive = self.journal.beat("capture")?.is_some_and(|b| {
-            now_ms() - b.last_beat_ms <= self.settings.capture_beat_max_age.as_millis() as i64
+            now_ms() - b.last_beat_ms
+                <= crate::roles::capture::beat_max_age_ms(&b.progress, busy_max)
         });
         let jobs = self.controller_jobs()?;
         let live: HashSet<&str> = jobs
@@ -549,7 +546,11 @@ impl Sync {
                 watch.frames = frames;
                 watch.advanced_at = Instant::now();
             }
-            if !due(watch.polled_at, self.settings.job_poll_every) {
+            if !due(
+                Instant::now(),
+                watch.polled_at,
+                self.settings.job_poll_every,
+            ) {
                 continue;
             }
             // Liveness comes from the journal: a capture that stopped beating or advancing

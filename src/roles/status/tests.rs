@@ -452,3 +452,24 @@ fn a_stale_beat_and_a_dead_process_are_not_alive() {
     let r = role_status("capture", None, &host, NOW, 10_000);
     assert_eq!(r.liveness, Liveness::Never);
 }
+
+/// An idle capture role beats every 10 s and says so: three of its beats may pass.
+#[test]
+fn an_idle_capture_beat_is_judged_by_the_cadence_it_says() {
+    let idle = r#"{"jobs":[],"every_ms":10000}"#;
+    let busy = r#"{"jobs":["j1"],"every_ms":2000}"#;
+    let table = [
+        (idle, 30_000),
+        (busy, CAPTURE_STALE_AFTER_MS),
+        ("", CAPTURE_STALE_AFTER_MS), // a beat from an older build
+        (r#"{"every_ms":-5}"#, CAPTURE_STALE_AFTER_MS),
+    ];
+    for (progress, want) in table {
+        assert_eq!(capture_stale_after_ms(progress), want, "{progress}");
+    }
+    // The sync role's own bound: the busy one, or the cadence and a 3 s slack.
+    use crate::roles::capture::beat_max_age_ms;
+    assert_eq!(beat_max_age_ms(idle, 5_000), 13_000);
+    assert_eq!(beat_max_age_ms(busy, 5_000), 5_000);
+    assert_eq!(beat_max_age_ms("", 5_000), 5_000);
+}

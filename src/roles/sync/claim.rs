@@ -48,6 +48,13 @@ pub(super) struct Claimed {
     maps: Option<Result<Vec<ChannelMapBundle>, CallError>>,
 }
 
+impl Claimed {
+    /// The controller had no job for us.
+    pub fn is_empty(&self) -> bool {
+        self.jobs.is_empty()
+    }
+}
+
 /// The claim lane's call: claim, then fetch the assignments if a job needs them.
 pub(super) fn claim_with_maps(c: &Client) -> Result<Claimed, CallError> {
     let jobs = c.claim_next_group()?;

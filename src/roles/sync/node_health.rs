@@ -123,9 +123,9 @@ impl NodeWatch {
         }
     }
 
-    /// Folds in one node heartbeat's outcome and what the box shows now.
-    pub fn after_heartbeat(&mut self, journal: &Journal, ok: bool, skew_ms: Option<i64>) {
-        let now = now_ms();
+    /// Folds in one node heartbeat's outcome, answered at `now` (wall ms), and what the
+    /// box shows now.
+    pub fn after_heartbeat(&mut self, journal: &Journal, ok: bool, skew_ms: Option<i64>, now: i64) {
         let obs = Observation {
             heartbeat_ok: Some(ok),
             skew_ms,
