@@ -11,8 +11,8 @@ use rubato::{Fft, FixedSync, Indexing, Resampler as _};
 
 /// Input frames per resampler call.
 const CHUNK: usize = 1024;
-/// Calls per hand-off to the helper thread: one round trip per 16 Ki frames, not per call.
-const BATCH_CALLS: usize = 16;
+/// Calls per hand-off to the helper thread: one round trip per 32 Ki frames, not per call.
+const BATCH_CALLS: usize = 32;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ResampleError {
@@ -186,8 +186,7 @@ pub struct Resampler {
 impl Resampler {
     /// Splits the channels over two threads when there are two channels and two cores.
     pub fn new(from: u32, to: u32, channels: u16) -> Result<Resampler, ResampleError> {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        Resampler::with_threads(from, to, channels, cores >= 2)
+        Resampler::with_threads(from, to, channels, super::pipeline::render_cores() >= 2)
     }
 
     pub fn with_threads(

@@ -13,6 +13,8 @@ use super::{CodecError, Encoder, EncoderParams, Facts, SampleKind, Samples};
 use crate::core::format::SampleFormat;
 
 mod frames;
+mod join;
+pub(crate) mod split;
 mod tag;
 
 /// When the job names no bitrate.

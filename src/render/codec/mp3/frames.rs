@@ -5,8 +5,15 @@
 /// Samples per MPEG-1 Layer III frame.
 pub const FRAME_SAMPLES: u64 = 1152;
 
-const KBPS: [u16; 16] = [0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 0];
+const KBPS: [u16; 16] = [
+    0, 32, 40, 48, 56, 64, 80, 96, 112, 128, 160, 192, 224, 256, 320, 0,
+];
 const RATES: [u32; 3] = [44_100, 48_000, 32_000];
+
+/// The bitrate a Layer III bitrate index stands for (0: free or invalid).
+pub fn kbps(index: u8) -> u16 {
+    KBPS[usize::from(index & 15)]
+}
 
 /// What a frame header says.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -38,10 +45,6 @@ impl Header {
             protected: b[1] & 1 == 0,
             channels: if b[3] >> 6 == 3 { 1 } else { 2 },
         })
-    }
-
-    pub fn kbps(&self) -> u16 {
-        KBPS[usize::from(self.bitrate_index)]
     }
 
     /// Whole frame, header included.
@@ -143,7 +146,8 @@ fn crc16_byte(crc: u16, b: u8) -> u16 {
 /// `crc16(s, d) = crc16(0, d) ^ zeros(s, d.len())`: two CRCs taken apart can be joined.
 pub fn crc16_zeros(crc: u16, mut n: u64) -> u16 {
     // The map of one zero byte as the images of the 16 bits, squared up to n.
-    let apply = |m: &[u16; 16], s: u16| (0..16).filter(|i| s >> i & 1 == 1).fold(0, |a, i| a ^ m[i]);
+    let apply =
+        |m: &[u16; 16], s: u16| (0..16).filter(|i| s >> i & 1 == 1).fold(0, |a, i| a ^ m[i]);
     let mut power: [u16; 16] = std::array::from_fn(|i| crc16_byte(1 << i, 0));
     let mut out = crc;
     while n > 0 {
@@ -249,7 +253,10 @@ mod tests {
     fn headers() {
         // 48 kHz, 128 kbps, no padding, joint stereo, no CRC.
         let h = Header::parse(&[0xFF, 0xFB, 0x94, 0x44]).unwrap();
-        assert_eq!((h.kbps(), h.rate, h.len(), h.channels), (128, 48_000, 384, 2));
+        assert_eq!(
+            (kbps(h.bitrate_index), h.rate, h.len(), h.channels),
+            (128, 48_000, 384, 2)
+        );
         assert_eq!(h.payload_start(), 36);
         assert!(Header::parse(&[0xFF, 0xF3, 0x94, 0x44]).is_none()); // MPEG-2
         assert!(Header::parse(&[0xFF, 0xFB, 0xF4, 0x44]).is_none()); // bad bitrate

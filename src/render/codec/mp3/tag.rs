@@ -100,7 +100,7 @@ fn toc(kbps: &[u16]) -> [u8; 100] {
 
 #[cfg(test)]
 pub(super) mod tests {
-    use super::super::frames::{FrameLog, Header};
+    use super::super::frames::{FrameLog, kbps};
     use super::*;
     use crate::render::codec::{EncoderParams, Facts};
     use mp3lame_encoder::{FlushGap, InterleavedPcm};
@@ -131,7 +131,8 @@ pub(super) mod tests {
                 let noise = (seed >> 8) as f32 / (1u32 << 24) as f32 - 0.5;
                 let t = i as f32 / 48_000.0;
                 let burst = if (t * 3.0).fract() < 0.4 { 0.6 } else { 0.05 };
-                let l = burst * (2.0 * std::f32::consts::PI * (200.0 + 900.0 * t.sin().abs()) * t).sin();
+                let l = burst
+                    * (2.0 * std::f32::consts::PI * (200.0 + 900.0 * t.sin().abs()) * t).sin();
                 let click = if i % 24_000 < 24 { 0.8 } else { 0.0 };
                 [l + 0.05 * noise + click, 0.7 * l - 0.1 * noise]
             })
@@ -162,10 +163,14 @@ pub(super) mod tests {
             let mut log = FrameLog::default();
             log.feed(&bytes).unwrap();
             assert!(log.is_whole());
-            assert_eq!(usize::from(log.frames[0].len), lames.len(), "the blank tag frame");
+            assert_eq!(
+                usize::from(log.frames[0].len),
+                lames.len(),
+                "the blank tag frame"
+            );
             let kbps: Vec<u16> = log.frames[1..]
                 .iter()
-                .map(|f| KBPS_OF(f.bitrate_index))
+                .map(|f| kbps(f.bitrate_index))
                 .collect();
             let mut ours = lames.clone();
             let x = magic(&ours).unwrap();
@@ -183,12 +188,5 @@ pub(super) mod tests {
             rewrite(&mut ours, &stream).unwrap();
             assert_eq!(ours, lames, "vbr {vbr}");
         }
-    }
-
-    #[allow(non_snake_case)]
-    fn KBPS_OF(index: u8) -> u16 {
-        let mut h = Header::parse(&[0xFF, 0xFB, 0x94, 0x44]).unwrap();
-        h.bitrate_index = index;
-        h.kbps()
     }
 }
