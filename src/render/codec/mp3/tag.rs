@@ -149,16 +149,15 @@ pub(super) mod tests {
         }
         out.reserve(7200 * 2);
         lame.flush_to_vec::<FlushGap>(&mut out).unwrap();
-        let mut tag = Vec::new();
-        tag.reserve(lame.lame_tag_size());
+        let mut tag = Vec::with_capacity(lame.lame_tag_size());
         lame.lame_tag_encode_to_vec(&mut tag).unwrap();
         (out, tag)
     }
 
     #[test]
     fn a_one_piece_stream_gets_lames_own_tag() {
-        for (vbr, kbps) in [(true, 190), (false, 128)] {
-            let p = params(vbr, kbps);
+        for (vbr, asked) in [(true, 190), (false, 128)] {
+            let p = params(vbr, asked);
             let (bytes, lames) = encode(&p, &signal(48_000 * 20 + 333));
             let mut log = FrameLog::default();
             log.feed(&bytes).unwrap();
