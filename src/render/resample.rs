@@ -149,6 +149,42 @@ impl Helper {
     }
 }
 
+/// Channels `range` of interleaved `src` (`ch` channels) into `dst`, interleaved.
+fn pick(src: &[f32], ch: usize, range: std::ops::Range<usize>, dst: &mut Vec<f32>) {
+    let (n, w) = (src.len() / ch, range.len());
+    dst.clear();
+    dst.resize(n * w, 0.0);
+    if w == 1 {
+        // Stereo's case: a strided copy, not a slice copy per sample.
+        for (d, frame) in dst.iter_mut().zip(src.chunks_exact(ch)) {
+            *d = frame[range.start];
+        }
+    } else {
+        for (d, frame) in dst.chunks_exact_mut(w).zip(src.chunks_exact(ch)) {
+            d.copy_from_slice(&frame[range.clone()]);
+        }
+    }
+}
+
+/// Frames of `a` (`wa` channels) and `b` (`wb`) side by side into `out`.
+fn weave(a: &[f32], b: &[f32], (wa, wb): (usize, usize), out: &mut Vec<f32>) {
+    let n = a.len() / wa;
+    out.clear();
+    out.resize(n * (wa + wb), 0.0);
+    if (wa, wb) == (1, 1) {
+        for ((o, &x), &y) in out.chunks_exact_mut(2).zip(a).zip(b) {
+            o[0] = x;
+            o[1] = y;
+        }
+    } else {
+        let frames = a.chunks_exact(wa).zip(b.chunks_exact(wb));
+        for (o, (x, y)) in out.chunks_exact_mut(wa + wb).zip(frames) {
+            o[..wa].copy_from_slice(x);
+            o[wa..].copy_from_slice(y);
+        }
+    }
+}
+
 fn gone() -> ResampleError {
     ResampleError::Process("the resampler thread stopped".into())
 }
@@ -286,17 +322,11 @@ impl Resampler {
                 let (ch, split) = (self.channels, self.split);
                 let pending = &self.pending;
                 helper.send(|b| {
-                    b.input.clear();
-                    for frame in pending.chunks_exact(ch) {
-                        b.input.extend_from_slice(&frame[split..]);
-                    }
+                    pick(pending, ch, split..ch, &mut b.input);
                     b.partials.clear();
                     b.partials.extend_from_slice(partials);
                 })?;
-                self.a_in.clear();
-                for frame in self.pending.chunks_exact(ch) {
-                    self.a_in.extend_from_slice(&frame[..split]);
-                }
+                pick(&self.pending, ch, 0..split, &mut self.a_in);
                 self.a_out.clear();
                 let mine = self.a.run(&self.a_in, partials, &mut self.a_out);
                 let theirs = helper.receive()?; // always collect it, even after an error
@@ -309,14 +339,7 @@ impl Resampler {
                 if self.a_out.len() / split != theirs.out.len() / rest {
                     return Err(ResampleError::Process("channel groups out of step".into()).into());
                 }
-                for (a, b) in self
-                    .a_out
-                    .chunks_exact(split)
-                    .zip(theirs.out.chunks_exact(rest))
-                {
-                    self.out.extend_from_slice(a);
-                    self.out.extend_from_slice(b);
-                }
+                weave(&self.a_out, &theirs.out, (split, rest), &mut self.out);
             }
         }
         self.pending.clear();
