@@ -2,7 +2,8 @@
 # Renders one stereo 48 kHz speech-like input with edgerec and with the reference tools,
 # in one run, and prints wall/CPU ratios and sizes:
 #   FLAC  edgerec --codec flac        vs  flac -5
-#   MP3   edgerec --codec mp3 --vbr --bitrate 190 (V2)  vs  lame -V2   (1 core and 2 cores)
+#   MP3   edgerec --codec mp3 --vbr --bitrate 190 (V2)  vs  lame -V2   (1 core and 2 cores),
+#         and edgerec on 2 cores vs itself on one thread (EDGEREC_RENDER_CORES=1, not pinned)
 #   rate  edgerec --codec wav --rate 44100              vs  sox -r 44100 (its default "high")
 # Every command runs at nice 10 (edgerec's render threads run there), pinned to one core
 # with taskset where the row says "1 core".
@@ -70,6 +71,7 @@ run ref_flac flac -5 -f -s -o "$work/ref.flac" "$in"
 run ours_mp3_1 taskset -c 0 "$bin" render "$in" --codec mp3 --vbr --bitrate 190 --out "$work/ours1.mp3"
 run ref_mp3_1 taskset -c 0 lame --quiet -V2 "$in" "$work/ref1.mp3"
 run ours_mp3_2 "$bin" render "$in" --codec mp3 --vbr --bitrate 190 --out "$work/ours2.mp3"
+run ours_mp3_1t env EDGEREC_RENDER_CORES=1 "$bin" render "$in" --codec mp3 --vbr --bitrate 190 --out "$work/ours1t.mp3"
 run ours_rate "$bin" render "$in" --codec wav --rate 44100 --out "$work/ours44.wav"
 if [ -n "$bin_v3" ]; then
   run v3_flac "$bin_v3" render "$in" --codec flac --out "$work/v3.flac"
@@ -87,6 +89,7 @@ echo "edgerec vs reference (ratio > 1: edgerec faster)"
 row "FLAC vs flac -5" ours_flac ref_flac "$work/ours.flac" "$work/ref.flac"
 row "MP3 V2 vs lame, 1 core" ours_mp3_1 ref_mp3_1 "$work/ours1.mp3" "$work/ref1.mp3"
 row "MP3 V2 2 cores vs lame" ours_mp3_2 ref_mp3_1 "$work/ours2.mp3" "$work/ref1.mp3"
+row "MP3 2 cores vs 1 thread" ours_mp3_2 ours_mp3_1t "$work/ours2.mp3" "$work/ours1t.mp3"
 row "44.1 kHz vs sox rate" ours_rate ref_rate "$work/ours44.wav" "$work/ref44.wav"
 if [ -n "$bin_v3" ]; then
   row "FLAC (v3) vs flac -5" v3_flac ref_flac "$work/v3.flac" "$work/ref.flac"

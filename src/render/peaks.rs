@@ -55,7 +55,7 @@ struct PeaksJson<'a> {
 impl Peaks {
     /// For an output of `frames` frames (the plan's length) at `rate`.
     pub fn new(channels: u16, rate: u32, frames: u64) -> Peaks {
-        let samples_per_pixel = frames.div_ceil(MAX_PIXELS).max(MIN_SAMPLES_PER_PIXEL);
+        let samples_per_pixel = Peaks::pixel_width(frames);
         let channels = usize::from(channels.max(1));
         let pixels = frames.div_ceil(samples_per_pixel).min(MAX_PIXELS + 1) as usize;
         Peaks {
@@ -94,6 +94,21 @@ impl Peaks {
             *c = (f32::MAX, f32::MIN);
         }
         self.in_pixel = 0;
+    }
+
+    /// Frames a pixel covers for an output of `frames` frames.
+    pub fn pixel_width(frames: u64) -> u64 {
+        frames.div_ceil(MAX_PIXELS).max(MIN_SAMPLES_PER_PIXEL)
+    }
+
+    /// These peaks followed by `later`'s, which began where these end: at a pixel
+    /// boundary, so the pixels are the ones one pass over both parts makes.
+    pub fn append(mut self, later: Peaks) -> Peaks {
+        debug_assert_eq!(self.in_pixel, 0, "peaks split inside a pixel");
+        self.data.extend_from_slice(&later.data);
+        self.in_pixel = later.in_pixel;
+        self.current = later.current;
+        self
     }
 
     /// The JSON document, closing a partial last pixel.
@@ -137,6 +152,19 @@ mod tests {
             .map(|x| x.as_i64().unwrap())
             .collect();
         assert_eq!(data, vec![0, 127, 0, 0, 0, 0, -64, 0, 0, 0, 0, 0]);
+    }
+
+    #[test]
+    fn peaks_split_at_a_pixel_join_as_one_pass() {
+        let frames: Vec<f32> = (0..5000)
+            .map(|i| ((i * 37) % 101) as f32 / 50.0 - 1.0)
+            .collect();
+        let mut one = Peaks::new(1, 48_000, 5000);
+        one.push(&frames);
+        let (mut a, mut b) = (Peaks::new(1, 48_000, 5000), Peaks::new(1, 48_000, 5000));
+        a.push(&frames[..256 * 7]);
+        b.push(&frames[256 * 7..]);
+        assert_eq!(a.append(b).finish(), one.finish());
     }
 
     #[test]

@@ -10,6 +10,7 @@ use std::path::{Path, PathBuf};
 use sha2::{Digest, Sha256};
 
 use super::channel_map::Mix;
+use super::codec::mp3::split as mp3_split;
 use super::codec::{Codec, CodecError, Encoder, EncoderParams, Facts, SampleKind, Samples};
 use super::convert::{self, Quantizer};
 use super::peaks::Peaks;
@@ -24,6 +25,16 @@ const STEP_FRAMES: usize = 8192;
 /// Nice steps render threads run below the thread that starts them (capture runs at 0
 /// or real-time).
 pub const RENDER_NICE: i32 = 10;
+
+/// Cores a render may use: `EDGEREC_RENDER_CORES` when set (1 keeps a render on one
+/// thread, to compare or to spare the box), else the machine's.
+pub fn render_cores() -> usize {
+    std::env::var("EDGEREC_RENDER_CORES")
+        .ok()
+        .and_then(|v| v.trim().parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
 
 /// What to render, and how.
 #[derive(Clone, Debug)]
@@ -189,10 +200,19 @@ fn render_here(
     let (rate, bits, frames) = (params.rate, params.bits, params.frames);
     let in_frames = plan_frames(&req.plan);
     let partial = stitch::partial_path(out)?;
+    let resampling = rate != req.spec.rate;
+    // MP3 over two spans joined (two cores, no resampling, long enough); else one pass.
+    let spans = (req.codec.name == "mp3" && !resampling)
+        .then(|| mp3_split::plan(frames, rate, Peaks::pixel_width(frames), render_cores()))
+        .flatten();
     let result = (|| {
+        if let Some(spans) = &spans {
+            if let Some(done) = mp3_split::render(req, &params, spans, &partial, progress)? {
+                return Ok(done);
+            }
+        }
         let file = File::create(&partial).map_err(out_err)?;
         let encoder = (req.codec.open)(file, &params).map_err(codec_err)?;
-        let resampling = rate != req.spec.rate;
         let dither = bits < req.spec.format.valid_bits() || !req.mix.is_selection() || resampling;
         let mut sink = Sink::new(
             encoder,
@@ -257,19 +277,45 @@ pub(super) fn read_plan(
     progress: &mut (dyn FnMut(u64, u64) + Send),
     emit: &mut dyn FnMut(&[f32]) -> Result<(), RenderError>,
 ) -> Result<(), RenderError> {
+    read_plan_range(req, 0..u64::MAX, total, progress, emit)
+}
+
+/// [`read_plan`] over the plan's frames `range` only (progress counts from its start).
+pub(crate) fn read_plan_range(
+    req: &RenderRequest,
+    range: std::ops::Range<u64>,
+    total: u64,
+    progress: &mut (dyn FnMut(u64, u64) + Send),
+    emit: &mut dyn FnMut(&[f32]) -> Result<(), RenderError>,
+) -> Result<(), RenderError> {
     let spec = req.spec;
     let bpf = spec.bytes_per_frame();
     let mut bytes = vec![0u8; STEP_FRAMES * bpf];
     let mut decoded = Vec::with_capacity(STEP_FRAMES * spec.channels as usize);
     let mut mixed = Vec::with_capacity(STEP_FRAMES * req.mix.outputs.len());
-    let mut done = 0u64;
+    let (mut done, mut at) = (0u64, 0u64);
     for piece in &req.plan {
+        let len = match piece {
+            Piece::Segment { frames, .. } | Piece::Silence { frames } => *frames,
+        };
+        // The part of this piece inside the range.
+        let (from, to) = (
+            range.start.clamp(at, at + len),
+            range.end.clamp(at, at + len),
+        );
+        at += len;
+        if from == to {
+            continue;
+        }
         let (mut src, frames) = match piece {
-            Piece::Segment { file, skip, frames } => (
-                Some((stitch::open_segment(file, spec, *skip, *frames)?, file)),
-                *frames,
+            Piece::Segment { file, skip, .. } => (
+                Some((
+                    stitch::open_segment(file, spec, *skip + from - (at - len), to - from)?,
+                    file,
+                )),
+                to - from,
             ),
-            Piece::Silence { frames } => (None, *frames),
+            Piece::Silence { .. } => (None, to - from),
         };
         let mut left = frames;
         while left > 0 {

@@ -12,6 +12,11 @@ use mp3lame_encoder::{
 use super::{CodecError, Encoder, EncoderParams, Facts, SampleKind, Samples};
 use crate::core::format::SampleFormat;
 
+mod frames;
+mod join;
+pub(crate) mod split;
+mod tag;
+
 /// When the job names no bitrate.
 pub const DEFAULT_KBPS: u32 = 128;
 
@@ -75,6 +80,21 @@ pub fn layout(
 }
 
 pub fn open(file: File, p: &EncoderParams) -> Result<Box<dyn Encoder>, CodecError> {
+    let (lame, channels) = lame(p)?;
+    let tag = id3v2(&p.facts, p.rate);
+    let mut out = BufWriter::with_capacity(256 * 1024, file);
+    out.write_all(&tag)?;
+    Ok(Box::new(Mp3Encoder {
+        lame,
+        out,
+        channels,
+        tag_len: tag.len() as u64,
+        buf: Vec::new(),
+    }))
+}
+
+/// A LAME encoder for `p` (its Xing/LAME tag frame enabled) and its channel count.
+pub(crate) fn lame(p: &EncoderParams) -> Result<(mp3lame_encoder::Encoder, usize), CodecError> {
     let build = |e: mp3lame_encoder::BuildError| CodecError::Encode(format!("LAME: {e}"));
     let mut b = Builder::new().ok_or_else(|| CodecError::Encode("LAME: out of memory".into()))?;
     let channels = u8::try_from(p.channels)
@@ -102,17 +122,7 @@ pub fn open(file: File, p: &EncoderParams) -> Result<Box<dyn Encoder>, CodecErro
         b.set_brate(CBR_RATES[cbr_index(kbps)].0).map_err(build)?;
     }
     b.set_to_write_vbr_tag(true).map_err(build)?;
-    let lame = b.build().map_err(build)?;
-    let tag = id3v2(&p.facts, p.rate);
-    let mut out = BufWriter::with_capacity(256 * 1024, file);
-    out.write_all(&tag)?;
-    Ok(Box::new(Mp3Encoder {
-        lame,
-        out,
-        channels: usize::from(channels),
-        tag_len: tag.len() as u64,
-        buf: Vec::new(),
-    }))
+    Ok((b.build().map_err(build)?, usize::from(channels)))
 }
 
 struct Mp3Encoder {
