@@ -160,7 +160,8 @@ mod tests {
     #[test]
     fn a_long_period_or_a_short_interval_keeps_a_floor() {
         assert_eq!(turn_every(MS(1000), MS(500), MS(21)), MS(279));
-        assert_eq!(turn_every(MS(200), MS(100), Duration::ZERO), MS(50));
+        assert_eq!(turn_every(MS(200), MS(100), Duration::ZERO), MS(60));
+        assert_eq!(turn_every(MS(200), MS(190), Duration::ZERO), MS(50));
         assert_eq!(
             turn_every(MS(10), MS(100), Duration::ZERO),
             MS(2) + Duration::from_micros(500)
