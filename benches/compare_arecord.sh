@@ -5,6 +5,8 @@
 # their min/median/max, then the size of the stripped release binary. The rows:
 #   record          `edgerec record` at its default config (segments, then recording.wav)
 #   record_nostitch `edgerec record --no-stitch` (the segments only)
+#   record_nostitch_sync10s  the same at `--sync-interval 10s`: a peer that shows what the
+#                   default 1 s sync (the crash-safety promise) costs
 #   capture_role    the agent's capture role (`edgerec capture`, what the box runs) on a
 #                   WAV job claimed from the reference controller on loopback by the sync
 #                   role (a separate process, not counted), with run/ on a tmpfs as the
@@ -22,8 +24,8 @@
 #
 # Caveats: `edgerec record` also finalizes when the capture ends (stitches its segments into
 # one WAV, writes timeline.json, commits the journal), and that is in its figures; arecord
-# writes one WAV and nothing else. Every edgerec row fdatasyncs its segments about 1.5
-# times a second (the crash-safety promise: a power cut loses at most the sync interval);
+# writes one WAV and nothing else. Every edgerec row fdatasyncs its segments about once
+# a second (the crash-safety promise: a power cut loses at most the sync interval);
 # arecord never syncs. The capture role's row includes its start-up, its journal work and
 # its finalize (no stitched copy: the sync role streams the WAV into the upload). /usr/bin/time prints CPU seconds with 2 decimals, so the
 # ratio is computed from bash's `time` (getrusage, ms) over the same process.
@@ -95,12 +97,11 @@ EDGEREC_LOG=warn "$EDGEREC" sync --state-dir "$STATE" --controller "http://127.0
 pids+=($!)
 unset EDGEREC_RUN_DIR
 
-# job_frames: the frames the last job's segments hold (their data chunks, from sox).
-job_frames() {
+# segment_frames DIR: the frames the segments in DIR hold (their data chunks, from sox).
+segment_frames() {
   local n=0 f
-  for f in "$STATE"/jobs/*/0*.wav "$STATE"/*/0*.wav; do
-    [ -f "$f" ] || continue
-    n=$((n + $(soxi -s "$f" 2>/dev/null || echo 0)))
+  for f in "$1"/0*.wav; do
+    [ -f "$f" ] && n=$((n + $(soxi -s "$f" 2>/dev/null || echo 0)))
   done
   echo "$n"
 }
@@ -123,8 +124,8 @@ status=0
 echo
 echo "Same device ($DEVICE: ${RATE} Hz, ${CHANNELS} ch, $FORMAT), ${SECS} s each, one after the other, ${RUNS} runs"
 echo "edgerec at its default config (period, ring, flush and sync as shipped)"
-ROWS=(record record_nostitch capture_role)
-printf '%-4s %-16s %8s %8s %9s %12s %10s %12s %7s %s\n' run tool user_s sys_s wall_s max_rss_KiB cpu_ms frames ratio exit
+ROWS=(record record_nostitch record_nostitch_sync10s capture_role)
+printf '%-4s %-24s %8s %8s %9s %12s %10s %12s %7s %s\n' run tool user_s sys_s wall_s max_rss_KiB cpu_ms frames ratio exit
 for r in $(seq "$RUNS"); do
   echo "== run $r/$RUNS: arecord, ${SECS} s" >&2
   rm -f "$WORK/arecord.wav"
@@ -135,17 +136,17 @@ for r in $(seq "$RUNS"); do
   run record "$EDGEREC" record --backend alsa --device "$DEVICE" --format "$FORMAT" \
     --rate "$RATE" --channels "$CHANNELS" --duration "${SECS}s" --out "$WORK/out"
   frames_record=$(sed -n 's/^recording: .*, \([0-9][0-9]*\) frames)$/\1/p' "$WORK/record.out" | head -n 1)
-  echo "== run $r/$RUNS: edgerec record --no-stitch, ${SECS} s" >&2
-  rm -rf "$WORK/out"; mkdir -p "$WORK/out"
-  run record_nostitch "$EDGEREC" record --no-stitch --backend alsa --device "$DEVICE" \
-    --format "$FORMAT" --rate "$RATE" --channels "$CHANNELS" --duration "${SECS}s" --out "$WORK/out"
-  frames_record_nostitch=0
-  for f in "$WORK"/out/job_*/0*.wav; do
-    [ -f "$f" ] && frames_record_nostitch=$((frames_record_nostitch + $(soxi -s "$f")))
+  for peer in nostitch nostitch_sync10s; do
+    sync_args=(); [ "$peer" = nostitch_sync10s ] && sync_args=(--sync-interval 10s)
+    echo "== run $r/$RUNS: edgerec record --no-stitch ${sync_args[*]}, ${SECS} s" >&2
+    rm -rf "$WORK/out"; mkdir -p "$WORK/out"
+    run "record_$peer" "$EDGEREC" record --no-stitch "${sync_args[@]}" --backend alsa \
+      --device "$DEVICE" --format "$FORMAT" --rate "$RATE" --channels "$CHANNELS" \
+      --duration "${SECS}s" --out "$WORK/out"
+    eval "frames_record_$peer=$(segment_frames "$(ls -d "$WORK"/out/job_* | head -n 1)")"
   done
   rm -rf "$WORK/out"
   echo "== run $r/$RUNS: the capture role on a ${SECS} s job" >&2
-  rm -rf "$STATE"/jobs "$STATE"/job_* 2>/dev/null || true
   "$CTL" job add --db "$WORK/ctl.db" --node "$NODE" --device "$DEVICE" --format "$FORMAT" \
     --rate "$RATE" --channels "$CHANNELS" --duration "${SECS}s" >/dev/null
   for _ in $(seq 200); do
@@ -153,7 +154,10 @@ for r in $(seq "$RUNS"); do
     sleep 0.1
   done
   EDGEREC_RUN_DIR=$SHM run capture_role "$EDGEREC" capture --state-dir "$STATE" --exit-when-idle
-  frames_capture_role=$(job_frames)
+  # This run's job: the newest directory holding segments.
+  newest=$(ls -td "$STATE"/*/ | while read -r d; do
+    compgen -G "${d}0*.wav" >/dev/null && { echo "$d"; break; }; done)
+  frames_capture_role=$(segment_frames "$newest")
   frames_arecord=0
   if [ -f "$WORK/arecord.wav" ]; then
     frames_arecord=$(( ($(stat -c %s "$WORK/arecord.wav") - 44) / (CHANNELS * 2) ))
@@ -171,7 +175,7 @@ for r in $(seq "$RUNS"); do
       ratio=$(awk -v e="$cpu_ms" -v a="$cpu_arecord" 'BEGIN { printf "%.3f", e / a }')
       echo "$ratio" >>"$WORK/ratios.$t"
     fi
-    printf '%-4s %-16s %8s %8s %9s %12s %10s %12s %7s %s\n' "$r" "$t" "$u" "$s" "$e" "$m" "$cpu_ms" \
+    printf '%-4s %-24s %8s %8s %9s %12s %10s %12s %7s %s\n' "$r" "$t" "$u" "$s" "$e" "$m" "$cpu_ms" \
       "${!frames_var:-0}" "$ratio" "$(cat "$WORK/$t.rc")"
     if [ "$(cat "$WORK/$t.rc")" != 0 ]; then
       status=1
@@ -183,7 +187,7 @@ done
 echo "expected frames: $expected; load average after: $(cut -d' ' -f1-3 /proc/loadavg)"
 for t in "${ROWS[@]}"; do
   if [ -s "$WORK/ratios.$t" ]; then
-    sort -g "$WORK/ratios.$t" | awk -v t="$t" '{v[NR]=$1} END { printf "CPU ratio %-16s / arecord (user+sys) over %d runs: min %.2f  median %.2f  max %.2f\n", t, NR, v[1], v[int((NR+1)/2)], v[NR] }'
+    sort -g "$WORK/ratios.$t" | awk -v t="$t" '{v[NR]=$1} END { printf "CPU ratio %-24s / arecord (user+sys) over %d runs: min %.2f  median %.2f  max %.2f\n", t, NR, v[1], v[int((NR+1)/2)], v[NR] }'
   else
     echo "CPU ratio $t / arecord: n/a (a tool failed, or arecord used under 1 ms of CPU)"
   fi

@@ -1,6 +1,6 @@
 //! The writer's view of the spool's free space: the disk budget's decisions carried out
 //! on the real filesystem (statvfs, the journal's reserve file, reclaim of delivered
-//! recordings). Looked at on each of the writer's turns (about 1.5 times a second), and
+//! recordings). Looked at on each of the writer's turns (about twice a second), and
 //! at once when a write hits a full disk.
 
 use std::path::{Path, PathBuf};

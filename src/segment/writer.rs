@@ -1,9 +1,9 @@
 //! The segment writer thread: drains the ring into WAV segments.
 //!
-//! - A segment's data is `fdatasync`ed on each of the writer's turns (`turn`: often
-//!   enough that a kill -9 or a power cut loses no more than `sync_interval`), in whole
-//!   pages where the stream allows (`file::page_hold_sync`: the partial last page waits
-//!   in memory), so no page is rewritten at every sync.
+//! - A segment's data is `fdatasync`ed every `sync_interval`, on every other of the
+//!   writer's turns (`turn`), in whole pages where the stream allows
+//!   (`file::page_hold_sync`: the partial last page waits in memory, and the sync comes a
+//!   page's worth earlier), so no page is rewritten at every sync.
 //! - Its header is rewritten every `flush_interval` (30 s by default, with the journal
 //!   row) and on close: repair trusts the file length, not the header.
 //! - Segments rotate every `segment_frames` on an exact frame boundary.
@@ -144,6 +144,7 @@ struct OpenSegment {
     id: i64,
     last_row_update: Instant,
     last_flush: Instant,
+    last_sync: Instant,
 }
 
 struct Writer {
@@ -173,8 +174,8 @@ struct Writer {
     meter: MeterPublisher,
     /// Segments hold their partial last page between syncs (`file::page_hold_sync`).
     hold_pages: bool,
-    /// How often the writer drains, checks the disk and syncs (`turn::turn_every`).
-    turn_every: Duration,
+    /// How often the writer takes its turn and syncs (`turn::cadence`).
+    cadence: turn::Cadence,
     /// The last turn (`None`: none yet, the first is due at once and looks at the disk).
     last_turn: Option<Instant>,
     /// When the progress run file was last replaced.
@@ -231,7 +232,7 @@ pub fn spawn(
             cfg.meter,
         ),
         hold_pages,
-        turn_every: turn::turn_every(cfg.sync_interval, cfg.period, held),
+        cadence: turn::cadence(cfg.sync_interval, cfg.period, held),
         last_turn: None,
         last_progress: None,
         cfg,
@@ -544,6 +545,7 @@ impl Writer {
             id,
             last_row_update: now,
             last_flush: now,
+            last_sync: now,
         });
         Ok(())
     }

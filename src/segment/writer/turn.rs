@@ -4,11 +4,12 @@
 //! used to have its own phase (a wake-up each, the progress one in the supervisor); one
 //! turn keeps them in step.
 //!
-//! How often: what a kill -9 loses is the audio not yet drained (at most a turn, plus the
-//! device's period in flight and the held partial page); what a power cut loses is the
-//! audio not yet synced, the same amount since every turn syncs what it drained. Both
-//! stay within the sync interval with [`turn_every`], which leaves a fifth of the
-//! interval for a loaded box that wakes the thread late.
+//! How often ([`cadence`]): a power cut loses the audio not yet synced, so the sync comes
+//! every sync interval (a held page earlier, `file::page_hold_sync`); a kill -9 loses
+//! the audio not yet drained (a turn, the device's period in flight and the held page),
+//! so the turns come twice per sync, each syncing only when the sync is due. The sync is
+//! the costly part (on ext4 each `fdatasync` waits three times: the data, the inode, the
+//! cache flush), so it is not done more often than the interval asks.
 
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -19,23 +20,32 @@ use super::{Writer, WriterError, now_ms, wake::COALESCE};
 /// advances (it looks every 2 s and allows 5 s).
 pub(super) const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 
-/// Pure: how often the writer drains, checks and syncs, for a loss bound of
-/// `sync_interval` with `held` audio kept in memory (the partial page) and `period`
-/// of audio in the device's buffer.
-pub(super) fn turn_every(sync_interval: Duration, period: Duration, held: Duration) -> Duration {
-    let slack = sync_interval / 5;
-    sync_interval
-        .saturating_sub(held + period + slack)
-        .max(sync_interval / 4)
-        .max(Duration::from_millis(1))
+/// How often the writer takes its turn and how often it syncs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) struct Cadence {
+    pub turn: Duration,
+    pub sync: Duration,
+}
+
+/// Pure: the cadence for a loss bound of `sync_interval`, with `held` audio kept in memory
+/// (the partial page) and `period` of audio in the device's buffer. The turn is half the
+/// sync, and short enough that a kill -9 loses a turn, the period and the page with a
+/// tenth of the interval to spare (a loaded box wakes the thread late).
+pub(super) fn cadence(sync_interval: Duration, period: Duration, held: Duration) -> Cadence {
+    let floor = Duration::from_millis(1);
+    let sync = sync_interval.saturating_sub(held).max(floor);
+    let kill_bound = sync_interval.saturating_sub(held + period + sync_interval / 10);
+    let turn = (sync / 2).min(kill_bound).max(sync_interval / 8).max(floor);
+    Cadence { turn, sync }
 }
 
 impl Writer {
     /// Until the next turn: its own deadline, the meter's, the header's and the progress'.
     pub(super) fn turn_due_in(&self) -> Duration {
         let left = |last: Instant, every: Duration| every.saturating_sub(last.elapsed());
-        let flush = self.current.as_ref().map_or(Duration::MAX, |seg| {
+        let segment = self.current.as_ref().map_or(Duration::MAX, |seg| {
             left(seg.last_flush, self.cfg.flush_interval)
+                .min(left(seg.last_sync, self.cadence.sync))
         });
         // Published once frames flow (the supervisor journals the start first).
         let progress = match self.last_progress {
@@ -44,9 +54,9 @@ impl Writer {
             Some(t) => left(t, PROGRESS_EVERY),
         };
         self.last_turn
-            .map_or(Duration::ZERO, |t| left(t, self.turn_every))
+            .map_or(Duration::ZERO, |t| left(t, self.cadence.turn))
             .min(self.meter.due_in())
-            .min(flush)
+            .min(segment)
             .min(progress)
     }
 
@@ -104,7 +114,7 @@ impl Writer {
         }
     }
 
-    /// The header when due, and the data sync of what this turn drained.
+    /// The header and the data sync, each when due.
     fn flush_and_sync(&mut self) -> Result<(), WriterError> {
         let Some(seg) = self.current.as_mut() else {
             return Ok(());
@@ -132,8 +142,11 @@ impl Writer {
                 row_update = Some((seg.id, seg.file.frames()));
             }
         }
-        if flush || seg.file.bytes_since_sync() > 0 {
-            seg.file.sync_data().map_err(|e| io_err(seg, e))?;
+        if due(seg.last_sync, self.cadence.sync) {
+            if flush || seg.file.bytes_since_sync() > 0 {
+                seg.file.sync_data().map_err(|e| io_err(seg, e))?;
+            }
+            seg.last_sync = now;
         }
         if let Some((id, frames)) = row_update {
             // A progress hint: skipped when the disk is full.
@@ -149,31 +162,39 @@ mod tests {
 
     const MS: fn(u64) -> Duration = Duration::from_millis;
 
-    #[test]
-    fn the_default_turn_leaves_the_period_the_page_and_a_fifth_of_the_interval() {
-        // 1 s sync, 100 ms period, 21 ms page (2 ch S16 48 kHz): 679 ms, 1.5 turns a second.
-        assert_eq!(turn_every(MS(1000), MS(100), MS(21)), MS(679));
-        // Loss after a kill -9 or a power cut: a turn, the period and the page.
-        assert!(MS(679) + MS(100) + MS(21) <= MS(1000) - MS(1000) / 5);
+    fn c(turn_us: u64, sync_ms: u64) -> Cadence {
+        Cadence {
+            turn: Duration::from_micros(turn_us),
+            sync: MS(sync_ms),
+        }
     }
 
     #[test]
-    fn a_long_period_or_a_short_interval_keeps_a_floor() {
-        assert_eq!(turn_every(MS(1000), MS(500), MS(21)), MS(279));
-        assert_eq!(turn_every(MS(200), MS(100), Duration::ZERO), MS(60));
-        assert_eq!(turn_every(MS(200), MS(190), Duration::ZERO), MS(50));
-        assert_eq!(
-            turn_every(MS(10), MS(100), Duration::ZERO),
-            MS(2) + Duration::from_micros(500)
-        );
-        assert_eq!(
-            turn_every(Duration::from_micros(100), MS(100), Duration::ZERO),
-            MS(1)
-        );
+    fn the_default_syncs_each_interval_less_the_page_and_turns_twice_as_often() {
+        // 1 s sync, 100 ms period, 21 ms page (2 ch S16 48 kHz).
+        let got = cadence(MS(1000), MS(100), MS(21));
+        assert_eq!(got, c(489_500, 979));
+        // A kill -9 loses a turn, the period and the page: well inside the interval.
+        assert!(got.turn + MS(100) + MS(21) <= MS(1000) - MS(100));
+        // A power cut loses what the sync has not reached, plus the held page.
+        assert!(got.sync + MS(21) <= MS(1000));
     }
 
     #[test]
-    fn a_longer_interval_turns_less_often() {
-        assert_eq!(turn_every(MS(5000), MS(100), MS(21)), MS(3879));
+    fn a_long_period_shortens_the_turn_not_the_sync() {
+        assert_eq!(cadence(MS(1000), MS(500), MS(21)), c(379_000, 979));
+        // Past what a turn can absorb, the turn keeps a floor of an eighth of the interval.
+        assert_eq!(cadence(MS(1000), MS(900), MS(21)), c(125_000, 979));
+    }
+
+    #[test]
+    fn short_and_long_intervals_scale() {
+        assert_eq!(cadence(MS(250), MS(10), Duration::ZERO), c(125_000, 250));
+        assert_eq!(cadence(MS(10), MS(100), Duration::ZERO), c(1_250, 10));
+        assert_eq!(cadence(MS(10_000), MS(100), MS(21)), c(4_989_500, 9_979));
+        assert_eq!(
+            cadence(Duration::ZERO, MS(100), Duration::ZERO),
+            c(1_000, 1)
+        );
     }
 }

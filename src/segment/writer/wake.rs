@@ -1,7 +1,7 @@
 //! When the writer thread wakes. It never polls: it parks on the capture events channel
 //! (a gap or the stream's end wakes it at once) until its next deadline, the earliest of
-//! - its turn (`turn`: drain, disk check, meter, header, sync in one wake-up, about 1.5
-//!   times a second at a 1 s sync interval),
+//! - its turn (`turn`: drain, disk check, meter, progress, and the header and the sync
+//!   when due, in one wake-up; twice per sync interval),
 //! - the ring reaching its fill mark at the stream's rate (so a short ring never fills),
 //! - the job's last frame arriving (the job ends on its frame, not a second late),
 //!
