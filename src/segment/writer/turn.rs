@@ -40,7 +40,9 @@ pub(super) fn cadence(sync_interval: Duration, period: Duration, held: Duration)
 }
 
 impl Writer {
-    /// Until the next turn: its own deadline, the meter's, the header's and the progress'.
+    /// Until the next turn: its own deadline, the header's, the sync's and the progress'.
+    /// The meter rides the turns (published at the first one past its 5 s mark, at most a
+    /// turn late; its cadence stays anchored), so it costs no wake-up of its own.
     pub(super) fn turn_due_in(&self) -> Duration {
         let left = |last: Instant, every: Duration| every.saturating_sub(last.elapsed());
         let segment = self.current.as_ref().map_or(Duration::MAX, |seg| {
@@ -55,7 +57,6 @@ impl Writer {
         };
         self.last_turn
             .map_or(Duration::ZERO, |t| left(t, self.cadence.turn))
-            .min(self.meter.due_in())
             .min(segment)
             .min(progress)
     }
