@@ -68,23 +68,26 @@ impl Writer {
         if self.turn_due_in() > COALESCE {
             return Ok(());
         }
-        self.last_turn = Some(Instant::now());
+        // One instant dates the turn, the header and the sync: dated after their own I/O
+        // they would drift apart by its length each time until they cost a wake-up each.
+        let now = Instant::now();
+        self.last_turn = Some(now);
         self.check_disk()?;
         self.meter();
-        self.flush_and_sync()?;
-        self.publish_progress();
+        self.flush_and_sync(now)?;
+        self.publish_progress(now);
         Ok(())
     }
 
     /// The progress run file, when due (volatile: a failed try waits for the next).
-    fn publish_progress(&mut self) {
+    fn publish_progress(&mut self, now: Instant) {
         let due = self
             .last_progress
-            .is_none_or(|t| t.elapsed() + COALESCE >= PROGRESS_EVERY);
+            .is_none_or(|t| now - t + COALESCE >= PROGRESS_EVERY);
         if !due || !self.origin_known {
             return;
         }
-        self.last_progress = Some(Instant::now());
+        self.last_progress = Some(now);
         let frames = self.progress.timeline_frames.load(Ordering::Acquire);
         if let Err(e) = self
             .journal
@@ -116,7 +119,7 @@ impl Writer {
     }
 
     /// The header and the data sync, each when due.
-    fn flush_and_sync(&mut self) -> Result<(), WriterError> {
+    fn flush_and_sync(&mut self, now: Instant) -> Result<(), WriterError> {
         let Some(seg) = self.current.as_mut() else {
             return Ok(());
         };
@@ -129,7 +132,6 @@ impl Writer {
             .cfg
             .stop_at
             .is_some_and(|stop| self.timeline_pos >= stop);
-        let now = Instant::now();
         let due = |last: Instant, every: Duration| now - last + COALESCE >= every;
         let mut row_update = None;
         let flush = due(seg.last_flush, self.cfg.flush_interval);
