@@ -176,8 +176,8 @@ struct Writer {
     hold_pages: bool,
     /// How often the writer takes its turn and syncs (`turn::cadence`).
     cadence: turn::Cadence,
-    /// The last turn (`None`: none yet, the first is due at once and looks at the disk).
-    last_turn: Option<Instant>,
+    /// When the next turn is due (`None`: the first is due at once and looks at the disk).
+    next_turn: Option<Instant>,
     /// When the progress run file was last replaced.
     last_progress: Option<Instant>,
 }
@@ -233,7 +233,7 @@ pub fn spawn(
         ),
         hold_pages,
         cadence: turn::cadence(cfg.sync_interval, cfg.period, held),
-        last_turn: None,
+        next_turn: None,
         last_progress: None,
         cfg,
     };

@@ -39,55 +39,54 @@ pub(super) fn cadence(sync_interval: Duration, period: Duration, held: Duration)
     Cadence { turn, sync }
 }
 
+/// Pure: whether work last done at `last`, due every `every`, is done on the turn at `at`:
+/// when waiting for the next turn (`turn` later) would make it late. The turns are the
+/// writer's only clock, so work done this way never costs a wake-up of its own.
+pub(super) fn due_on_turn(at: Instant, last: Instant, every: Duration, turn: Duration) -> bool {
+    at.saturating_duration_since(last) + turn > every
+}
+
 impl Writer {
-    /// Until the next turn: its own deadline, the header's, the sync's and the progress'.
-    /// The meter rides the turns (published at the first one past its 5 s mark, at most a
-    /// turn late; its cadence stays anchored), so it costs no wake-up of its own.
+    /// Until the next turn (the writer's only clock: the sync, the header, the progress
+    /// and the meter ride the turns).
     pub(super) fn turn_due_in(&self) -> Duration {
-        let left = |last: Instant, every: Duration| every.saturating_sub(last.elapsed());
-        let segment = self.current.as_ref().map_or(Duration::MAX, |seg| {
-            left(seg.last_flush, self.cfg.flush_interval)
-                .min(left(seg.last_sync, self.cadence.sync))
-        });
-        // Published once frames flow (the supervisor journals the start first).
-        let progress = match self.last_progress {
-            _ if !self.origin_known => Duration::MAX,
-            None => Duration::ZERO,
-            Some(t) => left(t, PROGRESS_EVERY),
-        };
-        self.last_turn
-            .map_or(Duration::ZERO, |t| left(t, self.cadence.turn))
-            .min(segment)
-            .min(progress)
+        self.next_turn.map_or(Duration::ZERO, |t| {
+            t.saturating_duration_since(Instant::now())
+        })
     }
 
-    /// The turn, when any of its work is due (within [`COALESCE`]). Called after the
-    /// drain, so the free-space check sees the batch's effect and a write that found the
-    /// disk full has paused already (with its own cause).
+    /// The turn, when due (within [`COALESCE`]). Called after the drain, so the
+    /// free-space check sees the batch's effect and a write that found the disk full has
+    /// paused already (with its own cause).
     pub(super) fn turn(&mut self) -> Result<(), WriterError> {
         if self.turn_due_in() > COALESCE {
             return Ok(());
         }
-        // One instant dates the turn, the header and the sync: dated after their own I/O
-        // they would drift apart by its length each time until they cost a wake-up each.
+        // The turns keep their schedule (a late wake-up does not push the next ones back)
+        // and date the work they do, so nothing drifts out of phase with them.
         let now = Instant::now();
-        self.last_turn = Some(now);
+        let at = self
+            .next_turn
+            .filter(|t| now.saturating_duration_since(*t) < self.cadence.turn)
+            .unwrap_or(now);
+        self.next_turn = Some(at + self.cadence.turn);
         self.check_disk()?;
         self.meter();
-        self.flush_and_sync(now)?;
-        self.publish_progress(now);
+        self.flush_and_sync(at)?;
+        self.publish_progress(at);
         Ok(())
     }
 
     /// The progress run file, when due (volatile: a failed try waits for the next).
-    fn publish_progress(&mut self, now: Instant) {
+    fn publish_progress(&mut self, at: Instant) {
+        let turn = self.cadence.turn;
         let due = self
             .last_progress
-            .is_none_or(|t| now - t + COALESCE >= PROGRESS_EVERY);
+            .is_none_or(|t| due_on_turn(at, t, PROGRESS_EVERY, turn));
         if !due || !self.origin_known {
             return;
         }
-        self.last_progress = Some(now);
+        self.last_progress = Some(at);
         let frames = self.progress.timeline_frames.load(Ordering::Acquire);
         if let Err(e) = self
             .journal
@@ -119,7 +118,7 @@ impl Writer {
     }
 
     /// The header and the data sync, each when due.
-    fn flush_and_sync(&mut self, now: Instant) -> Result<(), WriterError> {
+    fn flush_and_sync(&mut self, at: Instant) -> Result<(), WriterError> {
         let Some(seg) = self.current.as_mut() else {
             return Ok(());
         };
@@ -132,16 +131,17 @@ impl Writer {
             .cfg
             .stop_at
             .is_some_and(|stop| self.timeline_pos >= stop);
-        let due = |last: Instant, every: Duration| now - last + COALESCE >= every;
+        let turn = self.cadence.turn;
+        let due = |last: Instant, every: Duration| due_on_turn(at, last, every, turn);
         let mut row_update = None;
         let flush = due(seg.last_flush, self.cfg.flush_interval);
         if flush {
             seg.file.flush_header().map_err(|e| io_err(seg, e))?;
-            seg.last_flush = now;
+            seg.last_flush = at;
             // The file is the truth for frame counts (repair reads it); the row is only a
             // progress hint between rotations, so it need not cost a journal write a second.
             if due(seg.last_row_update, super::SEGMENT_ROW_EVERY) && !closing {
-                seg.last_row_update = now;
+                seg.last_row_update = at;
                 row_update = Some((seg.id, seg.file.frames()));
             }
         }
@@ -149,7 +149,7 @@ impl Writer {
             if flush || seg.file.bytes_since_sync() > 0 {
                 seg.file.sync_data().map_err(|e| io_err(seg, e))?;
             }
-            seg.last_sync = now;
+            seg.last_sync = at;
         }
         if let Some((id, frames)) = row_update {
             // A progress hint: skipped when the disk is full.
@@ -170,6 +170,23 @@ mod tests {
             turn: Duration::from_micros(turn_us),
             sync: MS(sync_ms),
         }
+    }
+
+    #[test]
+    fn work_rides_the_turn_before_it_would_be_late() {
+        let t0 = Instant::now();
+        let turn = Duration::from_micros(489_500);
+        let sync = MS(979);
+        // Synced at turn 0: not at turn 1 (turn 2 is still in time), at turn 2.
+        assert!(!due_on_turn(t0 + turn, t0, sync, turn));
+        assert!(due_on_turn(t0 + turn * 2, t0, sync, turn));
+        // A segment opened 100 ms after a turn syncs at the second turn after (879 ms).
+        let opened = t0 + MS(100);
+        assert!(!due_on_turn(t0 + turn, opened, sync, turn));
+        assert!(due_on_turn(t0 + turn * 2, opened, sync, turn));
+        // The progress (2 s) every fourth turn: 1958 ms.
+        assert!(!due_on_turn(t0 + turn * 3, t0, MS(2000), turn));
+        assert!(due_on_turn(t0 + turn * 4, t0, MS(2000), turn));
     }
 
     #[test]
