@@ -342,7 +342,15 @@ mod tests {
     fn a_quiet_outcome_waits_for_the_loops_own_wake_up() {
         let (lanes, _dir) = lanes();
         let mut lanes = lanes.quiet_when(|v| *v == 0);
-        assert!(lanes.submit(Lane::Node, Box::new(|_| 0)));
+        // The call answers after the wait has begun (one already queued is taken at once,
+        // which a loaded box's scheduling made happen here once).
+        assert!(lanes.submit(
+            Lane::Node,
+            Box::new(|_| {
+                std::thread::sleep(Duration::from_millis(100));
+                0
+            })
+        ));
         let started = Instant::now();
         // Not woken by it: the wait runs to its end, then takes it.
         assert_eq!(
