@@ -1,11 +1,11 @@
 //! MP3 on two cores: the input in two spans, encoded at once by two LAME encoders with
 //! the same settings, joined into one stream (see [`super::join`]). Span 1 runs from the
-//! start to a little past the middle; span 2 starts [`PRE_ROLL`] frames before the first
+//! start to a little past the middle (or the point that leaves span 2 within
+//! [`SPAN2_BUDGET`]); span 2 starts [`PRE_ROLL`] frames before the first
 //! join candidate, on span 1's frame grid, so its encoder has settled (psychoacoustics,
 //! MDCT overlap) by the join and its frames there are the ones one encoder makes, near
 //! enough. Span 1 streams into the output; span 2 is kept in memory and written once,
-//! after the join, so no byte reaches the flash twice. Spans whose span 2 would not fit
-//! [`SPAN2_BUDGET`] render in one span. Peaks and clipping are taken once: span 1 up to
+//! after the join, so no byte reaches the flash twice. Peaks and clipping are taken once: span 1 up to
 //! a pixel boundary in the overlap, span 2 from it.
 
 use std::fs::{self, File};
@@ -32,15 +32,16 @@ const CANDIDATES: u64 = 32;
 const LOOK_AHEAD: u64 = 4;
 /// Shorter inputs take one span.
 const MIN_SECONDS: u64 = 30;
-/// Span 2's MP3 at its preset's typical bitrate must fit this (16 MiB: ~23 min of V2
-/// stereo input); the buffer is also capped at [`SPAN2_CAP`], as VBR runs above typical.
+/// Span 2's MP3 at its preset's typical bitrate must fit this (16 MiB: ~11 min of V2
+/// input); longer inputs give span 2 that much and span 1 the rest. The buffer is capped
+/// at [`SPAN2_CAP`] as VBR runs above typical (speech and noise at V2: 237 kbps).
 const SPAN2_BUDGET: u64 = 16 << 20;
-const SPAN2_CAP: usize = 24 << 20;
+const SPAN2_CAP: usize = 32 << 20;
 
-/// Whether span 2 (`frames` at `rate`, `kbps` typical) is short enough to keep in memory.
-pub fn span2_fits(frames: u64, rate: u32, kbps: u32) -> bool {
-    let bytes = u128::from(frames) * u128::from(kbps) * 1000 / 8 / u128::from(rate.max(1));
-    bytes <= u128::from(SPAN2_BUDGET)
+/// The most input frames span 2 takes at `rate` and `kbps` (typical) within the budget.
+pub fn span2_max_frames(rate: u32, kbps: u32) -> u64 {
+    let frames = u128::from(SPAN2_BUDGET) * 8 * u128::from(rate) / (u128::from(kbps.max(1)) * 1000);
+    u64::try_from(frames).unwrap_or(u64::MAX)
 }
 
 /// Where the spans run, in input frames (the output's: MP3 spans never resample).
@@ -55,12 +56,19 @@ pub struct Spans {
     pub candidates: Vec<usize>,
 }
 
-/// The two spans of a `frames`-long render at `rate`, or `None` for one span.
-pub fn plan(frames: u64, rate: u32, samples_per_pixel: u64, cores: usize) -> Option<Spans> {
+/// The two spans of a `frames`-long render at `rate` and `kbps` (typical), or `None` for
+/// one span: they meet in the middle, or span 2 is the last [`span2_max_frames`].
+pub fn plan(
+    frames: u64,
+    (rate, kbps): (u32, u32),
+    samples_per_pixel: u64,
+    cores: usize,
+) -> Option<Spans> {
     if cores < 2 || frames < MIN_SECONDS * u64::from(rate) || !(32_000..=48_000).contains(&rate) {
         return None;
     }
-    let first = (frames / 2 / FRAME_SAMPLES).checked_sub(CANDIDATES / 2)?;
+    let meet = (frames / 2).max(frames.saturating_sub(span2_max_frames(rate, kbps)));
+    let first = (meet / FRAME_SAMPLES).checked_sub(CANDIDATES / 2)?;
     let start2 = first.checked_sub(PRE_ROLL)? * FRAME_SAMPLES;
     let end1 = ((first + CANDIDATES + LOOK_AHEAD + 1) * FRAME_SAMPLES).min(frames);
     let handover = first * FRAME_SAMPLES / samples_per_pixel * samples_per_pixel;
@@ -190,8 +198,8 @@ fn encode_span<W: SpanSink>(
 }
 
 /// Renders `req` as two spans into `partial`: `(frames, clipped, peaks JSON)`, or `None`
-/// when span 2 would not fit memory or no join point was found (the caller renders it in
-/// one span).
+/// when span 2 passed its cap or no join point was found (the caller renders it in one
+/// span).
 pub fn render(
     req: &RenderRequest,
     p: &EncoderParams,
@@ -199,10 +207,6 @@ pub fn render(
     partial: &Path,
     progress: &mut (dyn FnMut(u64, u64) + Send),
 ) -> Result<Option<(u64, u64, Vec<u8>)>, RenderError> {
-    if !span2_fits(p.frames - spans.start2, p.rate, super::typical_kbps(p)) {
-        log::info!("mp3: span 2 would not fit {SPAN2_BUDGET} B of memory; encoding in one span");
-        return Ok(None);
-    }
     let id3 = id3v2(&p.facts, p.rate);
     let file1 = fs::OpenOptions::new()
         .read(true)
@@ -360,15 +364,25 @@ mod tests {
     use super::*;
 
     #[test]
-    fn span2_is_kept_in_memory_only_when_it_fits_the_budget() {
-        // 16 MiB at 190 kbps is 706 s: 11 min of span 2 fits, 12 min does not.
+    fn span2_stays_within_the_memory_budget() {
         let (rate, min) = (48_000u32, 60 * 48_000u64);
-        assert!(span2_fits(11 * min, rate, 190));
-        assert!(!span2_fits(12 * min, rate, 190));
-        // Voice at V9 (65 kbps) keeps ~34 min; CBR 320 ~7 min.
-        assert!(span2_fits(34 * min, rate, 65));
-        assert!(!span2_fits(8 * min, rate, 320));
-        assert!(!span2_fits(u64::MAX, rate, 320)); // no overflow
+        // 16 MiB at 190 kbps (V2) is 706 s of input.
+        assert_eq!(span2_max_frames(rate, 190) / u64::from(rate), 706);
+        assert_eq!(span2_max_frames(rate, 0), span2_max_frames(rate, 1)); // no division by 0
+        let span2 = |minutes: u64| {
+            let s = plan(minutes * min, (rate, 190), 4800, 2).unwrap();
+            (s.start2, minutes * min - s.start2)
+        };
+        // 20 min: the middle, within the budget; 2 h: span 2 is 706 s plus the overlap.
+        let (start2, len2) = span2(20);
+        assert!(start2 < 10 * min && len2 < 10 * min + 40 * FRAME_SAMPLES);
+        let (_, len2) = span2(120);
+        assert!(
+            len2 >= 706 * u64::from(rate) && len2 <= 708 * u64::from(rate),
+            "{len2}"
+        );
+        assert_eq!(plan(29 * u64::from(rate), (rate, 190), 4800, 2), None);
+        assert_eq!(plan(120 * min, (rate, 190), 4800, 1), None);
     }
 
     #[test]
