@@ -77,6 +77,24 @@ fn request(plan: Vec<Piece<PathBuf>>, s: StreamSpec, codec_name: &str) -> Render
     }
 }
 
+/// MP3 of all of `seg`.
+fn mp3_request(
+    seg: &Path,
+    frames: usize,
+    s: StreamSpec,
+    vbr: bool,
+    kbps: Option<u32>,
+) -> RenderRequest {
+    let piece = Piece::Segment {
+        file: seg.to_path_buf(),
+        skip: 0,
+        frames: frames as u64,
+    };
+    let mut req = request(vec![piece], s, "mp3");
+    (req.vbr, req.bitrate_kbps) = (vbr, kbps);
+    req
+}
+
 fn render(req: &RenderRequest, out: &Path) -> RenderReport {
     pipeline::render(req, out, None, &mut |_, _| {}).unwrap()
 }
@@ -251,16 +269,7 @@ fn mp3_vbr_and_cbr_decode_close_to_the_source_with_the_right_length() {
     let signal = speechy(frames, 2, 48_000.0);
     let seg = segment(dir.path(), "a.wav", s, &s16_bytes(&signal));
     for (vbr, kbps) in [(true, Some(190)), (false, None)] {
-        let mut req = request(
-            vec![Piece::Segment {
-                file: seg.clone(),
-                skip: 0,
-                frames: frames as u64,
-            }],
-            s,
-            "mp3",
-        );
-        (req.vbr, req.bitrate_kbps) = (vbr, kbps);
+        let req = mp3_request(&seg, frames, s, vbr, kbps);
         let out = dir.path().join(format!("out-{vbr}.mp3"));
         let report = render(&req, &out);
         assert_eq!(report.content_type, "audio/mpeg");
@@ -302,6 +311,34 @@ fn mp3_vbr_and_cbr_decode_close_to_the_source_with_the_right_length() {
             text.contains("edgerec job job-1 recording rec-1"),
             "ID3v2 TIT2"
         );
+    }
+}
+
+#[test]
+fn mp3_low_vbr_presets_keep_the_input_rate_the_report_names() {
+    // LAME left to itself encodes V7-V9 at 48 kHz as 22.05 kHz MPEG-2.
+    let dir = tempfile::tempdir().unwrap();
+    for (rate, channels) in [(48_000u32, 1u16), (48_000, 2), (44_100, 2)] {
+        let s = spec(SampleFormat::S16Le, rate, channels);
+        let frames = rate as usize * 2;
+        let signal = speechy(frames, channels as usize, rate as f32);
+        let name = format!("low-{rate}-{channels}.wav");
+        let seg = segment(dir.path(), &name, s, &s16_bytes(&signal));
+        for kbps in [100, 85, 65] {
+            let req = mp3_request(&seg, frames, s, true, Some(kbps));
+            let out = dir.path().join(format!("low-{rate}-{channels}-{kbps}.mp3"));
+            let report = render(&req, &out);
+            let p = ffprobe(&out);
+            assert_eq!(
+                (p.rate, p.channels, report.rate, report.frames),
+                (rate, channels, rate, frames as u64),
+                "V at {kbps} kbps: {p:?}"
+            );
+            assert!(
+                (p.duration - 2.0).abs() <= 2.0 * 1152.0 / rate as f64,
+                "{p:?}"
+            );
+        }
     }
 }
 

@@ -203,7 +203,15 @@ fn render_here(
     let resampling = rate != req.spec.rate;
     // MP3 over two spans joined (two cores, no resampling, long enough); else one pass.
     let spans = (req.codec.name == "mp3" && !resampling)
-        .then(|| mp3_split::plan(frames, rate, Peaks::pixel_width(frames), render_cores()))
+        .then(|| {
+            let kbps = super::codec::mp3::typical_kbps(&params);
+            mp3_split::plan(
+                frames,
+                (rate, kbps),
+                Peaks::pixel_width(frames),
+                render_cores(),
+            )
+        })
         .flatten();
     let result = (|| {
         if let Some(spans) = &spans {

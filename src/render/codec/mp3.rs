@@ -4,6 +4,7 @@
 
 use std::fs::File;
 use std::io::{BufWriter, Seek, SeekFrom, Write};
+use std::num::NonZeroU32;
 
 use mp3lame_encoder::{
     Bitrate, Builder, FlushGap, InterleavedPcm, Mode, MonoPcm, Quality, VbrMode,
@@ -16,6 +17,11 @@ mod frames;
 mod join;
 pub(crate) mod split;
 mod tag;
+
+/// The rates MPEG-1, 2 and 2.5 carry.
+const MP3_RATES: [u32; 9] = [
+    8_000, 11_025, 12_000, 16_000, 22_050, 24_000, 32_000, 44_100, 48_000,
+];
 
 /// When the job names no bitrate.
 pub const DEFAULT_KBPS: u32 = 128;
@@ -58,6 +64,16 @@ pub fn vbr_level(kbps: u32) -> usize {
     (0..VBR_PRESETS.len())
         .min_by_key(|&i| VBR_PRESETS[i].1.abs_diff(kbps))
         .unwrap_or(2)
+}
+
+/// The bitrate (kbps) `p` typically takes: its VBR preset's or its CBR rate.
+pub(crate) fn typical_kbps(p: &EncoderParams) -> u32 {
+    let kbps = p.bitrate_kbps.unwrap_or(DEFAULT_KBPS);
+    if p.vbr {
+        VBR_PRESETS[vbr_level(kbps)].1
+    } else {
+        cbr_kbps(kbps)
+    }
 }
 
 /// The CBR bitrate nearest `kbps`.
@@ -105,6 +121,12 @@ pub(crate) fn lame(p: &EncoderParams) -> Result<(mp3lame_encoder::Encoder, usize
         })?;
     b.set_num_channels(channels).map_err(build)?;
     b.set_sample_rate(p.rate).map_err(build)?;
+    // Else LAME picks a lower rate at low presets (V7-V9 at 48 kHz gave 22.05 kHz) while
+    // the report says the input's; an MP3 rate is kept (LAME resamples other rates).
+    if MP3_RATES.contains(&p.rate) {
+        b.set_output_sample_rate(NonZeroU32::new(p.rate))
+            .map_err(build)?;
+    }
     b.set_mode(if channels == 1 {
         Mode::Mono
     } else {
