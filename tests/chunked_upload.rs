@@ -49,22 +49,6 @@ fn chunk_puts(proxy: &Proxy) -> Vec<u32> {
         .collect()
 }
 
-fn ffprobe_duration(path: &std::path::Path) -> f64 {
-    let out = Command::new("ffprobe")
-        .args([
-            "-v",
-            "error",
-            "-show_entries",
-            "format=duration",
-            "-of",
-            "csv=p=0",
-        ])
-        .arg(path)
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).trim().parse().unwrap()
-}
-
 #[test]
 fn chunks_resume_after_a_cut_and_a_restart_without_resending() {
     let _rt = realtime();

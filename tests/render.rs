@@ -3,6 +3,8 @@
 
 mod common;
 
+use common::tool;
+
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
@@ -97,18 +99,6 @@ fn mp3_request(
 
 fn render(req: &RenderRequest, out: &Path) -> RenderReport {
     pipeline::render(req, out, None, &mut |_, _| {}).unwrap()
-}
-
-fn tool(cmd: &mut Command) -> Vec<u8> {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd:?}: {e} (run scripts/deps.sh test)"));
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
 }
 
 #[derive(Debug)]

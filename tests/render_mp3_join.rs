@@ -7,23 +7,13 @@
 
 mod common;
 
+use common::{ffprobe_duration, tool};
+
 use std::path::Path;
 use std::process::Command;
 
 const RATE: usize = 48_000;
 const SECONDS: usize = 70;
-
-fn tool(cmd: &mut Command) -> Vec<u8> {
-    let out = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("{cmd:?}: {e} (run scripts/deps.sh test)"));
-    assert!(
-        out.status.success(),
-        "{cmd:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out.stdout
-}
 
 /// Left: a 440 Hz tone; right: a 200 Hz → 3 kHz sweep under a tremolo (bitrates and
 /// block types move). One channel when `channels` is 1.
@@ -148,22 +138,7 @@ fn two_spans_join_without_a_click_and_match_one_core() {
             String::from_utf8_lossy(&errors.stderr)
         );
         // The Xing/LAME tag's length: ffprobe's duration as for the one-core file.
-        let probe = |p: &Path| -> f64 {
-            let out = tool(
-                Command::new("ffprobe")
-                    .args([
-                        "-v",
-                        "error",
-                        "-show_entries",
-                        "format=duration",
-                        "-of",
-                        "csv=p=0",
-                    ])
-                    .arg(p),
-            );
-            String::from_utf8_lossy(&out).trim().parse().unwrap()
-        };
-        let (d1, d2) = (probe(&one), probe(&two));
+        let (d1, d2) = (ffprobe_duration(&one), ffprobe_duration(&two));
         assert!(
             (d2 - SECONDS as f64).abs() <= 2.0 * 1152.0 / RATE as f64,
             "{case}: {d2} s"

@@ -159,3 +159,29 @@ impl SoxStat {
         (line.rsplit(' ').next().unwrap().trim().parse()).unwrap_or_else(|e| panic!("{line}: {e}"))
     }
 }
+
+/// Runs a tool nobody here wrote (ffprobe, flac, sox...) and returns its stdout; a missing
+/// tool or a failed run is the test's failure, with the tool's own words.
+pub fn tool(cmd: &mut Command) -> Vec<u8> {
+    let out = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{cmd:?}: {e} (run scripts/deps.sh test)"));
+    assert!(
+        out.status.success(),
+        "{cmd:?}: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    out.stdout
+}
+
+/// ffprobe's duration of a media file, in seconds (its container's or tag's figure).
+pub fn ffprobe_duration(path: &Path) -> f64 {
+    let out = tool(
+        Command::new("ffprobe")
+            .args(["-v", "error", "-show_entries", "format=duration"])
+            .args(["-of", "csv=p=0"])
+            .arg(path),
+    );
+    let text = String::from_utf8_lossy(&out);
+    (text.trim().parse()).unwrap_or_else(|e| panic!("ffprobe {}: {text:?}: {e}", path.display()))
+}
