@@ -49,6 +49,23 @@ fn chunk_puts(proxy: &Proxy) -> Vec<u32> {
         .collect()
 }
 
+/// A FLAC job of `seconds` on `device`, delivered as `hall.flac` in `chunk`-second chunks.
+fn chunked_flac_job(ctl: &Ctl, device: &str, seconds: u32, chunk: u32) -> JobView {
+    let fields = serde_json::json!({ "chunkSeconds": chunk }).to_string();
+    ctl.add_job_with(
+        device,
+        f64::from(seconds),
+        &[
+            "--codec",
+            "flac",
+            "--file-name",
+            "hall.flac",
+            "--command-json",
+            &fields,
+        ],
+    )
+}
+
 #[test]
 fn chunks_resume_after_a_cut_and_a_restart_without_resending() {
     let _rt = realtime();
@@ -70,19 +87,7 @@ fn chunks_resume_after_a_cut_and_a_restart_without_resending() {
         after: 4096,
     };
     let proxy = Proxy::start(ctl.addr, Some(fault));
-    let fields = serde_json::json!({ "chunkSeconds": chunk }).to_string();
-    let job = ctl.add_job_with(
-        "sine:440",
-        f64::from(seconds),
-        &[
-            "--codec",
-            "flac",
-            "--file-name",
-            "hall.flac",
-            "--command-json",
-            &fields,
-        ],
-    );
+    let job = chunked_flac_job(&ctl, "sine:440", seconds, chunk);
     let mut agent = ctl
         .role_at("agent", state.path(), &proxy.url())
         .spawn()
@@ -324,19 +329,7 @@ fn chunks_go_up_while_the_job_still_captures() {
     let proxy = Proxy::start(ctl.addr, Some(refused));
     let (seconds, chunk) = (40u32, 10u32);
     let n = (seconds / chunk) as usize;
-    let fields = serde_json::json!({ "chunkSeconds": chunk }).to_string();
-    let job = ctl.add_job_with(
-        "chunkmic",
-        f64::from(seconds),
-        &[
-            "--codec",
-            "flac",
-            "--file-name",
-            "hall.flac",
-            "--command-json",
-            &fields,
-        ],
-    );
+    let job = chunked_flac_job(&ctl, "chunkmic", seconds, chunk);
     // A real ALSA capture (no synth override): the chunks render beside it.
     let spawn = || {
         edgerec()
