@@ -14,7 +14,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const RATE: u64 = 48_000;
-/// Exit code of a damaged journal (src/main.rs `exit::JOURNAL_DAMAGED`).
+/// Exit code of a damaged journal (src/cli/exit.rs `JOURNAL_DAMAGED`).
 const JOURNAL_DAMAGED: i32 = 12;
 
 /// `record` of synth noise in 1 s segments into `out`.

@@ -1,4 +1,4 @@
-//! Part of the `edgerec` binary (not the library): the box's one config file for the
+//! Part of the `edgerec` binary: the box's one config file for the
 //! roles, the idle state of a role with nothing configured, and `edgerec enroll`.
 
 use std::path::{Path, PathBuf};
@@ -9,7 +9,8 @@ use edgerec::config::{BoxOverrides, BoxSettings, RawConfig};
 use edgerec::roles::enroll::{self, EnrollError, EnrollSettings};
 use edgerec::roles::notify;
 
-use crate::{Failure, SyncArgs, config_failure, exit};
+use super::args::SyncArgs;
+use super::exit::{self, Failure, config_failure};
 
 /// Reads the config (an explicit `--config` must exist; the default may be absent),
 /// resolves the box settings, applies the log level and says what is not configured.
@@ -110,7 +111,7 @@ pub(crate) fn run_enroll(args: EnrollArgs) -> Result<(), Failure> {
         ));
     };
     let settings = EnrollSettings {
-        client: crate::client_config(c),
+        client: super::roles::client_config(c),
         bootstrap_token: args.bootstrap_token,
         force: args.force,
         state_dir: b.state_dir.clone(),

@@ -8,7 +8,7 @@ use edgerec::render::enhance::Enhancement;
 use edgerec::render::job::OutputOptions;
 use edgerec::roles::render::{self, RenderCmdError};
 
-use crate::{Failure, exit};
+use super::exit::{self, Failure};
 
 /// How the recording is rendered (the controller's outputCodec, channelMap, ... options).
 #[derive(clap::Args, Clone, Debug, Default)]
