@@ -10,13 +10,16 @@
 //!   http; a token file others can read is refused; the token is never logged.
 //! - Every reply's `Date` feeds a clock-skew estimate ([`Client::clock_skew`]).
 //!
-//! - this file: [`Client`], one method per call, and the request plumbing under them.
+//! - this file: [`Client`] and one method per call; `cache_file`: the streamed, hashed
+//!   cache-file PUT; `request`: the plumbing under them (auth, timeouts, reply checks).
 //! - `trust`: the base URL, CA file and token checks [`Client::new`] makes.
-//! - `upload`: the streamed, hashed cache-file PUT; `clock`: HTTP dates and the skew
+//! - `upload`: the upload's request and hashing reader; `clock`: HTTP dates and the skew
 //!   estimate; `error`: what each failure tells the caller to do.
 
+mod cache_file;
 mod clock;
 mod error;
+mod request;
 mod resolve;
 mod trust;
 mod upload;
@@ -26,21 +29,18 @@ pub use error::{CallError, ClientError};
 pub use upload::{FileBody, Rendition, UploadBody, UploadRequest, header_text};
 
 use crate::controller::protocol::{
-    CacheFileReply, CachedFile, ChannelMapBundle, Envelope, HealthEvent, Inventory, Job,
-    MeterFrame, NodeConfig, NodeHeartbeat,
+    ChannelMapBundle, HealthEvent, Inventory, Job, MeterFrame, NodeConfig, NodeHeartbeat,
 };
 use clock::SkewTracker;
-use serde::Serialize;
-use serde::de::DeserializeOwned;
+use request::{Budget, data, expect_status, job_reply, reason_header, truncate};
 use serde_json::Value;
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::{Mutex, PoisonError, RwLock};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
 use trust::{Token, check_base_url, read_ca_file, read_token};
-use upload::HashingReader;
+use ureq::Agent;
 use ureq::tls::TlsConfig;
-use ureq::{Agent, Body, RequestBuilder, SendBody};
 
 /// The client's settings. Timeouts default to the existing Rakkr agent's.
 #[derive(Clone, Debug)]
@@ -93,27 +93,6 @@ impl ClientConfig {
             ca_file: None,
         }
     }
-}
-
-/// Replies are small JSON documents; anything bigger is garbage.
-const MAX_REPLY_BYTES: u64 = 8 * 1024 * 1024;
-/// Longest `x-rakkr-reason` sent.
-const MAX_REASON: usize = 500;
-const MAX_FILE_NAME: usize = 255;
-
-/// Which timeout budget a request gets.
-#[derive(Clone, Copy)]
-enum Budget {
-    Call,
-    Job,
-    Claim,
-    Upload,
-}
-
-/// A 2xx reply, read whole.
-struct Reply {
-    status: u16,
-    body: Vec<u8>,
 }
 
 /// The controller client. `Send + Sync`: share it between threads by reference or `Arc`.
@@ -357,266 +336,12 @@ impl Client {
         self.post_empty(&url, Some(&reason), Budget::Call).map(drop)
     }
 
-    /// 11: `PUT /recordings/{recordingId}/cache-file`, streaming the file from disk with
-    /// its `Content-Length` under the upload budget. The controller's checksum is checked
-    /// against the SHA-256 of the bytes actually sent ([`CallError::ChecksumMismatch`]);
-    /// compare [`CachedFile::checksum`] with the render's own before deleting anything.
-    pub fn put_cache_file(
-        &self,
-        recording_id: &str,
-        req: &UploadRequest<'_>,
-    ) -> Result<CachedFile, CallError> {
-        req.check().map_err(CallError::Invalid)?;
-        let local = |source| CallError::LocalFile {
-            path: req.body.path().to_path_buf(),
-            source,
-        };
-        let size = req.body.size().map_err(local)?;
-        if size == 0 {
-            return Err(CallError::Invalid(format!(
-                "{} is empty: the controller refuses an empty upload",
-                req.body.path().display()
-            )));
-        }
-        let file = req.body.open_at(0).map_err(local)?;
-        let mut url = format!("{}/recordings/{}/cache-file", self.base, seg(recording_id));
-        let mut sep = '?';
-        let mut query = |k: &str, v: &str| {
-            url.push(sep);
-            url.push_str(k);
-            url.push('=');
-            url.push_str(v);
-            sep = '&';
-        };
-        if let Some(r) = req.rendition {
-            query("rendition", r.as_str());
-        }
-        if let Some(c) = req.chunk {
-            query("chunk", &c.to_string());
-        }
-        if let Some(t) = req.chunk_total {
-            query("chunkTotal", &t.to_string());
-        }
-
-        let mut reader = HashingReader::new(file);
-        let rb = self
-            .prepare(self.agent.put(&url), Budget::Upload)
-            .header("content-type", req.mime_type)
-            .header("content-length", size.to_string())
-            .header("x-rakkr-duration-seconds", req.duration_header())
-            .header(
-                "x-rakkr-file-name",
-                header_text(req.file_name, MAX_FILE_NAME),
-            )
-            .header("x-rakkr-recording-job-id", header_text(req.job_id, 200));
-        let started = Instant::now();
-        let result = rb.send(SendBody::from_reader(&mut reader));
-        let reply = self.finish(result)?;
-        let sent = reader.hex_digest();
-        if reader.count() != size || req.body.sha256().is_some_and(|want| want != sent) {
-            return Err(CallError::LocalFile {
-                path: req.body.path().to_path_buf(),
-                source: std::io::Error::other(format!(
-                    "the body changed during the upload: {} bytes sent (sha256 {sent}), \
-                     {size} expected (sha256 {})",
-                    reader.count(),
-                    req.body.sha256().unwrap_or("not known")
-                )),
-            });
-        }
-        expect_status(&reply, &[200, 201])?;
-        let stored: CacheFileReply = data(&reply)?;
-        if stored.file.sha256_hex().as_deref() != Some(sent.as_str()) || stored.file.size != size {
-            return Err(CallError::ChecksumMismatch {
-                sent,
-                stored: format!("{} ({} bytes)", stored.file.checksum, stored.file.size),
-            });
-        }
-        log::debug!(
-            "uploaded {} ({size} bytes) for {recording_id} in {:.1?}",
-            req.body.path().display(),
-            started.elapsed()
-        );
-        Ok(stored.file)
-    }
-
     /// 12: `GET /nodes/{nodeId}/channel-map-assignments`.
     pub fn channel_map_assignments(&self) -> Result<Vec<ChannelMapBundle>, CallError> {
         let url = self.node_url("channel-map-assignments");
         let reply = self.get(&url)?;
         data(&reply)
     }
-
-    // ---- plumbing -----------------------------------------------------------------------
-
-    fn node_url(&self, tail: &str) -> String {
-        format!("{}/nodes/{}/{tail}", self.base, seg(&self.node_id))
-    }
-
-    fn job_url(&self, job_id: &str, tail: &str) -> String {
-        format!("{}/recording-jobs/{}{tail}", self.base, seg(job_id))
-    }
-
-    /// Auth and every timeout, on any request.
-    fn prepare<B>(&self, rb: RequestBuilder<B>, budget: Budget) -> RequestBuilder<B> {
-        let c = &self.cfg;
-        let whole = match budget {
-            Budget::Call => c.call_timeout,
-            // Never longer than an ordinary call.
-            Budget::Job => c.job_call_timeout.min(c.call_timeout),
-            Budget::Claim => c.claim_timeout.min(c.call_timeout),
-            Budget::Upload => c.upload_timeout,
-        };
-        // No single phase may outlast the whole call (a short job call stays short).
-        let phase = |t: Duration| Some(t.min(whole));
-        let auth = {
-            let token = self.token.read().unwrap_or_else(PoisonError::into_inner);
-            format!("Bearer {}", token.0)
-        };
-        rb.header("authorization", auth)
-            .header("accept", "application/json")
-            .config()
-            .timeout_resolve(phase(c.connect_timeout))
-            .timeout_connect(phase(c.connect_timeout))
-            .timeout_send_request(phase(c.read_timeout))
-            .timeout_send_body(Some(whole))
-            .timeout_recv_response(phase(c.read_timeout))
-            .timeout_recv_body(phase(c.read_timeout))
-            .timeout_global(Some(whole))
-            .build()
-    }
-
-    fn get(&self, url: &str) -> Result<Reply, CallError> {
-        self.get_within(url, Budget::Call)
-    }
-
-    fn get_within(&self, url: &str, budget: Budget) -> Result<Reply, CallError> {
-        let result = self.prepare(self.agent.get(url), budget).call();
-        self.finish(result)
-    }
-
-    fn post_json<T: Serialize>(&self, url: &str, body: &T) -> Result<Reply, CallError> {
-        let bytes = serde_json::to_vec(body)
-            .map_err(|e| CallError::Invalid(format!("cannot serialize the body: {e}")))?;
-        let result = self
-            .prepare(self.agent.post(url), Budget::Call)
-            .header("content-type", "application/json")
-            .send(&bytes[..]);
-        self.finish(result)
-    }
-
-    fn post_empty(
-        &self,
-        url: &str,
-        reason: Option<&str>,
-        budget: Budget,
-    ) -> Result<Reply, CallError> {
-        let mut rb = self.prepare(self.agent.post(url), budget);
-        if let Some(reason) = reason {
-            rb = rb.header("x-rakkr-reason", reason);
-        }
-        let result = rb.send_empty();
-        self.finish(result)
-    }
-
-    /// Reads the reply whole (bounded), notes the clock skew, and sorts errors.
-    fn finish(
-        &self,
-        result: Result<ureq::http::Response<Body>, ureq::Error>,
-    ) -> Result<Reply, CallError> {
-        let mut response = result.map_err(|e| CallError::from_ureq(e, self.https))?;
-        let received_at = SystemTime::now();
-        if let Some(date) = response
-            .headers()
-            .get("date")
-            .and_then(|v| v.to_str().ok())
-            .and_then(parse_http_date)
-        {
-            self.note_skew(ClockSkew::estimate(date, received_at));
-        }
-        let status = response.status().as_u16();
-        let body = response
-            .body_mut()
-            .with_config()
-            .limit(MAX_REPLY_BYTES)
-            .read_to_vec()
-            .map_err(|e| CallError::from_ureq(e, self.https))?;
-        match CallError::from_status(status, &body) {
-            Some(e) => Err(e),
-            None => Ok(Reply { status, body }),
-        }
-    }
-
-    fn note_skew(&self, skew: ClockSkew) {
-        let warn = self
-            .skew
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-            .observe(skew, Instant::now());
-        if warn {
-            log::warn!(
-                "controller clock differs from ours by {skew}: check NTP on this box \
-                 (recording timestamps and leases assume agreeing clocks)"
-            );
-        }
-    }
-}
-
-/// `data` of a success body.
-fn data<T: DeserializeOwned>(reply: &Reply) -> Result<T, CallError> {
-    serde_json::from_slice::<Envelope<T>>(&reply.body)
-        .map(|e| e.data)
-        .map_err(|e| {
-            CallError::Malformed(format!(
-                "{e}; body starts {:?}",
-                truncate(&String::from_utf8_lossy(&reply.body), 80)
-            ))
-        })
-}
-
-fn job_reply(reply: &Reply) -> Result<Job, CallError> {
-    let job: Job = data(reply)?;
-    if job.status.is_none() {
-        return Err(CallError::Malformed("job reply without a status".into()));
-    }
-    Ok(job)
-}
-
-fn expect_status(reply: &Reply, allowed: &[u16]) -> Result<(), CallError> {
-    if allowed.contains(&reply.status) {
-        Ok(())
-    } else {
-        Err(CallError::Malformed(format!(
-            "status {} where the protocol says {allowed:?}",
-            reply.status
-        )))
-    }
-}
-
-fn reason_header(reason: &str, default: &str) -> String {
-    let r = header_text(reason, MAX_REASON);
-    if r.is_empty() { default.to_string() } else { r }
-}
-
-fn truncate(s: &str, max: usize) -> &str {
-    let mut end = s.len().min(max);
-    while !s.is_char_boundary(end) {
-        end -= 1;
-    }
-    &s[..end]
-}
-
-/// Percent-encodes one path segment (everything but RFC 3986 unreserved characters).
-fn seg(s: &str) -> String {
-    let mut out = String::with_capacity(s.len());
-    for b in s.bytes() {
-        if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
-            out.push(b as char);
-        } else {
-            out.push_str(&format!("%{b:02X}"));
-        }
-    }
-    out
 }
 
 #[cfg(test)]

@@ -1,3 +1,4 @@
+use super::request::{MAX_REASON, seg};
 use super::*;
 
 #[test]
