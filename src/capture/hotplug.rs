@@ -2,14 +2,19 @@
 //! datagram to every capture process's socket under `<state dir>/hotplug/`; a capture
 //! waiting to reopen a lost device wakes at once instead of at its next backoff tick.
 //! Without udev nothing changes but latency: backoff alone still recovers. The sync role
-//! uses the same datagram after a claim, so the capture role starts the job at once
-//! instead of at its next journal poll.
+//! uses the same datagram after a claim and after a stop ([`tell_capture`]), so the
+//! capture role starts or stops the job at once instead of at its next journal read.
 
 use std::os::unix::net::UnixDatagram;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 const DIR: &str = "hotplug";
+
+/// The sync role's word that it claimed a job (`devpath`: the job's id).
+pub const CLAIM_NEWS: &str = "claimed";
+/// The sync role's word that it journaled a stop, cancel or lost lease for a job.
+pub const STOP_NEWS: &str = "stop";
 
 /// What udev saw.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -98,6 +103,19 @@ impl HotplugListener {
 impl Drop for HotplugListener {
     fn drop(&mut self) {
         let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// Tells the capture processes under `state_dir` that the journal changed for `job_id`
+/// (`news`: [`CLAIM_NEWS`], [`STOP_NEWS`]). Best effort: they also read the journal at
+/// their own, slower, pace.
+pub fn tell_capture(state_dir: &Path, news: &str, job_id: &str) {
+    let event = HotplugEvent {
+        action: news.into(),
+        devpath: job_id.into(),
+    };
+    if let Err(e) = notify(state_dir, &event) {
+        log::debug!("{job_id}: telling the capture role ({news}): {e}");
     }
 }
 

@@ -65,6 +65,32 @@ pub struct NewJob {
     pub created_at_ms: i64,
 }
 
+#[cfg(test)]
+impl NewJob {
+    /// A 10 s synth job (2 ch 48 kHz S16) in `state`, its directory `dir/id`, for tests.
+    pub fn for_test(id: &str, source: JobSource, dir: &Path, state: JobState) -> NewJob {
+        use crate::core::format::SampleFormat;
+        NewJob {
+            id: id.into(),
+            source,
+            controller_job_id: (source == JobSource::Controller).then(|| id.to_string()),
+            recording_id: None,
+            command_json: "{}".into(),
+            backend: "synth".into(),
+            device: "sine".into(),
+            spec: StreamSpec {
+                format: SampleFormat::S16Le,
+                rate: 48_000,
+                channels: 2,
+            },
+            duration_frames: Some(480_000),
+            dir: dir.join(id),
+            state,
+            created_at_ms: 0,
+        }
+    }
+}
+
 /// A job as stored, every column typed.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct JobRow {

@@ -93,7 +93,6 @@ impl Journal {
 
 #[cfg(test)]
 mod tests {
-    use crate::core::format::{SampleFormat, StreamSpec};
     use crate::core::job::JobState;
     use crate::core::job_machine::{JobKind, MachineState, Verdict};
     use crate::journal::{JobSource, Journal, NewJob};
@@ -103,22 +102,16 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let j = Journal::open(&dir.path().join("j.db")).unwrap();
         j.create_job(&NewJob {
-            id: "job_1".into(),
-            source: JobSource::Controller,
             controller_job_id: Some("job_1".into()),
             recording_id: Some("rec_1".into()),
-            command_json: "{}".into(),
-            backend: "synth".into(),
-            device: "sine".into(),
-            spec: StreamSpec {
-                format: SampleFormat::S16Le,
-                rate: 48_000,
-                channels: 2,
-            },
             duration_frames: Some(48_000),
-            dir: dir.path().join("job_1"),
-            state: JobState::Claimed,
             created_at_ms: 1,
+            ..NewJob::for_test(
+                "job_1",
+                JobSource::Controller,
+                dir.path(),
+                JobState::Claimed,
+            )
         })
         .unwrap();
         assert_eq!(j.load_machine("job_1").unwrap(), None);

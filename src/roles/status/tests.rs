@@ -1,5 +1,4 @@
 use super::*;
-use crate::core::format::{SampleFormat, StreamSpec};
 use crate::core::job_machine::{JobKind, RenderedFile};
 use crate::core::timeline::TimelineEvent;
 use crate::journal::{NewJob, NewOutboxItem};
@@ -276,22 +275,8 @@ fn ages_and_ids_are_short() {
 
 fn new_job(dir: &Path, id: &str, source: JobSource, created: i64) -> NewJob {
     NewJob {
-        id: id.into(),
-        source,
-        controller_job_id: (source == JobSource::Controller).then(|| id.to_string()),
-        recording_id: None,
-        command_json: "{}".into(),
-        backend: "synth".into(),
-        device: "sine".into(),
-        spec: StreamSpec {
-            format: SampleFormat::S16Le,
-            rate: 48_000,
-            channels: 2,
-        },
-        duration_frames: Some(480_000),
-        dir: dir.join(id),
-        state: JobState::Capturing,
         created_at_ms: created,
+        ..NewJob::for_test(id, source, dir, JobState::Capturing)
     }
 }
 

@@ -6,7 +6,7 @@ use std::collections::HashMap;
 use std::path::Path;
 
 use super::{Sync, SyncError, capture_backend, report_body};
-use crate::capture::hotplug::{self, HotplugEvent};
+use crate::capture::hotplug;
 use crate::controller::client::{CallError, Client};
 use crate::controller::protocol::{ChannelMapBundle, HealthEvent, Job, JobRejection, Severity};
 use crate::core::job::JobState;
@@ -134,13 +134,7 @@ impl Sync {
         // Wake the capture role now (after the whole group is in the journal) rather than
         // at its next journal poll.
         if let Some(id) = claimed.first() {
-            let wake = HotplugEvent {
-                action: "claimed".into(),
-                devpath: id.clone(),
-            };
-            if let Err(e) = hotplug::notify(&self.settings.state_dir, &wake) {
-                log::debug!("waking the capture role: {e}");
-            }
+            hotplug::tell_capture(&self.settings.state_dir, hotplug::CLAIM_NEWS, id);
         }
         Ok(())
     }

@@ -4,6 +4,7 @@
 //! report bodies).
 
 use super::{Sync, SyncError};
+use crate::capture::hotplug;
 use crate::controller::protocol::{HealthEvent, Job, JobStatus, Severity};
 use crate::core::job::JobState;
 use crate::core::job_machine::{self, Action, Event, JobKind, MachineState, RenderedFile, Report};
@@ -138,6 +139,10 @@ impl Sync {
         })?;
         if moved && after.state != before.state {
             log::info!("{job_id}: {} -> {} ({event:?})", before.state, after.state);
+        }
+        // The capture role reads a stop from the journal; tell it there is one.
+        if moved && actions.iter().any(|a| matches!(a, Action::StopCapture)) {
+            hotplug::tell_capture(&self.settings.state_dir, hotplug::STOP_NEWS, job_id);
         }
         Ok(if moved { after.state } else { job.state })
     }
