@@ -16,11 +16,13 @@
 //! - `machine`: feeding each job's machine, and mapping its terms onto the wire.
 //! - `claim`, `follow`, `outbox`, `node`: claiming jobs, following the capture role,
 //!   delivering the outbox and uploads, the node's heartbeat; `lanes`: the worker lanes.
+//! - `jobs`: running jobs' heartbeats; `trouble`: controller failures in the log.
 
 mod capture_backend;
 mod claim;
 mod follow;
 mod idle_round;
+mod jobs;
 mod lanes;
 mod machine;
 mod meter;
@@ -31,6 +33,7 @@ mod outbox;
 mod retention;
 mod sending;
 mod timeline_health;
+mod trouble;
 
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -40,14 +43,14 @@ use crate::capture::StopFlag;
 use crate::controller::client::{CallError, Client, ClientConfig, ClientError};
 use crate::controller::protocol::{Job, NodeConfig};
 use crate::core::disk_budget::BudgetMarks;
-use crate::core::job::JobState;
-use crate::journal::{JobRow, JobSource, Journal, JournalError};
-use crate::logging::untrusted;
+use crate::journal::{JobRow, Journal, JournalError};
 use crate::roles::finalize::{self, RECORDING_FILE};
 use crate::segment::writer::now_ms;
 use idle_round::{due, half_due};
+use jobs::Watch;
 use lanes::{Lane, Lanes};
 use machine::{controller_event, report_body};
+use trouble::FailureLog;
 
 /// The sync role's settings.
 #[derive(Clone, Debug)]
@@ -108,9 +111,6 @@ const TICK: Duration = Duration::from_secs(1);
 const IDLE_TICK: Duration = Duration::from_secs(5);
 /// The sync role's beat (a run file `edgerec status` reads).
 const SYNC_BEAT_EVERY: Duration = Duration::from_secs(5);
-/// Repeats of one kind of failure (call and error kind) within this window are folded.
-const FOLD_WINDOW: Duration = Duration::from_secs(60);
-
 /// What a lane's call came back with.
 enum Done {
     /// An idle round ([`idle_round`]): each call that went, and the claim when it found
@@ -148,38 +148,6 @@ impl Done {
                 ..
             }
         )
-    }
-}
-
-/// A job's progress as the sync role last saw it: heartbeats only while it advances.
-struct Watch {
-    frames: u64,
-    advanced_at: Instant,
-    polled_at: Option<Instant>,
-}
-
-/// Which controller failures to log: the first of each kind (call and error kind) at
-/// once, then one line per [`FOLD_WINDOW`] saying how many repeats it folded. Pure: the
-/// caller passes the clock.
-#[derive(Default)]
-struct FailureLog {
-    kinds: HashMap<(&'static str, String), (Instant, u64)>,
-}
-
-impl FailureLog {
-    /// `Some(repeats folded since the last line)` when this failure is to be logged.
-    fn note(&mut self, call: &'static str, kind: String, now: Instant) -> Option<u64> {
-        match self.kinds.get_mut(&(call, kind.clone())) {
-            None => {
-                self.kinds.insert((call, kind), (now, 0));
-                Some(0)
-            }
-            Some((logged_at, repeats)) if now.duration_since(*logged_at) < FOLD_WINDOW => {
-                *repeats += 1;
-                None
-            }
-            Some(entry) => Some(std::mem::replace(entry, (now, 0)).1),
-        }
     }
 }
 
@@ -466,166 +434,6 @@ impl Sync {
         log::trace!("sync: {lane:?} answered");
         Ok(())
     }
-
-    /// Logs controller trouble: the first failure of each kind (call and error kind) at
-    /// once, repeats of it folded into one line a minute. Capture is never affected.
-    fn trouble(&mut self, what: &'static str, e: &CallError) {
-        let Some(folded) = self.trouble_log.note(what, e.kind(), Instant::now()) else {
-            return;
-        };
-        let retry = if e.is_retryable() {
-            "will retry"
-        } else {
-            "not retried unchanged"
-        };
-        let text = e.to_string();
-        let message = untrusted(&text);
-        match folded {
-            0 => log::warn!("controller {what}: {message} ({retry}; capture is unaffected)"),
-            n => log::warn!(
-                "controller {what}: {message} ({retry}; {n} more like it folded; capture is unaffected)"
-            ),
-        }
-    }
-
-    fn controller_jobs(&self) -> Result<Vec<JobRow>, SyncError> {
-        Ok(self
-            .journal
-            .non_terminal_jobs()?
-            .into_iter()
-            .filter(|j| j.source == JobSource::Controller)
-            .collect())
-    }
-
-    fn free_capacity(&self) -> Result<u32, SyncError> {
-        let busy = self
-            .controller_jobs()?
-            .iter()
-            .filter(|j| is_live(j.state))
-            .count() as u32;
-        Ok(self.capacity.saturating_sub(busy))
-    }
-
-    /// Hands due heartbeats (and polls) of running jobs to their lanes.
-    fn poll_jobs(&mut self, shutdown: &StopFlag) -> Result<(), SyncError> {
-        let busy_max = self.settings.capture_beat_max_age.as_millis() as i64;
-        let capture_alive = self.journal.beat("capture")?.is_some_and(|b| {
-            now_ms() - b.last_beat_ms
-                <= crate::roles::capture::beat_max_age_ms(&b.progress, busy_max)
-        });
-        let jobs = self.controller_jobs()?;
-        let live: HashSet<&str> = jobs
-            .iter()
-            .filter(|j| is_leased(j.state))
-            .map(|j| j.id.as_str())
-            .collect();
-        self.watches.retain(|id, _| live.contains(id.as_str()));
-        self.lanes.retire_jobs_except(&|id| live.contains(id));
-        for job in jobs.iter().filter(|j| is_leased(j.state)) {
-            if shutdown.is_stopped() {
-                break;
-            }
-            let lane = Lane::Job(job.id.clone());
-            if self.lanes.is_busy(&lane) {
-                continue; // its last call has not come back: it holds only this job
-            }
-            // A group member advances with its leader's capture.
-            let frames = match self.journal.group_leader(&job.id)? {
-                Some(leader) if leader != job.id => self
-                    .journal
-                    .job(&leader)?
-                    .map_or(job.captured_frames, |l| l.captured_frames),
-                _ => job.captured_frames,
-            };
-            let watch = self.watches.entry(job.id.clone()).or_insert(Watch {
-                frames,
-                advanced_at: Instant::now(),
-                polled_at: None,
-            });
-            if frames != watch.frames {
-                watch.frames = frames;
-                watch.advanced_at = Instant::now();
-            }
-            if !due(
-                Instant::now(),
-                watch.polled_at,
-                self.settings.job_poll_every,
-            ) {
-                continue;
-            }
-            // Liveness comes from the journal: a capture that stopped beating or advancing
-            // gets no heartbeat, and the controller's lease tells the truth about it.
-            let grace = if job.state == JobState::Claimed {
-                Duration::from_secs(10)
-            } else {
-                Duration::from_secs(5)
-            };
-            let heartbeat = match job.state {
-                // Rendered by the capture role: alive while it beats.
-                JobState::Captured | JobState::Rendering => capture_alive,
-                // Delivered by this role, whose upload retries are bounded.
-                JobState::Cached | JobState::Uploading => true,
-                _ => capture_alive && watch.advanced_at.elapsed() <= grace,
-            };
-            let controller_id = job
-                .controller_job_id
-                .clone()
-                .unwrap_or_else(|| job.id.clone());
-            let local_id = job.id.clone();
-            let task = Box::new(move |c: &Client| job_call(c, local_id, &controller_id, heartbeat));
-            if self.lanes.submit(lane, task)
-                && let Some(w) = self.watches.get_mut(&job.id)
-            {
-                w.polled_at = Some(Instant::now());
-            }
-        }
-        Ok(())
-    }
-}
-
-/// A job's heartbeat (a poll when it is not advancing, or after a 409), on its lane.
-fn job_call(c: &Client, local_id: String, controller_id: &str, heartbeat: bool) -> Done {
-    let poll = |local_id: String| match c.get_job(controller_id) {
-        Ok(job) => Done::Job {
-            local_id,
-            seen: Some(Box::new(job)),
-            failed: None,
-        },
-        Err(e) => Done::Job {
-            local_id,
-            seen: None,
-            failed: Some(("job poll", e)),
-        },
-    };
-    if !heartbeat {
-        return poll(local_id);
-    }
-    match c.job_heartbeat(controller_id) {
-        Ok(seen) => Done::Job {
-            local_id,
-            seen: Some(Box::new(seen)),
-            failed: None,
-        },
-        Err(CallError::Conflict(_)) => poll(local_id),
-        Err(e) => Done::Job {
-            local_id,
-            seen: None,
-            failed: Some(("job heartbeat", e)),
-        },
-    }
-}
-
-/// The controller's lease must be kept from the claim until the upload is answered: a
-/// long render or a chunked upload outlasts the 30 s lease.
-fn is_leased(state: JobState) -> bool {
-    !state.is_terminal()
-}
-
-fn is_live(state: JobState) -> bool {
-    matches!(
-        state,
-        JobState::Claimed | JobState::Capturing | JobState::Stopping
-    )
 }
 
 /// The name the controller asked for, or the local one.
