@@ -27,8 +27,10 @@ use crate::core::format::SampleFormat;
 /// Name of the real-time capture thread.
 pub const THREAD_NAME: &str = "edgerec-capture-alsa";
 
-/// Longest a single read waits for the device before reporting [`Read::Idle`].
-const MAX_WAIT_MS: u32 = 100;
+/// Longest a single read waits for the device before reporting [`Read::Idle`] (a stalled
+/// device, a stop asked for meanwhile): above the default wake interval (two ~85–100 ms
+/// periods), so a healthy stream never times out, and far inside the 2 s stop deadline.
+const MAX_WAIT_MS: u32 = 400;
 /// Shortest wait, so tiny periods do not turn the loop into a spin.
 const MIN_WAIT_MS: u32 = 10;
 /// Tries of `snd_pcm_resume` after a suspend before falling back to `prepare`.
@@ -43,9 +45,10 @@ const STANDARD_RATES: [u32; 11] = [
 /// thread.
 pub fn start(req: &CaptureRequest, sink: FrameSink) -> Result<CaptureHandle, OpenError> {
     let source = AlsaSource::open(req)?;
-    // Reads ask for two periods: a read that returns less proves the device buffer was
-    // drained at that moment, which anchors the overrun loss estimate (see `AlsaSource`).
-    let read_frames = source.period_frames() * 2;
+    // Reads ask for twice what a wake-up brings: a read that returns less proves the device
+    // buffer was drained at that moment, which anchors the overrun loss estimate (see
+    // `AlsaSource`), and dates the push exactly (the stream clock).
+    let read_frames = source.wake_frames() * 2;
     pull::spawn(THREAD_NAME, source, sink, read_frames).map_err(|e| OpenError::Failed {
         device: req.device.clone(),
         detail: format!("cannot spawn the capture thread: {e}"),
@@ -70,6 +73,7 @@ pub struct AlsaSource {
     rate: u32,
     period_frames: u32,
     buffer_frames: u32,
+    wake_frames: u32,
     bytes_per_frame: usize,
     wait_ms: u32,
     /// The PCM's poll descriptors, fetched once at open (no allocation per read).
@@ -85,16 +89,17 @@ impl AlsaSource {
         let device = req.device.as_str();
         let pcm = open_pcm(device)?;
         let (period, buffer) = set_hw_params(&pcm, req)?;
+        let wake = wake_frames(period, buffer);
         let sw = || -> ::alsa::Result<()> {
             let swp = pcm.sw_params_current()?;
-            swp.set_avail_min(period as ::alsa::pcm::Frames)?;
+            swp.set_avail_min(wake as ::alsa::pcm::Frames)?;
             swp.set_start_threshold(1)?;
             pcm.sw_params(&swp)
         };
         sw().map_err(|e| classify(device, "sw params", e))?;
         let bytes_per_frame = req.spec.bytes_per_frame();
-        let period_ms = (period as u64 * 1000 / req.spec.rate.max(1) as u64) as u32;
-        let wait_ms = (period_ms * 4).clamp(MIN_WAIT_MS, MAX_WAIT_MS);
+        let wake_ms = (wake as u64 * 1000 / req.spec.rate.max(1) as u64) as u32;
+        let wait_ms = (wake_ms * 2).clamp(MIN_WAIT_MS, MAX_WAIT_MS);
         if pcm.state_raw() != State::Prepared as c_int {
             pcm.prepare().map_err(|e| classify(device, "prepare", e))?;
         }
@@ -107,6 +112,7 @@ impl AlsaSource {
             rate: req.spec.rate,
             period_frames: period,
             buffer_frames: buffer,
+            wake_frames: wake,
             bytes_per_frame,
             wait_ms,
             fds,
@@ -123,6 +129,11 @@ impl AlsaSource {
     /// The device buffer the device accepted (near the requested one).
     pub fn buffer_frames(&self) -> u32 {
         self.buffer_frames
+    }
+
+    /// Frames the device holds when the capture thread wakes (its `avail_min`).
+    pub fn wake_frames(&self) -> u32 {
+        self.wake_frames
     }
 
     /// How long one read waits at most before returning [`Read::Idle`].
@@ -244,6 +255,20 @@ impl PullSource for AlsaSource {
         } else if !revents.contains(Flags::IN) {
             return Read::Idle; // a wake-up that brought less than avail_min
         }
+        self.read_now(buf)
+    }
+
+    fn read_held(&mut self, buf: &mut [u8]) -> Read {
+        if self.pcm.state_raw() != State::Running as c_int {
+            return Read::Idle;
+        }
+        self.read_now(buf)
+    }
+}
+
+impl AlsaSource {
+    /// One non-blocking read of what the device holds, up to `buf`.
+    fn read_now(&mut self, buf: &mut [u8]) -> Read {
         let whole = buf.len() / self.bytes_per_frame * self.bytes_per_frame;
         let want_frames = (whole / self.bytes_per_frame) as u64;
         // `io_bytes` is a borrow plus a flag: no allocation.
@@ -261,6 +286,19 @@ impl PullSource for AlsaSource {
             }
             Err(e) => self.on_error("read", e),
         }
+    }
+}
+
+/// Frames the device must hold before the capture thread wakes (pure): two periods when
+/// the buffer holds at least four, so the thread wakes half as often as the device
+/// interrupts and still has at least two periods of buffer (~170 ms at the default ~85 ms
+/// period; 800 ms on a device that grants a 1 s buffer) for a late wake-up, which a
+/// SCHED_FIFO thread sees in microseconds to a few ms. A smaller buffer wakes every period.
+pub fn wake_frames(period: u32, buffer: u32) -> u32 {
+    if buffer / 4 >= period {
+        period * 2
+    } else {
+        period
     }
 }
 

@@ -26,7 +26,17 @@ pub enum Read {
 /// bounded poll timeout), never allocate or lock in the steady state, and never log.
 pub trait PullSource: Send + 'static {
     fn read(&mut self, buf: &mut [u8]) -> Read;
+
+    /// After a stop: frames the device already holds, without waiting (`Idle` when none).
+    /// A source that wakes every few periods would otherwise leave them behind.
+    fn read_held(&mut self, _buf: &mut [u8]) -> Read {
+        Read::Idle
+    }
 }
+
+/// Most reads [`run_loop`] makes after a stop to take what the device holds (each takes up
+/// to the read size; a device buffer is a few of those).
+const HELD_READS: u32 = 16;
 
 /// Spawns the named real-time capture thread that drives `source` into `sink`.
 pub fn spawn(
@@ -62,7 +72,7 @@ fn run_loop(
     let mut periods = 0u32;
     let end = loop {
         if stop.is_stopped() {
-            break CaptureEnd::Stopped;
+            break take_held(source, sink, buf);
         }
         match source.read(buf) {
             Read::Frames(n) => sink.push(&buf[..n * bpf]),
@@ -84,4 +94,25 @@ fn run_loop(
         rt::steady_state(RtPhase::SteadyExit);
     }
     end
+}
+
+/// Pushes what the device holds at the stop (audio captured before it was asked for).
+fn take_held(source: &mut impl PullSource, sink: &mut FrameSink, buf: &mut [u8]) -> CaptureEnd {
+    let bpf = sink.bytes_per_frame();
+    for _ in 0..HELD_READS {
+        match source.read_held(buf) {
+            Read::Frames(n) => {
+                sink.push(&buf[..n * bpf]);
+                if n * bpf < buf.len() / bpf * bpf {
+                    break; // less than asked: the device is empty
+                }
+            }
+            Read::Overrun { lost_frames } => {
+                sink.device_dropped(lost_frames, GapCause::DeviceOverrun)
+            }
+            Read::End(end) => return end,
+            Read::DropOut { .. } | Read::Idle => break,
+        }
+    }
+    CaptureEnd::Stopped
 }
