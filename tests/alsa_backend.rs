@@ -464,10 +464,10 @@ fn thread_wakeups(name: &str) -> Option<u64> {
 }
 
 #[test]
-fn at_the_shipped_period_the_capture_thread_wakes_once_per_two_periods() {
+fn at_a_20_ms_period_the_capture_thread_wakes_once_per_two_periods() {
     let (kit, _serial) = setup();
     let spec = stereo48k(SampleFormat::S16Le);
-    let req = CaptureRequest::new("wakemic", spec);
+    let req = request("wakemic", spec);
     let source = AlsaSource::open(&req).unwrap();
     let (period, buffer, wake) = (
         source.period_frames(),

@@ -32,6 +32,12 @@ pub trait PullSource: Send + 'static {
     fn read_held(&mut self, _buf: &mut [u8]) -> Read {
         Read::Idle
     }
+
+    /// What wakes a blocked `read` when a stop is asked for, if the source can be woken;
+    /// without one the stop is seen at the next read's return.
+    fn stop_waker(&self) -> Option<Box<dyn Fn() + Send + Sync>> {
+        None
+    }
 }
 
 /// Most reads [`run_loop`] makes after a stop to take what the device holds (each takes up
@@ -47,7 +53,12 @@ pub fn spawn(
 ) -> std::io::Result<CaptureHandle> {
     let stop = StopFlag::new();
     let thread_stop = stop.clone();
+    let waker = source.stop_waker().map(|w| stop.on_stop(w));
+    // Dropped when the thread ends, however it ends: the stopper's wait returns then.
+    let (done, finished) = crossbeam_channel::bounded::<()>(0);
     let thread: JoinHandle<()> = std::thread::Builder::new().name(name.to_string()).spawn(move || {
+        let _done = done;
+        let _waker = waker;
         if !rt::request_realtime_priority(rt::CAPTURE_RT_PRIORITY) {
             log::warn!(
                 "capture: SCHED_FIFO {} refused (needs CAP_SYS_NICE or RLIMIT_RTPRIO); running at normal priority",
@@ -58,8 +69,9 @@ pub fn spawn(
         let mut buf = vec![0u8; period_frames as usize * sink.bytes_per_frame()];
         let end = run_loop(&mut source, &mut sink, &mut buf, &thread_stop);
         sink.end(end);
+        drop(source); // closes the device before the stopper is told the thread is done
     })?;
-    Ok(CaptureHandle::new(stop, thread))
+    Ok(CaptureHandle::new(stop, thread).with_finished(finished))
 }
 
 fn run_loop(
