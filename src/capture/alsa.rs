@@ -348,33 +348,6 @@ pub fn wake_frames(period: u32, buffer: u32, rate: u32) -> u32 {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn the_thread_wakes_every_two_periods_only_when_they_are_short_and_the_buffer_deep() {
-        // (period, buffer) at 48 kHz -> frames per wake-up
-        let table = [
-            (480, 16384, 960),   // 10 ms: two periods, 20 ms
-            (960, 16384, 1920),  // 20 ms: two, 40 ms
-            (2400, 48000, 4800), // 50 ms: two, exactly 100 ms
-            (4096, 16384, 4096), // the shipped ~85 ms on fakemic: one (two would be 170 ms)
-            (4800, 48000, 4800), // 100 ms: one
-            (960, 3840, 1920),   // four periods of buffer: two still leave two
-            (960, 3000, 960),    // under four periods: one
-            (1, 4, 2),
-        ];
-        for (period, buffer, want) in table {
-            assert_eq!(
-                wake_frames(period, buffer, 48_000),
-                want,
-                "{period}/{buffer}"
-            );
-        }
-    }
-}
-
 /// A non-blocking eventfd.
 fn eventfd() -> std::io::Result<OwnedFd> {
     // SAFETY: plain syscall; a non-negative result is a new descriptor we own.
@@ -555,4 +528,31 @@ pub fn errno_name(errno: i32) -> String {
         _ => return format!("errno {errno}"),
     };
     name.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_thread_wakes_every_two_periods_only_when_they_are_short_and_the_buffer_deep() {
+        // (period, buffer) at 48 kHz -> frames per wake-up
+        let table = [
+            (480, 16384, 960),   // 10 ms: two periods, 20 ms
+            (960, 16384, 1920),  // 20 ms: two, 40 ms
+            (2400, 48000, 4800), // 50 ms: two, exactly 100 ms
+            (4096, 16384, 4096), // the shipped ~85 ms on fakemic: one (two would be 170 ms)
+            (4800, 48000, 4800), // 100 ms: one
+            (960, 3840, 1920),   // four periods of buffer: two still leave two
+            (960, 3000, 960),    // under four periods: one
+            (1, 4, 2),
+        ];
+        for (period, buffer, want) in table {
+            assert_eq!(
+                wake_frames(period, buffer, 48_000),
+                want,
+                "{period}/{buffer}"
+            );
+        }
+    }
 }
