@@ -10,7 +10,7 @@ use std::process::Command;
 use std::sync::{Mutex, MutexGuard, OnceLock};
 use std::time::{Duration, Instant};
 
-use edgerec::capture::alsa::AlsaSource;
+use edgerec::capture::alsa::{AlsaSource, THREAD_NAME};
 use edgerec::capture::pull::{PullSource, Read};
 use edgerec::capture::{
     CaptureEnd, CaptureEvent, CaptureHandle, CaptureRequest, FrameSource, OpenError, StartFn, ring,
@@ -22,7 +22,7 @@ const PERIOD: u32 = 960; // 20 ms
 /// Frames in the looped source file (not a multiple of the period on purpose).
 const FILE_FRAMES: usize = 30_011;
 /// Every fakemic device the tests use; each test has its own so faults do not leak.
-const DEVICES: [&str; 9] = [
+const DEVICES: [&str; 10] = [
     "filemic",
     "unplugmic",
     "gonemic",
@@ -32,6 +32,7 @@ const DEVICES: [&str; 9] = [
     "cpalgone",
     "cpalstall",
     "listmic",
+    "wakemic",
 ];
 
 struct Kit {
@@ -394,7 +395,8 @@ fn an_overrun_is_recovered_in_place_and_its_loss_estimated() {
     let mut source = AlsaSource::open(&request("overmic", spec)).unwrap();
     let period = source.period_frames() as u64;
     assert!(source.buffer_frames() as u64 >= 2 * period);
-    let mut buf = vec![0u8; source.period_frames() as usize * 2 * spec.bytes_per_frame()];
+    // As the capture thread reads: twice what a wake-up brings.
+    let mut buf = vec![0u8; source.wake_frames() as usize * 2 * spec.bytes_per_frame()];
     let mut frames = 0u64;
     while frames < 10 * period {
         match source.read(&mut buf) {
@@ -439,6 +441,73 @@ fn an_overrun_is_recovered_in_place_and_its_loss_estimated() {
         }
     }
     assert!(after >= 10 * period, "only {after} frames after recovery");
+}
+
+/// Voluntary context switches (blocking waits) so far of this process's thread called
+/// `name` (cut to the kernel's 15 characters).
+fn thread_wakeups(name: &str) -> Option<u64> {
+    let name = &name[..name.len().min(15)];
+    std::fs::read_dir("/proc/self/task")
+        .ok()?
+        .flatten()
+        .find_map(|t| {
+            let status = std::fs::read_to_string(t.path().join("status")).ok()?;
+            let field = |key: &str| {
+                status
+                    .lines()
+                    .find_map(|l| l.strip_prefix(key))
+                    .map(str::trim)
+            };
+            (field("Name:")? == name).then_some(())?;
+            field("voluntary_ctxt_switches:")?.parse().ok()
+        })
+}
+
+#[test]
+fn at_a_20_ms_period_the_capture_thread_wakes_once_per_two_periods() {
+    let (kit, _serial) = setup();
+    let spec = stereo48k(SampleFormat::S16Le);
+    let req = request("wakemic", spec);
+    let source = AlsaSource::open(&req).unwrap();
+    let (period, buffer, wake) = (
+        source.period_frames(),
+        source.buffer_frames(),
+        source.wake_frames(),
+    );
+    drop(source);
+    eprintln!("period {period}, buffer {buffer}, wake-up every {wake} frames");
+    assert!(buffer >= 4 * period, "fakemic grants a 4-period buffer");
+    assert_eq!(
+        wake,
+        2 * period,
+        "two periods a wake-up, two left for a late one"
+    );
+
+    let (sink, mut src) = ring(spec, 10.0, usize::MAX);
+    let handle = alsa_start()(&req, sink).unwrap();
+    std::thread::sleep(Duration::from_millis(500)); // start-up's waits are not counted
+    let before = thread_wakeups(THREAD_NAME).expect("the capture thread runs");
+    let t0 = Instant::now();
+    std::thread::sleep(Duration::from_secs(3));
+    let wakes = thread_wakeups(THREAD_NAME).unwrap() - before;
+    let window = t0.elapsed();
+    let wall = stop_within(handle, Duration::from_secs(1)) + window;
+    // One wait per wake-up; once a period would be twice this. A late wake (a loaded box)
+    // only finds more frames, it adds no wait.
+    let expected = window.as_secs_f64() * RATE as f64 / wake as f64;
+    eprintln!("capture thread: {wakes} waits in {window:?} (one per wake-up: {expected:.1})");
+    assert!(
+        (wakes as f64) < expected * 1.5,
+        "{wakes} waits in {window:?}: more than one per {wake} frames"
+    );
+    let mut bytes = Vec::new();
+    drain(&mut src, &mut bytes);
+    assert_exact(kit, spec.format, &bytes);
+    let frames = (bytes.len() / spec.bytes_per_frame()) as u64;
+    assert!(
+        frames as f64 >= (window.as_secs_f64() + 0.5) * RATE as f64 - 2.0 * wake as f64,
+        "{frames} frames in {wall:?}"
+    );
 }
 
 #[test]

@@ -4,7 +4,8 @@
 //! comes back synchronously as an [`OpenError`]), then moves it into the shared real-time
 //! loop ([`pull::spawn`]). The PCM is opened non-blocking: each read polls the PCM's
 //! descriptors once, for at most a few periods, so a wedged device never wedges the thread
-//! and the stop flag is always seen.
+//! and the stop flag is always seen; a stop also writes an eventfd in that poll, so the
+//! thread leaves at once rather than at its next wake-up.
 //!
 //! Every errno the device can return while running is turned, where it happens, into one
 //! of the loop's outcomes: frames, idle (nothing yet), an overrun recovered in place (with an
@@ -12,6 +13,8 @@
 //! a failure.
 
 use std::ffi::CString;
+use std::os::fd::{AsRawFd as _, FromRawFd as _, OwnedFd};
+use std::sync::Arc;
 use std::time::Instant;
 
 use ::alsa::pcm::{Access, Format, HwParams, PCM, State};
@@ -27,8 +30,10 @@ use crate::core::format::SampleFormat;
 /// Name of the real-time capture thread.
 pub const THREAD_NAME: &str = "edgerec-capture-alsa";
 
-/// Longest a single read waits for the device before reporting [`Read::Idle`].
-const MAX_WAIT_MS: u32 = 100;
+/// Longest a single read waits for the device before reporting [`Read::Idle`] (a stalled
+/// device, a stop asked for meanwhile): above the default wake interval (two ~85–100 ms
+/// periods), so a healthy stream never times out, and far inside the 2 s stop deadline.
+const MAX_WAIT_MS: u32 = 400;
 /// Shortest wait, so tiny periods do not turn the loop into a spin.
 const MIN_WAIT_MS: u32 = 10;
 /// Tries of `snd_pcm_resume` after a suspend before falling back to `prepare`.
@@ -43,9 +48,9 @@ const STANDARD_RATES: [u32; 11] = [
 /// thread.
 pub fn start(req: &CaptureRequest, sink: FrameSink) -> Result<CaptureHandle, OpenError> {
     let source = AlsaSource::open(req)?;
-    // Reads ask for two periods: a read that returns less proves the device buffer was
-    // drained at that moment, which anchors the overrun loss estimate (see `AlsaSource`).
-    let read_frames = source.period_frames() * 2;
+    // Room for twice what a wake-up brings, so a late wake-up still drains the device in
+    // one read (which anchors the overrun loss estimate, see `AlsaSource`).
+    let read_frames = source.wake_frames() * 2;
     pull::spawn(THREAD_NAME, source, sink, read_frames).map_err(|e| OpenError::Failed {
         device: req.device.clone(),
         detail: format!("cannot spawn the capture thread: {e}"),
@@ -62,7 +67,7 @@ pub fn probe(device: &str) -> Result<DeviceCaps, OpenError> {
 ///
 /// Overrun accounting: `anchor` is an instant at which every frame the device had captured
 /// was either read by us or counted in `read_since_anchor` (the stream start, a recovery, or
-/// a read that returned fewer frames than asked, i.e. drained the buffer). On an overrun the
+/// a read that took all the device said it held, i.e. drained the buffer). On an overrun the
 /// frames lost are the device time elapsed since `anchor` until capture restarts, minus the
 /// frames read since then. Re-anchoring on every drained read keeps clock drift out of it.
 pub struct AlsaSource {
@@ -70,10 +75,14 @@ pub struct AlsaSource {
     rate: u32,
     period_frames: u32,
     buffer_frames: u32,
+    wake_frames: u32,
     bytes_per_frame: usize,
     wait_ms: u32,
-    /// The PCM's poll descriptors, fetched once at open (no allocation per read).
+    /// The PCM's poll descriptors, fetched once at open (no allocation per read), then
+    /// the stop eventfd (last).
     fds: Vec<libc::pollfd>,
+    /// Written once by a stop, so the thread leaves its wait at once.
+    stop_fd: Arc<OwnedFd>,
     anchor: Instant,
     read_since_anchor: u64,
 }
@@ -85,31 +94,43 @@ impl AlsaSource {
         let device = req.device.as_str();
         let pcm = open_pcm(device)?;
         let (period, buffer) = set_hw_params(&pcm, req)?;
+        let wake = wake_frames(period, buffer, req.spec.rate);
         let sw = || -> ::alsa::Result<()> {
             let swp = pcm.sw_params_current()?;
-            swp.set_avail_min(period as ::alsa::pcm::Frames)?;
+            swp.set_avail_min(wake as ::alsa::pcm::Frames)?;
             swp.set_start_threshold(1)?;
             pcm.sw_params(&swp)
         };
         sw().map_err(|e| classify(device, "sw params", e))?;
         let bytes_per_frame = req.spec.bytes_per_frame();
-        let period_ms = (period as u64 * 1000 / req.spec.rate.max(1) as u64) as u32;
-        let wait_ms = (period_ms * 4).clamp(MIN_WAIT_MS, MAX_WAIT_MS);
+        let wake_ms = (wake as u64 * 1000 / req.spec.rate.max(1) as u64) as u32;
+        let wait_ms = (wake_ms * 2).clamp(MIN_WAIT_MS, MAX_WAIT_MS);
         if pcm.state_raw() != State::Prepared as c_int {
             pcm.prepare().map_err(|e| classify(device, "prepare", e))?;
         }
-        let fds = pcm
+        let mut fds = pcm
             .get()
             .map_err(|e| classify(device, "poll descriptors", e))?;
+        let stop_fd = Arc::new(eventfd().map_err(|e| OpenError::Failed {
+            device: device.to_string(),
+            detail: format!("eventfd: {e}"),
+        })?);
+        fds.push(libc::pollfd {
+            fd: stop_fd.as_raw_fd(),
+            events: libc::POLLIN,
+            revents: 0,
+        });
         pcm.start().map_err(|e| classify(device, "start", e))?;
         Ok(AlsaSource {
             pcm,
             rate: req.spec.rate,
             period_frames: period,
             buffer_frames: buffer,
+            wake_frames: wake,
             bytes_per_frame,
             wait_ms,
             fds,
+            stop_fd,
             anchor: Instant::now(),
             read_since_anchor: 0,
         })
@@ -123,6 +144,11 @@ impl AlsaSource {
     /// The device buffer the device accepted (near the requested one).
     pub fn buffer_frames(&self) -> u32 {
         self.buffer_frames
+    }
+
+    /// Frames the device holds when the capture thread wakes (its `avail_min`).
+    pub fn wake_frames(&self) -> u32 {
+        self.wake_frames
     }
 
     /// How long one read waits at most before returning [`Read::Idle`].
@@ -140,6 +166,41 @@ impl AlsaSource {
     fn reanchor(&mut self, now: Instant) {
         self.anchor = now;
         self.read_since_anchor = 0;
+    }
+
+    /// One non-blocking read of what the device holds, up to `buf`. Asks for exactly what
+    /// the device said it holds: asking for more makes alsa-lib chase a pointer that moves
+    /// with time, a frame or two per round (hundreds of rounds a read on a timer-paced
+    /// device). A read that takes all of it drained the device as of the query.
+    fn read_now(&mut self, buf: &mut [u8]) -> Read {
+        let avail = match self.pcm.avail_update() {
+            Ok(a) => a.max(0) as usize,
+            Err(e) => return self.on_error("avail", e),
+        };
+        let queried = Instant::now();
+        let room = buf.len() / self.bytes_per_frame;
+        let want = avail.min(room);
+        if want == 0 {
+            return Read::Idle;
+        }
+        // `io_bytes` is a borrow plus a flag: no allocation.
+        let got = self
+            .pcm
+            .io_bytes()
+            .readi(&mut buf[..want * self.bytes_per_frame]);
+        match got {
+            Ok(0) => Read::Idle,
+            Ok(n) => {
+                if avail <= room && n == want {
+                    // We took everything the device had: it is drained as of the query.
+                    self.reanchor(queried);
+                } else {
+                    self.read_since_anchor += n as u64;
+                }
+                Read::Frames(n)
+            }
+            Err(e) => self.on_error("read", e),
+        }
     }
 
     /// Turns an errno from `op` into the loop's outcome. Allocates only on the End paths.
@@ -227,7 +288,11 @@ impl PullSource for AlsaSource {
             Err(e) if e.errno() == libc::EINTR => return Read::Idle,
             Err(e) => return self.end("poll", e.errno()),
         }
-        let revents = match self.pcm.revents(&self.fds) {
+        let (pcm_fds, stop) = self.fds.split_at(self.fds.len() - 1);
+        if stop[0].revents != 0 {
+            return Read::Idle; // a stop: the loop sees the flag
+        }
+        let revents = match self.pcm.revents(pcm_fds) {
             Ok(r) => r,
             Err(e) => return self.on_error("poll", e),
         };
@@ -241,27 +306,57 @@ impl PullSource for AlsaSource {
             if state == State::XRun as c_int || state == State::Suspended as c_int {
                 return self.on_timeout();
             }
-        } else if !revents.contains(Flags::IN) {
-            return Read::Idle; // a wake-up that brought less than avail_min
         }
-        let whole = buf.len() / self.bytes_per_frame * self.bytes_per_frame;
-        let want_frames = (whole / self.bytes_per_frame) as u64;
-        // `io_bytes` is a borrow plus a flag: no allocation.
-        let got = self.pcm.io_bytes().readi(&mut buf[..whole]);
-        match got {
-            Ok(0) => Read::Idle,
-            Ok(n) => {
-                if (n as u64) < want_frames {
-                    // We took everything the device had: it is drained as of now.
-                    self.reanchor(Instant::now());
-                } else {
-                    self.read_since_anchor += n as u64;
-                }
-                Read::Frames(n)
-            }
-            Err(e) => self.on_error("read", e),
-        }
+        // Read even a wake-up without POLLIN (less than avail_min): a timer-paced plugin
+        // may tick a frame early and not again for a whole wake-up interval, which at two
+        // periods of a four-period buffer would be an overrun.
+        self.read_now(buf)
     }
+
+    fn stop_waker(&self) -> Option<Box<dyn Fn() + Send + Sync>> {
+        let fd = self.stop_fd.clone();
+        Some(Box::new(move || {
+            let one = 1u64.to_ne_bytes();
+            // SAFETY: writes 8 bytes from a live buffer to an eventfd we own.
+            let _ = unsafe { libc::write(fd.as_raw_fd(), one.as_ptr().cast(), one.len()) };
+        }))
+    }
+
+    fn read_held(&mut self, buf: &mut [u8]) -> Read {
+        if self.pcm.state_raw() != State::Running as c_int {
+            return Read::Idle;
+        }
+        self.read_now(buf)
+    }
+}
+
+/// Most audio a wake-up lets the device hold, in ms: what an unplug takes with it (the
+/// frames captured but not read yet leave with the device), as at one ~85-100 ms period.
+const MAX_HELD_MS: u32 = 100;
+
+/// Frames the device must hold before the capture thread wakes (pure): two periods when
+/// they fit in [`MAX_HELD_MS`] and the buffer holds at least four (half the wake-ups, and
+/// two periods of buffer left for a late wake-up, which a SCHED_FIFO thread sees in
+/// microseconds to a few ms); else one. At the shipped ~100 ms period that is one period:
+/// waking less often there would let an unplug take up to 200 ms of audio.
+pub fn wake_frames(period: u32, buffer: u32, rate: u32) -> u32 {
+    let two = period.saturating_mul(2);
+    if buffer / 4 >= period && u64::from(two) * 1000 <= u64::from(MAX_HELD_MS) * u64::from(rate) {
+        two
+    } else {
+        period
+    }
+}
+
+/// A non-blocking eventfd.
+fn eventfd() -> std::io::Result<OwnedFd> {
+    // SAFETY: plain syscall; a non-negative result is a new descriptor we own.
+    let fd = unsafe { libc::eventfd(0, libc::EFD_NONBLOCK | libc::EFD_CLOEXEC) };
+    if fd < 0 {
+        return Err(std::io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is open and owned by nobody else.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
 /// Opens `device` for non-blocking capture, mapping refusals to [`OpenError`].
@@ -433,4 +528,31 @@ pub fn errno_name(errno: i32) -> String {
         _ => return format!("errno {errno}"),
     };
     name.to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_thread_wakes_every_two_periods_only_when_they_are_short_and_the_buffer_deep() {
+        // (period, buffer) at 48 kHz -> frames per wake-up
+        let table = [
+            (480, 16384, 960),   // 10 ms: two periods, 20 ms
+            (960, 16384, 1920),  // 20 ms: two, 40 ms
+            (2400, 48000, 4800), // 50 ms: two, exactly 100 ms
+            (4096, 16384, 4096), // the shipped ~85 ms on fakemic: one (two would be 170 ms)
+            (4800, 48000, 4800), // 100 ms: one
+            (960, 3840, 1920),   // four periods of buffer: two still leave two
+            (960, 3000, 960),    // under four periods: one
+            (1, 4, 2),
+        ];
+        for (period, buffer, want) in table {
+            assert_eq!(
+                wake_frames(period, buffer, 48_000),
+                want,
+                "{period}/{buffer}"
+            );
+        }
+    }
 }

@@ -83,6 +83,8 @@ pub enum OpenError {
 pub struct CaptureHandle {
     stop: StopFlag,
     thread: Option<JoinHandle<()>>,
+    /// Disconnected when the thread ends, so a stop waits without polling.
+    finished: Option<crossbeam_channel::Receiver<()>>,
 }
 
 /// The capture thread did not leave within its deadline (a wedged driver call).
@@ -95,7 +97,14 @@ impl CaptureHandle {
         CaptureHandle {
             stop,
             thread: Some(thread),
+            finished: None,
         }
+    }
+
+    /// `finished` disconnects when the thread ends (it holds the only sender).
+    pub fn with_finished(mut self, finished: crossbeam_channel::Receiver<()>) -> Self {
+        self.finished = Some(finished);
+        self
     }
 
     pub fn is_finished(&self) -> bool {
@@ -110,6 +119,13 @@ impl CaptureHandle {
         let Some(thread) = self.thread.take() else {
             return Ok(());
         };
+        if let Some(finished) = &self.finished {
+            if finished.recv_deadline(until) == Err(crossbeam_channel::RecvTimeoutError::Timeout) {
+                return Err(StopTimeout(deadline));
+            }
+            let _ = thread.join(); // past its last drop but the sender's
+            return Ok(());
+        }
         while !thread.is_finished() {
             if Instant::now() >= until {
                 return Err(StopTimeout(deadline));
