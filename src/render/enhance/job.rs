@@ -33,16 +33,12 @@ pub fn render_for_job(
     request: &RenderRequest,
 ) -> std::io::Result<Option<String>> {
     let sidecar = job_dir.join(ENHANCED_FILE);
+    if options.chunk_seconds.is_some() {
+        return Ok(None); // each chunk carries its renditions (`super::chunk`)
+    }
     let enhancement = match Enhancement::from_command_json(command_json) {
         Ok(None) => return Ok(None),
-        Ok(Some(e)) if options.chunk_seconds.is_none() => e,
-        // Rakkr enhances each chunk; this agent delivers a chunked job raw only.
-        Ok(Some(_)) => {
-            return failed(
-                &sidecar,
-                "a chunked job is delivered without enhancement".into(),
-            );
-        }
+        Ok(Some(e)) => e,
         Err(e) => return failed(&sidecar, e.to_string()),
     };
     let file = format!("{ENHANCED_STEM}.{}", request.codec.extension);

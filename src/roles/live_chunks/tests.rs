@@ -1,6 +1,7 @@
 use super::*;
 use crate::core::format::{SampleFormat, StreamSpec};
 use crate::journal::{NewJob, NewSegment};
+use crate::render::chunks;
 use crate::roles::finalize::{self, JobEnd};
 use crate::segment::file::SegmentFile;
 use std::os::unix::fs::MetadataExt;
@@ -23,6 +24,7 @@ fn renderer(journal_path: &Path) -> Renderer {
     Renderer {
         journal: Journal::open(journal_path).unwrap(),
         job_id: "job_a".into(),
+        asked: Ok(None),
         options: OutputOptions::from_command_json(command),
         chunk_frames: 8_000,
         fill: GapFill::Silence,

@@ -30,11 +30,11 @@ pub(super) struct Sending {
     /// unknown (`None`) for a chunk sent while the job captures: never the final one.
     pub chunk: Option<(u32, Option<u32>)>,
     pub rendition: Option<Rendition>,
+    /// A chunk sent as rendered because its enhancement could not be made: why.
+    pub enhancement_error: Option<String>,
 }
 
-/// The `uploads` row of the raw rendition: past any chunk index, so the table (keyed by
-/// job and chunk) holds both renditions without a new column.
-pub(super) const RAW_ROW: u32 = 1 << 30;
+pub(super) use crate::journal::RAW_ROW;
 
 impl Sending {
     /// The chunk index (0 for a whole recording).
@@ -89,39 +89,58 @@ impl LiveChunk {
         serde_json::from_str(body).ok()
     }
 
-    /// What its PUT sends: the chunk as `chunks.json` lists it so far, no `chunkTotal`.
-    pub fn sending(&self, job: &JobRow) -> Option<Sending> {
+    /// What its PUT sends: the chunk as `chunks.json` lists it so far, no `chunkTotal`;
+    /// its raw rendition first, until `acked` has it.
+    pub fn sending(&self, job: &JobRow, acked: &HashSet<u32>) -> Option<Sending> {
         let listed = Chunks::read_so_far(&job.dir)?;
-        let part = listed.chunks.get(self.chunk as usize)?;
-        Some(Sending {
-            path: job.dir.join(&part.file),
-            file_name: part.file_name.clone(),
-            mime_type: listed.content_type.clone(),
-            duration_seconds: part.duration_seconds,
-            chunk: Some((self.chunk, None)),
-            rendition: None,
-        })
+        chunk_sending(job, &listed, self.chunk, None, acked)
     }
 }
 
-/// What to send next for `job`, whose render is `file`; `acked` are the chunks the
-/// controller acknowledged. When every chunk is, the last is sent again (a repeated PUT is
-/// idempotent) so the job machine hears the final answer.
+/// Chunk `index` of `listed` (`total` with the final one): its raw rendition while it has
+/// one `acked` lacks, else the primary (enhanced, or as rendered).
+fn chunk_sending(
+    job: &JobRow,
+    listed: &Chunks,
+    index: u32,
+    total: Option<u32>,
+    acked: &HashSet<u32>,
+) -> Option<Sending> {
+    let part = listed.chunks.get(index as usize)?;
+    let raw = part
+        .raw_file
+        .as_ref()
+        .filter(|_| !acked.contains(&(RAW_ROW + index)));
+    let (file, rendition) = match (raw, part.enhanced_gain) {
+        (Some(raw), _) => (raw, Some(Rendition::Raw)),
+        (None, Some(_)) => (&part.file, Some(Rendition::Enhanced)),
+        (None, None) => (&part.file, None),
+    };
+    Some(Sending {
+        path: job.dir.join(file),
+        file_name: part.file_name.clone(),
+        mime_type: listed.content_type.clone(),
+        duration_seconds: part.duration_seconds,
+        chunk: Some((index, total)),
+        rendition,
+        enhancement_error: part.enhancement_error.clone(),
+    })
+}
+
+/// What to send next for `job`, whose render is `file`; `acked` are the `uploads` rows the
+/// controller acknowledged. A chunk's raw rendition goes before its primary, so the final
+/// primary chunk, which completes the job, goes last. When every chunk is acknowledged,
+/// the last is sent again (a repeated PUT is idempotent) so the job machine hears the
+/// final answer.
 pub(super) fn next_sending(job: &JobRow, file: &RenderedFile, acked: &HashSet<u32>) -> Sending {
     if let Some(chunks) = Chunks::read(&job.dir) {
-        let total = chunks.chunks.len();
+        let total = chunks.chunks.len() as u32;
         let index = (0..total)
-            .find(|&i| !acked.contains(&(i as u32)))
+            .find(|&i| !acked.contains(&i))
             .unwrap_or(total - 1);
-        let part = &chunks.chunks[index];
-        return Sending {
-            path: job.dir.join(&part.file),
-            file_name: part.file_name.clone(),
-            mime_type: chunks.content_type.clone(),
-            duration_seconds: part.duration_seconds,
-            chunk: Some((index as u32, Some(total as u32))),
-            rendition: None,
-        };
+        if let Some(sending) = chunk_sending(job, &chunks, index, Some(total), acked) {
+            return sending;
+        }
     }
     let Some((enhanced, keep_raw)) = enhanced_deliverable(&job.dir) else {
         return whole(job, file);
@@ -139,6 +158,7 @@ pub(super) fn next_sending(job: &JobRow, file: &RenderedFile, acked: &HashSet<u3
         duration_seconds: enhanced.duration_seconds,
         chunk: None,
         rendition: Some(Rendition::Enhanced),
+        enhancement_error: None,
     }
 }
 
@@ -156,6 +176,7 @@ fn whole(job: &JobRow, file: &RenderedFile) -> Sending {
         duration_seconds: delivered.as_ref().map_or(0.0, |d| d.duration_seconds),
         chunk: None,
         rendition: None,
+        enhancement_error: None,
     }
 }
 
@@ -278,6 +299,7 @@ mod chunk_tests {
                     file: crate::render::chunks::chunk_file(i, "flac"),
                     file_name: crate::render::chunks::chunk_name("hall.flac", i),
                     duration_seconds: 10.0,
+                    ..ChunkFile::default()
                 })
                 .collect(),
             complete: false,
@@ -287,7 +309,10 @@ mod chunk_tests {
         // The job's own upload row waits for the complete list.
         assert_eq!(Chunks::read(dir.path()), None);
         let body = LiveChunk { chunk: 1 }.body();
-        let live = LiveChunk::parse(&body).unwrap().sending(&job).unwrap();
+        let live = LiveChunk::parse(&body)
+            .unwrap()
+            .sending(&job, &HashSet::new())
+            .unwrap();
         assert_eq!(live.path, dir.path().join("chunks/chunk-0001.flac"));
         assert_eq!(
             (live.file_name.as_str(), live.mime_type.as_str()),
@@ -299,7 +324,9 @@ mod chunk_tests {
         );
         assert_eq!(live.upload_row(), 1);
         assert!(
-            LiveChunk { chunk: 2 }.sending(&job).is_none(),
+            LiveChunk { chunk: 2 }
+                .sending(&job, &HashSet::new())
+                .is_none(),
             "not listed yet"
         );
         // The job's own row holds a rendered file, never a chunk number.
