@@ -348,3 +348,71 @@ mod chunk_tests {
         assert!(!end(2, 3).is_live());
     }
 }
+
+#[cfg(test)]
+mod rendition_tests {
+    use super::tests_support::job;
+    use super::*;
+    use crate::render::chunks::{ChunkFile, Chunks, chunk_file};
+    use crate::render::enhance::chunk::enhanced_file;
+
+    /// Each chunk's raw rendition goes before its primary, live or at the end, and only the
+    /// final primary carries the total; a chunk whose enhancement failed goes as rendered.
+    #[test]
+    fn each_chunk_sends_raw_then_its_enhanced_primary_the_last_one_last() {
+        let dir = tempfile::tempdir().unwrap();
+        let chunk = |i: usize, enhanced: bool| ChunkFile {
+            file: match enhanced {
+                true => enhanced_file(i, "flac"),
+                false => chunk_file(i, "flac"),
+            },
+            file_name: format!("hall-{i:03}.flac"),
+            duration_seconds: 2.0,
+            enhanced_gain: enhanced.then_some(0.5),
+            raw_file: enhanced.then(|| chunk_file(i, "flac")),
+            enhancement_error: (!enhanced).then(|| "no".to_string()),
+        };
+        let listed = Chunks {
+            content_type: "audio/flac".into(),
+            chunks: vec![chunk(0, true), chunk(1, false), chunk(2, true)],
+            complete: true,
+        };
+        listed.write(dir.path()).unwrap();
+        let job = job(dir.path());
+        let file = RenderedFile {
+            path: dir.path().join("chunks.json"),
+            sha256: "00".into(),
+            bytes: 4,
+        };
+        let (raw, enh) = (Some(Rendition::Raw), Some(Rendition::Enhanced));
+        // (acknowledged rows, expected (chunk, rendition, file, total, uploads row))
+        let cases = [
+            (vec![], (0, raw, chunk_file(0, "flac"), None, RAW_ROW)),
+            (vec![RAW_ROW], (0, enh, enhanced_file(0, "flac"), None, 0)),
+            (vec![RAW_ROW, 0], (1, None, chunk_file(1, "flac"), None, 1)),
+            (
+                vec![RAW_ROW, 0, 1],
+                (2, raw, chunk_file(2, "flac"), None, RAW_ROW + 2),
+            ),
+            (
+                vec![RAW_ROW, 0, 1, RAW_ROW + 2],
+                (2, enh, enhanced_file(2, "flac"), Some(3), 2),
+            ),
+        ];
+        for (acked, (index, rendition, path, total, row)) in cases {
+            let acked: HashSet<u32> = acked.into_iter().collect();
+            let s = next_sending(&job, &file, &acked);
+            let what = format!("{acked:?}");
+            assert_eq!(s.chunk.map(|c| c.0), Some(index), "{what}");
+            assert_eq!((s.rendition, &s.path), (rendition, &dir.path().join(path)));
+            assert_eq!((s.chunk_total(), s.upload_row()), (total, row), "{what}");
+            assert_eq!(s.is_partial(), total.is_none(), "{what}");
+            assert_eq!(s.enhancement_error.is_some(), index == 1, "{what}");
+            assert_eq!(s.file_name, format!("hall-{index:03}.flac"));
+            // While capturing, the same order on the chunk's own row, never a total.
+            let live = LiveChunk { chunk: index }.sending(&job, &acked).unwrap();
+            assert_eq!((live.rendition, live.upload_row()), (rendition, row));
+            assert_eq!((live.chunk_total(), live.is_live()), (None, true));
+        }
+    }
+}
