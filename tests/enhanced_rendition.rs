@@ -342,8 +342,8 @@ fn rendition_puts(proxy: &common::proxy::Proxy) -> Vec<(u32, bool, bool)> {
 /// PCM, 2 s chunks, FLAC): each chunk is stored twice, its raw rendition sent before its
 /// enhanced primary, `chunkTotal` only on the final primary; both renditions of a chunk
 /// have the codec, rate, channels and length of each other, the enhanced one a far
-/// cleaner tone. The agent is killed (-9) once chunk 1's primary is acknowledged and
-/// started again: no acknowledged PUT of either rendition goes again.
+/// cleaner tone. The link is cut during chunk 2's first PUT and the agent killed (-9),
+/// then both come back: no acknowledged PUT of either rendition goes again.
 #[test]
 fn a_chunked_job_sends_each_chunk_raw_then_enhanced_and_resumes_without_resending() {
     const RAW_ROW: u32 = edgerec::journal::RAW_ROW;
@@ -353,7 +353,13 @@ fn a_chunked_job_sends_each_chunk_raw_then_enhanced_and_resumes_without_resendin
     let (_source, mic) = noisy_mic("noisychunks", seconds as usize);
     let ctl = Ctl::start(Duration::from_secs(30));
     let state = tempfile::tempdir().unwrap();
-    let proxy = common::proxy::Proxy::start(ctl.addr, None);
+    // The link is cut 4 KiB into the first PUT of chunk 2 (its raw rendition) and stays
+    // down: the agent is killed then, mid-job whatever the box's speed.
+    let cut = common::proxy::Fault::CutThenRefuse {
+        matching: "chunk=2".into(),
+        after: 4096,
+    };
+    let proxy = common::proxy::Proxy::start(ctl.addr, Some(cut));
     let fields = serde_json::json!({ "chunkSeconds": chunk }).to_string();
     let job = ctl.add_job_with(
         "noisychunks",
@@ -375,14 +381,18 @@ fn a_chunked_job_sends_each_chunk_raw_then_enhanced_and_resumes_without_resendin
     };
     let mut agent = spawn();
     let until = std::time::Instant::now() + Duration::from_secs(u64::from(seconds) + 90);
-    while !acked_rows(state.path()).contains(&1) {
+    while !proxy.was_cut() {
         assert!(std::time::Instant::now() < until, "{:?}", proxy.lines());
-        std::thread::sleep(Duration::from_millis(100));
+        std::thread::sleep(Duration::from_millis(20));
     }
     agent.kill().unwrap();
     agent.wait().unwrap();
-    let (acked_at_kill, puts_at_kill) = (acked_rows(state.path()), rendition_puts(&proxy).len());
-    assert_ne!(ctl.job(&job.id).status, "completed", "killed mid-job");
+    let (mut acked_at_kill, puts_at_kill) =
+        (acked_rows(state.path()), rendition_puts(&proxy).len());
+    acked_at_kill.sort_unstable();
+    assert_eq!(acked_at_kill, [0, 1, RAW_ROW, RAW_ROW + 1]);
+    assert_eq!(ctl.job(&job.id).status, "running", "killed mid-job");
+    proxy.pass();
     let mut agent = spawn();
     ctl.wait_status(&job.id, Some("completed"), Duration::from_secs(90));
     sigterm(&mut agent, Duration::from_secs(10));
@@ -404,6 +414,12 @@ fn a_chunked_job_sends_each_chunk_raw_then_enhanced_and_resumes_without_resendin
         "chunkTotal only on the final primary: {puts:?}"
     );
     assert_eq!(puts.last(), Some(&(n - 1, false, true)), "{puts:?}");
+    // All in all: raw k, enhanced k, in order; only the raw chunk 2 the cut stopped went
+    // twice.
+    let (raw, primary) = (|k| (k, true, false), |k| (k, false, k == n - 1));
+    let mut want: Vec<_> = (0..n).flat_map(|k| [raw(k), primary(k)]).collect();
+    want.insert(4, raw(2));
+    assert_eq!(puts, want);
 
     let stored = stored_renditions(&ctl, &job.id);
     assert_eq!(stored.len(), 2 * n as usize, "{stored:?}");
