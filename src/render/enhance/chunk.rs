@@ -29,7 +29,8 @@ pub const PRE_ROLL_SECONDS: u64 = 1;
 pub const POST_ROLL_MS: u64 = 500;
 
 /// What a chunked job asks of each chunk: no enhancement, one, or why its options cannot
-/// be used (each chunk then goes as rendered, with that reason).
+/// be used (each chunk then goes as rendered; the job's end says why, once, in
+/// `enhanced.json`).
 pub type Asked = Result<Option<Enhancement>, String>;
 
 /// The enhancement a job's command JSON asks for, for its chunks.
@@ -76,9 +77,8 @@ pub fn render(
     part: &Part,
 ) -> Result<RenderedChunk, RenderError> {
     let enhancement = match asked {
-        Ok(None) => return plain(request, part, None),
+        Ok(None) | Err(_) => return plain(request, part, None),
         Ok(Some(e)) => e,
-        Err(why) => return plain(request, part, Some(why.clone())),
     };
     let (file, primary, gain) = match enhanced(request, enhancement, part) {
         Ok(done) => done,
@@ -110,7 +110,7 @@ pub fn render(
     })
 }
 
-/// The chunk as rendered, the primary; `why` the enhancement asked for is not in it.
+/// The chunk as rendered, the primary; `why` the enhancement of this chunk failed.
 fn plain(
     request: &RenderRequest,
     part: &Part,

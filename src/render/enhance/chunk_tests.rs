@@ -119,20 +119,51 @@ fn enhanced_chunks_joined_match_one_pass_across_their_edges() {
 }
 
 #[test]
-fn a_chunk_whose_enhancement_cannot_be_made_goes_as_rendered_with_the_reason() {
+fn chunks_of_options_that_cannot_be_used_go_as_rendered() {
     let dir = tempfile::tempdir().unwrap();
     let req = request(dir.path());
     let asked: Asked = Err("enhancement.gate.thresholdDb: out of range".into());
-    for m in render_all(&req, &asked, dir.path()) {
-        let k = m.chunk.file_name[5..8].parse::<usize>().unwrap();
+    for (k, m) in render_all(&req, &asked, dir.path()).into_iter().enumerate() {
         assert_eq!(m.chunk.file, chunks::chunk_file(k, "wav"));
-        assert_eq!(m.chunk.raw_file, None);
-        assert_eq!(m.chunk.enhanced_gain, None);
-        let why = m.chunk.enhancement_error.as_deref().unwrap();
-        assert!(why.contains("thresholdDb"), "{why}");
+        assert_eq!((m.chunk.raw_file, m.chunk.enhanced_gain), (None, None));
+        // The job's end says why, once for the job (`enhanced.json`).
+        assert_eq!(m.chunk.enhancement_error, None);
         assert_eq!(m.primary.frames, RATE);
         assert!(m.raw.is_none());
     }
+}
+
+/// A chunk whose enhanced render fails (here its file cannot be made) is delivered as
+/// rendered, with the reason for its own warning.
+#[test]
+fn a_chunk_whose_enhancement_fails_goes_as_rendered_with_the_reason() {
+    let dir = tempfile::tempdir().unwrap();
+    let req = request(dir.path());
+    // A directory where chunk 1's enhanced file would go: its render cannot be renamed.
+    std::fs::create_dir_all(dir.path().join(enhanced_file(1, "wav"))).unwrap();
+    let e = enhancement(r#"{"loudnorm": {"enabled": false}}"#);
+    let made = render_all(&req, &Ok(Some(e)), dir.path());
+    let failed = &made[1].chunk;
+    assert_eq!(failed.file, chunks::chunk_file(1, "wav"));
+    assert_eq!(
+        (failed.raw_file.as_ref(), failed.enhanced_gain),
+        (None, None)
+    );
+    let why = failed.enhancement_error.as_deref().unwrap();
+    assert!(why.contains("chunk 1"), "{why}");
+    assert_eq!(made[1].primary.frames, RATE);
+    for k in [0, 2] {
+        assert_eq!(made[k].chunk.file, enhanced_file(k, "wav"));
+        assert_eq!(made[k].chunk.enhancement_error, None);
+    }
+    let left: Vec<_> = std::fs::read_dir(dir.path().join(chunks::CHUNK_DIR))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.contains("partial"))
+        .collect();
+    assert!(left.is_empty(), "{left:?}");
+    // Chunk 2 follows a chunk with no gain of its own: it starts at its own.
+    assert!(made[2].chunk.enhanced_gain.is_some());
 }
 
 #[test]

@@ -33,11 +33,11 @@ pub fn render_for_job(
     request: &RenderRequest,
 ) -> std::io::Result<Option<String>> {
     let sidecar = job_dir.join(ENHANCED_FILE);
-    if options.chunk_seconds.is_some() {
-        return Ok(None); // each chunk carries its renditions (`super::chunk`)
-    }
     let enhancement = match Enhancement::from_command_json(command_json) {
         Ok(None) => return Ok(None),
+        // Each chunk carries its renditions (`super::chunk`); options it cannot use are
+        // the job's failure, said once.
+        Ok(Some(_)) if options.chunk_seconds.is_some() => return Ok(None),
         Ok(Some(e)) => e,
         Err(e) => return failed(&sidecar, e.to_string()),
     };

@@ -139,7 +139,10 @@ fn render_here(
             return Err(e);
         }
     };
-    fs::rename(&partial, out).map_err(out_err)?;
+    if let Err(e) = fs::rename(&partial, out) {
+        let _ = fs::remove_file(&partial); // best effort: the error is what matters
+        return Err(out_err(e));
+    }
     sync_parent_dir(out).map_err(out_err)?;
     let (sha256, bytes) = pipeline::hash_file(out).map_err(out_err)?;
     let report = RenderReport {
