@@ -243,23 +243,29 @@ fn enhanced_listen_chunks_are_posted_beside_the_raw_ones() {
 }
 
 /// An enhancement the agent cannot make (a value out of Rakkr's range) loses nothing: the
-/// raw render is delivered as the primary, and one `enhancement_failed` warning says why.
+/// raw render is delivered as the primary, and one `enhancement_failed` warning says why;
+/// a chunked job's chunks go as rendered, with one warning for the job.
 #[test]
 fn a_bad_enhancement_delivers_the_raw_render_and_says_why() {
     let ctl = Ctl::start(Duration::from_secs(30));
     let state = tempfile::tempdir().unwrap();
-    let job = ctl.add_job_with(
+    let bad = r#"{"highpass": {"hz": 5}}"#;
+    let job = ctl.add_job_with("sine:440", 2.0, &["--codec", "mp3", "--enhancement", bad]);
+    let chunked = ctl.add_job_with(
         "sine:440",
-        2.0,
+        4.0,
         &[
             "--codec",
-            "mp3",
+            "flac",
+            "--command-json",
+            r#"{"chunkSeconds": 2}"#,
             "--enhancement",
-            r#"{"highpass": {"hz": 5}}"#,
+            bad,
         ],
     );
     let mut agent = ctl.spawn_agent(state.path());
     ctl.wait_status(&job.id, Some("completed"), Duration::from_secs(60));
+    ctl.wait_status(&chunked.id, Some("completed"), Duration::from_secs(60));
     std::thread::sleep(Duration::from_secs(2)); // the warning follows the upload
     sigterm(&mut agent, Duration::from_secs(10));
     let rec = ctl.recording(&job.id);
@@ -282,9 +288,21 @@ fn a_bad_enhancement_delivers_the_raw_render_and_says_why() {
         .into_iter()
         .filter(|e| e["type"] == "agent.recording_job.enhancement_failed")
         .collect();
-    assert_eq!(warned.len(), 1, "{warned:#?}");
-    let reason = warned[0]["details"]["reason"].as_str().unwrap();
-    assert!(reason.contains("highpass.hz"), "{reason}");
+    assert_eq!(warned.len(), 2, "one per job: {warned:#?}");
+    for w in &warned {
+        let reason = w["details"]["reason"].as_str().unwrap();
+        assert!(reason.contains("highpass.hz"), "{reason}");
+    }
+    let stored = stored_renditions(&ctl, &chunked.id);
+    let dir = agent_job_dir(state.path(), &chunked.id);
+    for (k, s) in stored.iter().enumerate() {
+        assert_eq!((s.0 as usize, s.1.as_str()), (k, "primary"), "{stored:?}");
+        assert_eq!(
+            s.3,
+            sha256_file(&dir.join(format!("chunks/chunk-{k:04}.flac")))
+        );
+    }
+    assert_eq!(stored.len(), 2, "{stored:?}");
 }
 
 /// The controller's stored chunks of `job`: (index, rendition, cache path, checksum,
