@@ -1,8 +1,9 @@
 //! Chunked recordings (`chunkSeconds`): the recording's plan cut into fixed-length spans,
 //! each rendered into a file of its own (a playable file of the job's codec, its own
 //! duration), and `chunks.json` listing them for the upload. The upload sends them in
-//! order, one PUT each, and the journal's `uploads` table says which the controller
-//! acknowledged, so a restart resumes at the first chunk not acknowledged.
+//! order, one PUT each (two with an enhancement and `keepRaw`: the raw rendition, then the
+//! enhanced primary; see `enhance::chunk`), and the journal's `uploads` table says which
+//! the controller acknowledged, so a restart resumes at the first PUT not acknowledged.
 
 use std::path::Path;
 

@@ -3,6 +3,7 @@
 //! channels (the mono on each) and the job's codec. Loudness normalisation reads the
 //! segments twice: the first pass only measures (EBU R128 integrated loudness and true
 //! peak), so memory stays bounded whatever the length and nothing extra is written.
+//! A chunked job's chunks each get theirs ([`chunk`]), through a [`Window`].
 //!
 //! The options follow Rakkr's `recordingEnhancementSchema` (its defaults for absent
 //! fields). Its de-esser and compressor are not built; DeepFilterNet3 is not in this
