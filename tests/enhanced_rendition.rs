@@ -243,23 +243,29 @@ fn enhanced_listen_chunks_are_posted_beside_the_raw_ones() {
 }
 
 /// An enhancement the agent cannot make (a value out of Rakkr's range) loses nothing: the
-/// raw render is delivered as the primary, and one `enhancement_failed` warning says why.
+/// raw render is delivered as the primary, and one `enhancement_failed` warning says why;
+/// a chunked job's chunks go as rendered, with one warning for the job.
 #[test]
 fn a_bad_enhancement_delivers_the_raw_render_and_says_why() {
     let ctl = Ctl::start(Duration::from_secs(30));
     let state = tempfile::tempdir().unwrap();
-    let job = ctl.add_job_with(
+    let bad = r#"{"highpass": {"hz": 5}}"#;
+    let job = ctl.add_job_with("sine:440", 2.0, &["--codec", "mp3", "--enhancement", bad]);
+    let chunked = ctl.add_job_with(
         "sine:440",
-        2.0,
+        4.0,
         &[
             "--codec",
-            "mp3",
+            "flac",
+            "--command-json",
+            r#"{"chunkSeconds": 2}"#,
             "--enhancement",
-            r#"{"highpass": {"hz": 5}}"#,
+            bad,
         ],
     );
     let mut agent = ctl.spawn_agent(state.path());
     ctl.wait_status(&job.id, Some("completed"), Duration::from_secs(60));
+    ctl.wait_status(&chunked.id, Some("completed"), Duration::from_secs(60));
     std::thread::sleep(Duration::from_secs(2)); // the warning follows the upload
     sigterm(&mut agent, Duration::from_secs(10));
     let rec = ctl.recording(&job.id);
@@ -282,7 +288,212 @@ fn a_bad_enhancement_delivers_the_raw_render_and_says_why() {
         .into_iter()
         .filter(|e| e["type"] == "agent.recording_job.enhancement_failed")
         .collect();
-    assert_eq!(warned.len(), 1, "{warned:#?}");
-    let reason = warned[0]["details"]["reason"].as_str().unwrap();
-    assert!(reason.contains("highpass.hz"), "{reason}");
+    assert_eq!(warned.len(), 2, "one per job: {warned:#?}");
+    for w in &warned {
+        let reason = w["details"]["reason"].as_str().unwrap();
+        assert!(reason.contains("highpass.hz"), "{reason}");
+    }
+    let stored = stored_renditions(&ctl, &chunked.id);
+    let dir = agent_job_dir(state.path(), &chunked.id);
+    for (k, s) in stored.iter().enumerate() {
+        assert_eq!((s.0 as usize, s.1.as_str()), (k, "primary"), "{stored:?}");
+        assert_eq!(
+            s.3,
+            sha256_file(&dir.join(format!("chunks/chunk-{k:04}.flac")))
+        );
+    }
+    assert_eq!(stored.len(), 2, "{stored:?}");
+}
+
+/// The controller's stored chunks of `job`: (index, rendition, cache path, checksum,
+/// duration header), by index then rendition.
+fn stored_renditions(ctl: &Ctl, job: &str) -> Vec<(u32, String, String, String, f64)> {
+    let shown: serde_json::Value =
+        serde_json::from_str(&ctl.admin.run(&["job", "show", job]).unwrap()).unwrap();
+    let recording = shown["job"]["recordingId"].as_str().unwrap().to_string();
+    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
+    let db = rusqlite::Connection::open_with_flags(&ctl.db, flags).unwrap();
+    let mut stmt = db
+        .prepare(
+            "SELECT chunk_index, rendition, cache_path, checksum, duration_seconds FROM chunks \
+             WHERE recording_id = ?1 ORDER BY chunk_index, rendition",
+        )
+        .unwrap();
+    let rows = stmt.query_map([recording], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+    });
+    rows.unwrap().map(Result::unwrap).collect()
+}
+
+/// The `uploads` rows the agent's journal holds acknowledged (raw ones at `RAW_ROW + k`).
+fn acked_rows(state: &Path) -> Vec<u32> {
+    let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY;
+    let Ok(db) = rusqlite::Connection::open_with_flags(state.join("edgerec.db"), flags) else {
+        return Vec::new();
+    };
+    let Ok(mut stmt) = db.prepare("SELECT chunk FROM uploads WHERE acknowledged_at_ms IS NOT NULL")
+    else {
+        return Vec::new(); // not migrated yet
+    };
+    let rows = stmt.query_map([], |r| r.get(0));
+    rows.map(|r| r.filter_map(Result::ok).collect())
+        .unwrap_or_default()
+}
+
+/// Each cache-file PUT the proxy saw: (chunk, raw?, carries chunkTotal?).
+fn rendition_puts(proxy: &common::proxy::Proxy) -> Vec<(u32, bool, bool)> {
+    let lines = proxy.lines();
+    let puts = lines
+        .iter()
+        .filter(|l| l.starts_with("PUT ") && l.contains("/cache-file"));
+    puts.filter_map(|l| {
+        let after = l.split("chunk=").nth(1)?;
+        let chunk = after.split(|c: char| !c.is_ascii_digit()).next()?;
+        let raw = l.contains("rendition=raw");
+        assert!(raw || l.contains("rendition=enhanced"), "{l}");
+        Some((chunk.parse().ok()?, raw, l.contains("chunkTotal=")))
+    })
+    .collect()
+}
+
+/// A chunked job with enhancement and `keepRaw` (8 s of a tone in noise from a real ALSA
+/// PCM, 2 s chunks, FLAC): each chunk is stored twice, its raw rendition sent before its
+/// enhanced primary, `chunkTotal` only on the final primary; both renditions of a chunk
+/// have the codec, rate, channels and length of each other, the enhanced one a far
+/// cleaner tone. The link is cut during chunk 2's first PUT and the agent killed (-9),
+/// then both come back: no acknowledged PUT of either rendition goes again.
+#[test]
+fn a_chunked_job_sends_each_chunk_raw_then_enhanced_and_resumes_without_resending() {
+    const RAW_ROW: u32 = edgerec::journal::RAW_ROW;
+    let _rt = realtime();
+    let (seconds, chunk) = (8u32, 2u32);
+    let n = seconds / chunk;
+    let (_source, mic) = noisy_mic("noisychunks", seconds as usize);
+    let ctl = Ctl::start(Duration::from_secs(30));
+    let state = tempfile::tempdir().unwrap();
+    // The link is cut 4 KiB into the first PUT of chunk 2 (its raw rendition) and stays
+    // down: the agent is killed then, mid-job whatever the box's speed.
+    let cut = common::proxy::Fault::CutThenRefuse {
+        matching: "chunk=2".into(),
+        after: 4096,
+    };
+    let proxy = common::proxy::Proxy::start(ctl.addr, Some(cut));
+    let fields = serde_json::json!({ "chunkSeconds": chunk }).to_string();
+    let job = ctl.add_job_with(
+        "noisychunks",
+        f64::from(seconds),
+        &[
+            "--codec",
+            "flac",
+            "--file-name",
+            "talk.flac",
+            "--command-json",
+            &fields,
+            "--enhancement",
+            r#"{"highpass": {"hz": 100}, "loudnorm": {"targetI": -20}}"#,
+        ],
+    );
+    let spawn = || {
+        let mut cmd = ctl.alsa_role_at("agent", state.path(), &mic.config_path, &proxy.url());
+        cmd.stdout(std::process::Stdio::null()).spawn().unwrap()
+    };
+    let mut agent = spawn();
+    let until = std::time::Instant::now() + Duration::from_secs(u64::from(seconds) + 90);
+    while !proxy.was_cut() {
+        assert!(std::time::Instant::now() < until, "{:?}", proxy.lines());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    agent.kill().unwrap();
+    agent.wait().unwrap();
+    let (mut acked_at_kill, puts_at_kill) =
+        (acked_rows(state.path()), rendition_puts(&proxy).len());
+    acked_at_kill.sort_unstable();
+    assert_eq!(acked_at_kill, [0, 1, RAW_ROW, RAW_ROW + 1]);
+    assert_eq!(ctl.job(&job.id).status, "running", "killed mid-job");
+    proxy.pass();
+    let mut agent = spawn();
+    ctl.wait_status(&job.id, Some("completed"), Duration::from_secs(90));
+    sigterm(&mut agent, Duration::from_secs(10));
+
+    let puts = rendition_puts(&proxy);
+    eprintln!("PUTs (chunk, raw, total): {puts:?}; acknowledged at the kill {acked_at_kill:?}");
+    let row = |&(k, raw, _): &(u32, bool, bool)| if raw { RAW_ROW + k } else { k };
+    let again: Vec<_> = (puts[puts_at_kill..].iter())
+        .filter(|p| acked_at_kill.contains(&row(p)))
+        .collect();
+    assert!(again.is_empty(), "sent again after the restart: {again:?}");
+    for k in 0..n {
+        let first = |raw| puts.iter().position(|p| p.0 == k && p.1 == raw).unwrap();
+        assert!(first(true) < first(false), "chunk {k}: {puts:?}");
+    }
+    let totals: Vec<_> = puts.iter().filter(|p| p.2).collect();
+    assert!(
+        !totals.is_empty() && totals.iter().all(|p| (p.0, p.1) == (n - 1, false)),
+        "chunkTotal only on the final primary: {puts:?}"
+    );
+    assert_eq!(puts.last(), Some(&(n - 1, false, true)), "{puts:?}");
+    // All in all: raw k, enhanced k, in order; only the raw chunk 2 the cut stopped went
+    // twice.
+    let (raw, primary) = (|k| (k, true, false), |k| (k, false, k == n - 1));
+    let mut want: Vec<_> = (0..n).flat_map(|k| [raw(k), primary(k)]).collect();
+    want.insert(4, raw(2));
+    assert_eq!(puts, want);
+
+    let stored = stored_renditions(&ctl, &job.id);
+    assert_eq!(stored.len(), 2 * n as usize, "{stored:?}");
+    let dir = agent_job_dir(state.path(), &job.id);
+    for k in 0..n {
+        let of = |r: &str| stored.iter().find(|s| s.0 == k && s.1 == r).unwrap();
+        let (primary, raw) = (of("primary"), of("raw"));
+        assert_eq!(
+            primary.3,
+            sha256_file(&dir.join(format!("chunks/enhanced-{k:04}.flac")))
+        );
+        assert_eq!(
+            raw.3,
+            sha256_file(&dir.join(format!("chunks/chunk-{k:04}.flac")))
+        );
+        let (pe, pr) = (ctl.store.join(&primary.2), ctl.store.join(&raw.2));
+        for f in [&pe, &pr] {
+            assert_eq!(f.extension().unwrap(), "flac", "{}", f.display());
+            let ok = Command::new("flac").args(["-t", "-s"]).arg(f).status();
+            assert!(ok.unwrap().success(), "flac -t {}", f.display());
+        }
+        let (e, r) = (probe(&pe), probe(&pr));
+        assert_eq!(
+            (e.0.as_str(), e.1, e.2),
+            ("flac", 48_000, 2),
+            "chunk {k}: {e:?}"
+        );
+        assert_eq!((&e.0, e.1, e.2), (&r.0, r.1, r.2), "chunk {k}");
+        let want = f64::from(chunk);
+        assert!(
+            (e.3 - want).abs() < 0.01 && (r.3 - want).abs() < 0.01,
+            "{e:?} {r:?}"
+        );
+        assert!(
+            (primary.4 - e.3).abs() < 0.01 && (raw.4 - r.3).abs() < 0.01,
+            "chunk {k}"
+        );
+        // The tone over the 4-8 kHz noise floor, past 1.5 s of the chunk.
+        let snr = |f: &Path| band_rms_db(f, "500-2000") - band_rms_db(f, "4000-8000");
+        let (before, after) = (snr(&pr), snr(&pe));
+        eprintln!("chunk {k}: tone over the floor raw {before:.1} dB, enhanced {after:.1} dB");
+        assert!(
+            after - before > 10.0,
+            "chunk {k}: raw {before:.1}, enhanced {after:.1}"
+        );
+    }
+    let rec = ctl.recording(&job.id);
+    assert!(rec.cached);
+    assert!((rec.duration_seconds.unwrap() - f64::from(seconds)).abs() < 0.05);
+    let mut acked = acked_rows(state.path());
+    acked.sort_unstable();
+    let want: Vec<u32> = (0..n).chain((0..n).map(|k| RAW_ROW + k)).collect();
+    assert_eq!(acked, want);
+    let failed = ctl.health_events().into_iter();
+    let failed: Vec<_> = failed
+        .filter(|e| e["type"] == "agent.recording_job.enhancement_failed")
+        .collect();
+    assert!(failed.is_empty(), "{failed:#?}");
 }

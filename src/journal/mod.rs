@@ -23,7 +23,7 @@ use std::time::Duration;
 
 pub use events::BeatRow;
 pub use jobs::{JobRow, JobSource, NewJob};
-pub use outbox::{Enqueued, NewOutboxItem, OutboxKind, OutboxRow, UploadRow};
+pub use outbox::{Enqueued, NewOutboxItem, OutboxKind, OutboxRow, RAW_ROW, UploadRow};
 pub use pruned::PrunedRow;
 pub use segments::{NewSegment, SegmentRow, SegmentState};
 pub use totals::Totals;

@@ -211,6 +211,11 @@ impl OutboxRow {
     }
 }
 
+/// The `uploads` row of the raw rendition (`rendition=raw`) of chunk k is `RAW_ROW + k`
+/// (k = 0 for a whole recording): past any chunk index, so the table (keyed by job and
+/// chunk) holds both renditions without a new column.
+pub const RAW_ROW: u32 = 1 << 30;
+
 /// One chunk of a job's rendered recording.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct UploadRow {

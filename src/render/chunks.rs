@@ -1,13 +1,16 @@
 //! Chunked recordings (`chunkSeconds`): the recording's plan cut into fixed-length spans,
 //! each rendered into a file of its own (a playable file of the job's codec, its own
 //! duration), and `chunks.json` listing them for the upload. The upload sends them in
-//! order, one PUT each, and the journal's `uploads` table says which the controller
-//! acknowledged, so a restart resumes at the first chunk not acknowledged.
+//! order, one PUT each (two with an enhancement and `keepRaw`: the raw rendition, then the
+//! enhanced primary; see `enhance::chunk`), and the journal's `uploads` table says which
+//! the controller acknowledged, so a restart resumes at the first PUT not acknowledged.
 
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
+use super::enhance;
+pub use super::enhance::chunk::{Asked, Part, RenderedChunk};
 use super::pipeline::{self, RenderError, RenderReport, RenderRequest};
 use crate::core::timeline::Piece;
 
@@ -17,15 +20,26 @@ pub const CHUNKS_FILE: &str = "chunks.json";
 pub const CHUNK_DIR: &str = "chunks";
 
 /// One rendered chunk.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ChunkFile {
-    /// Relative to the job directory.
+    /// The primary (the enhanced rendition when made, else the render), relative to the
+    /// job directory.
     pub file: String,
     /// The name the upload carries: the delivered name with the chunk's index.
     pub file_name: String,
-    /// The audio in this chunk (its own duration header).
+    /// The audio in this chunk (its own duration header; the renditions are as long).
     pub duration_seconds: f64,
+    /// When `file` is the enhanced rendition: the loudness gain it applied, which the next
+    /// chunk's gain ramps from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enhanced_gain: Option<f32>,
+    /// The untouched render, sent before the primary as `rendition=raw` (`keepRaw`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub raw_file: Option<String>,
+    /// Why the enhancement the job asks for was not made: `file` is then the render.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub enhancement_error: Option<String>,
 }
 
 /// `chunks.json`: the chunks, in order (index = position), and their one content type.
@@ -118,21 +132,9 @@ pub fn chunk_file(index: usize, extension: &str) -> String {
     format!("{CHUNK_DIR}/chunk-{index:04}.{extension}")
 }
 
-/// Renders output frames `[from, to)` of `request`'s plan as chunk `index` (built under a
-/// temporary name and renamed when complete), its broadcast facts starting at its own
-/// first frame.
-pub fn render_chunk(
-    request: &RenderRequest,
-    index: usize,
-    (from, to): (u64, u64),
-    delivered_name: &str,
-    job_dir: &Path,
-) -> Result<(ChunkFile, RenderReport), RenderError> {
-    let dir = job_dir.join(CHUNK_DIR);
-    std::fs::create_dir_all(&dir).map_err(|source| RenderError::Output {
-        path: dir.clone(),
-        source,
-    })?;
+/// `request` cut to output frames `[from, to)` of its plan, its broadcast facts starting
+/// at the part's own first frame.
+pub fn part_request(request: &RenderRequest, (from, to): (u64, u64)) -> RenderRequest {
     let rate = u64::from(request.spec.rate).max(1);
     let mut part = request.clone();
     part.plan = slice_plan(&request.plan, from, to);
@@ -140,27 +142,49 @@ pub fn render_chunk(
         .facts
         .started_at_ms
         .map(|t| t + (from * 1000 / rate) as i64);
+    part
+}
+
+/// `job_dir/chunks/`, made if missing.
+pub fn chunk_dir(job_dir: &Path) -> Result<(), RenderError> {
+    let dir = job_dir.join(CHUNK_DIR);
+    std::fs::create_dir_all(&dir).map_err(|source| RenderError::Output { path: dir, source })
+}
+
+/// Renders output frames `[from, to)` of `request`'s plan as chunk `index` (built under a
+/// temporary name and renamed when complete).
+pub fn render_chunk(
+    request: &RenderRequest,
+    index: usize,
+    span: (u64, u64),
+    delivered_name: &str,
+    job_dir: &Path,
+) -> Result<(ChunkFile, RenderReport), RenderError> {
+    chunk_dir(job_dir)?;
+    let part = part_request(request, span);
     let file = chunk_file(index, request.codec.extension);
     let report = pipeline::render(&part, &job_dir.join(&file), None, &mut |_, _| {})?;
     let chunk = ChunkFile {
         file,
         file_name: chunk_name(delivered_name, index),
         duration_seconds: report.duration_seconds,
+        ..ChunkFile::default()
     };
     Ok((chunk, report))
 }
 
 /// Renders `request`'s plan in chunks of `chunk_seconds` of capture into
-/// `job_dir/chunks/`, and writes the complete `chunks.json`. `done` are the chunks
-/// already rendered while the job captured (index = position), kept as they are;
-/// `rendered` hears of each chunk rendered here.
+/// `job_dir/chunks/` (each with the renditions `asked`), and writes the complete
+/// `chunks.json`. `done` are the chunks already rendered while the job captured (index =
+/// position), kept as they are; `rendered` hears of each chunk rendered here.
 pub fn render_chunks(
     request: &RenderRequest,
+    asked: &Asked,
     chunk_seconds: u64,
     delivered_name: &str,
     job_dir: &Path,
     done: &[ChunkFile],
-    rendered: &mut dyn FnMut(usize, &ChunkFile, &RenderReport) -> std::io::Result<()>,
+    rendered: &mut dyn FnMut(usize, &RenderedChunk) -> std::io::Result<()>,
 ) -> Result<Chunks, RenderError> {
     let rate = u64::from(request.spec.rate);
     let total = crate::core::timeline::plan_frames(&request.plan);
@@ -170,12 +194,19 @@ pub fn render_chunks(
             chunks.push(kept.clone());
             continue;
         }
-        let (chunk, report) = render_chunk(request, index, span, delivered_name, job_dir)?;
-        rendered(index, &chunk, &report).map_err(|source| RenderError::Output {
-            path: job_dir.join(&chunk.file),
+        let part = Part {
+            index,
+            span,
+            delivered_name,
+            job_dir,
+            before: chunks.last(),
+        };
+        let made = enhance::chunk::render(request, asked, &part)?;
+        rendered(index, &made).map_err(|source| RenderError::Output {
+            path: job_dir.join(&made.chunk.file),
             source,
         })?;
-        chunks.push(chunk);
+        chunks.push(made.chunk);
     }
     let chunks = Chunks {
         content_type: request.codec.content_type.to_string(),

@@ -22,9 +22,10 @@ use std::time::Duration;
 use crate::core::disk_budget::{BudgetMarks, DiskBudget};
 use crate::core::job::JobState;
 use crate::core::timeline::{self, GapFill, PlacedSegment};
-use crate::journal::{JobRow, JobSource, Journal, JournalError, SegmentState};
-use crate::render::chunks::{self, ChunkFile, Chunks};
+use crate::journal::{JobRow, JobSource, Journal, JournalError, RAW_ROW, SegmentState};
+use crate::render::chunks::{Asked, ChunkFile, Chunks, Part, RenderedChunk};
 use crate::render::codec::CodecError;
+use crate::render::enhance;
 use crate::render::job::{OutputOptions, job_facts};
 use crate::render::pipeline::{RenderError, RenderReport};
 use crate::roles::runner::RunSettings;
@@ -67,6 +68,7 @@ impl LiveChunks {
         let renderer = Renderer {
             journal,
             job_id: job.id.clone(),
+            asked: enhance::chunk::asked(&job.command_json),
             options,
             chunk_frames: seconds * u64::from(job.spec.rate),
             fill,
@@ -97,6 +99,7 @@ impl LiveChunks {
 struct Renderer {
     journal: Journal,
     job_id: String,
+    asked: Asked,
     options: OutputOptions,
     chunk_frames: u64,
     fill: GapFill,
@@ -169,19 +172,6 @@ impl Renderer {
             return Ok(Step::Done); // the job's end fails it with the reason
         };
         let index = k as usize;
-        let name = self.options.delivered_name(request.codec);
-        let (chunk, report) =
-            match chunks::render_chunk(&request, index, (from, to), &name, &job.dir) {
-                Ok(done) => done,
-                Err(
-                    RenderError::Unsupported(_)
-                    | RenderError::Codec {
-                        source: CodecError::Unsupported(_),
-                        ..
-                    },
-                ) => return Ok(Step::Done),
-                Err(e) => return Err(e.to_string()),
-            };
         let mut listed = Chunks::read_so_far(&job.dir).map_or_else(Vec::new, |c| c.chunks);
         listed.truncate(index);
         if listed.len() != index {
@@ -190,18 +180,37 @@ impl Renderer {
                 listed.len()
             ));
         }
-        listed.push(chunk.clone());
+        let name = self.options.delivered_name(request.codec);
+        let part = Part {
+            index,
+            span: (from, to),
+            delivered_name: &name,
+            job_dir: &job.dir,
+            before: listed.last(),
+        };
+        let made = match enhance::chunk::render(&request, &self.asked, &part) {
+            Ok(done) => done,
+            Err(
+                RenderError::Unsupported(_)
+                | RenderError::Codec {
+                    source: CodecError::Unsupported(_),
+                    ..
+                },
+            ) => return Ok(Step::Done),
+            Err(e) => return Err(e.to_string()),
+        };
+        listed.push(made.chunk.clone());
         let so_far = Chunks {
             content_type: request.codec.content_type.to_string(),
             chunks: listed,
             complete: false,
         };
         so_far.write(&job.dir).map_err(|e| e.to_string())?;
-        journal_chunk(&self.journal, &job.id, index, &chunk, &report).map_err(|e| e.to_string())?;
+        journal_chunk(&self.journal, &job.id, index, &made).map_err(|e| e.to_string())?;
         log::info!(
             "{}: chunk {index} rendered while capturing ({:.1} s)",
             job.id,
-            chunk.duration_seconds
+            made.chunk.duration_seconds
         );
         Ok(Step::Rendered)
     }
@@ -290,22 +299,23 @@ pub(crate) fn rendered_so_far(journal: &Journal, job: &JobRow) -> Vec<ChunkFile>
         .collect()
 }
 
-/// Records chunk `index` complete (not yet acknowledged) with its checksum.
+/// Records chunk `index` complete (not yet acknowledged) with its checksums: its raw
+/// rendition's row, then the primary's (the one that says the chunk is there).
 pub(crate) fn journal_chunk(
     journal: &Journal,
     job_id: &str,
     index: usize,
-    chunk: &ChunkFile,
-    report: &RenderReport,
+    made: &RenderedChunk,
 ) -> Result<(), JournalError> {
-    let index = u32::try_from(index).unwrap_or(u32::MAX);
-    journal.record_upload(
-        job_id,
-        index,
-        Path::new(&chunk.file),
-        report.bytes,
-        &report.sha256,
-    )
+    let index = u32::try_from(index).unwrap_or(RAW_ROW - 1).min(RAW_ROW - 1);
+    let row = |chunk, file: &str, report: &RenderReport| {
+        journal.record_upload(job_id, chunk, Path::new(file), report.bytes, &report.sha256)
+    };
+    // In this order, so a crash between them leaves the chunk to be rendered again.
+    if let (Some(file), Some(report)) = (&made.chunk.raw_file, &made.raw) {
+        row(RAW_ROW + index, file, report)?;
+    }
+    row(index, &made.chunk.file, &made.primary)
 }
 
 #[cfg(test)]

@@ -195,6 +195,13 @@ impl Ctl {
         cmd
     }
 
+    /// [`Ctl::alsa_role`] talking to the controller at `url` (a proxy in front of it).
+    pub fn alsa_role_at(&self, role: &str, state_dir: &Path, alsa: &str, url: &str) -> Command {
+        let mut cmd = self.real_device_role(role, state_dir, url);
+        cmd.env("ALSA_CONFIG_PATH", alsa);
+        cmd
+    }
+
     fn real_device_role(&self, role: &str, state_dir: &Path, url: &str) -> Command {
         let mut cmd = super::edgerec();
         cmd.arg(role)

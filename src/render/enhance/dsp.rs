@@ -235,8 +235,15 @@ pub struct Chain {
     denoiser: Option<Denoiser>,
     filters: Vec<Biquad>,
     gain: f32,
+    /// `(gain before, first sample, samples)`: the gain moves linearly from the one before
+    /// to `gain` (a chunk taking over from the previous chunk's gain).
+    ramp: Option<(f32, u64, u64)>,
     gate: Option<Gate>,
     meter: Option<EbuR128>,
+    /// Samples `[from, to)` are measured (a chunk, not its pre-roll or post-roll).
+    measured: (u64, u64),
+    /// Samples through the stages so far.
+    at: u64,
     scratch: Vec<f32>,
 }
 
@@ -251,10 +258,25 @@ impl Chain {
             denoiser: spec.denoise.then(Denoiser::new),
             filters: filters.into_iter().flatten().collect(),
             gain,
+            ramp: None,
             gate: spec.gate_db.map(|db| Gate::new(RATE, db)),
             meter: None,
+            measured: (0, u64::MAX),
+            at: 0,
             scratch: Vec::new(),
         }
+    }
+
+    /// The gain is `before` up to sample `start`, then moves to the chain's own over `len`.
+    pub fn ramp_from(mut self, before: f32, start: u64, len: u64) -> Chain {
+        self.ramp = Some((before, start, len.max(1)));
+        self
+    }
+
+    /// A measuring chain measures only samples `[from, to)`.
+    pub fn measure_only(mut self, from: u64, to: u64) -> Chain {
+        self.measured = (from, to);
+        self
     }
 
     /// The chain as the first pass plays it: no gain or gate, its output measured.
@@ -307,11 +329,25 @@ impl Chain {
         for f in &mut self.filters {
             f.run(&mut self.scratch);
         }
+        let (at, n) = (self.at, self.scratch.len() as u64);
+        self.at += n;
         if let Some(m) = self.meter.as_mut() {
-            let _ = m.add_frames_f32(&self.scratch); // mono f32 frames: cannot be refused
+            let (from, to) = (
+                self.measured.0.clamp(at, at + n),
+                self.measured.1.clamp(at, at + n),
+            );
+            let part = &self.scratch[(from - at) as usize..(to - at) as usize];
+            let _ = m.add_frames_f32(part); // mono f32 frames: cannot be refused
         }
-        if self.gain != 1.0 {
-            self.scratch.iter_mut().for_each(|s| *s *= self.gain);
+        match self.ramp {
+            Some((before, start, len)) if at < start + len => {
+                let step = (self.gain - before) / len as f32;
+                for (i, s) in (at..).zip(self.scratch.iter_mut()) {
+                    *s *= before + step * i.saturating_sub(start).min(len) as f32;
+                }
+            }
+            _ if self.gain != 1.0 => self.scratch.iter_mut().for_each(|s| *s *= self.gain),
+            _ => {}
         }
         if let Some(g) = self.gate.as_mut() {
             g.run(&mut self.scratch);

@@ -35,14 +35,10 @@ pub fn render_for_job(
     let sidecar = job_dir.join(ENHANCED_FILE);
     let enhancement = match Enhancement::from_command_json(command_json) {
         Ok(None) => return Ok(None),
-        Ok(Some(e)) if options.chunk_seconds.is_none() => e,
-        // Rakkr enhances each chunk; this agent delivers a chunked job raw only.
-        Ok(Some(_)) => {
-            return failed(
-                &sidecar,
-                "a chunked job is delivered without enhancement".into(),
-            );
-        }
+        // Each chunk carries its renditions (`super::chunk`); options it cannot use are
+        // the job's failure, said once.
+        Ok(Some(_)) if options.chunk_seconds.is_some() => return Ok(None),
+        Ok(Some(e)) => e,
         Err(e) => return failed(&sidecar, e.to_string()),
     };
     let file = format!("{ENHANCED_STEM}.{}", request.codec.extension);

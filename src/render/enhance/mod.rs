@@ -3,11 +3,13 @@
 //! channels (the mono on each) and the job's codec. Loudness normalisation reads the
 //! segments twice: the first pass only measures (EBU R128 integrated loudness and true
 //! peak), so memory stays bounded whatever the length and nothing extra is written.
+//! A chunked job's chunks each get theirs ([`chunk`]), through a [`Window`].
 //!
 //! The options follow Rakkr's `recordingEnhancementSchema` (its defaults for absent
 //! fields). Its de-esser and compressor are not built; DeepFilterNet3 is not in this
 //! agent, so either denoise engine runs RNNoise.
 
+pub mod chunk;
 pub mod dsp;
 pub mod job;
 pub mod listen;
@@ -26,18 +28,48 @@ use super::stitch;
 use crate::core::timeline::plan_frames;
 use crate::segment::file::sync_parent_dir;
 
+/// Where the chain runs when a file holds only part of what it hears (a chunk): over
+/// `fed`, which starts `pre` capture frames (whole seconds) before the part and may run
+/// past its end, so the denoiser, filters, gate and resamplers carry on across the edges.
+/// The part's loudness gain ramps over [`GAIN_RAMP_MS`] from `gain_from` (the previous
+/// part's) at its start.
+pub struct Window<'a> {
+    pub fed: &'a RenderRequest,
+    pub pre: u64,
+    pub gain_from: Option<f32>,
+}
+
+/// How long a part's gain takes to move from the previous part's.
+pub const GAIN_RAMP_MS: u64 = 500;
+
 /// Renders `req`'s enhanced rendition into `out`, on a thread below the caller's priority.
 pub fn render(
     req: &RenderRequest,
     enhancement: &Enhancement,
     out: &Path,
 ) -> Result<RenderReport, RenderError> {
+    let whole = Window {
+        fed: req,
+        pre: 0,
+        gain_from: None,
+    };
+    render_window(req, &whole, enhancement, out).map(|(report, _)| report)
+}
+
+/// Renders the enhanced rendition of `kept` (its plan is the part the file holds) with
+/// the chain run over `window`; returns the report and the loudness gain it applied.
+pub fn render_window(
+    kept: &RenderRequest,
+    window: &Window,
+    enhancement: &Enhancement,
+    out: &Path,
+) -> Result<(RenderReport, f32), RenderError> {
     std::thread::scope(|s| {
         let worker = std::thread::Builder::new()
             .name("render-enh".into())
             .spawn_scoped(s, || {
                 pipeline::lower_priority();
-                render_here(req, enhancement, out)
+                render_here(kept, window, enhancement, out)
             })
             .map_err(|source| RenderError::Output {
                 path: out.to_path_buf(),
@@ -53,14 +85,18 @@ pub fn render(
 
 fn render_here(
     req: &RenderRequest,
+    window: &Window,
     enhancement: &Enhancement,
     out: &Path,
-) -> Result<RenderReport, RenderError> {
+) -> Result<(RenderReport, f32), RenderError> {
     let spec = enhancement.chain();
+    let in_rate = u64::from(req.spec.rate.max(1));
+    let at_48k = |frames: u64| frames * u64::from(RATE) / in_rate;
+    let (pre, kept) = (at_48k(window.pre), at_48k(plan_frames(&req.plan)));
     let gain = match &enhancement.loudness {
         Some(target) => {
-            let mut measuring = Chain::measuring(&spec);
-            run_pass(req, &mut measuring, &mut |_| Ok(()))?;
+            let mut measuring = Chain::measuring(&spec).measure_only(pre, pre + kept);
+            run_pass(window.fed, &mut measuring, &mut |_| Ok(()))?;
             let (lufs, peak) = measuring.loudness().unwrap_or((f64::NEG_INFINITY, 0.0));
             log::debug!("enhanced render: {lufs:.1} LUFS, true peak {peak:.3} before gain");
             dsp::normalising_gain(lufs, peak, target.integrated, target.true_peak)
@@ -88,9 +124,13 @@ fn render_here(
             Peaks::new(channels, rate, frames),
             channels,
         );
-        let mut back = Back::new(sink, rate, channels, frames)?;
+        let skip = window.pre * u64::from(rate) / in_rate;
+        let mut back = Back::new(sink, rate, channels, (skip, frames))?;
         let mut chain = Chain::new(&spec, gain);
-        run_pass(req, &mut chain, &mut |s| back.write(s))?;
+        if let Some(before) = window.gain_from {
+            chain = chain.ramp_from(before, pre, u64::from(RATE) * GAIN_RAMP_MS / 1000);
+        }
+        run_pass(window.fed, &mut chain, &mut |s| back.write(s))?;
         back.finish()
     })();
     let (written, clipped) = match result {
@@ -100,10 +140,13 @@ fn render_here(
             return Err(e);
         }
     };
-    fs::rename(&partial, out).map_err(out_err)?;
+    if let Err(e) = fs::rename(&partial, out) {
+        let _ = fs::remove_file(&partial); // best effort: the error is what matters
+        return Err(out_err(e));
+    }
     sync_parent_dir(out).map_err(out_err)?;
     let (sha256, bytes) = pipeline::hash_file(out).map_err(out_err)?;
-    Ok(RenderReport {
+    let report = RenderReport {
         codec: req.codec.name.to_string(),
         content_type: req.codec.content_type.to_string(),
         rate,
@@ -114,7 +157,8 @@ fn render_here(
         bytes,
         sha256,
         clipped,
-    })
+    };
+    Ok((report, gain))
 }
 
 /// One read of the segments: mapped, averaged to mono, at 48 kHz, through `chain`.
@@ -153,19 +197,26 @@ fn run_pass(
     Ok(())
 }
 
-/// From 48 kHz mono to the output: its rate, the mono on each channel, exactly `frames`
-/// long (two resamplings can round one frame apart from the raw render).
+/// From 48 kHz mono to the output: its rate, the mono on each channel, the first `skip`
+/// frames dropped (a pre-roll), then exactly `frames` long (two resamplings can round one
+/// frame apart from the raw render).
 struct Back {
     sink: Sink,
     down: Option<Resampler>,
     channels: usize,
+    skip: u64,
     frames: u64,
     written: u64,
     wide: Vec<f32>,
 }
 
 impl Back {
-    fn new(sink: Sink, rate: u32, channels: u16, frames: u64) -> Result<Back, RenderError> {
+    fn new(
+        sink: Sink,
+        rate: u32,
+        channels: u16,
+        (skip, frames): (u64, u64),
+    ) -> Result<Back, RenderError> {
         Ok(Back {
             sink,
             down: match rate {
@@ -173,6 +224,7 @@ impl Back {
                 r => Some(Resampler::new(RATE, r, 1)?),
             },
             channels: usize::from(channels),
+            skip,
             frames,
             written: 0,
             wide: Vec::new(),
@@ -189,6 +241,9 @@ impl Back {
     }
 
     fn spread(&mut self, mono: &[f32]) -> Result<(), RenderError> {
+        let dropped = self.skip.min(mono.len() as u64);
+        self.skip -= dropped;
+        let mono = &mono[dropped as usize..];
         let room = (self.frames - self.written).min(mono.len() as u64) as usize;
         self.wide.clear();
         for &s in &mono[..room] {

@@ -190,13 +190,14 @@ fn render_chunked(
 ) -> Result<(String, pipeline::RenderReport), RenderError> {
     let done = live_chunks::rendered_so_far(journal, job);
     let mut clipped = 0;
-    let mut journaled = |index: usize, chunk: &_, report: &pipeline::RenderReport| {
-        clipped += report.clipped;
-        live_chunks::journal_chunk(journal, &job.id, index, chunk, report)
-            .map_err(std::io::Error::other)
+    let mut journaled = |index: usize, made: &chunks::RenderedChunk| {
+        clipped += made.clipped();
+        live_chunks::journal_chunk(journal, &job.id, index, made).map_err(std::io::Error::other)
     };
+    let asked = crate::render::enhance::chunk::asked(&job.command_json);
     let listed = chunks::render_chunks(
         request,
+        &asked,
         seconds,
         delivered_name,
         &job.dir,

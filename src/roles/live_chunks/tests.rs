@@ -1,6 +1,7 @@
 use super::*;
 use crate::core::format::{SampleFormat, StreamSpec};
 use crate::journal::{NewJob, NewSegment};
+use crate::render::chunks;
 use crate::roles::finalize::{self, JobEnd};
 use crate::segment::file::SegmentFile;
 use std::os::unix::fs::MetadataExt;
@@ -23,6 +24,7 @@ fn renderer(journal_path: &Path) -> Renderer {
     Renderer {
         journal: Journal::open(journal_path).unwrap(),
         job_id: "job_a".into(),
+        asked: Ok(None),
         options: OutputOptions::from_command_json(command),
         chunk_frames: 8_000,
         fill: GapFill::Silence,
@@ -31,31 +33,26 @@ fn renderer(journal_path: &Path) -> Renderer {
     }
 }
 
-#[test]
-fn chunks_render_as_their_span_is_durable_and_the_end_renders_only_the_rest() {
-    let out = tempfile::tempdir().unwrap();
-    let db = finalize::journal_path(out.path());
-    let mut journal = Journal::open(&db).unwrap();
-    let dir = out.path().join("job_a");
-    std::fs::create_dir_all(&dir).unwrap();
+/// `job_a`, capturing `command` into `dir` since 1 s, its first segment open.
+fn capturing_job(journal: &Journal, dir: &Path, command: &str) -> (SegmentFile, i64) {
     journal
         .create_job(&NewJob {
             id: "job_a".into(),
             source: JobSource::Controller,
             controller_job_id: Some("job_1".into()),
             recording_id: Some("rec_1".into()),
-            command_json: r#"{"command": {"chunkSeconds": 1, "outputCodec": "wav"}}"#.into(),
+            command_json: command.into(),
             backend: "synth".into(),
             device: "ramp".into(),
             spec: SPEC,
             duration_frames: Some(20_000), // 2.5 s: chunks of 1, 1 and 0.5 s
-            dir: dir.clone(),
+            dir: dir.to_path_buf(),
             state: JobState::Capturing,
             created_at_ms: 1,
         })
         .unwrap();
     journal.set_job_started("job_a", 1_000).unwrap();
-    let mut seg = SegmentFile::create(&dir.join("000001.wav"), SPEC).unwrap();
+    let seg = SegmentFile::create(&dir.join("000001.wav"), SPEC).unwrap();
     let id = journal
         .insert_segment(&NewSegment {
             job_id: "job_a".into(),
@@ -66,6 +63,18 @@ fn chunks_render_as_their_span_is_durable_and_the_end_renders_only_the_rest() {
             opened_at_ms: 1,
         })
         .unwrap();
+    (seg, id)
+}
+
+#[test]
+fn chunks_render_as_their_span_is_durable_and_the_end_renders_only_the_rest() {
+    let out = tempfile::tempdir().unwrap();
+    let db = finalize::journal_path(out.path());
+    let mut journal = Journal::open(&db).unwrap();
+    let dir = out.path().join("job_a");
+    std::fs::create_dir_all(&dir).unwrap();
+    let command = r#"{"command": {"chunkSeconds": 1, "outputCodec": "wav"}}"#;
+    let (mut seg, id) = capturing_job(&journal, &dir, command);
     seg.write_frames(&ramp(0, 12_000)).unwrap();
     seg.sync_data().unwrap();
     // A disk too low for a chunk beside the capture: it waits (the job's end renders
@@ -152,4 +161,59 @@ fn chunks_render_as_their_span_is_durable_and_the_end_renders_only_the_rest() {
     let d = crate::render::job::deliverable(&dir).unwrap();
     assert_eq!(d.path, dir.join(chunks::CHUNKS_FILE));
     assert!((d.duration_seconds - 2.5).abs() < 1e-9);
+}
+
+/// With an enhancement and `keepRaw`, a chunk rendered while capturing is listed with its
+/// enhanced file as the primary and the raw one beside it; the raw row is journaled too,
+/// and the primary's row says the chunk is there.
+#[test]
+fn a_chunk_rendered_while_capturing_carries_its_enhanced_and_raw_renditions() {
+    let out = tempfile::tempdir().unwrap();
+    let db = finalize::journal_path(out.path());
+    let journal = Journal::open(&db).unwrap();
+    let dir = out.path().join("job_a");
+    std::fs::create_dir_all(&dir).unwrap();
+    let command = r#"{"command": {"chunkSeconds": 1, "outputCodec": "wav",
+        "enhancement": {"loudnorm": {"enabled": false}}}}"#;
+    let (mut seg, _) = capturing_job(&journal, &dir, command);
+    seg.write_frames(&ramp(0, 12_000)).unwrap();
+    seg.sync_data().unwrap();
+    let r = Renderer {
+        asked: enhance::chunk::asked(command),
+        ..renderer(&db)
+    };
+    assert!(matches!(r.step(0), Ok(Step::Rendered)));
+    let listed = Chunks::read_so_far(&dir).unwrap();
+    let c = &listed.chunks[0];
+    assert_eq!(c.file, enhance::chunk::enhanced_file(0, "wav"));
+    assert_eq!(
+        c.raw_file.as_deref(),
+        Some(chunks::chunk_file(0, "wav").as_str())
+    );
+    assert_eq!(
+        (c.enhanced_gain, c.enhancement_error.as_ref()),
+        (Some(1.0), None)
+    );
+    let hash = |f: &str| crate::render::pipeline::hash_file(&dir.join(f)).unwrap().0;
+    let rows: Vec<_> = (journal.uploads("job_a").unwrap().into_iter())
+        .map(|u| (u.chunk, u.path, u.sha256, u.acknowledged_at_ms))
+        .collect();
+    assert_eq!(
+        rows,
+        [
+            (0, c.file.clone().into(), hash(&c.file), None),
+            (
+                RAW_ROW,
+                chunks::chunk_file(0, "wav").into(),
+                hash(&chunks::chunk_file(0, "wav")),
+                None
+            ),
+        ]
+    );
+    let job = journal.job("job_a").unwrap().unwrap();
+    assert_eq!(rendered_so_far(&journal, &job), listed.chunks);
+    for f in [&c.file, c.raw_file.as_ref().unwrap()] {
+        let w = hound::WavReader::open(dir.join(f)).unwrap();
+        assert_eq!((w.duration(), w.spec().sample_rate), (8_000, 8_000), "{f}");
+    }
 }

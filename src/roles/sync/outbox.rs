@@ -252,7 +252,7 @@ impl Sync {
             Some(live) if acked.contains(&live.chunk) => {
                 return self.settle(&row, Delivery::Done);
             }
-            Some(live) => match live.sending(&job) {
+            Some(live) => match live.sending(&job, &acked) {
                 Some(sending) => sending,
                 None => {
                     let why = format!("chunk {} is not in chunks.json", live.chunk);
@@ -267,11 +267,14 @@ impl Sync {
                     return self.settle(&row, Delivery::Retry(e.to_string()));
                 }
                 if let Some(why) = enhancement_failure(&job.dir) {
-                    self.enhancement_failed(&job, &why)?;
+                    self.enhancement_failed(&job, None, &why)?;
                 }
                 next_sending(&job, &file, &acked)
             }
         };
+        if let Some(why) = &sending.enhancement_error {
+            self.enhancement_failed(&job, Some(sending.chunk_index()), why)?;
+        }
         let recording_id = job.recording_id.clone().unwrap_or_default();
         let id = row.id;
         let job_id = job.id.clone();
@@ -343,10 +346,12 @@ impl Sync {
                     j.acknowledge_upload(job_id, chunk, now_ms())?;
                     Ok(())
                 })?;
-                if up.sending.chunk.is_some() {
+                let raw = up.sending.rendition == Some(Rendition::Raw);
+                if up.sending.chunk.is_some() && !raw {
                     self.chunk_uploaded(job_id, &up.sending, &cached)?;
                 }
-                if up.sending.is_live() {
+                // A live chunk's row is done with its primary (its raw one goes first).
+                if up.sending.is_live() && !raw {
                     return self.settle(&up.row, Delivery::Done);
                 }
                 if up.sending.is_partial() {
@@ -434,14 +439,26 @@ impl Sync {
     }
 
     /// Rakkr's `enhancement_failed` warning: the job asked for an enhanced rendition that
-    /// could not be made, so the raw render is its primary. Once per job (its key).
-    fn enhancement_failed(&mut self, job: &JobRow, why: &str) -> Result<(), SyncError> {
+    /// could not be made (of its `chunk`), so the raw render is its primary. Once per job
+    /// or chunk (its key).
+    fn enhancement_failed(
+        &mut self,
+        job: &JobRow,
+        chunk: Option<u32>,
+        why: &str,
+    ) -> Result<(), SyncError> {
         let mut event =
             HealthEvent::new("agent.recording_job.enhancement_failed", Severity::Warning);
-        let key = format!("{}-enhancement-failed", job.id);
+        let key = match chunk {
+            Some(k) => format!("{}-chunk-{k}-enhancement-failed", job.id),
+            None => format!("{}-enhancement-failed", job.id),
+        };
         event.id = Some(key.clone());
         event.recording_id = job.recording_id.clone();
         event.details.insert("reason".into(), why.into());
+        if let Some(k) = chunk {
+            event.details.insert("chunk".into(), k.into());
+        }
         let body = serde_json::to_string(&event).unwrap_or_default();
         self.journal
             .enqueue(&NewOutboxItem::health_event(None, &key, body, now_ms()))?;

@@ -30,11 +30,11 @@ pub(super) struct Sending {
     /// unknown (`None`) for a chunk sent while the job captures: never the final one.
     pub chunk: Option<(u32, Option<u32>)>,
     pub rendition: Option<Rendition>,
+    /// A chunk sent as rendered because its enhancement could not be made: why.
+    pub enhancement_error: Option<String>,
 }
 
-/// The `uploads` row of the raw rendition: past any chunk index, so the table (keyed by
-/// job and chunk) holds both renditions without a new column.
-pub(super) const RAW_ROW: u32 = 1 << 30;
+pub(super) use crate::journal::RAW_ROW;
 
 impl Sending {
     /// The chunk index (0 for a whole recording).
@@ -89,39 +89,58 @@ impl LiveChunk {
         serde_json::from_str(body).ok()
     }
 
-    /// What its PUT sends: the chunk as `chunks.json` lists it so far, no `chunkTotal`.
-    pub fn sending(&self, job: &JobRow) -> Option<Sending> {
+    /// What its PUT sends: the chunk as `chunks.json` lists it so far, no `chunkTotal`;
+    /// its raw rendition first, until `acked` has it.
+    pub fn sending(&self, job: &JobRow, acked: &HashSet<u32>) -> Option<Sending> {
         let listed = Chunks::read_so_far(&job.dir)?;
-        let part = listed.chunks.get(self.chunk as usize)?;
-        Some(Sending {
-            path: job.dir.join(&part.file),
-            file_name: part.file_name.clone(),
-            mime_type: listed.content_type.clone(),
-            duration_seconds: part.duration_seconds,
-            chunk: Some((self.chunk, None)),
-            rendition: None,
-        })
+        chunk_sending(job, &listed, self.chunk, None, acked)
     }
 }
 
-/// What to send next for `job`, whose render is `file`; `acked` are the chunks the
-/// controller acknowledged. When every chunk is, the last is sent again (a repeated PUT is
-/// idempotent) so the job machine hears the final answer.
+/// Chunk `index` of `listed` (`total` with the final one): its raw rendition while it has
+/// one `acked` lacks, else the primary (enhanced, or as rendered).
+fn chunk_sending(
+    job: &JobRow,
+    listed: &Chunks,
+    index: u32,
+    total: Option<u32>,
+    acked: &HashSet<u32>,
+) -> Option<Sending> {
+    let part = listed.chunks.get(index as usize)?;
+    let raw = part
+        .raw_file
+        .as_ref()
+        .filter(|_| !acked.contains(&(RAW_ROW + index)));
+    let (file, rendition) = match (raw, part.enhanced_gain) {
+        (Some(raw), _) => (raw, Some(Rendition::Raw)),
+        (None, Some(_)) => (&part.file, Some(Rendition::Enhanced)),
+        (None, None) => (&part.file, None),
+    };
+    Some(Sending {
+        path: job.dir.join(file),
+        file_name: part.file_name.clone(),
+        mime_type: listed.content_type.clone(),
+        duration_seconds: part.duration_seconds,
+        chunk: Some((index, total)),
+        rendition,
+        enhancement_error: part.enhancement_error.clone(),
+    })
+}
+
+/// What to send next for `job`, whose render is `file`; `acked` are the `uploads` rows the
+/// controller acknowledged. A chunk's raw rendition goes before its primary, so the final
+/// primary chunk, which completes the job, goes last. When every chunk is acknowledged,
+/// the last is sent again (a repeated PUT is idempotent) so the job machine hears the
+/// final answer.
 pub(super) fn next_sending(job: &JobRow, file: &RenderedFile, acked: &HashSet<u32>) -> Sending {
     if let Some(chunks) = Chunks::read(&job.dir) {
-        let total = chunks.chunks.len();
+        let total = chunks.chunks.len() as u32;
         let index = (0..total)
-            .find(|&i| !acked.contains(&(i as u32)))
+            .find(|&i| !acked.contains(&i))
             .unwrap_or(total - 1);
-        let part = &chunks.chunks[index];
-        return Sending {
-            path: job.dir.join(&part.file),
-            file_name: part.file_name.clone(),
-            mime_type: chunks.content_type.clone(),
-            duration_seconds: part.duration_seconds,
-            chunk: Some((index as u32, Some(total as u32))),
-            rendition: None,
-        };
+        if let Some(sending) = chunk_sending(job, &chunks, index, Some(total), acked) {
+            return sending;
+        }
     }
     let Some((enhanced, keep_raw)) = enhanced_deliverable(&job.dir) else {
         return whole(job, file);
@@ -139,6 +158,7 @@ pub(super) fn next_sending(job: &JobRow, file: &RenderedFile, acked: &HashSet<u3
         duration_seconds: enhanced.duration_seconds,
         chunk: None,
         rendition: Some(Rendition::Enhanced),
+        enhancement_error: None,
     }
 }
 
@@ -156,6 +176,7 @@ fn whole(job: &JobRow, file: &RenderedFile) -> Sending {
         duration_seconds: delivered.as_ref().map_or(0.0, |d| d.duration_seconds),
         chunk: None,
         rendition: None,
+        enhancement_error: None,
     }
 }
 
@@ -168,156 +189,4 @@ pub(super) fn relative<'a>(job_dir: &Path, path: &'a Path) -> &'a Path {
 }
 
 #[cfg(test)]
-mod tests_support {
-    use super::*;
-    use crate::core::format::{SampleFormat, StreamSpec};
-    use crate::core::job::JobState;
-    use crate::journal::JobSource;
-
-    pub(super) fn job(dir: &Path) -> JobRow {
-        JobRow {
-            id: "a".into(),
-            source: JobSource::Controller,
-            controller_job_id: Some("job_1".into()),
-            recording_id: Some("rec_1".into()),
-            command_json: "{}".into(),
-            backend: "alsa".into(),
-            device: "d".into(),
-            spec: StreamSpec {
-                format: SampleFormat::S16Le,
-                rate: 48_000,
-                channels: 2,
-            },
-            duration_frames: None,
-            dir: dir.to_path_buf(),
-            state: JobState::Uploading,
-            end_cause: None,
-            created_at_ms: 0,
-            started_at_ms: None,
-            ended_at_ms: None,
-            updated_at_ms: 0,
-            captured_frames: 0,
-        }
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::tests_support::job;
-    use super::*;
-
-    fn sidecar(file: &str, extra: &str) -> String {
-        format!(
-            r#"{{"file": "{file}", "fileName": "talk.flac", {extra} "report": {{"codec": "flac",
-            "contentType": "audio/flac", "rate": 48000, "channels": 2, "bits": 16, "frames": 96000,
-            "durationSeconds": 2.0, "bytes": 4, "sha256": "00", "clipped": 0}}}}"#
-        )
-    }
-
-    #[test]
-    fn the_raw_rendition_goes_first_then_the_enhanced_primary() {
-        let raw = (Some(Rendition::Raw), "recording.flac", true, RAW_ROW);
-        let primary = (Some(Rendition::Enhanced), "enhanced.flac", false, 0);
-        let plain = (None, "recording.flac", false, 0);
-        // (enhanced.json, acknowledged rows, expected (rendition, file, partial, row))
-        let enhanced = |keep: bool| sidecar("enhanced.flac", &format!(r#""keepRaw": {keep},"#));
-        let failed = r#"{"file": "", "fileName": "", "error": "bad", "keepRaw": true}"#;
-        let cases = [
-            (Some(enhanced(true)), vec![], raw),
-            (Some(enhanced(true)), vec![RAW_ROW], primary),
-            (Some(enhanced(false)), vec![], primary),
-            (Some(failed.to_string()), vec![], plain),
-            (None, vec![], plain),
-        ];
-        for (side, acked, (rendition, file, partial, row)) in cases {
-            let dir = tempfile::tempdir().unwrap();
-            for f in ["recording.flac", "enhanced.flac"] {
-                std::fs::write(dir.path().join(f), b"fLaC").unwrap();
-            }
-            std::fs::write(
-                dir.path().join("render.json"),
-                sidecar("recording.flac", ""),
-            )
-            .unwrap();
-            if let Some(s) = &side {
-                std::fs::write(dir.path().join("enhanced.json"), s).unwrap();
-            }
-            let rendered = RenderedFile {
-                path: dir.path().join("recording.flac"),
-                sha256: "00".into(),
-                bytes: 4,
-            };
-            let acked: HashSet<u32> = acked.into_iter().collect();
-            let s = next_sending(&job(dir.path()), &rendered, &acked);
-            let what = format!("{side:?} {acked:?}");
-            assert_eq!(s.rendition, rendition, "{what}");
-            assert_eq!(s.path, dir.path().join(file), "{what}");
-            assert_eq!((s.is_partial(), s.upload_row()), (partial, row), "{what}");
-            assert_eq!(
-                (s.file_name.as_str(), s.mime_type.as_str()),
-                ("talk.flac", "audio/flac")
-            );
-            assert_eq!(s.chunk_total(), None);
-        }
-    }
-}
-
-#[cfg(test)]
-mod chunk_tests {
-    use super::tests_support::job;
-    use super::*;
-    use crate::render::chunks::{ChunkFile, Chunks};
-
-    #[test]
-    fn a_chunk_sent_while_capturing_never_carries_the_total() {
-        let dir = tempfile::tempdir().unwrap();
-        let listed = Chunks {
-            content_type: "audio/flac".into(),
-            chunks: (0..2)
-                .map(|i| ChunkFile {
-                    file: crate::render::chunks::chunk_file(i, "flac"),
-                    file_name: crate::render::chunks::chunk_name("hall.flac", i),
-                    duration_seconds: 10.0,
-                })
-                .collect(),
-            complete: false,
-        };
-        listed.write(dir.path()).unwrap();
-        let job = job(dir.path());
-        // The job's own upload row waits for the complete list.
-        assert_eq!(Chunks::read(dir.path()), None);
-        let body = LiveChunk { chunk: 1 }.body();
-        let live = LiveChunk::parse(&body).unwrap().sending(&job).unwrap();
-        assert_eq!(live.path, dir.path().join("chunks/chunk-0001.flac"));
-        assert_eq!(
-            (live.file_name.as_str(), live.mime_type.as_str()),
-            ("hall-001.flac", "audio/flac")
-        );
-        assert_eq!(
-            (live.is_live(), live.is_partial(), live.chunk_total()),
-            (true, true, None)
-        );
-        assert_eq!(live.upload_row(), 1);
-        assert!(
-            LiveChunk { chunk: 2 }.sending(&job).is_none(),
-            "not listed yet"
-        );
-        // The job's own row holds a rendered file, never a chunk number.
-        let file = r#"{"path": "/x/chunks.json", "sha256": "00", "bytes": 4}"#;
-        assert!(LiveChunk::parse(file).is_none());
-        // At the end: the final chunk carries the total, the others do not.
-        let end = |i, t| Sending {
-            chunk: Some((i, Some(t))),
-            ..live.clone()
-        };
-        assert_eq!(
-            (end(2, 3).is_partial(), end(2, 3).chunk_total()),
-            (false, Some(3))
-        );
-        assert_eq!(
-            (end(1, 3).is_partial(), end(1, 3).chunk_total()),
-            (true, None)
-        );
-        assert!(!end(2, 3).is_live());
-    }
-}
+mod tests;
