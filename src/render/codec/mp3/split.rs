@@ -207,13 +207,21 @@ impl<'a> Writer<'a> {
         jobs: Vec<crossbeam_channel::Sender<usize>>,
         progress: &mut (dyn FnMut(u64, u64) + Send),
     ) -> Result<Option<(u64, u64, Vec<u8>)>, RenderError> {
-        let total: u64 = self.spans.spans.iter().map(|s| s.range.end - s.range.start).sum();
+        let total: u64 = self
+            .spans
+            .spans
+            .iter()
+            .map(|s| s.range.end - s.range.start)
+            .sum();
         let mut idle = vec![1, 0];
         let step = loop {
             if let Err(e) = self.assign(&mut idle, &jobs).and_then(|()| self.joins()) {
                 break Err(e);
             }
-            debug_assert!(self.sched.buffered() <= 2, "one span in memory, and a start");
+            debug_assert!(
+                self.sched.buffered() <= 2,
+                "one span in memory, and a start"
+            );
             if self.sched.complete() {
                 break self.finish();
             }
@@ -262,7 +270,9 @@ impl<'a> Writer<'a> {
     fn take_bytes(&mut self, span: usize, bytes: &[u8]) -> Step {
         let head = self.sched.head();
         let Some(b) = self.bytes[span].as_mut() else {
-            return Err(Some(join_err(format!("frames for span {span}, not running"))));
+            return Err(Some(join_err(format!(
+                "frames for span {span}, not running"
+            ))));
         };
         if let Err(e) = b.push(bytes) {
             log::info!("mp3: {e}; encoding in one span");
@@ -376,7 +386,8 @@ impl<'a> Writer<'a> {
             return Err(None);
         }
         let padding = delays.last().map_or(0, |d| d.1);
-        self.out.finish(std::mem::take(&mut self.tag), padding)
+        self.out
+            .finish(std::mem::take(&mut self.tag), padding)
             .map_err(|e| Some(join_err(e)))
     }
 }
@@ -414,7 +425,10 @@ mod tests {
                 assert!(span.keep.end <= span.range.end);
             }
             // The spans cover the input, overlap at each join and the peaks' ranges tile it.
-            assert_eq!((s.spans[0].range.start, s.spans[n - 1].range.end), (0, frames));
+            assert_eq!(
+                (s.spans[0].range.start, s.spans[n - 1].range.end),
+                (0, frames)
+            );
             for (k, w) in s.spans.windows(2).enumerate() {
                 assert_eq!(w[0].keep.end, w[1].keep.start);
                 let first = *s.joins[k].iter().min().unwrap() as u64;

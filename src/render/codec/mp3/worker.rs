@@ -102,7 +102,8 @@ fn encode(
     let (mut clipped, mut at) = (0, range.start);
     let mut batch = Vec::with_capacity(2 * BATCH);
     let send = |batch: &mut Vec<u8>, read: u64, last: bool| {
-        if batch.len() < BATCH && !(last && !batch.is_empty()) {
+        let due = batch.len() >= BATCH || (last && !batch.is_empty());
+        if !due {
             return Ok(());
         }
         let bytes = std::mem::replace(batch, Vec::with_capacity(2 * BATCH));
