@@ -72,15 +72,17 @@ mod tests {
 
     /// What two workers do with `spans` spans taking `cost(span)` time units each; a
     /// join needs the successor to have run one unit. Returns the joins' order, the end
-    /// time and the most spans in memory at once.
-    fn run(spans: usize, cost: impl Fn(usize) -> u64) -> (Vec<usize>, u64, usize) {
+    /// time, the most spans in memory at once and each worker's spans.
+    fn run(spans: usize, cost: impl Fn(usize) -> u64) -> (Vec<usize>, u64, usize, [Vec<usize>; 2]) {
         let mut s = Schedule::new(spans);
+        let mut took: [Vec<usize>; 2] = Default::default();
         let mut workers: [Option<(usize, u64, u64)>; 2] = [None; 2]; // span, start, end
         let (mut now, mut joins, mut most) = (0, Vec::new(), 0);
         loop {
-            for w in &mut workers {
+            for (i, w) in workers.iter_mut().enumerate() {
                 if w.is_none() {
                     *w = s.take().map(|span| (span, now, now + cost(span)));
+                    took[i].extend(w.map(|w| w.0));
                 }
             }
             most = most.max(s.buffered());
@@ -95,7 +97,7 @@ mod tests {
                 s.joined();
             }
             if s.complete() {
-                return (joins, now, most);
+                return (joins, now, most, took);
             }
             now += 1;
             for w in &mut workers {
@@ -113,8 +115,12 @@ mod tests {
     #[test]
     fn equal_spans_keep_both_workers_busy_and_join_in_order() {
         for n in [2, 4, 12] {
-            let (joins, end, most) = run(n, |_| 100);
+            let (joins, end, most, took) = run(n, |_| 100);
+            // The output is written span by span: each join makes the next the head.
             assert_eq!(joins, (0..n - 1).collect::<Vec<_>>());
+            // Each worker takes every other span.
+            assert_eq!(took[0], (0..n).step_by(2).collect::<Vec<_>>());
+            assert_eq!(took[1], (1..n).step_by(2).collect::<Vec<_>>());
             // Pairs run side by side: n / 2 span times, plus a unit per pair for a join
             // that waits on its successor's first frames.
             assert!(end <= (n as u64 / 2) * 101, "{n}: {end}");
@@ -128,8 +134,9 @@ mod tests {
     fn a_fast_span_waits_in_memory_and_never_a_second_one() {
         // Span 1 is slow: span 2 ends in memory and its worker waits; nothing past it
         // starts until span 1 ends.
-        let (joins, end, most) = run(5, |s| if s == 0 { 300 } else { 100 });
+        let (joins, end, most, took) = run(5, |s| if s == 0 { 300 } else { 100 });
         assert_eq!(joins, vec![0, 1, 2, 3]);
+        assert_eq!(took, [vec![0, 2, 4], vec![1, 3]]);
         assert!(most <= 2);
         assert!((500..=505).contains(&end), "{end}");
         let mut s = Schedule::new(5);
