@@ -120,6 +120,11 @@ impl Output {
         self.kbps
             .extend(frames[from..].iter().map(|f| kbps(f.bitrate_index)));
         span.buf.drain(..end);
+        // A span kept in memory streams now: give its buffer back, or two spans' worth
+        // stay resident while the next one fills.
+        if span.buf.capacity() > 1 << 20 && span.buf.len() < span.buf.capacity() / 4 {
+            span.buf.shrink_to(span.buf.len().max(64 * 1024));
+        }
         span.buf_at += end as u64;
         span.kept = upto;
         span.kept_at += len;
