@@ -15,8 +15,12 @@ use crate::core::format::SampleFormat;
 
 mod frames;
 mod join;
+mod out;
+mod sched;
 pub(crate) mod split;
 mod tag;
+mod worker;
+mod writer;
 
 /// The rates MPEG-1, 2 and 2.5 carry.
 const MP3_RATES: [u32; 9] = [

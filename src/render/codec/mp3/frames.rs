@@ -129,36 +129,27 @@ impl Bits<'_> {
 /// LAME's CRC-16 (polynomial 0x8005, reflected, no final xor): music and tag CRCs.
 pub fn crc16(mut crc: u16, bytes: &[u8]) -> u16 {
     for &b in bytes {
-        crc = crc16_byte(crc, b);
+        crc = crc >> 8 ^ CRC_TABLE[usize::from((crc ^ u16::from(b)) as u8)];
     }
     crc
 }
 
-fn crc16_byte(crc: u16, b: u8) -> u16 {
-    let mut x = (crc ^ u16::from(b)) & 0xFF;
-    for _ in 0..8 {
-        x = if x & 1 != 0 { x >> 1 ^ 0xA001 } else { x >> 1 };
-    }
-    crc >> 8 ^ x
-}
-
-/// The CRC of `crc` carried over `n` zero bytes. The CRC is linear, so
-/// `crc16(s, d) = crc16(0, d) ^ zeros(s, d.len())`: two CRCs taken apart can be joined.
-pub fn crc16_zeros(crc: u16, mut n: u64) -> u16 {
-    // The map of one zero byte as the images of the 16 bits, squared up to n.
-    let apply =
-        |m: &[u16; 16], s: u16| (0..16).filter(|i| s >> i & 1 == 1).fold(0, |a, i| a ^ m[i]);
-    let mut power: [u16; 16] = std::array::from_fn(|i| crc16_byte(1 << i, 0));
-    let mut out = crc;
-    while n > 0 {
-        if n & 1 == 1 {
-            out = apply(&power, out);
+/// The CRC of each byte value, bit by bit.
+const CRC_TABLE: [u16; 256] = {
+    let mut t = [0u16; 256];
+    let mut i = 0;
+    while i < 256 {
+        let mut x = i as u16;
+        let mut k = 0;
+        while k < 8 {
+            x = if x & 1 != 0 { x >> 1 ^ 0xA001 } else { x >> 1 };
+            k += 1;
         }
-        power = std::array::from_fn(|i| apply(&power, power[i]));
-        n >>= 1;
+        t[i] = x;
+        i += 1;
     }
-    out
-}
+    t
+};
 
 /// Per frame: what the join and the rewritten tag need.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -166,8 +157,6 @@ pub struct Frame {
     pub len: u16,
     pub bitrate_index: u8,
     pub side: SideInfo,
-    /// The music CRC before this frame.
-    pub crc_before: u16,
 }
 
 /// Follows an encoder's byte stream frame by frame.
@@ -177,8 +166,6 @@ pub struct FrameLog {
     /// Bytes of a frame not complete yet.
     partial: Vec<u8>,
     pub bytes: u64,
-    /// LAME's music CRC: the frames after the first (its tag frame).
-    pub crc: u16,
     pub protected: bool,
     pub rate: u32,
 }
@@ -211,13 +198,9 @@ impl FrameLog {
             len: h.len() as u16,
             bitrate_index: h.bitrate_index,
             side,
-            crc_before: self.crc,
         });
         self.protected |= h.protected;
         self.rate = h.rate;
-        if self.frames.len() > 1 {
-            self.crc = crc16(self.crc, &self.partial); // LAME's tag frame is not in it
-        }
         self.bytes += self.partial.len() as u64;
         self.partial.clear();
         Ok(())
@@ -239,14 +222,18 @@ mod tests {
     use super::*;
 
     #[test]
-    fn crc_parts_join() {
+    fn crc_is_lames_bit_by_bit_crc() {
         let data: Vec<u8> = (0..5000u32).map(|i| (i * 31 % 251) as u8).collect();
+        let bitwise = data.iter().fold(0x1D0Fu16, |crc, &b| {
+            let mut x = (crc ^ u16::from(b)) & 0xFF;
+            for _ in 0..8 {
+                x = if x & 1 != 0 { x >> 1 ^ 0xA001 } else { x >> 1 };
+            }
+            crc >> 8 ^ x
+        });
+        assert_eq!(crc16(0x1D0F, &data), bitwise);
         let (a, b) = data.split_at(1234);
-        let whole = crc16(0x1D0F, &data);
-        let first = crc16(0x1D0F, a);
-        assert_eq!(crc16(0, b) ^ crc16_zeros(first, b.len() as u64), whole);
-        assert_eq!(crc16_zeros(0xBEEF, 0), 0xBEEF);
-        assert_eq!(crc16_zeros(0xBEEF, 777), crc16(0xBEEF, &[0; 777]));
+        assert_eq!(crc16(crc16(0x1D0F, a), b), bitwise);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Where two spans' MP3 streams join, and the bytes around the join. Both spans use the
-//! same frame grid, so global frame `g` is span 1's audio frame `g` and span 2's frame
-//! `g - first2`. The stream keeps span 1's frames before the join frame `f` and span 2's
+//! same frame grid, so global frame `g` is span 1's audio frame `g - first1` and span
+//! 2's `g - first2`. The stream keeps span 1's frames before the join frame `f` and span 2's
 //! from `f` on. Span 2's frame `f` starts its main data `b2` bytes back (the bit
 //! reservoir) in frames we drop; span 1's frame `f` says `b1` bytes at the end of the
 //! kept frames are free. With `b2 <= b1` span 2's reservoir bytes go into that free
@@ -22,21 +22,25 @@ pub struct Join {
     pub reservoir: usize,
 }
 
-/// Log indexes: each log's frame 0 is LAME's tag frame.
-fn a_index(g: usize) -> usize {
-    g + 1
-}
-
-fn b_index(g: usize, first2: usize) -> Option<usize> {
-    (g + 1).checked_sub(first2)
+/// The log index of global audio frame `g` in a span whose log index 1 is global audio
+/// frame `first` (each log's frame 0 is LAME's tag frame).
+fn index(g: usize, first: usize) -> Option<usize> {
+    (g + 1).checked_sub(first)
 }
 
 /// The first candidate (in the order given) where the streams can join: one that needs
-/// no larger frame, else one that does.
-pub fn choose(a: &FrameLog, b: &FrameLog, first2: usize, candidates: &[usize]) -> Option<Join> {
+/// no larger frame, else one that does. `first_a`, `first_b`: the global audio frames
+/// the spans' logs start at.
+pub fn choose(
+    a: &FrameLog,
+    first_a: usize,
+    b: &FrameLog,
+    first_b: usize,
+    candidates: &[usize],
+) -> Option<Join> {
     let at = |g: usize| -> Option<Join> {
-        let (ia, ib) = (a_index(g), b_index(g, first2)?);
-        let (a_next, a_last) = (a.frames.get(ia)?, a.frames.get(ia - 1)?);
+        let (ia, ib) = (index(g, first_a)?, index(g, first_b)?);
+        let (a_next, a_last) = (a.frames.get(ia)?, a.frames.get(ia.checked_sub(1)?)?);
         let (b_first, b_prev) = (b.frames.get(ib)?, b.frames.get(ib.checked_sub(1)?)?);
         (ib >= 2 && ia >= 2 && a_last.side.last_granule() == b_prev.side.last_granule()).then(
             || Join {
@@ -53,7 +57,7 @@ pub fn choose(a: &FrameLog, b: &FrameLog, first2: usize, candidates: &[usize]) -
         .find(|j| j.reservoir <= j.free);
     fits.or_else(|| {
         candidates.iter().filter_map(|&g| at(g)).find_map(|j| {
-            let last = a.frames[a_index(j.frame) - 1];
+            let last = a.frames[j.frame - first_a];
             raise(&last, a.rate, j.reservoir.saturating_sub(j.free)).map(|r| Join {
                 raise_to: Some(r),
                 ..j
@@ -196,7 +200,6 @@ mod tests {
                 main_data_begin: 0,
                 blocks: 0,
             },
-            crc_before: 0,
         };
         assert_eq!(raise(&f, 48_000, 24), Some(2));
         assert_eq!(raise(&f, 48_000, 25), Some(3));

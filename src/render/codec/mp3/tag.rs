@@ -100,7 +100,7 @@ fn toc(kbps: &[u16]) -> [u8; 100] {
 
 #[cfg(test)]
 pub(super) mod tests {
-    use super::super::frames::{FrameLog, kbps};
+    use super::super::frames::{FrameLog, crc16, kbps};
     use super::*;
     use crate::render::codec::{EncoderParams, Facts};
     use mp3lame_encoder::{FlushGap, InterleavedPcm};
@@ -181,7 +181,7 @@ pub(super) mod tests {
             let stream = Stream {
                 kbps: &kbps,
                 audio_bytes: log.bytes - lames.len() as u64,
-                music_crc: log.crc,
+                music_crc: crc16(0, &bytes[lames.len()..]),
                 padding: delay_padding(&lames).unwrap().1,
             };
             rewrite(&mut ours, &stream).unwrap();
