@@ -100,10 +100,6 @@ impl MeterPublisher {
         METER_EVERY.saturating_sub(self.window_start.elapsed())
     }
 
-    pub fn due(&self) -> bool {
-        self.window_start.elapsed() >= METER_EVERY
-    }
-
     /// Closes the window: levels, detector changes, the file replaced. Returns the
     /// changes (the writer logs them).
     pub fn publish(&mut self, now_ms: i64) -> io::Result<Vec<Change>> {

@@ -1,8 +1,9 @@
 //! The segment writer thread: drains the ring into WAV segments.
 //!
-//! - A segment's data is `fdatasync`ed every `sync_interval`, in whole pages where the
-//!   stream allows (`file::page_hold_sync`: the partial last page waits in memory, and the
-//!   sync comes a page's worth earlier), so no page is rewritten at every sync.
+//! - A segment's data is `fdatasync`ed every `sync_interval`, on every other of the
+//!   writer's turns (`turn`), in whole pages where the stream allows
+//!   (`file::page_hold_sync`: the partial last page waits in memory, and the sync comes a
+//!   page's worth earlier), so no page is rewritten at every sync.
 //! - Its header is rewritten every `flush_interval` (30 s by default, with the journal
 //!   row) and on close: repair trusts the file length, not the header.
 //! - Segments rotate every `segment_frames` on an exact frame boundary.
@@ -15,6 +16,7 @@
 //!
 //! - this file: the write path (drain, segment open/rotate/close, timeline events and
 //!   their journal writes).
+//! - `turn`: the periodic work done in one wake-up (disk check, meter, header, sync).
 //! - `disk_pause`: pausing and resuming writing on the spool's free space.
 //! - `stream_clock`: dating the run's first frame and the timeline's end.
 //! - `wake`: when the thread wakes (deadlines and capture events, never a poll).
@@ -22,6 +24,7 @@
 mod disk_pause;
 mod journaled;
 mod stream_clock;
+mod turn;
 mod wake;
 
 use std::collections::VecDeque;
@@ -50,6 +53,8 @@ pub struct WriterConfig {
     pub job_dir: PathBuf,
     pub journal_path: PathBuf,
     pub spec: StreamSpec,
+    /// The device's period: audio in flight there is what a kill -9 loses besides the ring.
+    pub period: Duration,
     pub segment_frames: u64,
     pub flush_interval: Duration,
     pub sync_interval: Duration,
@@ -169,8 +174,12 @@ struct Writer {
     meter: MeterPublisher,
     /// Segments hold their partial last page between syncs (`file::page_hold_sync`).
     hold_pages: bool,
-    /// How often the open segment is synced: the sync interval, less a page when holding.
-    sync_every: Duration,
+    /// How often the writer takes its turn and syncs (`turn::cadence`).
+    cadence: turn::Cadence,
+    /// When the next turn is due (`None`: the first is due at once and looks at the disk).
+    next_turn: Option<Instant>,
+    /// When the progress run file was last replaced.
+    last_progress: Option<Instant>,
 }
 
 /// Most bytes moved per write call: the writer wakes about once a second and writes what
@@ -189,7 +198,12 @@ pub fn spawn(
 ) -> Result<(WriterThread, Arc<WriterProgress>), WriterError> {
     let journal = Journal::open(&cfg.journal_path)?;
     let progress = Arc::new(WriterProgress::default());
-    let hold_sync = crate::segment::file::page_hold_sync(&cfg.spec, cfg.sync_interval);
+    let hold_pages = crate::segment::file::page_hold_sync(&cfg.spec, cfg.sync_interval).is_some();
+    let held = if hold_pages {
+        crate::segment::file::page_duration(&cfg.spec)
+    } else {
+        Duration::ZERO
+    };
     progress
         .timeline_frames
         .store(cfg.timeline_origin, Ordering::Release);
@@ -217,8 +231,10 @@ pub fn spawn(
             cfg.spec,
             cfg.meter,
         ),
-        hold_pages: hold_sync.is_some(),
-        sync_every: hold_sync.unwrap_or(cfg.sync_interval),
+        hold_pages,
+        cadence: turn::cadence(cfg.sync_interval, cfg.period, held),
+        next_turn: None,
+        last_progress: None,
         cfg,
     };
     if let Some(settings) = writer.cfg.spool.clone() {
@@ -288,13 +304,12 @@ impl Writer {
         if self.duration_reached() {
             return Ok(Some(WriterEnd::DurationReached));
         }
-        self.check_disk()?;
         let wrote = if self.disk_pause.is_some() {
             self.drop_available()?
         } else {
             self.write_available()?
         };
-        self.maintain()?;
+        self.turn()?;
         if wrote == 0 {
             if draining && self.source.frames_available() == 0 && self.source.events.is_empty() {
                 return Ok(Some(WriterEnd::Drained));
@@ -532,69 +547,6 @@ impl Writer {
             last_flush: now,
             last_sync: now,
         });
-        Ok(())
-    }
-
-    /// Publishes the live levels when due; a failure costs only the live view.
-    fn meter(&mut self) {
-        if !self.meter.due() {
-            return;
-        }
-        match self.meter.publish(now_ms()) {
-            Ok(changes) => {
-                for c in changes {
-                    let what = if c.opened { "opened" } else { "cleared" };
-                    log::info!(
-                        "{}: {} {what} on channel {}",
-                        self.cfg.job_id,
-                        c.condition.name(),
-                        c.channel
-                    );
-                }
-            }
-            Err(e) => log::debug!("{}: publishing levels: {e}", self.cfg.job_id),
-        }
-    }
-
-    /// Header refresh and data sync on their schedules.
-    fn maintain(&mut self) -> Result<(), WriterError> {
-        self.meter();
-        let Some(seg) = self.current.as_mut() else {
-            return Ok(());
-        };
-        let io_err = |seg: &OpenSegment, source| WriterError::Segment {
-            path: seg.file.path().to_path_buf(),
-            source,
-        };
-        let mut row_update = None;
-        // The job's last frame is in: the close, next, journals the length anyway.
-        let closing = self
-            .cfg
-            .stop_at
-            .is_some_and(|stop| self.timeline_pos >= stop);
-        // One instant for both turns: served together they stay in phase, where each
-        // dated after its own I/O drifts apart by the sync's length every time until
-        // they no longer coalesce and cost a wake-up each.
-        let now = Instant::now();
-        let due = |last: Instant, every: Duration| now - last + wake::COALESCE >= every;
-        if due(seg.last_flush, self.cfg.flush_interval) {
-            seg.file.flush_header().map_err(|e| io_err(seg, e))?;
-            seg.last_flush = now;
-            // The file is the truth for frame counts (repair reads it); the row is only a
-            // progress hint between rotations, so it need not cost a journal write a second.
-            if due(seg.last_row_update, SEGMENT_ROW_EVERY) && !closing {
-                seg.last_row_update = Instant::now();
-                row_update = Some((seg.id, seg.file.frames()));
-            }
-        }
-        if due(seg.last_sync, self.sync_every) {
-            seg.file.sync_data().map_err(|e| io_err(seg, e))?;
-            seg.last_sync = now;
-        }
-        if let Some((id, frames)) = row_update {
-            // A progress hint: skipped when the disk is full.
-            self.journaled(|j| j.update_segment_frames(id, frames))?;
-        }
         Ok(())
     }
 

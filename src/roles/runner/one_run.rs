@@ -34,6 +34,7 @@ impl JobCapture<'_> {
                 job_dir: self.job.dir.clone(),
                 journal_path: self.settings.journal_path.clone(),
                 spec,
+                period: self.settings.period,
                 segment_frames: self.settings.segment_seconds * spec.rate as u64,
                 flush_interval: self.settings.flush_interval,
                 sync_interval: self.settings.sync_interval,
@@ -192,7 +193,6 @@ impl JobCapture<'_> {
         let (progress, stats) = (run.progress, run.stats);
         let bell = progress.clone();
         let _hook = self.stop.on_stop(Box::new(move || bell.wake.ring()));
-        let mut last_progress = Instant::now();
         while !progress.finished.load(Ordering::Acquire) {
             let flowing = progress.origin_wall_ms.load(Ordering::Acquire) != 0;
             if flowing {
@@ -207,22 +207,9 @@ impl JobCapture<'_> {
             if let Some(end) = self.look(run, flowing)? {
                 return Ok(Some(end));
             }
-            // Progress is the sync role's proof that capture advances (it looks every 2 s
-            // and allows 5 s): a run file, never the journal (the count is journaled at
-            // the run's end; repair reads frames from the segment files).
-            if last_progress.elapsed() >= PROGRESS_EVERY {
-                let frames = progress.timeline_frames.load(Ordering::Acquire);
-                if let Err(e) =
-                    self.journal
-                        .publish_progress(&self.job.id, frames, writer::now_ms())
-                {
-                    log::debug!("{}: {e}", self.job.id); // volatile: the next try may work
-                }
-                last_progress = Instant::now();
-            }
-            let wait = self
-                .next_look(stats, flowing)
-                .min(PROGRESS_EVERY.saturating_sub(last_progress.elapsed()));
+            // The progress run file (the sync role's proof that capture advances) is the
+            // writer's, on its turn: this thread wakes only for its own deadlines.
+            let wait = self.next_look(stats, flowing);
             progress
                 .wake
                 .wait_timeout(wait.max(Duration::from_millis(1)));
@@ -285,8 +272,6 @@ impl JobCapture<'_> {
     }
 }
 
-/// How often the job's progress is journaled for the sync role.
-const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 /// A draining writer that writes nothing for this long is wedged (a dead disk).
 const WRITER_STALL: Duration = Duration::from_secs(5);
 /// The longest a writer may take to drain what the ring held at the stop.
