@@ -71,6 +71,8 @@ pub struct WriterConfig {
     pub spool: Option<SpoolSettings>,
     /// Where the level detectors open.
     pub meter: crate::core::meter::Thresholds,
+    /// Someone listens live (a controller's job): publish listen chunks with the levels.
+    pub listen: bool,
 }
 
 /// A gap that ends when this run's first frame arrives.
@@ -178,8 +180,9 @@ struct Writer {
     cadence: turn::Cadence,
     /// When the next turn is due (`None`: the first is due at once and looks at the disk).
     next_turn: Option<Instant>,
-    /// When the progress run file was last replaced.
+    /// When the progress run file was last rewritten, and the file (held open).
     last_progress: Option<Instant>,
+    progress_file: Option<crate::journal::run_files::ProgressFile>,
 }
 
 /// Most bytes moved per write call: the writer wakes about once a second and writes what
@@ -230,13 +233,16 @@ pub fn spawn(
             &cfg.job_id,
             cfg.spec,
             cfg.meter,
+            cfg.listen,
         ),
         hold_pages,
         cadence: turn::cadence(cfg.sync_interval, cfg.period, held),
         next_turn: None,
         last_progress: None,
+        progress_file: None,
         cfg,
     };
+    writer.progress_file = writer.journal.progress_file(&writer.cfg.job_id).ok();
     if let Some(settings) = writer.cfg.spool.clone() {
         match SpoolGuard::open(settings) {
             Ok(guard) => writer.spool = Some(guard),
@@ -471,6 +477,7 @@ impl Writer {
     /// A gap closes the run: the next segment starts after it on the timeline.
     fn apply_gap(&mut self, frames: u64, cause: GapCause) -> Result<(), WriterError> {
         self.close_segment()?;
+        self.clock.restart_window(self.ring_pos);
         let (kind, detail) = match cause {
             GapCause::DeviceOverrun => (EventKind::Overrun, "device overrun (EPIPE), recovered"),
             GapCause::RingFull => (EventKind::Overrun, "ring full: writer fell behind"),

@@ -44,6 +44,7 @@ impl JobCapture<'_> {
                 resume_gap: inherited_gap.clone(),
                 spool: self.settings.spool.clone(),
                 meter: self.settings.meter,
+                listen: self.job.source == crate::journal::JobSource::Controller,
             },
             source,
             drain.clone(),

@@ -88,11 +88,10 @@ impl Writer {
         }
         self.last_progress = Some(at);
         let frames = self.progress.timeline_frames.load(Ordering::Acquire);
-        if let Err(e) = self
-            .journal
-            .publish_progress(&self.cfg.job_id, frames, now_ms())
+        if let Some(file) = self.progress_file.as_mut()
+            && let Err(e) = file.publish(frames, now_ms())
         {
-            log::debug!("{}: {e}", self.cfg.job_id);
+            log::debug!("{}: progress run file: {e}", self.cfg.job_id);
         }
     }
 
