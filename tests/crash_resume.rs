@@ -76,7 +76,7 @@ fn kill_9_twenty_times_then_the_job_resumes_to_one_recording() {
             .unwrap()
     };
     // Segments before the run started: its own is the next one.
-    let mut in_capture = |child: &mut Child, before, rng: &mut rand::rngs::StdRng| {
+    let in_capture = |child: &mut Child, before, rng: &mut rand::rngs::StdRng| {
         wait_for_capture(out.path(), before, child);
         std::thread::sleep(Duration::from_millis(rng.gen_range(100..1100)));
     };

@@ -14,140 +14,44 @@
 //!   written, and audio is written only after the row exists, so the journal never names
 //!   a file that might not exist and a file without a row holds no audio.
 //!
-//! - this file: the write path (drain, segment open/rotate/close, timeline events and
-//!   their journal writes).
-//! - `turn`: the periodic work done in one wake-up (disk check, meter, header, sync).
+//! - this file: the write path (the drain, batch by batch, and rotation).
+//! - `types`: the config it is given, the progress it publishes, its report.
+//! - `segments`: opening and closing segment files and their journal rows.
+//! - `events`: the capture stream's gaps and end, applied in stream order.
+//! - `journaled`: journal writes that a full disk defers instead of failing.
+//! - `turn`: the periodic work done in one wake-up (disk check, meter, header, sync,
+//!   progress run file).
 //! - `disk_pause`: pausing and resuming writing on the spool's free space.
 //! - `stream_clock`: dating the run's first frame and the timeline's end.
 //! - `wake`: when the thread wakes (deadlines and capture events, never a poll).
 
 mod disk_pause;
+mod events;
 mod journaled;
+mod segments;
 mod stream_clock;
 mod turn;
+mod types;
 mod wake;
+
+pub use types::*;
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::capture::{CaptureEnd, CaptureEvent, Doorbell, FrameSource, GapCause, StopFlag};
+use crate::capture::{CaptureEvent, FrameSource, StopFlag};
 use crate::core::disk_budget::DiskAction;
-use crate::core::format::StreamSpec;
-use crate::core::timeline::{EventKind, TimelineEvent};
-use crate::journal::{Journal, JournalError, NewSegment, SegmentState};
+use crate::core::timeline::TimelineEvent;
+use crate::journal::Journal;
 use crate::segment::disk;
-use crate::segment::file::SegmentFile;
 use crate::segment::meter_file::MeterPublisher;
-use crate::segment::spool::{SpoolGuard, SpoolSettings};
-use crate::segment::wav::SegmentIdentity;
+use crate::segment::spool::SpoolGuard;
+use segments::OpenSegment;
 use stream_clock::StreamClock;
-
-/// What the writer needs to know about its job.
-#[derive(Clone, Debug)]
-pub struct WriterConfig {
-    pub job_id: String,
-    pub job_dir: PathBuf,
-    pub journal_path: PathBuf,
-    pub spec: StreamSpec,
-    /// The device's period: audio in flight there is what a kill -9 loses besides the ring.
-    pub period: Duration,
-    pub segment_frames: u64,
-    pub flush_interval: Duration,
-    pub sync_interval: Duration,
-    /// Timeline position of the first frame this writer receives.
-    pub timeline_origin: u64,
-    /// Sequence number of the first segment this writer creates.
-    pub first_seq: u32,
-    /// Stop once the timeline reaches this frame (the job's duration).
-    pub stop_at: Option<u64>,
-    /// This run resumes after a gap (device loss, crash) that began at `since`: the gap
-    /// is measured when the first frame arrives and put on the timeline before it.
-    pub resume_gap: Option<ResumeGap>,
-    /// Budget the spool's free space (pause below the reserve, reclaim, resume).
-    pub spool: Option<SpoolSettings>,
-    /// Where the level detectors open.
-    pub meter: crate::core::meter::Thresholds,
-    /// Someone listens live (a controller's job): publish listen chunks with the levels.
-    pub listen: bool,
-}
-
-/// A gap that ends when this run's first frame arrives.
-#[derive(Clone, Debug)]
-pub struct ResumeGap {
-    pub since: GapSince,
-    /// The event that closes the gap (`device_restored`, `crash_recovered`).
-    pub kind: EventKind,
-    pub detail: String,
-}
-
-/// When a gap began: a monotonic instant inside one process, or wall time across a crash.
-#[derive(Clone, Copy, Debug)]
-pub enum GapSince {
-    Monotonic(Instant),
-    WallMs(i64),
-}
-
-/// Progress the writer publishes for its supervisor.
-#[derive(Debug, Default)]
-pub struct WriterProgress {
-    /// Timeline position of the next frame (frames written + gaps).
-    pub timeline_frames: AtomicU64,
-    /// Frames written to segments by this writer.
-    pub written_frames: AtomicU64,
-    /// Wall time (ms since epoch) of timeline frame `timeline_origin`, once known.
-    pub origin_wall_ms: AtomicU64,
-    /// Wall time (ms since epoch) of the timeline's end, set when the writer stops.
-    pub end_wall_ms: AtomicU64,
-    pub finished: AtomicBool,
-    /// Rung when the writer finishes; the supervisor parks on it (stops ring it too).
-    pub wake: Doorbell,
-}
-
-/// Why the writer stopped.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum WriterEnd {
-    /// The job's duration was reached.
-    DurationReached,
-    /// The capture stream ended (stopped, device gone, source exhausted, failed).
-    Capture(CaptureEnd),
-    /// The supervisor asked it to drain and stop (capture thread wedged).
-    Drained,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum WriterError {
-    #[error("journal: {0}")]
-    Journal(#[from] JournalError),
-    #[error("segment {path}: {source}")]
-    Segment {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-}
-
-/// What a finished writer reports.
-#[derive(Debug)]
-pub struct WriterReport {
-    pub end: WriterEnd,
-    /// Monotonic time of the timeline's end (the last frame's capture), if any arrived.
-    pub end_instant: Option<Instant>,
-    /// Timeline position after the last frame.
-    pub timeline_frames: u64,
-    pub written_frames: u64,
-    pub segments: u32,
-}
-
-struct OpenSegment {
-    file: SegmentFile,
-    id: i64,
-    last_row_update: Instant,
-    last_flush: Instant,
-    last_sync: Instant,
-}
 
 struct Writer {
     cfg: WriterConfig,
@@ -430,146 +334,6 @@ impl Writer {
         self.progress
             .written_frames
             .fetch_add(frames, Ordering::AcqRel);
-    }
-
-    /// While paused for disk space: the ring is drained unwritten (the device stays
-    /// happy), and the frames become the pause's gap.
-    fn drop_available(&mut self) -> Result<u64, WriterError> {
-        let want = self
-            .writable_limit()
-            .min(self.source.frames_available() as u64);
-        if want == 0 {
-            return Ok(0);
-        }
-        if !self.origin_known {
-            self.first_frames_arrived()?;
-            return Ok(1);
-        }
-        let got = self.source.pop_frames(&mut self.buf, want as usize) as u64;
-        self.meter.feed(&self.buf);
-        self.ring_pos += got;
-        self.timeline_pos += got;
-        self.progress
-            .timeline_frames
-            .store(self.timeline_pos, Ordering::Release);
-        if let Some(pause) = self.disk_pause.as_mut() {
-            pause.1 += got;
-        }
-        Ok(got)
-    }
-
-    fn apply_due_events(&mut self) -> Result<Option<WriterEnd>, WriterError> {
-        while let Some(ev) = self.pending.front() {
-            let at = match ev {
-                CaptureEvent::Gap { at, .. } | CaptureEvent::Ended { at, .. } => *at,
-            };
-            if at > self.ring_pos {
-                return Ok(None);
-            }
-            match self.pending.pop_front().expect("front exists") {
-                CaptureEvent::Gap { frames, cause, .. } => self.apply_gap(frames, cause)?,
-                CaptureEvent::Ended { end, .. } => return Ok(Some(WriterEnd::Capture(end))),
-            }
-        }
-        Ok(None)
-    }
-
-    /// A gap closes the run: the next segment starts after it on the timeline.
-    fn apply_gap(&mut self, frames: u64, cause: GapCause) -> Result<(), WriterError> {
-        self.close_segment()?;
-        self.clock.restart_window(self.ring_pos);
-        let (kind, detail) = match cause {
-            GapCause::DeviceOverrun => (EventKind::Overrun, "device overrun (EPIPE), recovered"),
-            GapCause::RingFull => (EventKind::Overrun, "ring full: writer fell behind"),
-            GapCause::DropOut => (EventKind::DropOut, "source delivered no audio"),
-        };
-        let frames = match self.cfg.stop_at {
-            Some(stop) => frames.min(stop.saturating_sub(self.timeline_pos)),
-            None => frames,
-        };
-        let ev = TimelineEvent::new(kind, self.timeline_pos, now_ms())
-            .with_detail(detail)
-            .with_gap(frames);
-        self.add_event(&ev)?;
-        log::warn!(
-            "{}: {} frames missing at frame {} ({detail})",
-            self.cfg.job_id,
-            frames,
-            self.timeline_pos
-        );
-        self.timeline_pos += frames;
-        self.progress
-            .timeline_frames
-            .store(self.timeline_pos, Ordering::Release);
-        Ok(())
-    }
-
-    fn open_segment(&mut self) -> Result<(), WriterError> {
-        let name = format!("{:06}.wav", self.next_seq);
-        let path = self.cfg.job_dir.join(&name);
-        // Self-describing: a lost journal can be rebuilt from the files (repair --rebuild).
-        let identity = SegmentIdentity {
-            job: self.cfg.job_id.clone(),
-            seq: self.next_seq,
-            first_frame: self.timeline_pos,
-            opened_at_ms: now_ms(),
-        };
-        let file = match SegmentFile::create_identified(&path, self.cfg.spec, Some(&identity)) {
-            Ok(mut file) => {
-                file.hold_partial_page(self.hold_pages);
-                file
-            }
-            // No room for a new file is a full disk like a failed write: pause.
-            Err(source) if disk::is_disk_full(&source) && self.spool.is_some() => {
-                let _ = std::fs::remove_file(&path);
-                let action = self.spool.as_mut().expect("checked above").write_failed();
-                if action == DiskAction::Pause {
-                    self.pause_writing("creating a segment failed: disk full (ENOSPC/EDQUOT)")?;
-                }
-                return Ok(());
-            }
-            Err(source) => return Err(WriterError::Segment { path, source }),
-        };
-        // The file and its directory entry are durable: now the journal may name it.
-        let row = NewSegment {
-            job_id: self.cfg.job_id.clone(),
-            seq: self.next_seq,
-            path: name,
-            first_frame: self.timeline_pos,
-            spec: self.cfg.spec,
-            opened_at_ms: now_ms(),
-        };
-        let Some(id) = self.journaled(|j| j.insert_segment(&row))? else {
-            // No room even for the row: the file goes (it holds no audio yet) and the
-            // frames become the pause's gap until space returns.
-            let _ = std::fs::remove_file(&path);
-            return Ok(());
-        };
-        self.next_seq += 1;
-        let now = Instant::now();
-        self.current = Some(OpenSegment {
-            file,
-            id,
-            last_row_update: now,
-            last_flush: now,
-            last_sync: now,
-        });
-        Ok(())
-    }
-
-    fn close_segment(&mut self) -> Result<(), WriterError> {
-        let Some(seg) = self.current.take() else {
-            return Ok(());
-        };
-        let path = seg.file.path().to_path_buf();
-        let frames = seg
-            .file
-            .close()
-            .map_err(|source| WriterError::Segment { path, source })?;
-        // Without room for the row, the segment stays `open` in the journal and repair
-        // closes it from the file, which is valid up to its last frame.
-        self.journaled(|j| j.close_segment(seg.id, frames, SegmentState::Closed, now_ms()))?;
-        Ok(())
     }
 }
 
