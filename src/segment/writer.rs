@@ -178,6 +178,7 @@ impl Writer {
                 Err(e) => break Err(e),
             }
         };
+        let end_seen = Instant::now();
         // Close whatever is open even after an error: the segment stays valid up to its
         // last whole frame and the journal learns its length.
         let closed = self.close_segment();
@@ -199,6 +200,7 @@ impl Writer {
             written_frames: self.progress.written_frames.load(Ordering::Acquire),
             segments: self.next_seq - self.cfg.first_seq,
             end_instant: self.end_instant(),
+            end_seen,
         })
     }
 

@@ -180,7 +180,7 @@ impl JobCapture<'_> {
             self.journal,
             self.job,
             at,
-            since,
+            (since, report.end_seen),
             &detail,
             &mut self.flaps,
         ));

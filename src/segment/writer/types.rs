@@ -99,6 +99,9 @@ pub struct WriterReport {
     pub end: WriterEnd,
     /// Monotonic time of the timeline's end (the last frame's capture), if any arrived.
     pub end_instant: Option<Instant>,
+    /// When the writer saw the stream end (before its own teardown): a device loss is
+    /// dated between the last frame and this, not the supervisor's later look.
+    pub end_seen: Instant,
     /// Timeline position after the last frame.
     pub timeline_frames: u64,
     pub written_frames: u64,
