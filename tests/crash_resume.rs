@@ -4,7 +4,7 @@
 //! plus the restart time.
 //!
 //! Each kill comes at a random moment of a run's capture (0.1 to 1.1 s after the run's
-//! first segment appears), not of its start-up: a kill during start-up, before the
+//! first audio reaches its segment), not of its start-up: a kill during start-up, before the
 //! resumed run's first frame, leaves nothing new to recover, so the two outages are
 //! rightly one `crash_recovered` gap, and a count of one event per kill was then wrong
 //! (a loaded box took over 0.8 s to start the role and saw 16 events for 20 kills).
@@ -24,10 +24,14 @@ fn newest_segment(out: &std::path::Path) -> Option<std::path::PathBuf> {
         .and_then(|job| segment_files(job).pop())
 }
 
-/// Waits until the run has opened a segment of its own (newer than `before`), bounded.
+/// Waits until the run has put audio in a segment of its own (newer than `before`, a
+/// page long: the file appears before its fsyncs and journal row, and audio follows).
 fn wait_for_capture(out: &std::path::Path, before: Option<PathBuf>, child: &mut Child) {
     let until = Instant::now() + Duration::from_secs(30);
-    while newest_segment(out) <= before {
+    let ours = |seg: &PathBuf| {
+        Some(seg) > before.as_ref() && std::fs::metadata(seg).is_ok_and(|m| m.len() >= 4096)
+    };
+    while !newest_segment(out).is_some_and(|s| ours(&s)) {
         assert!(child.try_wait().unwrap().is_none(), "the run exited");
         assert!(Instant::now() < until, "no segment 30 s after the start");
         std::thread::sleep(Duration::from_millis(10));
