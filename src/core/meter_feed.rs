@@ -1,8 +1,10 @@
 //! The level meter's pass over native samples. The writer feeds every captured sample
 //! through it, so it is one tight loop per block of frames: integer formats accumulate in
 //! integers (peak as max |v|, Σv², Σv, rail hits, Σxy of each pair; exact, no float and no
-//! branch per sample) and are folded into the window's f64 sums once per block. 32-bit
-//! formats accumulate in f64 (their squares do not fit an integer block).
+//! branch per sample) and are folded into the window's f64 sums once per block. Mono and
+//! stereo, the common layouts, have their own pass with the channel count a constant, so
+//! the per-frame loop unrolls and vectorises. 32-bit formats accumulate in f64 (their
+//! squares do not fit an integer block).
 
 use super::LevelMeter;
 use crate::core::format::SampleFormat;
@@ -81,8 +83,54 @@ impl LevelMeter {
         let frame_bytes = W * self.channels;
         let whole = bytes.len() / frame_bytes * frame_bytes;
         for block in bytes[..whole].chunks(BLOCK_FRAMES * frame_bytes) {
-            self.int_block::<W>(block, bits, tap, decode);
+            match self.channels {
+                1 => self.int_block_of::<W, 1>(block, bits, tap, decode),
+                2 => self.int_block_of::<W, 2>(block, bits, tap, decode),
+                _ => self.int_block::<W>(block, bits, tap, decode),
+            }
         }
+    }
+
+    /// [`Self::int_block`] for exactly `C` channels: the sums live in registers and the
+    /// frame loop has no inner loop left to branch on.
+    fn int_block_of<const W: usize, const C: usize>(
+        &mut self,
+        block: &[u8],
+        bits: u32,
+        tap: &mut impl FnMut(f64),
+        decode: impl Fn(&[u8]) -> i32,
+    ) {
+        let (hi, lo) = ((1i32 << bits) - 1, -(1i32 << bits));
+        let inv = 1.0 / f64::from(1u32 << bits);
+        let (mut peak, mut sum_sq, mut sum, mut clipped) =
+            ([0u32; C], [0i64; C], [0i64; C], [0u64; C]);
+        let mut cross = 0i64;
+        let mut frames = 0u64;
+        for frame in block.chunks_exact(W * C) {
+            let v: [i32; C] = std::array::from_fn(|ch| decode(&frame[ch * W..ch * W + W]));
+            for ch in 0..C {
+                peak[ch] = peak[ch].max(v[ch].unsigned_abs());
+                sum_sq[ch] += i64::from(v[ch]) * i64::from(v[ch]);
+                sum[ch] += i64::from(v[ch]);
+                clipped[ch] += u64::from(v[ch] == hi) + u64::from(v[ch] == lo);
+            }
+            if C == 2 {
+                cross += i64::from(v[0]) * i64::from(v[C - 1]);
+            }
+            tap(v.iter().map(|&x| i64::from(x)).sum::<i64>() as f64 * inv);
+            frames += 1;
+        }
+        let inv_sq = inv * inv;
+        for ch in 0..C {
+            self.peak[ch] = self.peak[ch].max(f64::from(peak[ch]) * inv);
+            self.sum_sq[ch] += sum_sq[ch] as f64 * inv_sq;
+            self.sum[ch] += sum[ch] as f64 * inv;
+            self.clipped[ch] += clipped[ch];
+        }
+        if C == 2 {
+            self.cross[0] += cross as f64 * inv_sq;
+        }
+        self.frames += frames;
     }
 
     /// One block: integer sums, then one fold into the window's f64 sums (the scale is a

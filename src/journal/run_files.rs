@@ -14,6 +14,9 @@ use serde::{Deserialize, Serialize};
 use super::{BeatRow, JobRow, Journal, Result};
 use crate::core::job::JobState;
 
+mod progress;
+pub use progress::ProgressFile;
+
 /// Set (by the systemd units) to a tmpfs directory: the state directory's `run/` becomes
 /// a link to it, so volatile files never reach the flash.
 pub const RUN_DIR_ENV: &str = "EDGEREC_RUN_DIR";
@@ -115,7 +118,7 @@ pub(super) fn overlay_progress(dir: &Path, job: &mut JobRow) {
     if !is_live(job.state) {
         return;
     }
-    if let Some(p) = path(dir, "progress", &job.id).and_then(|p| read::<Progress>(&p))
+    if let Some(p) = path(dir, "progress", &job.id).and_then(|p| progress::read(&p))
         && p.frames > job.captured_frames
     {
         job.captured_frames = p.frames;
@@ -159,19 +162,27 @@ impl Journal {
         }))
     }
 
-    /// Publishes a capturing job's frame count (`run/progress/<job>.json`): the sync
-    /// role's proof that capture advances, and what `status` shows while it runs.
+    /// Publishes a capturing job's frame count (`run/progress/<job>.json`, rewritten in
+    /// place: `progress`): the sync role's proof that capture advances, and what `status`
+    /// shows while it runs. The writer keeps a [`ProgressFile`] open instead.
     pub fn publish_progress(&self, job_id: &str, frames: u64, now_ms: i64) -> Result<()> {
-        let p = Progress {
-            frames,
-            at_ms: now_ms,
+        let mut file = self.progress_file(job_id)?;
+        file.publish(frames, now_ms)
+            .map_err(|e| progress_err(job_id, e))
+    }
+
+    /// The job's progress file, to publish to again and again.
+    pub fn progress_file(&self, job_id: &str) -> Result<ProgressFile> {
+        let Some(p) = path(&self.dir, "progress", job_id) else {
+            let e = io::Error::new(io::ErrorKind::InvalidInput, "not a plain name");
+            return Err(progress_err(job_id, e));
         };
-        self.publish("progress", job_id, &p)
+        Ok(ProgressFile::new(p))
     }
 
     /// The frames a job's supervisor last published.
     pub fn published_progress(&self, job_id: &str) -> Option<Progress> {
-        read(&path(&self.dir, "progress", job_id)?)
+        progress::read(&path(&self.dir, "progress", job_id)?)
     }
 
     /// Forgets a job's published progress (its run ended; the journal has the count).
@@ -192,6 +203,13 @@ impl Journal {
         };
         let bytes = serde_json::to_vec(value).map_err(|e| io_err(io::Error::other(e)))?;
         replace_volatile(&p, &bytes).map_err(io_err)
+    }
+}
+
+fn progress_err(job_id: &str, source: io::Error) -> super::JournalError {
+    super::JournalError::RunFile {
+        what: format!("progress/{job_id}"),
+        source,
     }
 }
 

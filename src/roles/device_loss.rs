@@ -31,6 +31,13 @@ fn went_away(since_last_frame: Duration) -> Duration {
     }
 }
 
+/// Pure: the wall time (ms) the device went, from its last frame (`since`), the moment
+/// its loss was `seen`, and one reading of both clocks (`now_ms` at `now`).
+fn went_at_ms(since: Instant, seen: Instant, now_ms: i64, now: Instant) -> i64 {
+    let seen_ms = now_ms - now.saturating_duration_since(seen).as_millis() as i64;
+    seen_ms - went_away(seen.saturating_duration_since(since)).as_millis() as i64
+}
+
 /// Episodes of a job logged in full before the rest are folded.
 const LOGGED_IN_FULL: u64 = 3;
 /// A flapping device's folded episodes are summed up at most this often.
@@ -94,15 +101,17 @@ pub struct DeviceLoss {
 
 impl DeviceLoss {
     /// Starts an episode: logs it and, for a controller's job, queues the health event.
+    /// The device went between its last frame (`since`) and the moment its loss was
+    /// `seen`; the run's teardown after that (journal commits, a loaded box) is not in it.
     pub fn begin(
         journal: &Journal,
         job: &JobRow,
         frame: u64,
-        since: Instant,
+        (since, seen): (Instant, Instant),
         detail: &str,
         flaps: &mut FlapLog,
     ) -> DeviceLoss {
-        let since_ms = now_ms() - went_away(since.elapsed()).as_millis() as i64;
+        let since_ms = went_at_ms(since, seen, now_ms(), Instant::now());
         let (in_full, summary) = flaps.begin_episode(&job.id, Instant::now());
         if let Some(line) = summary {
             log::warn!("{line}");
@@ -216,6 +225,17 @@ impl DeviceLoss {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_loss_is_dated_from_when_it_was_seen_not_when_the_run_was_torn_down() {
+        let t0 = Instant::now();
+        let ms = Duration::from_millis;
+        // Last frame at 0, loss seen at 200 ms, the run torn down by 900 ms (a loaded
+        // box's journal commits): the midpoint of what was seen, 100 ms.
+        assert_eq!(went_at_ms(t0, t0 + ms(200), 10_900, t0 + ms(900)), 10_100);
+        // A silence of a second or more began at its last frame.
+        assert_eq!(went_at_ms(t0, t0 + ms(3000), 13_000, t0 + ms(3000)), 10_000);
+    }
 
     #[test]
     fn a_flapping_device_is_a_few_lines_then_one_a_minute() {

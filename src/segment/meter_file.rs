@@ -63,17 +63,20 @@ pub struct MeterPublisher {
     window_start: Instant,
     changes: VecDeque<ChangeRecord>,
     seq: u64,
-    listen: ListenTap,
+    /// Only while someone listens (a controller's job: its sync role posts the chunks);
+    /// without a listener the meter's pass skips the tap's per-frame work.
+    listen: Option<ListenTap>,
     listen_dir: PathBuf,
 }
 
 impl MeterPublisher {
-    /// `state_dir` is the journal's directory.
+    /// `state_dir` is the journal's directory; `listen`: publish live-listen chunks.
     pub fn new(
         state_dir: &Path,
         job: &str,
         spec: StreamSpec,
         thresholds: Thresholds,
+        listen: bool,
     ) -> MeterPublisher {
         MeterPublisher {
             path: path(state_dir, job),
@@ -84,24 +87,23 @@ impl MeterPublisher {
             window_start: Instant::now(),
             changes: VecDeque::new(),
             seq: 0,
-            listen: ListenTap::new(spec),
+            listen: listen.then(|| ListenTap::new(spec)),
             listen_dir: listen_dir(state_dir, job),
         }
     }
 
     /// Interleaved frames in the stream's native format.
     pub fn feed(&mut self, bytes: &[u8]) {
-        let listen = &mut self.listen;
-        (self.meter).feed_bytes_tapped(self.spec.format, bytes, |sum| listen.push_frame_sum(sum));
+        match self.listen.as_mut() {
+            Some(listen) => (self.meter)
+                .feed_bytes_tapped(self.spec.format, bytes, |sum| listen.push_frame_sum(sum)),
+            None => self.meter.feed_bytes(self.spec.format, bytes),
+        }
     }
 
     /// How long until the next publication is due.
     pub fn due_in(&self) -> Duration {
         METER_EVERY.saturating_sub(self.window_start.elapsed())
-    }
-
-    pub fn due(&self) -> bool {
-        self.window_start.elapsed() >= METER_EVERY
     }
 
     /// Closes the window: levels, detector changes, the file replaced. Returns the
@@ -145,8 +147,11 @@ impl MeterPublisher {
 
     /// The window's listen chunk, `<start ms>-<duration ms>.wav`, replacing the last one.
     fn publish_listen(&mut self, now_ms: i64) -> io::Result<()> {
-        let samples = self.listen.take();
-        let rate = self.listen.rate().max(1);
+        let Some(listen) = self.listen.as_mut() else {
+            return Ok(());
+        };
+        let samples = listen.take();
+        let rate = listen.rate().max(1);
         let duration_ms = (samples.len() as u64 * 1000 / u64::from(rate)).min(10_000);
         if duration_ms == 0 {
             return Ok(());

@@ -1,9 +1,10 @@
 //! The writer's view of the spool's free space: the disk budget's decisions carried out
 //! on the real filesystem (statvfs, the journal's reserve file, reclaim of delivered
-//! recordings). Looked at once a second, and at once when a write hits a full disk.
+//! recordings). Looked at on each of the writer's turns (about twice a second), and
+//! at once when a write hits a full disk.
 
 use std::path::{Path, PathBuf};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use crate::core::disk_budget::{BudgetMarks, DiskAction, DiskBudget, DiskState};
 use crate::journal::Journal;
@@ -30,14 +31,11 @@ impl SpoolSettings {
     }
 }
 
-const CHECK_EVERY: Duration = Duration::from_secs(1);
-
 pub struct SpoolGuard {
     settings: SpoolSettings,
     budget: DiskBudget,
     reserve: JournalReserve,
     state: DiskState,
-    last_check: Option<Instant>,
 }
 
 impl SpoolGuard {
@@ -60,7 +58,6 @@ impl SpoolGuard {
             budget,
             reserve,
             state: DiskState::Writing,
-            last_check: None,
         })
     }
 
@@ -72,23 +69,9 @@ impl SpoolGuard {
         self.state == DiskState::Paused
     }
 
-    /// How long until the next look at the free space (the writer parks no longer).
-    pub fn next_check_in(&self) -> Duration {
-        self.last_check
-            .map_or(Duration::ZERO, |t| CHECK_EVERY.saturating_sub(t.elapsed()))
-    }
-
-    /// Looks at the free space if a second has passed; reclaims when the budget says so.
+    /// Looks at the free space (the caller paces it); reclaims when the budget says so.
     /// Returns what the writer must do: Write, Pause, StayPaused or Resume.
     pub fn check(&mut self, journal: &Journal) -> DiskAction {
-        if self.last_check.is_some_and(|t| t.elapsed() < CHECK_EVERY) {
-            return if self.is_paused() {
-                DiskAction::StayPaused
-            } else {
-                DiskAction::Write
-            };
-        }
-        self.last_check = Some(Instant::now());
         let Ok(statvfs_free) = disk::free_bytes(&self.settings.dir) else {
             return if self.is_paused() {
                 DiskAction::StayPaused
@@ -130,7 +113,6 @@ impl SpoolGuard {
     /// A write failed with ENOSPC/EDQUOT: pause whatever statvfs says.
     pub fn write_failed(&mut self) -> DiskAction {
         let action = self.budget.on_write_error(self.state).action;
-        self.last_check = Some(Instant::now());
         self.apply(action)
     }
 

@@ -1,8 +1,9 @@
 //! The segment writer thread: drains the ring into WAV segments.
 //!
-//! - A segment's data is `fdatasync`ed every `sync_interval`, in whole pages where the
-//!   stream allows (`file::page_hold_sync`: the partial last page waits in memory, and the
-//!   sync comes a page's worth earlier), so no page is rewritten at every sync.
+//! - A segment's data is `fdatasync`ed every `sync_interval`, on every other of the
+//!   writer's turns (`turn`), in whole pages where the stream allows
+//!   (`file::page_hold_sync`: the partial last page waits in memory, and the sync comes a
+//!   page's worth earlier), so no page is rewritten at every sync.
 //! - Its header is rewritten every `flush_interval` (30 s by default, with the journal
 //!   row) and on close: repair trusts the file length, not the header.
 //! - Segments rotate every `segment_frames` on an exact frame boundary.
@@ -13,134 +14,44 @@
 //!   written, and audio is written only after the row exists, so the journal never names
 //!   a file that might not exist and a file without a row holds no audio.
 //!
-//! - this file: the write path (drain, segment open/rotate/close, timeline events and
-//!   their journal writes).
+//! - this file: the write path (the drain, batch by batch, and rotation).
+//! - `types`: the config it is given, the progress it publishes, its report.
+//! - `segments`: opening and closing segment files and their journal rows.
+//! - `events`: the capture stream's gaps and end, applied in stream order.
+//! - `journaled`: journal writes that a full disk defers instead of failing.
+//! - `turn`: the periodic work done in one wake-up (disk check, meter, header, sync,
+//!   progress run file).
 //! - `disk_pause`: pausing and resuming writing on the spool's free space.
 //! - `stream_clock`: dating the run's first frame and the timeline's end.
 //! - `wake`: when the thread wakes (deadlines and capture events, never a poll).
 
 mod disk_pause;
+mod events;
 mod journaled;
+mod segments;
 mod stream_clock;
+mod turn;
+mod types;
 mod wake;
+
+pub use types::*;
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::Ordering;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use crate::capture::{CaptureEnd, CaptureEvent, Doorbell, FrameSource, GapCause, StopFlag};
+use crate::capture::{CaptureEvent, FrameSource, StopFlag};
 use crate::core::disk_budget::DiskAction;
-use crate::core::format::StreamSpec;
-use crate::core::timeline::{EventKind, TimelineEvent};
-use crate::journal::{Journal, JournalError, NewSegment, SegmentState};
+use crate::core::timeline::TimelineEvent;
+use crate::journal::Journal;
 use crate::segment::disk;
-use crate::segment::file::SegmentFile;
 use crate::segment::meter_file::MeterPublisher;
-use crate::segment::spool::{SpoolGuard, SpoolSettings};
-use crate::segment::wav::SegmentIdentity;
+use crate::segment::spool::SpoolGuard;
+use segments::OpenSegment;
 use stream_clock::StreamClock;
-
-/// What the writer needs to know about its job.
-#[derive(Clone, Debug)]
-pub struct WriterConfig {
-    pub job_id: String,
-    pub job_dir: PathBuf,
-    pub journal_path: PathBuf,
-    pub spec: StreamSpec,
-    pub segment_frames: u64,
-    pub flush_interval: Duration,
-    pub sync_interval: Duration,
-    /// Timeline position of the first frame this writer receives.
-    pub timeline_origin: u64,
-    /// Sequence number of the first segment this writer creates.
-    pub first_seq: u32,
-    /// Stop once the timeline reaches this frame (the job's duration).
-    pub stop_at: Option<u64>,
-    /// This run resumes after a gap (device loss, crash) that began at `since`: the gap
-    /// is measured when the first frame arrives and put on the timeline before it.
-    pub resume_gap: Option<ResumeGap>,
-    /// Budget the spool's free space (pause below the reserve, reclaim, resume).
-    pub spool: Option<SpoolSettings>,
-    /// Where the level detectors open.
-    pub meter: crate::core::meter::Thresholds,
-}
-
-/// A gap that ends when this run's first frame arrives.
-#[derive(Clone, Debug)]
-pub struct ResumeGap {
-    pub since: GapSince,
-    /// The event that closes the gap (`device_restored`, `crash_recovered`).
-    pub kind: EventKind,
-    pub detail: String,
-}
-
-/// When a gap began: a monotonic instant inside one process, or wall time across a crash.
-#[derive(Clone, Copy, Debug)]
-pub enum GapSince {
-    Monotonic(Instant),
-    WallMs(i64),
-}
-
-/// Progress the writer publishes for its supervisor.
-#[derive(Debug, Default)]
-pub struct WriterProgress {
-    /// Timeline position of the next frame (frames written + gaps).
-    pub timeline_frames: AtomicU64,
-    /// Frames written to segments by this writer.
-    pub written_frames: AtomicU64,
-    /// Wall time (ms since epoch) of timeline frame `timeline_origin`, once known.
-    pub origin_wall_ms: AtomicU64,
-    /// Wall time (ms since epoch) of the timeline's end, set when the writer stops.
-    pub end_wall_ms: AtomicU64,
-    pub finished: AtomicBool,
-    /// Rung when the writer finishes; the supervisor parks on it (stops ring it too).
-    pub wake: Doorbell,
-}
-
-/// Why the writer stopped.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum WriterEnd {
-    /// The job's duration was reached.
-    DurationReached,
-    /// The capture stream ended (stopped, device gone, source exhausted, failed).
-    Capture(CaptureEnd),
-    /// The supervisor asked it to drain and stop (capture thread wedged).
-    Drained,
-}
-
-#[derive(Debug, thiserror::Error)]
-pub enum WriterError {
-    #[error("journal: {0}")]
-    Journal(#[from] JournalError),
-    #[error("segment {path}: {source}")]
-    Segment {
-        path: PathBuf,
-        source: std::io::Error,
-    },
-}
-
-/// What a finished writer reports.
-#[derive(Debug)]
-pub struct WriterReport {
-    pub end: WriterEnd,
-    /// Monotonic time of the timeline's end (the last frame's capture), if any arrived.
-    pub end_instant: Option<Instant>,
-    /// Timeline position after the last frame.
-    pub timeline_frames: u64,
-    pub written_frames: u64,
-    pub segments: u32,
-}
-
-struct OpenSegment {
-    file: SegmentFile,
-    id: i64,
-    last_row_update: Instant,
-    last_flush: Instant,
-    last_sync: Instant,
-}
 
 struct Writer {
     cfg: WriterConfig,
@@ -169,8 +80,13 @@ struct Writer {
     meter: MeterPublisher,
     /// Segments hold their partial last page between syncs (`file::page_hold_sync`).
     hold_pages: bool,
-    /// How often the open segment is synced: the sync interval, less a page when holding.
-    sync_every: Duration,
+    /// How often the writer takes its turn and syncs (`turn::cadence`).
+    cadence: turn::Cadence,
+    /// When the next turn is due (`None`: the first is due at once and looks at the disk).
+    next_turn: Option<Instant>,
+    /// When the progress run file was last rewritten, and the file (held open).
+    last_progress: Option<Instant>,
+    progress_file: Option<crate::journal::run_files::ProgressFile>,
 }
 
 /// Most bytes moved per write call: the writer wakes about once a second and writes what
@@ -189,7 +105,12 @@ pub fn spawn(
 ) -> Result<(WriterThread, Arc<WriterProgress>), WriterError> {
     let journal = Journal::open(&cfg.journal_path)?;
     let progress = Arc::new(WriterProgress::default());
-    let hold_sync = crate::segment::file::page_hold_sync(&cfg.spec, cfg.sync_interval);
+    let hold_pages = crate::segment::file::page_hold_sync(&cfg.spec, cfg.sync_interval).is_some();
+    let held = if hold_pages {
+        crate::segment::file::page_duration(&cfg.spec)
+    } else {
+        Duration::ZERO
+    };
     progress
         .timeline_frames
         .store(cfg.timeline_origin, Ordering::Release);
@@ -216,11 +137,16 @@ pub fn spawn(
             &cfg.job_id,
             cfg.spec,
             cfg.meter,
+            cfg.listen,
         ),
-        hold_pages: hold_sync.is_some(),
-        sync_every: hold_sync.unwrap_or(cfg.sync_interval),
+        hold_pages,
+        cadence: turn::cadence(cfg.sync_interval, cfg.period, held),
+        next_turn: None,
+        last_progress: None,
+        progress_file: None,
         cfg,
     };
+    writer.progress_file = writer.journal.progress_file(&writer.cfg.job_id).ok();
     if let Some(settings) = writer.cfg.spool.clone() {
         match SpoolGuard::open(settings) {
             Ok(guard) => writer.spool = Some(guard),
@@ -252,6 +178,7 @@ impl Writer {
                 Err(e) => break Err(e),
             }
         };
+        let end_seen = Instant::now();
         // Close whatever is open even after an error: the segment stays valid up to its
         // last whole frame and the journal learns its length.
         let closed = self.close_segment();
@@ -273,6 +200,7 @@ impl Writer {
             written_frames: self.progress.written_frames.load(Ordering::Acquire),
             segments: self.next_seq - self.cfg.first_seq,
             end_instant: self.end_instant(),
+            end_seen,
         })
     }
 
@@ -288,13 +216,12 @@ impl Writer {
         if self.duration_reached() {
             return Ok(Some(WriterEnd::DurationReached));
         }
-        self.check_disk()?;
         let wrote = if self.disk_pause.is_some() {
             self.drop_available()?
         } else {
             self.write_available()?
         };
-        self.maintain()?;
+        self.turn()?;
         if wrote == 0 {
             if draining && self.source.frames_available() == 0 && self.source.events.is_empty() {
                 return Ok(Some(WriterEnd::Drained));
@@ -409,208 +336,6 @@ impl Writer {
         self.progress
             .written_frames
             .fetch_add(frames, Ordering::AcqRel);
-    }
-
-    /// While paused for disk space: the ring is drained unwritten (the device stays
-    /// happy), and the frames become the pause's gap.
-    fn drop_available(&mut self) -> Result<u64, WriterError> {
-        let want = self
-            .writable_limit()
-            .min(self.source.frames_available() as u64);
-        if want == 0 {
-            return Ok(0);
-        }
-        if !self.origin_known {
-            self.first_frames_arrived()?;
-            return Ok(1);
-        }
-        let got = self.source.pop_frames(&mut self.buf, want as usize) as u64;
-        self.meter.feed(&self.buf);
-        self.ring_pos += got;
-        self.timeline_pos += got;
-        self.progress
-            .timeline_frames
-            .store(self.timeline_pos, Ordering::Release);
-        if let Some(pause) = self.disk_pause.as_mut() {
-            pause.1 += got;
-        }
-        Ok(got)
-    }
-
-    fn apply_due_events(&mut self) -> Result<Option<WriterEnd>, WriterError> {
-        while let Some(ev) = self.pending.front() {
-            let at = match ev {
-                CaptureEvent::Gap { at, .. } | CaptureEvent::Ended { at, .. } => *at,
-            };
-            if at > self.ring_pos {
-                return Ok(None);
-            }
-            match self.pending.pop_front().expect("front exists") {
-                CaptureEvent::Gap { frames, cause, .. } => self.apply_gap(frames, cause)?,
-                CaptureEvent::Ended { end, .. } => return Ok(Some(WriterEnd::Capture(end))),
-            }
-        }
-        Ok(None)
-    }
-
-    /// A gap closes the run: the next segment starts after it on the timeline.
-    fn apply_gap(&mut self, frames: u64, cause: GapCause) -> Result<(), WriterError> {
-        self.close_segment()?;
-        let (kind, detail) = match cause {
-            GapCause::DeviceOverrun => (EventKind::Overrun, "device overrun (EPIPE), recovered"),
-            GapCause::RingFull => (EventKind::Overrun, "ring full: writer fell behind"),
-            GapCause::DropOut => (EventKind::DropOut, "source delivered no audio"),
-        };
-        let frames = match self.cfg.stop_at {
-            Some(stop) => frames.min(stop.saturating_sub(self.timeline_pos)),
-            None => frames,
-        };
-        let ev = TimelineEvent::new(kind, self.timeline_pos, now_ms())
-            .with_detail(detail)
-            .with_gap(frames);
-        self.add_event(&ev)?;
-        log::warn!(
-            "{}: {} frames missing at frame {} ({detail})",
-            self.cfg.job_id,
-            frames,
-            self.timeline_pos
-        );
-        self.timeline_pos += frames;
-        self.progress
-            .timeline_frames
-            .store(self.timeline_pos, Ordering::Release);
-        Ok(())
-    }
-
-    fn open_segment(&mut self) -> Result<(), WriterError> {
-        let name = format!("{:06}.wav", self.next_seq);
-        let path = self.cfg.job_dir.join(&name);
-        // Self-describing: a lost journal can be rebuilt from the files (repair --rebuild).
-        let identity = SegmentIdentity {
-            job: self.cfg.job_id.clone(),
-            seq: self.next_seq,
-            first_frame: self.timeline_pos,
-            opened_at_ms: now_ms(),
-        };
-        let file = match SegmentFile::create_identified(&path, self.cfg.spec, Some(&identity)) {
-            Ok(mut file) => {
-                file.hold_partial_page(self.hold_pages);
-                file
-            }
-            // No room for a new file is a full disk like a failed write: pause.
-            Err(source) if disk::is_disk_full(&source) && self.spool.is_some() => {
-                let _ = std::fs::remove_file(&path);
-                let action = self.spool.as_mut().expect("checked above").write_failed();
-                if action == DiskAction::Pause {
-                    self.pause_writing("creating a segment failed: disk full (ENOSPC/EDQUOT)")?;
-                }
-                return Ok(());
-            }
-            Err(source) => return Err(WriterError::Segment { path, source }),
-        };
-        // The file and its directory entry are durable: now the journal may name it.
-        let row = NewSegment {
-            job_id: self.cfg.job_id.clone(),
-            seq: self.next_seq,
-            path: name,
-            first_frame: self.timeline_pos,
-            spec: self.cfg.spec,
-            opened_at_ms: now_ms(),
-        };
-        let Some(id) = self.journaled(|j| j.insert_segment(&row))? else {
-            // No room even for the row: the file goes (it holds no audio yet) and the
-            // frames become the pause's gap until space returns.
-            let _ = std::fs::remove_file(&path);
-            return Ok(());
-        };
-        self.next_seq += 1;
-        let now = Instant::now();
-        self.current = Some(OpenSegment {
-            file,
-            id,
-            last_row_update: now,
-            last_flush: now,
-            last_sync: now,
-        });
-        Ok(())
-    }
-
-    /// Publishes the live levels when due; a failure costs only the live view.
-    fn meter(&mut self) {
-        if !self.meter.due() {
-            return;
-        }
-        match self.meter.publish(now_ms()) {
-            Ok(changes) => {
-                for c in changes {
-                    let what = if c.opened { "opened" } else { "cleared" };
-                    log::info!(
-                        "{}: {} {what} on channel {}",
-                        self.cfg.job_id,
-                        c.condition.name(),
-                        c.channel
-                    );
-                }
-            }
-            Err(e) => log::debug!("{}: publishing levels: {e}", self.cfg.job_id),
-        }
-    }
-
-    /// Header refresh and data sync on their schedules.
-    fn maintain(&mut self) -> Result<(), WriterError> {
-        self.meter();
-        let Some(seg) = self.current.as_mut() else {
-            return Ok(());
-        };
-        let io_err = |seg: &OpenSegment, source| WriterError::Segment {
-            path: seg.file.path().to_path_buf(),
-            source,
-        };
-        let mut row_update = None;
-        // The job's last frame is in: the close, next, journals the length anyway.
-        let closing = self
-            .cfg
-            .stop_at
-            .is_some_and(|stop| self.timeline_pos >= stop);
-        // One instant for both turns: served together they stay in phase, where each
-        // dated after its own I/O drifts apart by the sync's length every time until
-        // they no longer coalesce and cost a wake-up each.
-        let now = Instant::now();
-        let due = |last: Instant, every: Duration| now - last + wake::COALESCE >= every;
-        if due(seg.last_flush, self.cfg.flush_interval) {
-            seg.file.flush_header().map_err(|e| io_err(seg, e))?;
-            seg.last_flush = now;
-            // The file is the truth for frame counts (repair reads it); the row is only a
-            // progress hint between rotations, so it need not cost a journal write a second.
-            if due(seg.last_row_update, SEGMENT_ROW_EVERY) && !closing {
-                seg.last_row_update = Instant::now();
-                row_update = Some((seg.id, seg.file.frames()));
-            }
-        }
-        if due(seg.last_sync, self.sync_every) {
-            seg.file.sync_data().map_err(|e| io_err(seg, e))?;
-            seg.last_sync = now;
-        }
-        if let Some((id, frames)) = row_update {
-            // A progress hint: skipped when the disk is full.
-            self.journaled(|j| j.update_segment_frames(id, frames))?;
-        }
-        Ok(())
-    }
-
-    fn close_segment(&mut self) -> Result<(), WriterError> {
-        let Some(seg) = self.current.take() else {
-            return Ok(());
-        };
-        let path = seg.file.path().to_path_buf();
-        let frames = seg
-            .file
-            .close()
-            .map_err(|source| WriterError::Segment { path, source })?;
-        // Without room for the row, the segment stays `open` in the journal and repair
-        // closes it from the file, which is valid up to its last frame.
-        self.journaled(|j| j.close_segment(seg.id, frames, SegmentState::Closed, now_ms()))?;
-        Ok(())
     }
 }
 

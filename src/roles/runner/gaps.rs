@@ -33,7 +33,7 @@ impl JobCapture<'_> {
             self.journal,
             self.job,
             timeline_pos,
-            since,
+            (since, Instant::now()),
             detail,
             &mut self.flaps,
         ));

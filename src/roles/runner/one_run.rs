@@ -34,6 +34,7 @@ impl JobCapture<'_> {
                 job_dir: self.job.dir.clone(),
                 journal_path: self.settings.journal_path.clone(),
                 spec,
+                period: self.settings.period,
                 segment_frames: self.settings.segment_seconds * spec.rate as u64,
                 flush_interval: self.settings.flush_interval,
                 sync_interval: self.settings.sync_interval,
@@ -43,6 +44,7 @@ impl JobCapture<'_> {
                 resume_gap: inherited_gap.clone(),
                 spool: self.settings.spool.clone(),
                 meter: self.settings.meter,
+                listen: self.job.source == crate::journal::JobSource::Controller,
             },
             source,
             drain.clone(),
@@ -178,7 +180,7 @@ impl JobCapture<'_> {
             self.journal,
             self.job,
             at,
-            since,
+            (since, report.end_seen),
             &detail,
             &mut self.flaps,
         ));
@@ -192,7 +194,6 @@ impl JobCapture<'_> {
         let (progress, stats) = (run.progress, run.stats);
         let bell = progress.clone();
         let _hook = self.stop.on_stop(Box::new(move || bell.wake.ring()));
-        let mut last_progress = Instant::now();
         while !progress.finished.load(Ordering::Acquire) {
             let flowing = progress.origin_wall_ms.load(Ordering::Acquire) != 0;
             if flowing {
@@ -207,22 +208,9 @@ impl JobCapture<'_> {
             if let Some(end) = self.look(run, flowing)? {
                 return Ok(Some(end));
             }
-            // Progress is the sync role's proof that capture advances (it looks every 2 s
-            // and allows 5 s): a run file, never the journal (the count is journaled at
-            // the run's end; repair reads frames from the segment files).
-            if last_progress.elapsed() >= PROGRESS_EVERY {
-                let frames = progress.timeline_frames.load(Ordering::Acquire);
-                if let Err(e) =
-                    self.journal
-                        .publish_progress(&self.job.id, frames, writer::now_ms())
-                {
-                    log::debug!("{}: {e}", self.job.id); // volatile: the next try may work
-                }
-                last_progress = Instant::now();
-            }
-            let wait = self
-                .next_look(stats, flowing)
-                .min(PROGRESS_EVERY.saturating_sub(last_progress.elapsed()));
+            // The progress run file (the sync role's proof that capture advances) is the
+            // writer's, on its turn: this thread wakes only for its own deadlines.
+            let wait = self.next_look(stats, flowing);
             progress
                 .wake
                 .wait_timeout(wait.max(Duration::from_millis(1)));
@@ -285,8 +273,6 @@ impl JobCapture<'_> {
     }
 }
 
-/// How often the job's progress is journaled for the sync role.
-const PROGRESS_EVERY: Duration = Duration::from_secs(2);
 /// A draining writer that writes nothing for this long is wedged (a dead disk).
 const WRITER_STALL: Duration = Duration::from_secs(5);
 /// The longest a writer may take to drain what the ring held at the stop.

@@ -2,6 +2,8 @@
 //! closes valid) and drops frames; above the resume mark it writes again, and the frames
 //! dropped meanwhile are the pause's gap on the timeline.
 
+use std::sync::atomic::Ordering;
+
 use super::{Writer, WriterError, now_ms};
 use crate::core::disk_budget::DiskAction;
 use crate::core::timeline::{EventKind, TimelineEvent};
@@ -52,5 +54,31 @@ impl Writer {
             self.cfg.job_id
         );
         Ok(())
+    }
+
+    /// While paused for disk space: the ring is drained unwritten (the device stays
+    /// happy), and the frames become the pause's gap.
+    pub(super) fn drop_available(&mut self) -> Result<u64, WriterError> {
+        let want = self
+            .writable_limit()
+            .min(self.source.frames_available() as u64);
+        if want == 0 {
+            return Ok(0);
+        }
+        if !self.origin_known {
+            self.first_frames_arrived()?;
+            return Ok(1);
+        }
+        let got = self.source.pop_frames(&mut self.buf, want as usize) as u64;
+        self.meter.feed(&self.buf);
+        self.ring_pos += got;
+        self.timeline_pos += got;
+        self.progress
+            .timeline_frames
+            .store(self.timeline_pos, Ordering::Release);
+        if let Some(pause) = self.disk_pause.as_mut() {
+            pause.1 += got;
+        }
+        Ok(got)
     }
 }

@@ -73,7 +73,7 @@ impl Writer {
             .checked_sub(self.cfg.spec.duration_of(pushed))
             .unwrap_or(at);
         let early = pushed <= self.cfg.spec.rate as u64;
-        if let Some(origin) = self.clock.observe(offset, early)
+        if let Some(origin) = self.clock.observe(pushed, offset, early)
             && self.origin_known
         {
             self.progress
@@ -102,22 +102,32 @@ fn wall_ms_at(at: Instant) -> i64 {
 /// device's true origin plus that push's delay (the thread woke late, or the device held
 /// frames in its buffer); the smallest observation over a window is the least delayed.
 /// The start is the minimum over the run's first second; the end uses the minimum over
-/// the last second or two, so a device clock that drifts from the wall clock still shows
-/// as a difference between the two.
+/// the last 10 to 20 s. The capture thread publishes only its last push, so the writer
+/// sees one observation per wake-up (about two a second, twenty in the first second): a
+/// window of a second or two held too few to filter a loaded box's delay out (a device
+/// loss was dated up to 277 ms late). Over 20 s a device clock 100 ppm off the monotonic
+/// clock moves the estimate by 2 ms. A gap in the stream restarts the window: frames
+/// missing from the ring move every later observation later.
 #[derive(Debug, Default)]
 pub(super) struct StreamClock {
     first: Option<Instant>,
     window_start: Option<Instant>,
     window_min: Option<Instant>,
     previous_window_min: Option<Instant>,
+    /// Observations of this many pushed frames or fewer are from before the last gap.
+    gap_at: u64,
 }
 
 /// The length of the windows the end offset is taken over.
-const CLOCK_WINDOW: Duration = Duration::from_secs(1);
+const CLOCK_WINDOW: Duration = Duration::from_secs(10);
 
 impl StreamClock {
-    /// Takes one observation; returns the refined origin while `early` (first second).
-    fn observe(&mut self, offset: Instant, early: bool) -> Option<Instant> {
+    /// Takes one observation (of `pushed` frames); returns the refined origin while
+    /// `early` (first second).
+    fn observe(&mut self, pushed: u64, offset: Instant, early: bool) -> Option<Instant> {
+        if pushed <= self.gap_at {
+            return None;
+        }
         let now = Instant::now();
         if self
             .window_start
@@ -133,6 +143,12 @@ impl StreamClock {
             return self.first;
         }
         None
+    }
+
+    /// A gap at ring frame `at`: observations up to it no longer date the frames after.
+    pub(super) fn restart_window(&mut self, at: u64) {
+        (self.window_start, self.window_min, self.previous_window_min) = (None, None, None);
+        self.gap_at = at;
     }
 
     /// The least-delayed offset of the last one or two windows.
@@ -162,7 +178,7 @@ mod tests {
         ];
         let mut origin = None;
         for (delay, early) in table {
-            if let Some(o) = clock.observe(base + delay, early) {
+            if let Some(o) = clock.observe(1, base + delay, early) {
                 origin = Some(o);
             }
         }
@@ -176,5 +192,19 @@ mod tests {
             Some(base + ms(2)),
             "the end window sees the same minimum"
         );
+    }
+
+    #[test]
+    fn a_gap_restarts_the_end_window() {
+        let base = Instant::now() + Duration::from_secs(10);
+        let ms = Duration::from_millis;
+        let mut clock = StreamClock::default();
+        clock.observe(100, base + ms(2), false);
+        // 300 ms of frames went missing at ring frame 4800: later offsets are 300 ms on.
+        clock.restart_window(4_800);
+        clock.observe(4_800, base + ms(1), false); // the last push before the gap
+        clock.observe(9_600, base + ms(305), false);
+        clock.observe(14_400, base + ms(330), false);
+        assert_eq!(clock.recent(), Some(base + ms(305)));
     }
 }

@@ -1,20 +1,19 @@
 //! When the writer thread wakes. It never polls: it parks on the capture events channel
 //! (a gap or the stream's end wakes it at once) until its next deadline, the earliest of
-//! - the header flush and data sync of the open segment (about once a second), and half
-//!   a sync interval at most (what a kill -9 can lose is what is not written yet),
+//! - its turn (`turn`: drain, disk check, meter, progress, and the header and the sync
+//!   when due, in one wake-up; twice per sync interval),
 //! - the ring reaching its fill mark at the stream's rate (so a short ring never fills),
 //! - the job's last frame arriving (the job ends on its frame, not a second late),
-//! - the meter's and the disk check's next turn,
 //!
 //! or when the stream ends (the capture thread unparks it once, leaving its loop).
 //! For frames the capture thread never notifies: it stays a ring push and atomics, with
 //! no syscall but the device's; the writer works out from the stream's rate when frames
-//! will be there instead. Deadlines due within [`COALESCE`] are served together, so the
-//! flush, the sync and the drain share one wake-up. During the stream's first second it looks more often, so the
-//! first frame is dated and journaled promptly.
+//! will be there instead. Work due within [`COALESCE`] is served on the same wake-up.
+//! During the stream's first second it looks more often, so the first frame is dated
+//! and journaled promptly.
 
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use ringbuf::traits::Observer as _;
 
@@ -30,17 +29,14 @@ const EARLY_LOOK: Duration = Duration::from_millis(50);
 /// Pure: the earliest of the deadlines, from what the writer knows now.
 #[derive(Clone, Copy, Debug)]
 pub(super) struct WakePlan {
-    /// Until the open segment's flush or sync is due (`None`: no segment is open).
-    pub maintenance: Option<Duration>,
+    /// Until the writer's next turn.
+    pub turn: Duration,
     /// Frames waiting in the ring, and its capacity in frames.
     pub occupied: u64,
     pub capacity: u64,
     /// Frames until the job's end, if it has one.
     pub until_stop: Option<u64>,
     pub rate: u32,
-    /// The other turns (meter, disk check) and the longest park allowed.
-    pub other: Duration,
-    pub longest: Duration,
 }
 
 impl WakePlan {
@@ -52,14 +48,7 @@ impl WakePlan {
         let stop = self.until_stop.map_or(Duration::MAX, |s| {
             frames_to(s.saturating_sub(self.occupied))
         });
-        [
-            self.maintenance.unwrap_or(Duration::MAX),
-            fill,
-            stop,
-            self.other,
-        ]
-        .into_iter()
-        .fold(self.longest, Duration::min)
+        self.turn.min(fill).min(stop)
     }
 }
 
@@ -81,16 +70,8 @@ impl Writer {
             return EARLY_LOOK;
         }
         let bpf = self.cfg.spec.bytes_per_frame() as u64;
-        let due = |last: Instant, every: Duration| every.saturating_sub(last.elapsed());
-        let maintenance = self.current.as_ref().map(|seg| {
-            due(seg.last_flush, self.cfg.flush_interval).min(due(seg.last_sync, self.sync_every))
-        });
-        let disk = self
-            .spool
-            .as_ref()
-            .map_or(Duration::MAX, |s| s.next_check_in());
         WakePlan {
-            maintenance,
+            turn: self.turn_due_in(),
             occupied: self.source.frames_available() as u64,
             capacity: self.source.cons.capacity().get() as u64 / bpf,
             until_stop: self
@@ -98,11 +79,6 @@ impl Writer {
                 .stop_at
                 .map(|s| s.saturating_sub(self.timeline_pos)),
             rate: self.cfg.spec.rate,
-            other: self.meter.due_in().min(disk),
-            // Unwritten audio is what a kill -9 loses (written audio survives it in the
-            // page cache): half a sync interval, plus the device's periods in flight,
-            // keeps that under the sync interval.
-            longest: self.cfg.flush_interval.min(self.cfg.sync_interval) / 2,
         }
         .timeout()
     }
@@ -114,29 +90,17 @@ mod tests {
 
     fn plan() -> WakePlan {
         WakePlan {
-            maintenance: Some(Duration::from_millis(900)),
+            turn: Duration::from_millis(679),
             occupied: 0,
             capacity: 480_000, // 10 s at 48 kHz
             until_stop: None,
             rate: 48_000,
-            other: Duration::from_secs(5),
-            longest: Duration::from_secs(1),
         }
     }
 
     #[test]
-    fn a_long_ring_wakes_on_the_flush_deadline() {
-        assert_eq!(plan().timeout(), Duration::from_millis(900));
-        let no_segment = WakePlan {
-            maintenance: None,
-            ..plan()
-        };
-        assert_eq!(no_segment.timeout(), Duration::from_secs(1));
-        let half_sync = WakePlan {
-            longest: Duration::from_millis(500),
-            ..plan()
-        };
-        assert_eq!(half_sync.timeout(), Duration::from_millis(500));
+    fn a_long_ring_wakes_on_the_turn() {
+        assert_eq!(plan().timeout(), Duration::from_millis(679));
     }
 
     #[test]
@@ -170,20 +134,5 @@ mod tests {
             ..p
         };
         assert_eq!(arrived.timeout(), Duration::ZERO);
-    }
-
-    #[test]
-    fn the_meter_and_disk_turns_and_the_cap_bound_the_park() {
-        let p = WakePlan {
-            maintenance: Some(Duration::from_secs(3)),
-            other: Duration::from_millis(300),
-            ..plan()
-        };
-        assert_eq!(p.timeout(), Duration::from_millis(300));
-        let capped = WakePlan {
-            maintenance: Some(Duration::from_secs(3)),
-            ..plan()
-        };
-        assert_eq!(capped.timeout(), Duration::from_secs(1));
     }
 }
