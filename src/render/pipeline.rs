@@ -215,8 +215,8 @@ fn render_here(
         .flatten();
     let result = (|| {
         if let Some(spans) = &spans {
-            if let Some(done) = mp3_split::render(req, &params, spans, &partial, progress)? {
-                return Ok(done);
+            if let Some((w, c, p)) = mp3_split::render(req, &params, spans, &partial, progress)? {
+                return Ok((w, c, p, None));
             }
         }
         let file = File::create(&partial).map_err(out_err)?;
@@ -245,10 +245,10 @@ fn render_here(
         if let Some(r) = resampler {
             r.finish(&mut |s: &[f32]| sink.write(s))?;
         }
-        let (written, clipped, peaks) = sink.finish().map_err(codec_err)?;
-        Ok::<_, RenderError>((written, clipped, peaks))
+        let (written, clipped, peaks, hashed) = sink.finish().map_err(codec_err)?;
+        Ok::<_, RenderError>((written, clipped, peaks, hashed))
     })();
-    let (written, clipped, peaks) = match result {
+    let (written, clipped, peaks, hashed) = match result {
         Ok(r) => r,
         Err(e) => {
             let _ = fs::remove_file(&partial); // best effort: the error is what matters
@@ -263,7 +263,10 @@ fn render_here(
             source,
         })?;
     }
-    let (sha256, bytes) = hash_file(out).map_err(out_err)?;
+    let (sha256, bytes) = match hashed {
+        Some(h) => h,
+        None => hash_file(out).map_err(out_err)?,
+    };
     Ok(RenderReport {
         codec: req.codec.name.to_string(),
         content_type: req.codec.content_type.to_string(),
@@ -355,6 +358,9 @@ pub(crate) fn read_plan_range(
     Ok(())
 }
 
+/// What [`Sink::finish`] gives back.
+pub(super) type SinkOutcome = (u64, u64, Vec<u8>, Option<(String, u64)>);
+
 /// The end of the pipeline: peaks, then the encoder's sample kind.
 pub(super) struct Sink {
     encoder: Box<dyn Encoder>,
@@ -399,10 +405,12 @@ impl Sink {
         Ok(())
     }
 
-    /// (frames written, clipped samples, peaks JSON)
-    pub(super) fn finish(self) -> Result<(u64, u64, Vec<u8>), CodecError> {
-        self.encoder.finish()?;
-        Ok((self.frames, self.quantizer.clipped, self.peaks.finish()))
+    /// (frames written, clipped samples, peaks JSON, the file's SHA-256 and size when
+    /// the encoder took them while writing)
+    pub(super) fn finish(self) -> Result<SinkOutcome, CodecError> {
+        let hashed = self.encoder.finish_hashed()?;
+        let (clipped, peaks) = (self.quantizer.clipped, self.peaks.finish());
+        Ok((self.frames, clipped, peaks, hashed))
     }
 }
 

@@ -49,6 +49,9 @@ fn encoder_config(block: usize) -> config::Encoder {
     cfg.multithread = false; // our own pool, over whole batches
     cfg.subframe_coding.use_fixed = false;
     cfg.subframe_coding.qlpc.lpc_order = LPC_ORDER;
+    // The stereo mode from a cheap estimate, two subframes encoded instead of four
+    // (the vendored flacenc's patch): half the work, +0.002 % in size on speech.
+    cfg.stereo_coding.estimate = true;
     cfg
 }
 

@@ -55,6 +55,11 @@ pub trait Encoder: Send {
     fn write(&mut self, samples: Samples<'_>) -> Result<(), CodecError>;
     /// Writes the tail and patches the headers; the file is synced when this returns.
     fn finish(self: Box<Self>) -> Result<(), CodecError>;
+    /// [`Encoder::finish`], and the file's SHA-256 (hex) and size when the encoder took
+    /// them while writing (`None`: the caller reads the file back to hash it).
+    fn finish_hashed(self: Box<Self>) -> Result<Option<(String, u64)>, CodecError> {
+        self.finish().map(|()| None)
+    }
 }
 
 /// `(asked bits, asked float, source format)` to the output's `(bits, float)`.

@@ -5,9 +5,12 @@ use std::fs::File;
 use std::io::{self, BufWriter, Read, Seek, SeekFrom, Write};
 use std::path::Path;
 
+use sha2::{Digest, Sha256};
+
 use super::{CodecError, Encoder, EncoderParams, Facts, SampleKind, Samples};
 use crate::core::format::{SampleFormat, StreamSpec};
 use crate::render::convert;
+use crate::render::delivery::to_hex;
 use crate::render::stitch::wav_header;
 use crate::segment::wav::put_u32;
 
@@ -48,24 +51,60 @@ pub fn open(file: File, p: &EncoderParams) -> Result<Box<dyn Encoder>, CodecErro
         channels: p.channels,
     };
     let bext = bext_chunk(&p.facts, spec);
-    let header = wav_header(&spec, 0, 0, &bext);
-    let mut out = BufWriter::with_capacity(WRITE_BUFFER, file);
+    // The header with the sizes the render will write (its length is known exactly), so
+    // the file is written front to back once and hashed on the way: no read-back.
+    let expected = p.frames * spec.bytes_per_frame() as u64;
+    let header = wav_header(&spec, expected, p.frames, &bext);
+    let mut out = BufWriter::with_capacity(WRITE_BUFFER, Hashing::new(file));
     out.write_all(&header.bytes)?;
     Ok(Box::new(WavEncoder {
         out,
         spec,
         bext,
         data_bytes: 0,
+        expected,
         bytes: Vec::with_capacity(WRITE_BUFFER),
     }))
 }
 
 struct WavEncoder {
-    out: BufWriter<File>,
+    out: BufWriter<Hashing>,
     spec: StreamSpec,
     bext: Vec<u8>,
     data_bytes: u64,
+    /// Data bytes the header written at open declares.
+    expected: u64,
     bytes: Vec<u8>,
+}
+
+/// The output file, hashed as it is written front to back.
+struct Hashing {
+    file: File,
+    sha: Sha256,
+    bytes: u64,
+}
+
+impl Hashing {
+    fn new(file: File) -> Hashing {
+        Hashing {
+            file,
+            sha: Sha256::new(),
+            bytes: 0,
+        }
+    }
+}
+
+impl Write for Hashing {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.file.write(buf)?;
+        self.sha.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        self.file.flush()
+    }
 }
 
 impl Encoder for WavEncoder {
@@ -97,17 +136,30 @@ impl Encoder for WavEncoder {
         Ok(())
     }
 
-    fn finish(mut self: Box<Self>) -> Result<(), CodecError> {
+    fn finish(self: Box<Self>) -> Result<(), CodecError> {
+        self.finish_hashed().map(|_| ())
+    }
+
+    fn finish_hashed(mut self: Box<Self>) -> Result<Option<(String, u64)>, CodecError> {
         if self.data_bytes % 2 == 1 {
             self.out.write_all(&[0])?; // RIFF pads chunks to even sizes
         }
+        let Hashing {
+            mut file,
+            sha,
+            bytes,
+        } = self.out.into_inner().map_err(|e| e.into_error())?;
+        if self.data_bytes == self.expected {
+            file.sync_all()?;
+            return Ok(Some((to_hex(&sha.finalize()), bytes)));
+        }
+        // Another length than announced: patch the header; the caller hashes the file.
         let frames = self.data_bytes / self.spec.bytes_per_frame() as u64;
         let header = wav_header(&self.spec, self.data_bytes, frames, &self.bext);
-        let mut file = self.out.into_inner().map_err(|e| e.into_error())?;
         file.seek(SeekFrom::Start(0))?;
         file.write_all(&header.bytes)?;
         file.sync_all()?;
-        Ok(())
+        Ok(None)
     }
 }
 

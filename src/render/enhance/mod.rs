@@ -266,7 +266,7 @@ impl Back {
             let n = (self.frames - self.written).min(zeros.len() as u64) as usize;
             self.spread(&zeros[..n])?;
         }
-        let (frames, clipped, _peaks) = self.sink.finish()?;
+        let (frames, clipped, _peaks, _hashed) = self.sink.finish()?;
         Ok((frames, clipped))
     }
 }

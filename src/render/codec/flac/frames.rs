@@ -276,4 +276,58 @@ mod tests {
         assert_eq!(counted, frames);
         assert!(out == serial, "pooled bytes differ from the serial encode");
     }
+
+    type Pair = fn(i32, i32) -> [i32; 2];
+
+    /// One block of the channels `pair(common, own)` gives (`common`: a tone with noise
+    /// to share, `own`: quieter noise of its own), encoded with the estimated stereo mode
+    /// and with flacenc's search over all four: (assignment, estimated size, searched).
+    fn both_ways(pair: impl Fn(i32, i32) -> [i32; 2]) -> (String, usize, usize) {
+        let block = 4096;
+        let mut seed = 7u32;
+        let mut noise = move |amp: i32| {
+            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            ((seed >> 16) as i32 - 32_768) * amp / 32_768
+        };
+        let signal: Vec<i32> = (0..block)
+            .flat_map(|t| {
+                let tone = ((t as f64 * 0.031).sin() * 9000.0) as i32;
+                let common = tone + noise(2000);
+                pair(common, noise(1000))
+            })
+            .collect();
+        let info = StreamInfo::new(48_000, 2, 16).unwrap();
+        let mut fb = FrameBuf::with_size(2, block).unwrap();
+        fb.fill_interleaved(&signal).unwrap();
+        let size = |estimate: bool| {
+            let mut cfg = super::super::encoder_config(block);
+            cfg.stereo_coding.estimate = estimate;
+            let cfg = cfg.into_verified().unwrap();
+            let frame = flacenc::encode_fixed_size_frame(&cfg, &fb, 0, &info).unwrap();
+            let mut sink = ByteSink::new();
+            frame.write(&mut sink).unwrap();
+            let mode = format!("{:?}", frame.header().channel_assignment());
+            (mode, sink.as_slice().len())
+        };
+        let ((mode, estimated), (_, searched)) = (size(true), size(false));
+        (mode, estimated, searched)
+    }
+
+    #[test]
+    fn estimated_stereo_mode_fits_the_channels_and_costs_little() {
+        let cases: [(&str, Pair); 4] = [
+            ("LeftSide", |c, n| [c, c + n]), // the right has more of its own
+            ("MidSide", |c, n| [c + n / 2, c - n / 2]), // each its half, opposed
+            ("RightSide", |c, n| [c + n, c]),
+            ("Independent", |c, n| [c, n * 8]), // nothing shared
+        ];
+        for (want, pair) in cases {
+            let (mode, estimated, searched) = both_ways(pair);
+            assert!(mode.starts_with(want), "{want}: picked {mode}");
+            assert!(
+                estimated as f64 <= searched as f64 * 1.02,
+                "{want}: {estimated} bytes estimated against {searched} searched"
+            );
+        }
+    }
 }
