@@ -120,17 +120,28 @@ impl LevelMeter {
             tap(v.iter().map(|&x| i64::from(x)).sum::<i64>() as f64 * inv);
             frames += 1;
         }
-        let inv_sq = inv * inv;
         for ch in 0..C {
-            self.peak[ch] = self.peak[ch].max(f64::from(peak[ch]) * inv);
-            self.sum_sq[ch] += sum_sq[ch] as f64 * inv_sq;
-            self.sum[ch] += sum[ch] as f64 * inv;
-            self.clipped[ch] += clipped[ch];
+            let a = ChannelAcc {
+                peak: peak[ch],
+                sum_sq: sum_sq[ch],
+                sum: sum[ch],
+                clipped: clipped[ch],
+            };
+            self.fold_channel(ch, &a, inv);
         }
         if C == 2 {
-            self.cross[0] += cross as f64 * inv_sq;
+            self.cross[0] += cross as f64 * inv * inv;
         }
         self.frames += frames;
+    }
+
+    /// Folds one channel's integer sums into the window's f64 sums (the scale is a power
+    /// of two, so the fold is exact but for the sum's own rounding).
+    fn fold_channel(&mut self, ch: usize, a: &ChannelAcc, inv: f64) {
+        self.peak[ch] = self.peak[ch].max(f64::from(a.peak) * inv);
+        self.sum_sq[ch] += a.sum_sq as f64 * (inv * inv);
+        self.sum[ch] += a.sum as f64 * inv;
+        self.clipped[ch] += a.clipped;
     }
 
     /// One block: integer sums, then one fold into the window's f64 sums (the scale is a
@@ -166,15 +177,11 @@ impl LevelMeter {
             }
             frames += 1;
         }
-        let inv_sq = inv * inv;
         for (ch, a) in acc.channels.iter().enumerate() {
-            self.peak[ch] = self.peak[ch].max(f64::from(a.peak) * inv);
-            self.sum_sq[ch] += a.sum_sq as f64 * inv_sq;
-            self.sum[ch] += a.sum as f64 * inv;
-            self.clipped[ch] += a.clipped;
+            self.fold_channel(ch, a, inv);
         }
         for (total, &c) in self.cross.iter_mut().zip(&acc.cross) {
-            *total += c as f64 * inv_sq;
+            *total += c as f64 * (inv * inv);
         }
         self.frames += frames;
         self.scratch = acc;
