@@ -7,6 +7,7 @@
 # Usage: benches/agent_costs.sh              (60 s idle, 60 s job)
 #        IDLE_SECONDS=20 JOB_SECONDS=20 benches/agent_costs.sh
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 IDLE=${IDLE_SECONDS:-60}
 JOB=${JOB_SECONDS:-60}
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -18,13 +19,7 @@ T=$(mktemp -d /tmp/edgerec-costs.XXXXXX)
 pids=()
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$T"; }
 trap cleanup EXIT
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-EDGEREC_LOG=warn "$CTL" serve --listen "127.0.0.1:$PORT" --db "$T/ctl.db" --store "$T/store" >"$T/serve.out" 2>&1 &
-pids+=($!)
-for _ in $(seq 50); do grep -q serving "$T/serve.out" 2>/dev/null && break; sleep 0.1; done
-out=$("$CTL" node add --db "$T/ctl.db" costs-box)
-NODE=$(awk '/^node:/{print $2}' <<<"$out"); TOKEN=$(awk '/^token:/{print $2}' <<<"$out")
-install -m 600 /dev/null "$T/token"; printf %s "$TOKEN" >"$T/token"
+start_controller "$T" costs-box
 EDGEREC_LOG=warn "$BIN" agent --state-dir "$T/agent" --controller "http://127.0.0.1:$PORT/api/v1" \
   --node-id "$NODE" --token-file "$T/token" --backend-override synth 2>"$T/agent.log" &
 AGENT=$!; pids+=($AGENT)

@@ -30,6 +30,7 @@
 # its finalize (no stitched copy: the sync role streams the WAV into the upload). /usr/bin/time prints CPU seconds with 2 decimals, so the
 # ratio is computed from bash's `time` (getrusage, ms) over the same process.
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 
 SECS=${SECONDS_TO_CAPTURE:-60}
 RUNS=${RUNS:-3}
@@ -83,13 +84,7 @@ esac
 pids=()
 SHM=$(mktemp -d /dev/shm/edgerec-compare.XXXXXX)
 cleanup() { for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done; wait 2>/dev/null || true; rm -rf "$WORK" "$SHM"; }
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-EDGEREC_LOG=warn "$CTL" serve --listen "127.0.0.1:$PORT" --db "$WORK/ctl.db" --store "$WORK/store" >"$WORK/serve.out" 2>&1 &
-pids+=($!)
-for _ in $(seq 50); do grep -q serving "$WORK/serve.out" 2>/dev/null && break; sleep 0.1; done
-node_out=$("$CTL" node add --db "$WORK/ctl.db" compare-box)
-NODE=$(awk '/^node:/{print $2}' <<<"$node_out"); TOKEN=$(awk '/^token:/{print $2}' <<<"$node_out")
-install -m 600 /dev/null "$WORK/token"; printf %s "$TOKEN" >"$WORK/token"
+start_controller "$WORK" compare-box
 STATE=$WORK/agent
 export EDGEREC_RUN_DIR=$SHM
 EDGEREC_LOG=warn "$EDGEREC" sync --state-dir "$STATE" --controller "http://127.0.0.1:$PORT/api/v1" \

@@ -21,6 +21,7 @@
 # Usage: benches/flash_wear.sh      (60 s record, 60 s job, 60 s idle; release build)
 #        REC_SECONDS=30 JOB_SECONDS=30 IDLE_SECONDS=30 PROFILE=debug benches/flash_wear.sh
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 REC=${REC_SECONDS:-60}
 JOB=${JOB_SECONDS:-60}
 IDLE=${IDLE_SECONDS:-60}
@@ -89,13 +90,7 @@ record_run "record" a
 record_run "record --sync-interval 10s (peer)" b --sync-interval 10s
 
 # 2. agent: one job, then idle
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
-EDGEREC_LOG=warn "$CTL" serve --listen "127.0.0.1:$PORT" --db "$T/ctl.db" --store "$T/store" >"$T/serve.out" 2>&1 &
-pids+=($!)
-for _ in $(seq 50); do grep -q serving "$T/serve.out" 2>/dev/null && break; sleep 0.1; done
-out=$("$CTL" node add --db "$T/ctl.db" flash-box)
-NODE=$(awk '/^node:/{print $2}' <<<"$out"); TOKEN=$(awk '/^token:/{print $2}' <<<"$out")
-install -m 600 /dev/null "$T/token"; printf %s "$TOKEN" >"$T/token"
+start_controller "$T" flash-box
 [ -n "$RUNDIR" ] && export EDGEREC_RUN_DIR=$RUNDIR/agent
 EDGEREC_LOG=warn "$BIN" agent --state-dir "$T/agent" --controller "http://127.0.0.1:$PORT/api/v1" \
   --node-id "$NODE" --token-file "$T/token" --backend-override synth 2>"$T/agent.log" &

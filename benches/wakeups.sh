@@ -28,6 +28,7 @@
 # (the report says how many threads each snapshot saw). Uses the release binaries (built
 # here with `cargo build --release` when missing or older than the sources).
 set -euo pipefail
+. "$(dirname "$0")/lib.sh"
 WINDOW=${WINDOW:-30}
 RUNS=${RUNS:-3}
 WARMUP=${WARMUP:-3}
@@ -95,14 +96,8 @@ LEN=$((WARMUP + WINDOW + 2))
 done
 
 # ---- 2 and 3. the agent, idle and with a job capturing ----
-PORT=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 ka=(); [ "${KEEP_ALIVE:-1}" = 1 ] && ka=(--keep-alive)
-EDGEREC_LOG=warn "$CTL" serve "${ka[@]}" --listen "127.0.0.1:$PORT" --db "$T/ctl.db" --store "$T/store" >"$T/serve.out" 2>&1 &
-pids+=($!)
-for _ in $(seq 50); do grep -q serving "$T/serve.out" 2>/dev/null && break; sleep 0.1; done
-out=$("$CTL" node add --db "$T/ctl.db" wakeups-box)
-NODE=$(awk '/^node:/{print $2}' <<<"$out"); TOKEN=$(awk '/^token:/{print $2}' <<<"$out")
-install -m 600 /dev/null "$T/token"; printf %s "$TOKEN" >"$T/token"
+start_controller "$T" wakeups-box "${ka[@]}"
 [ -n "$RUNDIR" ] && export EDGEREC_RUN_DIR=$RUNDIR/agent
 EDGEREC_LOG=warn "$BIN" agent --state-dir "$T/agent" --controller "http://127.0.0.1:$PORT/api/v1" \
   --node-id "$NODE" --token-file "$T/token" --backend-override synth 2>"$T/agent.log" &
