@@ -402,8 +402,9 @@ pub fn alsa_format(f: SampleFormat) -> Format {
 const MIN_PERIODS_PER_BUFFER: u32 = 3;
 
 /// Pure: the period to ask for, `requested` unless the device `buffer` cannot hold
-/// [`MIN_PERIODS_PER_BUFFER`] of it. A fakemic or USB buffer of 341 ms keeps the shipped
-/// 100 ms period (10 wake-ups a second) where a quarter of it would be 85 ms (11.7).
+/// [`MIN_PERIODS_PER_BUFFER`] of it. The device then takes the nearest it offers: 100 ms
+/// exactly in a 1 s buffer; 114 ms in fakemic's 341 ms one, whose periods divide it (a
+/// quarter of it, the old rule, was 85 ms: 11.7 wake-ups a second instead of 8.8).
 pub fn period_within(requested: u32, buffer: u32) -> u32 {
     requested.min(buffer / MIN_PERIODS_PER_BUFFER).max(1)
 }
@@ -548,7 +549,7 @@ mod tests {
         // (requested, device buffer) at 48 kHz -> period asked of the device
         let table = [
             (4800, 48_000, 4800), // 100 ms in a 1 s buffer
-            (4800, 16_384, 4800), // 100 ms in fakemic's 341 ms: 3.4 periods
+            (4800, 16_384, 4800), // 100 ms in fakemic's 341 ms (it settles on 5461)
             (4800, 12_000, 4000), // a 250 ms buffer: a third of it
             (960, 2_048, 682),    // 20 ms in a 43 ms buffer
             (4800, 2, 1),         // never zero
