@@ -11,6 +11,7 @@ pub mod run_files;
 mod schema;
 mod segments;
 mod totals;
+mod uploads;
 
 #[cfg(test)]
 mod tests;
@@ -23,10 +24,11 @@ use std::time::Duration;
 
 pub use events::BeatRow;
 pub use jobs::{JobRow, JobSource, NewJob};
-pub use outbox::{Enqueued, NewOutboxItem, OutboxKind, OutboxRow, RAW_ROW, UploadRow};
+pub use outbox::{Enqueued, NewOutboxItem, OutboxKind, OutboxRow};
 pub use pruned::PrunedRow;
 pub use segments::{NewSegment, SegmentRow, SegmentState};
 pub use totals::Totals;
+pub use uploads::{RAW_ROW, UploadRow};
 
 /// How long a connection waits for the other role's write lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);

@@ -3,6 +3,7 @@ use crate::core::backoff::Backoff;
 use crate::core::format::{SampleFormat, StreamSpec};
 use crate::core::job::JobState;
 use crate::journal::{JobSource, NewJob, schema};
+use std::path::{Path, PathBuf};
 use tempfile::TempDir;
 
 fn temp() -> (TempDir, PathBuf) {
