@@ -107,16 +107,20 @@ fn run_one(
             return finish(&mut journal, &job.id, &JobEnd::new("captured"), settings);
         }
         JobState::Claimed => {
-            journal.set_job_state(&job.id, JobState::Capturing, None, now_ms())?;
-            for member in journal.group_members(&job.id)? {
-                journal.set_job_state_if(
-                    &member,
-                    JobState::Claimed,
-                    JobState::Capturing,
-                    None,
-                    now_ms(),
-                )?;
-            }
+            // The job and its group's members in one commit.
+            journal.atomically(|j| {
+                j.set_job_state(&job.id, JobState::Capturing, None, now_ms())?;
+                for member in j.group_members(&job.id)? {
+                    j.set_job_state_if(
+                        &member,
+                        JobState::Claimed,
+                        JobState::Capturing,
+                        None,
+                        now_ms(),
+                    )?;
+                }
+                Ok(())
+            })?;
         }
         _ => match after_a_crash(&mut journal, job)? {
             CrashedJob::WindowClosed => {
@@ -130,7 +134,7 @@ fn run_one(
     let job = journal.job(&job.id)?.unwrap_or_else(|| job.clone());
     let stop = JobStop::new(
         stops.shutdown.clone(),
-        Journal::open(&settings.run.journal_path)?,
+        journal.sibling()?,
         job.id.clone(),
         stops.news,
         stops.news_reaches_us,
@@ -150,13 +154,14 @@ fn run_one(
         );
         return Ok(JobThreadEnd::LeftForRestart(job.id.clone()));
     }
-    journal.set_job_state(&job.id, JobState::Captured, None, now_ms())?;
+    // `captured` is committed with the start of rendering, in one commit.
     let how = JobEnd {
         cause: result.outcome.cause(),
         ended_at_ms: result.ended_at_ms,
         total_frames: result.total_frames,
         capture_failed: result.outcome.is_failure(),
         no_stitch: false,
+        mark_captured: true,
     };
     finish(&mut journal, &job.id, &how, settings)
 }
@@ -181,8 +186,10 @@ fn after_a_crash(journal: &mut Journal, job: &JobRow) -> Result<CrashedJob, JobE
         let ev = TimelineEvent::new(EventKind::CrashRecovered, end, now_ms())
             .with_gap(gap)
             .with_detail(repair::crash_detail(&job, end, gap));
-        journal.add_event(&job.id, &ev)?;
-        journal.set_job_state(&job.id, JobState::Captured, None, now_ms())?;
+        journal.atomically(|j| {
+            j.add_event(&job.id, &ev)?;
+            j.set_job_state(&job.id, JobState::Captured, None, now_ms())
+        })?;
         return Ok(CrashedJob::WindowClosed);
     }
     log::warn!(

@@ -46,6 +46,7 @@ impl JobCapture<'_> {
                 meter: self.settings.meter,
                 listen: self.job.source == crate::journal::JobSource::Controller,
             },
+            self.journal.sibling()?,
             source,
             drain.clone(),
         )?;
