@@ -18,9 +18,11 @@ use crate::roles::runner::{self, CaptureOutcome};
 use crate::segment::writer::{GapSince, ResumeGap, now_ms};
 
 /// `news`: the role loop's word that the journal may hold a stop for the job; it can
-/// reach the thread when the loop has a waker (its datagram socket).
+/// reach the thread when the loop has a waker (its datagram socket). `journal`: the
+/// thread's connection, a sibling of the role loop's (checked once, when the role opened).
 pub(super) fn spawn_job(
     settings: CaptureRoleSettings,
+    journal: Result<Journal, JournalError>,
     job: JobRow,
     lock: JobLock,
     shutdown: StopFlag,
@@ -38,7 +40,10 @@ pub(super) fn spawn_job(
                 news,
                 news_reaches_us: waker.is_some(),
             };
-            let end = match run_one(&settings, &job, stops) {
+            let end = match journal
+                .map_err(JobError::from)
+                .and_then(|journal| run_one(journal, &settings, &job, stops))
+            {
                 Ok(end) => end,
                 Err(e) => JobThreadEnd::Failed(e.to_string(), e.is_disk_full()),
             };
@@ -89,11 +94,11 @@ struct JobStops<'a> {
 
 /// Drives one job from wherever the journal says it is to its end (or to a shutdown).
 fn run_one(
+    mut journal: Journal,
     settings: &CaptureRoleSettings,
     job: &JobRow,
     stops: JobStops<'_>,
 ) -> Result<JobThreadEnd, JobError> {
-    let mut journal = Journal::open(&settings.run.journal_path)?;
     let mut resume = None;
     if let Some(leader) = journal.group_leader(&job.id)?
         && leader != job.id
