@@ -46,6 +46,27 @@ impl Journal {
         committed
     }
 
+    /// Runs `f`'s writes as a hint that need not survive a power cut: committed at
+    /// `synchronous=NORMAL` (no fsync; WAL keeps it consistent, and the next FULL commit's
+    /// fsync makes it durable with everything before it), then FULL again. Inside a batch
+    /// or a transaction it simply joins it: that commit decides.
+    pub fn unsynced<T>(&self, f: impl FnOnce(&Journal) -> Result<T>) -> Result<T> {
+        if self.batch.batching.get() || !self.conn.is_autocommit() {
+            return f(self);
+        }
+        self.conn
+            .pragma_update(None, "synchronous", "NORMAL")
+            .doing("relaxing synchronous for a hint")?;
+        let out = f(self);
+        let restored = self
+            .conn
+            .pragma_update(None, "synchronous", "FULL")
+            .doing("restoring synchronous");
+        let out = out?;
+        restored?;
+        Ok(out)
+    }
+
     /// Runs `f` in one write transaction: everything it writes commits together or not at
     /// all. Journal methods called on the `&Journal` inside join the transaction.
     pub fn atomically<T>(&mut self, f: impl FnOnce(&Journal) -> Result<T>) -> Result<T> {
@@ -162,5 +183,37 @@ mod tests {
         j.begin_batch();
         j.end_batch().unwrap();
         assert!(j.conn.is_autocommit());
+    }
+
+    #[test]
+    fn a_hint_commits_at_normal_and_the_connection_goes_back_to_full() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("journal.db");
+        let j = Journal::open(&path).unwrap();
+        let other = Journal::open(&path).unwrap();
+        let sync = |j: &Journal| -> i64 {
+            j.conn
+                .pragma_query_value(None, "synchronous", |r| r.get(0))
+                .unwrap()
+        };
+        assert_eq!(sync(&j), 2, "FULL");
+        let inside = j
+            .unsynced(|j| {
+                j.enqueue(&event("hint"))?;
+                Ok(sync(j))
+            })
+            .unwrap();
+        assert_eq!(inside, 1, "NORMAL for the hint's commit");
+        assert_eq!(sync(&j), 2, "FULL again after it");
+        assert_eq!(other.pending_count().unwrap(), 1, "committed");
+        // A failed hint restores FULL too.
+        let failed: Result<()> = j.unsynced(|_| Err(JournalError::NoSuchJob("x".into())));
+        assert!(failed.is_err());
+        assert_eq!(sync(&j), 2);
+        // Inside a batch it joins the batch, whose commit decides.
+        j.begin_batch();
+        let inside = j.unsynced(|j| Ok(sync(j))).unwrap();
+        j.end_batch().unwrap();
+        assert_eq!(inside, 2);
     }
 }

@@ -220,6 +220,32 @@ fn check_integrity(conn: &Connection, path: &Path) -> Result<()> {
     Err(damaged(rows.join("; ")))
 }
 
+/// Opens the file read-write in WAL mode at `synchronous=FULL`.
+fn open_conn(path: &Path) -> Result<Connection> {
+    // FULL, not NORMAL: in WAL mode NORMAL may lose the last commits on power loss, and a
+    // lost state transition means a job re-run or a recording never delivered. Writes are
+    // few (a state change per transition, a segment row per rotation, ~one per 5 min), so
+    // one fsync each costs little; hints that need no fsync say so (`unsynced`).
+    edgerec_sqlite::open_wal(path, BUSY_TIMEOUT, Synchronous::Full).map_err(|e| match e {
+        OpenError::Sqlite(source) => JournalError::Open {
+            path: path.to_path_buf(),
+            source,
+        },
+        OpenError::NotWal(mode) => JournalError::NotWal {
+            path: path.to_path_buf(),
+            mode,
+        },
+    })
+}
+
+/// No journal yet: neither the file nor a WAL beside it holds a byte.
+fn is_fresh(path: &Path) -> bool {
+    let empty = |p: &Path| std::fs::metadata(p).map_or(true, |m| m.len() == 0);
+    let mut wal = path.as_os_str().to_owned();
+    wal.push("-wal");
+    empty(path) && empty(Path::new(&wal))
+}
+
 /// Turns an error SQLite classes as corruption into `Damaged`.
 fn damaged_or(path: &Path, e: JournalError) -> JournalError {
     if e.is_damaged() && !matches!(e, JournalError::Damaged { .. }) {
@@ -240,28 +266,16 @@ impl Journal {
     }
 
     fn open_checked(path: &Path) -> Result<Journal> {
-        let open_err = |source| JournalError::Open {
-            path: path.to_path_buf(),
-            source,
-        };
-        // FULL, not NORMAL: in WAL mode NORMAL may lose the last commits on power loss, and a
-        // lost state transition means a job re-run or a recording never delivered. Writes are
-        // few (a state change per transition, a segment row per rotation, ~one per 5 min,
-        // progress and beats every few seconds), so one fsync each costs little.
-        let mut conn = edgerec_sqlite::open_wal(path, BUSY_TIMEOUT, Synchronous::Full).map_err(
-            |e| match e {
-                OpenError::Sqlite(source) => open_err(source),
-                OpenError::NotWal(mode) => JournalError::NotWal {
-                    path: path.to_path_buf(),
-                    mode,
-                },
-            },
-        )?;
+        let fresh = is_fresh(path);
+        let mut conn = open_conn(path)?;
         // Writers take the lock up front: a deferred transaction that reads and then writes
         // fails with SQLITE_BUSY at once (no busy wait) if the other role wrote in between.
         conn.set_transaction_behavior(TransactionBehavior::Immediate);
         // Before anything writes (migrations, path fixes): a damaged file is left as found.
-        check_integrity(&conn, path)?;
+        // A file this open created holds nothing to check.
+        if !fresh {
+            check_integrity(&conn, path)?;
+        }
         migrate(&mut conn)?;
         let journal = Journal {
             conn,
@@ -274,6 +288,20 @@ impl Journal {
             Err(e) => log::warn!("job directories left absolute ({e}); resolved at each read"),
         }
         Ok(journal)
+    }
+
+    /// Another connection to this journal, for another thread of the same work (a job's
+    /// stop watch, its writer). This one already ran `quick_check` and the migrations when
+    /// it opened, so the sibling only opens the file (WAL, FULL): nothing is checked twice.
+    pub fn sibling(&self) -> Result<Journal> {
+        let path = PathBuf::from(self.conn.path().unwrap_or_default());
+        let mut conn = open_conn(&path).map_err(|e| damaged_or(&path, e))?;
+        conn.set_transaction_behavior(TransactionBehavior::Immediate);
+        Ok(Journal {
+            conn,
+            batch: Default::default(),
+            dir: self.dir.clone(),
+        })
     }
 
     /// Opens an existing journal read-only (for `edgerec status`): no migrations, no writes.

@@ -80,16 +80,12 @@ fn migrates_from_empty() {
         .pragma_query_value(None, "journal_mode", |r| r.get(0))
         .unwrap();
     assert_eq!(mode, "wal");
-    let sync: i64 = j
-        .conn
-        .pragma_query_value(None, "synchronous", |r| r.get(0))
-        .unwrap();
-    assert_eq!(sync, 2, "synchronous=FULL");
-    let fk: i64 = j
-        .conn
-        .pragma_query_value(None, "foreign_keys", |r| r.get(0))
-        .unwrap();
-    assert_eq!(fk, 1);
+    assert_eq!(pragma(&j, "synchronous"), 2, "synchronous=FULL");
+    assert_eq!(pragma(&j, "foreign_keys"), 1);
+}
+
+fn pragma(j: &Journal, name: &str) -> i64 {
+    j.conn.pragma_query_value(None, name, |r| r.get(0)).unwrap()
 }
 
 #[test]
@@ -536,4 +532,33 @@ fn a_journal_failing_quick_check_is_damaged_not_opened() {
     // And a healthy journal opens.
     std::fs::write(&path, &bytes).unwrap();
     Journal::open(&path).unwrap();
+}
+
+#[test]
+fn a_sibling_shares_the_file_at_full_and_writes_up_front() {
+    let (_d, path) = temp();
+    let j = Journal::open(&path).unwrap();
+    let s = j.sibling().unwrap();
+    s.create_job(&new_job("a", 1)).unwrap();
+    assert_eq!(j.job("a").unwrap().unwrap().id, "a");
+    assert_eq!(pragma(&s, "synchronous"), 2, "FULL");
+    assert_eq!(pragma(&s, "foreign_keys"), 1);
+    // Job directories resolve where the journal is, as on the first connection.
+    assert_eq!(s.job("a").unwrap(), j.job("a").unwrap());
+}
+
+#[test]
+fn only_a_journal_with_no_byte_anywhere_is_fresh() {
+    let (_d, path) = temp();
+    assert!(is_fresh(&path), "nothing yet");
+    let j = Journal::open(&path).unwrap();
+    j.create_job(&new_job("a", 1)).unwrap();
+    assert!(!is_fresh(&path), "written");
+    drop(j);
+    // An empty file beside a WAL that holds frames is not new: it is checked.
+    std::fs::write(&path, b"").unwrap();
+    std::fs::write(path.with_extension("db-wal"), [1u8; 64]).unwrap();
+    assert!(!is_fresh(&path));
+    std::fs::write(path.with_extension("db-wal"), b"").unwrap();
+    assert!(is_fresh(&path));
 }

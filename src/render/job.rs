@@ -194,9 +194,11 @@ impl RenderSidecar {
         }
     }
 
+    /// Replaces `render.json` (temp file, fsync, rename); the caller fsyncs `job_dir`
+    /// before acting on it (finalize does, once for all its files).
     pub fn write(&self, job_dir: &Path) -> std::io::Result<()> {
         let json = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
-        super::write_atomically(&job_dir.join(RENDER_FILE), &json)
+        super::replace_file(&job_dir.join(RENDER_FILE), &json)
     }
 }
 

@@ -20,6 +20,14 @@ use std::path::Path;
 /// Replaces `path` with `bytes` so a crash leaves either the old file or the new one:
 /// write a temp file beside it, fsync, rename, fsync the directory.
 pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    replace_file(path, bytes)?;
+    crate::segment::file::sync_parent_dir(path)
+}
+
+/// [`write_atomically`] without its directory fsync: for several files renamed into one
+/// directory, the caller fsyncs it once (`sync_parent_dir`) before acting on any of them.
+/// Until then a power cut may leave the old file under the name, never a partial one.
+pub fn replace_file(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
     let dir = path
         .parent()
         .filter(|d| !d.as_os_str().is_empty())
@@ -34,6 +42,5 @@ pub fn write_atomically(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
         f.write_all(bytes)?;
         f.sync_all()?;
     }
-    std::fs::rename(&tmp, path)?;
-    std::fs::File::open(dir)?.sync_all()
+    std::fs::rename(&tmp, path)
 }

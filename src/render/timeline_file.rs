@@ -79,9 +79,10 @@ impl TimelineFile {
         }
     }
 
-    /// Writes atomically: temp file, fsync, rename, fsync the directory.
+    /// Replaces the file (temp file, fsync, rename); the caller fsyncs its directory
+    /// before acting on it (finalize does, once for all its files).
     pub fn write(&self, path: &Path) -> std::io::Result<()> {
         let json = serde_json::to_vec_pretty(self).map_err(std::io::Error::other)?;
-        crate::render::write_atomically(path, &json)
+        crate::render::replace_file(path, &json)
     }
 }

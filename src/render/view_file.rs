@@ -19,9 +19,9 @@ use crate::segment::file::sync_parent_dir;
 /// Bytes copied per step.
 const STEP_BYTES: usize = 256 * 1024;
 
-/// Writes `view` (segments under `job_dir`) to `out` through `.<name>.partial` (synced,
-/// renamed, its directory synced: a crash leaves no half file under the real name) and
-/// its peaks to `peaks_out`. The report is the pipeline's for the same WAV.
+/// Writes `view` (segments under `job_dir`) to `out` through `.<name>.partial` (synced and
+/// renamed: a crash leaves no half file under the real name) and its peaks to `peaks_out`,
+/// then fsyncs their directory once for both. The report is the pipeline's for the same WAV.
 pub fn write(
     view: &StitchedView,
     codec: &Codec,
@@ -43,11 +43,14 @@ pub fn write(
         }
     };
     std::fs::rename(&partial, out).map_err(out_err)?;
-    sync_parent_dir(out).map_err(out_err)?;
-    super::write_atomically(peaks_out, &peaks).map_err(|source| RenderError::Output {
+    super::replace_file(peaks_out, &peaks).map_err(|source| RenderError::Output {
         path: peaks_out.to_path_buf(),
         source,
     })?;
+    sync_parent_dir(out).map_err(out_err)?;
+    if peaks_out.parent() != out.parent() {
+        sync_parent_dir(peaks_out).map_err(out_err)?;
+    }
     Ok(report(view, codec, sha256, bytes))
 }
 

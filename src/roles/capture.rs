@@ -288,6 +288,7 @@ fn start_runnable_jobs(
         let news = Arc::new(JournalNews::default());
         let handle = job::spawn_job(
             settings.clone(),
+            journal.sibling(),
             job.clone(),
             lock,
             shutdown.clone(),

@@ -16,6 +16,7 @@ use crate::render::pipeline::{self, RenderError, RenderRequest};
 use crate::render::timeline_file::{TimelineFile, TimelineSegment};
 use crate::render::view_file;
 use crate::roles::group_end::own_end_frame;
+use crate::segment::file::sync_parent_dir;
 use crate::segment::repair::{repair_segment, segment_frames};
 use crate::segment::writer::now_ms;
 use deliverables::render_job;
@@ -94,6 +95,9 @@ pub struct JobEnd {
     /// A local job's WAV is left as its segments (`record --no-stitch`): delivered from
     /// them like a controller job's, never copied into `recording.wav`.
     pub no_stitch: bool,
+    /// The capture has just ended here and the job is not yet `captured`: it becomes so in
+    /// the commit that starts its rendering (one fsync where there were two).
+    pub mark_captured: bool,
 }
 
 impl JobEnd {
@@ -124,19 +128,42 @@ pub fn finalize_from(
     fill: GapFill,
 ) -> Result<Finalized, FinalizeError> {
     let end_cause = how.cause.as_str();
-    let segments = journal.segments(&source.id)?;
-    mark_unreadable_segments(journal, source, &segments)?;
-    let segments = journal.segments(&source.id)?;
-    let mut events = journal.events(&source.id)?;
-    let own_end = if source.id == job.id {
-        own_end_frame(&events)
-    } else {
-        let own = journal.events(&job.id)?;
-        let end = own_end_frame(&own);
-        events.extend(own);
-        end
-    };
-    let placed = placed_segments(source, &segments);
+    // The segment files are checked before the journal's write lock is taken.
+    let unreadable = unreadable_segments(source, &journal.segments(&source.id)?);
+    // One commit (one fsync): `captured` when the capture just ended here, the
+    // unreadable segments' gaps, `rendering` with the timeline's `ended` event.
+    let (segments, events, placed, audio_end) = journal.atomically(|j| {
+        if how.mark_captured {
+            j.set_job_state(&job.id, JobState::Captured, None, now_ms())?;
+        }
+        for (seg, ev) in &unreadable {
+            j.mark_segment_unreadable(seg, ev, now_ms())?;
+        }
+        let segments = j.segments(&source.id)?;
+        let mut events = j.events(&source.id)?;
+        let own_end = if source.id == job.id {
+            own_end_frame(&events)
+        } else {
+            let own = j.events(&job.id)?;
+            let end = own_end_frame(&own);
+            events.extend(own);
+            end
+        };
+        let placed = placed_segments(source, &segments);
+        let end = timeline::timeline_end(&placed, &events).max(how.total_frames.unwrap_or(0));
+        // No padding past the audio: gaps between segments are filled by the gap policy,
+        // but a capture that ended early (a crash past the window, a trailing unreadable
+        // segment) ends at its last captured frame; its trailing gap event says why. Only
+        // a caller that knows the window was captured to its end (`total_frames`) pads.
+        let audio_end = timeline::timeline_end(&placed, &[]).max(how.total_frames.unwrap_or(0));
+        // A capture-group job that ended before the shared capture did ends at its own frame.
+        let (end, audio_end) = match own_end {
+            Some(own) => (end.min(own), audio_end.min(own)),
+            None => (end, audio_end),
+        };
+        start_rendering(j, job, how, end, &mut events)?;
+        Ok((segments, events, placed, audio_end))
+    })?;
     let options = OutputOptions::from_command_json(&job.command_json);
     let out_channels = options
         .mix(source.spec.channels)
@@ -145,18 +172,6 @@ pub fn finalize_from(
         channels: out_channels,
         ..source.spec
     };
-    let end = timeline::timeline_end(&placed, &events).max(how.total_frames.unwrap_or(0));
-    // No padding past the audio: gaps between segments are filled by the gap policy, but
-    // a capture that ended early (a crash past the window, a trailing unreadable segment)
-    // ends at its last captured frame; its trailing gap event says why. Only a caller
-    // that knows the window was captured to its end (`total_frames`) pads to it.
-    let audio_end = timeline::timeline_end(&placed, &[]).max(how.total_frames.unwrap_or(0));
-    // A capture-group job that ended before the shared capture did ends at its own frame.
-    let (end, audio_end) = match own_end {
-        Some(own) => (end.min(own), audio_end.min(own)),
-        None => (end, audio_end),
-    };
-    start_rendering(journal, job, how, end, &mut events)?;
     // A WAV the agent uploads (or `--no-stitch`) streams from the segments: the audio is
     // written once. Only a person's `record` gets the stitched file.
     let stream = job.source == JobSource::Controller || how.no_stitch;
@@ -185,6 +200,9 @@ pub fn finalize_from(
         &events,
     )
     .write(&timeline_path)
+    // One directory fsync for the files finalize renamed into the job directory
+    // (render.json, timeline.json), before the state that acts on them is committed.
+    .and_then(|()| sync_parent_dir(&timeline_path))
     .map_err(|source| FinalizeError::Io {
         path: timeline_path.clone(),
         source,
@@ -233,21 +251,20 @@ fn placed_segments(source: &JobRow, segments: &[SegmentRow]) -> Vec<PlacedSegmen
 }
 
 /// The job enters `rendering`; its timeline gets its `ended` event at `end` if the
-/// capture did not write one.
+/// capture did not write one. Joins the caller's transaction.
 fn start_rendering(
-    journal: &mut Journal,
+    journal: &Journal,
     job: &JobRow,
     how: &JobEnd,
     end: u64,
     events: &mut Vec<TimelineEvent>,
-) -> Result<(), FinalizeError> {
+) -> Result<(), crate::journal::JournalError> {
+    journal.set_job_state(&job.id, JobState::Rendering, None, now_ms())?;
     if !events.iter().any(|e| e.kind == EventKind::Ended) {
         let at = how.ended_at_ms.unwrap_or_else(now_ms);
         let ended = TimelineEvent::new(EventKind::Ended, end, at).with_detail(&how.cause);
-        journal.transition(&job.id, JobState::Rendering, None, Some(&ended), now_ms())?;
+        journal.add_event(&job.id, &ended)?;
         events.push(ended);
-    } else {
-        journal.set_job_state(&job.id, JobState::Rendering, None, now_ms())?;
     }
     Ok(())
 }
@@ -311,13 +328,14 @@ fn timeline_segments(
 
 /// A segment whose file can no longer be read (damaged header, deleted) becomes a
 /// `segment_unreadable` gap of the frames it held, rather than failing the render or
-/// turning into unexplained silence. The file is left as it is. One whose `fmt ` chunk
-/// now names another format than the journal's has it rewritten to the journal's.
-fn mark_unreadable_segments(
-    journal: &Journal,
+/// turning into unexplained silence: the segments to mark so, with their gap events.
+/// The file is left as it is. One whose `fmt ` chunk now names another format than the
+/// journal's has it rewritten to the journal's.
+fn unreadable_segments(
     source: &JobRow,
-    segments: &[crate::journal::SegmentRow],
-) -> Result<(), FinalizeError> {
+    segments: &[SegmentRow],
+) -> Vec<(SegmentRow, TimelineEvent)> {
+    let mut found = Vec::new();
     for seg in segments
         .iter()
         .filter(|s| s.state != SegmentState::Unreadable)
@@ -336,9 +354,9 @@ fn mark_unreadable_segments(
         let ev = TimelineEvent::new(EventKind::SegmentUnreadable, seg.first_frame, now_ms())
             .with_gap(seg.frames)
             .with_detail(format!("segment {} cannot be read: {e}", seg.path));
-        journal.mark_segment_unreadable(seg, &ev, now_ms())?;
+        found.push((seg.clone(), ev));
     }
-    Ok(())
+    found
 }
 
 /// The journal of an output directory.

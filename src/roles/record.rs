@@ -175,6 +175,7 @@ pub fn record_with(
         total_frames: result.total_frames,
         capture_failed: result.outcome.is_failure(),
         no_stitch: settings.no_stitch,
+        mark_captured: false,
     };
     finalize_when_there_is_room(&mut journal, &job_id, &how, settings.gap_fill)
 }
@@ -270,13 +271,13 @@ fn finalize_once(
     })?;
     // A full disk may have kept segment rows from their final lengths: the files say.
     repair::reconcile_job_segments(journal, &job, &mut Default::default())?;
-    if job.state == JobState::Capturing {
-        journal
-            .set_job_state(job_id, JobState::Captured, None, writer::now_ms())
-            .map_err(finalize::FinalizeError::from)?;
-    }
     let job = journal.job(job_id)?.ok_or_else(|| JournalError::Corrupt {
         what: format!("job {job_id} vanished"),
     })?;
-    Ok(finalize::finalize(journal, &job, how, fill)?)
+    // `captured` goes in the commit that starts rendering.
+    let how = JobEnd {
+        mark_captured: job.state == JobState::Capturing,
+        ..how.clone()
+    };
+    Ok(finalize::finalize(journal, &job, &how, fill)?)
 }

@@ -100,12 +100,13 @@ const SEGMENT_ROW_EVERY: Duration = Duration::from_secs(30);
 /// The writer thread; joining it gives its report.
 pub type WriterThread = JoinHandle<Result<WriterReport, WriterError>>;
 
+/// `journal` is the writer's own connection (a sibling of the job's: `Journal::sibling`).
 pub fn spawn(
     cfg: WriterConfig,
+    journal: Journal,
     source: FrameSource,
     drain: StopFlag,
 ) -> Result<(WriterThread, Arc<WriterProgress>), WriterError> {
-    let journal = Journal::open(&cfg.journal_path)?;
     let progress = Arc::new(WriterProgress::default());
     let hold_pages = crate::segment::file::page_hold_sync(&cfg.spec, cfg.sync_interval).is_some();
     let held = if hold_pages {

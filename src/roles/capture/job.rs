@@ -18,9 +18,11 @@ use crate::roles::runner::{self, CaptureOutcome};
 use crate::segment::writer::{GapSince, ResumeGap, now_ms};
 
 /// `news`: the role loop's word that the journal may hold a stop for the job; it can
-/// reach the thread when the loop has a waker (its datagram socket).
+/// reach the thread when the loop has a waker (its datagram socket). `journal`: the
+/// thread's connection, a sibling of the role loop's (checked once, when the role opened).
 pub(super) fn spawn_job(
     settings: CaptureRoleSettings,
+    journal: Result<Journal, JournalError>,
     job: JobRow,
     lock: JobLock,
     shutdown: StopFlag,
@@ -38,7 +40,10 @@ pub(super) fn spawn_job(
                 news,
                 news_reaches_us: waker.is_some(),
             };
-            let end = match run_one(&settings, &job, stops) {
+            let end = match journal
+                .map_err(JobError::from)
+                .and_then(|journal| run_one(journal, &settings, &job, stops))
+            {
                 Ok(end) => end,
                 Err(e) => JobThreadEnd::Failed(e.to_string(), e.is_disk_full()),
             };
@@ -89,11 +94,11 @@ struct JobStops<'a> {
 
 /// Drives one job from wherever the journal says it is to its end (or to a shutdown).
 fn run_one(
+    mut journal: Journal,
     settings: &CaptureRoleSettings,
     job: &JobRow,
     stops: JobStops<'_>,
 ) -> Result<JobThreadEnd, JobError> {
-    let mut journal = Journal::open(&settings.run.journal_path)?;
     let mut resume = None;
     if let Some(leader) = journal.group_leader(&job.id)?
         && leader != job.id
@@ -107,16 +112,20 @@ fn run_one(
             return finish(&mut journal, &job.id, &JobEnd::new("captured"), settings);
         }
         JobState::Claimed => {
-            journal.set_job_state(&job.id, JobState::Capturing, None, now_ms())?;
-            for member in journal.group_members(&job.id)? {
-                journal.set_job_state_if(
-                    &member,
-                    JobState::Claimed,
-                    JobState::Capturing,
-                    None,
-                    now_ms(),
-                )?;
-            }
+            // The job and its group's members in one commit.
+            journal.atomically(|j| {
+                j.set_job_state(&job.id, JobState::Capturing, None, now_ms())?;
+                for member in j.group_members(&job.id)? {
+                    j.set_job_state_if(
+                        &member,
+                        JobState::Claimed,
+                        JobState::Capturing,
+                        None,
+                        now_ms(),
+                    )?;
+                }
+                Ok(())
+            })?;
         }
         _ => match after_a_crash(&mut journal, job)? {
             CrashedJob::WindowClosed => {
@@ -130,7 +139,7 @@ fn run_one(
     let job = journal.job(&job.id)?.unwrap_or_else(|| job.clone());
     let stop = JobStop::new(
         stops.shutdown.clone(),
-        Journal::open(&settings.run.journal_path)?,
+        journal.sibling()?,
         job.id.clone(),
         stops.news,
         stops.news_reaches_us,
@@ -150,13 +159,14 @@ fn run_one(
         );
         return Ok(JobThreadEnd::LeftForRestart(job.id.clone()));
     }
-    journal.set_job_state(&job.id, JobState::Captured, None, now_ms())?;
+    // `captured` is committed with the start of rendering, in one commit.
     let how = JobEnd {
         cause: result.outcome.cause(),
         ended_at_ms: result.ended_at_ms,
         total_frames: result.total_frames,
         capture_failed: result.outcome.is_failure(),
         no_stitch: false,
+        mark_captured: true,
     };
     finish(&mut journal, &job.id, &how, settings)
 }
@@ -181,8 +191,10 @@ fn after_a_crash(journal: &mut Journal, job: &JobRow) -> Result<CrashedJob, JobE
         let ev = TimelineEvent::new(EventKind::CrashRecovered, end, now_ms())
             .with_gap(gap)
             .with_detail(repair::crash_detail(&job, end, gap));
-        journal.add_event(&job.id, &ev)?;
-        journal.set_job_state(&job.id, JobState::Captured, None, now_ms())?;
+        journal.atomically(|j| {
+            j.add_event(&job.id, &ev)?;
+            j.set_job_state(&job.id, JobState::Captured, None, now_ms())
+        })?;
         return Ok(CrashedJob::WindowClosed);
     }
     log::warn!(

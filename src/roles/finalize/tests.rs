@@ -197,3 +197,84 @@ fn no_stitch_leaves_a_local_job_as_its_segments() {
     finalize(&mut journal, &job, &JobEnd::new("d"), GapFill::Silence).unwrap();
     assert_eq!(samples(&job.dir.join(RECORDING_FILE)).len(), 300);
 }
+
+/// Commit frames in the journal's WAL (a frame header's "database size after commit" is
+/// non-zero only on a transaction's last frame: one per commit, one fsync each at FULL).
+fn wal_commits(journal_file: &Path) -> usize {
+    let wal = std::fs::read(journal_file.with_extension("db-wal")).unwrap_or_default();
+    let Some(header) = wal.get(..32) else {
+        return 0;
+    };
+    let page = u32::from_be_bytes(header[8..12].try_into().unwrap()) as usize;
+    let salt = &header[16..24];
+    wal[32..]
+        .chunks_exact(24 + page)
+        .take_while(|f| &f[8..16] == salt)
+        .filter(|f| f[4..8] != [0; 4])
+        .count()
+}
+
+/// [`captured_job`] whose capture has not been marked over yet.
+fn capturing_job(out: &Path) -> (Journal, JobRow) {
+    let (journal, job) = captured_job(out);
+    journal
+        .set_job_state(&job.id, JobState::Capturing, None, 3)
+        .unwrap();
+    let job = journal.job(&job.id).unwrap().unwrap();
+    (journal, job)
+}
+
+/// How the capture role's job thread ends a capture.
+fn just_captured() -> JobEnd {
+    JobEnd {
+        mark_captured: true,
+        ..JobEnd::new("duration_reached")
+    }
+}
+
+#[test]
+fn a_capture_that_just_ended_is_captured_and_rendering_in_one_commit() {
+    let out = tempfile::tempdir().unwrap();
+    let (mut journal, job) = capturing_job(out.path());
+    let path = journal_path(out.path());
+    let before = wal_commits(&path);
+    let done = finalize(&mut journal, &job, &just_captured(), GapFill::Silence).unwrap();
+    assert_eq!(done.state, JobState::Delivered);
+    assert_eq!(samples(done.recording.as_ref().unwrap()).len(), 300);
+    let ended: Vec<_> = done
+        .events
+        .iter()
+        .filter(|e| e.kind == EventKind::Ended)
+        .collect();
+    assert_eq!(ended.len(), 1, "{:?}", done.events);
+    // `captured` + `rendering` with its `ended` event, then the terminal state: two
+    // commits (three when `captured` was a commit of its own).
+    assert_eq!(wal_commits(&path) - before, 2);
+    // What a restart reads back: the ended event is journaled once.
+    let journaled = journal.events(&job.id).unwrap();
+    assert_eq!(
+        journaled
+            .iter()
+            .filter(|e| e.kind == EventKind::Ended)
+            .count(),
+        1
+    );
+}
+
+#[test]
+fn an_unreadable_segment_found_at_the_end_of_a_capture_joins_that_commit() {
+    let out = tempfile::tempdir().unwrap();
+    let (mut journal, job) = capturing_job(out.path());
+    std::fs::remove_file(job.dir.join("000003.wav")).unwrap();
+    let path = journal_path(out.path());
+    let before = wal_commits(&path);
+    let done = finalize(&mut journal, &job, &just_captured(), GapFill::Silence).unwrap();
+    assert_eq!(done.state, JobState::Delivered);
+    assert_eq!(
+        done.frames, 200,
+        "the capture ends at its last readable frame"
+    );
+    let segs = journal.segments(&job.id).unwrap();
+    assert_eq!(segs[2].state, SegmentState::Unreadable);
+    assert_eq!(wal_commits(&path) - before, 2);
+}

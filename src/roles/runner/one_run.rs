@@ -47,6 +47,7 @@ impl JobCapture<'_> {
                 listen: self.job.source == crate::journal::JobSource::Controller,
                 stall_guard: self.settings.stall_guard,
             },
+            self.journal.sibling()?,
             source,
             drain.clone(),
         )?;

@@ -151,8 +151,9 @@ impl Writer {
             seg.last_sync = at;
         }
         if let Some((id, frames)) = row_update {
-            // A progress hint: skipped when the disk is full.
-            self.journaled(|j| j.update_segment_frames(id, frames))?;
+            // A progress hint: skipped when the disk is full, and committed without an
+            // fsync (the file is the truth; repair reads it after a power cut).
+            self.journaled(|j| j.unsynced(|j| j.update_segment_frames(id, frames)))?;
         }
         Ok(())
     }
