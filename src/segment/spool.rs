@@ -172,3 +172,57 @@ impl SpoolGuard {
         action
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::disk_budget::MIB;
+
+    fn guard(dir: &Path, reclaim_below: u64) -> SpoolGuard {
+        let marks = BudgetMarks {
+            reserve_below: Some(MIB),
+            resume_above: Some(2 * MIB),
+            reclaim_below: Some(reclaim_below),
+        };
+        let settings = SpoolSettings {
+            marks,
+            ..SpoolSettings::new(dir.to_path_buf())
+        };
+        SpoolGuard::open(settings).unwrap()
+    }
+
+    #[test]
+    fn far_from_the_marks_the_next_look_waits_and_near_them_it_does_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let journal = Journal::open(&dir.path().join("edgerec.db")).unwrap();
+        // Marks set from this filesystem's own free space, whatever it is.
+        let free = disk::free_bytes(dir.path()).unwrap();
+        if free < 256 * MIB {
+            eprintln!("SKIPPED: {free} bytes free; the far case needs 256 MiB");
+            return;
+        }
+        let wait = |g: &SpoolGuard| {
+            let at = g.next_look.expect("scheduled by the look");
+            at.saturating_duration_since(Instant::now())
+        };
+        // Over 250 MiB above the reclaim mark at 4 x 1 MB/s: the mark is over a minute
+        // away, so the next look waits the longest it may.
+        let mut far = guard(dir.path(), 4 * MIB);
+        assert_eq!(far.check(&journal, 1_000_000), DiskAction::Write);
+        let w = wait(&far);
+        assert!(
+            w > MAX_LOOK_EVERY - Duration::from_secs(2) && w <= MAX_LOOK_EVERY,
+            "{w:?}"
+        );
+        // A check before then does not look (nor change anything).
+        assert_eq!(far.check(&journal, 1_000_000), DiskAction::Write);
+        assert!(wait(&far) <= w);
+        // After a write found the disk full, the next check looks at once.
+        assert_eq!(far.write_failed(), DiskAction::Pause);
+        assert_eq!(far.check(&journal, 1_000_000), DiskAction::Resume);
+        // Below the reclaim mark: every check looks.
+        let mut near = guard(dir.path(), free + 64 * MIB);
+        assert_eq!(near.check(&journal, 1_000_000), DiskAction::Write);
+        assert_eq!(wait(&near), Duration::ZERO);
+    }
+}
