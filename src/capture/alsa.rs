@@ -397,6 +397,18 @@ pub fn alsa_format(f: SampleFormat) -> Format {
     }
 }
 
+/// Periods the device buffer must hold at least: the one the thread wakes for, and two of
+/// room for a late read (arecord asks for four, but it is not a real-time thread).
+const MIN_PERIODS_PER_BUFFER: u32 = 3;
+
+/// Pure: the period to ask for, `requested` unless the device `buffer` cannot hold
+/// [`MIN_PERIODS_PER_BUFFER`] of it. The device then takes the nearest it offers: 100 ms
+/// exactly in a 1 s buffer; 114 ms in fakemic's 341 ms one, whose periods divide it (a
+/// quarter of it, the old rule, was 85 ms: 11.7 wake-ups a second instead of 8.8).
+pub fn period_within(requested: u32, buffer: u32) -> u32 {
+    requested.min(buffer / MIN_PERIODS_PER_BUFFER).max(1)
+}
+
 /// Sets access, format, channels, exact rate, period and buffer; returns the (period,
 /// buffer) the device accepted.
 fn set_hw_params(pcm: &PCM, req: &CaptureRequest) -> Result<(u32, u32), OpenError> {
@@ -426,15 +438,13 @@ fn set_hw_params(pcm: &PCM, req: &CaptureRequest) -> Result<(u32, u32), OpenErro
         .map_err(|e| unsupported(format!("{} channels", spec.channels), e))?;
     hwp.set_rate(spec.rate, ValueOr::Nearest)
         .map_err(|e| unsupported(format!("rate {} Hz", spec.rate), e))?;
-    // The buffer first, then a period of at most a quarter of what the device gave (as
-    // arecord does): a device with a small buffer still leaves room for a late read.
+    // The buffer first, then the period asked for, cut to fit a small buffer.
     let buffer = req.buffer_frames.max(req.period_frames * 2) as ::alsa::pcm::Frames;
     let buffer = hwp
         .set_buffer_size_near(buffer)
         .map_err(|e| unsupported(format!("a buffer near {buffer} frames"), e))?;
-    let period = (req.period_frames as ::alsa::pcm::Frames)
-        .min(buffer / 4)
-        .max(1);
+    let buffer_u32 = u32::try_from(buffer.max(0)).unwrap_or(u32::MAX);
+    let period = ::alsa::pcm::Frames::from(period_within(req.period_frames, buffer_u32));
     hwp.set_period_size_near(period, ValueOr::Nearest)
         .map_err(|e| unsupported(format!("a period near {period} frames"), e))?;
     pcm.hw_params(&hwp)
@@ -535,13 +545,33 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_period_asked_for_is_kept_while_the_buffer_holds_three_of_them() {
+        // (requested, device buffer) at 48 kHz -> period asked of the device
+        let table = [
+            (4800, 48_000, 4800), // 100 ms in a 1 s buffer
+            (4800, 16_384, 4800), // 100 ms in fakemic's 341 ms (it settles on 5461)
+            (4800, 12_000, 4000), // a 250 ms buffer: a third of it
+            (960, 2_048, 682),    // 20 ms in a 43 ms buffer
+            (4800, 2, 1),         // never zero
+        ];
+        for (requested, buffer, want) in table {
+            assert_eq!(
+                period_within(requested, buffer),
+                want,
+                "{requested}/{buffer}"
+            );
+        }
+    }
+
+    #[test]
     fn the_thread_wakes_every_two_periods_only_when_they_are_short_and_the_buffer_deep() {
         // (period, buffer) at 48 kHz -> frames per wake-up
         let table = [
             (480, 16384, 960),   // 10 ms: two periods, 20 ms
             (960, 16384, 1920),  // 20 ms: two, 40 ms
             (2400, 48000, 4800), // 50 ms: two, exactly 100 ms
-            (4096, 16384, 4096), // the shipped ~85 ms on fakemic: one (two would be 170 ms)
+            (4096, 16384, 4096), // 85 ms: one (two would be 170 ms)
+            (4800, 16384, 4800), // the shipped 100 ms on fakemic: one
             (4800, 48000, 4800), // 100 ms: one
             (960, 3840, 1920),   // four periods of buffer: two still leave two
             (960, 3000, 960),    // under four periods: one

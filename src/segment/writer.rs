@@ -87,6 +87,8 @@ struct Writer {
     /// When the progress run file was last rewritten, and the file (held open).
     last_progress: Option<Instant>,
     progress_file: Option<crate::journal::run_files::ProgressFile>,
+    /// The last frame's arrival a stall was rung for (one ring per silence).
+    stall_rung_for: Option<Instant>,
 }
 
 /// Most bytes moved per write call: the writer wakes about once a second and writes what
@@ -144,6 +146,7 @@ pub fn spawn(
         next_turn: None,
         last_progress: None,
         progress_file: None,
+        stall_rung_for: None,
         cfg,
     };
     writer.progress_file = writer.journal.progress_file(&writer.cfg.job_id).ok();
@@ -222,6 +225,7 @@ impl Writer {
             self.write_available()?
         };
         self.turn()?;
+        self.ring_on_stall();
         if wrote == 0 {
             if draining && self.source.frames_available() == 0 && self.source.events.is_empty() {
                 return Ok(Some(WriterEnd::Drained));

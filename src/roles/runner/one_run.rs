@@ -45,6 +45,7 @@ impl JobCapture<'_> {
                 spool: self.settings.spool.clone(),
                 meter: self.settings.meter,
                 listen: self.job.source == crate::journal::JobSource::Controller,
+                stall_guard: self.settings.stall_guard,
             },
             source,
             drain.clone(),
@@ -259,10 +260,12 @@ impl JobCapture<'_> {
     /// Until the next look is due: the stall guard's end (measured from the last
     /// frames), the window's end, or the stop source's own cadence.
     fn next_look(&self, stats: &capture::CaptureStats, flowing: bool) -> Duration {
+        // The writer rings the bell at a stall (it wakes on its turns anyway); this look
+        // is the backstop for a writer stuck in a write.
         let stall = if stats.ended.load(Ordering::Acquire) {
             Duration::from_secs(1) // no stall to watch: the writer's end rings the bell
         } else {
-            (stats.last_frames_at() + self.settings.stall_guard)
+            (stats.last_frames_at() + self.settings.stall_guard + STALL_BACKSTOP)
                 .saturating_duration_since(Instant::now())
         };
         let window = self.window_deadline_ms(flowing).map_or(Duration::MAX, |d| {
@@ -273,6 +276,9 @@ impl JobCapture<'_> {
     }
 }
 
+/// How long past the stall guard the supervisor looks for a stall itself, should the
+/// writer (which rings it at the stall) be stuck in a write.
+const STALL_BACKSTOP: Duration = Duration::from_secs(25);
 /// A draining writer that writes nothing for this long is wedged (a dead disk).
 const WRITER_STALL: Duration = Duration::from_secs(5);
 /// The longest a writer may take to drain what the ring held at the stop.

@@ -37,6 +37,10 @@ pub struct WriterConfig {
     pub meter: crate::core::meter::Thresholds,
     /// Someone listens live (a controller's job): publish listen chunks with the levels.
     pub listen: bool,
+    /// No frames for this long while the stream claims to run is a stall: the writer, which
+    /// wakes on its turns anyway, rings the supervisor then, so the supervisor need not
+    /// wake to look for one.
+    pub stall_guard: Duration,
 }
 
 /// A gap that ends when this run's first frame arrives.

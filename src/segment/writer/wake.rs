@@ -4,6 +4,8 @@
 //!   when due, in one wake-up; twice per sync interval),
 //! - the ring reaching its fill mark at the stream's rate (so a short ring never fills),
 //! - the job's last frame arriving (the job ends on its frame, not a second late),
+//! - the stream going silent for the stall guard (the supervisor is rung then, and ends
+//!   the run: it does not wake to look for stalls itself),
 //!
 //! or when the stream ends (the capture thread unparks it once, leaving its loop).
 //! For frames the capture thread never notifies: it stays a ring push and atomics, with
@@ -13,7 +15,7 @@
 //! and journaled promptly.
 
 use std::sync::atomic::Ordering;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use ringbuf::traits::Observer as _;
 
@@ -36,6 +38,8 @@ pub(super) struct WakePlan {
     pub capacity: u64,
     /// Frames until the job's end, if it has one.
     pub until_stop: Option<u64>,
+    /// Until the silence since the last frame is a stall (`None`: the stream ended).
+    pub until_stall: Option<Duration>,
     pub rate: u32,
 }
 
@@ -48,7 +52,8 @@ impl WakePlan {
         let stop = self.until_stop.map_or(Duration::MAX, |s| {
             frames_to(s.saturating_sub(self.occupied))
         });
-        self.turn.min(fill).min(stop)
+        let stall = self.until_stall.unwrap_or(Duration::MAX);
+        self.turn.min(fill).min(stop).min(stall)
     }
 }
 
@@ -78,9 +83,29 @@ impl Writer {
                 .cfg
                 .stop_at
                 .map(|s| s.saturating_sub(self.timeline_pos)),
+            until_stall: self.until_stall(),
             rate: self.cfg.spec.rate,
         }
         .timeout()
+    }
+
+    /// Until the stream's silence becomes a stall, unless that one was rung already or
+    /// the stream has ended (its end rings the supervisor itself).
+    fn until_stall(&self) -> Option<Duration> {
+        let stats = &self.source.stats;
+        let last = stats.last_frames_at();
+        if stats.ended.load(Ordering::Acquire) || self.stall_rung_for == Some(last) {
+            return None;
+        }
+        Some((last + self.cfg.stall_guard).saturating_duration_since(Instant::now()))
+    }
+
+    /// Rings the supervisor once the stream has been silent for the stall guard.
+    pub(super) fn ring_on_stall(&mut self) {
+        if self.until_stall().is_some_and(|left| left.is_zero()) {
+            self.stall_rung_for = Some(self.source.stats.last_frames_at());
+            self.progress.wake.ring();
+        }
     }
 }
 
@@ -94,6 +119,7 @@ mod tests {
             occupied: 0,
             capacity: 480_000, // 10 s at 48 kHz
             until_stop: None,
+            until_stall: Some(Duration::from_secs(5)),
             rate: 48_000,
         }
     }
@@ -134,5 +160,19 @@ mod tests {
             ..p
         };
         assert_eq!(arrived.timeout(), Duration::ZERO);
+    }
+
+    #[test]
+    fn a_silence_wakes_the_writer_when_it_becomes_a_stall() {
+        let silent = WakePlan {
+            until_stall: Some(Duration::from_millis(120)),
+            ..plan()
+        };
+        assert_eq!(silent.timeout(), Duration::from_millis(120));
+        let ended = WakePlan {
+            until_stall: None,
+            ..plan()
+        };
+        assert_eq!(ended.timeout(), Duration::from_millis(679));
     }
 }
