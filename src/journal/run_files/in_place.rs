@@ -47,7 +47,7 @@ pub(super) fn decode(bytes: &[u8]) -> Option<&[u8]> {
     let mut words = header.split(' ');
     let (magic, sum, len) = (words.next()?, words.next()?, words.next()?);
     let len: usize = len.parse().ok()?;
-    let body = bytes.get(end + 1..end + 1 + len)?;
+    let body = bytes.get(end + 1..(end + 1).checked_add(len)?)?;
     (magic == MAGIC && words.next().is_none() && sum == check(body)).then_some(body)
 }
 
@@ -145,6 +145,8 @@ mod tests {
         );
         assert_eq!(decode(b"{\"a\":1}"), None, "not a record");
         assert_eq!(decode(b""), None);
+        let huge = format!("edgerec-run 0000000000000000 {}\n{{}}", usize::MAX);
+        assert_eq!(decode(huge.as_bytes()), None, "a length past the end");
     }
 
     #[test]
