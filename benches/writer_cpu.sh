@@ -4,8 +4,8 @@
 # of RUNS runs, and per thread (writer, capture, main) the nanoseconds on CPU from
 # /proc/PID/task/TID/schedstat, sampled every 0.2 s while the process lives (the last
 # sample of a thread is its figure: up to 0.2 s of its end can be missed, alike for A and
-# B). Prints each run and, per binary, min/median/max of each thread, then B/A of the
-# writer's medians.
+# B; the main thread is the one whose id is the process's). Prints each run and, per
+# binary, min/median/max of each thread, then B/A of the writer's medians.
 #
 # Usage: A=/work/main/target/release/edgerec B=target/release/edgerec benches/writer_cpu.sh
 #        SECONDS_TO_CAPTURE=30 RUNS=3 (the defaults)
@@ -39,8 +39,9 @@ sample() {
   declare -A seen=()
   while [ -d "/proc/$pid/task" ]; do
     for t in /proc/"$pid"/task/*; do
-      name=$(cat "$t/comm" 2>/dev/null) || continue
-      read -r ns _ <"$t/schedstat" 2>/dev/null || continue
+      # The main thread is named after the binary's file: called "main" here.
+      if [ "${t##*/}" = "$pid" ]; then name=main; else name=$(cat "$t/comm" 2>/dev/null) || continue; fi
+      read -r ns _ 2>/dev/null <"$t/schedstat" || continue
       seen[$name]=$ns
     done
     sleep 0.2
@@ -70,7 +71,7 @@ for r in $(seq "$RUNS"); do
     bin=$A; [ "$label" = B ] && bin=$B
     one "$label" "$bin" "$r"
     f=$WORK/$label.$r.threads
-    w=$(ns_of "$f" edgerec-writer); c=$(ns_of "$f" edgerec-capture); m=$(ns_of "$f" edgerec)
+    w=$(ns_of "$f" edgerec-writer); c=$(ns_of "$f" edgerec-capture); m=$(ns_of "$f" main)
     printf '%-4s %-2s %14s %14s %14s\n' "$r" "$label" "$w" "$c" "$m"
     echo "$w" >>"$WORK/$label.writer"; echo "$c" >>"$WORK/$label.capture"; echo "$m" >>"$WORK/$label.main"
   done

@@ -131,8 +131,12 @@ pub(super) fn int_block_sums(samples: &[i32], channels: usize, bits: u32, scratc
     zeroed(&mut l.rails, n);
     // Pairs tile a row only for an even count (an odd one's last channel has no partner).
     zeroed(&mut l.cross, if channels % 2 == 0 { n / 2 } else { 0 });
-    for row in samples.chunks(n) {
-        int_row(row, l, hi, lo);
+    if n == MIN_LANES {
+        fixed_rows::<MIN_LANES, { MIN_LANES / 2 }>(samples, l, hi, lo);
+    } else {
+        for row in samples.chunks(n) {
+            int_row(row, l.refs(), hi, lo);
+        }
     }
     let acc = &mut scratch.channels;
     zeroed(acc, channels);
@@ -158,9 +162,18 @@ pub(super) fn int_block_sums(samples: &[i32], channels: usize, bits: u32, scratc
     }
 }
 
+/// Borrowed per-lane integer sums: the scratch's, or a pass's local arrays.
+struct LaneRefs<'a> {
+    peak: &'a mut [u32],
+    sum_sq: &'a mut [u64],
+    sum: &'a mut [i64],
+    rails: &'a mut [u32],
+    cross: &'a mut [i64],
+}
+
 /// One row of lanes (the last row of a block may be shorter: still whole frames).
 #[inline(always)]
-fn int_row(row: &[i32], l: &mut IntLanes, hi: i32, lo: i32) {
+fn int_row(row: &[i32], l: LaneRefs<'_>, hi: i32, lo: i32) {
     let k = row.len();
     let (peak, sum_sq) = (&mut l.peak[..k], &mut l.sum_sq[..k]);
     let (sum, rails) = (&mut l.sum[..k], &mut l.rails[..k]);
@@ -175,6 +188,47 @@ fn int_row(row: &[i32], l: &mut IntLanes, hi: i32, lo: i32) {
     for (c, pair) in l.cross.iter_mut().zip(row.chunks_exact(2)) {
         *c += i64::from(pair[0]) * i64::from(pair[1]);
     }
+}
+
+impl IntLanes {
+    fn refs(&mut self) -> LaneRefs<'_> {
+        LaneRefs {
+            peak: &mut self.peak,
+            sum_sq: &mut self.sum_sq,
+            sum: &mut self.sum,
+            rails: &mut self.rails,
+            cross: &mut self.cross,
+        }
+    }
+}
+
+/// [`int_row`] over a whole block for `L` lanes (a count that divides `L`): the sums
+/// live in local arrays of a constant length, which the compiler keeps in registers
+/// across rows (lanes in memory are loaded and stored again at every row).
+fn fixed_rows<const L: usize, const H: usize>(samples: &[i32], l: &mut IntLanes, hi: i32, lo: i32) {
+    let (mut peak, mut sum_sq, mut sum) = ([0u32; L], [0u64; L], [0i64; L]);
+    let (mut rails, mut cross) = ([0u32; L], [0i64; H]);
+    // Mono has no pairs: its cross lanes stay out of the sums.
+    let pairs = if l.cross.len() == H { H } else { 0 };
+    let rows = samples.chunks_exact(L);
+    let rest = rows.remainder();
+    for row in rows {
+        let row: &[i32; L] = row.try_into().expect("chunks_exact gives rows of L");
+        let refs = LaneRefs {
+            peak: &mut peak,
+            sum_sq: &mut sum_sq,
+            sum: &mut sum,
+            rails: &mut rails,
+            cross: &mut cross[..pairs],
+        };
+        int_row(row, refs, hi, lo);
+    }
+    l.peak.copy_from_slice(&peak);
+    l.sum_sq.copy_from_slice(&sum_sq);
+    l.sum.copy_from_slice(&sum);
+    l.rails.copy_from_slice(&rails);
+    l.cross.copy_from_slice(&cross[..pairs]);
+    int_row(rest, l.refs(), hi, lo);
 }
 
 /// One row of f64 lanes: `hi` is the format's positive rail (full scale = 1).
