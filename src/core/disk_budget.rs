@@ -293,5 +293,8 @@ pub fn reclaim_plan(
     plan
 }
 
+mod look;
+pub use look::{MAX_LOOK_EVERY, observed_fill_rate};
+
 #[cfg(test)]
 mod tests;

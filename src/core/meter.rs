@@ -59,7 +59,7 @@ impl LevelMeter {
 
     /// Feeds interleaved frames in the device's native format (as the segments hold them).
     pub fn feed_bytes(&mut self, format: SampleFormat, bytes: &[u8]) {
-        self.feed_bytes_tapped(format, bytes, |_| {});
+        self.feed_native(format, bytes, None);
     }
 
     /// [`LevelMeter::feed_bytes`], handing each frame's sum of channels (full scale = 1)
@@ -70,7 +70,7 @@ impl LevelMeter {
         bytes: &[u8],
         mut tap: impl FnMut(f64),
     ) {
-        self.feed_native(format, bytes, &mut tap);
+        self.feed_native(format, bytes, Some(&mut tap));
     }
 
     /// Feeds interleaved frames already normalized to full scale = 1.
@@ -115,7 +115,9 @@ impl LevelMeter {
             pair_correlation,
             frames: self.frames,
         };
+        let scratch = std::mem::take(&mut self.scratch);
         *self = LevelMeter::new(self.channels as u16);
+        self.scratch = scratch; // warm: the next window's feeds allocate nothing
         levels
     }
 }
@@ -339,3 +341,7 @@ mod feed;
 #[cfg(test)]
 #[path = "meter_tests.rs"]
 mod tests;
+
+#[cfg(test)]
+#[path = "meter_feed_tests.rs"]
+mod feed_tests;

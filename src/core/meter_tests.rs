@@ -203,10 +203,10 @@ fn native_formats_meter_alike() {
 
 #[test]
 fn the_native_pass_matches_decoding_each_sample() {
-    // Mono and stereo (their own unrolled passes) and 3 channels (one pair and a lone
-    // channel: the general pass), past one integer block, rails included: every format's
-    // pass gives what decoding sample by sample gives.
-    for channels in [1usize, 2, 3] {
+    // Mono and stereo, odd counts (a lone last channel: the pairs do not tile a row of
+    // lanes) and a wide 64, past one block, rails included: every format's pass gives
+    // what decoding sample by sample gives.
+    for channels in [1usize, 2, 3, 6, 64] {
         native_pass_matches(channels);
     }
 }

@@ -14,7 +14,9 @@ use serde::{Deserialize, Serialize};
 use super::{BeatRow, JobRow, Journal, Result};
 use crate::core::job::JobState;
 
+pub mod in_place;
 mod progress;
+pub use in_place::InPlaceFile;
 pub use progress::ProgressFile;
 
 /// Set (by the systemd units) to a tmpfs directory: the state directory's `run/` becomes

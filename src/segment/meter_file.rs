@@ -1,7 +1,8 @@
 //! The writer's live levels as a small file beside the journal, `run/meter/<job>.json`,
-//! replaced atomically every few seconds: current state, not history, so it is never
-//! fsynced and never journaled (the flash is spared). The sync role turns it into meter
-//! frames and health events; `edgerec status` draws it.
+//! rewritten in place every few seconds (`run_files::in_place`: one `pwrite`, a check
+//! so a torn read is never trusted): current state, not history, so it is never fsynced
+//! and never journaled (the flash is spared). The sync role turns it into meter frames
+//! and health events; `edgerec status` draws it.
 
 use std::collections::VecDeque;
 use std::io;
@@ -13,11 +14,14 @@ use serde::{Deserialize, Serialize};
 use crate::core::format::StreamSpec;
 use crate::core::listen::ListenTap;
 use crate::core::meter::{Change, Detectors, LevelMeter, Levels, Thresholds};
+use crate::journal::run_files::{InPlaceFile, in_place};
 
 /// How often levels are published (Rakkr's agent sends a meter frame every 5 s).
 pub const METER_EVERY: Duration = Duration::from_secs(5);
 /// Condition changes kept in the file, for a reader that looks less often.
 const CHANGES_KEPT: usize = 32;
+/// Most bytes a reader takes of the file (256 channels and 32 changes are ~40 KB).
+const READ_MAX: usize = 1 << 20;
 
 /// What the file holds.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -56,6 +60,8 @@ pub struct ChangeRecord {
 /// The writer's side: feeds frames, publishes on schedule.
 pub struct MeterPublisher {
     path: PathBuf,
+    /// The file at `path`, held open and rewritten in place.
+    file: InPlaceFile,
     job: String,
     spec: StreamSpec,
     meter: LevelMeter,
@@ -80,6 +86,7 @@ impl MeterPublisher {
     ) -> MeterPublisher {
         MeterPublisher {
             path: path(state_dir, job),
+            file: InPlaceFile::new(path(state_dir, job)),
             job: job.to_string(),
             spec,
             meter: LevelMeter::new(spec.channels),
@@ -106,7 +113,7 @@ impl MeterPublisher {
         METER_EVERY.saturating_sub(self.window_start.elapsed())
     }
 
-    /// Closes the window: levels, detector changes, the file replaced. Returns the
+    /// Closes the window: levels, detector changes, the file rewritten. Returns the
     /// changes (the writer logs them).
     pub fn publish(&mut self, now_ms: i64) -> io::Result<Vec<Change>> {
         let window_ms = self.window_start.elapsed().as_millis() as u64;
@@ -141,7 +148,7 @@ impl MeterPublisher {
         // The listen chunk first: a reader that sees the new levels finds its chunk too.
         self.publish_listen(now_ms)?;
         let snapshot = self.snapshot(&levels, now_ms, window_ms);
-        crate::journal::run_files::replace_volatile(&self.path, &serde_json::to_vec(&snapshot)?)?;
+        self.file.write(&serde_json::to_vec(&snapshot)?)?;
         Ok(changes)
     }
 
@@ -225,8 +232,8 @@ pub fn newest_listen_chunk(state_dir: &Path, job: &str) -> Option<(i64, u64, Pat
         .max_by_key(|(at, ..)| *at)
 }
 
-/// The job's live levels, if it publishes any.
+/// The job's live levels, if it publishes any (and the record read is whole).
 pub fn read(state_dir: &Path, job: &str) -> Option<MeterSnapshot> {
-    let bytes = std::fs::read(path(state_dir, job)).ok()?;
+    let bytes = in_place::read(&path(state_dir, job), READ_MAX)?;
     serde_json::from_slice(&bytes).ok()
 }

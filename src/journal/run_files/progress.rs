@@ -94,17 +94,10 @@ impl ProgressFile {
 }
 
 fn open(path: &Path) -> io::Result<File> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir)?;
-    }
-    let file = std::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(false)
-        .open(path)?;
+    let (file, len) = super::in_place::open(path)?;
     // An older file of another length: one record from now on (a read meanwhile fails
     // its check and is retried).
-    if file.metadata()?.len() != RECORD_LEN as u64 {
+    if len != RECORD_LEN {
         file.set_len(RECORD_LEN as u64)?;
     }
     Ok(file)

@@ -1,5 +1,6 @@
 //! Wakes the sync loop the moment a writer publishes its levels: an inotify watch on the
-//! meter directory (each publication is a rename into it), so a meter frame and its
+//! meter directory (each publication rewrites a file there in place: one modification;
+//! a rename into it, as older writers did, counts too), so a meter frame and its
 //! listen chunk leave within milliseconds instead of at the loop's next tick. Without
 //! inotify the loop still finds them at its ticks.
 
@@ -14,7 +15,7 @@ pub fn start(state_dir: &Path, wake: impl Fn() + Send + Sync + 'static) {
         .map(Path::to_path_buf)
         .unwrap_or_else(|| state_dir.to_path_buf());
     let started = std::fs::create_dir_all(&dir)
-        .and_then(|()| Inotify::watch_renames_into(&dir))
+        .and_then(|()| Inotify::watch_writes_into(&dir))
         .and_then(|watch| {
             std::thread::Builder::new()
                 .name("edgerec-sync-meter".into())
@@ -36,7 +37,7 @@ pub fn start(state_dir: &Path, wake: impl Fn() + Send + Sync + 'static) {
 struct Inotify(std::os::fd::OwnedFd);
 
 impl Inotify {
-    fn watch_renames_into(dir: &Path) -> std::io::Result<Inotify> {
+    fn watch_writes_into(dir: &Path) -> std::io::Result<Inotify> {
         use std::os::fd::FromRawFd;
         let path = CString::new(dir.as_os_str().as_bytes())?;
         // SAFETY: plain syscalls; the descriptor is owned from here on.
@@ -45,15 +46,16 @@ impl Inotify {
             return Err(std::io::Error::last_os_error());
         }
         let owned = unsafe { std::os::fd::OwnedFd::from_raw_fd(fd) };
+        let mask = libc::IN_MODIFY | libc::IN_MOVED_TO;
         // SAFETY: `path` is a valid NUL-terminated string for the call's duration.
-        let wd = unsafe { libc::inotify_add_watch(fd, path.as_ptr(), libc::IN_MOVED_TO) };
+        let wd = unsafe { libc::inotify_add_watch(fd, path.as_ptr(), mask) };
         if wd < 0 {
             return Err(std::io::Error::last_os_error());
         }
         Ok(Inotify(owned))
     }
 
-    /// Blocks until something was renamed into the directory; false if the descriptor
+    /// Blocks until a file in the directory was written or renamed into it; false if the descriptor
     /// failed (the thread then ends and the loop's ticks remain).
     fn wait(&self) -> bool {
         use std::os::fd::AsRawFd;
@@ -90,10 +92,14 @@ mod tests {
             "woke with nothing published"
         );
         let snapshot = crate::segment::meter_file::path(state.path(), "job_1");
-        crate::journal::run_files::replace_volatile(&snapshot, b"{}").unwrap();
-        assert!(
-            rx.recv_timeout(Duration::from_secs(2)).is_ok(),
-            "no wake-up for a publication"
-        );
+        let mut file = crate::journal::run_files::InPlaceFile::new(snapshot);
+        for publication in 0..2 {
+            file.write(b"{}").unwrap();
+            assert!(
+                rx.recv_timeout(Duration::from_secs(2)).is_ok(),
+                "no wake-up for publication {publication}"
+            );
+            while rx.recv_timeout(Duration::from_millis(100)).is_ok() {} // its other events
+        }
     }
 }

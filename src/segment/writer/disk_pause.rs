@@ -13,7 +13,9 @@ impl Writer {
         let Some(guard) = self.spool.as_mut() else {
             return Ok(());
         };
-        match guard.check(&self.journal) {
+        let spec = &self.cfg.spec;
+        let write_rate = u64::from(spec.rate) * spec.bytes_per_frame() as u64;
+        match guard.check(&self.journal, write_rate) {
             DiskAction::Pause => self.pause_writing("free space below the reserve mark"),
             DiskAction::Resume => self.resume_writing("free space above the resume mark"),
             DiskAction::Write | DiskAction::StayPaused => Ok(()),
