@@ -10,13 +10,21 @@ log=$(mktemp)
 builds=$(mktemp)
 builds_pid=""
 # On an early exit, the background builds (their own process group) stop too.
-trap '[ -z "$builds_pid" ] || kill -- -"$builds_pid" 2>/dev/null; rm -f "$log" "$builds"' EXIT
+trap '[ -z "$builds_pid" ] || kill -- -"$builds_pid" 2>/dev/null; rm -f "$log" "$log.times" "$builds"' EXIT
 
-# timed NAME FUNCTION: runs it, then prints how long it took.
+# cpu: the CPU seconds (user + system) of this shell's finished children so far. `times`
+# runs here, not in a $(...) subshell, which would count no children.
+cpu() {
+  times >"$log.times"
+  cpu_s=$(awk -F'[ ms]+' 'NR == 2 { printf "%d", $1 * 60 + $2 + $3 * 60 + $4 }' "$log.times")
+}
+# timed NAME FUNCTION: runs it, then prints how long it took and the CPU it used (on a
+# shared box, the CPU seconds say more than the wall time).
 timed() {
-  local start status=0; start=$(date +%s)
+  local start status=0 cpu0; start=$(date +%s); cpu; cpu0=$cpu_s
   "$2" || status=$?
-  echo "test.sh: $1 took $(( $(date +%s) - start )) s"
+  cpu
+  echo "test.sh: $1 took $(( $(date +%s) - start )) s, CPU $(( cpu_s - cpu0 )) s"
   return "$status"
 }
 deps() { scripts/deps.sh test; }
@@ -48,7 +56,8 @@ builds_status=0
 wait "$builds_pid" || builds_status=$?
 builds_pid=""
 cat "$builds"
-echo "test.sh: the appliance builds ended $(( $(date +%s) - builds_start )) s after they started, exit $builds_status"
+cpu_before=$cpu_s; cpu
+echo "test.sh: the appliance builds ended $(( $(date +%s) - builds_start )) s after they started, CPU $(( cpu_s - cpu_before )) s, exit $builds_status"
 [ "$builds_status" -eq 0 ] || status=1
 timed appliance appliance || status=$?
 passed=$(sed -nE 's/^test result: [a-zA-Z]+\. ([0-9]+) passed.*/\1/p' "$log" | awk '{s+=$1} END{print s+0}')
