@@ -2,7 +2,9 @@
 # The appliance checks CI runs (scripts/test.sh calls `scripts/appliance.sh all`): systemd
 # units, the Yocto layer's lint, the Debian package and its install check, the aarch64
 # cross-build with its unit tests under qemu. Each step prints how long it took.
-# Usage: scripts/appliance.sh all|units|layer|deb|cross
+# `builds` makes only the two release builds (the .deb, the aarch64 check build): CI runs
+# it at the lowest priority beside the tests, then `all` finds them built.
+# Usage: scripts/appliance.sh all|units|layer|deb|cross|builds
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="$HOME/.cargo/bin:$PATH"
@@ -35,8 +37,9 @@ check_units() {
   local root; root=$(mktemp -d)
   mkdir -p "$root/usr/bin" "$root/usr/lib/systemd"
   cp -a /usr/lib/systemd/system "$root/usr/lib/systemd/"
-  cargo build --locked -q -p edgerec --bin edgerec
-  cp target/debug/edgerec "$root/usr/bin/edgerec"
+  # The test build's command: the same features, so after it nothing is rebuilt.
+  cargo build --workspace --all-targets --locked -q
+  cp "${CARGO_TARGET_DIR:-target}/debug/edgerec" "$root/usr/bin/edgerec"
   for u in "${units[@]}"; do cp "$files/$u" "$root/usr/lib/systemd/system/$u"; done
   local out
   out=$(systemd-analyze verify --root="$root" "${units[@]}" 2>&1) || { echo "$out"; return 1; }
@@ -66,7 +69,7 @@ check_layer() {
 # modes and owners, the user, the state directory, a reinstall and a removal checked.
 check_deb() {
   need_apt systemd
-  command -v cargo-deb >/dev/null 2>&1 || cargo install cargo-deb --locked --version 3.8.0
+  need_cargo_deb
   # DEB=path checks a package already built (cargo deb takes minutes: an LTO release).
   local deb=${DEB:-}
   [ -n "$deb" ] || deb=$(cargo deb -p edgerec --locked 2>/dev/null | tail -n 1)
@@ -115,9 +118,37 @@ expect_file() {
   echo "ok /$path $mode $user:$group"
 }
 
-# The aarch64 release build and the library's unit tests under qemu-user.
+need_cargo_deb() {
+  command -v cargo-deb >/dev/null 2>&1 || cargo install cargo-deb --locked --version 3.8.0
+}
+
+# The aarch64 build and the library's unit tests under qemu-user. The build is the check
+# profile (scripts/cross.sh): it proves the target compiles and links; the .deb is the
+# release profile.
 check_cross() {
-  scripts/cross.sh aarch64
+  CROSS_PROFILE=check scripts/cross.sh aarch64
+}
+
+# The two release builds alone; after them check_deb and check_cross rebuild nothing
+# (cargo deb only repackages). They use separate profile directories, so they run side
+# by side: each spends minutes in a one-thread link-time optimisation.
+build_deb() {
+  need_cargo_deb
+  local log; log=$(mktemp)
+  cargo deb -p edgerec --locked >"$log" 2>&1 || { cat "$log"; rm -f "$log"; return 1; }
+  tail -n 1 "$log"; rm -f "$log"
+}
+build_cross() {
+  CROSS_PROFILE=check CROSS_SKIP_TESTS=1 scripts/cross.sh aarch64
+}
+builds() {
+  local out status=0 deb cross; out=$(mktemp -d)
+  step build-deb build_deb >"$out/deb" 2>&1 & deb=$!
+  step build-cross build_cross >"$out/cross" 2>&1 & cross=$!
+  wait "$deb" || status=1
+  wait "$cross" || status=1
+  cat "$out/deb" "$out/cross"; rm -rf "$out"
+  return "$status"
 }
 
 case "${1:-all}" in
@@ -126,5 +157,6 @@ case "${1:-all}" in
   deb) step deb check_deb ;;
   cross) step cross check_cross ;;
   all) step units check_units; step layer check_layer; step deb check_deb; step cross check_cross ;;
-  *) echo "usage: $0 all|units|layer|deb|cross" >&2; exit 2 ;;
+  builds) builds ;;
+  *) echo "usage: $0 all|units|layer|deb|cross|builds" >&2; exit 2 ;;
 esac

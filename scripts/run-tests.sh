@@ -47,11 +47,12 @@ run_one() { # "dir<TAB>exe" extra-args...
   out=$(mktemp "$WORK/out.XXXXXX")
   start=$(date +%s)
   (cd "$dir" && CARGO_MANIFEST_DIR=$dir "$exe" "$@") >"$out" 2>&1 || status=$?
+  times >"$out.times" # this shell's children: the binary (and mktemp, date)
   {
     flock 9
     echo "     Running ${name%-*} ($dir)"
     cat "$out"
-    echo "     ${name%-*}: took $(($(date +%s) - start)) s, exit $status"
+    echo "     ${name%-*}: took $(($(date +%s) - start)) s, CPU $(awk -F'[ ms]+' 'NR == 2 { printf "%d", $1 * 60 + $2 + $3 * 60 + $4 }' "$out.times") s, exit $status"
   } 9>>"$WORK/print.lock"
   [ "$status" -eq 0 ] || touch "$WORK/failed"
   return 0
