@@ -33,7 +33,7 @@ deps() { scripts/deps.sh test; }
 build() { cargo build --workspace --all-targets --locked 2>&1 | tail -n 3; }
 # Each criterion bench once, as a smoke test (the measurements are run by hand: benches/).
 # --workspace: the build's feature set, so the benches are built already.
-benches() { cargo test --workspace --locked --bench ring --bench segment_writer --bench meter 2>&1 | tee -a "$log"; }
+benches() { cargo test --workspace --locked --bench ring --bench segment_writer --bench meter --bench listen 2>&1 | tee -a "$log"; }
 # Unit, integration and doc tests of every crate (agent, protocol, sqlite, controller),
 # two test binaries at a time; every binary runs, so one failure does not hide the others.
 tests() { scripts/run-tests.sh --test-threads=2 2>&1 | tee -a "$log"; }

@@ -122,7 +122,9 @@ impl LevelMeter {
     }
 }
 
-/// A sample as full scale = 1, and whether it sits on a rail.
+/// A sample as full scale = 1, and whether it sits on a rail: the sample-by-sample
+/// reference the tests hold the fast passes to.
+#[cfg(test)]
 pub(crate) fn normalized(format: SampleFormat, s: &[u8]) -> (f64, bool) {
     match format {
         SampleFormat::S16Le => {

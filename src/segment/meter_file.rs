@@ -101,10 +101,9 @@ impl MeterPublisher {
 
     /// Interleaved frames in the stream's native format.
     pub fn feed(&mut self, bytes: &[u8]) {
-        match self.listen.as_mut() {
-            Some(listen) => (self.meter)
-                .feed_bytes_tapped(self.spec.format, bytes, |sum| listen.push_frame_sum(sum)),
-            None => self.meter.feed_bytes(self.spec.format, bytes),
+        self.meter.feed_bytes(self.spec.format, bytes);
+        if let Some(listen) = self.listen.as_mut() {
+            listen.feed_bytes(bytes);
         }
     }
 
