@@ -46,25 +46,34 @@ impl Journal {
         committed
     }
 
-    /// Runs `f`'s writes as a hint that need not survive a power cut: committed at
-    /// `synchronous=NORMAL` (no fsync; WAL keeps it consistent, and the next FULL commit's
-    /// fsync makes it durable with everything before it), then FULL again. Inside a batch
-    /// or a transaction it simply joins it: that commit decides.
+    /// Runs `f`'s writes as a hint that need not survive a power cut: committed without an
+    /// fsync (WAL keeps it consistent, and the next FULL commit's fsync of the same WAL
+    /// makes it durable with everything before it). Inside a batch or a transaction it
+    /// simply joins it: that commit decides.
+    ///
+    /// The hint goes through a second connection opened at `synchronous=NORMAL`, not by
+    /// toggling this one: SQLite has no per-transaction setting, and a toggle whose restore
+    /// failed would leave every later durable commit here without its fsync. If that
+    /// connection cannot be opened, the hint commits here, at FULL: durable, one fsync more.
     pub fn unsynced<T>(&self, f: impl FnOnce(&Journal) -> Result<T>) -> Result<T> {
         if self.batch.batching.get() || !self.conn.is_autocommit() {
             return f(self);
         }
-        self.conn
-            .pragma_update(None, "synchronous", "NORMAL")
-            .doing("relaxing synchronous for a hint")?;
-        let out = f(self);
-        let restored = self
-            .conn
-            .pragma_update(None, "synchronous", "FULL")
-            .doing("restoring synchronous");
-        let out = out?;
-        restored?;
-        Ok(out)
+        f(self.relaxed().unwrap_or(self))
+    }
+
+    /// The hint connection, opened on first use; after a failed open, none (warned once).
+    fn relaxed(&self) -> Option<&Journal> {
+        let opened = self.relaxed.get_or_init(|| {
+            match self.sibling_at(edgerec_sqlite::Synchronous::Normal) {
+                Ok(j) => Some(Box::new(j)),
+                Err(e) => {
+                    log::warn!("hints commit at synchronous=FULL: no NORMAL connection ({e})");
+                    None
+                }
+            }
+        });
+        opened.as_deref()
     }
 
     /// Runs `f` in one write transaction: everything it writes commits together or not at
@@ -185,35 +194,64 @@ mod tests {
         assert!(j.conn.is_autocommit());
     }
 
+    fn sync(j: &Journal) -> i64 {
+        j.conn
+            .pragma_query_value(None, "synchronous", |r| r.get(0))
+            .unwrap()
+    }
+
     #[test]
-    fn a_hint_commits_at_normal_and_the_connection_goes_back_to_full() {
+    fn a_hint_commits_on_a_normal_connection_and_this_one_stays_full() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("journal.db");
         let j = Journal::open(&path).unwrap();
         let other = Journal::open(&path).unwrap();
-        let sync = |j: &Journal| -> i64 {
-            j.conn
-                .pragma_query_value(None, "synchronous", |r| r.get(0))
-                .unwrap()
-        };
         assert_eq!(sync(&j), 2, "FULL");
         let inside = j
-            .unsynced(|j| {
-                j.enqueue(&event("hint"))?;
-                Ok(sync(j))
+            .unsynced(|h| {
+                h.enqueue(&event("hint"))?;
+                Ok((sync(h), sync(&j)))
             })
             .unwrap();
-        assert_eq!(inside, 1, "NORMAL for the hint's commit");
-        assert_eq!(sync(&j), 2, "FULL again after it");
+        assert_eq!(
+            inside,
+            (1, 2),
+            "NORMAL for the hint's commit, FULL here all along"
+        );
         assert_eq!(other.pending_count().unwrap(), 1, "committed");
-        // A failed hint restores FULL too.
+        assert_eq!(j.pending_count().unwrap(), 1, "and seen here");
+        // A failed hint leaves nothing to restore.
         let failed: Result<()> = j.unsynced(|_| Err(JournalError::NoSuchJob("x".into())));
         assert!(failed.is_err());
-        assert_eq!(sync(&j), 2);
+        j.enqueue(&event("durable")).unwrap();
+        assert_eq!(sync(&j), 2, "the next durable commit ran at FULL");
         // Inside a batch it joins the batch, whose commit decides.
         j.begin_batch();
         let inside = j.unsynced(|j| Ok(sync(j))).unwrap();
         j.end_batch().unwrap();
         assert_eq!(inside, 2);
+    }
+
+    #[test]
+    fn a_hint_with_no_normal_connection_commits_at_full() {
+        let dir = tempfile::tempdir().unwrap();
+        let old = dir.path().join("old");
+        std::fs::create_dir(&old).unwrap();
+        let j = Journal::open(&old.join("journal.db")).unwrap();
+        // The directory moves under the open connection: it keeps its file handles, but a
+        // new connection to the path it was opened with cannot be opened (a real SQLite
+        // CANTOPEN, no injected failure).
+        std::fs::rename(&old, dir.path().join("new")).unwrap();
+        assert!(j.sibling().is_err(), "the path is gone");
+        let inside = j
+            .unsynced(|h| {
+                h.enqueue(&event("hint"))?;
+                Ok(sync(h))
+            })
+            .unwrap();
+        assert_eq!(inside, 2, "the hint committed here, at FULL");
+        j.enqueue(&event("durable")).unwrap();
+        assert_eq!(sync(&j), 2);
+        assert_eq!(j.pending_count().unwrap(), 2);
     }
 }

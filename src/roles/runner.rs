@@ -6,12 +6,13 @@
 //! job's window is open, and the gap is measured and put on the timeline when the next
 //! run's first frame arrives. The caller finalizes.
 //!
-//! - this file: the run loop ([`run_job`]), what a job's capture came to, and the job's
-//!   end (stop, window, no audio, a device that never opens).
+//! - this file: the run loop ([`run_job`]) and the job's end (stop, window, no audio, a
+//!   device that never opens).
+//! - `outcome`: what a job's capture came to ([`CaptureOutcome`], [`CaptureResult`]).
+//! - `settings`: how a job's capture is run ([`RunSettings`]).
 //! - `one_run`: one run's supervision, from the open device to how the run ended.
 //! - `gaps`: the job's leading gap, its start (frame 0), and a gap left open at the end.
 
-use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
 use crate::capture::hotplug::HotplugListener;
@@ -21,133 +22,15 @@ use crate::core::timeline::{self, EventKind, PlacedSegment, TimelineEvent};
 use crate::journal::{JobRow, Journal, JournalError};
 use crate::roles::device_loss::{DeviceLoss, FlapLog};
 use crate::segment::disk::{self, JournalReserve};
-use crate::segment::spool::SpoolSettings;
 use crate::segment::writer::{self, ResumeGap, WriterError};
 
 mod gaps;
 mod one_run;
+mod outcome;
+mod settings;
 
-/// How a job's capture is run: everything not stored on the job itself.
-#[derive(Clone, Debug)]
-pub struct RunSettings {
-    pub journal_path: PathBuf,
-    /// Where hotplug sockets live (the state / output directory).
-    pub state_dir: PathBuf,
-    pub period: Duration,
-    pub ring_seconds: f64,
-    /// The ring's byte budget: `ring_seconds` is cut to fit it.
-    pub ring_max_bytes: usize,
-    pub segment_seconds: u64,
-    pub flush_interval: Duration,
-    pub sync_interval: Duration,
-    /// No frames for this long while the stream claims to run means the device is gone.
-    pub stall_guard: Duration,
-    pub reopen_base: Duration,
-    pub reopen_cap: Duration,
-    /// A device that cannot be opened at the very start fails the job at once (an
-    /// operator at a console gets the error now) instead of waiting for it to appear.
-    pub fail_fast_on_first_open: bool,
-    /// A job whose device has delivered no frame this long after its window opened ends
-    /// `failed` now, freeing the node for the next job; `None` waits out the window.
-    pub no_audio_timeout: Option<Duration>,
-    /// The spool's disk budget; `None` writes until the disk says no.
-    pub spool: Option<SpoolSettings>,
-    /// Where the level detectors open.
-    pub meter: crate::core::meter::Thresholds,
-}
-
-impl RunSettings {
-    pub fn new(journal_path: PathBuf, state_dir: PathBuf) -> Self {
-        RunSettings {
-            journal_path,
-            state_dir: state_dir.clone(),
-            period: crate::config::DEFAULT_PERIOD,
-            ring_seconds: 10.0,
-            ring_max_bytes: crate::config::DEFAULT_RING_MAX_MIB as usize * 1024 * 1024,
-            segment_seconds: 300,
-            flush_interval: Duration::from_secs(30),
-            sync_interval: Duration::from_secs(1),
-            stall_guard: Duration::from_secs(5),
-            reopen_base: Duration::from_millis(50),
-            reopen_cap: Duration::from_secs(2),
-            fail_fast_on_first_open: false,
-            no_audio_timeout: None,
-            spool: Some(SpoolSettings::new(state_dir.clone())),
-            meter: Default::default(),
-        }
-    }
-}
-
-/// Why a job's capture ended.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub enum CaptureOutcome {
-    /// The job's duration (or window) is over.
-    DurationReached,
-    /// A stop was asked for (signal, operator, controller).
-    Stopped(String),
-    /// A finite source ran out (the file backend).
-    SourceExhausted,
-    /// The device came back unable to deliver the job's format: capture fails, the audio
-    /// recorded before stays.
-    DeviceMismatch(String),
-    /// The device failed in a way reopening will not fix.
-    DeviceFailed(String),
-    /// Writing failed for a reason other than a full disk.
-    WriterFailed(String),
-    /// The window closed (or the no-audio timeout passed) without a single frame: the
-    /// device and the last thing it said.
-    NeverDelivered { device: String, last_error: String },
-    /// The device refuses the job's format: retrying will not change that.
-    FormatRefused(String),
-}
-
-impl CaptureOutcome {
-    /// The end cause as the journal and the timeline say it.
-    pub fn cause(&self) -> String {
-        match self {
-            CaptureOutcome::DurationReached => "duration_reached".into(),
-            CaptureOutcome::Stopped(why) => format!("stop_requested: {why}"),
-            CaptureOutcome::SourceExhausted => "source_exhausted".into(),
-            CaptureOutcome::DeviceMismatch(d) => format!("device_mismatch: {d}"),
-            CaptureOutcome::DeviceFailed(d) => format!("device_failed: {d}"),
-            CaptureOutcome::WriterFailed(d) => format!("writer_failed: {d}"),
-            CaptureOutcome::NeverDelivered { device, last_error } => {
-                format!("{NEVER_DELIVERED}: device {device}: {last_error}")
-            }
-            CaptureOutcome::FormatRefused(d) => format!("format_refused: {d}"),
-        }
-    }
-
-    /// Whether the job's capture failed (its audio is still rendered and kept).
-    pub fn is_failure(&self) -> bool {
-        matches!(
-            self,
-            CaptureOutcome::DeviceMismatch(_)
-                | CaptureOutcome::DeviceFailed(_)
-                | CaptureOutcome::WriterFailed(_)
-                | CaptureOutcome::NeverDelivered { .. }
-                | CaptureOutcome::FormatRefused(_)
-        )
-    }
-}
-
-/// The end-cause prefix of a job whose device never delivered a frame.
-pub const NEVER_DELIVERED: &str = "device_never_delivered";
-
-/// Whether an end cause (as [`CaptureOutcome::cause`] wrote it, possibly wrapped by
-/// finalize) says the capture failed: the sync role reports such a job `failed` with it.
-pub fn cause_is_capture_failure(cause: &str) -> bool {
-    [
-        "device_mismatch",
-        "device_failed",
-        "writer_failed",
-        NEVER_DELIVERED,
-        "format_refused",
-        crate::roles::capture::GAVE_UP,
-    ]
-    .iter()
-    .any(|p| cause.contains(p))
-}
+pub use outcome::{CaptureOutcome, CaptureResult, NEVER_DELIVERED, cause_is_capture_failure};
+pub use settings::RunSettings;
 
 /// How long past its window a run whose frames flow may go on (a device slower than its
 /// rate): the writer stops at the job's frame count, this only bounds a slow clock.
@@ -212,18 +95,6 @@ pub fn timeline_position(journal: &Journal, job_id: &str) -> Result<(u64, u32), 
     let end = timeline::timeline_end(&placed, &journal.events(job_id)?);
     let next_seq = segments.iter().map(|s| s.seq + 1).max().unwrap_or(1);
     Ok((end, next_seq))
-}
-
-/// What a job's capture came to.
-#[derive(Clone, Debug)]
-pub struct CaptureResult {
-    pub outcome: CaptureOutcome,
-    /// Wall time (ms) of the timeline's last captured frame, when one was captured.
-    pub ended_at_ms: Option<i64>,
-    /// The timeline's length when capture ran to the job's booked end with audio flowing
-    /// (the last frames of a device slightly slower than its rate are filled); `None`
-    /// ends the recording at its last captured frame.
-    pub total_frames: Option<u64>,
 }
 
 /// Captures `job` until it ends. `resume` is the gap a previous owner left open (a crash).

@@ -5,16 +5,22 @@
 //! into at most [`MAX_LINES`] lines of at most [`WIDTH`] ASCII columns, no colour. `--json`
 //! prints the same [`Status`] serialized.
 //!
-//! - this file: what is gathered and how ([`Status`], [`gather`]).
+//! - this file: how it is gathered ([`gather`], [`gather_from`]).
+//! - `model`: what is gathered ([`Status`] and its parts).
+//! - `levels`: the live levels of capturing jobs ([`JobLevels`]).
 //! - `render`: the console screen ([`render`], [`short_id`], [`age_text`]).
 
+mod levels;
+mod model;
 mod render;
 
+pub use levels::{JobLevels, LevelLine};
+pub use model::{
+    DiskStatus, EventLine, JobLine, KeptRecording, Liveness, OutboxStatus, RoleStatus, Status,
+};
 pub use render::{age_text, render, short_id};
 
 use std::path::{Path, PathBuf};
-
-use serde::Serialize;
 
 use crate::core::job::JobState;
 use crate::core::job_machine::{MachineState, Verdict, reason};
@@ -71,204 +77,6 @@ pub enum StatusError {
     NoJournal { path: PathBuf },
     #[error(transparent)]
     Journal(#[from] JournalError),
-}
-
-/// Whether a role is running, as its beat says.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Liveness {
-    Alive,
-    /// It beat once, but not recently, not this boot, or its process is gone.
-    Stale,
-    /// It never beat in this journal.
-    Never,
-}
-
-impl Liveness {
-    pub const fn name(self) -> &'static str {
-        match self {
-            Liveness::Alive => "alive",
-            Liveness::Stale => "stale",
-            Liveness::Never => "never",
-        }
-    }
-}
-
-/// One role (`capture`, `sync`) as its last beat shows it.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct RoleStatus {
-    pub role: String,
-    pub liveness: Liveness,
-    /// Why it is stale ("before a reboot", "process gone", "no beat for 42s").
-    pub note: Option<String>,
-    pub pid: Option<u32>,
-    pub started_at_ms: Option<i64>,
-    pub last_beat_ms: Option<i64>,
-    /// The beat's boot id is this boot's (`None`: no beat, or no boot id to compare).
-    pub same_boot: Option<bool>,
-    pub progress: String,
-}
-
-/// A job, as one line.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct JobLine {
-    pub id: String,
-    /// `local` or `controller`.
-    pub source: String,
-    pub state: JobState,
-    pub device: String,
-    pub rate: u32,
-    pub captured_frames: u64,
-    pub duration_frames: Option<u64>,
-    pub end_cause: Option<String>,
-    /// The controller's verdict, when it already ended the job (the audio will be kept).
-    pub verdict: Option<String>,
-    pub updated_at_ms: i64,
-    pub ended_at_ms: Option<i64>,
-}
-
-/// A recording that stays on the box, undelivered, flagged for an operator.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct KeptRecording {
-    pub job_id: String,
-    /// The rendered file, else the job directory (its segments).
-    pub path: PathBuf,
-    pub reason: String,
-}
-
-/// A timeline event of a running job.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct EventLine {
-    pub job_id: String,
-    pub kind: EventKind,
-    pub at_ms: i64,
-    /// Position on the job's timeline.
-    pub frame: u64,
-    pub rate: u32,
-    pub detail: String,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-pub struct DiskStatus {
-    pub free_bytes: u64,
-    pub total_bytes: u64,
-}
-
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
-pub struct OutboxStatus {
-    /// Rows neither delivered nor abandoned (node-level rows included).
-    pub pending: u64,
-    /// Creation time of the oldest pending row of a job (node-level rows are not listed
-    /// by the journal's read API, so a box with only those shows `None`).
-    pub oldest_pending_ms: Option<i64>,
-    /// The newest pending row's error, else the newest abandoned row's: `kind: error`.
-    pub last_error: Option<String>,
-}
-
-/// One capturing job's live levels, in tenths of a dB (so the screen model stays exact).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct JobLevels {
-    pub job_id: String,
-    pub channels: Vec<LevelLine>,
-}
-
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct LevelLine {
-    /// 1-based.
-    pub channel: u16,
-    pub rms_db10: i32,
-    pub peak_db10: i32,
-    pub clipping: bool,
-}
-
-/// Snapshots older than this are a capture that stopped: not shown as live.
-const LEVELS_FRESH_MS: i64 = 12_000;
-/// Channels drawn per job on the one screen.
-const MAX_LEVEL_CHANNELS: usize = 4;
-
-/// The job's live levels, if its writer published them lately.
-fn job_levels(state_dir: &Path, job: &JobRow, now_ms: i64) -> Option<JobLevels> {
-    let snap = crate::segment::meter_file::read(state_dir, &job.id)?;
-    if now_ms - snap.at_ms > LEVELS_FRESH_MS {
-        return None;
-    }
-    let tenths = |db: f64| (db * 10.0).round() as i32;
-    Some(JobLevels {
-        job_id: job.id.clone(),
-        channels: snap
-            .channels
-            .iter()
-            .map(|c| LevelLine {
-                channel: c.channel,
-                rms_db10: tenths(c.rms_dbfs),
-                peak_db10: tenths(c.peak_dbfs),
-                clipping: c.clipped > 0,
-            })
-            .collect(),
-    })
-}
-
-fn level_lines(levels: &[JobLevels]) -> Vec<String> {
-    use render::short_id;
-    let mut lines = Vec::new();
-    for l in levels {
-        lines.push(format!("  levels of {}:", short_id(&l.job_id)));
-        for c in l.channels.iter().take(MAX_LEVEL_CHANNELS) {
-            lines.push(level_line(c));
-        }
-        if l.channels.len() > MAX_LEVEL_CHANNELS {
-            let more = l.channels.len() - MAX_LEVEL_CHANNELS;
-            lines.push(format!("    +{more} more channels (--json has them all)"));
-        }
-    }
-    lines
-}
-
-/// `  ch 1 [#########...........]  -9.0 rms  -6.0 peak CLIP`: RMS as a bar over -60..0 dBFS.
-fn level_line(l: &LevelLine) -> String {
-    const BAR: i32 = 30;
-    let filled = ((l.rms_db10 + 600).clamp(0, 600) * BAR / 600) as usize;
-    format!(
-        "    ch {:<3} [{}{}] {:>6.1} rms {:>6.1} peak{}",
-        l.channel,
-        "#".repeat(filled),
-        ".".repeat(BAR as usize - filled),
-        l.rms_db10 as f64 / 10.0,
-        l.peak_db10 as f64 / 10.0,
-        if l.clipping { " CLIP" } else { "" }
-    )
-}
-
-/// Everything `edgerec status` shows.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
-pub struct Status {
-    pub state_dir: PathBuf,
-    pub journal: PathBuf,
-    pub schema_version: i64,
-    /// When this was gathered (wall clock, ms since the epoch).
-    pub taken_at_ms: i64,
-    pub roles: Vec<RoleStatus>,
-    /// Non-terminal jobs, oldest first.
-    pub running: Vec<JobLine>,
-    /// The newest terminal jobs, newest first (at most [`RECENT_ENDED`]).
-    pub recent_ended: Vec<JobLine>,
-    pub ended_total: usize,
-    /// Newest first.
-    pub kept_locally: Vec<KeptRecording>,
-    /// Delivered recordings retention deleted, newest first (at most [`RECENT_PRUNED`]).
-    pub pruned: Vec<crate::journal::PrunedRow>,
-    /// The latest [`RECENT_EVENTS`] watched events of running jobs, oldest first.
-    pub events: Vec<EventLine>,
-    /// Live levels of the jobs that are capturing now (the writer's snapshot).
-    pub levels: Vec<JobLevels>,
-    pub disk: Option<DiskStatus>,
-    pub disk_error: Option<String>,
-    pub outbox: OutboxStatus,
-    /// The sync role's last beat: when it last ran (and so last could reach the
-    /// controller). `None`: no sync role ever ran here.
-    pub controller_contact_ms: Option<i64>,
-    /// The sync role's view of the node (contact, clock skew, open conditions).
-    pub node: Option<crate::roles::sync::node_health::NodeFacts>,
 }
 
 /// What `gather_from` needs to know about the running system.
@@ -366,7 +174,7 @@ pub fn gather_from(
                     });
                 }
             }
-            levels.extend(job_levels(state_dir, job, now_ms));
+            levels.extend(levels::job_levels(state_dir, job, now_ms));
             running.push(line);
         }
         outbox_rows.extend(journal.rows_for_job(&job.id)?);

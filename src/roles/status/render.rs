@@ -197,7 +197,7 @@ pub fn render(s: &Status, now_ms: i64) -> String {
     lines.push(outbox_line(s, now_ms));
     lines.push(controller_line(s, now_ms));
 
-    let levels = super::level_lines(&s.levels);
+    let levels = super::levels::level_lines(&s.levels);
     if lines.len() + levels.len() <= MAX_LINES {
         lines.splice(levels_at..levels_at, levels);
     }
