@@ -153,6 +153,27 @@ impl FrameSource {
         self.cons.occupied_len() / self.spec.bytes_per_frame()
     }
 
+    /// Up to `max_frames` whole frames waiting in the ring, read in place: its one or two
+    /// contiguous runs, each of whole frames (the ring holds a whole number of frames and
+    /// only whole frames are pushed). Follow with [`Self::consume_frames`]: the writer
+    /// meters and writes straight from the ring, with no copy out of it.
+    pub fn peek_frames(&self, max_frames: usize) -> (&[u8], &[u8]) {
+        let want = self.frames_available().min(max_frames) * self.spec.bytes_per_frame();
+        let (first, second) = self.cons.as_slices();
+        let in_first = first.len().min(want);
+        (
+            &first[..in_first],
+            &second[..(want - in_first).min(second.len())],
+        )
+    }
+
+    /// Frees `frames` frames at the ring's read end (those [`Self::peek_frames`] gave).
+    pub fn consume_frames(&mut self, frames: usize) {
+        let bytes = frames * self.spec.bytes_per_frame();
+        let skipped = self.cons.skip(bytes);
+        debug_assert_eq!(skipped, bytes);
+    }
+
     /// Pops up to `max_frames` whole frames into `buf` (resized as needed); returns frames.
     pub fn pop_frames(&mut self, buf: &mut Vec<u8>, max_frames: usize) -> usize {
         let bpf = self.spec.bytes_per_frame();
@@ -394,5 +415,29 @@ mod tests {
         sink.push(&[1, 2, 3, 4, 5, 6]);
         assert_eq!(sink.position(), 1);
         assert_eq!(src.frames_available(), 1);
+    }
+
+    #[test]
+    fn frames_read_in_place_come_in_order_as_whole_frames_across_the_wrap() {
+        let (mut sink, mut src) = ring(spec(), 1.0, usize::MAX); // 1024 frames of 4 bytes
+        let frame = |i: u32| (i as u16).to_le_bytes().repeat(2);
+        let frames = |r: std::ops::Range<u32>| r.flat_map(frame).collect::<Vec<u8>>();
+        sink.push(&frames(0..1000));
+        let (first, second) = src.peek_frames(600);
+        assert_eq!((first.len(), second.len()), (2400, 0));
+        src.consume_frames(600);
+        sink.push(&frames(1000..1500)); // 400 left + 500: wraps after 1024 - 1000 = 24 more
+        let (first, second) = src.peek_frames(usize::MAX);
+        assert_eq!(
+            (first.len() % 4, second.len() % 4),
+            (0, 0),
+            "whole frames each"
+        );
+        assert_eq!([first, second].concat(), frames(600..1500));
+        // Asked for fewer than the first run holds: only those.
+        let (first, second) = src.peek_frames(10);
+        assert_eq!([first, second].concat(), frames(600..610));
+        src.consume_frames(900);
+        assert_eq!(src.frames_available(), 0);
     }
 }

@@ -65,7 +65,6 @@ struct Writer {
     /// Timeline position of the next frame.
     timeline_pos: u64,
     pending: VecDeque<CaptureEvent>,
-    buf: Vec<u8>,
     /// Whether this run's first frame has been dated (and its resume gap closed).
     origin_known: bool,
     /// Dates the stream against the monotonic clock, scheduling delay filtered out.
@@ -126,7 +125,6 @@ pub fn spawn(
         current: None,
         ring_pos: 0,
         pending: VecDeque::new(),
-        buf: Vec::with_capacity(MAX_BATCH_BYTES),
         origin_known: false,
         clock: StreamClock::default(),
         spool: None,
@@ -280,14 +278,23 @@ impl Writer {
             }
             let seg = self.current.as_ref().expect("opened above");
             want = want.min(self.cfg.segment_frames - seg.file.frames());
-            let got = self.source.pop_frames(&mut self.buf, want as usize) as u64;
+            // Metered and written from the ring in place, then freed there, however the
+            // write went (frames it could not keep become the pause's gap).
+            let (first, second) = self.source.peek_frames(want as usize);
+            let got = ((first.len() + second.len()) / self.cfg.spec.bytes_per_frame()) as u64;
             if got == 0 {
                 break;
             }
-            self.meter.feed(&self.buf);
+            self.meter.feed(first);
+            self.meter.feed(second);
             let seg = self.current.as_mut().expect("opened above");
             let before = seg.file.frames();
-            if let Err(source) = seg.file.write_frames(&self.buf) {
+            let written = seg.file.write_frames(first).and_then(|()| match second {
+                [] => Ok(()),
+                more => seg.file.write_frames(more),
+            });
+            self.source.consume_frames(got as usize);
+            if let Err(source) = written {
                 if !disk::is_disk_full(&source) || self.spool.is_none() {
                     return Err(WriterError::Segment {
                         path: seg.file.path().to_path_buf(),

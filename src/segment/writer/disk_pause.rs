@@ -71,8 +71,11 @@ impl Writer {
             self.first_frames_arrived()?;
             return Ok(1);
         }
-        let got = self.source.pop_frames(&mut self.buf, want as usize) as u64;
-        self.meter.feed(&self.buf);
+        let (first, second) = self.source.peek_frames(want as usize);
+        self.meter.feed(first);
+        self.meter.feed(second);
+        let got = ((first.len() + second.len()) / self.cfg.spec.bytes_per_frame()) as u64;
+        self.source.consume_frames(got as usize);
         self.ring_pos += got;
         self.timeline_pos += got;
         self.progress
