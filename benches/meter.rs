@@ -7,11 +7,16 @@
 //! audio (4800 frames, a deterministic noise with some samples on the rails). After the
 //! run a summary prints ns per frame of each and the meter's ratio to the copy.
 //!
+//! `peaks_2ch_f32` is the waveform peaks' fold (`Peaks::push`, run by every render
+//! path) over the same 100 ms as decoded stereo f32, against a `memcpy` of those floats.
+//!
 //! Run: `cargo bench --bench meter -- --warm-up-time 1 --measurement-time 3`
 
-use criterion::{BenchmarkId, Criterion, Throughput, black_box};
+use criterion::measurement::WallTime;
+use criterion::{BenchmarkGroup, BenchmarkId, Criterion, Throughput, black_box};
 use edgerec::core::format::SampleFormat;
 use edgerec::core::meter::LevelMeter;
+use edgerec::render::peaks::Peaks;
 use std::cell::Cell;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
@@ -62,6 +67,24 @@ fn timed(tally: &Tally, iters: u64, mut f: impl FnMut()) -> Duration {
     took
 }
 
+/// The group's `memcpy` peer: a copy of `src` into a buffer of its size.
+fn copy_peer<T: Copy + Default>(
+    g: &mut BenchmarkGroup<'_, WallTime>,
+    what: &str,
+    tally: &Tally,
+    src: &[T],
+) {
+    let mut dst = vec![T::default(); src.len()];
+    g.bench_function(BenchmarkId::new("memcpy", what), |b| {
+        b.iter_custom(|iters| {
+            timed(tally, iters, || {
+                dst.copy_from_slice(black_box(src));
+                black_box(&mut dst);
+            })
+        })
+    });
+}
+
 fn ns_per_frame(tally: &Tally) -> f64 {
     let (t, n) = tally.get();
     t.as_nanos() as f64 / (n.max(1) as f64 * FRAMES as f64)
@@ -85,23 +108,37 @@ fn main() {
             })
         });
         black_box(meter.take());
-        let mut dst = vec![0u8; bytes.len()];
-        g.bench_function(BenchmarkId::new("memcpy", "same_bytes"), |b| {
-            b.iter_custom(|iters| {
-                timed(&copy_t, iters, || {
-                    dst.copy_from_slice(black_box(&bytes));
-                    black_box(&mut dst);
-                })
-            })
-        });
+        copy_peer(&mut g, "same_bytes", &copy_t, &bytes);
         g.finish();
         rows.push((name, ns_per_frame(&meter_t), ns_per_frame(&copy_t)));
     }
+    rows.push(peaks(&mut c));
     println!("\nsummary (ns per frame, all iterations incl. warm-up):");
     for (name, meter, copy) in rows {
         println!(
-            "  {name:<14} meter {meter:>8.2}  memcpy {copy:>7.2}  meter/memcpy {:>6.1}",
+            "  {name:<14} pass {meter:>8.2}  memcpy {copy:>7.2}  pass/memcpy {:>6.1}",
             meter / copy
         );
     }
+}
+
+/// The peaks group: a 10-hour plan's pixel width (8640 frames), so a pixel closes
+/// about every other iteration, as in a long render.
+fn peaks(c: &mut Criterion) -> (String, f64, f64) {
+    let floats: Vec<f32> = audio(SampleFormat::S16Le, 2)
+        .chunks_exact(2)
+        .map(|b| f32::from(i16::from_le_bytes([b[0], b[1]])) / 32_768.0)
+        .collect();
+    let mut g = c.benchmark_group("peaks_2ch_f32");
+    g.throughput(Throughput::Elements(FRAMES as u64));
+    let (peaks_t, copy_t): (Tally, Tally) = Default::default();
+    let mut peaks = Peaks::new(2, 48_000, 48_000 * 3600 * 10);
+    g.bench_function(BenchmarkId::new("peaks", "push"), |b| {
+        b.iter_custom(|iters| timed(&peaks_t, iters, || peaks.push(black_box(&floats))))
+    });
+    black_box(peaks.finish());
+    copy_peer(&mut g, "same_floats", &copy_t, &floats);
+    g.finish();
+    let name = "2ch_f32 peaks".to_string();
+    (name, ns_per_frame(&peaks_t), ns_per_frame(&copy_t))
 }

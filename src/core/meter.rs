@@ -339,6 +339,8 @@ impl Detectors {
 
 #[path = "meter_feed.rs"]
 mod feed;
+#[path = "meter_s16.rs"]
+mod s16;
 
 #[cfg(test)]
 #[path = "meter_tests.rs"]

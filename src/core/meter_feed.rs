@@ -12,6 +12,7 @@
 //! The listen tap's per-frame sum is a separate loop, run only when there is a tap.
 
 use super::LevelMeter;
+use super::s16;
 use crate::core::format::SampleFormat;
 
 /// Frames per block: 24-bit squares are below 2^46, so 4096 of them fit a lane's u64.
@@ -31,6 +32,7 @@ pub(super) struct ChannelAcc {
 /// Scratch kept between feeds, so a feed allocates nothing once warm.
 #[derive(Clone, Debug, Default)]
 pub(super) struct Scratch {
+    shorts: Vec<i16>,
     ints: Vec<i32>,
     floats: Vec<f64>,
     lanes: IntLanes,
@@ -81,21 +83,28 @@ fn int_layout(format: SampleFormat) -> Option<(usize, u32)> {
     }
 }
 
-/// Decodes whole samples of an integer format into `out` (one loop per format).
+/// Whether the CPU has AVX2 (std caches the detection: one atomic load a call).
+#[cfg(target_arch = "x86_64")]
+pub(super) fn has_avx2() -> bool {
+    std::arch::is_x86_feature_detected!("avx2")
+}
+
+/// Decodes whole samples of an integer format into `out` (one loop per format),
+/// written by `extend`: zeroing them first would cost a pass of its own.
 fn decode_ints(format: SampleFormat, bytes: &[u8], out: &mut Vec<i32>) {
+    out.clear();
     let width = format.bytes_per_sample();
-    zeroed(out, bytes.len() / width);
-    let pairs = out.iter_mut().zip(bytes.chunks_exact(width));
+    let words = bytes.chunks_exact(width);
     match format {
         SampleFormat::S16Le => {
-            pairs.for_each(|(d, s)| *d = i32::from(i16::from_le_bytes([s[0], s[1]])))
+            out.extend(words.map(|s| i32::from(i16::from_le_bytes([s[0], s[1]]))))
         }
         SampleFormat::S24Le3 => {
-            pairs.for_each(|(d, s)| *d = i32::from_le_bytes([0, s[0], s[1], s[2]]) >> 8)
+            out.extend(words.map(|s| i32::from_le_bytes([0, s[0], s[1], s[2]]) >> 8))
         }
         // Low-justified in 32 bits: sign-extend the low 24.
         SampleFormat::S24Le => {
-            pairs.for_each(|(d, s)| *d = (i32::from_le_bytes([s[0], s[1], s[2], s[3]]) << 8) >> 8)
+            out.extend(words.map(|s| (i32::from_le_bytes([s[0], s[1], s[2], s[3]]) << 8) >> 8))
         }
         SampleFormat::S32Le | SampleFormat::FloatLe => {}
     }
@@ -104,17 +113,16 @@ fn decode_ints(format: SampleFormat, bytes: &[u8], out: &mut Vec<i32>) {
 /// Decodes whole samples of a 32-bit format into `out`, full scale = 1 (a float that
 /// is not finite reads as 0).
 fn decode_floats(format: SampleFormat, bytes: &[u8], out: &mut Vec<f64>) {
-    zeroed(out, bytes.len() / 4);
-    let pairs = out.iter_mut().zip(bytes.chunks_exact(4));
-    let word = |s: &[u8]| [s[0], s[1], s[2], s[3]];
+    out.clear();
+    let words = bytes.chunks_exact(4).map(|s| [s[0], s[1], s[2], s[3]]);
     if format == SampleFormat::FloatLe {
-        pairs.for_each(|(d, s)| {
-            let v = f64::from(f32::from_le_bytes(word(s)));
-            *d = if v.is_finite() { v } else { 0.0 };
-        });
+        out.extend(words.map(|w| {
+            let v = f64::from(f32::from_le_bytes(w));
+            if v.is_finite() { v } else { 0.0 }
+        }));
     } else {
         let scale = 1.0 / 2_147_483_648.0;
-        pairs.for_each(|(d, s)| *d = f64::from(i32::from_le_bytes(word(s))) * scale);
+        out.extend(words.map(|w| f64::from(i32::from_le_bytes(w)) * scale));
     }
 }
 
@@ -132,7 +140,7 @@ pub(super) fn int_block_sums(samples: &[i32], channels: usize, bits: u32, scratc
     // Pairs tile a row only for an even count (an odd one's last channel has no partner).
     zeroed(&mut l.cross, if channels % 2 == 0 { n / 2 } else { 0 });
     if n == MIN_LANES {
-        fixed_rows::<MIN_LANES, { MIN_LANES / 2 }>(samples, l, hi, lo);
+        fixed_rows_dispatch(samples, l, hi, lo);
     } else {
         for row in samples.chunks(n) {
             int_row(row, l.refs(), hi, lo);
@@ -205,6 +213,7 @@ impl IntLanes {
 /// [`int_row`] over a whole block for `L` lanes (a count that divides `L`): the sums
 /// live in local arrays of a constant length, which the compiler keeps in registers
 /// across rows (lanes in memory are loaded and stored again at every row).
+#[inline(always)]
 fn fixed_rows<const L: usize, const H: usize>(samples: &[i32], l: &mut IntLanes, hi: i32, lo: i32) {
     let (mut peak, mut sum_sq, mut sum) = ([0u32; L], [0u64; L], [0i64; L]);
     let (mut rails, mut cross) = ([0u32; L], [0i64; H]);
@@ -231,6 +240,23 @@ fn fixed_rows<const L: usize, const H: usize>(samples: &[i32], l: &mut IntLanes,
     int_row(rest, l.refs(), hi, lo);
 }
 
+/// [`fixed_rows`] for [`MIN_LANES`], built for AVX2 when the CPU has it: AVX2 has the
+/// signed 32x32→64 multiply, 32-bit abs and max that SSE2 lacks.
+fn fixed_rows_dispatch(samples: &[i32], l: &mut IntLanes, hi: i32, lo: i32) {
+    #[cfg(target_arch = "x86_64")]
+    if has_avx2() {
+        // SAFETY: the CPU has AVX2 (checked above), all `fixed_rows_avx2` requires.
+        return unsafe { fixed_rows_avx2(samples, l, hi, lo) };
+    }
+    fixed_rows::<MIN_LANES, { MIN_LANES / 2 }>(samples, l, hi, lo);
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn fixed_rows_avx2(samples: &[i32], l: &mut IntLanes, hi: i32, lo: i32) {
+    fixed_rows::<MIN_LANES, { MIN_LANES / 2 }>(samples, l, hi, lo);
+}
+
 /// One row of f64 lanes: `hi` is the format's positive rail (full scale = 1).
 #[inline(always)]
 fn float_row(row: &[f64], l: &mut FloatLanes, hi: f64) {
@@ -249,14 +275,20 @@ fn float_row(row: &[f64], l: &mut FloatLanes, hi: f64) {
     }
 }
 
+/// The tap's per-frame sums of integer samples, `inv` the format's full scale.
+fn tap_ints<T: Copy + Into<i64>>(s: &[T], channels: usize, inv: f64, tap: &mut Tap<'_>) {
+    if let Some(tap) = tap {
+        for frame in s.chunks_exact(channels) {
+            tap(frame.iter().map(|&v| v.into()).sum::<i64>() as f64 * inv);
+        }
+    }
+}
+
+type Tap<'a> = Option<&'a mut dyn FnMut(f64)>;
+
 impl LevelMeter {
     /// [`LevelMeter::feed_bytes_tapped`]'s body: dispatches on the format once per feed.
-    pub(super) fn feed_native(
-        &mut self,
-        format: SampleFormat,
-        bytes: &[u8],
-        mut tap: Option<&mut dyn FnMut(f64)>,
-    ) {
+    pub(super) fn feed_native(&mut self, format: SampleFormat, bytes: &[u8], mut tap: Tap<'_>) {
         let tap = &mut tap;
         let frame_bytes = format.bytes_per_sample() * self.channels;
         let whole = bytes.len() / frame_bytes * frame_bytes;
@@ -271,18 +303,30 @@ impl LevelMeter {
 
     /// One block of an integer format: exact sums, then one fold into the window's f64
     /// sums (the scale is a power of two, so each fold is exact but for its rounding).
-    fn int_block(
-        &mut self,
-        format: SampleFormat,
-        block: &[u8],
-        bits: u32,
-        tap: &mut Option<&mut dyn FnMut(f64)>,
-    ) {
+    fn int_block(&mut self, format: SampleFormat, block: &[u8], bits: u32, tap: &mut Tap<'_>) {
         let inv = 1.0 / f64::from(1u32 << bits);
         let mut scratch = std::mem::take(&mut self.scratch);
+        if format == SampleFormat::S16Le && s16::fits(self.channels) {
+            let mut samples = std::mem::take(&mut scratch.shorts);
+            s16::decode(block, &mut samples);
+            s16::block_sums(&samples, self.channels, &mut scratch);
+            tap_ints(&samples, self.channels, inv, tap);
+            scratch.shorts = samples;
+            self.fold_ints(&scratch, inv);
+            self.scratch = scratch;
+            return;
+        }
         let mut samples = std::mem::take(&mut scratch.ints);
         decode_ints(format, block, &mut samples);
         int_block_sums(&samples, self.channels, bits, &mut scratch);
+        self.fold_ints(&scratch, inv);
+        tap_ints(&samples, self.channels, inv, tap);
+        scratch.ints = samples;
+        self.scratch = scratch;
+    }
+
+    /// A block's integer sums into the window's f64 sums, `inv` the format's full scale.
+    fn fold_ints(&mut self, scratch: &Scratch, inv: f64) {
         for (ch, a) in scratch.channels.iter().enumerate() {
             self.peak[ch] = self.peak[ch].max(f64::from(a.peak) * inv);
             self.sum_sq[ch] += a.sum_sq as f64 * (inv * inv);
@@ -292,22 +336,10 @@ impl LevelMeter {
         for (total, &c) in self.cross.iter_mut().zip(&scratch.cross) {
             *total += c as f64 * (inv * inv);
         }
-        if let Some(tap) = tap {
-            for frame in samples.chunks_exact(self.channels) {
-                tap(frame.iter().map(|&v| i64::from(v)).sum::<i64>() as f64 * inv);
-            }
-        }
-        scratch.ints = samples;
-        self.scratch = scratch;
     }
 
     /// One block of a 32-bit format, in f64 lanes.
-    fn float_block(
-        &mut self,
-        format: SampleFormat,
-        block: &[u8],
-        tap: &mut Option<&mut dyn FnMut(f64)>,
-    ) {
+    fn float_block(&mut self, format: SampleFormat, block: &[u8], tap: &mut Tap<'_>) {
         // S32's positive rail is one step below 1; a float's rails are ±1 and beyond.
         let hi = match format {
             SampleFormat::S32Le => f64::from(i32::MAX) / 2_147_483_648.0,
