@@ -59,18 +59,7 @@ impl LevelMeter {
 
     /// Feeds interleaved frames in the device's native format (as the segments hold them).
     pub fn feed_bytes(&mut self, format: SampleFormat, bytes: &[u8]) {
-        self.feed_native(format, bytes, None);
-    }
-
-    /// [`LevelMeter::feed_bytes`], handing each frame's sum of channels (full scale = 1)
-    /// to `tap`: the listen tap reads the samples this decodes, not decoding them again.
-    pub fn feed_bytes_tapped(
-        &mut self,
-        format: SampleFormat,
-        bytes: &[u8],
-        mut tap: impl FnMut(f64),
-    ) {
-        self.feed_native(format, bytes, Some(&mut tap));
+        self.feed_native(format, bytes);
     }
 
     /// Feeds interleaved frames already normalized to full scale = 1.

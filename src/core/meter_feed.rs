@@ -9,7 +9,8 @@
 //! lanes only reorder exact integer additions, so the result is what a sample-by-sample
 //! pass gives. 32-bit formats accumulate in f64 lanes (their squares do not fit an
 //! integer block): the same sums up to the rounding of the additions' order.
-//! The listen tap's per-frame sum is a separate loop, run only when there is a tap.
+//! The listen tap has its own pass (`core::listen`): a per-frame tap here cost more than
+//! the meter.
 
 use super::LevelMeter;
 use super::s16;
@@ -275,27 +276,15 @@ fn float_row(row: &[f64], l: &mut FloatLanes, hi: f64) {
     }
 }
 
-/// The tap's per-frame sums of integer samples, `inv` the format's full scale.
-fn tap_ints<T: Copy + Into<i64>>(s: &[T], channels: usize, inv: f64, tap: &mut Tap<'_>) {
-    if let Some(tap) = tap {
-        for frame in s.chunks_exact(channels) {
-            tap(frame.iter().map(|&v| v.into()).sum::<i64>() as f64 * inv);
-        }
-    }
-}
-
-type Tap<'a> = Option<&'a mut dyn FnMut(f64)>;
-
 impl LevelMeter {
-    /// [`LevelMeter::feed_bytes_tapped`]'s body: dispatches on the format once per feed.
-    pub(super) fn feed_native(&mut self, format: SampleFormat, bytes: &[u8], mut tap: Tap<'_>) {
-        let tap = &mut tap;
+    /// [`LevelMeter::feed_bytes`]'s body: dispatches on the format once per feed.
+    pub(super) fn feed_native(&mut self, format: SampleFormat, bytes: &[u8]) {
         let frame_bytes = format.bytes_per_sample() * self.channels;
         let whole = bytes.len() / frame_bytes * frame_bytes;
         for block in bytes[..whole].chunks(BLOCK_FRAMES * frame_bytes) {
             match int_layout(format) {
-                Some((_, bits)) => self.int_block(format, block, bits, tap),
-                None => self.float_block(format, block, tap),
+                Some((_, bits)) => self.int_block(format, block, bits),
+                None => self.float_block(format, block),
             }
             self.frames += (block.len() / frame_bytes) as u64;
         }
@@ -303,14 +292,13 @@ impl LevelMeter {
 
     /// One block of an integer format: exact sums, then one fold into the window's f64
     /// sums (the scale is a power of two, so each fold is exact but for its rounding).
-    fn int_block(&mut self, format: SampleFormat, block: &[u8], bits: u32, tap: &mut Tap<'_>) {
+    fn int_block(&mut self, format: SampleFormat, block: &[u8], bits: u32) {
         let inv = 1.0 / f64::from(1u32 << bits);
         let mut scratch = std::mem::take(&mut self.scratch);
         if format == SampleFormat::S16Le && s16::fits(self.channels) {
             let mut samples = std::mem::take(&mut scratch.shorts);
             s16::decode(block, &mut samples);
             s16::block_sums(&samples, self.channels, &mut scratch);
-            tap_ints(&samples, self.channels, inv, tap);
             scratch.shorts = samples;
             self.fold_ints(&scratch, inv);
             self.scratch = scratch;
@@ -320,7 +308,6 @@ impl LevelMeter {
         decode_ints(format, block, &mut samples);
         int_block_sums(&samples, self.channels, bits, &mut scratch);
         self.fold_ints(&scratch, inv);
-        tap_ints(&samples, self.channels, inv, tap);
         scratch.ints = samples;
         self.scratch = scratch;
     }
@@ -339,7 +326,7 @@ impl LevelMeter {
     }
 
     /// One block of a 32-bit format, in f64 lanes.
-    fn float_block(&mut self, format: SampleFormat, block: &[u8], tap: &mut Tap<'_>) {
+    fn float_block(&mut self, format: SampleFormat, block: &[u8]) {
         // S32's positive rail is one step below 1; a float's rails are ±1 and beyond.
         let hi = match format {
             SampleFormat::S32Le => f64::from(i32::MAX) / 2_147_483_648.0,
@@ -374,11 +361,6 @@ impl LevelMeter {
                 for (c, pair) in self.cross.iter_mut().zip(frame.chunks_exact(2)) {
                     *c += pair[0] * pair[1];
                 }
-            }
-        }
-        if let Some(tap) = tap {
-            for frame in scratch.floats.chunks_exact(channels) {
-                tap(frame.iter().sum());
             }
         }
         self.scratch = scratch;

@@ -225,9 +225,8 @@ fn native_pass_matches(channels: usize) {
         let bytes: Vec<u8> = (0..frames * channels)
             .flat_map(|k| native_sample(format, raw(k / channels, k % channels)))
             .collect();
-        let mut taps = Vec::new();
         let mut fast = LevelMeter::new(channels as u16);
-        fast.feed_bytes_tapped(format, &bytes, |s| taps.push(s));
+        fast.feed_bytes(format, &bytes);
         let (mut peak, mut sq, mut sum, mut clip) = (
             vec![0.0f64; channels],
             vec![0.0f64; channels],
@@ -235,7 +234,7 @@ fn native_pass_matches(channels: usize) {
             vec![0u64; channels],
         );
         let mut cross = 0.0;
-        for (i, frame) in bytes.chunks_exact(width * channels).enumerate() {
+        for frame in bytes.chunks_exact(width * channels) {
             let x: Vec<(f64, bool)> = frame
                 .chunks_exact(width)
                 .map(|s| normalized(format, s))
@@ -249,10 +248,7 @@ fn native_pass_matches(channels: usize) {
             if channels >= 2 {
                 cross += x[0].0 * x[1].0;
             }
-            let frame_sum: f64 = x.iter().map(|p| p.0).sum();
-            assert!((taps[i] - frame_sum).abs() < 1e-12, "{format:?} tap {i}");
         }
-        assert_eq!(taps.len(), frames, "{format:?}");
         let close = |a: f64, b: f64| (a - b).abs() <= 1e-9 * b.abs().max(1.0);
         let what = |w: &str, ch: usize| format!("{format:?} {channels} ch: {w} {ch}");
         for ch in 0..channels {
