@@ -87,7 +87,17 @@ fn int_layout(format: SampleFormat) -> Option<(usize, u32)> {
 /// Whether the CPU has AVX2 (std caches the detection: one atomic load a call).
 #[cfg(target_arch = "x86_64")]
 pub(super) fn has_avx2() -> bool {
+    #[cfg(test)]
+    if BASELINE_ONLY.get() {
+        return false;
+    }
     std::arch::is_x86_feature_detected!("avx2")
+}
+
+#[cfg(test)]
+thread_local! {
+    /// Set by a test to run the baseline build (SSE2 on x86-64) on a CPU with AVX2.
+    pub(super) static BASELINE_ONLY: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
 }
 
 /// Decodes whole samples of an integer format into `out` (one loop per format),

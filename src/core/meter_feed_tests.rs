@@ -2,6 +2,7 @@
 //! format, 1 to 8 channels and a wide 64, rails included, give exactly the same integer
 //! sums (they are exact, so any difference is a bug, not rounding). S16 with a channel
 //! count that divides 16 has a pass of its own (`meter_s16.rs`), held to the same sums.
+//! Each runs in both its builds: AVX2 (where the CPU has it) and the baseline.
 
 use super::feed::{ChannelAcc, Scratch, int_block_sums};
 use super::s16;
@@ -92,35 +93,39 @@ proptest! {
 
     #[test]
     fn the_lane_pass_sums_exactly_what_a_scalar_pass_sums((format, channels, samples) in blocks()) {
-        let bytes: Vec<u8> = samples.iter().flat_map(|&(v, junk)| encode(format, v, junk)).collect();
-        let mut decoded = Vec::new();
-        let width = format.bytes_per_sample();
-        decoded.extend(bytes.chunks_exact(width).map(|s| scalar_decode(format, s)));
-        let mut scratch = Scratch::default();
-        int_block_sums(&decoded, channels, bits(format), &mut scratch);
-        let (acc, cross) = scalar_sums(format, &bytes, channels);
-        prop_assert_eq!(&scratch.channels, &acc);
-        prop_assert_eq!(&scratch.cross, &cross);
-        if format == SampleFormat::S16Le && s16::fits(channels) {
-            let shorts: Vec<i16> = decoded.iter().map(|&v| v as i16).collect();
+        // Both builds of the lane loops: AVX2 where the CPU has it, and the baseline.
+        for baseline in [false, true] {
+            super::feed::BASELINE_ONLY.set(baseline);
+            let bytes: Vec<u8> = samples.iter().flat_map(|&(v, junk)| encode(format, v, junk)).collect();
+            let mut decoded = Vec::new();
+            let width = format.bytes_per_sample();
+            decoded.extend(bytes.chunks_exact(width).map(|s| scalar_decode(format, s)));
             let mut scratch = Scratch::default();
-            s16::block_sums(&shorts, channels, &mut scratch);
+            int_block_sums(&decoded, channels, bits(format), &mut scratch);
+            let (acc, cross) = scalar_sums(format, &bytes, channels);
             prop_assert_eq!(&scratch.channels, &acc);
             prop_assert_eq!(&scratch.cross, &cross);
+            if format == SampleFormat::S16Le && s16::fits(channels) {
+                let shorts: Vec<i16> = decoded.iter().map(|&v| v as i16).collect();
+                let mut scratch = Scratch::default();
+                s16::block_sums(&shorts, channels, &mut scratch);
+                prop_assert_eq!(&scratch.channels, &acc);
+                prop_assert_eq!(&scratch.cross, &cross);
+            }
+            // And through the meter's own decode, one feed: the same window as the sums.
+            let mut m = LevelMeter::new(channels as u16);
+            m.feed_bytes(format, &bytes);
+            let inv = 1.0 / f64::from(1u32 << bits(format));
+            for (ch, a) in acc.iter().enumerate() {
+                prop_assert_eq!(m.clipped[ch], a.clipped);
+                prop_assert_eq!(m.peak[ch], f64::from(a.peak) * inv);
+                prop_assert_eq!(m.sum_sq[ch], a.sum_sq as f64 * inv * inv);
+                prop_assert_eq!(m.sum[ch], a.sum as f64 * inv);
+            }
+            for (p, &c) in cross.iter().enumerate() {
+                prop_assert_eq!(m.cross[p], c as f64 * inv * inv);
+            }
+            prop_assert_eq!(m.frames, (samples.len() / channels) as u64);
         }
-        // And through the meter's own decode, one feed: the same window as the sums.
-        let mut m = LevelMeter::new(channels as u16);
-        m.feed_bytes(format, &bytes);
-        let inv = 1.0 / f64::from(1u32 << bits(format));
-        for (ch, a) in acc.iter().enumerate() {
-            prop_assert_eq!(m.clipped[ch], a.clipped);
-            prop_assert_eq!(m.peak[ch], f64::from(a.peak) * inv);
-            prop_assert_eq!(m.sum_sq[ch], a.sum_sq as f64 * inv * inv);
-            prop_assert_eq!(m.sum[ch], a.sum as f64 * inv);
-        }
-        for (p, &c) in cross.iter().enumerate() {
-            prop_assert_eq!(m.cross[p], c as f64 * inv * inv);
-        }
-        prop_assert_eq!(m.frames, (samples.len() / channels) as u64);
     }
 }
