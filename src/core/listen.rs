@@ -4,6 +4,7 @@
 //! fit the controller's 512 KiB cap. Pure: frames in, samples out.
 
 use crate::core::format::{SampleFormat, StreamSpec};
+use crate::core::meter::{decode_floats, decode_ints};
 
 /// The highest rate a listen chunk carries: speech and music stay intelligible, and a
 /// 5 s chunk is 240 KB.
@@ -25,9 +26,9 @@ pub struct ListenTap {
     float_sum: f64,
     in_group: usize,
     samples: Vec<i16>,
-    /// Decoded samples of a feed's whole output samples (kept: a warm feed allocates
-    /// nothing).
+    /// A feed's decoded samples (kept: a warm feed allocates nothing).
     ints: Vec<i32>,
+    floats: Vec<f64>,
 }
 
 /// A 16-bit sample from full scale = `i16::MAX`, rounded half away from zero (the cast
@@ -56,6 +57,7 @@ impl ListenTap {
             in_group: 0,
             samples: Vec::new(),
             ints: Vec::new(),
+            floats: Vec::new(),
         }
     }
 
@@ -65,87 +67,61 @@ impl ListenTap {
     }
 
     /// Interleaved frames in the stream's native format. Each output sample is the mean
-    /// of its `factor` frames' samples: summed exactly (integer formats) and scaled once,
-    /// with one loop per format, since the writer feeds every captured frame through here
-    /// on a controller's job (a call and a division per frame cost more than the meter).
+    /// of its `factor` frames' samples: decoded by the meter's decoders, summed exactly
+    /// (integer formats) and scaled once, since the writer feeds every captured frame
+    /// through here on a controller's job (a call and a division per frame cost more than
+    /// the meter).
     pub fn feed_bytes(&mut self, bytes: &[u8]) {
-        match self.format {
-            SampleFormat::S16Le => self.feed_ints(bytes, |s: [u8; 2]| i16::from_le_bytes(s).into()),
-            SampleFormat::S24Le3 => self.feed_ints(bytes, |s: [u8; 3]| {
-                i32::from_le_bytes([0, s[0], s[1], s[2]]) >> 8
-            }),
-            // Low-justified in 32 bits: sign-extend the low 24.
-            SampleFormat::S24Le => {
-                self.feed_ints(bytes, |s: [u8; 4]| (i32::from_le_bytes(s) << 8) >> 8)
-            }
-            SampleFormat::S32Le => self.feed_ints(bytes, i32::from_le_bytes),
-            SampleFormat::FloatLe => self.feed_floats(bytes),
-        }
-    }
-
-    fn feed_ints<const W: usize>(&mut self, bytes: &[u8], decode: impl Fn([u8; W]) -> i32) {
-        let sum = |b: &[u8]| -> i64 {
-            b.chunks_exact(W)
-                .map(|s| i64::from(decode(std::array::from_fn(|i| s[i]))))
-                .sum()
-        };
-        let (head, bulk, tail) = self.split(bytes, W);
-        self.int_sum += sum(head);
-        self.close_if_whole(head.len() / (W * self.channels));
-        // The bulk in two simple loops the compiler vectorizes: decode, then one sum and
-        // one multiply per output sample into room made for them.
-        let mut ints = std::mem::take(&mut self.ints);
-        ints.clear();
-        ints.extend(
-            bulk.chunks_exact(W)
-                .map(|s| decode(std::array::from_fn(|i| s[i]))),
-        );
-        let group = self.channels * self.factor as usize;
-        let start = self.samples.len();
-        self.samples.resize(start + ints.len() / group, 0);
-        for (out, g) in self.samples[start..]
-            .iter_mut()
-            .zip(ints.chunks_exact(group))
-        {
-            *out = to_i16(g.iter().map(|&v| i64::from(v)).sum::<i64>() as f64 * self.scale);
-        }
-        self.ints = ints;
-        self.int_sum += sum(tail);
-        self.in_group += tail.len() / (W * self.channels);
-    }
-
-    /// A float that is not finite reads as 0, as in the level meter.
-    fn feed_floats(&mut self, bytes: &[u8]) {
-        let sum = |b: &[u8]| -> f64 {
-            b.chunks_exact(4)
-                .map(|s| f64::from(f32::from_le_bytes([s[0], s[1], s[2], s[3]])))
-                .map(|v| if v.is_finite() { v } else { 0.0 })
-                .sum()
-        };
-        let (head, bulk, tail) = self.split(bytes, 4);
-        self.float_sum += sum(head);
-        self.close_if_whole(head.len() / (4 * self.channels));
-        for group in bulk.chunks_exact(4 * self.channels * self.factor as usize) {
-            self.float_sum = sum(group);
-            self.close();
-        }
-        self.float_sum += sum(tail);
-        self.in_group += tail.len() / (4 * self.channels);
-    }
-
-    /// `bytes`' whole frames as: those that finish the output sample in the making, whole
-    /// output samples' worth, and the frames left over for the next feed.
-    fn split<'a>(&self, bytes: &'a [u8], width: usize) -> (&'a [u8], &'a [u8], &'a [u8]) {
-        let frame = width * self.channels;
+        let frame = self.format.bytes_per_sample() * self.channels;
         let whole = &bytes[..bytes.len() / frame * frame];
-        let factor = self.factor as usize;
-        let to_finish = if self.in_group == 0 {
-            0
+        if self.format == SampleFormat::FloatLe {
+            let mut floats = std::mem::take(&mut self.floats);
+            decode_floats(self.format, whole, &mut floats);
+            let sum = |s: &[f64]| s.iter().sum::<f64>();
+            let (head, bulk, tail) = self.split(&floats);
+            self.float_sum += sum(head);
+            self.close_if_whole(head.len() / self.channels);
+            for group in bulk.chunks_exact(self.group_len()) {
+                self.samples.push(to_i16(sum(group) * self.scale));
+            }
+            self.float_sum += sum(tail);
+            self.in_group += tail.len() / self.channels;
+            self.floats = floats;
         } else {
-            factor - self.in_group
+            let mut ints = std::mem::take(&mut self.ints);
+            decode_ints(self.format, whole, &mut ints);
+            let sum = |s: &[i32]| s.iter().map(|&v| i64::from(v)).sum::<i64>();
+            let (head, bulk, tail) = self.split(&ints);
+            self.int_sum += sum(head);
+            self.close_if_whole(head.len() / self.channels);
+            // Room first, then one store per output sample (a push checks capacity each).
+            let start = self.samples.len();
+            self.samples
+                .resize(start + bulk.len() / self.group_len(), 0);
+            let groups = bulk.chunks_exact(self.group_len());
+            for (out, group) in self.samples[start..].iter_mut().zip(groups) {
+                *out = to_i16(sum(group) as f64 * self.scale);
+            }
+            self.int_sum += sum(tail);
+            self.in_group += tail.len() / self.channels;
+            self.ints = ints;
+        }
+    }
+
+    /// Samples per output sample.
+    fn group_len(&self) -> usize {
+        self.channels * self.factor as usize
+    }
+
+    /// Decoded whole frames as: those that finish the output sample in the making, whole
+    /// output samples' worth, and the frames left over for the next feed.
+    fn split<'a, T>(&self, samples: &'a [T]) -> (&'a [T], &'a [T], &'a [T]) {
+        let to_finish = match self.in_group {
+            0 => 0,
+            n => self.factor as usize - n,
         };
-        let (head, rest) = whole.split_at((to_finish * frame).min(whole.len()));
-        let (bulk, tail) = rest.split_at(rest.len() / (frame * factor) * (frame * factor));
+        let (head, rest) = samples.split_at((to_finish * self.channels).min(samples.len()));
+        let (bulk, tail) = rest.split_at(rest.len() / self.group_len() * self.group_len());
         (head, bulk, tail)
     }
 

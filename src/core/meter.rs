@@ -328,6 +328,7 @@ impl Detectors {
 
 #[path = "meter_feed.rs"]
 mod feed;
+pub(crate) use feed::{decode_floats, decode_ints};
 #[path = "meter_s16.rs"]
 mod s16;
 

@@ -101,8 +101,9 @@ thread_local! {
 }
 
 /// Decodes whole samples of an integer format into `out` (one loop per format),
-/// written by `extend`: zeroing them first would cost a pass of its own.
-fn decode_ints(format: SampleFormat, bytes: &[u8], out: &mut Vec<i32>) {
+/// written by `extend`: zeroing them first would cost a pass of its own. The listen
+/// tap decodes with it too (S32 included; the meter takes S32 as floats).
+pub(crate) fn decode_ints(format: SampleFormat, bytes: &[u8], out: &mut Vec<i32>) {
     out.clear();
     let width = format.bytes_per_sample();
     let words = bytes.chunks_exact(width);
@@ -117,13 +118,16 @@ fn decode_ints(format: SampleFormat, bytes: &[u8], out: &mut Vec<i32>) {
         SampleFormat::S24Le => {
             out.extend(words.map(|s| (i32::from_le_bytes([s[0], s[1], s[2], s[3]]) << 8) >> 8))
         }
-        SampleFormat::S32Le | SampleFormat::FloatLe => {}
+        SampleFormat::S32Le => {
+            out.extend(words.map(|s| i32::from_le_bytes([s[0], s[1], s[2], s[3]])))
+        }
+        SampleFormat::FloatLe => {}
     }
 }
 
 /// Decodes whole samples of a 32-bit format into `out`, full scale = 1 (a float that
 /// is not finite reads as 0).
-fn decode_floats(format: SampleFormat, bytes: &[u8], out: &mut Vec<f64>) {
+pub(crate) fn decode_floats(format: SampleFormat, bytes: &[u8], out: &mut Vec<f64>) {
     out.clear();
     let words = bytes.chunks_exact(4).map(|s| [s[0], s[1], s[2], s[3]]);
     if format == SampleFormat::FloatLe {
