@@ -11,13 +11,15 @@
 #     --rate R        fixed sample rate in Hz (default 48000)
 #     --freq F        sine frequency in Hz (default 440; ignored with --file)
 #     --exclusive     one opener at a time; a second open fails with EBUSY (like hw:)
+#     --pointer P     period (default): the pointer moves a period at a time, as a kernel
+#                     driver publishes it; frame: exact to the frame on every query
 # Prints, as its last line, the line to evaluate before any ALSA call:
 #   export ALSA_CONFIG_PATH=/usr/share/alsa/alsa.conf:DIR/fakemic.conf
 # Needs gcc, pkg-config, libasound2-dev (and alsa-utils for arecord); installs them with
 # apt-get when missing and running as root. Re-running it for the same DIR adds/overwrites
 # devices. Simulate faults with mic.sh (unplug|replug|stall|unstall NAME DIR).
 set -euo pipefail
-usage() { sed -n '2,20p' "$0" >&2; exit 2; }
+usage() { sed -n '2,22p' "$0" >&2; exit 2; }
 KIT=$(cd "$(dirname "$0")" && pwd)
 [ $# -ge 2 ] || usage
 DIR=$1; shift
@@ -53,8 +55,8 @@ CONF
   mv -f "$DIR/.fm.tmp.$$" "$DIR/fakemic.conf"   # new inode => ALSA re-reads its config
 }
 
-write_device() {   # name file channels rate freq exclusive
-  local n=$1 file=$2 ch=$3 rate=$4 freq=$5 excl=$6 src lock=""
+write_device() {   # name file channels rate freq exclusive pointer
+  local n=$1 file=$2 ch=$3 rate=$4 freq=$5 excl=$6 pointer=$7 src lock=""
   if [ -n "$file" ]; then
     [ -r "$file" ] || { echo "setup.sh: --file $file is not readable" >&2; exit 2; }
     src="file \"$(cd "$(dirname "$file")" && pwd)/$(basename "$file")\"   # raw S16_LE interleaved, looped"
@@ -70,6 +72,7 @@ pcm.$n {
     stall "$DIR/$n.stall"       # touch to stall the device (no frames, no error); rm to resume
     rate $rate
     channels $ch
+    pointer $pointer
     $src
     $lock
     hint { show on description "fakemic $n (test capture device)" }
@@ -78,8 +81,11 @@ CONF
   touch "$DIR/$n.present"
 }
 
-name=""; file=""; ch=2; rate=48000; freq=440; excl=0
-flush() { [ -z "$name" ] || write_device "$name" "$file" "$ch" "$rate" "$freq" "$excl"; file=""; ch=2; rate=48000; freq=440; excl=0; }
+name=""; file=""; ch=2; rate=48000; freq=440; excl=0; pointer=period
+flush() {
+  [ -z "$name" ] || write_device "$name" "$file" "$ch" "$rate" "$freq" "$excl" "$pointer"
+  file=""; ch=2; rate=48000; freq=440; excl=0; pointer=period
+}
 while [ $# -gt 0 ]; do
   case $1 in
     --file) [ -n "$name" ] && [ $# -ge 2 ] || usage; file=$2; shift 2 ;;
@@ -87,6 +93,8 @@ while [ $# -gt 0 ]; do
     --rate) [ -n "$name" ] && [ $# -ge 2 ] || usage; rate=$2; shift 2 ;;
     --freq) [ -n "$name" ] && [ $# -ge 2 ] || usage; freq=$2; shift 2 ;;
     --exclusive) [ -n "$name" ] || usage; excl=1; shift ;;
+    --pointer) [ -n "$name" ] && [ $# -ge 2 ] || usage
+      case $2 in period|frame) pointer=$2 ;; *) usage ;; esac; shift 2 ;;
     -*) usage ;;
     *) flush; name=$1; shift ;;
   esac
