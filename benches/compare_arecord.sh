@@ -17,7 +17,11 @@
 #
 # The device is a fakemic ALSA test device (tests/fakemic/setup.sh): a real alsa-lib PCM
 # paced by a timerfd, 48 kHz stereo S16_LE, no sound card needed. Both tools read it through
-# the same alsa-lib. Builds edgerec with `cargo build --release` first. Installs what it needs
+# the same alsa-lib. Its pointer moves a period at a time, as a kernel driver publishes it:
+# with a pointer exact to the frame, alsa-lib's blocking readi (arecord's) reads whatever
+# few frames arrived since its last look and looks again, chasing the clock between polls
+# (up to 300,000 pointer queries in 10 s under strace), and arecord's cost then swung 2x
+# from run to run; a device that does that is no peer to measure against. Builds edgerec with `cargo build --release` first. Installs what it needs
 # when missing (as root, with apt-get): time, alsa-utils, binutils, and the compiler and
 # ALSA headers the fakemic plugin is built with. Everything happens under one temp dir, which
 # is removed on exit; no network besides apt-get when something is missing.

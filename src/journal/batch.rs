@@ -10,11 +10,26 @@
 use super::{Doing, Journal, Result};
 use rusqlite::Connection;
 
-/// Where a connection stands: in a batch or not, and how deep in units.
+/// Where a connection stands: in a batch or not, how deep in units, and at which
+/// `synchronous` level its next commit runs.
 #[derive(Debug, Default)]
 pub(super) struct BatchState {
     batching: std::cell::Cell<bool>,
     depth: std::cell::Cell<u32>,
+    level: std::cell::Cell<Level>,
+}
+
+/// The connection's `synchronous` level, as this side knows it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+enum Level {
+    /// FULL: every commit is fsynced (the connection's level outside hints).
+    #[default]
+    Full,
+    /// NORMAL, on purpose: a hint is committing (`unsynced`).
+    Hint,
+    /// NORMAL, by accident: a hint's restore to FULL failed. The next durable write sets
+    /// FULL first, or fails: it never commits without its fsync.
+    Stale,
 }
 
 impl Journal {
@@ -51,29 +66,45 @@ impl Journal {
     /// makes it durable with everything before it). Inside a batch or a transaction it
     /// simply joins it: that commit decides.
     ///
-    /// The hint goes through a second connection opened at `synchronous=NORMAL`, not by
-    /// toggling this one: SQLite has no per-transaction setting, and a toggle whose restore
-    /// failed would leave every later durable commit here without its fsync. If that
-    /// connection cannot be opened, the hint commits here, at FULL: durable, one fsync more.
+    /// SQLite has no per-transaction setting, so the connection goes to NORMAL for the
+    /// hint and back to FULL after it; a restore that fails is retried before the next
+    /// durable write ([`Level::Stale`]). A second connection for hints would cost an open
+    /// (its schema read) and a close per journal handle, in every short-lived process.
     pub fn unsynced<T>(&self, f: impl FnOnce(&Journal) -> Result<T>) -> Result<T> {
         if self.batch.batching.get() || !self.conn.is_autocommit() {
             return f(self);
         }
-        f(self.relaxed().unwrap_or(self))
+        if self.durable().is_err() || self.set_synchronous("NORMAL").is_err() {
+            return f(self); // at FULL: durable, one fsync more
+        }
+        self.batch.level.set(Level::Hint);
+        let out = f(self);
+        let restored = self.set_synchronous("FULL");
+        self.batch.level.set(match restored {
+            Ok(()) => Level::Full,
+            Err(_) => Level::Stale,
+        });
+        if let Err(e) = restored {
+            log::warn!(
+                "synchronous=FULL not restored after a hint ({e}); retried before the next write"
+            );
+        }
+        out
     }
 
-    /// The hint connection, opened on first use; after a failed open, none (warned once).
-    fn relaxed(&self) -> Option<&Journal> {
-        let opened = self.relaxed.get_or_init(|| {
-            match self.sibling_at(edgerec_sqlite::Synchronous::Normal) {
-                Ok(j) => Some(Box::new(j)),
-                Err(e) => {
-                    log::warn!("hints commit at synchronous=FULL: no NORMAL connection ({e})");
-                    None
-                }
-            }
-        });
-        opened.as_deref()
+    /// Before a durable write: the connection is at FULL (set again after a failed restore).
+    fn durable(&self) -> Result<()> {
+        if self.batch.level.get() == Level::Stale {
+            self.set_synchronous("FULL")?;
+            self.batch.level.set(Level::Full);
+        }
+        Ok(())
+    }
+
+    fn set_synchronous(&self, level: &str) -> Result<()> {
+        self.conn
+            .pragma_update(None, "synchronous", level)
+            .doing("setting synchronous")
     }
 
     /// Runs `f` in one write transaction: everything it writes commits together or not at
@@ -94,6 +125,9 @@ impl Journal {
         // Inside a unit (or a transaction someone else opened): join it.
         if depth.get() > 0 || (!self.batch.batching.get() && !self.conn.is_autocommit()) {
             return f();
+        }
+        if self.conn.is_autocommit() {
+            self.durable()?; // a transaction begins here: it commits at FULL (or in a hint)
         }
         if !self.batch.batching.get() {
             let tx = self
@@ -201,7 +235,7 @@ mod tests {
     }
 
     #[test]
-    fn a_hint_commits_on_a_normal_connection_and_this_one_stays_full() {
+    fn a_hint_commits_at_normal_and_the_connection_is_back_at_full() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("journal.db");
         let j = Journal::open(&path).unwrap();
@@ -210,21 +244,16 @@ mod tests {
         let inside = j
             .unsynced(|h| {
                 h.enqueue(&event("hint"))?;
-                Ok((sync(h), sync(&j)))
+                Ok(sync(h))
             })
             .unwrap();
-        assert_eq!(
-            inside,
-            (1, 2),
-            "NORMAL for the hint's commit, FULL here all along"
-        );
+        assert_eq!(inside, 1, "NORMAL for the hint's commit");
+        assert_eq!(sync(&j), 2, "FULL again after it");
         assert_eq!(other.pending_count().unwrap(), 1, "committed");
-        assert_eq!(j.pending_count().unwrap(), 1, "and seen here");
-        // A failed hint leaves nothing to restore.
+        // A failed hint is set back too.
         let failed: Result<()> = j.unsynced(|_| Err(JournalError::NoSuchJob("x".into())));
         assert!(failed.is_err());
-        j.enqueue(&event("durable")).unwrap();
-        assert_eq!(sync(&j), 2, "the next durable commit ran at FULL");
+        assert_eq!(sync(&j), 2);
         // Inside a batch it joins the batch, whose commit decides.
         j.begin_batch();
         let inside = j.unsynced(|j| Ok(sync(j))).unwrap();
@@ -233,25 +262,35 @@ mod tests {
     }
 
     #[test]
-    fn a_hint_with_no_normal_connection_commits_at_full() {
+    fn after_a_failed_restore_the_next_durable_write_sets_full_first() {
         let dir = tempfile::tempdir().unwrap();
-        let old = dir.path().join("old");
-        std::fs::create_dir(&old).unwrap();
-        let j = Journal::open(&old.join("journal.db")).unwrap();
-        // The directory moves under the open connection: it keeps its file handles, but a
-        // new connection to the path it was opened with cannot be opened (a real SQLite
-        // CANTOPEN, no injected failure).
-        std::fs::rename(&old, dir.path().join("new")).unwrap();
-        assert!(j.sibling().is_err(), "the path is gone");
-        let inside = j
-            .unsynced(|h| {
-                h.enqueue(&event("hint"))?;
-                Ok(sync(h))
-            })
-            .unwrap();
-        assert_eq!(inside, 2, "the hint committed here, at FULL");
-        j.enqueue(&event("durable")).unwrap();
+        let j = Journal::open(&dir.path().join("journal.db")).unwrap();
+        // What a restore that failed leaves: the connection at NORMAL, marked stale.
+        let stale = |j: &Journal| {
+            j.set_synchronous("NORMAL").unwrap();
+            j.batch.level.set(Level::Stale);
+        };
+        stale(&j);
+        let seen = std::cell::Cell::new(0);
+        j.write_tx(|c| {
+            seen.set(
+                c.pragma_query_value(None, "synchronous", |r| r.get(0))
+                    .unwrap(),
+            );
+            Ok(())
+        })
+        .unwrap();
+        assert_eq!(seen.get(), 2, "the transaction ran at FULL");
+        assert_eq!(j.batch.level.get(), Level::Full);
+        // A batch's first write, and a hint, do the same.
+        stale(&j);
+        j.begin_batch();
+        j.enqueue(&event("batched")).unwrap();
         assert_eq!(sync(&j), 2);
-        assert_eq!(j.pending_count().unwrap(), 2);
+        j.end_batch().unwrap();
+        stale(&j);
+        let inside = j.unsynced(|h| Ok(sync(h))).unwrap();
+        assert_eq!((inside, sync(&j)), (1, 2));
+        assert_eq!(j.pending_count().unwrap(), 1);
     }
 }

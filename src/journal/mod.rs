@@ -181,9 +181,6 @@ pub struct Journal {
     conn: Connection,
     /// Whether writes join a batch (`batch`), and how deep in a unit.
     batch: batch::BatchState,
-    /// A second connection at `synchronous=NORMAL` for hints (`unsynced`), opened at the
-    /// first one; `None` once it failed to open. `conn` itself stays FULL for its life.
-    relaxed: std::cell::OnceCell<Option<Box<Journal>>>,
     /// The journal file's directory: job directories are stored relative to it.
     dir: PathBuf,
 }
@@ -229,11 +226,7 @@ fn open_conn(path: &Path) -> Result<Connection> {
     // lost state transition means a job re-run or a recording never delivered. Writes are
     // few (a state change per transition, a segment row per rotation, ~one per 5 min), so
     // one fsync each costs little; hints that need no fsync say so (`unsynced`).
-    open_conn_at(path, Synchronous::Full)
-}
-
-fn open_conn_at(path: &Path, synchronous: Synchronous) -> Result<Connection> {
-    edgerec_sqlite::open_wal(path, BUSY_TIMEOUT, synchronous).map_err(|e| match e {
+    edgerec_sqlite::open_wal(path, BUSY_TIMEOUT, Synchronous::Full).map_err(|e| match e {
         OpenError::Sqlite(source) => JournalError::Open {
             path: path.to_path_buf(),
             source,
@@ -287,7 +280,6 @@ impl Journal {
         let journal = Journal {
             conn,
             batch: Default::default(),
-            relaxed: Default::default(),
             dir: dir_of(path),
         };
         match journal.relativize_job_dirs() {
@@ -302,17 +294,12 @@ impl Journal {
     /// stop watch, its writer). This one already ran `quick_check` and the migrations when
     /// it opened, so the sibling only opens the file (WAL, FULL): nothing is checked twice.
     pub fn sibling(&self) -> Result<Journal> {
-        self.sibling_at(Synchronous::Full)
-    }
-
-    fn sibling_at(&self, synchronous: Synchronous) -> Result<Journal> {
         let path = PathBuf::from(self.conn.path().unwrap_or_default());
-        let mut conn = open_conn_at(&path, synchronous).map_err(|e| damaged_or(&path, e))?;
+        let mut conn = open_conn(&path).map_err(|e| damaged_or(&path, e))?;
         conn.set_transaction_behavior(TransactionBehavior::Immediate);
         Ok(Journal {
             conn,
             batch: Default::default(),
-            relaxed: Default::default(),
             dir: self.dir.clone(),
         })
     }
@@ -347,7 +334,6 @@ impl Journal {
         Ok(Journal {
             conn,
             batch: Default::default(),
-            relaxed: Default::default(),
             dir: dir_of(path),
         })
     }

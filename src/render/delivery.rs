@@ -122,7 +122,16 @@ impl StitchedView {
     /// SHA-256 (hex) and length of the whole view, in one pass over the segments.
     pub fn hash(&self, job_dir: &Path) -> io::Result<(String, u64)> {
         let mut hasher = Sha256::new();
-        let bytes = io::copy(&mut self.open_at(job_dir, 0)?, &mut hasher)?;
+        let mut reader = self.open_at(job_dir, 0)?;
+        let mut bytes = 0u64;
+        loop {
+            let chunk = reader.next_chunk()?;
+            if chunk.is_empty() {
+                break;
+            }
+            hasher.update(chunk);
+            bytes += chunk.len() as u64;
+        }
         Ok((to_hex(&hasher.finalize()), bytes))
     }
 }
@@ -171,6 +180,14 @@ fn segment_path(job_dir: &Path, rel: &str) -> io::Result<PathBuf> {
     Ok(job_dir.join(p))
 }
 
+/// Where a step's output bytes are: the bytes read, when they need no conversion (no
+/// copy), or `out`.
+#[derive(Clone, Copy, Debug)]
+enum Ready {
+    Input(usize),
+    Out,
+}
+
 /// Reads a [`StitchedView`], one step of frames at a time.
 pub struct ViewReader {
     header: Vec<u8>,
@@ -185,7 +202,9 @@ pub struct ViewReader {
     input: Vec<u8>,
     packed: Vec<u8>,
     out: Vec<u8>,
-    /// Bytes of the header or of `out` already read.
+    /// Where the step's output bytes are.
+    ready: Ready,
+    /// Bytes of the header or of the step's output already read.
     at: usize,
     in_header: bool,
     pad: bool,
@@ -220,6 +239,7 @@ impl ViewReader {
             input: vec![0; frames_per_step * in_bpf],
             packed: Vec::new(),
             out: Vec::new(),
+            ready: Ready::Out,
             at: 0,
             in_header: true,
             pad: view.data_bytes() % 2 == 1,
@@ -283,9 +303,45 @@ impl ViewReader {
             None => input.fill(0), // 0 is silence in every format, float too
         }
         self.left -= n as u64;
-        self.convert(n);
+        self.ready = match (self.pack, &self.select) {
+            (Packing::Copy(_), None) => Ready::Input(n * in_bpf),
+            _ => {
+                self.convert(n);
+                Ready::Out
+            }
+        };
         self.at = 0;
         Ok(true)
+    }
+
+    /// The current step's output bytes.
+    fn step_bytes(&self) -> &[u8] {
+        match self.ready {
+            Ready::Input(len) => &self.input[..len],
+            Ready::Out => &self.out,
+        }
+    }
+
+    /// The view's next bytes, borrowed (the header, then a step of audio at a time, then
+    /// the pad byte): what `read` would copy out, for callers that only look at them.
+    /// Empty at the end.
+    pub fn next_chunk(&mut self) -> io::Result<&[u8]> {
+        if self.in_header {
+            self.in_header = false;
+            let at = std::mem::take(&mut self.at);
+            if at < self.header.len() {
+                return Ok(&self.header[at..]);
+            }
+        }
+        if self.at >= self.step_bytes().len() && !self.refill()? {
+            return Ok(match std::mem::take(&mut self.pad) {
+                true => &[0], // RIFF pads chunks to even sizes
+                false => &[],
+            });
+        }
+        let start = self.at;
+        self.at = self.step_bytes().len();
+        Ok(&self.step_bytes()[start..])
     }
 
     /// `n` input frames to output bytes: packed, then the kept channels.
@@ -324,7 +380,7 @@ impl Read for ViewReader {
             self.in_header = false;
             self.at = 0;
         }
-        if self.at >= self.out.len() && !self.refill()? {
+        if self.at >= self.step_bytes().len() && !self.refill()? {
             if self.pad && !buf.is_empty() {
                 self.pad = false;
                 buf[0] = 0; // RIFF pads chunks to even sizes
@@ -332,8 +388,9 @@ impl Read for ViewReader {
             }
             return Ok(0);
         }
-        let n = buf.len().min(self.out.len() - self.at);
-        buf[..n].copy_from_slice(&self.out[self.at..self.at + n]);
+        let step = self.step_bytes();
+        let n = buf.len().min(step.len() - self.at);
+        buf[..n].copy_from_slice(&step[self.at..self.at + n]);
         self.at += n;
         Ok(n)
     }

@@ -4,7 +4,7 @@
 //! view's bytes are the pipeline's WAV byte for byte (see `delivery`), so the file is too.
 
 use std::fs::File;
-use std::io::{self, Read, Write};
+use std::io::{self, Write};
 use std::path::Path;
 
 use sha2::{Digest, Sha256};
@@ -15,9 +15,6 @@ use super::peaks::Peaks;
 use super::pipeline::{RenderError, RenderReport};
 use super::{convert, stitch};
 use crate::segment::file::sync_parent_dir;
-
-/// Bytes copied per step.
-const STEP_BYTES: usize = 256 * 1024;
 
 /// Writes `view` (segments under `job_dir`) to `out` through `.<name>.partial` (synced and
 /// renamed: a crash leaves no half file under the real name) and its peaks to `peaks_out`,
@@ -72,7 +69,8 @@ pub fn report(view: &StitchedView, codec: &Codec, sha256: String, bytes: u64) ->
     }
 }
 
-/// The copy itself: (SHA-256 hex, bytes, peaks JSON).
+/// The copy itself: (SHA-256 hex, bytes, peaks JSON). The view's bytes are borrowed
+/// from its reader step by step, hashed, written and decoded for the peaks in place.
 fn copy(view: &StitchedView, job_dir: &Path, to: &Path) -> io::Result<(String, u64, Vec<u8>)> {
     let spec = view.out_spec();
     let bpf = spec.bytes_per_frame();
@@ -80,30 +78,41 @@ fn copy(view: &StitchedView, job_dir: &Path, to: &Path) -> io::Result<(String, u
     let mut reader = view.open_at(job_dir, 0)?;
     let mut file = File::create(to)?;
     let mut hasher = Sha256::new();
-    let (mut buf, mut audio, mut decoded) = (vec![0u8; STEP_BYTES], Vec::new(), Vec::new());
+    // `carry`: a frame split between steps (none when steps hold whole frames, as here).
+    let (mut carry, mut decoded) = (Vec::new(), Vec::new());
     let (mut header_left, mut frames_left) = (view.header.len() / 2, view.frames());
     let mut bytes = 0u64;
-    loop {
-        let n = match reader.read(&mut buf) {
-            Ok(0) => break,
-            Ok(n) => n,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e),
-        };
-        let chunk = &buf[..n];
-        hasher.update(chunk);
-        file.write_all(chunk)?;
-        bytes += n as u64;
-        // Peaks from whole frames of the data chunk (the header and RIFF pad left out).
-        let skip = header_left.min(n);
-        header_left -= skip;
-        audio.extend_from_slice(&chunk[skip..]);
-        let whole = (audio.len() / bpf).min(frames_left as usize);
+    let mut take_peaks = |audio: &[u8], frames_left: &mut u64| {
+        let whole = (audio.len() / bpf).min(*frames_left as usize);
         decoded.clear();
         convert::decode(spec.format, &audio[..whole * bpf], &mut decoded);
         peaks.push(&decoded);
-        audio.drain(..whole * bpf);
-        frames_left -= whole as u64;
+        *frames_left -= whole as u64;
+    };
+    loop {
+        let chunk = reader.next_chunk()?;
+        if chunk.is_empty() {
+            break;
+        }
+        hasher.update(chunk);
+        file.write_all(chunk)?;
+        bytes += chunk.len() as u64;
+        // Peaks from whole frames of the data chunk (the header and RIFF pad left out).
+        let skip = header_left.min(chunk.len());
+        header_left -= skip;
+        let audio = &chunk[skip..];
+        let direct = if carry.is_empty() {
+            audio.len() / bpf * bpf
+        } else {
+            0
+        };
+        take_peaks(&audio[..direct], &mut frames_left);
+        carry.extend_from_slice(&audio[direct..]);
+        let whole = carry.len() / bpf * bpf;
+        if whole > 0 {
+            take_peaks(&carry[..whole], &mut frames_left);
+            carry.drain(..whole);
+        }
     }
     file.sync_all()?;
     Ok((to_hex(&hasher.finalize()), bytes, peaks.finish()))
