@@ -78,7 +78,7 @@ impl ListenTap {
             let mut floats = std::mem::take(&mut self.floats);
             decode_floats(self.format, whole, &mut floats);
             let sum = |s: &[f64]| s.iter().sum::<f64>();
-            let (head, bulk, tail) = self.split(&floats);
+            let (head, bulk, tail) = self.split(&floats, self.channels);
             self.float_sum += sum(head);
             self.close_if_whole(head.len() / self.channels);
             for group in bulk.chunks_exact(self.group_len()) {
@@ -87,25 +87,54 @@ impl ListenTap {
             self.float_sum += sum(tail);
             self.in_group += tail.len() / self.channels;
             self.floats = floats;
-        } else {
-            let mut ints = std::mem::take(&mut self.ints);
-            decode_ints(self.format, whole, &mut ints);
-            let sum = |s: &[i32]| s.iter().map(|&v| i64::from(v)).sum::<i64>();
-            let (head, bulk, tail) = self.split(&ints);
-            self.int_sum += sum(head);
-            self.close_if_whole(head.len() / self.channels);
-            // Room first, then one store per output sample (a push checks capacity each).
-            let start = self.samples.len();
-            self.samples
-                .resize(start + bulk.len() / self.group_len(), 0);
-            let groups = bulk.chunks_exact(self.group_len());
-            for (out, group) in self.samples[start..].iter_mut().zip(groups) {
-                *out = to_i16(sum(group) as f64 * self.scale);
-            }
-            self.int_sum += sum(tail);
-            self.in_group += tail.len() / self.channels;
-            self.ints = ints;
+        } else if !(self.format == SampleFormat::S16Le && self.feed_s16(whole)) {
+            self.feed_ints(whole);
         }
+    }
+
+    /// Whole integer frames, decoded by the meter's decoder.
+    fn feed_ints(&mut self, whole: &[u8]) {
+        let mut ints = std::mem::take(&mut self.ints);
+        decode_ints(self.format, whole, &mut ints);
+        let (head, bulk, tail) = self.split(&ints, self.channels);
+        self.int_sum += sum_ints(head);
+        self.close_if_whole(head.len() / self.channels);
+        // Room first, then one store per output sample (a push checks capacity each).
+        let start = self.samples.len();
+        self.samples
+            .resize(start + bulk.len() / self.group_len(), 0);
+        groups_of_ints(
+            bulk,
+            self.group_len(),
+            self.scale,
+            &mut self.samples[start..],
+        );
+        self.int_sum += sum_ints(tail);
+        self.in_group += tail.len() / self.channels;
+        self.ints = ints;
+    }
+
+    /// Whole S16 frames, when an output sample is a common number of samples (mono or
+    /// stereo at 44.1-96 kHz, 4, 6 or 8 channels at 48 kHz): its whole output samples
+    /// summed straight from the bytes, in a loop the compiler unrolls, and the frames
+    /// around them through [`Self::feed_ints`]. False (nothing fed) for other sizes.
+    fn feed_s16(&mut self, whole: &[u8]) -> bool {
+        let groups: GroupsOfS16 = match self.group_len() {
+            2 => groups_of_s16::<2>,
+            4 => groups_of_s16::<4>,
+            8 => groups_of_s16::<8>,
+            12 => groups_of_s16::<12>,
+            16 => groups_of_s16::<16>,
+            _ => return false,
+        };
+        let (head, bulk, tail) = self.split(whole, 2 * self.channels);
+        self.feed_ints(head);
+        let start = self.samples.len();
+        let n = bulk.len() / (2 * self.group_len());
+        self.samples.resize(start + n, 0);
+        groups(bulk, self.scale, &mut self.samples[start..]);
+        self.feed_ints(tail);
+        true
     }
 
     /// Samples per output sample.
@@ -113,15 +142,17 @@ impl ListenTap {
         self.channels * self.factor as usize
     }
 
-    /// Decoded whole frames as: those that finish the output sample in the making, whole
-    /// output samples' worth, and the frames left over for the next feed.
-    fn split<'a, T>(&self, samples: &'a [T]) -> (&'a [T], &'a [T], &'a [T]) {
+    /// Whole frames (`per_frame` items each: samples, or bytes) as: those that finish the
+    /// output sample in the making, whole output samples' worth, and the frames left over
+    /// for the next feed.
+    fn split<'a, T>(&self, items: &'a [T], per_frame: usize) -> (&'a [T], &'a [T], &'a [T]) {
         let to_finish = match self.in_group {
             0 => 0,
             n => self.factor as usize - n,
         };
-        let (head, rest) = samples.split_at((to_finish * self.channels).min(samples.len()));
-        let (bulk, tail) = rest.split_at(rest.len() / self.group_len() * self.group_len());
+        let (head, rest) = items.split_at((to_finish * per_frame).min(items.len()));
+        let group = self.factor as usize * per_frame;
+        let (bulk, tail) = rest.split_at(rest.len() / group * group);
         (head, bulk, tail)
     }
 
@@ -149,6 +180,32 @@ impl ListenTap {
     /// The samples since the last take.
     pub fn take(&mut self) -> Vec<i16> {
         std::mem::take(&mut self.samples)
+    }
+}
+
+fn sum_ints(samples: &[i32]) -> i64 {
+    samples.iter().map(|&v| i64::from(v)).sum()
+}
+
+/// Each whole group of `group` decoded samples to one output sample.
+fn groups_of_ints(samples: &[i32], group: usize, scale: f64, out: &mut [i16]) {
+    for (o, g) in out.iter_mut().zip(samples.chunks_exact(group)) {
+        *o = to_i16(sum_ints(g) as f64 * scale);
+    }
+}
+
+/// [`groups_of_s16`] for one group size.
+type GroupsOfS16 = fn(&[u8], f64, &mut [i16]);
+
+/// Each whole group of `G` S16 samples to one output sample, as [`groups_of_ints`] gives
+/// (the same exact sum: `G` 16-bit samples fit an i32 many times over).
+fn groups_of_s16<const G: usize>(bytes: &[u8], scale: f64, out: &mut [i16]) {
+    for (o, g) in out.iter_mut().zip(bytes.chunks_exact(2 * G)) {
+        let mut sum = 0i32;
+        for k in 0..G {
+            sum += i32::from(i16::from_le_bytes([g[2 * k], g[2 * k + 1]]));
+        }
+        *o = to_i16(f64::from(sum) * scale);
     }
 }
 
@@ -305,6 +362,32 @@ mod tests {
             proptest::prop_assert_eq!(reference.len(), whole.len());
             for (a, b) in reference.iter().zip(&whole) {
                 proptest::prop_assert!((i32::from(*a) - i32::from(*b)).abs() <= 1, "{a} vs {b}");
+            }
+        }
+    }
+
+    proptest::proptest! {
+        /// The S16 groups summed from the bytes are the decoded groups' samples, exactly.
+        #[test]
+        fn s16_groups_are_the_decoded_groups(
+            samples in proptest::collection::vec(proptest::prelude::any::<i16>(), 0..400),
+            scale in 0.001f64..1.0,
+        ) {
+            let bytes: Vec<u8> = samples.iter().flat_map(|s| s.to_le_bytes()).collect();
+            let ints: Vec<i32> = samples.iter().map(|&s| i32::from(s)).collect();
+            let cases: [(usize, GroupsOfS16); 5] = [
+                (2, groups_of_s16::<2>),
+                (4, groups_of_s16::<4>),
+                (8, groups_of_s16::<8>),
+                (12, groups_of_s16::<12>),
+                (16, groups_of_s16::<16>),
+            ];
+            for (g, fast) in cases {
+                let n = samples.len() / g;
+                let (mut want, mut got) = (vec![0i16; n], vec![0i16; n]);
+                groups_of_ints(&ints, g, scale, &mut want);
+                fast(&bytes, scale, &mut got);
+                proptest::prop_assert_eq!(&got, &want, "group {}", g);
             }
         }
     }

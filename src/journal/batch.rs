@@ -10,6 +10,24 @@
 use super::{Doing, Journal, Result};
 use rusqlite::Connection;
 
+/// Sets a hint's connection back to FULL when the hint is over; marks it stale if it can't.
+struct RestoreFull<'a>(&'a Journal);
+
+impl Drop for RestoreFull<'_> {
+    fn drop(&mut self) {
+        let j = self.0;
+        match j.set_synchronous("FULL") {
+            Ok(()) => j.batch.level.set(Level::Full),
+            Err(e) => {
+                j.batch.level.set(Level::Stale);
+                log::warn!(
+                    "synchronous=FULL not restored after a hint ({e}); set again before the next write"
+                );
+            }
+        }
+    }
+}
+
 /// Where a connection stands: in a batch or not, how deep in units, and at which
 /// `synchronous` level its next commit runs.
 #[derive(Debug, Default)]
@@ -75,21 +93,12 @@ impl Journal {
             return f(self);
         }
         if self.durable().is_err() || self.set_synchronous("NORMAL").is_err() {
-            return f(self); // at FULL: durable, one fsync more
+            // Still stale (its writes fail at `durable`), or at FULL: durable, an fsync more.
+            return f(self);
         }
         self.batch.level.set(Level::Hint);
-        let out = f(self);
-        let restored = self.set_synchronous("FULL");
-        self.batch.level.set(match restored {
-            Ok(()) => Level::Full,
-            Err(_) => Level::Stale,
-        });
-        if let Err(e) = restored {
-            log::warn!(
-                "synchronous=FULL not restored after a hint ({e}); retried before the next write"
-            );
-        }
-        out
+        let _back_to_full = RestoreFull(self); // also when `f` unwinds
+        f(self)
     }
 
     /// Before a durable write: the connection is at FULL (set again after a failed restore).
