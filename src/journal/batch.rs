@@ -8,6 +8,7 @@
 //! have been, and the batch commits the units that succeeded.
 
 use super::{Doing, Journal, Result};
+use edgerec_sqlite::Synchronous;
 use rusqlite::Connection;
 
 /// Sets a hint's connection back to FULL when the hint is over; marks it stale if it can't.
@@ -16,7 +17,7 @@ struct RestoreFull<'a>(&'a Journal);
 impl Drop for RestoreFull<'_> {
     fn drop(&mut self) {
         let j = self.0;
-        match j.set_synchronous("FULL") {
+        match j.set_synchronous(Synchronous::Full) {
             Ok(()) => j.batch.level.set(Level::Full),
             Err(e) => {
                 j.batch.level.set(Level::Stale);
@@ -92,7 +93,7 @@ impl Journal {
         if self.batch.batching.get() || !self.conn.is_autocommit() {
             return f(self);
         }
-        if self.durable().is_err() || self.set_synchronous("NORMAL").is_err() {
+        if self.durable().is_err() || self.set_synchronous(Synchronous::Normal).is_err() {
             // Still stale (its writes fail at `durable`), or at FULL: durable, an fsync more.
             return f(self);
         }
@@ -104,15 +105,15 @@ impl Journal {
     /// Before a durable write: the connection is at FULL (set again after a failed restore).
     fn durable(&self) -> Result<()> {
         if self.batch.level.get() == Level::Stale {
-            self.set_synchronous("FULL")?;
+            self.set_synchronous(Synchronous::Full)?;
             self.batch.level.set(Level::Full);
         }
         Ok(())
     }
 
-    fn set_synchronous(&self, level: &str) -> Result<()> {
+    fn set_synchronous(&self, level: Synchronous) -> Result<()> {
         self.conn
-            .pragma_update(None, "synchronous", level)
+            .pragma_update(None, "synchronous", level.pragma())
             .doing("setting synchronous")
     }
 
@@ -276,7 +277,7 @@ mod tests {
         let j = Journal::open(&dir.path().join("journal.db")).unwrap();
         // What a restore that failed leaves: the connection at NORMAL, marked stale.
         let stale = |j: &Journal| {
-            j.set_synchronous("NORMAL").unwrap();
+            j.set_synchronous(Synchronous::Normal).unwrap();
             j.batch.level.set(Level::Stale);
         };
         stale(&j);

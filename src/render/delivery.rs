@@ -206,6 +206,8 @@ pub struct ViewReader {
     ready: Ready,
     /// Bytes of the header or of the step's output already read.
     at: usize,
+    /// Bytes `next_chunk` lent, read as of the next call.
+    lent: usize,
     in_header: bool,
     pad: bool,
 }
@@ -241,6 +243,7 @@ impl ViewReader {
             out: Vec::new(),
             ready: Ready::Out,
             at: 0,
+            lent: 0,
             in_header: true,
             pad: view.data_bytes() % 2 == 1,
             header,
@@ -324,24 +327,48 @@ impl ViewReader {
 
     /// The view's next bytes, borrowed (the header, then a step of audio at a time, then
     /// the pad byte): what `read` would copy out, for callers that only look at them.
-    /// Empty at the end.
+    /// Empty at the end. They count as read at the reader's next call.
     pub fn next_chunk(&mut self) -> io::Result<&[u8]> {
+        let lent = std::mem::take(&mut self.lent);
+        self.consume(lent);
+        self.advance()?;
+        self.lent = self.unread().len();
+        Ok(self.unread())
+    }
+
+    /// Moves past what is read up: the header, then each step (the next one is read in).
+    /// At the end it stays put.
+    fn advance(&mut self) -> io::Result<()> {
+        if self.in_header && self.at >= self.header.len() {
+            (self.in_header, self.at) = (false, 0);
+        }
+        if !self.in_header && self.at >= self.step_bytes().len() {
+            self.refill()?;
+        }
+        Ok(())
+    }
+
+    /// The bytes not read yet where the reader stands: of the header, of the step, or at
+    /// the end the pad byte (RIFF pads chunks to even sizes) or nothing.
+    fn unread(&self) -> &[u8] {
         if self.in_header {
-            self.in_header = false;
-            let at = std::mem::take(&mut self.at);
-            if at < self.header.len() {
-                return Ok(&self.header[at..]);
-            }
+            return &self.header[self.at..];
         }
-        if self.at >= self.step_bytes().len() && !self.refill()? {
-            return Ok(match std::mem::take(&mut self.pad) {
-                true => &[0], // RIFF pads chunks to even sizes
-                false => &[],
-            });
+        let step = self.step_bytes();
+        match (self.at < step.len(), self.pad) {
+            (true, _) => &step[self.at..],
+            (false, true) => &[0],
+            (false, false) => &[],
         }
-        let start = self.at;
-        self.at = self.step_bytes().len();
-        Ok(&self.step_bytes()[start..])
+    }
+
+    /// Counts `n` bytes of [`Self::unread`] as read.
+    fn consume(&mut self, n: usize) {
+        if self.in_header || self.at < self.step_bytes().len() {
+            self.at += n;
+        } else if n > 0 {
+            self.pad = false;
+        }
     }
 
     /// `n` input frames to output bytes: packed, then the kept channels.
@@ -370,28 +397,13 @@ impl ViewReader {
 
 impl Read for ViewReader {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.in_header {
-            if self.at < self.header.len() {
-                let n = buf.len().min(self.header.len() - self.at);
-                buf[..n].copy_from_slice(&self.header[self.at..self.at + n]);
-                self.at += n;
-                return Ok(n);
-            }
-            self.in_header = false;
-            self.at = 0;
-        }
-        if self.at >= self.step_bytes().len() && !self.refill()? {
-            if self.pad && !buf.is_empty() {
-                self.pad = false;
-                buf[0] = 0; // RIFF pads chunks to even sizes
-                return Ok(1);
-            }
-            return Ok(0);
-        }
-        let step = self.step_bytes();
-        let n = buf.len().min(step.len() - self.at);
-        buf[..n].copy_from_slice(&step[self.at..self.at + n]);
-        self.at += n;
+        let lent = std::mem::take(&mut self.lent);
+        self.consume(lent);
+        self.advance()?;
+        let unread = self.unread();
+        let n = buf.len().min(unread.len());
+        buf[..n].copy_from_slice(&unread[..n]);
+        self.consume(n);
         Ok(n)
     }
 }

@@ -78,17 +78,9 @@ fn copy(view: &StitchedView, job_dir: &Path, to: &Path) -> io::Result<(String, u
     let mut reader = view.open_at(job_dir, 0)?;
     let mut file = File::create(to)?;
     let mut hasher = Sha256::new();
-    // `carry`: a frame split between steps (none when steps hold whole frames, as here).
-    let (mut carry, mut decoded) = (Vec::new(), Vec::new());
+    let mut decoded = Vec::new();
     let (mut header_left, mut frames_left) = (view.header.len() / 2, view.frames());
     let mut bytes = 0u64;
-    let mut take_peaks = |audio: &[u8], frames_left: &mut u64| {
-        let whole = (audio.len() / bpf).min(*frames_left as usize);
-        decoded.clear();
-        convert::decode(spec.format, &audio[..whole * bpf], &mut decoded);
-        peaks.push(&decoded);
-        *frames_left -= whole as u64;
-    };
     loop {
         let chunk = reader.next_chunk()?;
         if chunk.is_empty() {
@@ -97,22 +89,20 @@ fn copy(view: &StitchedView, job_dir: &Path, to: &Path) -> io::Result<(String, u
         hasher.update(chunk);
         file.write_all(chunk)?;
         bytes += chunk.len() as u64;
-        // Peaks from whole frames of the data chunk (the header and RIFF pad left out).
+        // Peaks from the data chunk's frames: a lent step holds whole frames; the header
+        // and the RIFF pad byte are lent apart and left out.
         let skip = header_left.min(chunk.len());
         header_left -= skip;
         let audio = &chunk[skip..];
-        let direct = if carry.is_empty() {
-            audio.len() / bpf * bpf
-        } else {
-            0
-        };
-        take_peaks(&audio[..direct], &mut frames_left);
-        carry.extend_from_slice(&audio[direct..]);
-        let whole = carry.len() / bpf * bpf;
-        if whole > 0 {
-            take_peaks(&carry[..whole], &mut frames_left);
-            carry.drain(..whole);
-        }
+        let whole = (audio.len() / bpf).min(frames_left as usize);
+        debug_assert!(
+            whole == 0 || audio.len() == whole * bpf,
+            "a step of whole frames"
+        );
+        decoded.clear();
+        convert::decode(spec.format, &audio[..whole * bpf], &mut decoded);
+        peaks.push(&decoded);
+        frames_left -= whole as u64;
     }
     file.sync_all()?;
     Ok((to_hex(&hasher.finalize()), bytes, peaks.finish()))
