@@ -311,8 +311,13 @@ impl LevelMeter {
         let mut scratch = std::mem::take(&mut self.scratch);
         if format == SampleFormat::S16Le && s16::fits(self.channels) {
             let mut samples = std::mem::take(&mut scratch.shorts);
-            s16::decode(block, &mut samples);
-            s16::block_sums(&samples, self.channels, &mut scratch);
+            match s16::as_samples(block) {
+                Some(native) => s16::block_sums(native, self.channels, &mut scratch),
+                None => {
+                    s16::decode(block, &mut samples);
+                    s16::block_sums(&samples, self.channels, &mut scratch);
+                }
+            }
             scratch.shorts = samples;
             self.fold_ints(&scratch, inv);
             self.scratch = scratch;

@@ -60,6 +60,19 @@ pub(super) fn decode(bytes: &[u8], out: &mut Vec<i16>) {
     );
 }
 
+/// The bytes as samples without a copy, where they already are native S16: a
+/// little-endian machine and an even address (the ring's frames always are). `None`
+/// otherwise: [`decode`] them.
+pub(super) fn as_samples(bytes: &[u8]) -> Option<&[i16]> {
+    if cfg!(target_endian = "big") {
+        return None;
+    }
+    // SAFETY: every bit pattern is a valid i16, and `align_to` only hands out the part
+    // of the slice that is aligned for it.
+    let (head, samples, tail) = unsafe { bytes.align_to::<i16>() };
+    (head.is_empty() && tail.is_empty()).then_some(samples)
+}
+
 /// Whether [`block_sums`] takes `channels`.
 pub(super) fn fits(channels: usize) -> bool {
     channels > 0 && LANES % channels == 0

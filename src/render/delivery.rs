@@ -2,9 +2,10 @@
 //! stitched view (header, the plan's segments in order, silence for the timeline's gaps)
 //! is made on the fly for the upload and its SHA-256, never written as a second file.
 //!
-//! Finalize saves the view in `render.json` with its length and SHA-256. The segments of
-//! a finalized job never change, so the view gives the same bytes after a crash or a
-//! restart, and from any offset (a resumed or chunked upload). The bytes are those of
+//! Finalize saves the view in `render.json` with its length; the upload hashes the bytes
+//! as it streams them (the controller's checksum is compared with that), so nothing reads
+//! the recording before it is sent. The segments of a finalized job never change, so the
+//! view gives the same bytes after a crash or a restart, and from any offset. The bytes are those of
 //! the pipeline's WAV for the same job (header with `bext`, S24 packed to 3 bytes), with
 //! every format copied exactly (S32 too: no float pass).
 
@@ -13,7 +14,6 @@ use std::io::{self, Read};
 use std::path::{Component, Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
 
 use super::codec::Facts;
 use super::stitch::{self, Packing, pack_s24_words, select_channels, wav_header};
@@ -117,22 +117,6 @@ impl StitchedView {
     /// The bytes from `offset` on, reading the segments under `job_dir`.
     pub fn open_at(&self, job_dir: &Path, offset: u64) -> io::Result<ViewReader> {
         ViewReader::new(self, job_dir, offset)
-    }
-
-    /// SHA-256 (hex) and length of the whole view, in one pass over the segments.
-    pub fn hash(&self, job_dir: &Path) -> io::Result<(String, u64)> {
-        let mut hasher = Sha256::new();
-        let mut reader = self.open_at(job_dir, 0)?;
-        let mut bytes = 0u64;
-        loop {
-            let chunk = reader.next_chunk()?;
-            if chunk.is_empty() {
-                break;
-            }
-            hasher.update(chunk);
-            bytes += chunk.len() as u64;
-        }
-        Ok((to_hex(&hasher.finalize()), bytes))
     }
 }
 
@@ -408,8 +392,9 @@ impl Read for ViewReader {
     }
 }
 
-/// A stitched view as an upload body: the job directory it reads, and the SHA-256 taken
-/// at finalize, which the bytes sent must match.
+/// A stitched view as an upload body: the job directory it reads, and the SHA-256 the
+/// bytes sent must match when one was taken (finalize no longer takes it: empty; the
+/// length is checked either way).
 #[derive(Clone, Debug)]
 pub struct StitchedBody {
     pub dir: PathBuf,
@@ -431,7 +416,7 @@ impl UploadBody for StitchedBody {
     }
 
     fn sha256(&self) -> Option<&str> {
-        Some(&self.sha256)
+        (!self.sha256.is_empty()).then_some(self.sha256.as_str())
     }
 }
 

@@ -210,7 +210,8 @@ pub struct Deliverable {
     pub file_name: String,
     pub content_type: String,
     pub duration_seconds: f64,
-    /// The stitched view and its SHA-256, for a WAV delivered from the segments.
+    /// The stitched view and its SHA-256 (empty: not taken before the upload), for a WAV
+    /// delivered from the segments.
     pub stream: Option<(StitchedView, String)>,
 }
 
@@ -227,8 +228,9 @@ impl Deliverable {
         }
     }
 
-    /// SHA-256 and length of what [`Deliverable::body`] sends: a file is hashed, a
-    /// stream's are the ones taken at finalize.
+    /// SHA-256 and length of what [`Deliverable::body`] sends: a file is hashed; a
+    /// stream's length is its view's, and its SHA-256 is what its sidecar says (empty
+    /// since finalize stopped reading the recording: the upload hashes what it sends).
     pub fn hash(&self) -> std::io::Result<(String, u64)> {
         match &self.stream {
             Some((view, sha256)) => Ok((sha256.clone(), view.len())),

@@ -39,10 +39,11 @@ pub struct CaptureRoleSettings {
     pub gap_fill: GapFill,
     /// Return once no job is running or runnable (tests, one-shot recovery).
     pub exit_when_idle: bool,
-    /// How often the journal is scanned for new jobs while jobs run (and the beat's cadence).
+    /// The beat's cadence while jobs run.
     pub poll: Duration,
-    /// The same with no job running: the sync role's datagram starts a claimed job, so
-    /// the scan only catches what no datagram announced.
+    /// The beat's cadence with no job running, and the backstop between two scans of the
+    /// journal for jobs: the sync role's datagram starts a claimed job, so the scan only
+    /// catches what no datagram announced.
     pub idle_poll: Duration,
     /// How long SIGTERM may take before the role gives up on a job thread.
     pub shutdown_deadline: Duration,
@@ -56,8 +57,6 @@ impl CaptureRoleSettings {
             run,
             gap_fill: GapFill::Silence,
             exit_when_idle: false,
-            // The sync role's datagram starts a claimed job at once; the scan only
-            // catches what no datagram announced, at the beat's cadence.
             poll: BEAT_EVERY,
             idle_poll: IDLE_BEAT_EVERY,
             shutdown_deadline: Duration::from_secs(4),
@@ -130,6 +129,51 @@ fn due(last: Option<Instant>, every: Duration) -> bool {
     last.is_none_or(|t| t.elapsed() >= every)
 }
 
+/// Publishes the capture beat (a run file): the jobs running and the cadence it keeps.
+/// A beat that cannot be written is said, never the role's end.
+fn write_beat(
+    journal: &Journal,
+    (boot, started_ms): (&str, i64),
+    jobs: &[String],
+    every: Duration,
+) {
+    let progress =
+        serde_json::json!({ "jobs": jobs, "every_ms": every.as_millis() as u64 }).to_string();
+    let pid = std::process::id();
+    if let Err(e) = journal.write_beat("capture", pid, boot, started_ms, now_ms(), &progress) {
+        log::warn!("capture: {e}");
+    }
+}
+
+/// When the role loop scans the journal for jobs: on news, when a failed job's retry
+/// comes, and at most `backstop` after the last scan.
+#[derive(Default)]
+struct ScanSchedule {
+    last: Option<Instant>,
+    retry_at: Option<Instant>,
+}
+
+impl ScanSchedule {
+    fn due(&self, news: bool, backstop: Duration) -> bool {
+        let now = Instant::now();
+        news || self.last.is_none_or(|t| now.duration_since(t) >= backstop)
+            || self.retry_at.is_some_and(|r| r <= now)
+    }
+
+    fn done(&mut self, retry_at: Option<Instant>) {
+        self.last = Some(Instant::now());
+        self.retry_at = retry_at;
+    }
+
+    /// Until the next scan that no news brings.
+    fn due_in(&self, backstop: Duration) -> Duration {
+        let now = Instant::now();
+        let backstop_at = self.last.map_or(now, |t| t + backstop);
+        let at = self.retry_at.map_or(backstop_at, |r| r.min(backstop_at));
+        at.saturating_duration_since(now)
+    }
+}
+
 /// The loop's cadence: its poll while jobs run, its idle poll otherwise, and never
 /// longer than the systemd watchdog allows between two of its pings.
 fn cadence(settings: &CaptureRoleSettings, idle: bool) -> Duration {
@@ -178,9 +222,15 @@ pub fn run(
         .map(|w| Arc::new(w) as Waker);
     let _wake_on_stop = waker.clone().map(|w| shutdown.on_stop(move || w()));
     crate::roles::notify::ready("capture");
+    // The journal is scanned for jobs when there is news (a datagram: a claim, a stop, a
+    // job thread's end), when a thread ended or a retry came, and at the idle cadence as
+    // a backstop for news that never came; never merely because a beat is due.
+    let mut scan = ScanSchedule::default();
+    let mut runnable = 0;
+    let mut news = true;
     loop {
         crate::roles::notify::alive("capture");
-        reap(&mut running, &mut summary, &mut failures);
+        let reaped = reap(&mut running, &mut summary, &mut failures);
         failures.give_up_on_exhausted(&journal)?;
         if shutdown.is_stopped() {
             break;
@@ -191,50 +241,44 @@ pub fn run(
         // A job started or ended is said at once: the sync role reads the cadence.
         if due(last_beat, every) || jobs != beat_jobs {
             last_beat = Some(Instant::now());
-            let progress =
-                serde_json::json!({ "jobs": jobs, "every_ms": every.as_millis() as u64 })
-                    .to_string();
-            // A run file: a beat that cannot be written is said, never the role's end.
-            if let Err(e) = journal.write_beat(
-                "capture",
-                std::process::id(),
-                &boot,
-                started_ms,
-                now_ms(),
-                &progress,
-            ) {
-                log::warn!("capture: {e}");
-            }
+            write_beat(&journal, (&boot, started_ms), &jobs, every);
             beat_jobs = jobs;
         }
-        let runnable = start_runnable_jobs(
-            &journal,
-            settings,
-            (shutdown, waker.as_ref()),
-            &mut running,
-            &mut failures,
-            &mut summary,
-        )?;
+        if scan.due(news || reaped > 0, settings.idle_poll) {
+            runnable = start_runnable_jobs(
+                &journal,
+                settings,
+                (shutdown, waker.as_ref()),
+                &mut running,
+                &mut failures,
+                &mut summary,
+            )?;
+            scan.done(failures.next_retry(Instant::now()));
+        }
         if settings.exit_when_idle && running.is_empty() && runnable == 0 {
             break;
         }
-        // Sleep until the next beat or retry, or until the sync role says it claimed a
-        // job (or a job thread that it ended).
+        // Sleep until the next beat, retry or scan, or until the sync role says it
+        // claimed a job (or a job thread that it ended).
         let every = cadence(settings, running.is_empty());
         let beat_in = last_beat.map_or(Duration::ZERO, |t| every.saturating_sub(t.elapsed()));
-        let now = Instant::now();
-        let retry_in = failures.next_retry(now).map(|t| t - now);
-        let sleep = retry_in.map_or(beat_in, |r| r.min(beat_in));
-        match &wake {
-            Some(listener) => {
+        let sleep = beat_in.min(scan.due_in(settings.idle_poll));
+        news = match &wake {
+            Some(listener) => match listener.wait(sleep) {
                 // The sync role journaled a job's stop: its thread (or its group
                 // leader's) reads the journal now rather than at its backstop.
-                if listener.wait(sleep).is_some_and(|e| e.action == STOP_NEWS) {
+                Some(e) if e.action == STOP_NEWS => {
                     running.values().for_each(|t| t.news.poke());
+                    true
                 }
+                Some(_) => true,
+                None => false,
+            },
+            None => {
+                std::thread::sleep(sleep.max(Duration::from_millis(1)));
+                true // no datagrams to wait for: every turn scans
             }
-            None => std::thread::sleep(sleep.max(Duration::from_millis(1))),
-        }
+        };
     }
     stop_job_threads(
         running,
@@ -338,16 +382,18 @@ fn owned_by_capture(state: JobState) -> bool {
     )
 }
 
+/// Joins the job threads that ended; returns how many.
 fn reap(
     running: &mut HashMap<String, JobThread>,
     summary: &mut CaptureSummary,
     failures: &mut Failures,
-) {
+) -> usize {
     let done: Vec<String> = running
         .iter()
         .filter(|(_, t)| t.handle.is_finished())
         .map(|(id, _)| id.clone())
         .collect();
+    let count = done.len();
     for id in done {
         let thread = running.remove(&id).expect("listed above");
         match thread.handle.join() {
@@ -362,5 +408,38 @@ fn reap(
                 failures.failed(&id, "job thread panicked".into(), false);
             }
         }
+    }
+    count
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_journal_is_scanned_on_news_a_retry_or_the_backstop_not_on_every_beat() {
+        let backstop = Duration::from_secs(10);
+        let mut scan = ScanSchedule::default();
+        assert!(scan.due(false, backstop), "the first turn scans");
+        scan.done(None);
+        assert!(!scan.due(false, backstop), "a beat alone does not");
+        assert!(scan.due(true, backstop), "a datagram does");
+        let left = scan.due_in(backstop);
+        assert!(
+            left > Duration::from_secs(9) && left <= backstop,
+            "{left:?}"
+        );
+        // A failed job's retry comes before the backstop, and is due when it has come.
+        let soon = Instant::now() + Duration::from_millis(300);
+        scan.done(Some(soon));
+        assert!(scan.due_in(backstop) <= Duration::from_millis(300));
+        assert!(!scan.due(false, backstop));
+        scan.retry_at = Some(Instant::now());
+        assert!(scan.due(false, backstop));
+        // Past the backstop with no news at all.
+        scan.last = Some(Instant::now() - backstop);
+        scan.retry_at = None;
+        assert!(scan.due(false, backstop));
+        assert_eq!(scan.due_in(backstop), Duration::ZERO);
     }
 }

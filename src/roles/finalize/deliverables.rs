@@ -129,8 +129,10 @@ fn streamable(req: &RenderRequest) -> Option<Option<Vec<u16>>> {
     Some(Some(sel.collect::<Option<Vec<_>>>()?))
 }
 
-/// Saves the job's WAV as a view of its segments, hashed in one read pass, in place of
-/// writing it (`stream`): `render.json` carries the view, its length and its SHA-256.
+/// Saves the job's WAV as a view of its segments in place of writing it (`stream`):
+/// `render.json` carries the view and its length. It is not read here: the upload hashes
+/// the bytes as it sends them and checks them against the controller's checksum, so a
+/// hash taken now would be a second read of the whole recording for nothing.
 /// Otherwise writes the view as `recording.wav` with its peaks, in the same one pass.
 fn stream_job(
     job: &JobRow,
@@ -146,8 +148,7 @@ fn stream_job(
     let view = StitchedView::new(&req.plan, &job.dir, req.spec, channels, &req.facts)
         .map_err(|e| io_err(std::io::Error::other(e)))?;
     let (file, report, out) = if stream {
-        let (sha256, bytes) = view.hash(&job.dir).map_err(io_err)?;
-        let report = view_file::report(&view, req.codec, sha256, bytes);
+        let report = view_file::report(&view, req.codec, String::new(), view.len());
         (String::new(), report, job.dir.clone())
     } else {
         let file = format!("{RECORDING_STEM}.{}", req.codec.extension);

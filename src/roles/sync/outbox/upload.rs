@@ -58,7 +58,7 @@ impl Sync {
         let id = row.id;
         let job_id = job.id.clone();
         // The bytes: a chunk's file, or the whole render (its file, or the WAV streamed
-        // from the segments, hashed at finalize).
+        // from the segments, hashed as it is sent).
         let body: Box<dyn UploadBody> = match (&sending.chunk, deliverable(&job.dir)) {
             (None, Some(d)) if sending.rendition != Some(Rendition::Enhanced) => d.body(),
             _ => Box::new(FileBody(sending.path.clone())),
