@@ -357,7 +357,7 @@ fn the_log_says_capturing_while_the_job_captures() {
 
 /// The sync role is killed with kill -9 while it streams a WAV from the segments into
 /// the upload, and restarted: the stream is re-created from the segments and the
-/// controller stores exactly the bytes hashed at finalize, once.
+/// controller stores exactly the stitched view's bytes, once.
 #[test]
 fn kill_9_mid_upload_then_restart_delivers_the_same_bytes() {
     let _rt = realtime();
