@@ -209,29 +209,6 @@ fn groups_of_s16<const G: usize>(bytes: &[u8], scale: f64, out: &mut [i16]) {
     }
 }
 
-/// A mono 16-bit WAV of `samples` at `rate`: the canonical 44-byte header, then the
-/// samples (a chunk is at most 10 s, far below the 4 GiB a RIFF size can say).
-pub fn wav_bytes(samples: &[i16], rate: u32) -> Vec<u8> {
-    let put_u16 = |v: &mut Vec<u8>, x: u16| v.extend_from_slice(&x.to_le_bytes());
-    let put_u32 = |v: &mut Vec<u8>, x: u32| v.extend_from_slice(&x.to_le_bytes());
-    let data = u32::try_from(samples.len() * 2).unwrap_or(u32::MAX - 36);
-    let mut out = Vec::with_capacity(44 + samples.len() * 2);
-    out.extend_from_slice(b"RIFF");
-    put_u32(&mut out, 36 + data);
-    out.extend_from_slice(b"WAVEfmt ");
-    put_u32(&mut out, 16);
-    put_u16(&mut out, 1); // PCM
-    put_u16(&mut out, 1); // mono
-    put_u32(&mut out, rate);
-    put_u32(&mut out, rate * 2);
-    put_u16(&mut out, 2);
-    put_u16(&mut out, 16);
-    out.extend_from_slice(b"data");
-    put_u32(&mut out, data);
-    out.extend(samples.iter().flat_map(|s| s.to_le_bytes()));
-    out
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -281,7 +258,7 @@ mod tests {
             assert_eq!(ListenTap::new(spec).rate(), want, "{rate}");
         }
         let samples: Vec<i16> = (0..2400).map(|i| (i * 7) as i16).collect();
-        let bytes = wav_bytes(&samples, 24_000);
+        let bytes = crate::segment::wav::mono_s16_wav(&samples, 24_000);
         assert_eq!(bytes.len(), 44 + 2 * samples.len());
         let mut r = hound::WavReader::new(std::io::Cursor::new(bytes)).unwrap();
         let spec = r.spec();

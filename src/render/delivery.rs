@@ -5,9 +5,9 @@
 //! Finalize saves the view in `render.json` with its length; the upload hashes the bytes
 //! as it streams them (the controller's checksum is compared with that), so nothing reads
 //! the recording before it is sent. The segments of a finalized job never change, so the
-//! view gives the same bytes after a crash or a restart, and from any offset. The bytes are those of
-//! the pipeline's WAV for the same job (header with `bext`, S24 packed to 3 bytes), with
-//! every format copied exactly (S32 too: no float pass).
+//! view gives the same bytes after a crash or a restart, and from any offset. The bytes
+//! are those of the pipeline's WAV for the same job (header with `bext`, S24 packed to 3
+//! bytes), with every format copied exactly (S32 too: no float pass).
 
 use std::fs::File;
 use std::io::{self, Read};

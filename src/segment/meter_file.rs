@@ -166,7 +166,7 @@ impl MeterPublisher {
         let path = self.listen_dir.join(&name);
         crate::journal::run_files::replace_volatile(
             &path,
-            &crate::core::listen::wav_bytes(&samples, rate),
+            &crate::segment::wav::mono_s16_wav(&samples, rate),
         )?;
         for old in std::fs::read_dir(&self.listen_dir)?.flatten() {
             if old.file_name() != name.as_str() {

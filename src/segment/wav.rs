@@ -198,6 +198,27 @@ pub fn segment_sizes(data_offset: u64, data_bytes: u64) -> (u32, u32) {
     (saturate(data_offset - 8 + data_bytes), saturate(data_bytes))
 }
 
+/// A mono 16-bit WAV of `samples` at `rate` (a live-listen chunk): the canonical 44-byte
+/// header, then the samples. A chunk is at most 10 s, far below what a RIFF size can say.
+pub fn mono_s16_wav(samples: &[i16], rate: u32) -> Vec<u8> {
+    let spec = StreamSpec {
+        format: SampleFormat::S16Le,
+        rate,
+        channels: 1,
+    };
+    let fmt = fmt_chunk(&spec, FmtLayout::Plain);
+    let data = u32::try_from(samples.len() * 2).unwrap_or(u32::MAX);
+    let mut out = Vec::with_capacity(12 + fmt.len() + 8 + samples.len() * 2);
+    out.extend_from_slice(b"RIFF");
+    put_u32(&mut out, (4 + fmt.len() as u32 + 8).saturating_add(data));
+    out.extend_from_slice(b"WAVE");
+    out.extend_from_slice(&fmt);
+    out.extend_from_slice(b"data");
+    put_u32(&mut out, data);
+    out.extend(samples.iter().flat_map(|s| s.to_le_bytes()));
+    out
+}
+
 /// A `fmt ` chunk (with its 8-byte chunk header) for `spec`.
 pub fn fmt_chunk(spec: &StreamSpec, layout: FmtLayout) -> Vec<u8> {
     let f = spec.format;

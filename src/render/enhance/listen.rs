@@ -11,8 +11,8 @@ use std::io::Cursor;
 use serde_json::Value;
 
 use super::dsp::{Denoiser, RATE};
-use crate::core::listen::wav_bytes;
 use crate::render::resample::{ResampleError, Resampler};
+use crate::segment::wav::mono_s16_wav;
 
 /// Whether a node config's `monitorEnhancement` (`{engine, requested}`) asks for enhanced
 /// live audio. Both of Rakkr's engines are served by RNNoise here.
@@ -81,7 +81,7 @@ pub fn enhance_listen_wav(wav: &[u8]) -> Result<Vec<u8>, ListenError> {
         down.finish(&mut take)?;
     }
     out.resize(input.len(), 0); // the two resamplings may round a sample apart
-    Ok(wav_bytes(&out, rate))
+    Ok(mono_s16_wav(&out, rate))
 }
 
 #[cfg(test)]
@@ -121,7 +121,7 @@ mod tests {
                 ((noise + tone) * 32_767.0) as i16
             })
             .collect();
-        let out = enhance_listen_wav(&wav_bytes(&samples, rate)).unwrap();
+        let out = enhance_listen_wav(&mono_s16_wav(&samples, rate)).unwrap();
         let mut r = hound::WavReader::new(Cursor::new(out)).unwrap();
         assert_eq!((r.spec().sample_rate, r.spec().channels), (rate, 1));
         let y: Vec<i16> = r.samples::<i16>().map(Result::unwrap).collect();
